@@ -1,0 +1,102 @@
+// Node configuration: the JSON file given to `dpdk-fwd --config`.
+// Parsed and validated completely before anything starts; every error names
+// the JSON path of the offending field and the reason.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "fwd/net/addr.hpp"
+
+namespace fwd::control {
+
+// Thrown by parse_config / load_config. what() is "<json path>: <reason>",
+// e.g. "workers[1].core: core 7 does not exist (this machine has cores 0-1)".
+class ConfigError : public std::runtime_error {
+public:
+    ConfigError(const std::string &path, const std::string &reason)
+        : std::runtime_error(path + ": " + reason), path_(path), reason_(reason) {}
+    const std::string &path() const { return path_; }
+    const std::string &reason() const { return reason_; }
+
+private:
+    std::string path_;
+    std::string reason_;
+};
+
+struct EalConfig {
+    std::string file_prefix = "dpdk-fwd";  // --file-prefix; must be unique per daemon
+    bool in_memory = true;                 // --in-memory: no hugepage files left behind
+    bool no_huge = false;                  // --no-huge (tests only; slow, small)
+    uint32_t memory_mb = 512;              // -m
+    std::vector<std::string> extra_args;   // appended verbatim to the EAL arguments
+};
+
+// One RX queue a worker polls. port is "uplink" (the only named port in a
+// config; pod ports are assigned to workers at runtime).
+struct RxQueueRef {
+    std::string port;
+    uint16_t queue = 0;
+};
+
+struct WorkerConfig {
+    unsigned core = 0;  // CPU the worker thread is pinned to
+    std::vector<RxQueueRef> rx;
+};
+
+struct UplinkConfig {
+    std::string devargs;                 // any DPDK vdev/PCI devargs, e.g. "net_tap0,iface=up0"
+    uint16_t rx_queues = 1;              // queues polled by the workers listed in rx[]
+    std::optional<net::MacAddr> mac;     // override the port's MAC
+    std::optional<uint16_t> vlan;        // accept frames tagged with this VLAN id (strip/insert)
+};
+
+// Adaptive idle back-off of the workers: after spin_polls empty polls they
+// rte_pause() for pause_polls more, then sleep, doubling from 1 us up to
+// max_sleep_us.
+struct IdleConfig {
+    bool enabled = true;
+    uint32_t spin_polls = 100;
+    uint32_t pause_polls = 1000;
+    uint32_t max_sleep_us = 500;
+};
+
+enum class RouteKind { kBlackhole, kUnreachable, kVia };
+
+// A static route; kVia needs the next hop's MAC until neighbor resolution
+// lands (control-plane issue) and leaves by the uplink.
+struct StaticRoute {
+    std::variant<net::Prefix4, net::Prefix6> prefix;
+    RouteKind kind = RouteKind::kUnreachable;
+    std::optional<net::IpAddr> via;
+    std::optional<net::MacAddr> mac;
+};
+
+struct NodeConfig {
+    std::string node_name;                 // required; [a-z0-9.-], <= 63 chars
+    EalConfig eal;
+    unsigned main_core = 0;                // CPU of the main thread (API, signals)
+    unsigned control_core = 0;             // CPU of the control thread (table writer)
+    std::vector<WorkerConfig> workers;     // 1..N, each on its own lcore
+    std::optional<UplinkConfig> uplink;    // absent: a single-node setup
+    std::optional<net::IfAddr4> node_ip4;  // the node's addresses; at least one family
+    std::optional<net::IfAddr6> node_ip6;
+    uint16_t mtu = 1500;                   // uplink MTU and default pod MTU (576..9000)
+    IdleConfig idle;
+    std::string api_socket = "/run/dpdk-fwd/api.sock";
+    std::string run_dir = "/run/dpdk-fwd";  // vhost-user sockets live here
+    uint32_t mbufs = 16383;                 // mbufs in the packet pool (power of 2 minus 1)
+    uint32_t icmp_errors_per_sec = 1000;    // per worker token bucket for ICMP errors
+    uint32_t max_endpoints = 1024;
+    std::vector<StaticRoute> routes;
+};
+
+// Parses and validates; throws ConfigError.
+NodeConfig parse_config(const std::string &json_text);
+NodeConfig load_config(const std::string &path);  // reads the file, then parse_config
+
+}  // namespace fwd::control

@@ -1,0 +1,1 @@
+#include "fwd/control/config.hpp"

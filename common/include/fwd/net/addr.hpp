@@ -20,7 +20,7 @@ namespace fwd::net {
 enum class Family : uint8_t { kIp4 = 4, kIp6 = 6 };
 
 class Ip4Addr {
-public:
+  public:
     static constexpr int kBits = 32;
     constexpr Ip4Addr() = default;
     static constexpr Ip4Addr from_host(uint32_t v) { return Ip4Addr(v); }
@@ -35,13 +35,13 @@ public:
         return Ip4Addr(len <= 0 ? 0 : len >= 32 ? v_ : v_ & ~((1u << (32 - len)) - 1));
     }
 
-private:
+  private:
     constexpr explicit Ip4Addr(uint32_t v) : v_(v) {}
     uint32_t v_ = 0;  // host byte order
 };
 
 class Ip6Addr {
-public:
+  public:
     static constexpr int kBits = 128;
     constexpr Ip6Addr() = default;
     static Ip6Addr from_bytes(const uint8_t *b) {
@@ -58,24 +58,26 @@ public:
     bool is_link_local() const { return b_[0] == 0xfe && (b_[1] & 0xc0) == 0x80; }
     bool is_multicast() const { return b_[0] == 0xff; }
 
-private:
+  private:
     std::array<uint8_t, 16> b_{};  // network byte order
 };
 
 // Either family; what control-plane APIs pass around.
 class IpAddr {
-public:
+  public:
     IpAddr() = default;
     IpAddr(Ip4Addr a) : v_(a) {}
     IpAddr(Ip6Addr a) : v_(a) {}
     static std::optional<IpAddr> parse(std::string_view s);
-    Family family() const { return std::holds_alternative<Ip4Addr>(v_) ? Family::kIp4 : Family::kIp6; }
+    Family family() const {
+        return std::holds_alternative<Ip4Addr>(v_) ? Family::kIp4 : Family::kIp6;
+    }
     const Ip4Addr &v4() const { return std::get<Ip4Addr>(v_); }
     const Ip6Addr &v6() const { return std::get<Ip6Addr>(v_); }
     std::string str() const;
     auto operator<=>(const IpAddr &) const = default;
 
-private:
+  private:
     std::variant<Ip4Addr, Ip6Addr> v_;
 };
 
@@ -95,7 +97,7 @@ using Prefix4 = Prefix<Ip4Addr>;
 using Prefix6 = Prefix<Ip6Addr>;
 
 class MacAddr {
-public:
+  public:
     constexpr MacAddr() = default;
     constexpr explicit MacAddr(std::array<uint8_t, 6> b) : b_(b) {}
     static MacAddr from_bytes(const uint8_t *b) {
@@ -111,7 +113,7 @@ public:
     bool is_multicast() const { return (b_[0] & 1) != 0; }
     auto operator<=>(const MacAddr &) const = default;
 
-private:
+  private:
     std::array<uint8_t, 6> b_{};
 };
 

@@ -10,7 +10,7 @@ namespace fwd::net {
 
 template <typename T>
 class BigEndian {
-public:
+  public:
     constexpr BigEndian() = default;
     static constexpr BigEndian from_host(T v) { return BigEndian(swap(v)); }
     static constexpr BigEndian from_raw(T raw) { return BigEndian(raw); }
@@ -18,7 +18,7 @@ public:
     constexpr T raw() const { return raw_; }
     constexpr bool operator==(const BigEndian &) const = default;
 
-private:
+  private:
     constexpr explicit BigEndian(T raw) : raw_(raw) {}
     static constexpr T swap(T v) {
         if constexpr (std::endian::native == std::endian::big) {

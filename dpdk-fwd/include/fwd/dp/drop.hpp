@@ -1,0 +1,90 @@
+// The one list of reasons a packet leaves the pipeline without being sent.
+// Every drop names one of these; each worker counts them; the CLI and the
+// metrics print the names. Add a reason here, never a silent free.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace fwd::dp {
+
+#define FWD_DROP_REASONS(X)                                                                 \
+    X(kEthRunt, "eth_runt", "frame shorter than an Ethernet header")                        \
+    X(kEthNotForUs, "eth_not_for_us", "unicast destination MAC is not ours")                \
+    X(kEthMulticast, "eth_multicast", "multicast destination we do not listen to")          \
+    X(kEthUnknownType, "eth_unknown_type", "ethertype is not IPv4, IPv6 or ARP")            \
+    X(kEthVlanTagged, "eth_vlan_tagged", "VLAN tag not configured on this port")            \
+    X(kArpTruncated, "arp_truncated", "ARP packet shorter than its header")                 \
+    X(kArpUnsupported, "arp_unsupported", "ARP not Ethernet/IPv4 or unknown opcode")        \
+    X(kArpGratuitous, "arp_gratuitous", "gratuitous ARP or probe, nothing to answer")       \
+    X(kArpNotForUs, "arp_not_for_us", "ARP request for an address we do not answer")        \
+    X(kArpReply, "arp_reply", "ARP reply; no neighbor resolution on this port yet")         \
+    X(kIp4Truncated, "ip4_truncated", "IPv4 header longer than the frame")                  \
+    X(kIp4BadVersion, "ip4_bad_version", "IPv4 version field is not 4")                     \
+    X(kIp4BadIhl, "ip4_bad_ihl", "IPv4 header length below 20 bytes")                       \
+    X(kIp4BadChecksum, "ip4_bad_checksum", "IPv4 header checksum is wrong")                 \
+    X(kIp4BadLength, "ip4_bad_length", "IPv4 total length below the header length")         \
+    X(kIp4LengthExceedsFrame, "ip4_length_exceeds_frame",                                   \
+      "IPv4 total length longer than the frame")                                            \
+    X(kIp4BadSource, "ip4_bad_source", "IPv4 source is multicast, broadcast or loopback")   \
+    X(kIp4MartianDest, "ip4_martian_dest", "IPv4 destination is loopback or 0/8")           \
+    X(kIp4Multicast, "ip4_multicast", "IPv4 multicast or broadcast destination")            \
+    X(kIp4TtlExceeded, "ip4_ttl_exceeded", "IPv4 TTL would reach 0 (time exceeded sent)")   \
+    X(kIp4FragNeeded, "ip4_frag_needed", "IPv4 larger than the egress MTU with DF set")     \
+    X(kIp4MtuExceeded, "ip4_mtu_exceeded",                                                  \
+      "IPv4 larger than the egress MTU without DF (fragmentation not supported)")           \
+    X(kIp6Truncated, "ip6_truncated", "IPv6 header or extension header beyond the frame")   \
+    X(kIp6BadVersion, "ip6_bad_version", "IPv6 version field is not 6")                     \
+    X(kIp6LengthExceedsFrame, "ip6_length_exceeds_frame",                                   \
+      "IPv6 payload length longer than the frame")                                          \
+    X(kIp6BadExtHeader, "ip6_bad_ext_header", "hop-by-hop options not first")               \
+    X(kIp6TooManyExtHeaders, "ip6_too_many_ext_headers", "extension header chain too long") \
+    X(kIp6BadSource, "ip6_bad_source", "IPv6 source is multicast or loopback")              \
+    X(kIp6MartianDest, "ip6_martian_dest", "IPv6 destination is loopback or unspecified")   \
+    X(kIp6LinkLocalDest, "ip6_link_local_dest", "link-local destination not ours")          \
+    X(kIp6Multicast, "ip6_multicast", "IPv6 multicast we do not handle")                    \
+    X(kIp6HopLimitExceeded, "ip6_hop_limit_exceeded",                                       \
+      "IPv6 hop limit would reach 0 (time exceeded sent)")                                  \
+    X(kIp6TooBig, "ip6_too_big", "IPv6 larger than the egress MTU (packet too big sent)")   \
+    X(kIcmpTruncated, "icmp_truncated", "ICMP message shorter than its header")             \
+    X(kIcmpBadChecksum, "icmp_bad_checksum", "ICMP or ICMPv6 checksum is wrong")            \
+    X(kIcmpUnhandled, "icmp_unhandled", "ICMP to us that is not an echo request")           \
+    X(kNdInvalid, "nd_invalid", "Neighbor Discovery message failing RFC 4861 checks")       \
+    X(kNdTargetUnknown, "nd_target_unknown", "Neighbor Solicitation for a foreign target")  \
+    X(kNdUnhandled, "nd_unhandled", "RS, RA, NA or redirect: nothing to do")                \
+    X(kLocalUnhandled, "local_unhandled", "non-ICMP traffic to a dataplane address")        \
+    X(kNoRoute, "no_route", "no route (destination unreachable sent)")                      \
+    X(kRouteUnreachable, "route_unreachable", "unreachable route (unreachable sent)")       \
+    X(kRouteBlackhole, "route_blackhole", "blackhole route")                                \
+    X(kPortDown, "port_down", "egress port is not ready")                                   \
+    X(kTxQueueFull, "tx_queue_full", "egress queue full")                                   \
+    X(kIcmpRateLimited, "icmp_rate_limited", "ICMP error suppressed by the rate limit")     \
+    X(kIcmpErrorNoBuffer, "icmp_error_no_buffer", "no mbuf to build an ICMP error")         \
+    X(kIcmpErrorSuppressed, "icmp_error_suppressed",                                        \
+      "no ICMP error allowed for this packet (RFC 1812 4.3.2.7 / RFC 4443 2.4)")
+
+enum class DropReason : uint16_t {
+#define FWD_DROP_ENUM(name, str, desc) name,
+    FWD_DROP_REASONS(FWD_DROP_ENUM)
+#undef FWD_DROP_ENUM
+        kCount
+};
+
+inline constexpr size_t kDropReasonCount = static_cast<size_t>(DropReason::kCount);
+
+struct DropReasonInfo {
+    std::string_view name;
+    std::string_view description;
+};
+
+inline constexpr DropReasonInfo kDropReasonInfo[kDropReasonCount] = {
+#define FWD_DROP_INFO(name, str, desc) {str, desc},
+    FWD_DROP_REASONS(FWD_DROP_INFO)
+#undef FWD_DROP_INFO
+};
+
+constexpr std::string_view drop_reason_name(DropReason r) {
+    return kDropReasonInfo[static_cast<size_t>(r)].name;
+}
+
+}  // namespace fwd::dp

@@ -1,0 +1,36 @@
+// Per-packet metadata, kept in the mbuf private area (set up by the packet
+// pool with kMetaSize bytes of private space). Stages document which fields
+// they read and set.
+#pragma once
+
+#include <rte_mbuf.h>
+
+#include <cstdint>
+
+namespace fwd::dp {
+
+enum MetaFlags : uint8_t {
+    kMetaLocalOrigin = 1 << 0,    // built by the dataplane (ICMP error): no TTL decrement
+    kMetaFragment = 1 << 1,       // an IP fragment
+    kMetaLaterFragment = 1 << 2,  // a non-first fragment: no L4 header present
+};
+
+struct PktMeta {
+    uint16_t in_port;  // set by eth_input
+    uint16_t l3_off;   // offset of the IP/ARP header; set by eth_input
+    uint16_t l4_off;   // offset of the upper-layer header; set by ip4/ip6_input
+    uint8_t l4_proto;  // upper-layer protocol (after IPv6 extension headers)
+    uint8_t flags;     // MetaFlags
+    uint32_t nh;       // next hop id; set by route
+    uint32_t pad_;
+};
+static_assert(sizeof(PktMeta) == 16, "PktMeta must stay small: it shares a cache line");
+
+inline constexpr uint16_t kMetaSize = RTE_CACHE_LINE_SIZE;  // private area per mbuf
+static_assert(sizeof(PktMeta) <= kMetaSize);
+
+inline PktMeta &meta(rte_mbuf *m) {
+    return *static_cast<PktMeta *>(rte_mbuf_to_priv(m));
+}
+
+}  // namespace fwd::dp

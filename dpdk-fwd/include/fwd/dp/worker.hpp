@@ -1,0 +1,150 @@
+// A worker lcore: polls the RX queues it owns, runs each burst through the
+// pipeline, buffers output per port and sends it on its own TX queue of that
+// port (TX queue index == worker index on every port).
+//
+// Ownership of each field is marked: [W] written by the worker only,
+// [C] written by the control thread only, [R] read by the other side.
+#pragma once
+
+#include <rte_mbuf.h>
+
+#include <atomic>
+#include <boost/lockfree/spsc_queue.hpp>
+#include <cstdint>
+
+#include "fwd/dp/counter.hpp"
+#include "fwd/dp/drop.hpp"
+#include "fwd/dp/tables.hpp"
+
+namespace fwd::dp {
+
+inline constexpr uint16_t kBurst = 32;
+inline constexpr uint16_t kMaxRxQueues = 64;
+
+struct Burst {
+    uint16_t n = 0;
+    rte_mbuf *pkts[kBurst];
+    void push(rte_mbuf *m) { pkts[n++] = m; }
+};
+
+struct WorkerCommand {
+    enum class Kind : uint8_t { kAddRxQueue, kDelRxQueue, kDropPort };
+    Kind kind;
+    uint16_t port;
+    uint16_t queue;
+    uint64_t seq;  // acknowledged through Worker::acked_seq once done
+};
+
+struct IdleParams {
+    bool enabled = true;
+    uint32_t spin_polls = 100;
+    uint32_t pause_polls = 1000;
+    uint32_t max_sleep_us = 500;
+};
+
+struct alignas(RTE_CACHE_LINE_SIZE) WorkerStats {
+    Counter rx_packets;
+    Counter tx_packets;
+    Counter busy_polls;
+    Counter idle_polls;
+    Counter sleeps;
+    Counter icmp_errors_sent;
+    Counter drops[kDropReasonCount];
+};
+
+struct RxQueueRef {
+    uint16_t port;
+    uint16_t queue;
+};
+
+class Worker {
+  public:
+    Worker(unsigned index, const Tables &tables, rte_mempool *pool, const IdleParams &idle,
+           uint32_t icmp_per_sec, rte_rcu_qsbr *qsbr);
+
+    // Runs until stop() on the worker's lcore.
+    void run();
+    void stop() { running_.store(false, std::memory_order_release); }
+
+    // --- control thread ---
+    // Queues a command; returns its sequence number, or 0 when the ring is full.
+    uint64_t post(WorkerCommand c);
+    uint64_t acked() const { return acked_seq_.load(std::memory_order_acquire); }
+    const WorkerStats &stats() const { return stats_; }
+    unsigned index() const { return index_; }
+    uint16_t rx_queue_count() const { return n_rxq_.load(std::memory_order_relaxed); }
+
+    // --- the pipeline (worker thread); public for the stages and tests ---
+    void drop(rte_mbuf *m, DropReason r) {
+        stats_.drops[static_cast<size_t>(r)].inc();
+        dropped_.push(m);
+        if (dropped_.n == kBurst) {
+            free_dropped();
+        }
+    }
+    void tx(uint16_t port, rte_mbuf *m);
+    void flush_tx();
+    void free_dropped() {
+        if (dropped_.n != 0) {
+            rte_pktmbuf_free_bulk(dropped_.pkts, dropped_.n);
+            dropped_.n = 0;
+        }
+    }
+    // Takes one ICMP error token; false when over the rate.
+    bool icmp_token();
+    void count_icmp_sent() { stats_.icmp_errors_sent.inc(); }
+    const Tables &tables() const { return tables_; }
+    rte_mempool *pool() const { return pool_; }
+    WorkerStats &stats_mut() { return stats_; }
+    // Locally built packets (ICMP errors) waiting for the route stage.
+    Burst gen4_;
+    Burst gen6_;
+
+    // One pass of the poll loop; returns packets received. Used by run() and tests.
+    uint16_t poll_once();
+    // The pipeline on one burst (exposed for tests).
+    void process(rte_mbuf **pkts, uint16_t n);
+
+  private:
+    void drain_commands();
+    void idle_backoff(bool got_packets);
+
+    const unsigned index_;
+    const Tables &tables_;
+    rte_mempool *const pool_;
+    const IdleParams idle_;
+    rte_rcu_qsbr *const qsbr_;
+    std::atomic<bool> running_{true};
+
+    // [W] owned queues; n_rxq_ [R] for stats
+    RxQueueRef rxq_[kMaxRxQueues];
+    std::atomic<uint16_t> n_rxq_{0};
+    // [W] output buffers, one per port; flushed every loop before the quiescent report
+    struct TxBuf {
+        uint16_t n = 0;
+        rte_mbuf *pkts[kBurst];
+    };
+    TxBuf txb_[RTE_MAX_ETHPORTS];
+    Burst dropped_;
+
+    // [W] idle state
+    uint32_t empty_polls_ = 0;
+    uint32_t sleep_us_ = 1;
+    bool online_ = true;
+    uint32_t loops_ = 0;
+
+    // [W] ICMP error token bucket
+    uint64_t icmp_tokens_;
+    uint64_t icmp_max_;
+    uint64_t icmp_last_tsc_ = 0;
+    uint64_t icmp_tsc_per_token_;
+
+    // [C] producer, [W] consumer
+    boost::lockfree::spsc_queue<WorkerCommand, boost::lockfree::capacity<256>> cmds_;
+    uint64_t next_seq_ = 1;               // [C]
+    std::atomic<uint64_t> acked_seq_{0};  // [W] release, [C] acquire
+
+    WorkerStats stats_;  // [W], [R] by control
+};
+
+}  // namespace fwd::dp

@@ -1,0 +1,42 @@
+// l2_rewrite4 / l2_rewrite6: the last stage before the port.
+// Reads: meta.nh (NextHop: port, MACs), meta.flags.
+// Sets:  TTL - 1 with an incremental checksum update (RFC 1624) / hop limit
+//        - 1, unless the packet was built here (kMetaLocalOrigin); the
+//        Ethernet header (next hop's MAC, our MAC on that port).
+// Next:  the TX buffer of the next hop's port (Worker::tx).
+#include "fwd/dp/pkt.hpp"
+#include "fwd/dp/stages.hpp"
+
+namespace fwd::dp {
+
+void l2_rewrite4(Worker &w, Burst &in) {
+    const Tables &t = w.tables();
+    for (uint16_t i = 0; i < in.n; i++) {
+        rte_mbuf *m = in.pkts[i];
+        const PktMeta &md = meta(m);
+        const NextHop &nh = t.nh(md.nh);
+        if (!(md.flags & kMetaLocalOrigin)) {
+            ip4_dec_ttl(at<rte_ipv4_hdr>(m, md.l3_off));
+        }
+        write_eth(at<rte_ether_hdr>(m, 0), nh.dst_mac.data(), nh.src_mac.data(),
+                  RTE_BE16(RTE_ETHER_TYPE_IPV4));
+        w.tx(nh.port, m);
+    }
+}
+
+void l2_rewrite6(Worker &w, Burst &in) {
+    const Tables &t = w.tables();
+    for (uint16_t i = 0; i < in.n; i++) {
+        rte_mbuf *m = in.pkts[i];
+        const PktMeta &md = meta(m);
+        const NextHop &nh = t.nh(md.nh);
+        if (!(md.flags & kMetaLocalOrigin)) {
+            at<rte_ipv6_hdr>(m, md.l3_off)->hop_limits--;
+        }
+        write_eth(at<rte_ether_hdr>(m, 0), nh.dst_mac.data(), nh.src_mac.data(),
+                  RTE_BE16(RTE_ETHER_TYPE_IPV6));
+        w.tx(nh.port, m);
+    }
+}
+
+}  // namespace fwd::dp

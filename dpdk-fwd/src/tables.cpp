@@ -1,0 +1,126 @@
+#include "fwd/dp/tables.hpp"
+
+#include <rte_errno.h>
+#include <rte_malloc.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace fwd::dp {
+
+namespace {
+std::string unique_name(const char *base) {
+    static std::atomic<int> seq{0};
+    return std::string(base) + std::to_string(seq.fetch_add(1));
+}
+}  // namespace
+
+Tables::Tables(uint32_t max_routes4, uint32_t max_routes6, rte_rcu_qsbr *qsbr, int socket)
+    : qsbr_(qsbr) {
+    nh_ = static_cast<NextHop *>(
+        rte_zmalloc_socket("fwd_nh", sizeof(NextHop) * kMaxNextHops, RTE_CACHE_LINE_SIZE, socket));
+    if (nh_ == nullptr) {
+        throw std::runtime_error("cannot allocate the next-hop table");
+    }
+    nh_free_.reserve(kMaxNextHops);
+    for (uint32_t i = kMaxNextHops - 1; i > kNhInvalid; i--) {
+        nh_free_.push_back(i);
+    }
+    rte_lpm_config c4{};
+    c4.max_rules = max_routes4;
+    c4.number_tbl8s = 1 << 14;
+    auto n4 = unique_name("fwd_lpm4_");
+    lpm4_ = rte_lpm_create(n4.c_str(), socket, &c4);
+    if (lpm4_ == nullptr) {
+        throw std::runtime_error(std::string("rte_lpm_create: ") + rte_strerror(rte_errno));
+    }
+    if (qsbr_ != nullptr) {
+        rte_lpm_rcu_config rc{};
+        rc.v = qsbr_;
+        rc.mode = RTE_LPM_QSBR_MODE_DQ;
+        if (rte_lpm_rcu_qsbr_add(lpm4_, &rc) != 0) {
+            throw std::runtime_error(std::string("rte_lpm_rcu_qsbr_add: ") +
+                                     rte_strerror(rte_errno));
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        rte_fib6_conf c6{};
+        c6.type = RTE_FIB6_TRIE;
+        c6.default_nh = kNhInvalid;
+        c6.max_routes = static_cast<int>(max_routes6);
+        c6.trie.nh_sz = RTE_FIB6_TRIE_4B;
+        c6.trie.num_tbl8 = 1 << 15;
+        auto n6 = unique_name("fwd_fib6_");
+        fib6_[i] = rte_fib6_create(n6.c_str(), socket, &c6);
+        if (fib6_[i] == nullptr) {
+            throw std::runtime_error(std::string("rte_fib6_create: ") + rte_strerror(rte_errno));
+        }
+    }
+}
+
+Tables::~Tables() {
+    for (auto *f : fib6_) {
+        rte_fib6_free(f);
+    }
+    rte_lpm_free(lpm4_);
+    rte_free(nh_);
+}
+
+uint32_t Tables::nh_alloc(const NextHop &nh) {
+    if (nh_free_.empty()) {
+        return kNhInvalid;
+    }
+    uint32_t id = nh_free_.back();
+    nh_free_.pop_back();
+    nh_[id] = nh;
+    // The route that will point at this entry is published after this store.
+    std::atomic_thread_fence(std::memory_order_release);
+    return id;
+}
+
+void Tables::nh_free(uint32_t id) {
+    if (id != kNhInvalid) {
+        nh_[id] = NextHop{};
+        nh_free_.push_back(id);
+    }
+}
+
+int Tables::add4(const net::Prefix4 &p, uint32_t nh) {
+    return rte_lpm_add(lpm4_, p.addr.host(), p.len, nh);
+}
+
+int Tables::del4(const net::Prefix4 &p) {
+    return rte_lpm_delete(lpm4_, p.addr.host(), p.len);
+}
+
+int Tables::apply6(const net::Prefix6 &p, uint32_t nh, bool add) {
+    uint32_t idle = active6_.load(std::memory_order_relaxed) ^ 1;
+    uint8_t ip[16];
+    std::memcpy(ip, p.addr.data(), 16);
+    int rc =
+        add ? rte_fib6_add(fib6_[idle], ip, p.len, nh) : rte_fib6_delete(fib6_[idle], ip, p.len);
+    if (rc != 0) {
+        return rc;
+    }
+    active6_.store(idle, std::memory_order_release);
+    synchronize();
+    // No reader uses the old copy any more: bring it level.
+    int rc2 = add ? rte_fib6_add(fib6_[idle ^ 1], ip, p.len, nh)
+                  : rte_fib6_delete(fib6_[idle ^ 1], ip, p.len);
+    return rc2;
+}
+
+int Tables::add6(const net::Prefix6 &p, uint32_t nh) {
+    return apply6(p, nh, true);
+}
+int Tables::del6(const net::Prefix6 &p) {
+    return apply6(p, 0, false);
+}
+
+void Tables::synchronize() {
+    if (qsbr_ != nullptr) {
+        rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
+    }
+}
+
+}  // namespace fwd::dp

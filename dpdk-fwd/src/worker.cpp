@@ -1,0 +1,254 @@
+#include "fwd/dp/worker.hpp"
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_pause.h>
+#include <time.h>
+
+#include "fwd/dp/pkt.hpp"
+#include "fwd/dp/stages.hpp"
+
+namespace fwd::dp {
+
+namespace {
+// Commands, the quiescent report and housekeeping run every kHousekeepLoops
+// busy loops, and on every idle one.
+constexpr uint32_t kHousekeepLoops = 64;
+}  // namespace
+
+Worker::Worker(unsigned index, const Tables &tables, rte_mempool *pool, const IdleParams &idle,
+               uint32_t icmp_per_sec, rte_rcu_qsbr *qsbr)
+    : index_(index), tables_(tables), pool_(pool), idle_(idle), qsbr_(qsbr) {
+    uint64_t hz = rte_get_tsc_hz();
+    icmp_max_ = icmp_per_sec == 0 ? 0 : std::max<uint64_t>(icmp_per_sec / 10, 10);
+    icmp_tokens_ = icmp_max_;
+    icmp_tsc_per_token_ = icmp_per_sec == 0 ? UINT64_MAX : hz / icmp_per_sec;
+}
+
+uint64_t Worker::post(WorkerCommand c) {
+    c.seq = next_seq_;
+    if (!cmds_.push(c)) {
+        return 0;
+    }
+    return next_seq_++;
+}
+
+void Worker::drain_commands() {
+    WorkerCommand c;
+    uint64_t last = 0;
+    while (cmds_.pop(c)) {
+        uint16_t n = n_rxq_.load(std::memory_order_relaxed);
+        switch (c.kind) {
+            case WorkerCommand::Kind::kAddRxQueue:
+                if (n < kMaxRxQueues) {
+                    rxq_[n] = RxQueueRef{c.port, c.queue};
+                    n_rxq_.store(n + 1, std::memory_order_relaxed);
+                }
+                break;
+            case WorkerCommand::Kind::kDelRxQueue:
+            case WorkerCommand::Kind::kDropPort: {
+                uint16_t k = 0;
+                for (uint16_t i = 0; i < n; i++) {
+                    bool match =
+                        rxq_[i].port == c.port &&
+                        (c.kind == WorkerCommand::Kind::kDropPort || rxq_[i].queue == c.queue);
+                    if (!match) {
+                        rxq_[k++] = rxq_[i];
+                    }
+                }
+                n_rxq_.store(k, std::memory_order_relaxed);
+                if (c.kind == WorkerCommand::Kind::kDropPort) {
+                    TxBuf &b = txb_[c.port];
+                    for (uint16_t i = 0; i < b.n; i++) {
+                        drop(b.pkts[i], DropReason::kPortDown);
+                    }
+                    b.n = 0;
+                }
+                break;
+            }
+        }
+        last = c.seq;
+    }
+    if (last != 0) {
+        acked_seq_.store(last, std::memory_order_release);
+    }
+}
+
+void Worker::tx(uint16_t port, rte_mbuf *m) {
+    uint16_t vlan = tables_.port(port).vlan;
+    if (vlan != 0) {
+        m->vlan_tci = vlan;
+        if (rte_vlan_insert(&m) != 0) {
+            drop(m, DropReason::kTxQueueFull);
+            return;
+        }
+    }
+    TxBuf &b = txb_[port];
+    b.pkts[b.n++] = m;
+    if (b.n == kBurst) {
+        uint16_t sent = rte_eth_tx_burst(port, static_cast<uint16_t>(index_), b.pkts, b.n);
+        stats_.tx_packets.add(sent);
+        for (uint16_t i = sent; i < b.n; i++) {
+            drop(b.pkts[i], DropReason::kTxQueueFull);
+        }
+        b.n = 0;
+    }
+}
+
+void Worker::flush_tx() {
+    for (uint16_t p = 0; p < RTE_MAX_ETHPORTS; p++) {
+        TxBuf &b = txb_[p];
+        if (b.n == 0) {
+            continue;
+        }
+        uint16_t sent = rte_eth_tx_burst(p, static_cast<uint16_t>(index_), b.pkts, b.n);
+        stats_.tx_packets.add(sent);
+        for (uint16_t i = sent; i < b.n; i++) {
+            drop(b.pkts[i], DropReason::kTxQueueFull);
+        }
+        b.n = 0;
+    }
+    free_dropped();
+}
+
+bool Worker::icmp_token() {
+    if (icmp_max_ == 0) {
+        return false;
+    }
+    uint64_t now = rte_rdtsc();
+    if (icmp_tokens_ < icmp_max_) {
+        uint64_t add = (now - icmp_last_tsc_) / icmp_tsc_per_token_;
+        if (add > 0) {
+            icmp_tokens_ = std::min(icmp_max_, icmp_tokens_ + add);
+            icmp_last_tsc_ = now;
+        }
+    } else {
+        icmp_last_tsc_ = now;
+    }
+    if (icmp_tokens_ == 0) {
+        return false;
+    }
+    icmp_tokens_--;
+    return true;
+}
+
+void Worker::process(rte_mbuf **pkts, uint16_t n) {
+    EthNext eth;
+    eth_input(*this, pkts, n, eth);
+    if (eth.arp.n) {
+        arp_input(*this, eth.arp);
+    }
+    if (eth.ip4.n) {
+        IpNext ip;
+        ip4_input(*this, eth.ip4, ip);
+        if (ip.local.n) {
+            icmp4_local(*this, ip.local);
+        }
+        // vxlan_decap, policy and nat stages slot in here.
+        Burst routed;
+        route4(*this, ip.fwd, routed);
+        l2_rewrite4(*this, routed);
+    }
+    if (eth.ip6.n) {
+        IpNext ip;
+        ip6_input(*this, eth.ip6, ip);
+        if (ip.local.n) {
+            icmp6_local(*this, ip.local);
+        }
+        Burst routed;
+        route6(*this, ip.fwd, routed);
+        l2_rewrite6(*this, routed);
+    }
+    // ICMP errors built above take the route path once; errors about them are suppressed.
+    if (gen4_.n) {
+        Burst gen = gen4_, routed;
+        gen4_.n = 0;
+        route4(*this, gen, routed);
+        l2_rewrite4(*this, routed);
+    }
+    if (gen6_.n) {
+        Burst gen = gen6_, routed;
+        gen6_.n = 0;
+        route6(*this, gen, routed);
+        l2_rewrite6(*this, routed);
+    }
+}
+
+uint16_t Worker::poll_once() {
+    uint16_t total = 0;
+    uint16_t nq = n_rxq_.load(std::memory_order_relaxed);
+    for (uint16_t q = 0; q < nq; q++) {
+        rte_mbuf *pkts[kBurst];
+        uint16_t n = rte_eth_rx_burst(rxq_[q].port, rxq_[q].queue, pkts, kBurst);
+        if (n == 0) {
+            continue;
+        }
+        stats_.rx_packets.add(n);
+        total += n;
+        process(pkts, n);
+    }
+    flush_tx();
+    return total;
+}
+
+void Worker::idle_backoff(bool got_packets) {
+    if (got_packets || !idle_.enabled) {
+        empty_polls_ = 0;
+        sleep_us_ = 1;
+        return;
+    }
+    empty_polls_++;
+    if (empty_polls_ <= idle_.spin_polls) {
+        return;
+    }
+    if (empty_polls_ <= idle_.spin_polls + idle_.pause_polls) {
+        rte_pause();
+        return;
+    }
+    // Sleep, going offline for RCU so the control thread never waits on a
+    // sleeping worker.
+    stats_.sleeps.inc();
+    if (qsbr_ != nullptr) {
+        rte_rcu_qsbr_thread_offline(qsbr_, index_);
+        online_ = false;
+    }
+    timespec ts{0, static_cast<long>(sleep_us_) * 1000};
+    nanosleep(&ts, nullptr);
+    sleep_us_ = std::min(sleep_us_ * 2, std::max(idle_.max_sleep_us, 1u));
+    if (qsbr_ != nullptr) {
+        rte_rcu_qsbr_thread_online(qsbr_, index_);
+        online_ = true;
+    }
+}
+
+void Worker::run() {
+    if (qsbr_ != nullptr) {
+        rte_rcu_qsbr_thread_register(qsbr_, index_);
+        rte_rcu_qsbr_thread_online(qsbr_, index_);
+    }
+    while (running_.load(std::memory_order_acquire)) {
+        uint16_t n = poll_once();
+        if (n) {
+            stats_.busy_polls.inc();
+        } else {
+            stats_.idle_polls.inc();
+        }
+        if (n == 0 || ++loops_ >= kHousekeepLoops) {
+            loops_ = 0;
+            drain_commands();
+            if (qsbr_ != nullptr) {
+                rte_rcu_qsbr_quiescent(qsbr_, index_);
+            }
+        }
+        idle_backoff(n != 0);
+    }
+    // Leave nothing behind for the control thread to wait on.
+    drain_commands();
+    flush_tx();
+    if (qsbr_ != nullptr) {
+        rte_rcu_qsbr_thread_offline(qsbr_, index_);
+        rte_rcu_qsbr_thread_unregister(qsbr_, index_);
+    }
+}
+
+}  // namespace fwd::dp

@@ -1,0 +1,630 @@
+// Component test of the pod port lifecycle: real DPDK tap and vhost-user ports
+// (EAL without hugepages), a real network namespace, checked with iproute2.
+// Needs root; every namespace, interface and socket it makes is removed by a
+// guard, whatever the outcome.
+#include <gtest/gtest.h>
+#include <net/if.h>
+#include <rte_arp.h>
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_ether.h>
+#include <rte_icmp.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fwd/vhost/netns.hpp"
+#include "fwd/vhost/pod_port.hpp"
+
+namespace fwd::vhost {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+rte_mempool *g_pool = nullptr;  // set by main once EAL is up
+
+// Short per-process suffix so parallel runs do not collide; interface names
+// must stay within 15 characters.
+std::string uniq(const std::string &tag) {
+    return std::to_string(getpid() % 100000) + tag;
+}
+
+struct CmdResult {
+    int status;
+    std::string out;
+};
+
+CmdResult capture(const std::string &cmd) {
+    CmdResult r{-1, ""};
+    FILE *p = popen((cmd + " 2>/dev/null").c_str(), "r");
+    if (p == nullptr) {
+        return r;
+    }
+    std::array<char, 4096> buf;
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) {
+        r.out.append(buf.data(), n);
+    }
+    r.status = pclose(p);
+    return r;
+}
+
+int run(const std::string &cmd) {
+    return std::system((cmd + " >/dev/null 2>&1").c_str());
+}
+
+json json_of(const std::string &cmd) {
+    CmdResult r = capture(cmd);
+    if (r.status != 0 || r.out.empty()) {
+        return json::array();
+    }
+    return json::parse(r.out);
+}
+
+bool contains(const std::vector<std::string> &v, const std::string &s) {
+    return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+bool has_flag(const json &link, const std::string &flag) {
+    for (const auto &f : link.value("flags", json::array())) {
+        if (f == flag) {
+            return true;
+        }
+    }
+    return false;
+}
+
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = 2000ms) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (pred()) {
+            return true;
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    return pred();
+}
+
+class NetnsGuard {
+  public:
+    explicit NetnsGuard(std::string name) : name_(std::move(name)) {
+        run("ip netns del " + name_);
+        ok_ = run("ip netns add " + name_) == 0;
+    }
+    ~NetnsGuard() { run("ip netns del " + name_); }
+    NetnsGuard(const NetnsGuard &) = delete;
+    NetnsGuard &operator=(const NetnsGuard &) = delete;
+    const std::string &name() const { return name_; }
+    bool ok() const { return ok_; }
+    bool has_link(const std::string &ifname) const {
+        return run("ip -n " + name_ + " link show dev " + ifname) == 0;
+    }
+
+  private:
+    std::string name_;
+    bool ok_ = false;
+};
+
+// Destroys the port unless the test already did.
+class PortGuard {
+  public:
+    explicit PortGuard(uint16_t port_id) : port_id_(port_id) {}
+    ~PortGuard() {
+        if (port_id_) {
+            try {
+                destroy_port(*port_id_);
+            } catch (const std::exception &) {
+                // Teardown of a failed test; the assertion already reported.
+            }
+        }
+    }
+    PortGuard(const PortGuard &) = delete;
+    PortGuard &operator=(const PortGuard &) = delete;
+    void destroy() {
+        auto id = *port_id_;
+        port_id_.reset();
+        destroy_port(id);
+    }
+
+  private:
+    std::optional<uint16_t> port_id_;
+};
+
+// A persistent tap in the host namespace, made with iproute2 (the test kernel
+// may lack dummy links), deleted at the end.
+class HostTapGuard {
+  public:
+    explicit HostTapGuard(std::string name) : name_(std::move(name)) {
+        ok_ = run("ip tuntap add name " + name_ + " mode tap") == 0;
+    }
+    ~HostTapGuard() { run("ip link del " + name_); }
+    bool ok() const { return ok_; }
+
+  private:
+    std::string name_;
+    bool ok_ = false;
+};
+
+class DirGuard {
+  public:
+    explicit DirGuard(std::filesystem::path p) : path_(std::move(p)) {
+        std::filesystem::remove_all(path_);
+    }
+    ~DirGuard() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    const std::filesystem::path &path() const { return path_; }
+
+  private:
+    std::filesystem::path path_;
+};
+
+bool is_socket(const std::string &path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+class PodPortTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        if (g_pool == nullptr) {
+            GTEST_SKIP() << "needs root (EAL, netns, tap)";
+        }
+    }
+
+    PortSpec tap_spec(const std::string &tag) const {
+        PortSpec spec;
+        spec.kind = PortKind::kTap;
+        spec.token = "t" + uniq(tag);
+        spec.tap_ifname = "fwdt" + uniq(tag);
+        spec.pool = g_pool;
+        spec.rx_desc = 128;
+        spec.tx_desc = 128;
+        return spec;
+    }
+
+    static PodIfConfig pod_config(const std::string &netns, const std::string &host_ifname) {
+        PodIfConfig cfg;
+        cfg.netns = netns;
+        cfg.host_ifname = host_ifname;
+        cfg.ifname = "eth0";
+        cfg.mac = *net::MacAddr::parse("02:fd:00:00:00:05");
+        cfg.mtu = 1400;
+        cfg.ipv4 = *net::Ip4Addr::parse("10.65.0.5");
+        cfg.ipv6 = *net::Ip6Addr::parse("fd00:10:65::5");
+        return cfg;
+    }
+};
+
+TEST_F(PodPortTest, ConfiguresCalicoPodSide) {
+    NetnsGuard ns("fwdt-" + uniq("a"));
+    ASSERT_TRUE(ns.ok());
+    const PortSpec spec = tap_spec("a");
+    const PortInfo info = create_port(spec);
+    PortGuard guard(info.port_id);
+    EXPECT_EQ(info.devname, "net_tap_" + spec.token);
+    ASSERT_NE(if_nametoindex(spec.tap_ifname.c_str()), 0u);
+
+    const PodIfConfig cfg = pod_config(ns.name(), spec.tap_ifname);
+    ASSERT_NO_THROW(configure_pod_interface(cfg));
+    EXPECT_EQ(if_nametoindex(spec.tap_ifname.c_str()), 0u) << "still in the host namespace";
+
+    const std::string ipn = "ip -n " + ns.name() + " -j ";
+    json links = json_of(ipn + "link show dev eth0");
+    ASSERT_EQ(links.size(), 1u);
+    EXPECT_EQ(links[0]["ifname"], "eth0");
+    EXPECT_EQ(links[0]["address"], "02:fd:00:00:00:05");
+    EXPECT_EQ(links[0]["mtu"], 1400);
+    EXPECT_TRUE(has_flag(links[0], "UP"));
+    json lo = json_of(ipn + "link show dev lo");
+    ASSERT_EQ(lo.size(), 1u);
+    EXPECT_TRUE(has_flag(lo[0], "UP"));
+
+    json addrs = json_of(ipn + "addr show dev eth0");
+    ASSERT_EQ(addrs.size(), 1u);
+    bool v4 = false, v6 = false;
+    for (const auto &a : addrs[0]["addr_info"]) {
+        if (a["local"] == "10.65.0.5" && a["prefixlen"] == 32) {
+            v4 = true;
+        }
+        if (a["local"] == "fd00:10:65::5" && a["prefixlen"] == 128) {
+            v6 = true;
+            EXPECT_TRUE(a.value("nodad", false)) << a.dump();
+            EXPECT_FALSE(a.value("tentative", false)) << a.dump();
+        }
+    }
+    EXPECT_TRUE(v4) << addrs.dump();
+    EXPECT_TRUE(v6) << addrs.dump();
+
+    json r4 = json_of(ipn + "-4 route show dev eth0");
+    bool onlink = false, def4 = false;
+    for (const auto &r : r4) {
+        if (r["dst"] == "169.254.1.1" && r.value("scope", "") == "link") {
+            onlink = true;
+        }
+        if (r["dst"] == "default" && r.value("gateway", "") == "169.254.1.1") {
+            def4 = true;
+        }
+    }
+    EXPECT_TRUE(onlink) << r4.dump();
+    EXPECT_TRUE(def4) << r4.dump();
+    json r6 = json_of(ipn + "-6 route show dev eth0");
+    bool def6 = false;
+    for (const auto &r : r6) {
+        if (r["dst"] == "default" && r.value("gateway", "") == "fe80::ecee:eeff:feee:eeee") {
+            def6 = true;
+        }
+    }
+    EXPECT_TRUE(def6) << r6.dump();
+
+    for (const char *dev : {"eth0", "default"}) {
+        CmdResult dad = capture("ip netns exec " + ns.name() + " cat /proc/sys/net/ipv6/conf/" +
+                                dev + "/accept_dad");
+        EXPECT_EQ(dad.status, 0);
+        EXPECT_EQ(dad.out, "0\n") << dev;
+    }
+
+    const PodIfState state = inspect_pod_interface(ns.name(), "eth0");
+    EXPECT_TRUE(state.exists);
+    EXPECT_EQ(state.mac, cfg.mac);
+    EXPECT_EQ(state.mtu, 1400);
+    EXPECT_TRUE(state.up);
+    for (const auto &a : expected_pod_addresses(cfg)) {
+        EXPECT_TRUE(contains(state.addresses, a)) << a;
+    }
+    for (const auto &r : expected_pod_routes(cfg)) {
+        EXPECT_TRUE(contains(state.routes, r)) << r;
+    }
+    EXPECT_FALSE(inspect_pod_interface(ns.name(), "eth9").exists);
+}
+
+// Answers ARP and ICMP echo for the gateway the way the host side will, so a
+// ping from the pod proves both directions of the moved tap.
+struct Responder {
+    net::MacAddr pod_mac;
+    bool saw_arp = false;
+    bool saw_echo = false;
+
+    // Rewrites m into its reply; false if m is not for us.
+    bool reply(rte_mbuf *m) {
+        auto *eth = rte_pktmbuf_mtod(m, rte_ether_hdr *);
+        const uint32_t gw = rte_cpu_to_be_32(net::kCalicoGateway4.host());
+        rte_ether_addr gw_mac;
+        std::memcpy(gw_mac.addr_bytes, net::kCalicoGatewayMac.data(), RTE_ETHER_ADDR_LEN);
+        if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
+            auto *arp = reinterpret_cast<rte_arp_hdr *>(eth + 1);
+            if (arp->arp_opcode != rte_cpu_to_be_16(RTE_ARP_OP_REQUEST) ||
+                arp->arp_data.arp_tip != gw) {
+                return false;
+            }
+            saw_arp = net::MacAddr::from_bytes(arp->arp_data.arp_sha.addr_bytes) == pod_mac;
+            arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REPLY);
+            arp->arp_data.arp_tha = arp->arp_data.arp_sha;
+            arp->arp_data.arp_tip = arp->arp_data.arp_sip;
+            arp->arp_data.arp_sha = gw_mac;
+            arp->arp_data.arp_sip = gw;
+        } else if (eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)) {
+            auto *ip = reinterpret_cast<rte_ipv4_hdr *>(eth + 1);
+            if (ip->next_proto_id != IPPROTO_ICMP || ip->dst_addr != gw) {
+                return false;
+            }
+            auto *icmp = reinterpret_cast<rte_icmp_hdr *>(reinterpret_cast<uint8_t *>(ip) +
+                                                          rte_ipv4_hdr_len(ip));
+            if (icmp->icmp_type != RTE_IP_ICMP_ECHO_REQUEST) {
+                return false;
+            }
+            saw_echo = true;
+            const rte_be32_t src = ip->src_addr;  // packed fields: no std::swap
+            ip->src_addr = ip->dst_addr;
+            ip->dst_addr = src;
+            icmp->icmp_type = RTE_IP_ICMP_ECHO_REPLY;
+            icmp->icmp_cksum = 0;
+            const size_t len = rte_be_to_cpu_16(ip->total_length) - rte_ipv4_hdr_len(ip);
+            icmp->icmp_cksum = static_cast<uint16_t>(~rte_raw_cksum(icmp, len));
+        } else {
+            return false;
+        }
+        eth->dst_addr = eth->src_addr;
+        eth->src_addr = gw_mac;
+        return true;
+    }
+};
+
+TEST_F(PodPortTest, TrafficFlowsAfterMove) {
+    NetnsGuard ns("fwdt-" + uniq("b"));
+    ASSERT_TRUE(ns.ok());
+    const PortSpec spec = tap_spec("b");
+    const PortInfo info = create_port(spec);
+    PortGuard guard(info.port_id);
+    const PodIfConfig cfg = pod_config(ns.name(), spec.tap_ifname);
+    ASSERT_NO_THROW(configure_pod_interface(cfg));
+
+    // Drain what the pod kernel sent on link up (IPv6 RS, MLD).
+    std::array<rte_mbuf *, 32> bufs;
+    while (uint16_t n = rte_eth_rx_burst(info.port_id, 0, bufs.data(), bufs.size())) {
+        rte_pktmbuf_free_bulk(bufs.data(), n);
+    }
+
+    auto ping = std::async(std::launch::async, [&] {
+        return run("ip netns exec " + ns.name() + " ping -c1 -W3 169.254.1.1");
+    });
+    Responder responder{cfg.mac};
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (std::chrono::steady_clock::now() < deadline &&
+           ping.wait_for(0s) != std::future_status::ready) {
+        const uint16_t n = rte_eth_rx_burst(info.port_id, 0, bufs.data(), bufs.size());
+        for (uint16_t i = 0; i < n; i++) {
+            if (responder.reply(bufs[i])) {
+                if (rte_eth_tx_burst(info.port_id, 0, &bufs[i], 1) == 1) {
+                    continue;
+                }
+            }
+            rte_pktmbuf_free(bufs[i]);
+        }
+        if (n == 0) {
+            std::this_thread::sleep_for(1ms);
+        }
+    }
+    EXPECT_TRUE(responder.saw_arp) << "no ARP request from the pod reached rte_eth_rx_burst";
+    EXPECT_TRUE(responder.saw_echo) << "no ICMP echo request reached rte_eth_rx_burst";
+    EXPECT_EQ(ping.get(), 0) << "the pod got no echo reply through the tap";
+
+    // The PMD reads link state by name in our namespace, where the
+    // interface no longer is: it reports down although traffic flows.
+    rte_eth_link link{};
+    ASSERT_EQ(rte_eth_link_get_nowait(info.port_id, &link), 0);
+    RecordProperty("tap_link_status_after_move", link.link_status);
+}
+
+TEST_F(PodPortTest, DestroyRemovesInterfaceFromPod) {
+    NetnsGuard ns("fwdt-" + uniq("c"));
+    ASSERT_TRUE(ns.ok());
+    const PortSpec spec = tap_spec("c");
+    const PortInfo info = create_port(spec);
+    PortGuard guard(info.port_id);
+    ASSERT_NO_THROW(configure_pod_interface(pod_config(ns.name(), spec.tap_ifname)));
+    ASSERT_TRUE(ns.has_link("eth0"));
+
+    // The name is free in our namespace now, but the PMD still uses it.
+    PortSpec other = tap_spec("c2");
+    other.tap_ifname = spec.tap_ifname;
+    try {
+        create_port(other);
+        FAIL() << "reused the tap name of a live port";
+    } catch (const PortError &e) {
+        EXPECT_NE(std::string(e.what()).find("still belongs to " + info.devname), std::string::npos)
+            << e.what();
+    }
+
+    EXPECT_NO_THROW(guard.destroy());
+    EXPECT_TRUE(eventually([&] { return !ns.has_link("eth0"); }));
+    uint16_t unused;
+    EXPECT_NE(rte_eth_dev_get_port_by_name(info.devname.c_str(), &unused), 0);
+    EXPECT_FALSE(rte_eth_dev_is_valid_port(info.port_id));
+    EXPECT_EQ(if_nametoindex(spec.tap_ifname.c_str()), 0u);
+
+    // The token and name are free again.
+    const PortInfo again = create_port(spec);
+    PortGuard guard2(again.port_id);
+    EXPECT_NE(if_nametoindex(spec.tap_ifname.c_str()), 0u);
+}
+
+TEST_F(PodPortTest, DestroyAfterInterfaceDeleted) {
+    NetnsGuard ns("fwdt-" + uniq("d"));
+    ASSERT_TRUE(ns.ok());
+    const PortSpec spec = tap_spec("d");
+    const PortInfo info = create_port(spec);
+    PortGuard guard(info.port_id);
+    ASSERT_NO_THROW(configure_pod_interface(pod_config(ns.name(), spec.tap_ifname)));
+    // Deleting the namespace deletes the tap with it, as a pod teardown would.
+    ASSERT_EQ(run("ip netns del " + ns.name()), 0);
+    EXPECT_NO_THROW(guard.destroy());
+    EXPECT_FALSE(rte_eth_dev_is_valid_port(info.port_id));
+}
+
+TEST_F(PodPortTest, MissingNetnsIsNamed) {
+    const PortSpec spec = tap_spec("e");
+    const PortInfo info = create_port(spec);
+    PortGuard guard(info.port_id);
+    const std::string missing = "fwdt-" + uniq("missing");
+    try {
+        configure_pod_interface(pod_config(missing, spec.tap_ifname));
+        FAIL() << "configured into a namespace that does not exist";
+    } catch (const NetnsError &e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("/var/run/netns/" + missing), std::string::npos) << msg;
+        EXPECT_NE(msg.find(spec.tap_ifname), std::string::npos) << msg;
+        EXPECT_NE(msg.find("No such file or directory"), std::string::npos) << msg;
+    }
+    EXPECT_NE(if_nametoindex(spec.tap_ifname.c_str()), 0u) << "moved although it failed";
+    EXPECT_NO_THROW(guard.destroy());
+    EXPECT_TRUE(eventually([&] { return if_nametoindex(spec.tap_ifname.c_str()) == 0; }));
+}
+
+TEST_F(PodPortTest, IfnameTakenInPod) {
+    NetnsGuard ns("fwdt-" + uniq("f"));
+    ASSERT_TRUE(ns.ok());
+    ASSERT_EQ(run("ip -n " + ns.name() + " tuntap add name eth0 mode tap"), 0);
+    const PortSpec spec = tap_spec("f");
+    const PortInfo info = create_port(spec);
+    PortGuard guard(info.port_id);
+    try {
+        configure_pod_interface(pod_config(ns.name(), spec.tap_ifname));
+        FAIL() << "took a name that exists in the pod";
+    } catch (const NetnsError &e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("eth0 already exists"), std::string::npos) << msg;
+        EXPECT_NE(msg.find(ns.name()), std::string::npos) << msg;
+    }
+    EXPECT_NO_THROW(guard.destroy());
+    EXPECT_TRUE(eventually([&] { return !ns.has_link(spec.tap_ifname); }));
+    EXPECT_TRUE(ns.has_link("eth0")) << "the pod's own eth0 must survive";
+}
+
+TEST_F(PodPortTest, FailedCreateUndoesEverything) {
+    PortSpec spec = tap_spec("g");
+    spec.rx_queues = 64;  // more than the tap PMD allows
+    try {
+        create_port(spec);
+        FAIL() << "created a tap with 64 RX queues";
+    } catch (const PortError &e) {
+        EXPECT_NE(std::string(e.what()).find("configure net_tap_" + spec.token), std::string::npos)
+            << e.what();
+    }
+    uint16_t unused;
+    EXPECT_NE(rte_eth_dev_get_port_by_name(tap_devname(spec.token).c_str(), &unused), 0);
+    EXPECT_TRUE(eventually([&] { return if_nametoindex(spec.tap_ifname.c_str()) == 0; }));
+
+    spec.rx_queues = 1;
+    const PortInfo info = create_port(spec);
+    PortGuard guard(info.port_id);
+}
+
+TEST_F(PodPortTest, ExistingTapNameRefused) {
+    const PortSpec spec = tap_spec("h");
+    // What a crashed run or a persistent tap would leave behind.
+    HostTapGuard leftover(spec.tap_ifname);
+    ASSERT_TRUE(leftover.ok());
+    EXPECT_THROW(create_port(spec), PortError);
+    uint16_t unused;
+    EXPECT_NE(rte_eth_dev_get_port_by_name(tap_devname(spec.token).c_str(), &unused), 0);
+}
+
+TEST_F(PodPortTest, VhostServerSocketLifecycle) {
+    DirGuard dir("/tmp/fwdt-vhost-" + uniq(""));
+    const std::string sock = (dir.path() / "nested" / "pod.sock").string();
+    PortSpec spec;
+    spec.kind = PortKind::kVhostUser;
+    spec.token = "v" + uniq("a");
+    spec.vhost_socket = sock;
+    spec.pool = g_pool;
+    spec.rx_queues = 2;
+    spec.tx_queues = 2;
+
+    const PortInfo info = create_port(spec);
+    PortGuard guard(info.port_id);
+    EXPECT_EQ(info.devname, "net_vhost_" + spec.token);
+    EXPECT_TRUE(is_socket(sock));
+    rte_eth_link link{};
+    ASSERT_EQ(rte_eth_link_get_nowait(info.port_id, &link), 0);
+    EXPECT_EQ(link.link_status, RTE_ETH_LINK_DOWN) << "no virtio peer yet";
+    std::array<rte_mbuf *, 8> bufs;
+    EXPECT_EQ(rte_eth_rx_burst(info.port_id, 0, bufs.data(), bufs.size()), 0);
+
+    EXPECT_NO_THROW(guard.destroy());
+    EXPECT_FALSE(std::filesystem::exists(sock));
+}
+
+TEST_F(PodPortTest, VhostServerReplacesStaleSocketOnly) {
+    DirGuard dir("/tmp/fwdt-vhost-" + uniq("s"));
+    std::filesystem::create_directories(dir.path());
+    const std::string sock = (dir.path() / "pod.sock").string();
+
+    // A socket file nobody listens on, as a crashed daemon leaves behind.
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::strncpy(sa.sun_path, sock.c_str(), sizeof(sa.sun_path) - 1);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)), 0);
+    ::close(fd);
+    ASSERT_TRUE(is_socket(sock));
+
+    PortSpec spec;
+    spec.kind = PortKind::kVhostUser;
+    spec.token = "v" + uniq("s");
+    spec.vhost_socket = sock;
+    spec.pool = g_pool;
+    {
+        const PortInfo info = create_port(spec);
+        PortGuard guard(info.port_id);
+        EXPECT_TRUE(is_socket(sock));
+    }
+    EXPECT_FALSE(std::filesystem::exists(sock));
+
+    // A live listener is somebody else's: refuse rather than steal it.
+    fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa)), 0);
+    ASSERT_EQ(::listen(fd, 1), 0);
+    EXPECT_THROW(create_port(spec), PortError);
+    ::close(fd);
+    EXPECT_TRUE(is_socket(sock));
+}
+
+TEST_F(PodPortTest, VhostClientWithoutServer) {
+    DirGuard dir("/tmp/fwdt-vhost-" + uniq("c"));
+    PortSpec spec;
+    spec.kind = PortKind::kVhostUser;
+    spec.token = "v" + uniq("c");
+    spec.vhost_socket = (dir.path() / "absent.sock").string();
+    spec.vhost_client = true;
+    spec.pool = g_pool;
+    const PortInfo info = create_port(spec);
+    PortGuard guard(info.port_id);
+    EXPECT_FALSE(std::filesystem::exists(spec.vhost_socket));
+    EXPECT_NO_THROW(guard.destroy());
+}
+
+}  // namespace
+}  // namespace fwd::vhost
+
+int main(int argc, char **argv) {
+    ::testing::InitGoogleTest(&argc, argv);
+    if (geteuid() != 0) {
+        return RUN_ALL_TESTS();  // every test skips
+    }
+    // DPDK 22.11 refuses --in-memory with --no-huge (which implies legacy
+    // memory); --no-shconf keeps the run file-free all the same.
+    const std::string prefix = "--file-prefix=fwdt-vhost-" + std::to_string(getpid());
+    std::vector<std::string> args = {
+        "test_vhost_component",  "--no-huge", "--no-shconf", "-m", "256", "--no-pci",
+        "--log-level=*:warning", prefix,
+    };
+    std::vector<char *> eal_argv;
+    for (auto &a : args) {
+        eal_argv.push_back(a.data());
+    }
+    if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
+        std::fprintf(stderr, "EAL init failed: %s\n", rte_strerror(rte_errno));
+        return 1;
+    }
+    fwd::vhost::g_pool =
+        rte_pktmbuf_pool_create("fwdt_vhost_pool", 4095, 64, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                static_cast<int>(rte_socket_id()));
+    if (fwd::vhost::g_pool == nullptr) {
+        std::fprintf(stderr, "mempool: %s\n", rte_strerror(rte_errno));
+        rte_eal_cleanup();
+        return 1;
+    }
+    const int rc = RUN_ALL_TESTS();
+    rte_mempool_free(fwd::vhost::g_pool);
+    // EAL makes its runtime directory even without shared config and leaves
+    // it behind.
+    const std::string runtime_dir = rte_eal_get_runtime_dir();
+    rte_eal_cleanup();
+    std::error_code ec;
+    std::filesystem::remove_all(runtime_dir, ec);
+    return rc;
+}

@@ -1,0 +1,92 @@
+// DPDK side of a pod link: a net_tap port (the pod gets the kernel tap
+// interface) or a net_vhost port (the pod, a VM or a virtio-user container,
+// connects to a vhost-user socket).
+//
+// Control-plane only, and from the thread that owns ethdev configuration:
+// create_port() and destroy_port() probe and remove EAL devices.
+//
+// A tap port after configure_pod_interface() moved its interface: RX and TX
+// bursts work (they use the queue fds), but the PMD still reaches the
+// interface by its old name in our namespace. So once moved, do not
+// reconfigure it: MTU, MAC, promiscuous and link up/down fail with -ENODEV,
+// a queue set up again makes a new interface of the old name here, and
+// rte_eth_link_get() reports the link down. Only rx/tx bursts, stats and
+// destroy_port().
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "fwd/net/addr.hpp"
+
+struct rte_mempool;
+
+namespace fwd::vhost {
+
+enum class PortKind { kTap, kVhostUser };
+
+struct PortSpec {
+    PortKind kind = PortKind::kTap;
+    // Unique short token ([A-Za-z0-9_-], at most kMaxTokenLen) that names the
+    // EAL device: net_tap_<token> or net_vhost_<token>.
+    std::string token;
+    uint16_t rx_queues = 1;
+    uint16_t tx_queues = 1;
+    rte_mempool *pool = nullptr;  // RX buffers; must outlive the port
+    // A tap RX queue holds rx_desc mbufs from pool for as long as it exists.
+    uint16_t rx_desc = 1024;
+    uint16_t tx_desc = 1024;
+
+    // kTap: kernel interface name (at most 15 characters), created in the
+    // caller's network namespace. It must not exist yet, and cannot be reused
+    // while this port exists, even after the interface left the namespace
+    // (the PMD keeps addressing it by this name); create_port() checks both.
+    std::string tap_ifname;
+
+    // kVhostUser: socket path. In server mode (vhost_client false) we create
+    // the socket, its parent directory if missing, and remove a stale socket
+    // nobody listens on.
+    std::string vhost_socket;
+    bool vhost_client = false;
+};
+
+struct PortInfo {
+    uint16_t port_id = 0;
+    std::string devname;  // EAL device name, net_tap_<token> / net_vhost_<token>
+    // The PMD's own address. For a tap it is the kernel interface's MAC at
+    // creation, not the pod MAC set later by configure_pod_interface(), and
+    // not what the host side answers with (kCalicoGatewayMac).
+    net::MacAddr mac;
+};
+
+// The message names the step and the device, e.g.
+// "configure net_tap_p17 (port 3): Invalid argument".
+class PortError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+inline constexpr size_t kMaxTokenLen = 32;
+
+// EAL device names and devargs for rte_dev_probe(). Pure; they throw
+// PortError for a token, interface name or path the kernel or the devargs
+// parser would reject.
+std::string tap_devname(const std::string &token);
+std::string vhost_devname(const std::string &token);
+std::string tap_devargs(const std::string &token, const std::string &ifname);
+std::string vhost_devargs(const std::string &token, const std::string &socket_path, bool client,
+                          uint16_t queues);
+
+// Probes, configures, sets up every queue and starts the port. The link of a
+// vhost-user port stays down until a virtio peer connects; this does not wait
+// for it. On failure everything done so far is undone and PortError thrown.
+PortInfo create_port(const PortSpec &spec);
+
+// Stops, closes and removes the EAL device; for a vhost-user server also the
+// socket file. Works when a tap's interface has been moved to another
+// namespace or deleted. Every step is attempted; PortError afterwards lists
+// the steps that failed.
+void destroy_port(uint16_t port_id);
+
+}  // namespace fwd::vhost

@@ -15,15 +15,17 @@
 namespace fwd::control {
 
 // Thrown by parse_config / load_config. what() is "<json path>: <reason>",
-// e.g. "workers[1].core: core 7 does not exist (this machine has cores 0-1)".
+// e.g. "cores.workers[1].core: core 7 is not available (this process may run on
+// cores 0-1)". A document that is not JSON has path "(file)", a document that
+// is not an object "(root)"; load_config uses the file name when it cannot read it.
 class ConfigError : public std::runtime_error {
-public:
+  public:
     ConfigError(const std::string &path, const std::string &reason)
         : std::runtime_error(path + ": " + reason), path_(path), reason_(reason) {}
     const std::string &path() const { return path_; }
     const std::string &reason() const { return reason_; }
 
-private:
+  private:
     std::string path_;
     std::string reason_;
 };
@@ -49,10 +51,10 @@ struct WorkerConfig {
 };
 
 struct UplinkConfig {
-    std::string devargs;                 // any DPDK vdev/PCI devargs, e.g. "net_tap0,iface=up0"
-    uint16_t rx_queues = 1;              // queues polled by the workers listed in rx[]
-    std::optional<net::MacAddr> mac;     // override the port's MAC
-    std::optional<uint16_t> vlan;        // accept frames tagged with this VLAN id (strip/insert)
+    std::string devargs;              // any DPDK vdev/PCI devargs, e.g. "net_tap0,iface=up0"
+    uint16_t rx_queues = 1;           // queues polled by the workers listed in rx[]
+    std::optional<net::MacAddr> mac;  // override the port's MAC
+    std::optional<uint16_t> vlan;     // accept frames tagged with this VLAN id (strip/insert)
 };
 
 // Adaptive idle back-off of the workers: after spin_polls empty polls they
@@ -77,7 +79,7 @@ struct StaticRoute {
 };
 
 struct NodeConfig {
-    std::string node_name;                 // required; [a-z0-9.-], <= 63 chars
+    std::string node_name;  // required; [a-z0-9.-], <= 63 chars
     EalConfig eal;
     unsigned main_core = 0;                // CPU of the main thread (API, signals)
     unsigned control_core = 0;             // CPU of the control thread (table writer)
@@ -85,7 +87,7 @@ struct NodeConfig {
     std::optional<UplinkConfig> uplink;    // absent: a single-node setup
     std::optional<net::IfAddr4> node_ip4;  // the node's addresses; at least one family
     std::optional<net::IfAddr6> node_ip6;
-    uint16_t mtu = 1500;                   // uplink MTU and default pod MTU (576..9000)
+    uint16_t mtu = 1500;  // uplink MTU and default pod MTU (576..9000)
     IdleConfig idle;
     std::string api_socket = "/run/dpdk-fwd/api.sock";
     std::string run_dir = "/run/dpdk-fwd";  // vhost-user sockets live here
@@ -95,8 +97,21 @@ struct NodeConfig {
     std::vector<StaticRoute> routes;
 };
 
-// Parses and validates; throws ConfigError.
+// What a config is checked against beyond its own consistency. Injectable so
+// tests do not depend on the machine they run on.
+struct ConfigEnv {
+    std::vector<unsigned> cpus;  // CPUs this process may be pinned to
+
+    // The CPUs in the calling process's affinity mask (sched_getaffinity), so
+    // a cpuset-restricted container rejects cores it cannot use.
+    static ConfigEnv from_this_process();
+};
+
+// Parses and validates; throws ConfigError. The one-argument forms check
+// against ConfigEnv::from_this_process().
+NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env);
 NodeConfig parse_config(const std::string &json_text);
+NodeConfig load_config(const std::string &path, const ConfigEnv &env);
 NodeConfig load_config(const std::string &path);  // reads the file, then parse_config
 
 }  // namespace fwd::control

@@ -86,27 +86,33 @@ void Worker::tx(uint16_t port, rte_mbuf *m) {
     TxBuf &b = txb_[port];
     b.pkts[b.n++] = m;
     if (b.n == kBurst) {
-        uint16_t sent = rte_eth_tx_burst(port, static_cast<uint16_t>(index_), b.pkts, b.n);
-        stats_.tx_packets.add(sent);
-        for (uint16_t i = sent; i < b.n; i++) {
-            drop(b.pkts[i], DropReason::kTxQueueFull);
-        }
-        b.n = 0;
+        send(port);
     }
+}
+
+void Worker::send(uint16_t port) {
+    TxBuf &b = txb_[port];
+    const PortState &ps = tables_.port(port);
+    uint16_t sent;
+    if (likely(!ps.tx_shared)) {
+        sent = rte_eth_tx_burst(port, static_cast<uint16_t>(index_), b.pkts, b.n);
+    } else {
+        rte_spinlock_lock(&ps.tx_lock);
+        sent = rte_eth_tx_burst(port, 0, b.pkts, b.n);
+        rte_spinlock_unlock(&ps.tx_lock);
+    }
+    stats_.tx_packets.add(sent);
+    for (uint16_t i = sent; i < b.n; i++) {
+        drop(b.pkts[i], DropReason::kTxQueueFull);
+    }
+    b.n = 0;
 }
 
 void Worker::flush_tx() {
     for (uint16_t p = 0; p < RTE_MAX_ETHPORTS; p++) {
-        TxBuf &b = txb_[p];
-        if (b.n == 0) {
-            continue;
+        if (txb_[p].n != 0) {
+            send(p);
         }
-        uint16_t sent = rte_eth_tx_burst(p, static_cast<uint16_t>(index_), b.pkts, b.n);
-        stats_.tx_packets.add(sent);
-        for (uint16_t i = sent; i < b.n; i++) {
-            drop(b.pkts[i], DropReason::kTxQueueFull);
-        }
-        b.n = 0;
     }
     free_dropped();
 }

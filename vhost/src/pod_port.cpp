@@ -248,6 +248,16 @@ void setup(uint16_t port_id, const PortSpec &spec, const std::string &where) {
     }
 }
 
+// Reads the port's MAC; undoes the port when that fails.
+PortInfo finish(uint16_t port_id, const std::string &devname, const std::string &where) {
+    rte_ether_addr mac{};
+    if (int ret = rte_eth_macaddr_get(port_id, &mac); ret != 0) {
+        teardown(port_id);
+        throw PortError("get MAC of " + where + ": " + errno_text(-ret));
+    }
+    return PortInfo{port_id, devname, net::MacAddr::from_bytes(mac.addr_bytes)};
+}
+
 }  // namespace
 
 std::string tap_devname(const std::string &token) {
@@ -311,12 +321,32 @@ PortInfo create_port(const PortSpec &spec) {
         throw;
     }
 
-    rte_ether_addr mac{};
-    if (int ret = rte_eth_macaddr_get(port_id, &mac); ret != 0) {
-        teardown(port_id);
-        throw PortError("get MAC of " + where + ": " + errno_text(-ret));
+    return finish(port_id, devname, where);
+}
+
+PortInfo create_port_from_devargs(const std::string &devargs, const PortSpec &spec) {
+    const std::string devname = devargs.substr(0, devargs.find(','));
+    if (devname.empty() || spec.pool == nullptr || spec.rx_queues == 0 || spec.tx_queues == 0) {
+        throw PortError("create port from '" + devargs + "': empty name, no pool or no queues");
     }
-    return PortInfo{port_id, devname, net::MacAddr::from_bytes(mac.addr_bytes)};
+    uint16_t port_id = 0;
+    // A PCI device was probed at EAL init (-a); a vdev is probed now.
+    if (rte_eth_dev_get_port_by_name(devname.c_str(), &port_id) != 0) {
+        if (int ret = rte_dev_probe(devargs.c_str()); ret != 0) {
+            throw PortError("probe " + devargs + ": " + errno_text(-ret));
+        }
+        if (rte_eth_dev_get_port_by_name(devname.c_str(), &port_id) != 0) {
+            throw PortError("find port of " + devname + ": the probe made no ethdev port");
+        }
+    }
+    const std::string where = devname + " (port " + std::to_string(port_id) + ")";
+    try {
+        setup(port_id, spec, where);
+    } catch (...) {
+        teardown(port_id);
+        throw;
+    }
+    return finish(port_id, devname, where);
 }
 
 void destroy_port(uint16_t port_id) {

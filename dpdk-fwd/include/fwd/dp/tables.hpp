@@ -19,6 +19,7 @@
 #include <rte_fib6.h>
 #include <rte_lpm.h>
 #include <rte_rcu_qsbr.h>
+#include <rte_spinlock.h>
 
 #include <array>
 #include <atomic>
@@ -56,10 +57,15 @@ static_assert(sizeof(NextHop) == 32);
 enum class PortRole : uint8_t { kNone = 0, kUplink, kPod };
 
 struct alignas(64) PortState {
-    std::atomic<PortRole> role{
-        PortRole::kNone};          // control writes (release), workers read (acquire)
+    // control writes (release), workers read (acquire)
+    std::atomic<PortRole> role{PortRole::kNone};
     std::array<uint8_t, 6> mac{};  // our MAC on this port; frames to it are ours
     uint16_t vlan = 0;             // uplink VLAN to strip/insert, 0: none
+    // A port with fewer TX queues than workers (a vhost-user peer that
+    // enables one queue pair): every worker sends on queue 0 under tx_lock.
+    // Ports with a queue per worker never touch the lock.
+    bool tx_shared = false;
+    mutable rte_spinlock_t tx_lock = RTE_SPINLOCK_INITIALIZER;
 };
 
 // Addresses the dataplane itself answers on; fixed at start (from config).

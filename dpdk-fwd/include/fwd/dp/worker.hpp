@@ -107,6 +107,7 @@ class Worker {
 
   private:
     void drain_commands();
+    void send(uint16_t port);  // tx_burst of the port's buffer
     void idle_backoff(bool got_packets);
 
     const unsigned index_;

@@ -83,6 +83,11 @@ std::string vhost_devargs(const std::string &token, const std::string &socket_pa
 // for it. On failure everything done so far is undone and PortError thrown.
 PortInfo create_port(const PortSpec &spec);
 
+// Any DPDK device (the uplink): probes devargs unless the port exists
+// already (a PCI device allowed at EAL init), then configures and starts it
+// like create_port. spec.kind and the tap/vhost fields are ignored.
+PortInfo create_port_from_devargs(const std::string &devargs, const PortSpec &spec);
+
 // Stops, closes and removes the EAL device; for a vhost-user server also the
 // socket file. Works when a tap's interface has been moved to another
 // namespace or deleted. Every step is attempted; PortError afterwards lists

@@ -1,0 +1,560 @@
+#include "fwd/control/controller.hpp"
+
+#include <poll.h>
+#include <rte_ethdev.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "fwd/control/api.hpp"
+#include "fwd/dp/drop.hpp"
+#include "fwd/vhost/netns.hpp"
+#include "fwd/vhost/pod_port.hpp"
+
+namespace fwd::control {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr auto kAckTimeout = std::chrono::seconds(5);
+
+[[noreturn]] void bad(const std::string &msg) {
+    throw ApiError("invalid_argument", msg);
+}
+
+std::string get_str(const json &args, const char *key, bool required, const std::string &def = {}) {
+    auto it = args.find(key);
+    if (it == args.end() || it->is_null()) {
+        if (required) {
+            bad(std::string("missing field '") + key + "'");
+        }
+        return def;
+    }
+    if (!it->is_string()) {
+        bad(std::string("field '") + key + "' must be a string, got " + it->type_name());
+    }
+    return it->get<std::string>();
+}
+
+void check_known(const json &args, std::initializer_list<const char *> known) {
+    for (auto it = args.begin(); it != args.end(); ++it) {
+        bool ok = false;
+        for (const char *k : known) {
+            ok = ok || it.key() == k;
+        }
+        if (!ok) {
+            std::string list;
+            for (const char *k : known) {
+                list += list.empty() ? k : std::string(", ") + k;
+            }
+            bad("unknown field '" + it.key() + "'; known fields: " + list);
+        }
+    }
+}
+
+bool valid_id(const std::string &id) {
+    if (id.empty() || id.size() > 128) {
+        return false;
+    }
+    for (char c : id) {
+        if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+net::MacAddr random_pod_mac() {
+    static std::mt19937_64 rng{std::random_device{}()};
+    uint64_t r = rng();
+    std::array<uint8_t, 6> b;
+    for (int i = 0; i < 6; i++) {
+        b[i] = static_cast<uint8_t>(r >> (i * 8));
+    }
+    b[0] = (b[0] & 0xfe) | 0x02;  // unicast, locally administered
+    return net::MacAddr(b);
+}
+
+dp::NextHop make_nh(dp::NhKind kind, uint16_t port, const net::MacAddr &dst,
+                    const net::MacAddr &src, uint16_t mtu, uint16_t vlan) {
+    dp::NextHop nh{};
+    nh.kind = kind;
+    nh.port = port;
+    nh.dst_mac = dst.bytes();
+    nh.src_mac = src.bytes();
+    nh.mtu = mtu;
+    nh.vlan = vlan;
+    return nh;
+}
+
+}  // namespace
+
+const std::vector<std::string> &Controller::ops() {
+    static const std::vector<std::string> kOps = {"endpoint.add",  "endpoint.del", "endpoint.get",
+                                                  "endpoint.list", "stats",        "version"};
+    return kOps;
+}
+
+Controller::Controller(const NodeConfig &cfg, dp::Tables &tables, std::vector<dp::Worker *> workers,
+                       rte_mempool *pool)
+    : cfg_(cfg), tables_(tables), workers_(std::move(workers)), pool_(pool) {
+    wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0) {
+        throw std::system_error(errno, std::generic_category(), "eventfd");
+    }
+}
+
+Controller::~Controller() {
+    if (wake_fd_ >= 0) {
+        close(wake_fd_);
+    }
+}
+
+void Controller::start() {
+    if (cfg_.uplink) {
+        const UplinkConfig &u = *cfg_.uplink;
+        vhost::PortSpec spec;
+        spec.rx_queues = u.rx_queues;
+        spec.tx_queues = static_cast<uint16_t>(workers_.size());
+        spec.pool = pool_;
+        auto info = vhost::create_port_from_devargs(u.devargs, spec);
+        uplink_port_ = info.port_id;
+        uplink_mac_ = u.mac ? *u.mac : info.mac;
+        if (u.mac) {
+            rte_ether_addr a;
+            std::memcpy(a.addr_bytes, u.mac->data(), 6);
+            rte_eth_dev_default_mac_addr_set(info.port_id, &a);
+        }
+        dp::PortState &ps = tables_.port_mut(info.port_id);
+        ps.mac = uplink_mac_.bytes();
+        ps.vlan = u.vlan.value_or(0);
+        ps.role.store(dp::PortRole::kUplink, std::memory_order_release);
+        for (size_t w = 0; w < cfg_.workers.size(); w++) {
+            for (const auto &q : cfg_.workers[w].rx) {
+                dp::WorkerCommand c{dp::WorkerCommand::Kind::kAddRxQueue, info.port_id, q.queue, 0};
+                workers_[w]->post(c);
+            }
+        }
+    }
+    add_static_routes();
+}
+
+void Controller::add_static_routes() {
+    for (const auto &r : cfg_.routes) {
+        dp::NextHop nh{};
+        if (r.kind == RouteKind::kBlackhole) {
+            nh.kind = dp::NhKind::kBlackhole;
+        } else if (r.kind == RouteKind::kUnreachable) {
+            nh.kind = dp::NhKind::kUnreachable;
+        } else {
+            if (!uplink_port_) {
+                throw std::runtime_error("route via " + r.via->str() + " needs an uplink");
+            }
+            nh = make_nh(dp::NhKind::kVia, *uplink_port_, *r.mac, uplink_mac_, cfg_.mtu,
+                         cfg_.uplink->vlan.value_or(0));
+        }
+        uint32_t id = tables_.nh_alloc(nh);
+        if (id == dp::kNhInvalid) {
+            throw std::runtime_error("next-hop table full");
+        }
+        static_nhs_.push_back(id);
+        int rc = std::visit(
+            [&](const auto &p) {
+                if constexpr (std::is_same_v<std::decay_t<decltype(p)>, net::Prefix4>) {
+                    return tables_.add4(p, id);
+                } else {
+                    return tables_.add6(p, id);
+                }
+            },
+            r.prefix);
+        if (rc != 0) {
+            throw std::runtime_error("cannot add static route: " + std::string(strerror(-rc)));
+        }
+    }
+}
+
+void Controller::shutdown() {
+    while (!endpoints_.empty()) {
+        remove_endpoint(endpoints_.begin()->second);
+        endpoints_.erase(endpoints_.begin());
+    }
+    if (uplink_port_) {
+        tables_.port_mut(*uplink_port_).role.store(dp::PortRole::kNone, std::memory_order_release);
+        for (unsigned w = 0; w < workers_.size(); w++) {
+            worker_do(w, {dp::WorkerCommand::Kind::kDropPort, *uplink_port_, 0, 0});
+        }
+        tables_.synchronize();
+        try {
+            vhost::destroy_port(*uplink_port_);
+        } catch (const std::exception &) {
+            // Shutting down: the EAL cleans up the rest.
+        }
+        uplink_port_.reset();
+    }
+}
+
+void Controller::stop() {
+    running_.store(false, std::memory_order_release);
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof(one));
+}
+
+void Controller::run() {
+    while (running_.load(std::memory_order_acquire)) {
+        pollfd p{wake_fd_, POLLIN, 0};
+        poll(&p, 1, 100);
+        uint64_t v;
+        [[maybe_unused]] auto n = read(wake_fd_, &v, sizeof(v));
+        Call *c;
+        while (api_ring_.pop(c)) {
+            try {
+                c->reply.set_value(execute(c->op, c->args));
+            } catch (...) {
+                c->reply.set_exception(std::current_exception());
+            }
+        }
+    }
+}
+
+json Controller::call(const std::string &op, const json &args) {
+    Call c{op, args, {}};
+    auto fut = c.reply.get_future();
+    // A full ring is back-pressure: wait for the control thread to catch up.
+    while (!api_ring_.push(&c)) {
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof(one));
+    return fut.get();
+}
+
+json Controller::execute(const std::string &op, const json &args) {
+    if (op == "endpoint.add") {
+        return endpoint_add(args);
+    }
+    if (op == "endpoint.del") {
+        return endpoint_del(args);
+    }
+    if (op == "endpoint.get") {
+        return endpoint_get(args);
+    }
+    if (op == "endpoint.list") {
+        return endpoint_list();
+    }
+    if (op == "stats") {
+        return stats();
+    }
+    if (op == "version") {
+        return json{{"version", FWD_VERSION}};
+    }
+    throw ApiError("unknown_op", "unknown op '" + op + "'");
+}
+
+void Controller::worker_do(unsigned w, dp::WorkerCommand c) {
+    auto deadline = std::chrono::steady_clock::now() + kAckTimeout;
+    uint64_t seq;
+    while ((seq = workers_[w]->post(c)) == 0) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            throw ApiError("unavailable", "worker " + std::to_string(w) + " command ring is full");
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    while (workers_[w]->acked() < seq) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            throw ApiError("unavailable",
+                           "worker " + std::to_string(w) + " did not acknowledge a queue change");
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+}
+
+unsigned Controller::least_loaded_worker() const {
+    unsigned best = 0;
+    for (unsigned w = 1; w < workers_.size(); w++) {
+        if (workers_[w]->rx_queue_count() < workers_[best]->rx_queue_count()) {
+            best = w;
+        }
+    }
+    return best;
+}
+
+json Controller::endpoint_add(const json &args) {
+    check_known(args, {"id", "netns", "ifname", "ipv4", "ipv6", "kind", "mtu", "mac",
+                       "vhost_socket", "vhost_mode"});
+    Endpoint e;
+    e.id = get_str(args, "id", true);
+    if (!valid_id(e.id)) {
+        bad("id '" + e.id + "' must be 1-128 characters of [A-Za-z0-9._-]");
+    }
+    if (endpoints_.count(e.id)) {
+        throw ApiError("already_exists", "endpoint '" + e.id + "' already exists");
+    }
+    if (endpoints_.size() >= cfg_.max_endpoints) {
+        throw ApiError("unavailable", "endpoint limit reached (max_endpoints " +
+                                          std::to_string(cfg_.max_endpoints) + ")");
+    }
+    e.kind = get_str(args, "kind", false, "tap");
+    if (e.kind != "tap" && e.kind != "vhost-user") {
+        bad("kind must be 'tap' or 'vhost-user', got '" + e.kind + "'");
+    }
+    bool tap = e.kind == "tap";
+    e.netns = get_str(args, "netns", tap);
+    e.ifname = get_str(args, "ifname", false, "eth0");
+    if (e.ifname.empty() || e.ifname.size() > 15 || e.ifname.find('/') != std::string::npos) {
+        bad("ifname '" + e.ifname + "' is not a valid interface name (1-15 characters, no '/')");
+    }
+    auto v4 = get_str(args, "ipv4", false);
+    auto v6 = get_str(args, "ipv6", false);
+    if (v4.empty() && v6.empty()) {
+        bad("an endpoint needs ipv4, ipv6 or both");
+    }
+    if (!v4.empty()) {
+        e.ipv4 = net::Ip4Addr::parse(v4);
+        if (!e.ipv4) {
+            bad("ipv4 '" + v4 + "' is not an IPv4 address");
+        }
+    }
+    if (!v6.empty()) {
+        e.ipv6 = net::Ip6Addr::parse(v6);
+        if (!e.ipv6 || e.ipv6->is_link_local() || e.ipv6->is_multicast()) {
+            bad("ipv6 '" + v6 + "' is not a global unicast IPv6 address");
+        }
+    }
+    for (const auto &[id, o] : endpoints_) {
+        if ((e.ipv4 && o.ipv4 == e.ipv4) || (e.ipv6 && o.ipv6 == e.ipv6)) {
+            throw ApiError("already_exists", "address already used by endpoint '" + id + "'");
+        }
+    }
+    e.mtu = cfg_.mtu;
+    if (auto it = args.find("mtu"); it != args.end() && !it->is_null()) {
+        if (!it->is_number_integer() || *it < 576 || *it > 9000) {
+            bad("mtu must be an integer from 576 to 9000, got " + it->dump());
+        }
+        e.mtu = it->get<uint16_t>();
+        if (e.ipv6 && e.mtu < 1280) {
+            bad("mtu must be at least 1280 with IPv6, got " + it->dump());
+        }
+    }
+    auto mac = get_str(args, "mac", !tap);
+    if (!mac.empty()) {
+        auto m = net::MacAddr::parse(mac);
+        if (!m || m->is_multicast() || m->is_zero()) {
+            bad("mac '" + mac + "' is not a unicast MAC address");
+        }
+        e.mac = *m;
+    } else {
+        e.mac = random_pod_mac();
+    }
+    auto mode = get_str(args, "vhost_mode", false, "server");
+    if (mode != "server" && mode != "client") {
+        bad("vhost_mode must be 'server' or 'client', got '" + mode + "'");
+    }
+    e.vhost_client = mode == "client";
+
+    std::string token = "p" + std::to_string(next_token_++);
+    vhost::PortSpec spec;
+    spec.token = token;
+    // A tap gets one queue pair per worker and worker w polls RX queue w: the
+    // kernel spreads the pod's flows over the queues by hash, so every queue
+    // must be polled, and the tap PMD wants as many RX as TX queues.
+    spec.rx_queues = static_cast<uint16_t>(workers_.size());
+    spec.tx_queues = static_cast<uint16_t>(workers_.size());
+    spec.pool = pool_;
+    // A tap RX queue pins rx_desc mbufs from the shared pool for its lifetime.
+    spec.rx_desc = 256;
+    spec.tx_desc = 512;
+    if (tap) {
+        spec.kind = vhost::PortKind::kTap;
+        e.host_ifname = "fwd" + token;
+        spec.tap_ifname = e.host_ifname;
+    } else {
+        spec.kind = vhost::PortKind::kVhostUser;
+        // One queue pair: what every virtio peer enables; workers share its TX queue.
+        spec.rx_queues = 1;
+        spec.tx_queues = 1;
+        e.vhost_socket = get_str(args, "vhost_socket", false, cfg_.run_dir + "/" + e.id + ".sock");
+        spec.vhost_socket = e.vhost_socket;
+        spec.vhost_client = e.vhost_client;
+    }
+    vhost::PortInfo info;
+    try {
+        info = vhost::create_port(spec);
+    } catch (const std::exception &ex) {
+        throw ApiError("invalid_argument", std::string("cannot create the pod port: ") + ex.what());
+    }
+    e.port_id = info.port_id;
+    // From here on, every failure undoes what was done before it.
+    try {
+        if (tap) {
+            vhost::PodIfConfig pc;
+            pc.netns = e.netns;
+            pc.host_ifname = e.host_ifname;
+            pc.ifname = e.ifname;
+            pc.mac = e.mac;
+            pc.mtu = e.mtu;
+            pc.ipv4 = e.ipv4;
+            pc.ipv6 = e.ipv6;
+            try {
+                vhost::configure_pod_interface(pc);
+            } catch (const std::exception &ex) {
+                throw ApiError("invalid_argument", ex.what());
+            }
+        }
+        dp::PortState &ps = tables_.port_mut(e.port_id);
+        ps.mac = net::kCalicoGatewayMac.bytes();
+        ps.vlan = 0;
+        ps.tx_shared = spec.tx_queues < workers_.size();
+        ps.role.store(dp::PortRole::kPod, std::memory_order_release);
+        e.nh = tables_.nh_alloc(
+            make_nh(dp::NhKind::kPod, e.port_id, e.mac, net::kCalicoGatewayMac, e.mtu, 0));
+        if (e.nh == dp::kNhInvalid) {
+            throw ApiError("unavailable", "next-hop table full");
+        }
+        if (e.ipv4) {
+            if (int rc = tables_.add4({*e.ipv4, 32}, e.nh); rc != 0) {
+                throw ApiError("internal",
+                               "cannot add route " + e.ipv4->str() + "/32: " + strerror(-rc));
+            }
+        }
+        if (e.ipv6) {
+            if (int rc = tables_.add6({*e.ipv6, 128}, e.nh); rc != 0) {
+                throw ApiError("internal",
+                               "cannot add route " + e.ipv6->str() + "/128: " + strerror(-rc));
+            }
+        }
+        e.worker = least_loaded_worker();
+        e.rx_queues = spec.rx_queues;
+        for (uint16_t q = 0; q < spec.rx_queues; q++) {
+            unsigned w = spec.rx_queues == 1 ? e.worker : q;
+            worker_do(w, {dp::WorkerCommand::Kind::kAddRxQueue, e.port_id, q, 0});
+        }
+    } catch (...) {
+        remove_endpoint(e);
+        throw;
+    }
+    auto [it, ok] = endpoints_.emplace(e.id, e);
+    return endpoint_json(it->second);
+}
+
+// Undoes an endpoint in reverse order; every step tolerates "was never done".
+void Controller::remove_endpoint(Endpoint &e) {
+    if (e.ipv4) {
+        tables_.del4({*e.ipv4, 32});
+    }
+    if (e.ipv6) {
+        tables_.del6({*e.ipv6, 128});
+    }
+    tables_.port_mut(e.port_id).role.store(dp::PortRole::kNone, std::memory_order_release);
+    // Every worker: no lookup still returns the routes, no TX buffer holds the port.
+    tables_.synchronize();
+    for (unsigned w = 0; w < workers_.size(); w++) {
+        try {
+            worker_do(w, {dp::WorkerCommand::Kind::kDropPort, e.port_id, 0, 0});
+        } catch (const std::exception &) {
+            // A stuck worker is reported by its own stats; keep tearing down.
+        }
+    }
+    tables_.synchronize();
+    tables_.nh_free(e.nh);
+    e.nh = dp::kNhInvalid;
+    try {
+        vhost::destroy_port(e.port_id);
+    } catch (const std::exception &) {
+        // destroy_port attempted every step; what is left is the EAL's.
+    }
+}
+
+json Controller::endpoint_del(const json &args) {
+    check_known(args, {"id"});
+    auto id = get_str(args, "id", true);
+    auto it = endpoints_.find(id);
+    if (it == endpoints_.end()) {
+        throw ApiError("not_found", "no endpoint '" + id + "'");
+    }
+    remove_endpoint(it->second);
+    endpoints_.erase(it);
+    return json{{"id", id}, {"deleted", true}};
+}
+
+json Controller::endpoint_get(const json &args) {
+    check_known(args, {"id"});
+    auto id = get_str(args, "id", true);
+    auto it = endpoints_.find(id);
+    if (it == endpoints_.end()) {
+        throw ApiError("not_found", "no endpoint '" + id + "'");
+    }
+    return endpoint_json(it->second);
+}
+
+json Controller::endpoint_list() {
+    json list = json::array();
+    for (const auto &[id, e] : endpoints_) {
+        list.push_back(endpoint_json(e));
+    }
+    return json{{"endpoints", list}};
+}
+
+json Controller::endpoint_json(const Endpoint &e) const {
+    json j{
+        {"id", e.id},   {"kind", e.kind},       {"ifname", e.ifname}, {"mac", e.mac.str()},
+        {"mtu", e.mtu}, {"port_id", e.port_id}, {"worker", e.worker}, {"rx_queues", e.rx_queues}};
+    j["netns"] = e.netns.empty() ? json() : json(e.netns);
+    j["ipv4"] = e.ipv4 ? json(e.ipv4->str()) : json();
+    j["ipv6"] = e.ipv6 ? json(e.ipv6->str()) : json();
+    j["host_ifname"] = e.host_ifname.empty() ? json() : json(e.host_ifname);
+    j["vhost_socket"] = e.vhost_socket.empty() ? json() : json(e.vhost_socket);
+    return j;
+}
+
+json Controller::stats() {
+    json ports = json::array();
+    uint16_t pid;
+    RTE_ETH_FOREACH_DEV(pid) {
+        rte_eth_stats st{};
+        rte_eth_stats_get(pid, &st);
+        char name[RTE_ETH_NAME_MAX_LEN] = {};
+        rte_eth_dev_get_name_by_port(pid, name);
+        auto role = tables_.port(pid).role.load(std::memory_order_acquire);
+        ports.push_back(json{{"port_id", pid},
+                             {"name", name},
+                             {"kind", role == dp::PortRole::kUplink ? "uplink"
+                                      : role == dp::PortRole::kPod  ? "pod"
+                                                                    : "none"},
+                             {"rx_packets", st.ipackets},
+                             {"rx_bytes", st.ibytes},
+                             {"tx_packets", st.opackets},
+                             {"tx_bytes", st.obytes},
+                             {"rx_missed", st.imissed},
+                             {"tx_errors", st.oerrors}});
+    }
+    json workers = json::array();
+    json drops = json::object();
+    uint64_t icmp = 0;
+    std::vector<uint64_t> total(dp::kDropReasonCount, 0);
+    for (unsigned w = 0; w < workers_.size(); w++) {
+        const dp::WorkerStats &s = workers_[w]->stats();
+        workers.push_back(json{{"worker", w},
+                               {"core", cfg_.workers[w].core},
+                               {"rx_packets", s.rx_packets.get()},
+                               {"tx_packets", s.tx_packets.get()},
+                               {"busy_polls", s.busy_polls.get()},
+                               {"idle_polls", s.idle_polls.get()},
+                               {"sleeps", s.sleeps.get()},
+                               {"rx_queues", workers_[w]->rx_queue_count()}});
+        for (size_t r = 0; r < dp::kDropReasonCount; r++) {
+            total[r] += s.drops[r].get();
+        }
+        icmp += s.icmp_errors_sent.get();
+    }
+    for (size_t r = 0; r < dp::kDropReasonCount; r++) {
+        drops[std::string(dp::kDropReasonInfo[r].name)] = total[r];
+    }
+    return json{
+        {"ports", ports}, {"workers", workers}, {"drops", drops}, {"icmp_errors_sent", icmp}};
+}
+
+}  // namespace fwd::control

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 machine (as root) for building and running dpdk-fwd:
+# packages, hugepages, a build. Idempotent; used by ./run.sh and CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  meson ninja-build pkg-config g++ clang-format
+  dpdk dpdk-dev libdpdk-dev dpdk-doc
+  libnl-3-dev libnl-route-3-dev libboost-dev libspdlog-dev libfmt-dev
+  nlohmann-json3-dev libgtest-dev libcli11-dev libpcap-dev
+  iproute2 iputils-ping iperf3 tcpdump procps psmisc kmod
+  python3 python3-pytest python3-scapy
+  bird2
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Hugepages: 1024 x 2 MiB, hugetlbfs at /dev/hugepages.
+mkdir -p /dev/hugepages
+mountpoint -q /dev/hugepages || mount -t hugetlbfs nodev /dev/hugepages
+if [ "$(cat /proc/sys/vm/nr_hugepages)" -lt 1024 ]; then
+  echo 1024 > /proc/sys/vm/nr_hugepages
+fi
+echo "setup: $(cat /proc/sys/vm/nr_hugepages) hugepages reserved"
+mkdir -p /var/run/netns
+
+# Build (release-ish, warnings as errors).
+if [ ! -d build ]; then
+  meson setup build -Dwerror=true >/dev/null
+fi
+ninja -C build

@@ -258,6 +258,31 @@ PortInfo finish(uint16_t port_id, const std::string &devname, const std::string 
     return PortInfo{port_id, devname, net::MacAddr::from_bytes(mac.addr_bytes)};
 }
 
+// Probes devargs (unless must_probe is false and a port of that name exists:
+// a PCI device probed at EAL init), sets the port up and starts it. Undoes
+// everything on failure.
+PortInfo attach(const std::string &devargs, const std::string &devname, const PortSpec &spec,
+                bool must_probe) {
+    uint16_t port_id = 0;
+    if (must_probe || rte_eth_dev_get_port_by_name(devname.c_str(), &port_id) != 0) {
+        if (int ret = rte_dev_probe(devargs.c_str()); ret != 0) {
+            throw PortError("probe " + devargs + ": " + errno_text(-ret));
+        }
+        if (rte_eth_dev_get_port_by_name(devname.c_str(), &port_id) != 0) {
+            rte_eal_hotplug_remove("vdev", devname.c_str());
+            throw PortError("find port of " + devname + ": the probe made no ethdev port");
+        }
+    }
+    const std::string where = devname + " (port " + std::to_string(port_id) + ")";
+    try {
+        setup(port_id, spec, where);
+    } catch (...) {
+        teardown(port_id);
+        throw;
+    }
+    return finish(port_id, devname, where);
+}
+
 }  // namespace
 
 std::string tap_devname(const std::string &token) {
@@ -305,23 +330,7 @@ PortInfo create_port(const PortSpec &spec) {
         prepare_server_socket(spec.vhost_socket, devname);
     }
 
-    if (int ret = rte_dev_probe(devargs.c_str()); ret != 0) {
-        throw PortError("probe " + devargs + ": " + errno_text(-ret));
-    }
-    uint16_t port_id = 0;
-    if (rte_eth_dev_get_port_by_name(devname.c_str(), &port_id) != 0) {
-        rte_eal_hotplug_remove("vdev", devname.c_str());
-        throw PortError("find port of " + devname + ": the probe made no ethdev port");
-    }
-    const std::string where = devname + " (port " + std::to_string(port_id) + ")";
-    try {
-        setup(port_id, spec, where);
-    } catch (...) {
-        teardown(port_id);
-        throw;
-    }
-
-    return finish(port_id, devname, where);
+    return attach(devargs, devname, spec, true);
 }
 
 PortInfo create_port_from_devargs(const std::string &devargs, const PortSpec &spec) {
@@ -329,24 +338,7 @@ PortInfo create_port_from_devargs(const std::string &devargs, const PortSpec &sp
     if (devname.empty() || spec.pool == nullptr || spec.rx_queues == 0 || spec.tx_queues == 0) {
         throw PortError("create port from '" + devargs + "': empty name, no pool or no queues");
     }
-    uint16_t port_id = 0;
-    // A PCI device was probed at EAL init (-a); a vdev is probed now.
-    if (rte_eth_dev_get_port_by_name(devname.c_str(), &port_id) != 0) {
-        if (int ret = rte_dev_probe(devargs.c_str()); ret != 0) {
-            throw PortError("probe " + devargs + ": " + errno_text(-ret));
-        }
-        if (rte_eth_dev_get_port_by_name(devname.c_str(), &port_id) != 0) {
-            throw PortError("find port of " + devname + ": the probe made no ethdev port");
-        }
-    }
-    const std::string where = devname + " (port " + std::to_string(port_id) + ")";
-    try {
-        setup(port_id, spec, where);
-    } catch (...) {
-        teardown(port_id);
-        throw;
-    }
-    return finish(port_id, devname, where);
+    return attach(devargs, devname, spec, false);
 }
 
 void destroy_port(uint16_t port_id) {

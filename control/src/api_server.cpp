@@ -1,1 +1,433 @@
+// ApiServer: one thread multiplexes the listen socket, a stop eventfd and every client with
+// poll(). All sockets are non-blocking; bytes are assembled into lines per client and each
+// complete line is answered in order. A misbehaving client only ever loses its own connection.
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+#include <system_error>
+
+#include "fwd/control/api.hpp"
+
+namespace fwd::control {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr int kListenBacklog = 64;
+// Beyond this many connections new ones are closed at once, so a runaway script cannot
+// exhaust the daemon's file descriptors.
+constexpr size_t kMaxClients = 128;
+// After accept() fails for lack of resources, the listen socket is left alone this long
+// instead of spinning on it.
+constexpr int kAcceptBackoffMs = 100;
+// The JSON parser is iterative but dumping and copying values recurse; a bound on nesting
+// keeps a hostile request from exhausting the server thread's stack.
+constexpr int kMaxJsonDepth = 64;
+
+std::system_error sys_error(int err, const std::string &what) {
+    return std::system_error(err, std::generic_category(), what);
+}
+
+sockaddr_un make_addr(const std::string &path) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
+        throw sys_error(ENAMETOOLONG, "API socket path '" + path + "' must be 1 to " +
+                                          std::to_string(sizeof(addr.sun_path) - 1) + " bytes");
+    }
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    return addr;
+}
+
+// mkdir -p of the socket's directory; directories it creates get mode 0755 whatever the umask,
+// so that clients can reach a socket whose own mode allows them.
+void make_parent_dirs(const std::string &socket_path) {
+    const size_t slash = socket_path.rfind('/');
+    if (slash == std::string::npos || slash == 0) {
+        return;
+    }
+    const std::string dir = socket_path.substr(0, slash);
+    for (size_t end = 1; end <= dir.size(); end++) {
+        if (end != dir.size() && dir[end] != '/') {
+            continue;
+        }
+        const std::string prefix = dir.substr(0, end);
+        if (mkdir(prefix.c_str(), 0755) == 0) {
+            if (chmod(prefix.c_str(), 0755) != 0) {
+                throw sys_error(errno, "cannot set the mode of " + prefix);
+            }
+        } else if (errno != EEXIST) {
+            throw sys_error(errno, "cannot create directory " + prefix + " for " + socket_path);
+        }
+    }
+}
+
+// True if a server accepts connections on the socket; false if the file is a leftover of a
+// server that died. Anything else (e.g. no permission to connect) is an error: refusing to start
+// is safer than deleting another daemon's socket.
+bool socket_is_live(const std::string &path, const sockaddr_un &addr) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        throw sys_error(errno, "socket");
+    }
+    const int rc = connect(fd, reinterpret_cast<const sockaddr *>(&addr), sizeof(addr));
+    const int err = errno;
+    close(fd);
+    if (rc == 0 || err == EAGAIN) {  // EAGAIN: alive, its backlog is full
+        return true;
+    }
+    if (err == ECONNREFUSED || err == ENOENT) {
+        return false;
+    }
+    throw sys_error(err, "cannot tell whether a daemon is listening on " + path);
+}
+
+// The parser's own message without its "[json.exception.parse_error.101] " prefix.
+std::string parse_error_text(const std::exception &e) {
+    std::string_view text = e.what();
+    if (const size_t pos = text.find("] "); !text.empty() && text[0] == '[' && pos != text.npos) {
+        text.remove_prefix(pos + 2);
+    }
+    return std::string(text);
+}
+
+bool is_blank(std::string_view line) {
+    return line.find_first_not_of(" \t\r") == std::string_view::npos;
+}
+
+json error_reply(json id, const std::string &code, const std::string &message) {
+    return json{{"id", std::move(id)},
+                {"ok", false},
+                {"error", json{{"code", code}, {"message", message}}}};
+}
+
+std::string serialize(const json &reply) {
+    // replace: a handler may hand back bytes that are not UTF-8 (e.g. from an interface name);
+    // that must not turn into an exception on the server thread.
+    return reply.dump(-1, ' ', false, json::error_handler_t::replace) + '\n';
+}
+
+}  // namespace
+
+struct ApiServer::Client {
+    explicit Client(int fd) : fd(fd) {}
+    ~Client() { close(fd); }
+    Client(const Client &) = delete;
+    Client &operator=(const Client &) = delete;
+
+    int fd;
+    std::string in;        // bytes of lines not yet answered
+    size_t scanned = 0;    // in[0, scanned) holds no newline
+    std::string out;       // replies not yet sent
+    size_t out_sent = 0;   // out[0, out_sent) is sent
+    bool closing = false;  // read no more; close once out is sent
+    bool dead = false;
+};
+
+ApiServer::ApiServer(std::string socket_path, std::vector<std::string> known_ops,
+                     ApiHandler handler, mode_t mode)
+    : path_(std::move(socket_path)),
+      known_ops_(std::move(known_ops)),
+      handler_(std::move(handler)),
+      mode_(mode) {}
+
+ApiServer::~ApiServer() {
+    stop();
+}
+
+void ApiServer::start() {
+    if (thread_.joinable()) {
+        throw std::logic_error("ApiServer on " + path_ + " is already started");
+    }
+    const sockaddr_un addr = make_addr(path_);
+    try {
+        make_parent_dirs(path_);
+
+        struct stat st {};
+        if (lstat(path_.c_str(), &st) == 0) {
+            if (!S_ISSOCK(st.st_mode)) {
+                throw sys_error(EEXIST, path_ + " exists and is not a socket");
+            }
+            if (socket_is_live(path_, addr)) {
+                throw sys_error(EADDRINUSE, "another daemon is listening on " + path_);
+            }
+            if (unlink(path_.c_str()) != 0 && errno != ENOENT) {
+                throw sys_error(errno, "cannot remove the stale socket " + path_);
+            }
+        }
+
+        listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (listen_fd_ < 0) {
+            throw sys_error(errno, "socket for " + path_);
+        }
+        if (bind(listen_fd_, reinterpret_cast<const sockaddr *>(&addr), sizeof(addr)) != 0) {
+            // EADDRINUSE here: another daemon bound the path since the check above.
+            throw sys_error(errno, "cannot bind " + path_);
+        }
+        bound_ = true;
+        if (stat(path_.c_str(), &st) != 0) {
+            throw sys_error(errno, "cannot stat " + path_);
+        }
+        sock_dev_ = st.st_dev;
+        sock_ino_ = st.st_ino;
+        // The mode is set before listen(): until then connects are refused, so no client ever
+        // reaches the socket under the umask's mode.
+        if (chmod(path_.c_str(), mode_) != 0) {
+            throw sys_error(errno, "cannot set the mode of " + path_);
+        }
+        if (listen(listen_fd_, kListenBacklog) != 0) {
+            throw sys_error(errno, "cannot listen on " + path_);
+        }
+        stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (stop_fd_ < 0) {
+            throw sys_error(errno, "eventfd for " + path_);
+        }
+        thread_ = std::thread([this] { run(); });
+    } catch (...) {
+        close_fds();
+        throw;
+    }
+}
+
+void ApiServer::stop() {
+    if (thread_.joinable()) {
+        const uint64_t one = 1;
+        const ssize_t n = write(stop_fd_, &one, sizeof(one));
+        (void)n;  // an eventfd write only fails on overflow, which still wakes the thread
+        thread_.join();
+    }
+    close_fds();
+}
+
+void ApiServer::close_fds() {
+    if (bound_) {
+        // Remove the file only if it is still ours: after a failed start it may belong to a
+        // daemon that won the race for the path.
+        struct stat st {};
+        if (stat(path_.c_str(), &st) == 0 && st.st_dev == sock_dev_ && st.st_ino == sock_ino_) {
+            unlink(path_.c_str());
+        }
+        bound_ = false;
+    }
+    if (listen_fd_ >= 0) {
+        close(listen_fd_);
+        listen_fd_ = -1;
+    }
+    if (stop_fd_ >= 0) {
+        close(stop_fd_);
+        stop_fd_ = -1;
+    }
+}
+
+void ApiServer::run() {
+    std::vector<pollfd> fds;
+    bool accept_paused = false;
+    for (;;) {
+        fds.clear();
+        fds.push_back(pollfd{stop_fd_, POLLIN, 0});
+        fds.push_back(pollfd{accept_paused ? -1 : listen_fd_, POLLIN, 0});
+        for (const auto &c : clients_) {
+            // A client with replies pending is not read: it has to take its answers first.
+            const short events = c->out_sent < c->out.size() ? POLLOUT : c->closing ? 0 : POLLIN;
+            fds.push_back(pollfd{c->fd, events, 0});
+        }
+        const int n = poll(fds.data(), fds.size(), accept_paused ? kAcceptBackoffMs : -1);
+        if (n < 0 && errno != EINTR) {
+            break;  // only EFAULT/EINVAL/ENOMEM: nothing sensible left to do
+        }
+        if (n <= 0) {
+            accept_paused = false;
+            continue;
+        }
+        if (fds[0].revents != 0) {
+            break;
+        }
+
+        for (size_t i = 0; i < clients_.size(); i++) {
+            Client &c = *clients_[i];
+            const short revents = fds[i + 2].revents;
+            if (revents == 0) {
+                continue;
+            }
+            try {
+                bool keep = true;
+                if (revents & POLLOUT) {
+                    keep = write_client(c);
+                } else if (revents & (POLLIN | POLLHUP | POLLERR)) {
+                    keep = read_client(c);
+                } else if (revents & POLLNVAL) {
+                    keep = false;
+                }
+                c.dead = !keep;
+            } catch (const std::exception &) {
+                c.dead = true;  // e.g. bad_alloc: give up on this client, keep serving others
+            }
+        }
+        std::erase_if(clients_, [](const std::unique_ptr<Client> &c) { return c->dead; });
+
+        if (fds[1].revents & POLLIN) {
+            accept_paused = !accept_clients();
+        }
+    }
+    clients_.clear();
+}
+
+bool ApiServer::accept_clients() {
+    for (;;) {
+        const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            // Out of descriptors or memory: back off rather than spin on a readable socket.
+            return !(errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM);
+        }
+        if (clients_.size() >= kMaxClients) {
+            close(fd);
+            continue;
+        }
+        clients_.push_back(std::make_unique<Client>(fd));
+    }
+}
+
+bool ApiServer::read_client(Client &c) {
+    char buf[kReadChunk];
+    const ssize_t n = recv(c.fd, buf, sizeof(buf), 0);
+    if (n < 0) {
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    }
+    if (n == 0) {
+        // The client is done sending; a partial last line is dropped (every request ends with
+        // a newline) but replies already queued are still delivered.
+        c.closing = true;
+        return write_client(c);
+    }
+    c.in.append(buf, static_cast<size_t>(n));
+    handle_lines(c);
+    return write_client(c);
+}
+
+bool ApiServer::write_client(Client &c) {
+    while (c.out_sent < c.out.size()) {
+        const ssize_t n =
+            send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno == EAGAIN || errno == EWOULDBLOCK;  // EPIPE etc.: the client is gone
+        }
+        c.out_sent += static_cast<size_t>(n);
+    }
+    c.out.clear();
+    c.out_sent = 0;
+    return !c.closing;
+}
+
+void ApiServer::handle_lines(Client &c) {
+    size_t begin = 0;
+    bool too_long = false;
+    for (;;) {
+        const size_t nl = c.in.find('\n', std::max(begin, c.scanned));
+        if (nl == std::string::npos) {
+            break;
+        }
+        if (nl - begin > kMaxApiLine) {
+            too_long = true;
+            break;
+        }
+        const std::string line = c.in.substr(begin, nl - begin);
+        begin = nl + 1;
+        if (!is_blank(line)) {
+            c.out += serialize(handle_request(line));
+        }
+    }
+    c.in.erase(0, begin);
+    c.scanned = c.in.size();
+    if (too_long || c.in.size() > kMaxApiLine) {
+        // Such a client is broken or hostile; ending the connection bounds what it can make us
+        // hold.
+        c.out += serialize(error_reply(nullptr, "bad_request",
+                                       "request line longer than " + std::to_string(kMaxApiLine) +
+                                           " bytes; closing the connection"));
+        c.in.clear();
+        c.scanned = 0;
+        c.closing = true;
+    }
+}
+
+json ApiServer::handle_request(const std::string &line) {
+    json req;
+    try {
+        req = json::parse(line, [](int depth, json::parse_event_t, json &) {
+            if (depth > kMaxJsonDepth) {
+                throw ApiError("bad_request", "request nests deeper than " +
+                                                  std::to_string(kMaxJsonDepth) + " levels");
+            }
+            return true;
+        });
+    } catch (const ApiError &e) {
+        return error_reply(nullptr, e.code(), e.what());
+    } catch (const json::exception &e) {
+        return error_reply(nullptr, "bad_request",
+                           "request is not valid JSON: " + parse_error_text(e));
+    }
+    if (!req.is_object()) {
+        return error_reply(nullptr, "bad_request",
+                           std::string("request must be a JSON object, not ") + req.type_name());
+    }
+
+    json id = nullptr;
+    if (auto it = req.find("id"); it != req.end()) {
+        id = std::move(*it);
+    }
+    const auto op = req.find("op");
+    if (op == req.end()) {
+        return error_reply(std::move(id), "bad_request", "request has no \"op\"");
+    }
+    if (!op->is_string()) {
+        return error_reply(std::move(id), "bad_request",
+                           std::string("\"op\" must be a string, not ") + op->type_name());
+    }
+    const auto args = req.find("args");
+    if (args == req.end()) {
+        return error_reply(std::move(id), "bad_request",
+                           "request has no \"args\" (send {} when the op takes none)");
+    }
+    if (!args->is_object()) {
+        return error_reply(std::move(id), "bad_request",
+                           std::string("\"args\" must be an object, not ") + args->type_name());
+    }
+    const std::string &name = op->get_ref<const std::string &>();
+    if (std::find(known_ops_.begin(), known_ops_.end(), name) == known_ops_.end()) {
+        std::string known;
+        for (const auto &k : known_ops_) {
+            known += (known.empty() ? "" : ", ") + k;
+        }
+        return error_reply(std::move(id), "unknown_op",
+                           "unknown op '" + name + "'; known ops: " + known);
+    }
+
+    try {
+        json result = handler_(name, *args);
+        return json{{"id", std::move(id)}, {"ok", true}, {"result", std::move(result)}};
+    } catch (const ApiError &e) {
+        return error_reply(std::move(id), e.code(), e.what());
+    } catch (const std::exception &e) {
+        return error_reply(std::move(id), "internal", e.what());
+    } catch (...) {
+        return error_reply(std::move(id), "internal", "unknown error in the handler");
+    }
+}
+
+}  // namespace fwd::control

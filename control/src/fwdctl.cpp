@@ -1,1 +1,406 @@
-int main() { return 1; }
+// fwdctl: the command line front end of the dpdk-fwd control API.
+//
+// Each command group registers its subcommands in one add_*_commands function. A subcommand's
+// callback only records the Request to send and how to print its result; main() sends it and
+// turns failures into messages and exit codes in one place. New groups (routes, ipam, apply)
+// add a function and a line in main().
+//
+// Exit codes: 0 success, 1 the daemon answered with an error, 2 usage error, 3 the daemon
+// cannot be reached.
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "fwd/control/api.hpp"
+
+namespace fwd::control {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitUnavailable = 3;
+constexpr const char *kSocketEnv = "FWD_API_SOCKET";
+
+// What the command line asks the daemon for, and how to show the answer to a human.
+struct Request {
+    std::string op;
+    json args = json::object();
+    std::function<void(const json &result, std::ostream &out)> print;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Output helpers shared by every command.
+
+// Aligned columns separated by two spaces. Numbers read best right-aligned, text left-aligned.
+class Table {
+  public:
+    struct Column {
+        std::string title;
+        bool right = false;
+    };
+
+    explicit Table(std::vector<Column> columns) : columns_(std::move(columns)) {}
+
+    void add_row(std::vector<std::string> cells) {
+        cells.resize(columns_.size());
+        rows_.push_back(std::move(cells));
+    }
+
+    void print(std::ostream &out, bool header = true) const {
+        std::vector<size_t> width(columns_.size(), 0);
+        for (size_t i = 0; i < columns_.size(); i++) {
+            width[i] = header ? columns_[i].title.size() : 0;
+            for (const auto &row : rows_) {
+                width[i] = std::max(width[i], row[i].size());
+            }
+        }
+        const auto print_row = [&](const std::vector<std::string> &cells) {
+            std::string line;
+            for (size_t i = 0; i < cells.size(); i++) {
+                const std::string pad(width[i] - cells[i].size(), ' ');
+                if (i > 0) {
+                    line += "  ";
+                }
+                line += columns_[i].right ? pad + cells[i] : cells[i] + pad;
+            }
+            line.erase(line.find_last_not_of(' ') + 1);
+            out << line << '\n';
+        };
+        if (header) {
+            std::vector<std::string> titles;
+            for (const auto &c : columns_) {
+                titles.push_back(c.title);
+            }
+            print_row(titles);
+        }
+        for (const auto &row : rows_) {
+            print_row(row);
+        }
+    }
+
+  private:
+    std::vector<Column> columns_;
+    std::vector<std::vector<std::string>> rows_;
+};
+
+// One member of a result as table text; "-" when absent or null. Never throws, so a daemon
+// newer than fwdctl cannot make it fail on a changed field.
+std::string cell(const json &obj, const char *key) {
+    if (!obj.is_object()) {
+        return "-";
+    }
+    const auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) {
+        return "-";
+    }
+    if (it->is_string()) {
+        return it->get<std::string>();
+    }
+    return it->dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// The array member key of a result, or an empty array.
+const json &array_field(const json &obj, const char *key) {
+    static const json kEmpty = json::array();
+    if (!obj.is_object()) {
+        return kEmpty;
+    }
+    const auto it = obj.find(key);
+    return it != obj.end() && it->is_array() ? *it : kEmpty;
+}
+
+// "name  value" lines for a single object, in the given order.
+void print_fields(const json &obj, const std::vector<const char *> &keys, std::ostream &out) {
+    Table table({{"FIELD"}, {"VALUE"}});
+    for (const char *key : keys) {
+        table.add_row({key, cell(obj, key)});
+    }
+    table.print(out, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options that map one to one onto request args. Only options given on the command line are
+// sent, so every default lives in one place: the daemon.
+class ArgOptions {
+  public:
+    CLI::Option *text(CLI::App *cmd, const std::string &flag, std::string key,
+                      const std::string &help) {
+        auto &arg = add(std::move(key), false);
+        arg.option = cmd->add_option(flag, arg.text, help);
+        return arg.option;
+    }
+
+    CLI::Option *integer(CLI::App *cmd, const std::string &flag, std::string key,
+                         const std::string &help) {
+        auto &arg = add(std::move(key), true);
+        arg.option = cmd->add_option(flag, arg.number, help);
+        return arg.option;
+    }
+
+    json args() const {
+        json out = json::object();
+        for (const auto &arg : args_) {
+            if (arg->option->count() > 0) {
+                out[arg->key] = arg->is_integer ? json(arg->number) : json(arg->text);
+            }
+        }
+        return out;
+    }
+
+  private:
+    struct Arg {
+        std::string key;
+        bool is_integer = false;
+        std::string text;
+        long long number = 0;
+        CLI::Option *option = nullptr;
+    };
+
+    Arg &add(std::string key, bool is_integer) {
+        // unique_ptr: CLI11 keeps pointers to the bound variables.
+        args_.push_back(std::make_unique<Arg>());
+        args_.back()->key = std::move(key);
+        args_.back()->is_integer = is_integer;
+        return *args_.back();
+    }
+
+    std::vector<std::unique_ptr<Arg>> args_;
+};
+
+// Registers a subcommand whose request is built from ArgOptions; setup adds the options.
+CLI::App *add_request_command(CLI::App &parent, const std::string &name, const std::string &help,
+                              const std::string &op, std::optional<Request> &request,
+                              std::function<void(const json &, std::ostream &)> print,
+                              const std::function<void(CLI::App *, ArgOptions &)> &setup = {}) {
+    CLI::App *cmd = parent.add_subcommand(name, help);
+    auto options = std::make_shared<ArgOptions>();
+    if (setup) {
+        setup(cmd, *options);
+    }
+    cmd->callback([&request, op, options, print = std::move(print)] {
+        request = Request{op, options->args(), print};
+    });
+    return cmd;
+}
+
+// ---------------------------------------------------------------------------------------------
+// endpoint add | del | get | list
+
+const std::vector<const char *> kEndpointFields = {
+    "id",  "kind", "netns",   "ifname", "ipv4",        "ipv6",
+    "mac", "mtu",  "port_id", "worker", "host_ifname", "vhost_socket",
+};
+
+void print_endpoint(const json &endpoint, std::ostream &out) {
+    print_fields(endpoint, kEndpointFields, out);
+}
+
+void print_endpoint_list(const json &result, std::ostream &out) {
+    Table table({{"ID"},
+                 {"KIND"},
+                 {"NETNS"},
+                 {"IFNAME"},
+                 {"IPV4"},
+                 {"IPV6"},
+                 {"MAC"},
+                 {"MTU", true},
+                 {"PORT", true},
+                 {"WORKER", true}});
+    for (const auto &e : array_field(result, "endpoints")) {
+        table.add_row({cell(e, "id"), cell(e, "kind"), cell(e, "netns"), cell(e, "ifname"),
+                       cell(e, "ipv4"), cell(e, "ipv6"), cell(e, "mac"), cell(e, "mtu"),
+                       cell(e, "port_id"), cell(e, "worker")});
+    }
+    table.print(out);
+}
+
+void add_endpoint_commands(CLI::App &app, std::optional<Request> &request) {
+    CLI::App *group = app.add_subcommand("endpoint", "manage pod endpoints");
+    group->require_subcommand(1);
+
+    add_request_command(
+        *group, "add", "attach a pod: create its port and routes", "endpoint.add", request,
+        print_endpoint, [](CLI::App *cmd, ArgOptions &o) {
+            o.text(cmd, "--id", "id", "endpoint id, unique on the node")->required();
+            o.text(cmd, "--netns", "netns",
+                   "pod network namespace: a path, or a name under /var/run/netns "
+                   "(required for tap pods)");
+            o.text(cmd, "--ifname", "ifname", "interface name inside the pod (default eth0)");
+            o.text(cmd, "--ipv4", "ipv4", "pod IPv4 address");
+            o.text(cmd, "--ipv6", "ipv6", "pod IPv6 address");
+            o.text(cmd, "--kind", "kind", "port kind (default tap)")
+                ->check(CLI::IsMember({"tap", "vhost-user"}));
+            o.integer(cmd, "--mtu", "mtu", "MTU of the pod interface");
+            o.text(cmd, "--mac", "mac", "pod MAC address (required for vhost-user)");
+            o.text(cmd, "--vhost-socket", "vhost_socket", "vhost-user socket path");
+            o.text(cmd, "--vhost-mode", "vhost_mode", "vhost-user socket role (default server)")
+                ->check(CLI::IsMember({"server", "client"}));
+        });
+
+    add_request_command(
+        *group, "del", "detach a pod: remove its routes and port", "endpoint.del", request,
+        [](const json &result, std::ostream &out) {
+            out << "endpoint " << cell(result, "id") << " deleted\n";
+        },
+        [](CLI::App *cmd, ArgOptions &o) { o.text(cmd, "--id", "id", "endpoint id")->required(); });
+
+    add_request_command(
+        *group, "get", "show one endpoint", "endpoint.get", request, print_endpoint,
+        [](CLI::App *cmd, ArgOptions &o) { o.text(cmd, "--id", "id", "endpoint id")->required(); });
+
+    add_request_command(*group, "list", "list all endpoints", "endpoint.list", request,
+                        print_endpoint_list);
+}
+
+// ---------------------------------------------------------------------------------------------
+// stats
+
+void print_stats(const json &result, std::ostream &out) {
+    Table ports({{"PORT", true},
+                 {"NAME"},
+                 {"KIND"},
+                 {"RX-PACKETS", true},
+                 {"RX-BYTES", true},
+                 {"TX-PACKETS", true},
+                 {"TX-BYTES", true},
+                 {"RX-MISSED", true},
+                 {"TX-ERRORS", true}});
+    for (const auto &p : array_field(result, "ports")) {
+        ports.add_row({cell(p, "port_id"), cell(p, "name"), cell(p, "kind"), cell(p, "rx_packets"),
+                       cell(p, "rx_bytes"), cell(p, "tx_packets"), cell(p, "tx_bytes"),
+                       cell(p, "rx_missed"), cell(p, "tx_errors")});
+    }
+    ports.print(out);
+    out << '\n';
+
+    Table workers({{"WORKER", true},
+                   {"CORE", true},
+                   {"RX-PACKETS", true},
+                   {"TX-PACKETS", true},
+                   {"BUSY-POLLS", true},
+                   {"IDLE-POLLS", true},
+                   {"SLEEPS", true},
+                   {"RX-QUEUES", true}});
+    for (const auto &w : array_field(result, "workers")) {
+        workers.add_row({cell(w, "worker"), cell(w, "core"), cell(w, "rx_packets"),
+                         cell(w, "tx_packets"), cell(w, "busy_polls"), cell(w, "idle_polls"),
+                         cell(w, "sleeps"), cell(w, "rx_queues")});
+    }
+    workers.print(out);
+    out << '\n';
+
+    // Only the reasons that happened, most frequent first: the list of reasons is long.
+    std::vector<std::pair<std::string, uint64_t>> drops;
+    if (const auto it = result.find("drops"); it != result.end() && it->is_object()) {
+        for (const auto &[reason, count] : it->items()) {
+            if (count.is_number_unsigned() && count.get<uint64_t>() > 0) {
+                drops.emplace_back(reason, count.get<uint64_t>());
+            }
+        }
+    }
+    std::sort(drops.begin(), drops.end(), [](const auto &a, const auto &b) {
+        return a.second != b.second ? a.second > b.second : a.first < b.first;
+    });
+    if (drops.empty()) {
+        out << "no drops\n";
+    } else {
+        Table table({{"DROP-REASON"}, {"PACKETS", true}});
+        for (const auto &[reason, count] : drops) {
+            table.add_row({reason, std::to_string(count)});
+        }
+        table.print(out);
+    }
+    out << "\nICMP errors sent: " << cell(result, "icmp_errors_sent") << '\n';
+}
+
+void add_stats_commands(CLI::App &app, std::optional<Request> &request) {
+    add_request_command(app, "stats", "show port, worker and drop counters", "stats", request,
+                        print_stats);
+}
+
+// ---------------------------------------------------------------------------------------------
+// version
+
+void add_version_commands(CLI::App &app, std::optional<Request> &request) {
+    add_request_command(app, "version", "show the daemon's version", "version", request,
+                        [](const json &result, std::ostream &out) {
+                            out << "dpdk-fwd " << cell(result, "version") << '\n';
+                        });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int run(int argc, char **argv) {
+    CLI::App app{"Control a running dpdk-fwd daemon.", "fwdctl"};
+#ifdef FWD_VERSION
+    app.set_version_flag("--version", std::string("fwdctl ") + FWD_VERSION);
+#endif
+    // Global options are also accepted after the subcommand ("fwdctl endpoint list --json").
+    app.fallthrough();
+    app.require_subcommand(1);
+
+    std::string socket_path = kDefaultApiSocket;
+    bool as_json = false;
+    app.add_option("-s,--api-socket", socket_path, "daemon API socket")
+        ->envname(kSocketEnv)
+        ->capture_default_str();
+    app.add_flag("--json", as_json, "print the result as JSON");
+
+    std::optional<Request> request;
+    add_endpoint_commands(app, request);
+    add_stats_commands(app, request);
+    add_version_commands(app, request);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError &e) {
+        const int rc = app.exit(e);
+        return rc == 0 ? 0 : kExitUsage;
+    }
+    if (!request) {
+        std::cerr << app.help();
+        return kExitUsage;
+    }
+
+    try {
+        ApiClient client(socket_path);
+        const json result = client.call(request->op, request->args);
+        if (as_json) {
+            std::cout << result.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
+        } else {
+            request->print(result, std::cout);
+        }
+        return 0;
+    } catch (const ApiConnectionError &e) {
+        std::cerr << "fwdctl: " << e.code() << ": " << e.what() << '\n'
+                  << "fwdctl: is dpdk-fwd running? (API socket " << socket_path
+                  << "; choose another with -s or " << kSocketEnv << ")\n";
+        return kExitUnavailable;
+    } catch (const ApiError &e) {
+        std::cerr << "fwdctl: " << e.code() << ": " << e.what() << '\n';
+        return kExitError;
+    } catch (const std::exception &e) {
+        std::cerr << "fwdctl: internal: " << e.what() << '\n';
+        return kExitError;
+    }
+}
+
+}  // namespace
+
+}  // namespace fwd::control
+
+int main(int argc, char **argv) {
+    return fwd::control::run(argc, argv);
+}

@@ -1,0 +1,722 @@
+// The control API transport (ApiServer, ApiClient) over a real unix socket in a private
+// directory, and the fwdctl binary run against a server with a fake handler.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "fwd/control/api.hpp"
+
+namespace fwd::control {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+const std::vector<std::string> kOps = {"echo",          "fail",         "boom",         "slow",
+                                       "endpoint.list", "endpoint.get", "endpoint.add", "stats"};
+
+sockaddr_un unix_addr(const std::string &path) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    return addr;
+}
+
+// A hand-driven connection for sending what ApiClient never would.
+class RawConn {
+  public:
+    explicit RawConn(const std::string &path) {
+        fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        const sockaddr_un addr = unix_addr(path);
+        if (connect(fd_, reinterpret_cast<const sockaddr *>(&addr), sizeof(addr)) != 0) {
+            throw std::system_error(errno, std::generic_category(), "connect " + path);
+        }
+    }
+    ~RawConn() { close(fd_); }
+    RawConn(const RawConn &) = delete;
+    RawConn &operator=(const RawConn &) = delete;
+
+    // Sends everything it can; false once the server has closed the connection.
+    bool send_text(const std::string &data) {
+        size_t sent = 0;
+        while (sent < data.size()) {
+            const ssize_t n = send(fd_, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+            if (n < 0) {
+                return false;
+            }
+            sent += static_cast<size_t>(n);
+        }
+        return true;
+    }
+
+    // The next reply line; "" on EOF or after 5 s.
+    std::string read_line() {
+        for (;;) {
+            if (const size_t nl = in_.find('\n'); nl != std::string::npos) {
+                std::string line = in_.substr(0, nl);
+                in_.erase(0, nl + 1);
+                return line;
+            }
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, 5000) <= 0) {
+                return "";
+            }
+            char buf[4096];
+            const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+            if (n <= 0) {
+                return "";
+            }
+            in_.append(buf, static_cast<size_t>(n));
+        }
+    }
+
+    json read_reply() {
+        const std::string line = read_line();
+        return line.empty() ? json() : json::parse(line);
+    }
+
+    // True if the server closed the connection (EOF within 5 s with nothing more to read).
+    bool closed_by_server() {
+        pollfd p{fd_, POLLIN, 0};
+        if (poll(&p, 1, 5000) <= 0) {
+            return false;
+        }
+        char c;
+        return recv(fd_, &c, 1, 0) <= 0;
+    }
+
+  private:
+    int fd_ = -1;
+    std::string in_;
+};
+
+class ApiTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        char tmpl[] = "/tmp/fwd-api-test-XXXXXX";
+        ASSERT_NE(mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        path_ = dir_ + "/api.sock";
+        unsetenv("FWD_API_SOCKET");
+    }
+
+    void TearDown() override {
+        server_.reset();
+        std::filesystem::remove_all(dir_);
+    }
+
+    json handle(const std::string &op, const json &args) {
+        const int now = ++in_handler_;
+        int seen = max_in_handler_.load();
+        while (now > seen && !max_in_handler_.compare_exchange_weak(seen, now)) {
+        }
+        struct Leave {
+            std::atomic<int> &n;
+            ~Leave() { --n; }
+        } leave{in_handler_};
+        {
+            std::lock_guard lock(mu_);
+            last_op_ = op;
+            last_args_ = args;
+        }
+        if (op == "fail") {
+            throw ApiError(args.at("code").get<std::string>(),
+                           args.at("message").get<std::string>());
+        }
+        if (op == "boom") {
+            throw std::runtime_error("kaboom");
+        }
+        if (op == "slow") {
+            std::this_thread::sleep_for(std::chrono::milliseconds(args.value("ms", 300)));
+            return json{{"slept", true}};
+        }
+        if (op == "endpoint.list") {
+            return endpoint_list_;
+        }
+        if (op == "endpoint.get") {
+            throw ApiError("not_found", "no endpoint '" + args.value("id", "") + "'");
+        }
+        if (op == "stats") {
+            return stats_;
+        }
+        return json{{"op", op}, {"args", args}};
+    }
+
+    void start_server(mode_t mode = 0600) {
+        server_ = std::make_unique<ApiServer>(
+            path_, kOps,
+            [this](const std::string &op, const json &args) { return handle(op, args); }, mode);
+        server_->start();
+    }
+
+    std::string dir_;
+    std::string path_;
+    std::unique_ptr<ApiServer> server_;
+    std::atomic<int> in_handler_{0};
+    std::atomic<int> max_in_handler_{0};
+    std::mutex mu_;
+    std::string last_op_;
+    json last_args_;
+    json endpoint_list_ = json{{"endpoints", json::array()}};
+    json stats_ = json::object();
+};
+
+// Runs a call and returns the ApiError it throws (code "none" if it does not throw).
+template <typename F>
+ApiError api_error(F &&f) {
+    try {
+        f();
+    } catch (const ApiError &e) {
+        return e;
+    }
+    return ApiError("none", "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests and replies
+
+TEST_F(ApiTest, RoundTripsARequest) {
+    start_server();
+    ApiClient client(path_);
+    const json result = client.call("echo", json{{"a", 1}, {"b", {"x", "y"}}});
+    EXPECT_EQ(result, (json{{"op", "echo"}, {"args", {{"a", 1}, {"b", {"x", "y"}}}}}));
+}
+
+TEST_F(ApiTest, EchoesTheRequestId) {
+    start_server();
+    RawConn conn(path_);
+    conn.send_text(R"({"id": {"x": [1, "two"]}, "op": "echo", "args": {}})"
+                   "\n");
+    json reply = conn.read_reply();
+    EXPECT_EQ(reply["id"], (json{{"x", {1, "two"}}}));
+    EXPECT_EQ(reply["ok"], true);
+    EXPECT_EQ(reply["result"]["op"], "echo");
+
+    conn.send_text(R"({"id": "abc", "op": "nope", "args": {}})"
+                   "\n");
+    reply = conn.read_reply();
+    EXPECT_EQ(reply["id"], "abc");
+    EXPECT_EQ(reply["ok"], false);
+
+    conn.send_text(R"({"op": "echo", "args": {}})"
+                   "\n");
+    reply = conn.read_reply();
+    EXPECT_TRUE(reply.contains("id"));
+    EXPECT_TRUE(reply["id"].is_null());
+}
+
+TEST_F(ApiTest, HandlerApiErrorKeepsCodeAndMessage) {
+    start_server();
+    ApiClient client(path_);
+    const ApiError e = api_error([&] {
+        client.call("fail", json{{"code", "not_found"}, {"message", "no endpoint 'pod-a'"}});
+    });
+    EXPECT_EQ(e.code(), "not_found");
+    EXPECT_STREQ(e.what(), "no endpoint 'pod-a'");
+
+    RawConn conn(path_);
+    conn.send_text(
+        R"({"id": 7, "op": "fail", "args": {"code": "already_exists", "message": "dup"}})"
+        "\n");
+    EXPECT_EQ(conn.read_reply(),
+              (json{{"id", 7},
+                    {"ok", false},
+                    {"error", {{"code", "already_exists"}, {"message", "dup"}}}}));
+}
+
+TEST_F(ApiTest, OtherExceptionsAreInternal) {
+    start_server();
+    ApiClient client(path_);
+    const ApiError e = api_error([&] { client.call("boom", json::object()); });
+    EXPECT_EQ(e.code(), "internal");
+    EXPECT_STREQ(e.what(), "kaboom");
+    EXPECT_EQ(client.call("echo", json::object())["op"], "echo");  // still serving
+}
+
+TEST_F(ApiTest, UnknownOpListsTheKnownOps) {
+    start_server();
+    ApiClient client(path_);
+    const ApiError e = api_error([&] { client.call("route.add", json::object()); });
+    EXPECT_EQ(e.code(), "unknown_op");
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("'route.add'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("echo, fail, boom, slow, endpoint.list"), std::string::npos) << msg;
+    EXPECT_EQ(last_op_, "");  // the handler never saw it
+}
+
+TEST_F(ApiTest, GarbageIsABadRequestAndOthersAreStillServed) {
+    start_server();
+    RawConn bad(path_);
+    ApiClient good(path_);
+    EXPECT_EQ(good.call("echo", json::object())["op"], "echo");
+
+    bad.send_text("this is not json\n");
+    json reply = bad.read_reply();
+    EXPECT_EQ(reply["ok"], false);
+    EXPECT_EQ(reply["error"]["code"], "bad_request");
+    EXPECT_NE(reply["error"]["message"].get<std::string>().find("not valid JSON"),
+              std::string::npos);
+
+    bad.send_text("[1, 2]\n");
+    reply = bad.read_reply();
+    EXPECT_EQ(reply["error"]["code"], "bad_request");
+    EXPECT_NE(reply["error"]["message"].get<std::string>().find("object"), std::string::npos);
+
+    bad.send_text(std::string("\xff\xfe\x00{\n", 5));
+    EXPECT_EQ(bad.read_reply()["error"]["code"], "bad_request");
+
+    // Deep nesting must not exhaust the server's stack.
+    bad.send_text(R"({"op": "echo", "args": {}, "id": )" + std::string(100000, '[') + "\n");
+    EXPECT_EQ(bad.read_reply()["error"]["code"], "bad_request");
+
+    // The same connection and another one both keep working.
+    bad.send_text(R"({"id": 1, "op": "echo", "args": {}})"
+                  "\n");
+    EXPECT_EQ(bad.read_reply()["ok"], true);
+    EXPECT_EQ(good.call("echo", json::object())["op"], "echo");
+}
+
+TEST_F(ApiTest, EnvelopeShapeIsChecked) {
+    start_server();
+    RawConn conn(path_);
+    const auto expect_bad = [&](const std::string &line, const std::string &mentions) {
+        conn.send_text(line + "\n");
+        const json reply = conn.read_reply();
+        EXPECT_EQ(reply["error"]["code"], "bad_request") << line;
+        EXPECT_NE(reply["error"]["message"].get<std::string>().find(mentions), std::string::npos)
+            << line << " -> " << reply.dump();
+    };
+    expect_bad(R"({"id": 1, "op": "echo"})", "\"args\"");
+    expect_bad(R"({"id": 1, "op": "echo", "args": [1]})", "\"args\" must be an object");
+    expect_bad(R"({"id": 1, "op": "echo", "args": "x"})", "\"args\" must be an object");
+    expect_bad(R"({"id": 1, "op": "echo", "args": null})", "\"args\" must be an object");
+    expect_bad(R"({"id": 1, "args": {}})", "\"op\"");
+    expect_bad(R"({"id": 1, "op": 5, "args": {}})", "\"op\" must be a string");
+    EXPECT_EQ(last_op_, "");
+}
+
+TEST_F(ApiTest, SeveralRequestsOnOneConnection) {
+    start_server();
+    RawConn conn(path_);
+    // Three requests in one write, then one split across writes.
+    conn.send_text(R"({"id": 1, "op": "echo", "args": {"n": 1}})"
+                   "\n"
+                   R"({"id": 2, "op": "nope", "args": {}})"
+                   "\n"
+                   "\n"
+                   R"({"id": 3, "op": "echo", "args": {"n": 3}})"
+                   "\n");
+    EXPECT_EQ(conn.read_reply()["id"], 1);
+    EXPECT_EQ(conn.read_reply()["id"], 2);
+    const json third = conn.read_reply();
+    EXPECT_EQ(third["id"], 3);
+    EXPECT_EQ(third["result"]["args"]["n"], 3);
+
+    conn.send_text(R"({"id": 4, "op": "ec)");
+    std::this_thread::sleep_for(50ms);
+    conn.send_text(R"(ho", "args": {"n": 4}})"
+                   "\n");
+    EXPECT_EQ(conn.read_reply()["result"]["args"]["n"], 4);
+
+    ApiClient client(path_);
+    for (int i = 0; i < 20; i++) {
+        EXPECT_EQ(client.call("echo", json{{"i", i}})["args"]["i"], i);
+    }
+}
+
+TEST_F(ApiTest, ConcurrentClientsAreServedOneRequestAtATime) {
+    start_server();
+    // A client stuck in the middle of a line must not hold up the others.
+    RawConn half(path_);
+    half.send_text(R"({"id": 1, "op": "ec)");
+
+    std::atomic<int> failures{0};
+    const auto worker = [&](int who) {
+        ApiClient client(path_);
+        for (int i = 0; i < 200; i++) {
+            const json r = client.call("echo", json{{"who", who}, {"i", i}});
+            if (r["args"] != json{{"who", who}, {"i", i}}) {
+                failures++;
+            }
+        }
+    };
+    std::thread a(worker, 1);
+    std::thread b(worker, 2);
+    a.join();
+    b.join();
+    EXPECT_EQ(failures, 0);
+    EXPECT_EQ(max_in_handler_, 1);
+
+    half.send_text(R"(ho", "args": {}})"
+                   "\n");
+    EXPECT_EQ(half.read_reply()["ok"], true);
+}
+
+TEST_F(ApiTest, OverlongLineIsRefusedAndTheConnectionClosed) {
+    start_server();
+    {
+        RawConn conn(path_);
+        conn.send_text(std::string(kMaxApiLine + 100, 'a'));  // no newline in sight
+        const json reply = conn.read_reply();
+        EXPECT_EQ(reply["error"]["code"], "bad_request");
+        EXPECT_NE(reply["error"]["message"].get<std::string>().find("longer than"),
+                  std::string::npos);
+        EXPECT_TRUE(conn.closed_by_server());
+    }
+    {
+        // A line just at the limit is still fine.
+        RawConn conn(path_);
+        const std::string head = R"({"id": 9, "op": "echo", "args": {"pad": ")";
+        const std::string tail = R"("}})";
+        conn.send_text(head + std::string(kMaxApiLine - head.size() - tail.size(), 'x') + tail +
+                       "\n");
+        EXPECT_EQ(conn.read_reply()["id"], 9);
+    }
+
+    // Through ApiClient: the error is reported, and the next call reconnects.
+    ApiClient client(path_);
+    EXPECT_EQ(client.call("echo", json::object())["op"], "echo");
+    const ApiError e = api_error([&] {
+        client.call("echo", json{{"blob", std::string(kMaxApiLine + 1, 'b')}});
+    });
+    EXPECT_EQ(e.code(), "bad_request");
+    EXPECT_EQ(client.call("echo", json{{"after", true}})["args"]["after"], true);
+}
+
+TEST_F(ApiTest, ClientsThatVanishDoNotHurtTheServer) {
+    start_server();
+    {
+        RawConn conn(path_);
+        conn.send_text(R"({"id": 1, "op": "echo", "ar)");  // gone mid-line
+    }
+    {
+        // Gone with replies still to send: the server's writes hit EPIPE.
+        RawConn conn(path_);
+        std::string many;
+        for (int i = 0; i < 2000; i++) {
+            many += R"({"id": 1, "op": "echo", "args": {"pad": "................"}})"
+                    "\n";
+        }
+        conn.send_text(many);
+    }
+    std::this_thread::sleep_for(100ms);
+    ApiClient client(path_);
+    EXPECT_EQ(client.call("echo", json::object())["op"], "echo");
+}
+
+TEST_F(ApiTest, ClientTimesOutAndRecovers) {
+    start_server();
+    ApiClient client(path_, 100);
+    EXPECT_THROW(client.call("slow", json{{"ms", 400}}), ApiConnectionError);
+    std::this_thread::sleep_for(400ms);
+    // The late reply to the timed-out call must not be taken for this one's.
+    EXPECT_EQ(client.call("echo", json{{"n", 2}})["args"]["n"], 2);
+}
+
+TEST_F(ApiTest, ClientWithoutServerIsUnavailable) {
+    ApiClient client(path_);
+    try {
+        client.call("echo", json::object());
+        FAIL() << "call succeeded without a server";
+    } catch (const ApiConnectionError &e) {
+        EXPECT_EQ(e.code(), "unavailable");
+        EXPECT_EQ(std::string(e.what()),
+                  "cannot connect to " + path_ + ": " + std::strerror(ENOENT));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The socket file
+
+TEST_F(ApiTest, SocketHasTheRequestedMode) {
+    start_server();
+    struct stat st {};
+    ASSERT_EQ(stat(path_.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISSOCK(st.st_mode));
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+    server_.reset();
+
+    start_server(0660);
+    ASSERT_EQ(stat(path_.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0660u);
+}
+
+TEST_F(ApiTest, CreatesMissingParentDirectories) {
+    path_ = dir_ + "/run/dpdk-fwd/api.sock";
+    start_server();
+    struct stat st {};
+    ASSERT_EQ(stat((dir_ + "/run/dpdk-fwd").c_str(), &st), 0);
+    EXPECT_TRUE(S_ISDIR(st.st_mode));
+    EXPECT_EQ(st.st_mode & 07777, 0755u);
+    EXPECT_EQ(ApiClient(path_).call("echo", json::object())["op"], "echo");
+}
+
+TEST_F(ApiTest, SecondServerOnALivePathIsRefused) {
+    start_server();
+    ApiServer second(path_, kOps, [](const std::string &, const json &) { return json(); });
+    try {
+        second.start();
+        FAIL() << "second server started";
+    } catch (const std::system_error &e) {
+        EXPECT_NE(std::string(e.what()).find("another daemon is listening on " + path_),
+                  std::string::npos)
+            << e.what();
+    }
+    second.stop();
+    // The failed server left the live one's socket alone.
+    EXPECT_EQ(ApiClient(path_).call("echo", json::object())["op"], "echo");
+}
+
+TEST_F(ApiTest, StaleSocketIsReplaced) {
+    {
+        // A socket file whose server is gone, as a crashed daemon leaves it.
+        const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        const sockaddr_un addr = unix_addr(path_);
+        ASSERT_EQ(bind(fd, reinterpret_cast<const sockaddr *>(&addr), sizeof(addr)), 0);
+        close(fd);
+    }
+    start_server();
+    EXPECT_EQ(ApiClient(path_).call("echo", json::object())["op"], "echo");
+}
+
+TEST_F(ApiTest, RefusesToReplaceAFileThatIsNotASocket) {
+    std::ofstream(path_) << "precious";
+    ApiServer server(path_, kOps, [](const std::string &, const json &) { return json(); });
+    EXPECT_THROW(server.start(), std::system_error);
+    server.stop();
+    std::ifstream in(path_);
+    std::string content;
+    in >> content;
+    EXPECT_EQ(content, "precious");
+}
+
+TEST_F(ApiTest, StopRemovesTheSocket) {
+    start_server();
+    ApiClient client(path_);
+    EXPECT_EQ(client.call("echo", json::object())["op"], "echo");  // a connection is open
+    server_->stop();
+    EXPECT_FALSE(std::filesystem::exists(path_));
+    server_->stop();  // idempotent
+    EXPECT_THROW(client.call("echo", json::object()), ApiConnectionError);
+
+    server_->start();  // and restartable
+    EXPECT_EQ(client.call("echo", json::object())["op"], "echo");
+}
+
+// ---------------------------------------------------------------------------------------------
+// fwdctl, the built binary
+
+struct CliRun {
+    int status = -1;
+    std::string out;
+    std::string err;
+};
+
+class FwdctlTest : public ApiTest {
+  protected:
+    CliRun fwdctl(const std::vector<std::string> &args, const std::string &env = "") {
+        std::string cmd = env + " " FWDCTL_PATH;
+        for (const auto &a : args) {
+            cmd += " '" + a + "'";
+        }
+        const std::string out = dir_ + "/out", err = dir_ + "/err";
+        cmd += " >" + out + " 2>" + err;
+        const int rc = std::system(cmd.c_str());
+        CliRun run;
+        run.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+        run.out = slurp(out);
+        run.err = slurp(err);
+        return run;
+    }
+
+    CliRun fwdctl_s(std::vector<std::string> args) {
+        args.insert(args.begin(), {"-s", path_});
+        return fwdctl(args);
+    }
+
+    static std::string slurp(const std::string &path) {
+        std::ifstream in(path);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        return ss.str();
+    }
+
+    const json kEndpoints = json{{"endpoints",
+                                  {{{"id", "pod-a"},
+                                    {"kind", "tap"},
+                                    {"netns", "/var/run/netns/a"},
+                                    {"ifname", "eth0"},
+                                    {"ipv4", "10.0.0.2"},
+                                    {"ipv6", "fd00::2"},
+                                    {"mac", "02:00:00:00:00:0a"},
+                                    {"mtu", 1500},
+                                    {"port_id", 3},
+                                    {"worker", 0},
+                                    {"host_ifname", "fwdp3"},
+                                    {"vhost_socket", nullptr}},
+                                   {{"id", "pod-long-name"},
+                                    {"kind", "vhost-user"},
+                                    {"netns", "/proc/42/ns/net"},
+                                    {"ifname", "eth1"},
+                                    {"ipv4", nullptr},
+                                    {"ipv6", "fd00::1:17"},
+                                    {"mac", "02:00:00:00:00:0b"},
+                                    {"mtu", 9000},
+                                    {"port_id", 12},
+                                    {"worker", 1}}}}};
+};
+
+TEST_F(FwdctlTest, EndpointListAsATable) {
+    endpoint_list_ = kEndpoints;
+    start_server();
+    const CliRun run = fwdctl_s({"endpoint", "list"});
+    EXPECT_EQ(run.status, 0) << run.err;
+    EXPECT_EQ(run.out,
+              "ID             KIND        NETNS             IFNAME  IPV4      IPV6        "
+              "MAC                 MTU  PORT  WORKER\n"
+              "pod-a          tap         /var/run/netns/a  eth0    10.0.0.2  fd00::2     "
+              "02:00:00:00:00:0a  1500     3       0\n"
+              "pod-long-name  vhost-user  /proc/42/ns/net   eth1    -         fd00::1:17  "
+              "02:00:00:00:00:0b  9000    12       1\n");
+    EXPECT_EQ(run.err, "");
+    EXPECT_EQ(last_op_, "endpoint.list");
+    EXPECT_EQ(last_args_, json::object());
+}
+
+TEST_F(FwdctlTest, EndpointListAsJson) {
+    endpoint_list_ = kEndpoints;
+    start_server();
+    for (const auto &args : {std::vector<std::string>{"--json", "endpoint", "list"},
+                             std::vector<std::string>{"endpoint", "list", "--json"}}) {
+        const CliRun run = fwdctl_s(args);
+        EXPECT_EQ(run.status, 0) << run.err;
+        EXPECT_EQ(json::parse(run.out), kEndpoints);
+        EXPECT_EQ(run.out, kEndpoints.dump(2) + "\n");  // pretty
+    }
+}
+
+TEST_F(FwdctlTest, EndpointAddSendsOnlyTheGivenOptions) {
+    start_server();
+    const CliRun run =
+        fwdctl_s({"endpoint",       "add",         "--id",         "pod-a",
+                  "--netns",        "ns1",         "--ipv4",       "10.0.0.2",
+                  "--ipv6",         "fd00::2",     "--kind",       "vhost-user",
+                  "--mtu",          "1400",        "--mac",        "02:00:00:00:00:01",
+                  "--vhost-socket", "/run/v.sock", "--vhost-mode", "client"});
+    EXPECT_EQ(run.status, 0) << run.err;
+    EXPECT_EQ(last_op_, "endpoint.add");
+    EXPECT_EQ(last_args_, (json{{"id", "pod-a"},
+                                {"netns", "ns1"},
+                                {"ipv4", "10.0.0.2"},
+                                {"ipv6", "fd00::2"},
+                                {"kind", "vhost-user"},
+                                {"mtu", 1400},
+                                {"mac", "02:00:00:00:00:01"},
+                                {"vhost_socket", "/run/v.sock"},
+                                {"vhost_mode", "client"}}));
+
+    fwdctl_s({"endpoint", "add", "--id", "b", "--netns", "/proc/1/ns/net", "--ifname", "net1",
+              "--ipv4", "10.0.0.3"});
+    EXPECT_EQ(
+        last_args_,
+        (json{{"id", "b"}, {"netns", "/proc/1/ns/net"}, {"ifname", "net1"}, {"ipv4", "10.0.0.3"}}));
+}
+
+TEST_F(FwdctlTest, DaemonErrorExitsOneWithTheMessage) {
+    start_server();
+    const CliRun run = fwdctl_s({"endpoint", "get", "--id", "nope"});
+    EXPECT_EQ(run.status, 1);
+    EXPECT_EQ(run.err, "fwdctl: not_found: no endpoint 'nope'\n");
+    EXPECT_EQ(run.out, "");
+}
+
+TEST_F(FwdctlTest, NoDaemonExitsThreeWithAHint) {
+    CliRun run = fwdctl_s({"endpoint", "list"});
+    EXPECT_EQ(run.status, 3);
+    EXPECT_NE(run.err.find("fwdctl: unavailable: cannot connect to " + path_), std::string::npos)
+        << run.err;
+    EXPECT_NE(run.err.find("is dpdk-fwd running?"), std::string::npos) << run.err;
+
+    // The socket also comes from the environment.
+    start_server();
+    run = fwdctl({"endpoint", "list"}, "FWD_API_SOCKET=" + path_);
+    EXPECT_EQ(run.status, 0) << run.err;
+}
+
+TEST_F(FwdctlTest, UsageErrorsExitTwo) {
+    start_server();
+    EXPECT_EQ(fwdctl_s({"endpoint", "add", "--netns", "ns1"}).status, 2);  // no --id
+    EXPECT_EQ(fwdctl_s({"endpoint", "add", "--id", "a", "--netns", "n", "--kind", "veth"}).status,
+              2);
+    EXPECT_EQ(fwdctl_s({"endpoint", "add", "--id", "a", "--netns", "n", "--mtu", "big"}).status, 2);
+    EXPECT_EQ(fwdctl_s({"endpoint"}).status, 2);
+    EXPECT_EQ(fwdctl_s({"frobnicate"}).status, 2);
+    EXPECT_EQ(fwdctl_s({}).status, 2);
+    EXPECT_EQ(last_op_, "");
+}
+
+TEST_F(FwdctlTest, StatsShowsTablesAndOnlyNonZeroDrops) {
+    stats_ = json{{"ports",
+                   {{{"port_id", 0},
+                     {"name", "uplink"},
+                     {"kind", "uplink"},
+                     {"rx_packets", 10},
+                     {"rx_bytes", 1000},
+                     {"tx_packets", 20},
+                     {"tx_bytes", 2000},
+                     {"rx_missed", 0},
+                     {"tx_errors", 1}}}},
+                  {"workers",
+                   {{{"worker", 0},
+                     {"core", 2},
+                     {"rx_packets", 10},
+                     {"tx_packets", 20},
+                     {"busy_polls", 5},
+                     {"idle_polls", 100},
+                     {"sleeps", 7},
+                     {"rx_queues", 2}}}},
+                  {"drops", {{"no_route", 3}, {"ttl_exceeded", 9}, {"bad_csum", 0}, {"acl", 3}}},
+                  {"icmp_errors_sent", 4}};
+    start_server();
+    const CliRun run = fwdctl_s({"stats"});
+    EXPECT_EQ(run.status, 0) << run.err;
+    EXPECT_EQ(run.out,
+              "PORT  NAME    KIND    RX-PACKETS  RX-BYTES  TX-PACKETS  TX-BYTES  RX-MISSED  "
+              "TX-ERRORS\n"
+              "   0  uplink  uplink          10      1000          20      2000          0  "
+              "        1\n"
+              "\n"
+              "WORKER  CORE  RX-PACKETS  TX-PACKETS  BUSY-POLLS  IDLE-POLLS  SLEEPS  RX-QUEUES\n"
+              "     0     2          10          20           5         100       7          2\n"
+              "\n"
+              "DROP-REASON   PACKETS\n"
+              "ttl_exceeded        9\n"
+              "acl                 3\n"
+              "no_route            3\n"
+              "\n"
+              "ICMP errors sent: 4\n");
+}
+
+}  // namespace
+}  // namespace fwd::control

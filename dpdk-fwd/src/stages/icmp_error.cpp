@@ -6,8 +6,9 @@
 //   169.254.1.1 without one.
 //   IPv6 (RFC 4443 2.4): as much as keeps it within 1280 bytes; source is
 //   the node's IPv6 address, or fe80::ecee:eeff:feee:eeee without one.
-// The error is queued on w.gen4_ / w.gen6_ (kMetaLocalOrigin, in_port kept)
-// and routed like any packet. The original is always dropped with reason.
+// The error is queued on w.gen4_ / w.gen6_ (kMetaLocalOrigin, in_port kept,
+// l4_off / l4_proto set) and routed like any packet. The original is always
+// dropped with reason.
 // No error is sent (icmp_error_suppressed) about ICMP errors, non-first
 // fragments, or packets from multicast / unspecified / broadcast sources or to
 // multicast destinations (except packet too big); none above the worker's
@@ -88,6 +89,10 @@ void icmp4_error(Worker &w, rte_mbuf *m, uint8_t type, uint8_t code, uint32_t ex
         w.stats_mut().drops[static_cast<size_t>(DropReason::kIcmpErrorNoBuffer)].inc();
         return;
     }
+    // Upper layer as ip4_input would set it: if the error cannot be routed,
+    // icmp4_error sees an ICMP error and sends nothing about it.
+    meta(e).l4_off = kEthLen + sizeof(rte_ipv4_hdr);
+    meta(e).l4_proto = IPPROTO_ICMP;
     const NodeAddrs &node = w.tables().node();
     auto *eip = at<rte_ipv4_hdr>(e, kEthLen);
     *eip = rte_ipv4_hdr{};
@@ -145,6 +150,8 @@ void icmp6_error(Worker &w, rte_mbuf *m, uint8_t type, uint8_t code, uint32_t ex
         w.stats_mut().drops[static_cast<size_t>(DropReason::kIcmpErrorNoBuffer)].inc();
         return;
     }
+    meta(e).l4_off = kEthLen + sizeof(rte_ipv6_hdr);  // as in icmp4_error
+    meta(e).l4_proto = IPPROTO_ICMPV6;
     const NodeAddrs &node = w.tables().node();
     auto *eip = at<rte_ipv6_hdr>(e, kEthLen);
     eip->vtc_flow = RTE_BE32(6u << 28);

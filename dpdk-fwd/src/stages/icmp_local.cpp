@@ -23,12 +23,13 @@ constexpr uint8_t kNdNs = 135;
 constexpr uint8_t kNdNa = 136;
 constexpr uint8_t kNdOptTgtLl = 2;
 
+// Packed: it sits at offset 54 of the frame, not on a 4-byte boundary.
 struct NsMsg {
     uint8_t type, code;
     uint16_t cksum;
     uint32_t reserved;
     uint8_t target[16];
-};
+} __rte_packed;
 
 // Sends m back to the sender on the port it came from, from our MAC.
 void bounce(Worker &w, rte_mbuf *m) {

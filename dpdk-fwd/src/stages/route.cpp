@@ -68,6 +68,9 @@ const NextHop *check_nh(Worker &w, rte_mbuf *m, uint32_t nh_id, uint32_t l3_len,
 }  // namespace
 
 void route4(Worker &w, Burst &in, Burst &out) {
+    if (in.n == 0) {
+        return;  // rte_lpm_lookup_bulk declares an array of n entries
+    }
     uint32_t dst[kBurst];
     uint32_t hop[kBurst];
     for (uint16_t i = 0; i < in.n; i++) {

@@ -85,21 +85,20 @@ void Tables::nh_free(uint32_t id) {
     }
 }
 
-// rte_lpm takes depths 1 to 32: the default route is kept as its two /1
-// halves (so an explicit 0.0.0.0/1 or 128.0.0.0/1 shares their entries).
+// rte_lpm takes depths 1 to 32: the default route lives beside it, in
+// default4_, which route4 uses on a miss.
 int Tables::add4(const net::Prefix4 &p, uint32_t nh) {
     if (p.len == 0) {
-        int rc = rte_lpm_add(lpm4_, 0, 1, nh);
-        return rc != 0 ? rc : rte_lpm_add(lpm4_, 0x80000000, 1, nh);
+        default4_.store(nh, std::memory_order_release);
+        return 0;
     }
     return rte_lpm_add(lpm4_, p.addr.host(), p.len, nh);
 }
 
 int Tables::del4(const net::Prefix4 &p) {
     if (p.len == 0) {
-        int rc = rte_lpm_delete(lpm4_, 0, 1);
-        int rc2 = rte_lpm_delete(lpm4_, 0x80000000, 1);
-        return rc != 0 ? rc : rc2;
+        return default4_.exchange(kNhInvalid, std::memory_order_acq_rel) == kNhInvalid ? -ENOENT
+                                                                                       : 0;
     }
     return rte_lpm_delete(lpm4_, p.addr.host(), p.len);
 }

@@ -59,6 +59,27 @@ rte_mbuf *start_error(Worker &w, rte_mbuf *orig, uint32_t hdr_len, uint32_t max_
     return e;
 }
 
+// The part icmp4_error and icmp6_error share: when no error may be sent
+// (suppressed, over the rate) or built (no mbuf), drops m with reason, counts
+// why and returns nullptr; otherwise returns the error with the quote copied
+// and leaves m to the caller.
+rte_mbuf *begin_error(Worker &w, rte_mbuf *m, bool suppressed, DropReason reason, uint32_t hdr_len,
+                      uint32_t max_len, uint32_t *quote) {
+    DropReason why;
+    if (suppressed) {
+        why = DropReason::kIcmpErrorSuppressed;
+    } else if (!w.icmp_token()) {
+        why = DropReason::kIcmpRateLimited;
+    } else if (rte_mbuf *e = start_error(w, m, hdr_len, max_len, quote); e != nullptr) {
+        return e;
+    } else {
+        why = DropReason::kIcmpErrorNoBuffer;
+    }
+    w.drop(m, reason);
+    w.stats_mut().drops[static_cast<size_t>(why)].inc();
+    return nullptr;
+}
+
 }  // namespace
 
 void icmp4_error(Worker &w, rte_mbuf *m, uint8_t type, uint8_t code, uint32_t extra,
@@ -71,22 +92,10 @@ void icmp4_error(Worker &w, rte_mbuf *m, uint8_t type, uint8_t code, uint32_t ex
     if (!suppressed && md.l4_proto == IPPROTO_ICMP && m->pkt_len > md.l4_off) {
         suppressed = icmp4_is_error(*at<uint8_t>(m, md.l4_off));
     }
-    if (suppressed) {
-        w.drop(m, reason);
-        w.stats_mut().drops[static_cast<size_t>(DropReason::kIcmpErrorSuppressed)].inc();
-        return;
-    }
-    if (!w.icmp_token()) {
-        w.drop(m, reason);
-        w.stats_mut().drops[static_cast<size_t>(DropReason::kIcmpRateLimited)].inc();
-        return;
-    }
     uint32_t quote = 0;
     constexpr uint32_t kHdr = sizeof(rte_ipv4_hdr) + sizeof(rte_icmp_hdr);
-    rte_mbuf *e = start_error(w, m, kHdr, kIp4ErrMax, &quote);
+    rte_mbuf *e = begin_error(w, m, suppressed, reason, kHdr, kIp4ErrMax, &quote);
     if (e == nullptr) {
-        w.drop(m, reason);
-        w.stats_mut().drops[static_cast<size_t>(DropReason::kIcmpErrorNoBuffer)].inc();
         return;
     }
     // Upper layer as ip4_input would set it: if the error cannot be routed,
@@ -132,22 +141,10 @@ void icmp6_error(Worker &w, rte_mbuf *m, uint8_t type, uint8_t code, uint32_t ex
         uint8_t t;
         suppressed = *static_cast<const uint8_t *>(rte_pktmbuf_read(m, md.l4_off, 1, &t)) < 128;
     }
-    if (suppressed) {
-        w.drop(m, reason);
-        w.stats_mut().drops[static_cast<size_t>(DropReason::kIcmpErrorSuppressed)].inc();
-        return;
-    }
-    if (!w.icmp_token()) {
-        w.drop(m, reason);
-        w.stats_mut().drops[static_cast<size_t>(DropReason::kIcmpRateLimited)].inc();
-        return;
-    }
     uint32_t quote = 0;
     constexpr uint32_t kHdr = sizeof(rte_ipv6_hdr) + 8;
-    rte_mbuf *e = start_error(w, m, kHdr, kIp6ErrMax, &quote);
+    rte_mbuf *e = begin_error(w, m, suppressed, reason, kHdr, kIp6ErrMax, &quote);
     if (e == nullptr) {
-        w.drop(m, reason);
-        w.stats_mut().drops[static_cast<size_t>(DropReason::kIcmpErrorNoBuffer)].inc();
         return;
     }
     meta(e).l4_off = kEthLen + sizeof(rte_ipv6_hdr);  // as in icmp4_error

@@ -9,34 +9,37 @@
 
 namespace fwd::dp {
 
-void l2_rewrite4(Worker &w, Burst &in) {
+namespace {
+
+// Decrements the TTL / hop limit unless the packet was built here, writes the
+// Ethernet header from the next hop and queues the packet on its port.
+template <bool kV6>
+void rewrite(Worker &w, Burst &in) {
     const Tables &t = w.tables();
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
         const PktMeta &md = meta(m);
         const NextHop &nh = t.nh(md.nh);
         if (!(md.flags & kMetaLocalOrigin)) {
-            ip4_dec_ttl(at<rte_ipv4_hdr>(m, md.l3_off));
+            if constexpr (kV6) {
+                at<rte_ipv6_hdr>(m, md.l3_off)->hop_limits--;
+            } else {
+                ip4_dec_ttl(at<rte_ipv4_hdr>(m, md.l3_off));
+            }
         }
         write_eth(at<rte_ether_hdr>(m, 0), nh.dst_mac.data(), nh.src_mac.data(),
-                  RTE_BE16(RTE_ETHER_TYPE_IPV4));
+                  kV6 ? RTE_BE16(RTE_ETHER_TYPE_IPV6) : RTE_BE16(RTE_ETHER_TYPE_IPV4));
         w.tx(nh.port, m);
     }
 }
 
+}  // namespace
+
+void l2_rewrite4(Worker &w, Burst &in) {
+    rewrite<false>(w, in);
+}
 void l2_rewrite6(Worker &w, Burst &in) {
-    const Tables &t = w.tables();
-    for (uint16_t i = 0; i < in.n; i++) {
-        rte_mbuf *m = in.pkts[i];
-        const PktMeta &md = meta(m);
-        const NextHop &nh = t.nh(md.nh);
-        if (!(md.flags & kMetaLocalOrigin)) {
-            at<rte_ipv6_hdr>(m, md.l3_off)->hop_limits--;
-        }
-        write_eth(at<rte_ether_hdr>(m, 0), nh.dst_mac.data(), nh.src_mac.data(),
-                  RTE_BE16(RTE_ETHER_TYPE_IPV6));
-        w.tx(nh.port, m);
-    }
+    rewrite<true>(w, in);
 }
 
 }  // namespace fwd::dp

@@ -78,10 +78,11 @@ void route4(Worker &w, Burst &in, Burst &out) {
         dst[i] = rte_be_to_cpu_32(ip->dst_addr);
     }
     rte_lpm_lookup_bulk(w.tables().lpm4(), dst, hop, in.n);
+    const uint32_t dflt = w.tables().default4();
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
         PktMeta &md = meta(m);
-        uint32_t id = (hop[i] & RTE_LPM_LOOKUP_SUCCESS) ? (hop[i] & 0x00ffffff) : kNhInvalid;
+        uint32_t id = (hop[i] & RTE_LPM_LOOKUP_SUCCESS) ? (hop[i] & 0x00ffffff) : dflt;
         auto *ip = at<rte_ipv4_hdr>(m, md.l3_off);
         bool df = (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG)) != 0;
         if (check_nh<false>(w, m, id, rte_be_to_cpu_16(ip->total_length), df) != nullptr) {

@@ -90,6 +90,8 @@ class Tables {
     const NextHop &nh(uint32_t id) const { return nh_[id]; }
     const PortState &port(uint16_t id) const { return ports_[id]; }
     const rte_lpm *lpm4() const { return lpm4_; }
+    // The IPv4 default route's next hop (rte_lpm has no depth 0), kNhInvalid when none.
+    uint32_t default4() const { return default4_.load(std::memory_order_acquire); }
     rte_fib6 *fib6() const { return fib6_[active6_.load(std::memory_order_acquire)]; }
     const NodeAddrs &node() const { return node_; }
 
@@ -113,6 +115,7 @@ class Tables {
     std::vector<uint32_t> nh_free_;
     std::array<PortState, RTE_MAX_ETHPORTS> ports_;
     rte_lpm *lpm4_ = nullptr;
+    std::atomic<uint32_t> default4_{kNhInvalid};
     rte_fib6 *fib6_[2] = {nullptr, nullptr};
     std::atomic<uint32_t> active6_{0};
     rte_rcu_qsbr *qsbr_;

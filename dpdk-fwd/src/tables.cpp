@@ -2,7 +2,9 @@
 
 #include <rte_errno.h>
 #include <rte_malloc.h>
+#include <rte_rib6.h>
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -16,7 +18,7 @@ std::string unique_name(const char *base) {
 }  // namespace
 
 Tables::Tables(uint32_t max_routes4, uint32_t max_routes6, rte_rcu_qsbr *qsbr, int socket)
-    : qsbr_(qsbr) {
+    : max_routes6_(max_routes6), socket_(socket), qsbr_(qsbr) {
     nh_ = static_cast<NextHop *>(
         rte_zmalloc_socket("fwd_nh", sizeof(NextHop) * kMaxNextHops, RTE_CACHE_LINE_SIZE, socket));
     if (nh_ == nullptr) {
@@ -43,19 +45,23 @@ Tables::Tables(uint32_t max_routes4, uint32_t max_routes6, rte_rcu_qsbr *qsbr, i
                                      rte_strerror(rte_errno));
         }
     }
-    for (int i = 0; i < 2; i++) {
-        rte_fib6_conf c6{};
-        c6.type = RTE_FIB6_TRIE;
-        c6.default_nh = kNhInvalid;
-        c6.max_routes = static_cast<int>(max_routes6);
-        c6.trie.nh_sz = RTE_FIB6_TRIE_4B;
-        c6.trie.num_tbl8 = 1 << 15;
-        auto n6 = unique_name("fwd_fib6_");
-        fib6_[i] = rte_fib6_create(n6.c_str(), socket, &c6);
-        if (fib6_[i] == nullptr) {
+    for (auto &f : fib6_) {
+        f = create_fib6();
+        if (f == nullptr) {
             throw std::runtime_error(std::string("rte_fib6_create: ") + rte_strerror(rte_errno));
         }
     }
+}
+
+rte_fib6 *Tables::create_fib6() const {
+    rte_fib6_conf c6{};
+    c6.type = RTE_FIB6_TRIE;
+    c6.default_nh = kNhInvalid;
+    c6.max_routes = static_cast<int>(max_routes6_);
+    c6.trie.nh_sz = RTE_FIB6_TRIE_4B;
+    c6.trie.num_tbl8 = 1 << 15;
+    auto n6 = unique_name("fwd_fib6_");
+    return rte_fib6_create(n6.c_str(), socket_, &c6);
 }
 
 Tables::~Tables() {
@@ -103,21 +109,60 @@ int Tables::del4(const net::Prefix4 &p) {
     return rte_lpm_delete(lpm4_, p.addr.host(), p.len);
 }
 
+// DPDK 22.11's trie takes a tbl8 reservation for every added route longer
+// than /24 and never gives it back on delete, so after enough churn (2520
+// add/delete cycles of one /128 with 2^15 tbl8s) every such add fails with
+// -ENOSPC. A fresh copy holding the same routes starts with the right
+// reservation. Only called on a copy no reader uses.
+int Tables::rebuild6(unsigned copy) {
+    rte_fib6 *fresh = create_fib6();
+    if (fresh == nullptr) {
+        return -ENOSPC;
+    }
+    rte_rib6 *rib = rte_fib6_get_rib(fib6_[copy]);
+    const uint8_t any[16] = {};
+    rte_rib6_node *n = nullptr;
+    while ((n = rte_rib6_get_nxt(rib, any, 0, n, RTE_RIB6_GET_NXT_ALL)) != nullptr) {
+        uint8_t ip[16];
+        uint8_t len = 0;
+        uint64_t nh = 0;
+        rte_rib6_get_ip(n, ip);
+        rte_rib6_get_depth(n, &len);
+        rte_rib6_get_nh(n, &nh);
+        int rc = rte_fib6_add(fresh, ip, len, nh);
+        if (rc != 0) {
+            rte_fib6_free(fresh);
+            return rc;
+        }
+    }
+    rte_fib6_free(fib6_[copy]);
+    fib6_[copy] = fresh;
+    return 0;
+}
+
+int Tables::change6(unsigned copy, const uint8_t *ip, uint8_t len, uint32_t nh, bool add) {
+    if (!add) {
+        return rte_fib6_delete(fib6_[copy], ip, len);
+    }
+    int rc = rte_fib6_add(fib6_[copy], ip, len, nh);
+    if (rc == -ENOSPC && rebuild6(copy) == 0) {
+        rc = rte_fib6_add(fib6_[copy], ip, len, nh);
+    }
+    return rc;
+}
+
 int Tables::apply6(const net::Prefix6 &p, uint32_t nh, bool add) {
     uint32_t idle = active6_.load(std::memory_order_relaxed) ^ 1;
     uint8_t ip[16];
     std::memcpy(ip, p.addr.data(), 16);
-    int rc =
-        add ? rte_fib6_add(fib6_[idle], ip, p.len, nh) : rte_fib6_delete(fib6_[idle], ip, p.len);
+    int rc = change6(idle, ip, p.len, nh, add);
     if (rc != 0) {
         return rc;
     }
     active6_.store(idle, std::memory_order_release);
     synchronize();
     // No reader uses the old copy any more: bring it level.
-    int rc2 = add ? rte_fib6_add(fib6_[idle ^ 1], ip, p.len, nh)
-                  : rte_fib6_delete(fib6_[idle ^ 1], ip, p.len);
-    return rc2;
+    return change6(idle ^ 1, ip, p.len, nh, add);
 }
 
 int Tables::add6(const net::Prefix6 &p, uint32_t nh) {

@@ -11,7 +11,9 @@
 //  - IPv6 routes live in two rte_fib6 copies (rte_fib6 has no RCU support in
 //    DPDK 22.11): the writer changes the idle copy, publishes it with a
 //    release store, waits for a grace period, then replays the change on the
-//    other copy. Readers load the active pointer once per burst.
+//    other copy. Readers load the active pointer once per burst. An idle
+//    copy whose adds fail with -ENOSPC is rebuilt from its own routes (see
+//    rebuild6 in tables.cpp).
 //  - PortState is written before the port's queues are handed to a worker
 //    and cleared only after the worker acknowledged dropping them.
 #pragma once
@@ -110,6 +112,9 @@ class Tables {
 
   private:
     int apply6(const net::Prefix6 &p, uint32_t nh, bool add);
+    rte_fib6 *create_fib6() const;
+    int change6(unsigned copy, const uint8_t *ip, uint8_t len, uint32_t nh, bool add);
+    int rebuild6(unsigned copy);
 
     NextHop *nh_ = nullptr;  // kMaxNextHops entries on hugepage memory
     std::vector<uint32_t> nh_free_;
@@ -118,6 +123,8 @@ class Tables {
     std::atomic<uint32_t> default4_{kNhInvalid};
     rte_fib6 *fib6_[2] = {nullptr, nullptr};
     std::atomic<uint32_t> active6_{0};
+    uint32_t max_routes6_;
+    int socket_;
     rte_rcu_qsbr *qsbr_;
     NodeAddrs node_;
 };

@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from fwdlab import DAEMON, FWDCTL, RUN_ID, Daemon, Netns, sh  # noqa: F401
+from fwdlab import DAEMON, FWDCTL, RUN_ID, Bird, Daemon, Netns, sh  # noqa: F401
 
 
 @pytest.fixture
@@ -45,3 +45,19 @@ def daemon_factory(tmpdir_short):
     for d in started:
         d.stop()
         assert d.proc.returncode == 0, f"dpdk-fwd exited {d.proc.returncode}:\n{d.log.read_text()}"
+
+
+@pytest.fixture
+def bird_factory(tmpdir_short):
+    """make(ns, name, config_text) -> a started Bird in ns; stopped by PID at teardown.
+    Request it after netns_factory (and daemon_factory) so BIRD stops first."""
+    started = []
+
+    def make(ns, name, config):
+        b = Bird(tmpdir_short, name, ns, config)
+        started.append(b)
+        return b.start()
+
+    yield make
+    for b in started:
+        b.stop()

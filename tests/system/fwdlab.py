@@ -26,6 +26,28 @@ def sh(cmd, check=True, timeout=60, **kw):
     return r
 
 
+def wait_until(cond, timeout, interval=0.02, what="condition"):
+    """Polls cond() every interval seconds until it is true; returns the seconds it took
+    (measured from the call). Raises AssertionError after timeout."""
+    t0 = time.monotonic()
+    while True:
+        if cond():
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def record_results(name, results):
+    """Prints measured numbers and, when FWD_RESULTS_DIR is set, writes them to
+    $FWD_RESULTS_DIR/<name>.json."""
+    print(f"\n{name}: {json.dumps(results, sort_keys=True)}")
+    d = os.environ.get("FWD_RESULTS_DIR")
+    if d:
+        pathlib.Path(d).mkdir(parents=True, exist_ok=True)
+        (pathlib.Path(d) / f"{name}.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+
+
 class Netns:
     """A network namespace standing in for a pod or a router."""
 
@@ -49,9 +71,13 @@ class Netns:
 class Daemon:
     """One dpdk-fwd process with its own config, socket and file prefix."""
 
-    def __init__(self, tmp, name, workers=(1,), extra=None, idle=None):
+    def __init__(self, tmp, name, workers=(1,), extra=None, idle=None, netns=None):
+        """netns: a Netns to run the daemon in (ip netns exec); its uplink net_tap and
+        host tap then appear in that namespace. The API socket stays on the shared
+        filesystem, so fwdctl works from anywhere."""
         self.tmp = pathlib.Path(tmp)
         self.name = name
+        self.netns = netns
         self.sock = str(self.tmp / f"{name}.sock")
         self.prefix = f"fwdt{RUN_ID}{name}"
         cfg = {
@@ -74,8 +100,13 @@ class Daemon:
 
     def start(self, timeout=30):
         logf = open(self.log, "w")
-        self.proc = subprocess.Popen([str(DAEMON), "--config", str(self.config)], stdout=logf,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        argv = [str(DAEMON), "--config", str(self.config)]
+        if self.netns is not None:
+            # ip netns exec execs the daemon: proc.pid is the daemon's pid
+            argv = ["ip", "netns", "exec", self.netns.name, *argv]
+        self.proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        logf.close()
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -126,3 +157,155 @@ class Daemon:
             f.unlink()
 
 
+
+
+class Bridge:
+    """A Linux bridge inside a namespace: the ToR switch the nodes' uplinks plug into.
+    Deleted with its namespace."""
+
+    def __init__(self, ns, name="br0"):
+        self.ns = ns
+        self.name = name
+        ns.run(f"ip link add {name} type bridge")
+        # no STP, no forwarding delay: ports forward as soon as they are up
+        ns.run(f"ip link set {name} type bridge stp_state 0 forward_delay 0")
+        ns.run(f"sysctl -qw net.ipv6.conf.{name}.disable_ipv6=1")
+        ns.run(f"ip link set {name} up")
+
+    def enslave(self, ifname):
+        """Puts an interface that already is in the bridge's namespace on the bridge."""
+        self.ns.run(f"ip link set {ifname} master {self.name}")
+        self.ns.run(f"ip link set {ifname} up")
+
+    def plug_veth(self, node, port, ifname="eth0"):
+        """A veth pair: `port` on the bridge, `ifname` (down, no address) in node."""
+        self.ns.run(f"ip link add {port} type veth peer name {ifname} netns {node.name}")
+        self.enslave(port)
+
+    def adopt(self, ifname, src, new_mac=True):
+        """Moves ifname from namespace src (a Netns, or None for the root namespace)
+        into the bridge's namespace and onto the bridge.
+
+        new_mac: give the interface a fresh random MAC first. DPDK's net_tap copies the
+        port's MAC onto the kernel side of its tap; enslaved with that MAC, the bridge
+        takes it for one of its own (a permanent local fdb entry) and swallows every
+        frame sent to the dataplane instead of forwarding it to the port."""
+        pre = f"ip -n {src.name}" if src is not None else "ip"
+        sh(f"{pre} link set {ifname} netns {self.ns.name}")
+        if new_mac:
+            mac = "02:fe:" + ":".join(f"{b:02x}" for b in os.urandom(4))
+            self.ns.run(f"ip link set {ifname} address {mac}")
+        self.enslave(ifname)
+
+
+def uplink_daemon_config(tag, core, mac, ipv4, ipv6, mtu=1500, extra=None):
+    """extra= for a Daemon that runs in a node namespace with one worker on `core`
+    polling a net_tap uplink named uplink_ifname(tag). ipv4/ipv6: the node's addresses
+    with prefix length."""
+    cfg = {
+        "uplink": {"devargs": f"net_tap_{tag}{RUN_ID},iface={uplink_ifname(tag)}",
+                   "rx_queues": 1, "mac": mac},
+        "cores": {"main": 0, "control": 0,
+                  "workers": [{"core": core, "rx": [{"port": "uplink", "queue": 0}]}]},
+        "node": {"ipv4": ipv4, "ipv6": ipv6, "mtu": mtu},
+    }
+    cfg.update(extra or {})
+    return cfg
+
+
+def uplink_ifname(tag):
+    return f"fwu{RUN_ID}{tag}"[:15]
+
+
+BIRD = os.environ.get("FWD_BIRD", "/usr/sbin/bird")
+BIRDC = os.environ.get("FWD_BIRDC", "/usr/sbin/birdc")
+
+
+class Bird:
+    """A real BIRD 2 in a namespace, foreground under Popen, stopped by PID.
+    config: the bird.conf text (see birdconf.py)."""
+
+    def __init__(self, tmp, name, ns, config):
+        self.tmp = pathlib.Path(tmp)
+        self.name = name
+        self.ns = ns
+        self.conf = self.tmp / f"{name}.bird.conf"
+        self.sock = str(self.tmp / f"{name}.bird.ctl")
+        self.pidfile = self.tmp / f"{name}.bird.pid"
+        self.log = self.tmp / f"{name}.bird.log"
+        self.conf.write_text(config)
+        self.proc = None
+
+    def start(self, timeout=10):
+        sh(f"{BIRD} -p -c {self.conf}")  # parse only: a config error fails here, clearly
+        logf = open(self.log, "w")
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns.name, BIRD, "-f", "-c", str(self.conf),
+             "-s", self.sock, "-P", str(self.pidfile)],
+            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        logf.close()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bird exited {self.proc.returncode}:\n{self.log.read_text()}")
+            if os.path.exists(self.sock):
+                r = subprocess.run([BIRDC, "-s", self.sock, "show", "status"],
+                                   capture_output=True, text=True, timeout=10)
+                if r.returncode == 0 and "Daemon is up and running" in r.stdout:
+                    return self
+            time.sleep(0.05)
+        raise AssertionError(f"bird did not answer on {self.sock}:\n{self.log.read_text()}")
+
+    def birdc(self, *cmd, timeout=10):
+        """birdc -s SOCK <cmd>; returns the output without the banner line. Raises on
+        a birdc failure or an error reply from BIRD."""
+        r = subprocess.run([BIRDC, "-s", self.sock, *map(str, cmd)], capture_output=True,
+                           text=True, timeout=timeout)
+        lines = r.stdout.splitlines()
+        if lines and lines[0].startswith("BIRD ") and lines[0].endswith("ready."):
+            lines = lines[1:]
+        out = "\n".join(lines)
+        bad = ("syntax error", "No protocols match", "unknown command", "Access denied")
+        if r.returncode != 0 or any(b.lower() in out.lower() for b in bad):
+            raise AssertionError(f"birdc {' '.join(map(str, cmd))} ({r.returncode}):\n{out}\n{r.stderr}")
+        return out
+
+    def protocols(self):
+        """{name: (state, info)} from `show protocols`."""
+        res = {}
+        for line in self.birdc("show", "protocols").splitlines()[1:]:
+            f = line.split(None, 5)
+            if len(f) >= 4:
+                res[f[0]] = (f[3], f[5].strip() if len(f) > 5 else "")
+        return res
+
+    def wait_established(self, protocol, timeout=30):
+        """Waits until a BGP protocol is up and Established; returns the seconds waited."""
+        t0 = time.monotonic()
+        last = None
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"bird exited {self.proc.returncode}:\n{self.log.read_text()}")
+            last = self.protocols().get(protocol)
+            if last and last[0] == "up" and last[1].startswith("Established"):
+                return time.monotonic() - t0
+            time.sleep(0.1)
+        detail = self.birdc("show", "protocols", "all", protocol)
+        raise AssertionError(f"{self.name}: {protocol} not Established after {timeout}s "
+                             f"({last}):\n{detail}\n{self.log.read_text()[-4000:]}")
+
+    def show_route(self, *args):
+        return self.birdc("show", "route", *args)
+
+    def stop(self, timeout=10):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for f in (pathlib.Path(self.sock), self.pidfile):
+            if f.exists():
+                f.unlink()

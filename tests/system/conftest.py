@@ -11,6 +11,12 @@ import pytest
 from fwdlab import DAEMON, FWDCTL, RUN_ID, Bird, Daemon, Netns, sh  # noqa: F401
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "bgp_dataplane: needs the daemon's host tap and BGP route watcher "
+        "(test_bgp_dataplane.py); deselect with -m 'not bgp_dataplane'")
+
+
 @pytest.fixture
 def tmpdir_short():
     # unix socket paths must stay short: keep them under /tmp

@@ -4,6 +4,7 @@
 #include <rte_malloc.h>
 #include <rte_rib6.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -27,6 +28,17 @@ Tables::Tables(uint32_t max_routes4, uint32_t max_routes6, rte_rcu_qsbr *qsbr, i
     nh_free_.reserve(kMaxNextHops);
     for (uint32_t i = kMaxNextHops - 1; i > kNhInvalid; i--) {
         nh_free_.push_back(i);
+    }
+    groups_ = static_cast<uint32_t *>(
+        rte_zmalloc_socket("fwd_nh_groups", sizeof(uint32_t) * kMaxGroups * kMaxGroupPaths,
+                           RTE_CACHE_LINE_SIZE, socket));
+    if (groups_ == nullptr) {
+        rte_free(nh_);
+        throw std::runtime_error("cannot allocate the ECMP group table");
+    }
+    group_free_.reserve(kMaxGroups);
+    for (uint32_t g = kMaxGroups; g-- > 0;) {
+        group_free_.push_back(g);
     }
     rte_lpm_config c4{};
     c4.max_rules = max_routes4;
@@ -69,6 +81,7 @@ Tables::~Tables() {
         rte_fib6_free(f);
     }
     rte_lpm_free(lpm4_);
+    rte_free(groups_);
     rte_free(nh_);
 }
 
@@ -88,6 +101,48 @@ void Tables::nh_free(uint32_t id) {
     if (id != kNhInvalid) {
         nh_[id] = NextHop{};
         nh_free_.push_back(id);
+    }
+}
+
+void Tables::nh_set_resolved(uint32_t id, const net::MacAddr &mac) {
+    if (id == kNhInvalid || id >= kMaxNextHops) {
+        return;
+    }
+    NextHop &nh = nh_[id];
+    std::memcpy(nh.dst_mac.data(), mac.data(), 6);
+    __atomic_store_n(&nh.kind, NhKind::kVia, __ATOMIC_RELEASE);
+}
+
+void Tables::nh_set_unresolved(uint32_t id) {
+    if (id == kNhInvalid || id >= kMaxNextHops) {
+        return;
+    }
+    __atomic_store_n(&nh_[id].kind, NhKind::kResolve, __ATOMIC_RELEASE);
+}
+
+uint32_t Tables::group_alloc(const uint32_t *members, uint8_t n) {
+    if (n == 0 || n > kMaxGroupPaths || group_free_.empty()) {
+        return kGroupInvalid;
+    }
+    for (uint8_t i = 0; i < n; i++) {
+        if (members[i] >= kMaxNextHops) {
+            return kGroupInvalid;  // workers index the next-hop table with it
+        }
+    }
+    uint32_t g = group_free_.back();
+    group_free_.pop_back();
+    uint32_t *row = groups_ + static_cast<size_t>(g) * kMaxGroupPaths;
+    std::memcpy(row, members, sizeof(uint32_t) * n);
+    std::fill(row + n, row + kMaxGroupPaths, kNhInvalid);
+    // The kGroup next hop, then the route, are published after this store.
+    std::atomic_thread_fence(std::memory_order_release);
+    return g;
+}
+
+void Tables::group_free(uint32_t g) {
+    if (g < kMaxGroups) {
+        std::fill_n(groups_ + static_cast<size_t>(g) * kMaxGroupPaths, kMaxGroupPaths, kNhInvalid);
+        group_free_.push_back(g);
     }
 }
 

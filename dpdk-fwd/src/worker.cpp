@@ -17,12 +17,65 @@ constexpr uint32_t kHousekeepLoops = 64;
 }  // namespace
 
 Worker::Worker(unsigned index, const Tables &tables, rte_mempool *pool, const IdleParams &idle,
-               uint32_t icmp_per_sec, rte_rcu_qsbr *qsbr)
+               uint32_t icmp_per_sec, rte_rcu_qsbr *qsbr, uint32_t punt_per_sec)
     : index_(index), tables_(tables), pool_(pool), idle_(idle), qsbr_(qsbr) {
     uint64_t hz = rte_get_tsc_hz();
-    icmp_max_ = icmp_per_sec == 0 ? 0 : std::max<uint64_t>(icmp_per_sec / 10, 10);
-    icmp_tokens_ = icmp_max_;
-    icmp_tsc_per_token_ = icmp_per_sec == 0 ? UINT64_MAX : hz / icmp_per_sec;
+    icmp_bucket_.init(icmp_per_sec, hz);
+    punt_bucket_.init(punt_per_sec, hz);
+}
+
+Worker::~Worker() {
+    rte_mbuf *m;
+    while (punt_.pop(m)) {
+        rte_pktmbuf_free(m);
+    }
+    WorkerCommand c;
+    while (cmds_.pop(c)) {
+        if (c.kind == WorkerCommand::Kind::kTx) {
+            rte_pktmbuf_free(c.m);
+        }
+    }
+}
+
+void TokenBucket::init(uint32_t per_sec, uint64_t tsc_hz) {
+    max_ = per_sec == 0 ? 0 : std::max<uint64_t>(per_sec / 10, 10);
+    tokens_ = max_;
+    tsc_per_token_ = per_sec == 0 ? UINT64_MAX : std::max<uint64_t>(tsc_hz / per_sec, 1);
+}
+
+bool TokenBucket::take() {
+    if (max_ == 0) {
+        return false;
+    }
+    uint64_t now = rte_rdtsc();
+    if (tokens_ < max_) {
+        uint64_t add = (now - last_tsc_) / tsc_per_token_;
+        if (add > 0) {
+            tokens_ = std::min(max_, tokens_ + add);
+            last_tsc_ = now;
+        }
+    } else {
+        last_tsc_ = now;
+    }
+    if (tokens_ == 0) {
+        return false;
+    }
+    tokens_--;
+    return true;
+}
+
+bool Worker::punt(rte_mbuf *m, PuntReason r) {
+    meta(m).punt = static_cast<uint8_t>(r);
+    if (!punt_bucket_.take()) {
+        drop(m, DropReason::kPuntRateLimited);
+        return false;
+    }
+    if (!punt_.push(m)) {
+        drop(m, DropReason::kPuntRingFull);
+        return false;
+    }
+    stats_.punted[static_cast<size_t>(r)].inc();
+    return true;
 }
 
 uint64_t Worker::post(WorkerCommand c) {
@@ -36,6 +89,7 @@ uint64_t Worker::post(WorkerCommand c) {
 void Worker::drain_commands() {
     WorkerCommand c;
     uint64_t last = 0;
+    bool sent = false;
     while (cmds_.pop(c)) {
         uint16_t n = n_rxq_.load(std::memory_order_relaxed);
         switch (c.kind) {
@@ -66,8 +120,24 @@ void Worker::drain_commands() {
                 }
                 break;
             }
+            case WorkerCommand::Kind::kTx:
+                if (c.m == nullptr) {
+                    break;
+                }
+                if (c.port >= RTE_MAX_ETHPORTS ||
+                    tables_.port(c.port).role.load(std::memory_order_acquire) == PortRole::kNone) {
+                    drop(c.m, DropReason::kPortDown);
+                    break;
+                }
+                stats_.host_tx.inc();
+                tx(c.port, c.m);
+                sent = true;
+                break;
         }
         last = c.seq;
+    }
+    if (sent) {
+        flush_tx();  // an idle worker may sleep before its next flush
     }
     if (last != 0) {
         acked_seq_.store(last, std::memory_order_release);
@@ -115,27 +185,6 @@ void Worker::flush_tx() {
         }
     }
     free_dropped();
-}
-
-bool Worker::icmp_token() {
-    if (icmp_max_ == 0) {
-        return false;
-    }
-    uint64_t now = rte_rdtsc();
-    if (icmp_tokens_ < icmp_max_) {
-        uint64_t add = (now - icmp_last_tsc_) / icmp_tsc_per_token_;
-        if (add > 0) {
-            icmp_tokens_ = std::min(icmp_max_, icmp_tokens_ + add);
-            icmp_last_tsc_ = now;
-        }
-    } else {
-        icmp_last_tsc_ = now;
-    }
-    if (icmp_tokens_ == 0) {
-        return false;
-    }
-    icmp_tokens_--;
-    return true;
 }
 
 void Worker::process(rte_mbuf **pkts, uint16_t n) {

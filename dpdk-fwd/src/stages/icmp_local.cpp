@@ -1,15 +1,37 @@
-// icmp4_local / icmp6_local: what the dataplane answers itself.
+// icmp4_local / icmp6_local: traffic addressed to the dataplane or the node.
 // Reads: IPv4/IPv6 header at meta.l3_off, ICMP at meta.l4_off, PortState of
-//        meta.in_port, node addresses.
-// IPv4: echo requests to 169.254.1.1 or the node's address get an echo reply
-//       (RFC 792), built in place and sent back out of meta.in_port.
-// IPv6: Neighbor Solicitations for fe80::ecee:eeff:feee:eeee (or the node's
-//       address) get a Neighbor Advertisement with the port's MAC, router
-//       and solicited flags set (RFC 4861 7.2.4); echo requests get an echo
-//       reply (RFC 4443 4.2). Both go back out of meta.in_port.
+//        meta.in_port, node addresses (NodeAddrs::host_punt).
+// Punts (Worker::punt, frame unchanged but for the VLAN tag and Ethernet
+// padding removed before; no TTL / hop limit decrement):
+//   kHost, only with host_punt (a host tap carries the node's addresses):
+//     IPv4: everything to the node's IPv4 address, from any port (echo,
+//           TCP, UDP, fragments...).
+//     IPv6: everything to the node's IPv6 address, from any port; on the
+//           uplink, everything to a link-local address other than
+//           fe80::ecee:eeff:feee:eeee and to ff02::1, ff02::2 or the node's
+//           solicited-node group — except the ND below, which the dataplane
+//           handles: Neighbor Solicitations (answered when for our
+//           addresses; punted kHost when for another target), and Neighbor
+//           Advertisements on the uplink.
+//   kNeighbor, whatever host_punt: Neighbor Advertisements arriving on the
+//     uplink, to the node's address, to a link-local address (the gateway's
+//     included) or to ff02::1, that pass RFC 4861 7.1.2 (no extension
+//     headers, hop limit 255, code 0, length >= 24, valid checksum, target
+//     not multicast, Solicited clear when sent to a group).
+// Answers, built in place and sent back out of meta.in_port:
+//   IPv4: echo requests to 169.254.1.1, or to the node's address without
+//         host_punt, get an echo reply (RFC 792).
+//   IPv6: Neighbor Solicitations for fe80::ecee:eeff:feee:eeee (or the node's
+//         address) get a Neighbor Advertisement with the port's MAC, router
+//         and solicited flags set (RFC 4861 7.2.4); echo requests to the
+//         gateway, or to the node's address without host_punt, get an echo
+//         reply (RFC 4443 4.2).
 // Drops: icmp_truncated, icmp_bad_checksum, icmp_unhandled (other ICMP),
-//        local_unhandled (not ICMP), nd_invalid (RFC 4861 7.1.1 checks),
-//        nd_target_unknown, nd_unhandled (RS, RA, NA, redirect, MLD).
+//        local_unhandled (not ICMP), nd_invalid (RFC 4861 7.1.1 / 7.1.2
+//        checks), nd_target_unknown, nd_unhandled (RS, RA, NA not punted,
+//        redirect, MLD), ip6_link_local_dest (ICMPv6 other than an NA to a
+//        foreign link-local address on the uplink, without host_punt), and
+//        the punt drops (punt_rate_limited, punt_ring_full).
 #include "fwd/dp/pkt.hpp"
 #include "fwd/dp/stages.hpp"
 
@@ -22,6 +44,8 @@ constexpr uint8_t kIcmp6EchoReply = 129;
 constexpr uint8_t kNdNs = 135;
 constexpr uint8_t kNdNa = 136;
 constexpr uint8_t kNdOptTgtLl = 2;
+constexpr uint32_t kNaSolicited = 0x40000000;
+constexpr uint8_t kAllNodes[16] = {0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
 
 // Packed: it sits at offset 54 of the frame, not on a 4-byte boundary.
 struct NsMsg {
@@ -53,9 +77,15 @@ uint16_t icmp6_cksum(rte_mbuf *m, const rte_ipv6_hdr *ip, uint32_t l4_off) {
 }  // namespace
 
 void icmp4_local(Worker &w, Burst &in) {
+    const NodeAddrs &node = w.tables().node();
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
         const PktMeta &md = meta(m);
+        if (node.host_punt && node.has_ip4 &&
+            at<rte_ipv4_hdr>(m, md.l3_off)->dst_addr == node.ip4.be().raw()) {
+            w.punt(m, PuntReason::kHost);  // the kernel behind the host tap answers
+            continue;
+        }
         if (md.l4_proto != IPPROTO_ICMP) {
             w.drop(m, DropReason::kLocalUnhandled);
             continue;
@@ -98,19 +128,57 @@ void icmp6_local(Worker &w, Burst &in) {
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
         const PktMeta &md = meta(m);
-        if (md.l4_proto != IPPROTO_ICMPV6) {
+        auto *ip = at<rte_ipv6_hdr>(m, md.l3_off);
+        const uint8_t *dst = ip->dst_addr;
+        bool uplink =
+            w.tables().port(md.in_port).role.load(std::memory_order_acquire) == PortRole::kUplink;
+        bool to_gw = std::memcmp(dst, node.gw6.data(), 16) == 0;
+        bool to_node = node.has_ip6 && std::memcmp(dst, node.ip6.data(), 16) == 0;
+        bool to_ll = !to_gw && is_link_local6(dst);
+        // What the kernel behind the host tap gets, unless it is ND handled here.
+        bool host = node.host_punt &&
+                    (to_node || (uplink && (to_ll || (dst[0] == 0xff && host_group6(dst, node)))));
+        bool icmp6 = md.l4_proto == IPPROTO_ICMPV6;
+        uint32_t len = m->pkt_len - md.l4_off;
+        uint8_t type = icmp6 && len >= 1 && m->nb_segs == 1 ? *at<uint8_t>(m, md.l4_off) : 0;
+        bool na_uplink = type == kNdNa && uplink;
+        if (host && type != kNdNs && !na_uplink) {
+            w.punt(m, PuntReason::kHost);
+            continue;
+        }
+        if (to_ll && !host && !na_uplink) {
+            w.drop(m, DropReason::kIp6LinkLocalDest);  // as ip6_input does off the uplink
+            continue;
+        }
+        if (!icmp6) {
             w.drop(m, DropReason::kLocalUnhandled);
             continue;
         }
-        uint32_t len = m->pkt_len - md.l4_off;
         if (len < 4 || m->nb_segs != 1) {
             w.drop(m, DropReason::kIcmpTruncated);
             continue;
         }
-        auto *ip = at<rte_ipv6_hdr>(m, md.l3_off);
         auto *h = at<uint8_t>(m, md.l4_off);
-        uint8_t type = h[0];
         bool plain = md.l4_off == md.l3_off + sizeof(rte_ipv6_hdr);
+        if (na_uplink) {
+            // RFC 4861 7.1.2, then to the control thread's neighbor table.
+            auto *na = at<NsMsg>(m, md.l4_off);
+            bool valid = plain && ip->hop_limits == 255 && h[1] == 0 && len >= sizeof(NsMsg) &&
+                         icmp6_cksum(m, ip, md.l4_off) == 0 && na->target[0] != 0xff &&
+                         !(dst[0] == 0xff && (na->reserved & RTE_BE32(kNaSolicited)) != 0);
+            if (!valid) {
+                w.drop(m, DropReason::kNdInvalid);
+                continue;
+            }
+            if (to_node || to_gw || to_ll || std::memcmp(dst, kAllNodes, 16) == 0) {
+                w.punt(m, PuntReason::kNeighbor);
+            } else if (host) {
+                w.punt(m, PuntReason::kHost);
+            } else {
+                w.drop(m, DropReason::kNdUnhandled);
+            }
+            continue;
+        }
         if (type == kNdNs) {
             // RFC 4861 7.1.1: hop limit 255, code 0, length >= 24, valid checksum.
             if (!plain || ip->hop_limits != 255 || h[1] != 0 || len < sizeof(NsMsg) ||
@@ -122,7 +190,11 @@ void icmp6_local(Worker &w, Burst &in) {
             bool ours = std::memcmp(ns->target, node.gw6.data(), 16) == 0 ||
                         (node.has_ip6 && std::memcmp(ns->target, node.ip6.data(), 16) == 0);
             if (!ours) {
-                w.drop(m, DropReason::kNdTargetUnknown);
+                if (host) {
+                    w.punt(m, PuntReason::kHost);  // perhaps for the kernel's own addresses
+                } else {
+                    w.drop(m, DropReason::kNdTargetUnknown);
+                }
                 continue;
             }
             const PortState &ps = w.tables().port(md.in_port);
@@ -150,9 +222,7 @@ void icmp6_local(Worker &w, Burst &in) {
             opt[1] = 1;
             std::memcpy(opt + 2, ps.mac.data(), 6);
             if (from_unspecified) {
-                static const uint8_t all_nodes[16] = {0xff, 2, 0, 0, 0, 0, 0, 0,
-                                                      0,    0, 0, 0, 0, 0, 0, 1};
-                std::memcpy(ip->dst_addr, all_nodes, 16);
+                std::memcpy(ip->dst_addr, kAllNodes, 16);
                 static const uint8_t all_nodes_mac[6] = {0x33, 0x33, 0, 0, 0, 1};
                 std::memcpy(eth->src_addr.addr_bytes, all_nodes_mac, 6);  // bounce() swaps it in
             } else {

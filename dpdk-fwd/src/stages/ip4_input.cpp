@@ -3,7 +3,8 @@
 // Reads: the IPv4 header at meta.l3_off; node addresses.
 // Sets:  meta.l4_off, meta.l4_proto, kMetaFragment / kMetaLaterFragment;
 //        trims Ethernet padding beyond the IP total length.
-// Next:  local (to 169.254.1.1 or the node's address) -> icmp4_local;
+// Next:  local (to 169.254.1.1 or the node's address) -> icmp4_local (which
+//        punts the node's traffic to the host stack with host_punt);
 //        fwd -> route4 (TTL > 1 checked here, so a packet to us with TTL 1
 //        is still answered).
 // Drops: ip4_truncated, ip4_bad_version, ip4_bad_ihl, ip4_bad_checksum,

@@ -4,8 +4,12 @@
 // Sets:  meta.l4_off / meta.l4_proto (the upper layer after hop-by-hop,
 //        routing, fragment, destination options and AH headers),
 //        kMetaFragment / kMetaLaterFragment; trims Ethernet padding.
-// Next:  local (fe80::ecee:eeff:feee:eeee, the node's address, or their
-//        solicited-node multicast, and ICMPv6 to ff02::/16) -> icmp6_local;
+// Next:  local -> icmp6_local: fe80::ecee:eeff:feee:eeee, the node's
+//        address, ICMPv6 to ff02::/16; on the uplink, ICMPv6 to any other
+//        link-local address (Neighbor Advertisements for the control
+//        thread), and with NodeAddrs::host_punt anything to another
+//        link-local address or to a host group (ff02::1, ff02::2, the node's
+//        solicited-node group; host_group6());
 //        fwd -> route6 (hop limit > 1 checked here).
 // Drops: ip6_truncated, ip6_bad_version, ip6_length_exceeds_frame,
 //        ip6_bad_ext_header (hop-by-hop not first), ip6_too_many_ext_headers,
@@ -145,9 +149,15 @@ void ip6_input(Worker &w, Burst &in, IpNext &out) {
                 continue;
         }
         const uint8_t *dst = ip->dst_addr;
+        auto on_uplink = [&] {
+            return w.tables().port(md.in_port).role.load(std::memory_order_acquire) ==
+                   PortRole::kUplink;
+        };
         if (dst[0] == 0xff) {
-            // Link-scope ICMPv6 (ND, MLD) is ours; nothing else multicast is routed.
-            if (dst[1] == 0x02 && md.l4_proto == kIcmp6) {
+            // Link-scope ICMPv6 (ND, MLD) is ours, and what the host stack
+            // listens to on the uplink; nothing else multicast is routed.
+            if (dst[1] == 0x02 && (md.l4_proto == kIcmp6 ||
+                                   (node.host_punt && host_group6(dst, node) && on_uplink()))) {
                 out.local.push(m);
             } else {
                 w.drop(m, DropReason::kIp6Multicast);
@@ -159,11 +169,17 @@ void ip6_input(Worker &w, Burst &in, IpNext &out) {
             out.local.push(m);
             continue;
         }
-        if (dst[0] == 0xfe && (dst[1] & 0xc0) == 0x80) {
-            w.drop(m, DropReason::kIp6LinkLocalDest);
+        if (is_link_local6(dst)) {
+            // Another link-local address on the uplink: the host stack's, or a
+            // Neighbor Advertisement answering the control thread.
+            if ((node.host_punt || md.l4_proto == kIcmp6) && on_uplink()) {
+                out.local.push(m);
+            } else {
+                w.drop(m, DropReason::kIp6LinkLocalDest);
+            }
             continue;
         }
-        if (ip->src_addr[0] == 0xfe && (ip->src_addr[1] & 0xc0) == 0x80) {
+        if (is_link_local6(ip->src_addr)) {
             w.drop(m, DropReason::kIp6BadSource);  // RFC 4291 2.5.6: never forwarded
             continue;
         }

@@ -1,13 +1,33 @@
-// route4 / route6: longest-prefix match and the egress MTU check.
+// route4 / route6: longest-prefix match, ECMP member choice and the egress
+// MTU check.
 // Reads: destination address; rte_lpm (IPv4) / the active rte_fib6 copy (IPv6);
-//        the NextHop the route points at; PortState of its port.
-// Sets:  meta.nh.
-// Next:  out (-> l2_rewrite) for pod and via next hops.
+//        the NextHop the route points at (kind with an acquire load: the
+//        control thread flips kVia <-> kResolve in place); for kGroup, the
+//        group's members and the flow's addresses, protocol and ports;
+//        PortState of the next hop's port.
+// ECMP (kGroup): one member per flow, by a CRC32 hash of
+//        IPv4: source, destination, protocol, and TCP / UDP ports;
+//        IPv6: source, destination, upper-layer protocol (meta.l4_proto,
+//              after the extension headers), and TCP / UDP ports.
+//        Ports are left out for fragments (first or later), so every fragment
+//        of a datagram takes the member the datagram does. The member is then
+//        checked like any next hop below.
+// Sets:  meta.nh (the member's id for ECMP).
+// Next:  out (-> l2_rewrite) for kPod and kVia next hops;
+//        kResolve (neighbor not known yet): after the port and MTU checks,
+//        punted to the control thread (PuntReason::kResolve) unchanged (no
+//        TTL / hop limit decrement), meta.nh telling which next hop waits.
 // Drops: no_route (ICMP net unreachable / no route), route_unreachable (ICMP
 //        host unreachable / address unreachable), route_blackhole, port_down,
+//        ecmp_bad_group (kGroup with no or too many members, or a group index
+//        out of range), ecmp_bad_member (a member that is itself a group),
+//        both sending ICMP unreachable as no_route does,
 //        ip4_frag_needed (ICMP fragmentation needed with the next-hop MTU,
 //        RFC 1191), ip4_mtu_exceeded (no DF: fragmentation is not done),
-//        ip6_too_big (ICMPv6 packet too big, RFC 8201).
+//        ip6_too_big (ICMPv6 packet too big, RFC 8201), and the punt drops
+//        (punt_rate_limited, punt_ring_full).
+#include <rte_hash_crc.h>
+
 #include "fwd/dp/pkt.hpp"
 #include "fwd/dp/stages.hpp"
 
@@ -18,13 +38,64 @@ namespace {
 constexpr uint8_t kIcmp4DestUnreach = 3;
 constexpr uint8_t kIcmp6DestUnreach = 1;
 constexpr uint8_t kIcmp6TooBig = 2;
+constexpr uint32_t kFlowSeed = 0x5eed1e55;
 
-// Common to both families: what the next hop says about the packet.
-// Returns the next hop when the packet may go on, nullptr when it was handled.
+// The TCP / UDP port pair of a packet that carries it whole, else 0.
+uint32_t flow_ports(const rte_mbuf *m, const PktMeta &md, uint8_t proto) {
+    if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) || (md.flags & kMetaFragment) ||
+        md.l4_off == 0) {
+        return 0;
+    }
+    uint32_t buf;
+    const void *p = rte_pktmbuf_read(m, md.l4_off, sizeof(buf), &buf);
+    if (p == nullptr) {
+        return 0;
+    }
+    uint32_t ports;
+    std::memcpy(&ports, p, sizeof(ports));
+    return ports;
+}
+
+// CRC32 is linear: flows differing in a few bits could all land on one
+// member. A multiply-xorshift finish spreads every input bit over the word.
+uint32_t mix(uint32_t h) {
+    h ^= h >> 16;
+    h *= 0x7feb352d;
+    h ^= h >> 15;
+    h *= 0x846ca68b;
+    h ^= h >> 16;
+    return h;
+}
+
+uint32_t flow_hash4(rte_mbuf *m, const PktMeta &md) {
+    const auto *ip = at<rte_ipv4_hdr>(m, md.l3_off);
+    uint8_t proto = ip->next_proto_id;
+    uint32_t h = rte_hash_crc_4byte(ip->src_addr, kFlowSeed);
+    h = rte_hash_crc_4byte(ip->dst_addr, h);
+    h = rte_hash_crc_4byte(proto, h);
+    return mix(rte_hash_crc_4byte(flow_ports(m, md, proto), h));
+}
+
+uint32_t flow_hash6(rte_mbuf *m, const PktMeta &md) {
+    const auto *ip = at<rte_ipv6_hdr>(m, md.l3_off);
+    uint8_t proto = md.l4_off != 0 ? md.l4_proto : ip->proto;
+    uint64_t addrs[4];  // copied: the header is not 8-byte aligned
+    std::memcpy(addrs, ip->src_addr, 16);
+    std::memcpy(addrs + 2, ip->dst_addr, 16);
+    uint32_t h = kFlowSeed;
+    for (uint64_t a : addrs) {
+        h = rte_hash_crc_8byte(a, h);
+    }
+    h = rte_hash_crc_4byte(proto, h);
+    return mix(rte_hash_crc_4byte(flow_ports(m, md, proto), h));
+}
+
+// Where one routed packet goes: forwarded (appended to out), punted or
+// dropped. id: what the route points at.
 template <bool kV6>
-const NextHop *check_nh(Worker &w, rte_mbuf *m, uint32_t nh_id, uint32_t l3_len, bool df) {
+void decide(Worker &w, rte_mbuf *m, uint32_t id, uint32_t l3_len, bool df, Burst &out) {
     const Tables &t = w.tables();
-    const NextHop &nh = t.nh(nh_id);
+    PktMeta &md = meta(m);
     auto err = [&](uint8_t type4, uint8_t code4, uint8_t type6, uint8_t code6, uint32_t extra,
                    DropReason r) {
         if constexpr (kV6) {
@@ -33,24 +104,44 @@ const NextHop *check_nh(Worker &w, rte_mbuf *m, uint32_t nh_id, uint32_t l3_len,
             icmp4_error(w, m, type4, code4, extra, r);
         }
     };
-    switch (nh.kind) {
+    NhKind kind = load_kind(t.nh(id));
+    if (kind == NhKind::kGroup) {
+        const NextHop &g = t.nh(id);
+        if (g.group_n == 0 || g.group_n > kMaxGroupPaths || g.group >= kMaxGroups) {
+            err(kIcmp4DestUnreach, 0, kIcmp6DestUnreach, 0, 0, DropReason::kEcmpBadGroup);
+            return;
+        }
+        uint32_t h = kV6 ? flow_hash6(m, md) : flow_hash4(m, md);
+        // Multiply-shift: the hash's high bits pick, no division.
+        auto pick = static_cast<uint32_t>((uint64_t{h} * g.group_n) >> 32);
+        id = t.group_member(g.group, pick);
+        kind = load_kind(t.nh(id));
+        if (kind == NhKind::kGroup) {
+            err(kIcmp4DestUnreach, 0, kIcmp6DestUnreach, 0, 0, DropReason::kEcmpBadMember);
+            return;
+        }
+    }
+    md.nh = id;
+    const NextHop &nh = t.nh(id);
+    switch (kind) {
         case NhKind::kPod:
         case NhKind::kVia:
+        case NhKind::kResolve:
             break;
         case NhKind::kBlackhole:
             w.drop(m, DropReason::kRouteBlackhole);
-            return nullptr;
+            return;
         case NhKind::kUnreachable:
             err(kIcmp4DestUnreach, 1, kIcmp6DestUnreach, 3, 0, DropReason::kRouteUnreachable);
-            return nullptr;
+            return;
         case NhKind::kNone:
         default:
             err(kIcmp4DestUnreach, 0, kIcmp6DestUnreach, 0, 0, DropReason::kNoRoute);
-            return nullptr;
+            return;
     }
     if (t.port(nh.port).role.load(std::memory_order_acquire) == PortRole::kNone) {
         w.drop(m, DropReason::kPortDown);
-        return nullptr;
+        return;
     }
     if (l3_len > nh.mtu) {
         if constexpr (kV6) {
@@ -60,9 +151,13 @@ const NextHop *check_nh(Worker &w, rte_mbuf *m, uint32_t nh_id, uint32_t l3_len,
         } else {
             w.drop(m, DropReason::kIp4MtuExceeded);
         }
-        return nullptr;
+        return;
     }
-    return &nh;
+    if (kind == NhKind::kResolve) {
+        w.punt(m, PuntReason::kResolve);
+        return;
+    }
+    out.push(m);
 }
 
 }  // namespace
@@ -81,14 +176,10 @@ void route4(Worker &w, Burst &in, Burst &out) {
     const uint32_t dflt = w.tables().default4();
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
-        PktMeta &md = meta(m);
         uint32_t id = (hop[i] & RTE_LPM_LOOKUP_SUCCESS) ? (hop[i] & 0x00ffffff) : dflt;
-        auto *ip = at<rte_ipv4_hdr>(m, md.l3_off);
+        auto *ip = at<rte_ipv4_hdr>(m, meta(m).l3_off);
         bool df = (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG)) != 0;
-        if (check_nh<false>(w, m, id, rte_be_to_cpu_16(ip->total_length), df) != nullptr) {
-            md.nh = id;
-            out.push(m);
-        }
+        decide<false>(w, m, id, rte_be_to_cpu_16(ip->total_length), df, out);
     }
 }
 
@@ -102,13 +193,8 @@ void route6(Worker &w, Burst &in, Burst &out) {
     rte_fib6_lookup_bulk(w.tables().fib6(), dst, hop, in.n);
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
-        PktMeta &md = meta(m);
         auto id = static_cast<uint32_t>(hop[i]);
-        uint32_t l3_len = m->pkt_len - md.l3_off;
-        if (check_nh<true>(w, m, id, l3_len, true) != nullptr) {
-            md.nh = id;
-            out.push(m);
-        }
+        decide<true>(w, m, id, m->pkt_len - meta(m).l3_off, true, out);
     }
 }
 

@@ -273,8 +273,8 @@ void DatapathTest::SetUp() {
     l.reset_ports();
     ASSERT_TRUE(drain_tx().empty()) << "frames left over from an earlier test";
     pool_avail_ = rte_mempool_avail_count(l.pool());
-    worker_ =
-        std::make_unique<Worker>(0, l.tables(), l.pool(), IdleParams{}, icmp_per_sec(), nullptr);
+    worker_ = std::make_unique<Worker>(0, l.tables(), l.pool(), IdleParams{}, icmp_per_sec(),
+                                       nullptr, punt_per_sec());
 }
 
 void DatapathTest::TearDown() {
@@ -286,6 +286,13 @@ void DatapathTest::TearDown() {
     rte_pktmbuf_free_bulk(worker_->gen6_.pkts, worker_->gen6_.n);
     worker_->gen4_.n = worker_->gen6_.n = 0;
     drain_tx();
+    rte_mbuf *punted;
+    unsigned left = 0;
+    while (worker_->pop_punt(punted)) {
+        rte_pktmbuf_free(punted);
+        left++;
+    }
+    EXPECT_EQ(left, 0u) << "punted packets the test did not look at";
     worker_.reset();
     EXPECT_EQ(rte_mempool_avail_count(lab().pool()), pool_avail_) << "mbufs leaked";
     lab().reset_ports();

@@ -18,7 +18,7 @@ namespace fwd::dp {
     X(kArpUnsupported, "arp_unsupported", "ARP not Ethernet/IPv4 or unknown opcode")        \
     X(kArpGratuitous, "arp_gratuitous", "gratuitous ARP or probe, nothing to answer")       \
     X(kArpNotForUs, "arp_not_for_us", "ARP request for an address we do not answer")        \
-    X(kArpReply, "arp_reply", "ARP reply; no neighbor resolution on this port yet")         \
+    X(kArpReply, "arp_reply", "ARP reply other than for the node on the uplink")            \
     X(kIp4Truncated, "ip4_truncated", "IPv4 header longer than the frame")                  \
     X(kIp4BadVersion, "ip4_bad_version", "IPv4 version field is not 4")                     \
     X(kIp4BadIhl, "ip4_bad_ihl", "IPv4 header length below 20 bytes")                       \
@@ -52,10 +52,14 @@ namespace fwd::dp {
     X(kNdInvalid, "nd_invalid", "Neighbor Discovery message failing RFC 4861 checks")       \
     X(kNdTargetUnknown, "nd_target_unknown", "Neighbor Solicitation for a foreign target")  \
     X(kNdUnhandled, "nd_unhandled", "RS, RA, NA or redirect: nothing to do")                \
+    X(kPuntRateLimited, "punt_rate_limited", "punt over the rate limit")                    \
+    X(kPuntRingFull, "punt_ring_full", "punt ring to the control thread full")              \
     X(kLocalUnhandled, "local_unhandled", "non-ICMP traffic to a dataplane address")        \
     X(kNoRoute, "no_route", "no route (destination unreachable sent)")                      \
     X(kRouteUnreachable, "route_unreachable", "unreachable route (unreachable sent)")       \
     X(kRouteBlackhole, "route_blackhole", "blackhole route")                                \
+    X(kEcmpBadGroup, "ecmp_bad_group", "ECMP next hop with a bad group (unreachable sent)") \
+    X(kEcmpBadMember, "ecmp_bad_member", "ECMP member that is a group (unreachable sent)")  \
     X(kPortDown, "port_down", "egress port is not ready")                                   \
     X(kTxQueueFull, "tx_queue_full", "egress queue full")                                   \
     X(kIcmpRateLimited, "icmp_rate_limited", "ICMP error suppressed by the rate limit")     \

@@ -21,8 +21,9 @@ struct PktMeta {
     uint16_t l4_off;   // offset of the upper-layer header; set by ip4/ip6_input
     uint8_t l4_proto;  // upper-layer protocol (after IPv6 extension headers)
     uint8_t flags;     // MetaFlags
-    uint32_t nh;       // next hop id; set by route
-    uint32_t pad_;
+    uint32_t nh;       // next hop id; set by route (for ECMP, the member's id)
+    uint8_t punt;      // PuntReason (worker.hpp); set by Worker::punt
+    uint8_t pad_[3];
 };
 static_assert(sizeof(PktMeta) == 16, "PktMeta must stay small: it shares a cache line");
 
@@ -31,6 +32,11 @@ static_assert(sizeof(PktMeta) <= kMetaSize);
 
 inline PktMeta &meta(rte_mbuf *m) {
     return *static_cast<PktMeta *>(rte_mbuf_to_priv(m));
+}
+inline const PktMeta &meta(const rte_mbuf *m) {
+    // rte_mbuf_to_priv takes no const mbuf; the private area follows the mbuf.
+    return *reinterpret_cast<const PktMeta *>(reinterpret_cast<const uint8_t *>(m) +
+                                              sizeof(rte_mbuf));
 }
 
 }  // namespace fwd::dp

@@ -9,11 +9,34 @@
 //             -> ip6_input -> icmp6_local       (ND, echo)
 //                          -> route6 -> l2_rewrite6 -> port tx
 //   ICMP errors built on the way (icmp_error) re-enter at route4 / route6.
+//   Packets for the control thread leave through Worker::punt (arp_input,
+//   icmp4_local / icmp6_local: PuntReason kNeighbor / kHost; route4 /
+//   route6: kResolve).
 #pragma once
+
+#include <cstring>
 
 #include "fwd/dp/worker.hpp"
 
 namespace fwd::dp {
+
+// The link-scope groups the node's own stack listens to on the uplink:
+// ff02::1 (all nodes), ff02::2 (all routers) and the solicited-node group
+// of the node's IPv6 address (RFC 4291 2.7.1). Used by ip6_input and
+// icmp6_local when NodeAddrs::host_punt is set.
+inline bool host_group6(const uint8_t *dst, const NodeAddrs &node) {
+    static const uint8_t kLinkScope[15] = {0xff, 0x02};  // ff02::, all but the last byte
+    static const uint8_t kSnm[13] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff};
+    if (std::memcmp(dst, kLinkScope, 15) == 0 && (dst[15] == 1 || dst[15] == 2)) {
+        return true;
+    }
+    return node.has_ip6 && std::memcmp(dst, kSnm, 13) == 0 &&
+           std::memcmp(dst + 13, node.ip6.data() + 13, 3) == 0;
+}
+
+inline bool is_link_local6(const uint8_t *a) {
+    return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
+}
 
 struct EthNext {
     Burst arp;

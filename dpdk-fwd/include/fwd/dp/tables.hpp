@@ -14,6 +14,17 @@
 //    other copy. Readers load the active pointer once per burst. An idle
 //    copy whose adds fail with -ENOSPC is rebuilt from its own routes (see
 //    rebuild6 in tables.cpp).
+//  - NextHop.kind is the one field changed in place on a live entry (a via
+//    next hop going between kResolve and kVia as its neighbor is learnt or
+//    lost). Workers read it with an acquire load (load_kind()); the control
+//    thread writes dst_mac first, then stores kind with release
+//    (nh_set_resolved). dst_mac is rewritten only while kind is kResolve and
+//    a grace period has passed since it became so (nh_set_unresolved, then
+//    synchronize()), so no worker still forwards with the old address.
+//  - ECMP groups: an array of member next-hop ids per group, written
+//    completely by group_alloc before the kGroup NextHop pointing at it is
+//    allocated (and that before the route). Members never change in place: a
+//    new member set is a new group; the old one is freed after a grace period.
 //  - PortState is written before the port's queues are handed to a worker
 //    and cleared only after the worker acknowledged dropping them.
 #pragma once
@@ -35,7 +46,10 @@
 namespace fwd::dp {
 
 inline constexpr uint32_t kMaxNextHops = 1 << 16;
-inline constexpr uint32_t kNhInvalid = 0;  // never allocated: a miss
+inline constexpr uint32_t kNhInvalid = 0;       // never allocated: a miss
+inline constexpr uint32_t kMaxGroupPaths = 16;  // members of one ECMP group
+inline constexpr uint32_t kMaxGroups = 4096;
+inline constexpr uint32_t kGroupInvalid = UINT32_MAX;  // group_alloc failed
 
 enum class NhKind : uint8_t {
     kNone = 0,
@@ -43,6 +57,8 @@ enum class NhKind : uint8_t {
     kVia,          // a neighbor behind the uplink
     kBlackhole,    // dropped silently (counted)
     kUnreachable,  // dropped with ICMP destination unreachable
+    kResolve,      // a via next hop whose neighbor MAC is not known yet: punted
+    kGroup,        // ECMP: group_n members in group `group`, one picked per flow
 };
 
 struct alignas(32) NextHop {
@@ -51,10 +67,20 @@ struct alignas(32) NextHop {
     uint16_t port;
     uint16_t mtu;
     uint16_t vlan;  // 0: untagged
+    // [C] writes, workers read with load_kind(): changed in place (see above).
     NhKind kind;
-    uint8_t pad_[9];
+    uint8_t group_n;  // kGroup: members, 1..kMaxGroupPaths
+    uint32_t group;   // kGroup: index of the group (group_alloc)
+    uint8_t pad_[8];
 };
 static_assert(sizeof(NextHop) == 32);
+
+// The kind of a next hop as a worker must read it: the control thread may
+// change it under the worker's feet, and what it wrote before (the MAC) must
+// be visible once the new kind is.
+inline NhKind load_kind(const NextHop &nh) {
+    return __atomic_load_n(&nh.kind, __ATOMIC_ACQUIRE);
+}
 
 enum class PortRole : uint8_t { kNone = 0, kUplink, kPod };
 
@@ -78,6 +104,10 @@ struct NodeAddrs {
     net::Ip6Addr ip6;
     net::Ip6Addr gw6;                   // fe80::ecee:eeff:feee:eeee
     std::array<uint8_t, 16> gw6_snm{};  // its solicited-node multicast address
+    // A host tap carries the node's addresses: traffic to them (and, on the
+    // uplink, to the kernel's link-local and multicast groups) is punted with
+    // PuntReason::kHost instead of being answered or dropped here.
+    bool host_punt = false;
 };
 
 class Tables {
@@ -96,11 +126,26 @@ class Tables {
     uint32_t default4() const { return default4_.load(std::memory_order_acquire); }
     rte_fib6 *fib6() const { return fib6_[active6_.load(std::memory_order_acquire)]; }
     const NodeAddrs &node() const { return node_; }
+    // Member i (< group_n of the kGroup next hop) of group g.
+    uint32_t group_member(uint32_t g, uint32_t i) const { return groups_[g * kMaxGroupPaths + i]; }
 
     // --- control thread only ---
     void set_node(const NodeAddrs &n) { node_ = n; }
     uint32_t nh_alloc(const NextHop &nh);  // returns kNhInvalid when full
     void nh_free(uint32_t id);             // caller ensured a grace period since last use
+    // A kResolve or kVia next hop learns its neighbor's MAC: writes dst_mac,
+    // then release-stores kind = kVia. Only call on an entry that is kResolve,
+    // or kVia with this same MAC.
+    void nh_set_resolved(uint32_t id, const net::MacAddr &mac);
+    // The neighbor is lost: release-stores kind = kResolve; packets are punted
+    // from then on. Run synchronize() before nh_set_resolved with another MAC.
+    void nh_set_unresolved(uint32_t id);
+    // ECMP groups. Writes the n members (1..kMaxGroupPaths, each a next-hop
+    // id) and returns the group index, or kGroupInvalid when n or a member id
+    // is out of range or every group is in use. Then nh_alloc a NextHop with
+    // kind = kGroup, group = g, group_n = n.
+    uint32_t group_alloc(const uint32_t *members, uint8_t n);
+    void group_free(uint32_t g);  // caller ensured a grace period since last use
     PortState &port_mut(uint16_t id) { return ports_[id]; }
     // Route changes return 0 or a negative errno.
     int add4(const net::Prefix4 &p, uint32_t nh);
@@ -118,6 +163,8 @@ class Tables {
 
     NextHop *nh_ = nullptr;  // kMaxNextHops entries on hugepage memory
     std::vector<uint32_t> nh_free_;
+    uint32_t *groups_ = nullptr;  // kMaxGroups * kMaxGroupPaths next-hop ids, hugepage memory
+    std::vector<uint32_t> group_free_;
     std::array<PortState, RTE_MAX_ETHPORTS> ports_;
     rte_lpm *lpm4_ = nullptr;
     std::atomic<uint32_t> default4_{kNhInvalid};

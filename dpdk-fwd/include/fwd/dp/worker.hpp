@@ -11,9 +11,12 @@
 #include <atomic>
 #include <boost/lockfree/spsc_queue.hpp>
 #include <cstdint>
+#include <string_view>
+#include <type_traits>
 
 #include "fwd/dp/counter.hpp"
 #include "fwd/dp/drop.hpp"
+#include "fwd/dp/meta.hpp"
 #include "fwd/dp/tables.hpp"
 
 namespace fwd::dp {
@@ -27,13 +30,31 @@ struct Burst {
     void push(rte_mbuf *m) { pkts[n++] = m; }
 };
 
+// Why a packet went to the control thread (kept in PktMeta::punt).
+//   kHost:     for the node's own stack (the kernel behind the host tap)
+//   kNeighbor: ARP / Neighbor Advertisement the control thread learns from
+//   kResolve:  routed to a kResolve next hop (meta.nh): waits for the neighbor
+enum class PuntReason : uint8_t { kHost = 0, kNeighbor, kResolve, kCount };
+inline constexpr size_t kPuntReasonCount = static_cast<size_t>(PuntReason::kCount);
+inline constexpr std::string_view kPuntReasonNames[kPuntReasonCount] = {"host", "neighbor",
+                                                                        "resolve"};
+constexpr std::string_view punt_reason_name(PuntReason r) {
+    return kPuntReasonNames[static_cast<size_t>(r)];
+}
+
 struct WorkerCommand {
-    enum class Kind : uint8_t { kAddRxQueue, kDelRxQueue, kDropPort };
+    // kTx: send m (a complete Ethernet frame, untagged; the port's VLAN is
+    // inserted) out of port. The worker owns m from the moment it takes the
+    // command: it is sent, or dropped with port_down when the port has role
+    // kNone. port and m are unused by the other kinds.
+    enum class Kind : uint8_t { kAddRxQueue, kDelRxQueue, kDropPort, kTx };
     Kind kind;
     uint16_t port;
     uint16_t queue;
     uint64_t seq;  // acknowledged through Worker::acked_seq once done
+    rte_mbuf *m = nullptr;
 };
+static_assert(std::is_trivially_copyable_v<WorkerCommand>, "WorkerCommand crosses a ring");
 
 struct IdleParams {
     bool enabled = true;
@@ -49,7 +70,23 @@ struct alignas(RTE_CACHE_LINE_SIZE) WorkerStats {
     Counter idle_polls;
     Counter sleeps;
     Counter icmp_errors_sent;
+    Counter punted[kPuntReasonCount];  // handed to the control thread, by reason
+    Counter host_tx;                   // kTx frames handed to their port
     Counter drops[kDropReasonCount];
+};
+
+// A token bucket: `per_sec` tokens a second, up to a tenth of that (at least
+// 10) saved up. per_sec 0: never a token. [W] only.
+class TokenBucket {
+  public:
+    void init(uint32_t per_sec, uint64_t tsc_hz);
+    bool take();
+
+  private:
+    uint64_t tokens_ = 0;
+    uint64_t max_ = 0;
+    uint64_t last_tsc_ = 0;
+    uint64_t tsc_per_token_ = UINT64_MAX;
 };
 
 struct RxQueueRef {
@@ -59,8 +96,14 @@ struct RxQueueRef {
 
 class Worker {
   public:
+    // punt_per_sec: packets a second this worker may punt to the control
+    // thread (0: none; every punt is dropped as punt_rate_limited).
     Worker(unsigned index, const Tables &tables, rte_mempool *pool, const IdleParams &idle,
-           uint32_t icmp_per_sec, rte_rcu_qsbr *qsbr);
+           uint32_t icmp_per_sec, rte_rcu_qsbr *qsbr, uint32_t punt_per_sec = 10000);
+    // Frees what nobody took: punted packets and kTx frames still queued.
+    ~Worker();
+    Worker(const Worker &) = delete;
+    Worker &operator=(const Worker &) = delete;
 
     // Runs until stop() on the worker's lcore.
     void run();
@@ -73,6 +116,11 @@ class Worker {
     const WorkerStats &stats() const { return stats_; }
     unsigned index() const { return index_; }
     uint16_t rx_queue_count() const { return n_rxq_.load(std::memory_order_relaxed); }
+    // Takes one punted packet (the control thread owns it then); false when none.
+    bool pop_punt(rte_mbuf *&m) { return punt_.pop(m); }
+    static PuntReason punt_reason(const rte_mbuf *m) {
+        return static_cast<PuntReason>(meta(m).punt);
+    }
 
     // --- the pipeline (worker thread); public for the stages and tests ---
     void drop(rte_mbuf *m, DropReason r) {
@@ -91,7 +139,11 @@ class Worker {
         }
     }
     // Takes one ICMP error token; false when over the rate.
-    bool icmp_token();
+    bool icmp_token() { return icmp_bucket_.take(); }
+    // Hands m to the control thread, unchanged, with r in meta(m).punt:
+    // true when queued (counted in punted[r]); false when dropped as
+    // punt_rate_limited (over punt_per_sec) or punt_ring_full.
+    bool punt(rte_mbuf *m, PuntReason r);
     void count_icmp_sent() { stats_.icmp_errors_sent.inc(); }
     const Tables &tables() const { return tables_; }
     rte_mempool *pool() const { return pool_; }
@@ -104,9 +156,11 @@ class Worker {
     uint16_t poll_once();
     // The pipeline on one burst (exposed for tests).
     void process(rte_mbuf **pkts, uint16_t n);
+    // Runs every queued command and acknowledges them (run() calls it every
+    // kHousekeepLoops busy loops and on idle ones; exposed for tests).
+    void drain_commands();
 
   private:
-    void drain_commands();
     void send(uint16_t port);  // tx_burst of the port's buffer
     void idle_backoff(bool got_packets);
 
@@ -134,11 +188,12 @@ class Worker {
     bool online_ = true;
     uint32_t loops_ = 0;
 
-    // [W] ICMP error token bucket
-    uint64_t icmp_tokens_;
-    uint64_t icmp_max_;
-    uint64_t icmp_last_tsc_ = 0;
-    uint64_t icmp_tsc_per_token_;
+    // [W] rate limits: ICMP errors built, packets punted
+    TokenBucket icmp_bucket_;
+    TokenBucket punt_bucket_;
+
+    // [W] producer, [C] consumer: packets for the control thread
+    boost::lockfree::spsc_queue<rte_mbuf *, boost::lockfree::capacity<1024>> punt_;
 
     // [C] producer, [W] consumer
     boost::lockfree::spsc_queue<WorkerCommand, boost::lockfree::capacity<256>> cmds_;

@@ -31,7 +31,7 @@ Worker::~Worker() {
     }
     WorkerCommand c;
     while (cmds_.pop(c)) {
-        if (c.kind == WorkerCommand::Kind::kTx) {
+        if (c.kind == WorkerCommand::Kind::kTx || c.kind == WorkerCommand::Kind::kTxRouted) {
             rte_pktmbuf_free(c.m);
         }
     }
@@ -75,6 +75,42 @@ bool Worker::punt(rte_mbuf *m, PuntReason r) {
         return false;
     }
     stats_.punted[static_cast<size_t>(r)].inc();
+    return true;
+}
+
+bool Worker::tx_routed(rte_mbuf *m) {
+    const PktMeta &md = meta(m);
+    if (md.nh == kNhInvalid || md.nh >= kMaxNextHops || seg_avail(m, md.l3_off) == 0) {
+        drop(m, DropReason::kNoRoute);
+        return false;
+    }
+    const NextHop &nh = tables_.nh(md.nh);
+    switch (load_kind(nh)) {
+        case NhKind::kPod:
+        case NhKind::kVia:
+            break;
+        case NhKind::kResolve:
+            punt(m, PuntReason::kResolve);  // lost again meanwhile
+            return false;
+        default:
+            drop(m, DropReason::kNoRoute);
+            return false;
+    }
+    if (tables_.port(nh.port).role.load(std::memory_order_acquire) == PortRole::kNone) {
+        drop(m, DropReason::kPortDown);
+        return false;
+    }
+    Burst b;
+    b.push(m);
+    uint8_t version = *at<uint8_t>(m, md.l3_off) >> 4;
+    if (version == 4) {
+        l2_rewrite4(*this, b);
+    } else if (version == 6) {
+        l2_rewrite6(*this, b);
+    } else {
+        drop(m, DropReason::kEthUnknownType);
+        return false;
+    }
     return true;
 }
 
@@ -132,6 +168,12 @@ void Worker::drain_commands() {
                 stats_.host_tx.inc();
                 tx(c.port, c.m);
                 sent = true;
+                break;
+            case WorkerCommand::Kind::kTxRouted:
+                if (c.m != nullptr && tx_routed(c.m)) {
+                    stats_.host_tx.inc();
+                    sent = true;
+                }
                 break;
         }
         last = c.seq;

@@ -1045,6 +1045,86 @@ TEST_F(HostTx, PortWithoutRoleDrops) {
     EXPECT_EQ(worker().stats().host_tx.get(), 0u);
 }
 
+// kTxRouted: a packet parked by the control thread until its neighbor
+// answered goes on as route + l2_rewrite would have sent it.
+class HostTxRouted : public HostTx {
+  protected:
+    // Routes in4 / in6 to a next hop that is not resolved and returns the
+    // punted mbufs, as the control thread holds them.
+    std::vector<rte_mbuf *> park(uint32_t nh, const std::vector<PacketBuilder> &in) {
+        route_test_nets(nh);
+        run_many(Side::kPodA, in);
+        std::vector<rte_mbuf *> v;
+        rte_mbuf *m;
+        while (worker().pop_punt(m)) {
+            v.push_back(m);
+        }
+        EXPECT_EQ(v.size(), in.size());
+        return v;
+    }
+    void post_routed(rte_mbuf *m) {
+        WorkerCommand c{WorkerCommand::Kind::kTxRouted, 0, 0, 0, m};
+        EXPECT_NE(worker().post(c), 0u);
+    }
+};
+
+TEST_F(HostTxRouted, SentOnceResolved) {
+    // setup: two packets parked on an unresolved next hop, which then resolves
+    uint32_t nh = add_nh(NhKind::kResolve, Side::kUplink, kZeroMac);
+    auto in4 = from_pod_a().ip4(kPodA4, kTestDst4).ttl(30).udp(1, 2).payload(20);
+    auto in6 = from_pod_a().ip6(kPodA6, kTestDst6).hop_limit(30).udp(1, 2).payload(20);
+    auto parked = park(nh, {in4, in6});
+    ASSERT_EQ(parked.size(), 2u);
+    lab().tables().nh_set_resolved(nh, net::MacAddr(kRouterMac));
+    for (rte_mbuf *m : parked) {
+        post_routed(m);
+    }
+    Sent out = drain();
+    // check: out of the uplink to the router, TTL / hop limit - 1
+    ASSERT_EQ(out.frames.size(), 2u);
+    check_eth_to(out.frames[0], Side::kUplink, kTypeIp4);
+    ASSERT_TRUE(out.frames[0].pkt.ip4.has_value());
+    EXPECT_EQ(out.frames[0].pkt.ip4->ttl, 29);
+    EXPECT_TRUE(out.frames[0].pkt.ip4->header_checksum_ok);
+    check_eth_to(out.frames[1], Side::kUplink, kTypeIp6);
+    ASSERT_TRUE(out.frames[1].pkt.ip6.has_value());
+    EXPECT_EQ(out.frames[1].pkt.ip6->hop_limit, 29);
+    EXPECT_EQ(worker().stats().host_tx.get(), 2u);
+    EXPECT_EQ(drops(), want({}));
+}
+
+TEST_F(HostTxRouted, StillUnresolvedIsPuntedAgain) {
+    uint32_t nh = add_nh(NhKind::kResolve, Side::kUplink, kZeroMac);
+    auto in = from_pod_a().ip4(kPodA4, kTestDst4).udp(1, 2);
+    auto parked = park(nh, {in});
+    ASSERT_EQ(parked.size(), 1u);
+    post_routed(parked[0]);
+    Sent out = drain();
+    EXPECT_TRUE(out.frames.empty());
+    auto p = take_punted();
+    ASSERT_EQ(p.size(), 1u);
+    EXPECT_EQ(p[0].reason, PuntReason::kResolve);
+    EXPECT_EQ(p[0].nh, nh);
+    EXPECT_EQ(p[0].frame, in.build());
+    EXPECT_EQ(worker().stats().host_tx.get(), 0u);
+}
+
+TEST_F(HostTxRouted, NoUsableNextHopDrops) {
+    uint32_t nh = add_nh(NhKind::kResolve, Side::kUplink, kZeroMac);
+    auto parked = park(nh, {from_pod_a().ip4(kPodA4, kTestDst4).udp(1, 2),
+                            from_pod_a().ip6(kPodA6, kTestDst6).udp(1, 2)});
+    ASSERT_EQ(parked.size(), 2u);
+    meta(parked[0]).nh = kNhInvalid;  // the next hop is gone
+    lab().tables().nh_set_resolved(nh, net::MacAddr(kRouterMac));
+    port_state(Side::kUplink).role.store(PortRole::kNone, std::memory_order_release);
+    post_routed(parked[0]);
+    post_routed(parked[1]);
+    Sent out = drain();
+    EXPECT_TRUE(out.frames.empty());
+    EXPECT_EQ(drops(), want({{DropReason::kNoRoute, 1}, {DropReason::kPortDown, 1}}));
+    EXPECT_EQ(worker().stats().host_tx.get(), 0u);
+}
+
 TEST_F(HostTx, UntakenCommandsAreFreedWithTheWorker) {
     // A kTx the worker never ran: the Worker's destructor frees it (the
     // fixture's leak check at the end).

@@ -44,10 +44,18 @@ constexpr std::string_view punt_reason_name(PuntReason r) {
 
 struct WorkerCommand {
     // kTx: send m (a complete Ethernet frame, untagged; the port's VLAN is
-    // inserted) out of port. The worker owns m from the moment it takes the
-    // command: it is sent, or dropped with port_down when the port has role
-    // kNone. port and m are unused by the other kinds.
-    enum class Kind : uint8_t { kAddRxQueue, kDelRxQueue, kDropPort, kTx };
+    // inserted) out of port; dropped with port_down when the port has role
+    // kNone.
+    // kTxRouted: finish a packet the worker punted with PuntReason::kResolve
+    // (metadata intact) once its neighbor is known: meta(m).nh names the next
+    // hop to use (port is not used). A kVia / kPod next hop sends it the way
+    // l2_rewrite does (TTL / hop limit - 1 unless built here, Ethernet header
+    // from the next hop, out of the next hop's port); a kResolve one punts it
+    // again; any other kind drops it (no_route), a port with role kNone too
+    // (port_down).
+    // The worker owns m from the moment it takes either command. port and m
+    // are unused by the other kinds.
+    enum class Kind : uint8_t { kAddRxQueue, kDelRxQueue, kDropPort, kTx, kTxRouted };
     Kind kind;
     uint16_t port;
     uint16_t queue;
@@ -71,7 +79,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) WorkerStats {
     Counter sleeps;
     Counter icmp_errors_sent;
     Counter punted[kPuntReasonCount];  // handed to the control thread, by reason
-    Counter host_tx;                   // kTx frames handed to their port
+    Counter host_tx;                   // kTx / kTxRouted frames handed to their port
     Counter drops[kDropReasonCount];
 };
 
@@ -161,7 +169,8 @@ class Worker {
     void drain_commands();
 
   private:
-    void send(uint16_t port);  // tx_burst of the port's buffer
+    bool tx_routed(rte_mbuf *m);  // kTxRouted; true when handed to a port
+    void send(uint16_t port);     // tx_burst of the port's buffer
     void idle_backoff(bool got_packets);
 
     const unsigned index_;

@@ -615,8 +615,81 @@ StaticRoute parse_route(const Object &o, const NodeConfig &cfg) {
                    "section or use type \"blackhole\" or \"unreachable\"");
     }
     r.via = *addr;
-    r.mac = parse_unicast_mac(o.need("mac", "the next hop's unicast MAC address"));
+    if (mac) {
+        r.mac = parse_unicast_mac(*mac);
+    }
     return r;
+}
+
+bool valid_ifname(const std::string &s) {
+    return !s.empty() && s.size() <= 15 && s.find('/') == std::string::npos &&
+           s.find(' ') == std::string::npos && s != "." && s != "..";
+}
+
+HostConfig parse_host(const Object &o) {
+    HostConfig h;
+    if (auto f = o.get("tap")) {
+        h.tap = f->string("an interface name");
+        if (!valid_ifname(h.tap)) {
+            f->fail("\"" + h.tap +
+                    "\" is not an interface name (1-15 characters, no '/' or space)");
+        }
+    }
+    if (auto f = o.get("punt_rate_pps")) {
+        h.punt_rate_pps = f->integer<uint32_t>(0, 10'000'000);
+    }
+    return h;
+}
+
+BgpConfig parse_bgp(const Object &o) {
+    BgpConfig b;
+    if (auto f = o.get("table")) {
+        b.table = f->integer<uint32_t>(1, 0xfffffffe);
+    }
+    if (auto f = o.get("protocols")) {
+        b.protocols.clear();
+        for (const Field &p : f->array(1, 16, "protocol numbers")) {
+            b.protocols.push_back(p.integer<uint8_t>(0, 255));
+        }
+    }
+    if (auto f = o.get("netns")) {
+        b.netns = f->string("a network namespace name or path");
+    }
+    return b;
+}
+
+NeighborConfig parse_neighbor(const Object &o) {
+    NeighborConfig n;
+    if (auto f = o.get("retrans_ms")) {
+        n.retrans_ms = f->integer<uint32_t>(10, 60'000);
+    }
+    if (auto f = o.get("max_probes")) {
+        n.max_probes = f->integer<uint32_t>(1, 100);
+    }
+    if (auto f = o.get("reachable_ms")) {
+        n.reachable_ms = f->integer<uint32_t>(100, 3'600'000);
+    }
+    if (auto f = o.get("queue_len")) {
+        n.queue_len = f->integer<uint32_t>(0, 64);
+    }
+    return n;
+}
+
+TablesConfig parse_tables(const Object &o) {
+    TablesConfig t;
+    if (auto f = o.get("ipv4_routes")) {
+        t.ipv4_routes = f->integer<uint32_t>(1024, 4'000'000);
+    }
+    if (auto f = o.get("ipv6_routes")) {
+        t.ipv6_routes = f->integer<uint32_t>(1024, 4'000'000);
+    }
+    if (auto f = o.get("ipv4_tbl8s")) {
+        t.ipv4_tbl8s = f->integer<uint32_t>(256, 1 << 24);
+    }
+    if (auto f = o.get("ipv6_tbl8s")) {
+        t.ipv6_tbl8s = f->integer<uint32_t>(256, 1 << 24);
+    }
+    return t;
 }
 
 }  // namespace
@@ -649,9 +722,9 @@ ConfigEnv ConfigEnv::from_this_process() {
 
 NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
     Json doc = parse_json(json_text);
-    Object root(Field(doc, ""),
-                {"node_name", "eal", "cores", "uplink", "node", "idle", "api_socket", "run_dir",
-                 "mbufs", "icmp_errors_per_sec", "max_endpoints", "routes"});
+    Object root(Field(doc, ""), {"node_name", "eal", "cores", "uplink", "node", "idle",
+                                 "api_socket", "run_dir", "mbufs", "icmp_errors_per_sec",
+                                 "max_endpoints", "routes", "host", "bgp", "neighbor", "tables"});
     NodeConfig cfg;
 
     Field name = root.need("node_name", "the Kubernetes node name like \"node1\"");
@@ -689,6 +762,20 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
     }
     if (auto f = root.get("max_endpoints")) {
         cfg.max_endpoints = f->integer<uint32_t>(1, 65535);
+    }
+    if (auto f = root.get("host")) {
+        cfg.host = parse_host(Object(*f, {"tap", "punt_rate_pps"}));
+    }
+    if (auto f = root.get("bgp")) {
+        cfg.bgp = parse_bgp(Object(*f, {"table", "protocols", "netns"}));
+    }
+    if (auto f = root.get("neighbor")) {
+        cfg.neighbor =
+            parse_neighbor(Object(*f, {"retrans_ms", "max_probes", "reachable_ms", "queue_len"}));
+    }
+    if (auto f = root.get("tables")) {
+        cfg.tables =
+            parse_tables(Object(*f, {"ipv4_routes", "ipv6_routes", "ipv4_tbl8s", "ipv6_tbl8s"}));
     }
     if (auto f = root.get("routes")) {
         for (const Field &rf : f->array(0, 65536, "routes")) {

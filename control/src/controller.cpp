@@ -9,7 +9,7 @@
 #include <random>
 #include <thread>
 
-#include "fwd/control/api.hpp"
+#include "api_args.hpp"
 #include "fwd/dp/drop.hpp"
 #include "fwd/vhost/netns.hpp"
 #include "fwd/vhost/pod_port.hpp"
@@ -21,40 +21,6 @@ using nlohmann::json;
 namespace {
 
 constexpr auto kAckTimeout = std::chrono::seconds(5);
-
-[[noreturn]] void bad(const std::string &msg) {
-    throw ApiError("invalid_argument", msg);
-}
-
-std::string get_str(const json &args, const char *key, bool required, const std::string &def = {}) {
-    auto it = args.find(key);
-    if (it == args.end() || it->is_null()) {
-        if (required) {
-            bad(std::string("missing field '") + key + "'");
-        }
-        return def;
-    }
-    if (!it->is_string()) {
-        bad(std::string("field '") + key + "' must be a string, got " + it->type_name());
-    }
-    return it->get<std::string>();
-}
-
-void check_known(const json &args, std::initializer_list<const char *> known) {
-    for (auto it = args.begin(); it != args.end(); ++it) {
-        bool ok = false;
-        for (const char *k : known) {
-            ok = ok || it.key() == k;
-        }
-        if (!ok) {
-            std::string list;
-            for (const char *k : known) {
-                list += list.empty() ? k : std::string(", ") + k;
-            }
-            bad("unknown field '" + it.key() + "'; known fields: " + list);
-        }
-    }
-}
 
 bool valid_id(const std::string &id) {
     if (id.empty() || id.size() > 128) {
@@ -94,8 +60,9 @@ dp::NextHop make_nh(dp::NhKind kind, uint16_t port, const net::MacAddr &dst,
 }  // namespace
 
 const std::vector<std::string> &Controller::ops() {
-    static const std::vector<std::string> kOps = {"endpoint.add",  "endpoint.del", "endpoint.get",
-                                                  "endpoint.list", "stats",        "version"};
+    static const std::vector<std::string> kOps = {
+        "endpoint.add", "endpoint.del", "endpoint.get",  "endpoint.list", "route.add", "route.del",
+        "route.list",   "node.get",     "neighbor.list", "tables",        "stats",     "version"};
     return kOps;
 }
 
@@ -140,44 +107,34 @@ void Controller::start() {
             }
         }
     }
+    dp::NextHop bh{};
+    bh.kind = dp::NhKind::kBlackhole;
+    blackhole_nh_ = tables_.nh_alloc(bh);
+    dp::NextHop un{};
+    un.kind = dp::NhKind::kUnreachable;
+    unreachable_nh_ = tables_.nh_alloc(un);
+    start_slow_path();
     add_static_routes();
 }
 
 void Controller::add_static_routes() {
     for (const auto &r : cfg_.routes) {
-        dp::NextHop nh{};
-        if (r.kind == RouteKind::kBlackhole) {
-            nh.kind = dp::NhKind::kBlackhole;
-        } else if (r.kind == RouteKind::kUnreachable) {
-            nh.kind = dp::NhKind::kUnreachable;
-        } else {
-            if (!uplink_port_) {
-                throw std::runtime_error("route via " + r.via->str() + " needs an uplink");
-            }
-            nh = make_nh(dp::NhKind::kVia, *uplink_port_, *r.mac, uplink_mac_, cfg_.mtu,
-                         cfg_.uplink->vlan.value_or(0));
-        }
-        uint32_t id = tables_.nh_alloc(nh);
-        if (id == dp::kNhInvalid) {
-            throw std::runtime_error("next-hop table full");
-        }
-        static_nhs_.push_back(id);
-        int rc = std::visit(
-            [&](const auto &p) {
-                if constexpr (std::is_same_v<std::decay_t<decltype(p)>, net::Prefix4>) {
-                    return tables_.add4(p, id);
-                } else {
-                    return tables_.add6(p, id);
-                }
-            },
-            r.prefix);
-        if (rc != 0) {
-            throw std::runtime_error("cannot add static route: " + std::string(strerror(-rc)));
-        }
+        RouteTarget t = r.kind == RouteKind::kBlackhole     ? RouteTarget::blackhole()
+                        : r.kind == RouteKind::kUnreachable ? RouteTarget::unreachable()
+                                                            : RouteTarget::via({*r.via}, r.mac);
+        rib_.set(r.prefix, RouteSource::kStatic, t);
+    }
+    auto failed = publish();
+    if (!failed.empty()) {
+        throw std::runtime_error("cannot add static route " + prefix_str(failed[0].first) + ": " +
+                                 failed[0].second);
     }
 }
 
 void Controller::shutdown() {
+    if (watcher_) {
+        watcher_->stop();
+    }
     while (!endpoints_.empty()) {
         remove_endpoint(endpoints_.begin()->second);
         endpoints_.erase(endpoints_.begin());
@@ -195,6 +152,18 @@ void Controller::shutdown() {
         }
         uplink_port_.reset();
     }
+    // Every route out: neighbors give back the packets they parked.
+    for (const auto &r : rib_.list()) {
+        rib_.remove(r.prefix, r.source);
+    }
+    publish();
+    neighbor_actions();
+    for (auto *w : workers_) {
+        rte_mbuf *m;
+        while (w->pop_punt(m)) {
+            rte_pktmbuf_free(m);
+        }
+    }
 }
 
 void Controller::stop() {
@@ -205,10 +174,15 @@ void Controller::stop() {
 
 void Controller::run() {
     while (running_.load(std::memory_order_acquire)) {
-        pollfd p{wake_fd_, POLLIN, 0};
-        poll(&p, 1, 100);
-        uint64_t v;
-        [[maybe_unused]] auto n = read(wake_fd_, &v, sizeof(v));
+        // Workers hand packets over without a wake-up (no syscalls on the packet
+        // path): poll often while they do, and rarely when the node is quiet.
+        int timeout = now_ms() - last_punt_ms_ < 1000 ? 1 : 10;
+        pollfd p[2] = {{wake_fd_, POLLIN, 0}, {host_ ? host_->fd() : -1, POLLIN, 0}};
+        poll(p, 2, timeout);
+        if (p[0].revents & POLLIN) {
+            uint64_t v;
+            [[maybe_unused]] auto n = read(wake_fd_, &v, sizeof(v));
+        }
         Call *c;
         while (api_ring_.pop(c)) {
             try {
@@ -217,18 +191,22 @@ void Controller::run() {
                 c->reply.set_exception(std::current_exception());
             }
         }
+        drain_netlink();
+        slow_path_work();
     }
 }
 
 json Controller::call(const std::string &op, const json &args) {
     Call c{op, args, {}};
     auto fut = c.reply.get_future();
-    // A full ring is back-pressure: wait for the control thread to catch up.
-    while (!api_ring_.push(&c)) {
-        std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
-    uint64_t one = 1;
-    [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof(one));
+    // A full ring is back-pressure (counted): wait for the control thread to catch up.
+    api_ring_.push_wait(
+        &c,
+        [this] {
+            uint64_t one = 1;
+            [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof(one));
+        },
+        [] { return false; });
     return fut.get();
 }
 
@@ -244,6 +222,27 @@ json Controller::execute(const std::string &op, const json &args) {
     }
     if (op == "endpoint.list") {
         return endpoint_list();
+    }
+    if (op == "route.add") {
+        return route_add(args);
+    }
+    if (op == "route.del") {
+        return route_del(args);
+    }
+    if (op == "route.list") {
+        return route_list(args);
+    }
+    if (op == "node.get") {
+        check_known(args, {});
+        return node_get();
+    }
+    if (op == "neighbor.list") {
+        check_known(args, {});
+        return neighbor_list();
+    }
+    if (op == "tables") {
+        check_known(args, {});
+        return tables_get();
     }
     if (op == "stats") {
         return stats();
@@ -415,16 +414,14 @@ json Controller::endpoint_add(const json &args) {
             throw ApiError("unavailable", "next-hop table full");
         }
         if (e.ipv4) {
-            if (int rc = tables_.add4({*e.ipv4, 32}, e.nh); rc != 0) {
-                throw ApiError("internal",
-                               "cannot add route " + e.ipv4->str() + "/32: " + strerror(-rc));
-            }
+            rib_.set(net::Prefix4{*e.ipv4, 32}, RouteSource::kEndpoint, RouteTarget::pod(e.nh));
         }
         if (e.ipv6) {
-            if (int rc = tables_.add6({*e.ipv6, 128}, e.nh); rc != 0) {
-                throw ApiError("internal",
-                               "cannot add route " + e.ipv6->str() + "/128: " + strerror(-rc));
-            }
+            rib_.set(net::Prefix6{*e.ipv6, 128}, RouteSource::kEndpoint, RouteTarget::pod(e.nh));
+        }
+        if (auto failed = publish(); !failed.empty()) {
+            throw ApiError("unavailable", "cannot add route " + prefix_str(failed[0].first) + ": " +
+                                              failed[0].second);
         }
         e.worker = least_loaded_worker();
         e.rx_queues = spec.rx_queues;
@@ -443,11 +440,12 @@ json Controller::endpoint_add(const json &args) {
 // Undoes an endpoint in reverse order; every step tolerates "was never done".
 void Controller::remove_endpoint(Endpoint &e) {
     if (e.ipv4) {
-        tables_.del4({*e.ipv4, 32});
+        rib_.remove(net::Prefix4{*e.ipv4, 32}, RouteSource::kEndpoint);
     }
     if (e.ipv6) {
-        tables_.del6({*e.ipv6, 128});
+        rib_.remove(net::Prefix6{*e.ipv6, 128}, RouteSource::kEndpoint);
     }
+    publish();
     tables_.port_mut(e.port_id).role.store(dp::PortRole::kNone, std::memory_order_release);
     // Every worker: no lookup still returns the routes, no TX buffer holds the port.
     tables_.synchronize();
@@ -544,6 +542,10 @@ json Controller::stats() {
                                {"busy_polls", s.busy_polls.get()},
                                {"idle_polls", s.idle_polls.get()},
                                {"sleeps", s.sleeps.get()},
+                               {"punted", json{{"host", s.punted[0].get()},
+                                               {"neighbor", s.punted[1].get()},
+                                               {"resolve", s.punted[2].get()}}},
+                               {"host_tx", s.host_tx.get()},
                                {"rx_queues", workers_[w]->rx_queue_count()}});
         for (size_t r = 0; r < dp::kDropReasonCount; r++) {
             total[r] += s.drops[r].get();
@@ -553,8 +555,66 @@ json Controller::stats() {
     for (size_t r = 0; r < dp::kDropReasonCount; r++) {
         drops[std::string(dp::kDropReasonInfo[r].name)] = total[r];
     }
-    return json{
-        {"ports", ports}, {"workers", workers}, {"drops", drops}, {"icmp_errors_sent", icmp}};
+    json control{{"versions", cnt_.versions},
+                 {"route_changes", cnt_.route_changes},
+                 {"route_errors", cnt_.route_errors},
+                 {"bgp_events", cnt_.bgp_events},
+                 {"bgp_ignored", cnt_.bgp_ignored},
+                 {"host_to_kernel", cnt_.host_to_kernel},
+                 {"host_write_errors", cnt_.host_write_errors},
+                 {"host_no_tap", cnt_.host_no_tap},
+                 {"host_from_kernel", cnt_.host_from_kernel},
+                 {"host_tx_dropped", cnt_.host_tx_dropped},
+                 {"neigh_frames", cnt_.neigh_frames},
+                 {"neigh_learned", cnt_.neigh_learned},
+                 {"neigh_solicits", cnt_.neigh_solicits},
+                 {"neigh_queued", cnt_.neigh_queued},
+                 {"neigh_flushed", cnt_.neigh_flushed},
+                 {"neigh_dropped", cnt_.neigh_dropped},
+                 {"resolve_no_neighbor", cnt_.resolve_no_neighbor},
+                 {"worker_ring_full", cnt_.worker_ring_full},
+                 {"api_ring_full_waits", api_ring_.full_waits()}};
+    return json{{"ports", ports},
+                {"workers", workers},
+                {"drops", drops},
+                {"icmp_errors_sent", icmp},
+                {"control", control}};
+}
+
+json Controller::node_get() {
+    json j{{"node_name", cfg_.node_name}, {"mtu", cfg_.mtu}};
+    j["ipv4"] = cfg_.node_ip4 ? json(cfg_.node_ip4->str()) : json();
+    j["ipv6"] = cfg_.node_ip6 ? json(cfg_.node_ip6->str()) : json();
+    if (uplink_port_) {
+        j["uplink"] = json{{"port_id", *uplink_port_},
+                           {"devargs", cfg_.uplink->devargs},
+                           {"mac", uplink_mac_.str()},
+                           {"vlan", cfg_.uplink->vlan ? json(*cfg_.uplink->vlan) : json()}};
+    } else {
+        j["uplink"] = json();
+    }
+    j["host_tap"] =
+        host_ ? json{{"name", host_->name()}, {"punt_rate_pps", cfg_.host->punt_rate_pps}} : json();
+    j["bgp"] =
+        cfg_.bgp ? json{{"table", cfg_.bgp->table}, {"protocols", cfg_.bgp->protocols}} : json();
+    j["neighbors"] = neighbor_list()["neighbors"];
+    return j;
+}
+
+json Controller::neighbor_list() {
+    json list = json::array();
+    if (neigh_) {
+        for (const auto &n : neigh_->list(now_ms())) {
+            list.push_back(json{{"ip", n.ip.str()},
+                                {"mac", n.mac ? json(n.mac->str()) : json()},
+                                {"state", n.state},
+                                {"refs", n.refs},
+                                {"queued", n.queued},
+                                {"probes", n.probes},
+                                {"age_ms", n.age_ms}});
+        }
+    }
+    return json{{"neighbors", list}};
 }
 
 }  // namespace fwd::control

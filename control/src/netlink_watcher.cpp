@@ -473,8 +473,10 @@ void NetlinkWatcher::Impl::resync() {
             break;
         }
     }
-    publish_snapshot(dump());
+    // Counted before the events are published, so a consumer that saw the
+    // resync's events also sees the count.
     owner.resyncs_.fetch_add(1, std::memory_order_relaxed);
+    publish_snapshot(dump());
 }
 
 void NetlinkWatcher::Impl::read_notifications() {

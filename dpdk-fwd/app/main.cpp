@@ -168,7 +168,9 @@ int main(int argc, char **argv) {
             rte_zmalloc("fwd_qsbr", rte_rcu_qsbr_get_memsize(n_workers), RTE_CACHE_LINE_SIZE));
         rte_rcu_qsbr_init(qsbr, n_workers);
 
-        fwd::dp::Tables tables(1 << 17, 1 << 17, qsbr, static_cast<int>(rte_socket_id()));
+        fwd::dp::Tables tables(cfg.tables.ipv4_routes, cfg.tables.ipv6_routes, qsbr,
+                               static_cast<int>(rte_socket_id()), cfg.tables.ipv4_tbl8s,
+                               cfg.tables.ipv6_tbl8s);
         fwd::dp::NodeAddrs node;
         node.gw6 = fwd::net::calico_gateway6();
         if (cfg.node_ip4) {
@@ -179,6 +181,8 @@ int main(int argc, char **argv) {
             node.has_ip6 = true;
             node.ip6 = cfg.node_ip6->addr;
         }
+        // With a host tap, traffic for the node's own addresses goes to its kernel.
+        node.host_punt = cfg.host.has_value() && cfg.uplink.has_value();
         tables.set_node(node);
 
         fwd::dp::IdleParams idle{cfg.idle.enabled, cfg.idle.spin_polls, cfg.idle.pause_polls,
@@ -186,8 +190,9 @@ int main(int argc, char **argv) {
         std::vector<std::unique_ptr<fwd::dp::Worker>> workers;
         std::vector<fwd::dp::Worker *> wptrs;
         for (unsigned i = 0; i < n_workers; i++) {
-            workers.push_back(std::make_unique<fwd::dp::Worker>(i, tables, pool, idle,
-                                                                cfg.icmp_errors_per_sec, qsbr));
+            workers.push_back(std::make_unique<fwd::dp::Worker>(
+                i, tables, pool, idle, cfg.icmp_errors_per_sec, qsbr,
+                cfg.host ? cfg.host->punt_rate_pps : 10000));
             wptrs.push_back(workers.back().get());
         }
         fwd::control::Controller controller(cfg, tables, wptrs, pool);

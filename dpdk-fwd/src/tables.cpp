@@ -18,8 +18,9 @@ std::string unique_name(const char *base) {
 }
 }  // namespace
 
-Tables::Tables(uint32_t max_routes4, uint32_t max_routes6, rte_rcu_qsbr *qsbr, int socket)
-    : max_routes6_(max_routes6), socket_(socket), qsbr_(qsbr) {
+Tables::Tables(uint32_t max_routes4, uint32_t max_routes6, rte_rcu_qsbr *qsbr, int socket,
+               uint32_t tbl8s4, uint32_t tbl8s6)
+    : max_routes6_(max_routes6), tbl8s4_(tbl8s4), tbl8s6_(tbl8s6), socket_(socket), qsbr_(qsbr) {
     nh_ = static_cast<NextHop *>(
         rte_zmalloc_socket("fwd_nh", sizeof(NextHop) * kMaxNextHops, RTE_CACHE_LINE_SIZE, socket));
     if (nh_ == nullptr) {
@@ -42,7 +43,7 @@ Tables::Tables(uint32_t max_routes4, uint32_t max_routes6, rte_rcu_qsbr *qsbr, i
     }
     rte_lpm_config c4{};
     c4.max_rules = max_routes4;
-    c4.number_tbl8s = 1 << 14;
+    c4.number_tbl8s = tbl8s4;
     auto n4 = unique_name("fwd_lpm4_");
     lpm4_ = rte_lpm_create(n4.c_str(), socket, &c4);
     if (lpm4_ == nullptr) {
@@ -71,7 +72,10 @@ rte_fib6 *Tables::create_fib6() const {
     c6.default_nh = kNhInvalid;
     c6.max_routes = static_cast<int>(max_routes6_);
     c6.trie.nh_sz = RTE_FIB6_TRIE_4B;
-    c6.trie.num_tbl8 = 1 << 15;
+    // DPDK 22.11's trie reserves a tbl8 for every byte of a long prefix below
+    // the deepest covering route: a /122 in an empty /120 reserves 13. 100k
+    // Calico /122 blocks (25k /120s) need 325k.
+    c6.trie.num_tbl8 = tbl8s6_;
     auto n6 = unique_name("fwd_fib6_");
     return rte_fib6_create(n6.c_str(), socket_, &c6);
 }
@@ -197,34 +201,71 @@ int Tables::rebuild6(unsigned copy) {
 
 int Tables::change6(unsigned copy, const uint8_t *ip, uint8_t len, uint32_t nh, bool add) {
     if (!add) {
-        return rte_fib6_delete(fib6_[copy], ip, len);
+        int rc = rte_fib6_delete(fib6_[copy], ip, len);
+        deletes6_[copy] += rc == 0 ? 1 : 0;
+        return rc;
     }
     int rc = rte_fib6_add(fib6_[copy], ip, len, nh);
-    if (rc == -ENOSPC && rebuild6(copy) == 0) {
+    // A rebuild only helps when deletes leaked reservations; a table that is
+    // simply full stays full (and rebuilding it per failing add would cost
+    // O(routes) each time).
+    if (rc == -ENOSPC && deletes6_[copy] > 0 && rebuild6(copy) == 0) {
+        deletes6_[copy] = 0;
         rc = rte_fib6_add(fib6_[copy], ip, len, nh);
     }
     return rc;
 }
 
-int Tables::apply6(const net::Prefix6 &p, uint32_t nh, bool add) {
+void Tables::apply6_batch(const std::vector<Change6> &changes, std::vector<int> &rc) {
+    rc.assign(changes.size(), 0);
+    if (changes.empty()) {
+        return;
+    }
     uint32_t idle = active6_.load(std::memory_order_relaxed) ^ 1;
-    uint8_t ip[16];
-    std::memcpy(ip, p.addr.data(), 16);
-    int rc = change6(idle, ip, p.len, nh, add);
-    if (rc != 0) {
-        return rc;
+    bool any = false;
+    for (size_t i = 0; i < changes.size(); i++) {
+        const auto &c = changes[i];
+        rc[i] = change6(idle, c.prefix.addr.data(), c.prefix.len, c.nh, c.nh != kNhInvalid);
+        any = any || rc[i] == 0;
+    }
+    if (!any) {
+        return;
     }
     active6_.store(idle, std::memory_order_release);
     synchronize();
-    // No reader uses the old copy any more: bring it level.
-    return change6(idle ^ 1, ip, p.len, nh, add);
+    // No reader uses the old copy any more: bring it level with the same
+    // changes, in the same order (a failure here leaves the copies apart; the
+    // next rebuild6 of that copy starts from its own routes, so report it).
+    for (size_t i = 0; i < changes.size(); i++) {
+        if (rc[i] != 0) {
+            continue;
+        }
+        const auto &c = changes[i];
+        int r = change6(idle ^ 1, c.prefix.addr.data(), c.prefix.len, c.nh, c.nh != kNhInvalid);
+        if (r != 0 && r != -ENOENT) {
+            rc[i] = r;
+        }
+    }
+}
+
+size_t Tables::memory_bytes() const {
+    size_t lpm = sizeof(uint32_t) * ((1u << 24) + 256u * tbl8s4_);
+    size_t fib6 = 2 * sizeof(uint32_t) * ((1u << 24) + 256u * static_cast<size_t>(tbl8s6_));
+    return lpm + fib6 + sizeof(NextHop) * kMaxNextHops;
 }
 
 int Tables::add6(const net::Prefix6 &p, uint32_t nh) {
-    return apply6(p, nh, true);
+    if (nh == kNhInvalid) {
+        return -EINVAL;
+    }
+    std::vector<int> rc;
+    apply6_batch({{p, nh}}, rc);
+    return rc[0];
 }
 int Tables::del6(const net::Prefix6 &p) {
-    return apply6(p, 0, false);
+    std::vector<int> rc;
+    apply6_batch({{p, kNhInvalid}}, rc);
+    return rc[0];
 }
 
 void Tables::synchronize() {

@@ -1,10 +1,8 @@
 """BGP through the dataplane: two dpdk-fwd nodes on a ToR, pod blocks learned
 from BIRD via the kernel, withdrawn within a second.
 
-NOT YET ENABLED IN CI: needs the daemon's host tap ("host") and kernel route
-watcher ("bgp"). Until they land, exclude this file:
-    pytest tests/system --ignore=tests/system/test_bgp_dataplane.py
-or  pytest tests/system -m "not bgp_dataplane"
+Uses the daemon's host tap ("host") and kernel route watcher ("bgp"); marked
+bgp_dataplane so it can be run alone: pytest tests/system -m bgp_dataplane.
 
 Topology (test_bgp.py's kernel baseline, with the dataplane in the middle):
   ToR namespace: a Linux bridge.

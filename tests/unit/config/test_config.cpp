@@ -794,10 +794,62 @@ TEST(ConfigRoutes, ViaWrongFamily) {
     EXPECT_CONFIG_ERROR(j, "routes[0].via", "got \"10.0.0.1\"");
 }
 
-TEST(ConfigRoutes, MacMissingForVia) {
+TEST(ConfigRoutes, MacIsOptionalForViaTheDataplaneResolvesIt) {
     Json j = with_uplink();
     j["routes"] = Json::parse(R"([{"prefix": "0.0.0.0/0", "via": "10.10.10.1"}])");
-    EXPECT_CONFIG_ERROR(j, "routes[0].mac", "required field is missing");
+    NodeConfig c = parse(j);
+    ASSERT_EQ(c.routes.size(), 1u);
+    EXPECT_FALSE(c.routes[0].mac.has_value());
+    EXPECT_EQ(c.routes[0].via->str(), "10.10.10.1");
+}
+
+TEST(ConfigHostBgpNeighborTables, DefaultsWhenAbsent) {
+    NodeConfig c = parse(minimal());
+    EXPECT_FALSE(c.host.has_value());
+    EXPECT_FALSE(c.bgp.has_value());
+    EXPECT_EQ(c.neighbor.retrans_ms, 1000u);
+    EXPECT_EQ(c.tables.ipv4_routes, 131072u);
+}
+
+TEST(ConfigHostBgpNeighborTables, AllFields) {
+    Json j = with_uplink();
+    j["host"] = Json::parse(R"({"tap": "fwdhost0", "punt_rate_pps": 500})");
+    j["bgp"] = Json::parse(R"({"table": 100, "protocols": [12, 186], "netns": "node1"})");
+    j["neighbor"] = Json::parse(
+        R"({"retrans_ms": 200, "max_probes": 5, "reachable_ms": 10000, "queue_len": 8})");
+    j["tables"] =
+        Json::parse(R"({"ipv4_routes": 300000, "ipv6_routes": 200000, "ipv4_tbl8s": 65536})");
+    NodeConfig c = parse(j);
+    EXPECT_EQ(c.host->tap, "fwdhost0");
+    EXPECT_EQ(c.host->punt_rate_pps, 500u);
+    EXPECT_EQ(c.bgp->table, 100u);
+    EXPECT_EQ(c.bgp->protocols, (std::vector<uint8_t>{12, 186}));
+    EXPECT_EQ(c.bgp->netns, "node1");
+    EXPECT_EQ(c.neighbor.max_probes, 5u);
+    EXPECT_EQ(c.neighbor.queue_len, 8u);
+    EXPECT_EQ(c.tables.ipv4_routes, 300000u);
+    EXPECT_EQ(c.tables.ipv4_tbl8s, 65536u);
+}
+
+TEST(ConfigHostBgpNeighborTables, BadValuesAreNamed) {
+    Json j = with_uplink();
+    j["host"] = Json::parse(R"({"tap": "a-name-that-is-too-long"})");
+    EXPECT_CONFIG_ERROR(j, "host.tap", "is not an interface name");
+    j["host"] = Json::parse(R"({"tap": "ok", "rate": 1})");
+    EXPECT_CONFIG_ERROR(j, "host.rate", "unknown field \"rate\"");
+    j.erase("host");
+    j["bgp"] = Json::parse(R"({"protocols": [300]})");
+    EXPECT_CONFIG_ERROR(j, "bgp.protocols[0]", "an integer from 0 to 255");
+    j["bgp"] = Json::parse(R"({"protocols": []})");
+    EXPECT_CONFIG_ERROR(j, "bgp.protocols", "1 to 16");
+    j["bgp"] = Json::parse(R"({"table": 0})");
+    EXPECT_CONFIG_ERROR(j, "bgp.table", "an integer from 1");
+    j.erase("bgp");
+    j["neighbor"] = Json::parse(R"({"retrans_ms": 1})");
+    EXPECT_CONFIG_ERROR(j, "neighbor.retrans_ms", "an integer from 10 to 60000");
+    j.erase("neighbor");
+    j["tables"] = Json::parse(R"({"ipv6_routes": 5})");
+    EXPECT_CONFIG_ERROR(j, "tables.ipv6_routes", "an integer from 1024");
 }
 
 TEST(ConfigRoutes, MacInvalidForVia) {

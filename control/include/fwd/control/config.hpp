@@ -69,13 +69,45 @@ struct IdleConfig {
 
 enum class RouteKind { kBlackhole, kUnreachable, kVia };
 
-// A static route; kVia needs the next hop's MAC until neighbor resolution
-// lands (control-plane issue) and leaves by the uplink.
+// A static route. kVia leaves by the uplink; its next hop's MAC is resolved
+// by the dataplane (ARP / ND) unless mac pins it.
 struct StaticRoute {
     std::variant<net::Prefix4, net::Prefix6> prefix;
     RouteKind kind = RouteKind::kUnreachable;
     std::optional<net::IpAddr> via;
     std::optional<net::MacAddr> mac;
+};
+
+// The node's own kernel interface behind the dataplane: a tap in the daemon's
+// network namespace with the node's addresses and the uplink MAC. Traffic for
+// the node's addresses goes to it (rate limited per worker); what the kernel
+// sends on it leaves by the uplink.
+struct HostConfig {
+    std::string tap = "fwdhost";
+    uint32_t punt_rate_pps = 20000;  // per worker; 0 punts nothing
+};
+
+// Routes learned from the kernel (BIRD): which table and protocols to follow.
+struct BgpConfig {
+    uint32_t table = 254;                   // main
+    std::vector<uint8_t> protocols = {12};  // bird
+    std::string netns;                      // empty: the daemon's own
+};
+
+// Next-hop resolution on the uplink (ARP, Neighbor Discovery).
+struct NeighborConfig {
+    uint32_t retrans_ms = 1000;
+    uint32_t max_probes = 3;
+    uint32_t reachable_ms = 30000;
+    uint32_t queue_len = 3;  // packets parked per unresolved neighbor
+};
+
+// Sizes of the forwarding tables (memory is reserved at start).
+struct TablesConfig {
+    uint32_t ipv4_routes = 131072;
+    uint32_t ipv6_routes = 131072;
+    uint32_t ipv4_tbl8s = 32768;  // rte_lpm groups for routes longer than /24 (1 KiB each)
+    uint32_t ipv6_tbl8s = 32768;  // rte_fib6 trie groups per copy (1 KiB each, two copies)
 };
 
 struct NodeConfig {
@@ -95,6 +127,10 @@ struct NodeConfig {
     uint32_t icmp_errors_per_sec = 1000;    // per worker token bucket for ICMP errors
     uint32_t max_endpoints = 1024;
     std::vector<StaticRoute> routes;
+    std::optional<HostConfig> host;
+    std::optional<BgpConfig> bgp;
+    NeighborConfig neighbor;
+    TablesConfig tables;
 };
 
 // What a config is checked against beyond its own consistency. Injectable so

@@ -1,11 +1,17 @@
 // The control thread: the only writer of the tables the workers read.
 //
-// Requests arrive from producer threads (today the API server; the netlink
-// watcher and port events join later) on one bounded single-producer ring
-// each. The control thread executes them one by one and answers a request
-// only once its change is live in every worker: route changes are visible
-// to the next lookup, queue changes were acknowledged by the worker, and
-// removals waited for an RCU grace period before anything was freed.
+// Inputs arrive from producer threads on one bounded single-producer ring
+// each: the API server (calls), the netlink watcher (routes BIRD learned), the
+// workers (punted packets: for the host, neighbor replies, packets waiting for
+// a neighbor), plus the host tap's file descriptor. A full ring is
+// back-pressure on its producer and is counted; nothing is dropped silently.
+//
+// Route changes from every source go through the RIB (rib.hpp), which
+// coalesces a burst to its net effect; publish() writes that to the tables as
+// one new table version. The control thread answers a request only once its
+// change is live in every worker: route changes are visible to the next
+// lookup, queue changes were acknowledged by the worker, and removals waited
+// for an RCU grace period before anything was freed.
 #pragma once
 
 #include <rte_mempool.h>
@@ -16,12 +22,18 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "fwd/control/config.hpp"
+#include "fwd/control/neighbor.hpp"
+#include "fwd/control/netlink_watcher.hpp"
+#include "fwd/control/rib.hpp"
+#include "fwd/control/ring.hpp"
 #include "fwd/dp/tables.hpp"
 #include "fwd/dp/worker.hpp"
+#include "fwd/vhost/host_tap.hpp"
 
 namespace fwd::control {
 
@@ -73,6 +85,31 @@ class Controller {
         std::promise<nlohmann::json> reply;
     };
 
+    // Control thread counters (written by the control thread only; read by stats()).
+    struct Counters {
+        uint64_t versions = 0;             // table versions published
+        uint64_t route_changes = 0;        // FIB changes applied
+        uint64_t route_errors = 0;         // FIB changes the tables refused
+        uint64_t bgp_events = 0;           // netlink events consumed
+        uint64_t bgp_ignored = 0;          // learned routes we cannot use (device, v4-via-v6)
+        uint64_t host_to_kernel = 0;       // punted frames written to the host tap
+        uint64_t host_write_errors = 0;    // ... the kernel refused
+        uint64_t host_no_tap = 0;          // punted for the host without a host tap
+        uint64_t host_from_kernel = 0;     // frames the kernel sent, handed to a worker
+        uint64_t host_tx_dropped = 0;      // ... dropped: no mbuf, too big, worker ring full
+        uint64_t neigh_frames = 0;         // ARP / NA frames seen
+        uint64_t neigh_learned = 0;        // ... that updated a neighbor
+        uint64_t neigh_solicits = 0;       // ARP requests / NS sent
+        uint64_t neigh_queued = 0;         // packets parked for a neighbor
+        uint64_t neigh_flushed = 0;        // ... sent once it resolved
+        uint64_t neigh_dropped = 0;        // ... dropped (evicted, failed, route gone)
+        uint64_t resolve_no_neighbor = 0;  // punted for a next hop that is no neighbor any more
+        uint64_t worker_ring_full = 0;     // command ring to a worker full (counted, retried)
+        uint64_t last_batch_routes = 0;    // size of the last netlink batch
+        uint64_t last_batch_us = 0;        // its pop-to-live time
+        uint64_t max_batch_us = 0;
+    };
+
     nlohmann::json execute(const std::string &op, const nlohmann::json &args);
     nlohmann::json endpoint_add(const nlohmann::json &args);
     nlohmann::json endpoint_del(const nlohmann::json &args);
@@ -80,6 +117,33 @@ class Controller {
     nlohmann::json endpoint_list();
     nlohmann::json stats();
     nlohmann::json endpoint_json(const Endpoint &e) const;
+    nlohmann::json route_add(const nlohmann::json &args);
+    nlohmann::json route_del(const nlohmann::json &args);
+    nlohmann::json route_list(const nlohmann::json &args);
+    nlohmann::json node_get();
+    nlohmann::json neighbor_list();
+    nlohmann::json tables_get();
+
+    // --- routes (routes.cpp) ---
+    // Writes the RIB's coalesced changes to the tables: one table version.
+    // Returns the prefixes the tables refused (already taken out of the RIB's
+    // installed set) with the reason.
+    std::vector<std::pair<AnyPrefix, std::string>> publish();
+    uint32_t acquire(const RouteTarget &t);  // a next hop for t; throws std::runtime_error
+    void release(const RouteTarget &t);      // frees after the next grace period
+    uint32_t via_ref(const net::IpAddr &ip);
+    void via_unref(const net::IpAddr &ip);
+    void drain_netlink();
+
+    // --- slow path (slowpath.cpp) ---
+    void start_slow_path();
+    bool slow_path_work();  // returns true when it did something
+    void handle_punt(rte_mbuf *m);
+    void host_read();
+    void neighbor_actions();
+    bool send_on_worker(dp::WorkerCommand::Kind kind, uint16_t port, rte_mbuf *m);
+    void send_frame(const std::vector<uint8_t> &frame);
+    uint64_t now_ms() const;
 
     void remove_endpoint(Endpoint &e);
     // Posts c to worker w and waits until it is done. Throws on timeout.
@@ -94,11 +158,45 @@ class Controller {
     std::optional<uint16_t> uplink_port_;
     net::MacAddr uplink_mac_;
     std::map<std::string, Endpoint> endpoints_;
-    std::vector<uint32_t> static_nhs_;
     uint64_t next_token_ = 1;
 
-    boost::lockfree::spsc_queue<Call *, boost::lockfree::capacity<64>> api_ring_;  // API -> control
-    int wake_fd_ = -1;  // eventfd: a producer pushed something
+    // Routes: the RIB and the next hops its targets share. All control thread.
+    Rib rib_;
+    struct ViaNh {
+        uint32_t nh;
+        uint32_t refs;
+        std::optional<net::MacAddr> mac;  // resolved MAC the next hop uses
+    };
+    std::map<net::IpAddr, ViaNh> via_;  // one kVia/kResolve next hop per neighbor
+    std::map<uint32_t, net::IpAddr> via_by_nh_;
+    struct GroupNh {
+        uint32_t nh;
+        uint32_t group;
+        uint32_t refs;
+    };
+    std::map<std::vector<net::IpAddr>, GroupNh> groups_;  // ECMP sets
+    struct FixedNh {
+        uint32_t nh;
+        uint32_t refs;
+    };
+    std::map<std::pair<net::IpAddr, net::MacAddr>, FixedNh> fixed_;  // via with a pinned MAC
+    uint32_t blackhole_nh_ = dp::kNhInvalid;
+    uint32_t unreachable_nh_ = dp::kNhInvalid;
+    // Freed after the next grace period (publish() runs it).
+    std::vector<uint32_t> free_nhs_;
+    std::vector<uint32_t> free_groups_;
+    std::vector<net::IpAddr> free_neighbors_;
+
+    // Slow path: neighbors on the uplink, the host tap, the route watcher.
+    std::unique_ptr<NeighborTable> neigh_;
+    std::unique_ptr<vhost::HostTap> host_;
+    std::unique_ptr<NetlinkWatcher> watcher_;
+    unsigned tx_rr_ = 0;
+    uint64_t last_punt_ms_ = 0;
+    Counters cnt_;
+
+    EventRing<Call *, 64> api_ring_;  // API -> control
+    int wake_fd_ = -1;                // eventfd: a producer pushed something
     std::atomic<bool> running_{true};
 };
 

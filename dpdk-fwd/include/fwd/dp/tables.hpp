@@ -112,8 +112,11 @@ struct NodeAddrs {
 
 class Tables {
   public:
-    // Creates the route tables; max routes per family. Throws on failure.
-    Tables(uint32_t max_routes4, uint32_t max_routes6, rte_rcu_qsbr *qsbr, int socket);
+    // Creates the route tables; max routes per family, tbl8 groups of the
+    // IPv4 lpm (one per /24 holding longer routes) and of each IPv6 trie copy
+    // (see create_fib6); 1 KiB each. Throws on failure.
+    Tables(uint32_t max_routes4, uint32_t max_routes6, rte_rcu_qsbr *qsbr, int socket,
+           uint32_t tbl8s4 = 1 << 14, uint32_t tbl8s6 = 1 << 15);
     ~Tables();
     Tables(const Tables &) = delete;
     Tables &operator=(const Tables &) = delete;
@@ -152,11 +155,20 @@ class Tables {
     int del4(const net::Prefix4 &p);
     int add6(const net::Prefix6 &p, uint32_t nh);
     int del6(const net::Prefix6 &p);
+    // Many IPv6 changes for one grace period: all applied to the idle copy,
+    // published, then replayed on the other. rc[i] gets each change's result
+    // (0 or a negative errno); a failed change is left out of both copies.
+    struct Change6 {
+        net::Prefix6 prefix;
+        uint32_t nh;  // kNhInvalid: delete
+    };
+    void apply6_batch(const std::vector<Change6> &changes, std::vector<int> &rc);
+    // Bytes of hugepage memory the route tables take (both IPv6 copies).
+    size_t memory_bytes() const;
     // Waits until every online worker passed a quiescent point.
     void synchronize();
 
   private:
-    int apply6(const net::Prefix6 &p, uint32_t nh, bool add);
     rte_fib6 *create_fib6() const;
     int change6(unsigned copy, const uint8_t *ip, uint8_t len, uint32_t nh, bool add);
     int rebuild6(unsigned copy);
@@ -171,6 +183,11 @@ class Tables {
     rte_fib6 *fib6_[2] = {nullptr, nullptr};
     std::atomic<uint32_t> active6_{0};
     uint32_t max_routes6_;
+    uint32_t tbl8s4_;
+    uint32_t tbl8s6_;
+    // Deletes on each IPv6 copy since it was built: only then can a rebuild
+    // give back trie reservations (see rebuild6).
+    uint64_t deletes6_[2] = {0, 0};
     int socket_;
     rte_rcu_qsbr *qsbr_;
     NodeAddrs node_;

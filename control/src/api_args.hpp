@@ -1,0 +1,49 @@
+// Argument checks shared by the control thread's API handlers (internal).
+#pragma once
+
+#include <initializer_list>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "fwd/control/api.hpp"
+
+namespace fwd::control {
+
+[[noreturn]] inline void bad(const std::string &msg) {
+    throw ApiError("invalid_argument", msg);
+}
+
+inline std::string get_str(const nlohmann::json &args, const char *key, bool required,
+                           const std::string &def = {}) {
+    auto it = args.find(key);
+    if (it == args.end() || it->is_null()) {
+        if (required) {
+            bad(std::string("missing field '") + key + "'");
+        }
+        return def;
+    }
+    if (!it->is_string()) {
+        bad(std::string("field '") + key + "' must be a string, got " + it->type_name());
+    }
+    return it->get<std::string>();
+}
+
+// Rejects fields outside known, naming the field and the known ones.
+inline void check_known(const nlohmann::json &args, std::initializer_list<const char *> known) {
+    if (!args.is_object()) {
+        bad(std::string("arguments must be a JSON object, got ") + args.type_name());
+    }
+    for (auto it = args.begin(); it != args.end(); ++it) {
+        bool ok = false;
+        std::string list;
+        for (const char *k : known) {
+            ok = ok || it.key() == k;
+            list += list.empty() ? k : std::string(", ") + k;
+        }
+        if (!ok) {
+            bad("unknown field '" + it.key() + "'; known fields: " + list);
+        }
+    }
+}
+
+}  // namespace fwd::control

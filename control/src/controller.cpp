@@ -135,6 +135,9 @@ void Controller::shutdown() {
     if (watcher_) {
         watcher_->stop();
     }
+    for (auto type : {RTE_ETH_EVENT_INTR_LSC, RTE_ETH_EVENT_QUEUE_STATE}) {
+        rte_eth_dev_callback_unregister(RTE_ETH_ALL, type, on_port_event, this);
+    }
     while (!endpoints_.empty()) {
         remove_endpoint(endpoints_.begin()->second);
         endpoints_.erase(endpoints_.begin());
@@ -527,7 +530,8 @@ json Controller::stats() {
                              {"tx_packets", st.opackets},
                              {"tx_bytes", st.obytes},
                              {"rx_missed", st.imissed},
-                             {"tx_errors", st.oerrors}});
+                             {"tx_errors", st.oerrors},
+                             {"link", link_json(pid)}});
     }
     json workers = json::array();
     json drops = json::object();
@@ -573,12 +577,20 @@ json Controller::stats() {
                  {"neigh_dropped", cnt_.neigh_dropped},
                  {"resolve_no_neighbor", cnt_.resolve_no_neighbor},
                  {"worker_ring_full", cnt_.worker_ring_full},
-                 {"api_ring_full_waits", api_ring_.full_waits()}};
+                 {"api_ring_full_waits", api_ring_.full_waits()},
+                 {"port_ring_full_waits", port_ring_.full_waits()}};
     return json{{"ports", ports},
                 {"workers", workers},
                 {"drops", drops},
                 {"icmp_errors_sent", icmp},
                 {"control", control}};
+}
+
+json Controller::link_json(uint16_t port) {
+    rte_eth_link link{};
+    bool up = rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
+    auto it = links_.find(port);
+    return json{{"up", up}, {"events", it == links_.end() ? 0 : it->second.events}};
 }
 
 json Controller::node_get() {
@@ -589,6 +601,7 @@ json Controller::node_get() {
         j["uplink"] = json{{"port_id", *uplink_port_},
                            {"devargs", cfg_.uplink->devargs},
                            {"mac", uplink_mac_.str()},
+                           {"link", link_json(*uplink_port_)},
                            {"vlan", cfg_.uplink->vlan ? json(*cfg_.uplink->vlan) : json()}};
     } else {
         j["uplink"] = json();

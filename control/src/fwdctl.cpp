@@ -455,11 +455,16 @@ void print_stats(const json &result, std::ostream &out) {
                  {"TX-PACKETS", true},
                  {"TX-BYTES", true},
                  {"RX-MISSED", true},
-                 {"TX-ERRORS", true}});
+                 {"TX-ERRORS", true},
+                 {"LINK"}});
     for (const auto &p : array_field(result, "ports")) {
+        const json &link = p.contains("link") ? p["link"] : json();
         ports.add_row({cell(p, "port_id"), cell(p, "name"), cell(p, "kind"), cell(p, "rx_packets"),
                        cell(p, "rx_bytes"), cell(p, "tx_packets"), cell(p, "tx_bytes"),
-                       cell(p, "rx_missed"), cell(p, "tx_errors")});
+                       cell(p, "rx_missed"), cell(p, "tx_errors"),
+                       cell(link, "up") == "true"    ? "up"
+                       : cell(link, "up") == "false" ? "down"
+                                                     : "-"});
     }
     ports.print(out);
     out << '\n';

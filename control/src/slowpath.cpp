@@ -32,7 +32,37 @@ uint64_t Controller::now_ms() const {
                                      .count());
 }
 
+int Controller::on_port_event(uint16_t port, rte_eth_event_type type, void *self, void *) {
+    auto *c = static_cast<Controller *>(self);
+    // The interrupt thread waits while the ring is full (back-pressure, counted).
+    c->port_ring_.push_wait(
+        PortEvent{port, static_cast<uint8_t>(type)},
+        [c] {
+            uint64_t one = 1;
+            [[maybe_unused]] auto n = write(c->wake_fd_, &one, sizeof(one));
+        },
+        [c] { return !c->running_.load(std::memory_order_acquire); });
+    return 0;
+}
+
+void Controller::drain_port_events() {
+    PortEvent ev;
+    while (port_ring_.pop(ev)) {
+        PortLink &l = links_[ev.port];
+        l.events++;
+        rte_eth_link link{};
+        if (rte_eth_link_get_nowait(ev.port, &link) == 0) {
+            l.up = link.link_status == RTE_ETH_LINK_UP;
+            l.speed_mbps = link.link_speed;
+        }
+    }
+}
+
 void Controller::start_slow_path() {
+    // Link changes of every port (uplink, pods) come in as events.
+    for (auto type : {RTE_ETH_EVENT_INTR_LSC, RTE_ETH_EVENT_QUEUE_STATE}) {
+        rte_eth_dev_callback_register(RTE_ETH_ALL, type, on_port_event, this);
+    }
     if (!uplink_port_) {
         return;
     }
@@ -221,6 +251,7 @@ void Controller::neighbor_actions() {
 
 bool Controller::slow_path_work() {
     bool did = false;
+    drain_port_events();
     for (auto *w : workers_) {
         rte_mbuf *m;
         for (unsigned i = 0; i < kPuntBudget && w->pop_punt(m); i++) {

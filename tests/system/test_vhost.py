@@ -61,6 +61,9 @@ def test_vhost_pod_exchanges_traffic_with_tap_pod(daemon_factory, netns_factory)
         assert ok, f"no echo reply from the vhost pod:\n{r.stdout}"
         r = tap.run(f"ping -4 -c 5 -i 0.2 -W 1 {VHOST_V4}")
         assert " 0% packet loss" in r.stdout
+        # the virtio peer's connection reached the control thread as a port event
+        vport = [p for p in d.stats()["ports"] if p["port_id"] == ep["port_id"]][0]
+        assert vport["link"]["up"] is True and vport["link"]["events"] >= 1, vport
     finally:
         out = stop(pmd)
     assert "icmpecho" in out
@@ -78,6 +81,8 @@ def test_vhost_pod_exchanges_traffic_with_tap_pod(daemon_factory, netns_factory)
     st = d.stats()
     vport = [p for p in st["ports"] if p["port_id"] == ep["port_id"]][0]
     assert vport["rx_packets"] >= got
+    # ... and its departure: the link is down again
+    assert vport["link"]["up"] is False and vport["link"]["events"] >= 2, vport
 
     d.ctl("endpoint", "del", "--id", "vpod")
     time.sleep(0.2)

@@ -34,7 +34,9 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 const std::vector<std::string> kOps = {"echo",          "fail",         "boom",         "slow",
-                                       "endpoint.list", "endpoint.get", "endpoint.add", "stats"};
+                                       "endpoint.list", "endpoint.get", "endpoint.add", "stats",
+                                       "route.add",     "route.del",    "route.list",   "node.get",
+                                       "neighbor.list", "tables"};
 
 sockaddr_un unix_addr(const std::string &path) {
     sockaddr_un addr{};
@@ -257,10 +259,10 @@ TEST_F(ApiTest, OtherExceptionsAreInternal) {
 TEST_F(ApiTest, UnknownOpListsTheKnownOps) {
     start_server();
     ApiClient client(path_);
-    const ApiError e = api_error([&] { client.call("route.add", json::object()); });
+    const ApiError e = api_error([&] { client.call("ipam.allocate", json::object()); });
     EXPECT_EQ(e.code(), "unknown_op");
     const std::string msg = e.what();
-    EXPECT_NE(msg.find("'route.add'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("'ipam.allocate'"), std::string::npos) << msg;
     EXPECT_NE(msg.find("echo, fail, boom, slow, endpoint.list"), std::string::npos) << msg;
     EXPECT_EQ(last_op_, "");  // the handler never saw it
 }
@@ -676,6 +678,65 @@ TEST_F(FwdctlTest, UsageErrorsExitTwo) {
     EXPECT_EQ(last_op_, "");
 }
 
+TEST_F(FwdctlTest, RouteCommandsSendWhatWasGiven) {
+    start_server();
+    CliRun run = fwdctl_s({"route", "add", "10.244.2.0/26", "--via", "10.0.0.2"});
+    EXPECT_EQ(run.status, 0) << run.err;
+    EXPECT_EQ(last_op_, "route.add");
+    EXPECT_EQ(last_args_, (json{{"prefix", "10.244.2.0/26"}, {"via", "10.0.0.2"}}));
+
+    run = fwdctl_s({"route", "add", "fd00::/64", "--via", "fd00:1::1", "--via", "fd00:1::2",
+                    "--source", "ipam"});
+    EXPECT_EQ(run.status, 0) << run.err;
+    EXPECT_EQ(
+        last_args_,
+        (json{{"prefix", "fd00::/64"}, {"via", {"fd00:1::1", "fd00:1::2"}}, {"source", "ipam"}}));
+
+    fwdctl_s({"route", "add", "10.9.0.0/16", "--via", "10.0.0.1", "--mac", "02:00:00:00:00:09"});
+    EXPECT_EQ(last_args_,
+              (json{{"prefix", "10.9.0.0/16"}, {"via", "10.0.0.1"}, {"mac", "02:00:00:00:00:09"}}));
+    fwdctl_s({"route", "add", "10.8.0.0/16", "--blackhole"});
+    EXPECT_EQ(last_args_, (json{{"prefix", "10.8.0.0/16"}, {"type", "blackhole"}}));
+
+    const std::string file = dir_ + "/routes.json";
+    {
+        std::ofstream f(file);
+        f << R"([{"prefix": "10.1.0.0/16", "type": "unreachable"}])";
+    }
+    fwdctl_s({"route", "add", "--file", file});
+    EXPECT_EQ(last_args_,
+              (json{{"routes", {{{"prefix", "10.1.0.0/16"}, {"type", "unreachable"}}}}}));
+
+    fwdctl_s({"route", "del", "10.8.0.0/16"});
+    EXPECT_EQ(last_op_, "route.del");
+    EXPECT_EQ(last_args_, (json{{"prefix", "10.8.0.0/16"}}));
+
+    fwdctl_s({"route", "list", "--source", "bgp", "--family", "ipv6", "--limit", "5"});
+    EXPECT_EQ(last_op_, "route.list");
+    EXPECT_EQ(last_args_, (json{{"source", "bgp"}, {"family", "ipv6"}, {"limit", 5}}));
+
+    for (auto [cmd, op] : {std::pair<std::vector<std::string>, std::string>{{"node"}, "node.get"},
+                           {{"neighbor", "list"}, "neighbor.list"},
+                           {{"tables"}, "tables"}}) {
+        run = fwdctl_s(cmd);
+        EXPECT_EQ(run.status, 0) << run.err;
+        EXPECT_EQ(last_op_, op);
+        EXPECT_EQ(last_args_, json::object());
+    }
+}
+
+TEST_F(FwdctlTest, RouteUsageErrorsExitTwoAndSendNothing) {
+    start_server();
+    EXPECT_EQ(fwdctl_s({"route", "add", "10.0.0.0/8"}).status, 2);  // no target
+    EXPECT_EQ(fwdctl_s({"route", "add", "10.0.0.0/8", "--via", "1.1.1.1", "--blackhole"}).status,
+              2);
+    EXPECT_EQ(fwdctl_s({"route", "add", "--via", "1.1.1.1"}).status, 2);  // no prefix
+    EXPECT_EQ(fwdctl_s({"route", "add", "10.0.0.0/8", "--blackhole", "--source", "bgp"}).status, 2);
+    EXPECT_EQ(fwdctl_s({"route", "add", "--file", dir_ + "/missing.json"}).status, 2);
+    EXPECT_EQ(fwdctl_s({"route", "list", "--family", "ipv5"}).status, 2);
+    EXPECT_EQ(last_op_, "");
+}
+
 TEST_F(FwdctlTest, StatsShowsTablesAndOnlyNonZeroDrops) {
     stats_ = json{{"ports",
                    {{{"port_id", 0},
@@ -686,7 +747,8 @@ TEST_F(FwdctlTest, StatsShowsTablesAndOnlyNonZeroDrops) {
                      {"tx_packets", 20},
                      {"tx_bytes", 2000},
                      {"rx_missed", 0},
-                     {"tx_errors", 1}}}},
+                     {"tx_errors", 1},
+                     {"link", {{"up", true}, {"events", 1}}}}}},
                   {"workers",
                    {{{"worker", 0},
                      {"core", 2},
@@ -703,9 +765,9 @@ TEST_F(FwdctlTest, StatsShowsTablesAndOnlyNonZeroDrops) {
     EXPECT_EQ(run.status, 0) << run.err;
     EXPECT_EQ(run.out,
               "PORT  NAME    KIND    RX-PACKETS  RX-BYTES  TX-PACKETS  TX-BYTES  RX-MISSED  "
-              "TX-ERRORS\n"
+              "TX-ERRORS  LINK\n"
               "   0  uplink  uplink          10      1000          20      2000          0  "
-              "        1\n"
+              "        1  up\n"
               "\n"
               "WORKER  CORE  RX-PACKETS  TX-PACKETS  BUSY-POLLS  IDLE-POLLS  SLEEPS  RX-QUEUES\n"
               "     0     2          10          20           5         100       7          2\n"

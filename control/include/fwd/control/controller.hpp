@@ -14,6 +14,7 @@
 // for an RCU grace period before anything was freed.
 #pragma once
 
+#include <rte_ethdev.h>
 #include <rte_mempool.h>
 
 #include <atomic>
@@ -123,6 +124,7 @@ class Controller {
     nlohmann::json node_get();
     nlohmann::json neighbor_list();
     nlohmann::json tables_get();
+    nlohmann::json link_json(uint16_t port);
 
     // --- routes (routes.cpp) ---
     // Writes the RIB's coalesced changes to the tables: one table version.
@@ -134,6 +136,21 @@ class Controller {
     uint32_t via_ref(const net::IpAddr &ip);
     void via_unref(const net::IpAddr &ip);
     void drain_netlink();
+
+    // --- port events (slowpath.cpp) ---
+    // A port's link changed (ethdev interrupt thread: the ring's one producer).
+    struct PortEvent {
+        uint16_t port;
+        uint8_t type;  // rte_eth_event_type
+    };
+    static int on_port_event(uint16_t port, rte_eth_event_type type, void *self, void *ret);
+    void drain_port_events();
+    struct PortLink {
+        bool up = false;
+        uint32_t speed_mbps = 0;
+        uint64_t events = 0;
+    };
+    std::map<uint16_t, PortLink> links_;  // control thread
 
     // --- slow path (slowpath.cpp) ---
     void start_slow_path();
@@ -195,8 +212,9 @@ class Controller {
     uint64_t last_punt_ms_ = 0;
     Counters cnt_;
 
-    EventRing<Call *, 64> api_ring_;  // API -> control
-    int wake_fd_ = -1;                // eventfd: a producer pushed something
+    EventRing<Call *, 64> api_ring_;       // API thread -> control
+    EventRing<PortEvent, 256> port_ring_;  // ethdev interrupt thread -> control
+    int wake_fd_ = -1;                     // eventfd: a producer pushed something
     std::atomic<bool> running_{true};
 };
 

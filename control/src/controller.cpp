@@ -260,6 +260,7 @@ void Controller::worker_do(unsigned w, dp::WorkerCommand c) {
     auto deadline = std::chrono::steady_clock::now() + kAckTimeout;
     uint64_t seq;
     while ((seq = workers_[w]->post(c)) == 0) {
+        cnt_.worker_ring_full++;  // back-pressure: wait for the worker to drain it
         if (std::chrono::steady_clock::now() > deadline) {
             throw ApiError("unavailable", "worker " + std::to_string(w) + " command ring is full");
         }

@@ -206,12 +206,14 @@ int Tables::change6(unsigned copy, const uint8_t *ip, uint8_t len, uint32_t nh, 
         return rc;
     }
     int rc = rte_fib6_add(fib6_[copy], ip, len, nh);
-    // A rebuild only helps when deletes leaked reservations; a table that is
-    // simply full stays full (and rebuilding it per failing add would cost
-    // O(routes) each time).
-    if (rc == -ENOSPC && deletes6_[copy] > 0 && rebuild6(copy) == 0) {
+    // A rebuild only helps when deletes leaked reservations. A table that is
+    // simply full stays full: after a rebuild that did not help, the next one
+    // waits for many more deletes (rebuilding per failing add under churn
+    // would cost O(routes) each time).
+    if (rc == -ENOSPC && deletes6_[copy] >= rebuild_after6_[copy] && rebuild6(copy) == 0) {
         deletes6_[copy] = 0;
         rc = rte_fib6_add(fib6_[copy], ip, len, nh);
+        rebuild_after6_[copy] = rc == -ENOSPC ? 1024 : 1;
     }
     return rc;
 }

@@ -168,10 +168,13 @@ class Controller {
     unsigned least_loaded_worker() const;
     void add_static_routes();
 
-    const NodeConfig cfg_;
-    dp::Tables &tables_;
-    std::vector<dp::Worker *> workers_;
-    rte_mempool *pool_;
+    // Ownership: everything below is the control thread's alone (start() and
+    // shutdown() run before the control thread starts and after it stopped),
+    // except where a comment names another thread.
+    const NodeConfig cfg_;               // immutable
+    dp::Tables &tables_;                 // control writes; workers read (tables.hpp rules)
+    std::vector<dp::Worker *> workers_;  // their command rings: control produces
+    rte_mempool *pool_;                  // thread safe (per-lcore caches)
     std::optional<uint16_t> uplink_port_;
     net::MacAddr uplink_mac_;
     std::map<std::string, Endpoint> endpoints_;
@@ -204,7 +207,8 @@ class Controller {
     std::vector<uint32_t> free_groups_;
     std::vector<net::IpAddr> free_neighbors_;
 
-    // Slow path: neighbors on the uplink, the host tap, the route watcher.
+    // Slow path: neighbors on the uplink, the host tap, the route watcher (its
+    // thread is the only producer of its ring; control pops).
     std::unique_ptr<NeighborTable> neigh_;
     std::unique_ptr<vhost::HostTap> host_;
     std::unique_ptr<NetlinkWatcher> watcher_;
@@ -214,8 +218,8 @@ class Controller {
 
     EventRing<Call *, 64> api_ring_;       // API thread -> control
     EventRing<PortEvent, 256> port_ring_;  // ethdev interrupt thread -> control
-    int wake_fd_ = -1;                     // eventfd: a producer pushed something
-    std::atomic<bool> running_{true};
+    int wake_fd_ = -1;                     // eventfd: any producer writes, control reads
+    std::atomic<bool> running_{true};      // main thread writes (stop), control reads
 };
 
 }  // namespace fwd::control

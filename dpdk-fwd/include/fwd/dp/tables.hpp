@@ -188,6 +188,7 @@ class Tables {
     // Deletes on each IPv6 copy since it was built: only then can a rebuild
     // give back trie reservations (see rebuild6).
     uint64_t deletes6_[2] = {0, 0};
+    uint64_t rebuild_after6_[2] = {1, 1};  // deletes needed before the next rebuild
     int socket_;
     rte_rcu_qsbr *qsbr_;
     NodeAddrs node_;

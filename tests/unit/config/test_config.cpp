@@ -247,6 +247,15 @@ TEST(ConfigExamples, NodeSingleParses) {
     EXPECT_EQ(c.api_socket, "/run/dpdk-fwd/api.sock");
 }
 
+TEST(ConfigExamples, NodeBgpParses) {
+    NodeConfig c = load_config(FWD_CONFIGS_DIR "/node-bgp.json", two_cpus());
+    ASSERT_TRUE(c.host && c.bgp && c.uplink);
+    EXPECT_EQ(c.host->tap, "fwdhost");
+    EXPECT_EQ(c.bgp->protocols, std::vector<uint8_t>{12});
+    ASSERT_EQ(c.routes.size(), 2u);
+    EXPECT_FALSE(c.routes[0].mac.has_value());  // resolved by the dataplane
+}
+
 TEST(ConfigExamples, NodeTwoWorkersParses) {
     NodeConfig c = load_config(FWD_CONFIGS_DIR "/node-2workers.json", two_cpus());
     ASSERT_EQ(c.workers.size(), 2u);

@@ -178,8 +178,9 @@ void Controller::stop() {
 void Controller::run() {
     while (running_.load(std::memory_order_acquire)) {
         // Workers hand packets over without a wake-up (no syscalls on the packet
-        // path): poll often while they do, and rarely when the node is quiet.
-        int timeout = now_ms() - last_punt_ms_ < 1000 ? 1 : 10;
+        // path): poll every millisecond right after punts, backing off to 10 ms
+        // while none come (1, 2, 4, 8, 10 ms).
+        int timeout = std::min(10, 1 << std::min(quiet_passes_, 4u));
         pollfd p[2] = {{wake_fd_, POLLIN, 0}, {host_ ? host_->fd() : -1, POLLIN, 0}};
         poll(p, 2, timeout);
         if (p[0].revents & POLLIN) {
@@ -195,7 +196,7 @@ void Controller::run() {
             }
         }
         drain_netlink();
-        slow_path_work();
+        quiet_passes_ = slow_path_work() ? 0 : quiet_passes_ + 1;
     }
 }
 

@@ -261,9 +261,6 @@ bool Controller::slow_path_work() {
     }
     host_read();
     neighbor_actions();
-    if (did) {
-        last_punt_ms_ = now_ms();
-    }
     return did;
 }
 

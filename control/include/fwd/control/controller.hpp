@@ -213,7 +213,7 @@ class Controller {
     std::unique_ptr<vhost::HostTap> host_;
     std::unique_ptr<NetlinkWatcher> watcher_;
     unsigned tx_rr_ = 0;
-    uint64_t last_punt_ms_ = 0;
+    unsigned quiet_passes_ = 0;  // loop passes since the last punt (poll back-off)
     Counters cnt_;
 
     EventRing<Call *, 64> api_ring_;       // API thread -> control

@@ -1,0 +1,1058 @@
+// Calico-style block-affinity IPAM over a compare-and-swap Store.
+#include "fwd/ipam/allocator.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+
+namespace fwd::ipam {
+
+using nlohmann::json;
+using Op = Operation;
+
+namespace {
+
+std::string join(const std::vector<std::string> &v) {
+    std::string s;
+    for (const auto &x : v) {
+        s += (s.empty() ? "" : ", ") + x;
+    }
+    return s;
+}
+
+Op put(const std::string &key, const json &j) {
+    return Op{Op::Kind::kPut, key, j.dump()};
+}
+Op del(const std::string &key) {
+    return Op{Op::Kind::kDelete, key, ""};
+}
+
+bool in_any(const std::vector<Cidr> &cidrs, const net::IpAddr &a) {
+    return std::any_of(cidrs.begin(), cidrs.end(), [&](const Cidr &c) { return c.contains(a); });
+}
+
+}  // namespace
+
+ExhaustedError::ExhaustedError(net::Family f, std::vector<std::string> pools,
+                               const std::string &why)
+    : IpamError(why), family_(f), pools_(std::move(pools)) {}
+
+std::string_view to_string(Finding::Kind k) {
+    switch (k) {
+        case Finding::Kind::kLeakedHandle:
+            return "leaked-handle";
+        case Finding::Kind::kMissingHandle:
+            return "missing-handle";
+        case Finding::Kind::kDoubledAddress:
+            return "doubled-address";
+        case Finding::Kind::kAffinityMismatch:
+            return "affinity-mismatch";
+        case Finding::Kind::kStalePending:
+            return "stale-pending-claim";
+        case Finding::Kind::kOutsidePool:
+            return "outside-pool";
+        case Finding::Kind::kCorruptBlock:
+            return "corrupt-block";
+    }
+    return "?";
+}
+
+// What one family's allocation needs to know, read once per request.
+struct Allocator::Ctx {
+    const AssignRequest *req;
+    net::Family family;
+    std::vector<IpPool> pools;
+    std::vector<Cidr> reserved;
+    IpamConfig config;
+    bool in_pools(const Cidr &c) const {
+        return std::any_of(pools.begin(), pools.end(),
+                           [&](const IpPool &p) { return p.cidr.contains(c); });
+    }
+    std::vector<std::string> pool_names() const {
+        std::vector<std::string> v;
+        for (const auto &p : pools) {
+            v.push_back(p.name + " (" + p.cidr.str() + ")");
+        }
+        return v;
+    }
+};
+
+Allocator::Allocator(Store &store, AllocatorOptions opts) : store_(store), opts_(std::move(opts)) {
+    if (!opts_.clock) {
+        opts_.clock = [] {
+            return std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                .count();
+        };
+    }
+    if (opts_.max_retries < 1) {
+        opts_.max_retries = 1;
+    }
+}
+
+std::string Allocator::key_pool(const std::string &name) const {
+    return opts_.prefix + "pools/" + name;
+}
+std::string Allocator::key_block(const Cidr &c) const {
+    return opts_.prefix + "blocks/" + c.key();
+}
+std::string Allocator::key_affinity(const std::string &node, const Cidr &c) const {
+    return opts_.prefix + "affinity/" + node + "/" + c.key();
+}
+std::string Allocator::key_handle(const std::string &h) const {
+    return opts_.prefix + "handles/" + h;
+}
+
+template <typename T>
+std::optional<Allocator::Versioned<T>> Allocator::load(const std::string &key) {
+    auto kv = store_.get(key);
+    if (!kv) {
+        return std::nullopt;
+    }
+    return Versioned<T>{json::parse(kv->value).get<T>(), kv->mod_revision};
+}
+
+template <typename T>
+std::vector<Allocator::Versioned<T>> Allocator::load_all(const std::string &sub) {
+    std::vector<Versioned<T>> out;
+    for (const auto &kv : store_.list(opts_.prefix + sub)) {
+        out.push_back({json::parse(kv.value).get<T>(), kv.mod_revision});
+    }
+    return out;
+}
+
+void Allocator::conflict(int &n, const std::string &what) {
+    if (++n > opts_.max_retries) {
+        throw ConflictError("IPAM: gave up on " + what + " after " +
+                            std::to_string(opts_.max_retries) + " conflicting writes (" +
+                            store_.describe() + ")");
+    }
+    std::this_thread::yield();
+}
+
+// ---- pools, config, reservations ----
+
+std::vector<IpPool> Allocator::pools() {
+    std::vector<IpPool> v;
+    for (auto &p : load_all<IpPool>("pools/")) {
+        v.push_back(std::move(p.value));
+    }
+    return v;
+}
+
+std::optional<IpPool> Allocator::pool(const std::string &name) {
+    auto p = load<IpPool>(key_pool(name));
+    return p ? std::optional<IpPool>(p->value) : std::nullopt;
+}
+
+void Allocator::add_pool(const IpPool &in) {
+    IpPool p = in.normalized();
+    for (int n = 0;; conflict(n, "adding pool " + p.name)) {
+        auto all = pools();
+        validate_pool(p, all);
+        if (std::any_of(all.begin(), all.end(),
+                        [&](const IpPool &o) { return o.name == p.name; })) {
+            throw PoolError(p.name, "name", "a pool of that name exists");
+        }
+        // Compare every pool's revision so that two overlapping pools added at
+        // once cannot both pass.
+        std::vector<Compare> cmps{{key_pool(p.name), 0}};
+        for (const auto &kv : store_.list(opts_.prefix + "pools/")) {
+            cmps.push_back({kv.key, kv.mod_revision});
+        }
+        if (store_.txn(cmps, {put(key_pool(p.name), p)})) {
+            return;
+        }
+    }
+}
+
+void Allocator::update_pool(const IpPool &in) {
+    IpPool p = in.normalized();
+    for (int n = 0;; conflict(n, "updating pool " + p.name)) {
+        auto old = load<IpPool>(key_pool(p.name));
+        if (!old) {
+            throw PoolError(p.name, "name", "no such pool");
+        }
+        validate_pool_update(old->value, p, pools());
+        if (store_.txn({{key_pool(p.name), old->rev}}, {put(key_pool(p.name), p)})) {
+            return;
+        }
+    }
+}
+
+void Allocator::delete_pool(const std::string &name) {
+    for (int n = 0;; conflict(n, "deleting pool " + name)) {
+        auto p = load<IpPool>(key_pool(name));
+        if (!p) {
+            throw PoolError(name, "name", "no such pool");
+        }
+        std::vector<Compare> cmps{{key_pool(name), p->rev}};
+        std::vector<Operation> ops{del(key_pool(name))};
+        for (auto &b : load_all<Block>("blocks/")) {
+            if (!p->value.cidr.contains(b.value.cidr)) {
+                continue;
+            }
+            if (!b.value.empty()) {
+                throw PoolError(name, "cidr",
+                                "still has " + std::to_string(b.value.used()) +
+                                    " allocated addresses in block " + b.value.cidr.str());
+            }
+            cmps.push_back({key_block(b.value.cidr), b.rev});
+            ops.push_back(del(key_block(b.value.cidr)));
+        }
+        for (auto &a : load_all<Affinity>("affinity/")) {
+            if (p->value.cidr.contains(a.value.cidr)) {
+                cmps.push_back({key_affinity(a.value.node, a.value.cidr), a.rev});
+                ops.push_back(del(key_affinity(a.value.node, a.value.cidr)));
+            }
+        }
+        if (store_.txn(cmps, ops)) {
+            return;
+        }
+    }
+}
+
+IpamConfig Allocator::config() {
+    auto c = load<IpamConfig>(opts_.prefix + "config");
+    return c ? c->value : IpamConfig{};
+}
+
+void Allocator::set_config(const IpamConfig &c) {
+    if (c.max_blocks_per_host < 0) {
+        throw IpamError("IPAM config: maxBlocksPerHost must be >= 0");
+    }
+    for (int n = 0;; conflict(n, "setting the IPAM config")) {
+        auto kv = store_.get(opts_.prefix + "config");
+        if (store_.txn({{opts_.prefix + "config", kv ? kv->mod_revision : 0}},
+                       {put(opts_.prefix + "config", c)})) {
+            return;
+        }
+    }
+}
+
+void Allocator::add_reservation(const Reservation &r) {
+    if (!store_.txn({{opts_.prefix + "reservations/" + r.name, 0}},
+                    {put(opts_.prefix + "reservations/" + r.name, r)})) {
+        throw IpamError("reservation '" + r.name + "' exists");
+    }
+}
+
+void Allocator::delete_reservation(const std::string &name) {
+    store_.txn({}, {del(opts_.prefix + "reservations/" + name)});
+}
+
+std::vector<Reservation> Allocator::reservations() {
+    std::vector<Reservation> v;
+    for (auto &r : load_all<Reservation>("reservations/")) {
+        v.push_back(std::move(r.value));
+    }
+    return v;
+}
+
+std::vector<Cidr> Allocator::reserved() {
+    std::vector<Cidr> v;
+    for (const auto &r : reservations()) {
+        v.insert(v.end(), r.cidrs.begin(), r.cidrs.end());
+    }
+    return v;
+}
+
+// ---- pool choice ----
+
+std::vector<IpPool> Allocator::select_pools(net::Family f, const std::vector<std::string> &wanted,
+                                            const Labels &labels, AllowedUse use) {
+    auto all = pools();
+    std::vector<IpPool> chosen;
+    if (wanted.empty()) {
+        chosen = all;
+    } else {
+        for (const auto &w : wanted) {
+            auto wc = Cidr::parse(w);
+            auto it = std::find_if(all.begin(), all.end(), [&](const IpPool &p) {
+                return p.name == w || (wc && p.cidr == *wc);
+            });
+            if (it == all.end() || it->disabled) {
+                throw IpamError("IPAM: the requested pool '" + w +
+                                "' does not exist or is disabled");
+            }
+            if (it->cidr.family() != f) {
+                throw IpamError("IPAM: the requested pool '" + w + "' is not " + family_name(f));
+            }
+            chosen.push_back(*it);
+        }
+    }
+    std::vector<IpPool> out;
+    for (auto &p : chosen) {
+        if (p.cidr.family() == f && !p.disabled && p.allows(use) &&
+            Selector::parse(p.node_selector).matches(labels)) {
+            out.push_back(std::move(p));
+        }
+    }
+    return out;
+}
+
+// ---- allocation ----
+
+Assignment Allocator::assign(const AssignRequest &req) {
+    if (req.handle.empty()) {
+        throw IpamError("IPAM: a request needs a handle");
+    }
+    if (req.node.empty()) {
+        throw IpamError("IPAM: a request needs a node");
+    }
+    Assignment out;
+    if (!req.fixed.empty()) {
+        assign_fixed(req, out);
+        return out;
+    }
+    out.v4 = assign_family(req, net::Family::kIp4, req.num4, req.pools4);
+    try {
+        out.v6 = assign_family(req, net::Family::kIp6, req.num6, req.pools6);
+    } catch (...) {
+        release_all(out.v4);
+        throw;
+    }
+    return out;
+}
+
+std::vector<net::IpAddr> Allocator::assign_family(const AssignRequest &req, net::Family f, int n,
+                                                  const std::vector<std::string> &wanted) {
+    std::vector<net::IpAddr> got;
+    if (n <= 0) {
+        return got;
+    }
+    Ctx ctx{&req, f, select_pools(f, wanted, req.node_labels, req.use), reserved(), config()};
+    if (ctx.pools.empty()) {
+        throw ExhaustedError(f, {},
+                             "IPAM: no enabled " + family_name(f) + " pool allowing " +
+                                 std::string(to_string(req.use)) + " use matches node " + req.node +
+                                 (wanted.empty() ? "" : " among the requested " + join(wanted)));
+    }
+    try {
+        int conflicts = 0;
+        while (static_cast<int>(got.size()) < n) {
+            switch (alloc_one(ctx, got)) {
+                case Step::kDone:
+                case Step::kProgress:
+                    break;
+                case Step::kConflict:
+                    conflict(conflicts, "allocating for " + req.handle);
+                    break;
+                case Step::kExhausted:
+                    throw ExhaustedError(
+                        f, ctx.pool_names(),
+                        "IPAM: no " + family_name(f) + " address left for node " + req.node +
+                            " in pool(s) " + join(ctx.pool_names()) +
+                            (ctx.config.strict_affinity ? " (strict affinity: no borrowing)" : ""));
+            }
+        }
+    } catch (...) {
+        release_all(got);
+        throw;
+    }
+    return got;
+}
+
+// One address into `got`, or a claim (kProgress), or why not.
+Allocator::Step Allocator::alloc_one(const Ctx &ctx, std::vector<net::IpAddr> &got) {
+    const std::string &node = ctx.req->node;
+    // 1. The node's own confirmed blocks (a pending claim counts as absent).
+    int owned = 0;
+    for (auto &a : load_all<Affinity>("affinity/" + node + "/")) {
+        if (a.value.state != AffinityState::kConfirmed || a.value.cidr.family() != ctx.family) {
+            continue;
+        }
+        ++owned;
+        if (!ctx.in_pools(a.value.cidr)) {
+            continue;
+        }
+        auto b = load<Block>(key_block(a.value.cidr));
+        if (!b || b->value.affinity != node) {
+            continue;
+        }
+        Step s = alloc_in_block(ctx, *b, got);
+        if (s != Step::kExhausted) {
+            return s;
+        }
+    }
+    // 2. A new block.
+    if (owned < ctx.config.effective_max_blocks()) {
+        Step s = claim_new_block(ctx);
+        if (s != Step::kExhausted) {
+            return s;
+        }
+    }
+    // 3. Borrow from any block of the pools.
+    if (ctx.config.strict_affinity) {
+        return Step::kExhausted;
+    }
+    for (auto &b : load_all<Block>("blocks/")) {
+        if (b.value.cidr.family() != ctx.family || !ctx.in_pools(b.value.cidr) ||
+            b.value.free() == 0) {
+            continue;
+        }
+        Step s = alloc_in_block(ctx, b, got);
+        if (s != Step::kExhausted) {
+            return s;
+        }
+    }
+    return Step::kExhausted;
+}
+
+// Takes the first free, unreserved slot of b with one transaction on the
+// block and the handle.
+Allocator::Step Allocator::alloc_in_block(const Ctx &ctx, Versioned<Block> &b,
+                                          std::vector<net::IpAddr> &got) {
+    Block &blk = b.value;
+    auto it = std::find_if(blk.unallocated.begin(), blk.unallocated.end(),
+                           [&](uint32_t o) { return !in_any(ctx.reserved, blk.cidr.nth(o)); });
+    if (it == blk.unallocated.end()) {
+        return Step::kExhausted;
+    }
+    uint32_t ord = *it;
+    blk.unallocated.erase(it);
+    Attributes attrs = ctx.req->attrs;
+    attrs.handle = ctx.req->handle;
+    if (attrs.node.empty()) {
+        attrs.node = ctx.req->node;
+    }
+    blk.allocations[ord] = attrs;
+    blk.empty_since_ms = 0;
+    auto h = load<Handle>(key_handle(ctx.req->handle));
+    Handle hv = h ? h->value : Handle{ctx.req->handle, {}};
+    hv.blocks[blk.cidr.str()]++;
+    if (!store_.txn({{key_block(blk.cidr), b.rev}, {key_handle(hv.id), h ? h->rev : 0}},
+                    {put(key_block(blk.cidr), blk), put(key_handle(hv.id), hv)})) {
+        return Step::kConflict;
+    }
+    got.push_back(blk.cidr.nth(ord));
+    return Step::kDone;
+}
+
+// Finds a block of the pools nobody holds and claims it for the node.
+Allocator::Step Allocator::claim_new_block(const Ctx &ctx) {
+    const std::string &node = ctx.req->node;
+    std::map<Cidr, Versioned<Block>> existing;
+    for (auto &b : load_all<Block>("blocks/")) {
+        existing.emplace(b.value.cidr, std::move(b));
+    }
+    for (const IpPool &p : ctx.pools) {
+        U128 count = U128{1} << (p.block_size - p.cidr.len());
+        for (U128 i = 0; i < count; ++i) {
+            Cidr c = p.cidr.subnet(p.block_size, i);
+            auto it = existing.find(c);
+            bool candidate = false;
+            if (it == existing.end()) {
+                candidate = true;
+            } else {
+                const Block &b = it->second.value;
+                if (!b.affinity) {
+                    candidate = b.free() > 0;
+                } else if (*b.affinity == node) {
+                    auto mine = load<Affinity>(key_affinity(node, c));
+                    candidate = !mine || mine->value.state == AffinityState::kPending;
+                } else if (b.empty()) {
+                    auto theirs = load<Affinity>(key_affinity(*b.affinity, c));
+                    candidate = !theirs || (theirs->value.state == AffinityState::kPending &&
+                                            now() - theirs->value.claimed_at_ms >=
+                                                opts_.pending_claim_timeout_ms);
+                }
+            }
+            if (!candidate) {
+                continue;
+            }
+            switch (claim(node, c)) {
+                case Claim::kClaimed:
+                    return Step::kProgress;
+                case Claim::kConflict:
+                    return Step::kConflict;
+                case Claim::kTaken:
+                    break;
+            }
+            if (it == existing.end()) {
+                // A missing block we could not take: someone is racing us.
+                return Step::kConflict;
+            }
+        }
+    }
+    return Step::kExhausted;
+}
+
+bool Allocator::claim_block(const std::string &node, const Cidr &block) {
+    auto ps = pools();
+    auto it =
+        std::find_if(ps.begin(), ps.end(), [&](const IpPool &p) { return p.cidr.contains(block); });
+    if (it == ps.end() || it->block_size != block.len()) {
+        throw IpamError("IPAM: " + block.str() + " is not a block of any pool");
+    }
+    for (int n = 0;; conflict(n, "claiming " + block.str() + " for " + node)) {
+        switch (claim(node, block)) {
+            case Claim::kClaimed:
+                return true;
+            case Claim::kTaken:
+                return false;
+            case Claim::kConflict:
+                break;
+        }
+    }
+}
+
+// The two-phase claim: affinity pending, block written with the node's
+// affinity, affinity confirmed. A crash in between leaves a pending claim,
+// which counts as absent and which the same node resumes or, once stale,
+// another node takes over.
+Allocator::Claim Allocator::claim(const std::string &node, const Cidr &c) {
+    const std::string akey = key_affinity(node, c);
+    const std::string bkey = key_block(c);
+    auto mine = load<Affinity>(akey);
+    int64_t arev = 0;
+    Affinity aff{node, c, AffinityState::kPending, now()};
+    if (mine) {
+        if (mine->value.state == AffinityState::kConfirmed) {
+            auto b = load<Block>(bkey);
+            return b && b->value.affinity == node ? Claim::kClaimed : Claim::kTaken;
+        }
+        if (mine->value.state == AffinityState::kPendingDeletion) {
+            return Claim::kTaken;
+        }
+        arev = mine->rev;
+        aff.claimed_at_ms = mine->value.claimed_at_ms;
+    } else {
+        if (!store_.txn({{akey, 0}}, {put(akey, aff)})) {
+            return Claim::kConflict;
+        }
+        arev = store_.get(akey) ? store_.get(akey)->mod_revision : 0;
+    }
+    auto drop_pending = [&] { store_.txn({{akey, arev}}, {del(akey)}); };
+
+    auto b = load<Block>(bkey);
+    if (!b) {
+        if (!store_.txn({{bkey, 0}}, {put(bkey, Block::make(c, node, now()))})) {
+            drop_pending();
+            return Claim::kConflict;
+        }
+    } else if (b->value.affinity == node) {
+        // Resuming our own claim.
+    } else if (!b->value.affinity) {
+        b->value.affinity = node;
+        if (!store_.txn({{bkey, b->rev}}, {put(bkey, b->value)})) {
+            drop_pending();
+            return Claim::kConflict;
+        }
+    } else {
+        const std::string other = *b->value.affinity;
+        auto theirs = load<Affinity>(key_affinity(other, c));
+        bool stale =
+            !theirs || (theirs->value.state == AffinityState::kPending &&
+                        now() - theirs->value.claimed_at_ms >= opts_.pending_claim_timeout_ms);
+        if (!stale || !b->value.empty()) {
+            drop_pending();
+            return Claim::kTaken;
+        }
+        b->value.affinity = node;
+        std::vector<Compare> cmps{{bkey, b->rev}};
+        std::vector<Operation> ops{put(bkey, b->value)};
+        if (theirs) {
+            cmps.push_back({key_affinity(other, c), theirs->rev});
+            ops.push_back(del(key_affinity(other, c)));
+        }
+        if (!store_.txn(cmps, ops)) {
+            drop_pending();
+            return Claim::kConflict;
+        }
+    }
+    aff.state = AffinityState::kConfirmed;
+    if (!store_.txn({{akey, arev}}, {put(akey, aff)})) {
+        return Claim::kConflict;
+    }
+    return Claim::kClaimed;
+}
+
+void Allocator::assign_fixed(const AssignRequest &req, Assignment &out) {
+    auto ps = pools();
+    auto res = reserved();
+    auto cfg = config();
+    std::vector<net::IpAddr> got;
+    try {
+        for (const net::IpAddr &addr : req.fixed) {
+            auto p = std::find_if(ps.begin(), ps.end(),
+                                  [&](const IpPool &x) { return x.cidr.contains(addr); });
+            if (p == ps.end()) {
+                throw IpamError("IPAM: " + addr.str() + " is not in any IP pool");
+            }
+            if (in_any(res, addr)) {
+                throw IpamError("IPAM: " + addr.str() + " is reserved");
+            }
+            Cidr c = Cidr::containing(addr, p->block_size);
+            uint32_t ord = static_cast<uint32_t>(c.index_of(addr));
+            for (int n = 0;; conflict(n, "assigning " + addr.str())) {
+                auto b = load<Block>(key_block(c));
+                if (!b) {
+                    claim(req.node, c);
+                    continue;
+                }
+                if (b->value.affinity && *b->value.affinity != req.node && cfg.strict_affinity) {
+                    throw IpamError("IPAM: " + addr.str() + " is in block " + c.str() +
+                                    " of node " + *b->value.affinity + " (strict affinity)");
+                }
+                Block &blk = b->value;
+                auto it = std::find(blk.unallocated.begin(), blk.unallocated.end(), ord);
+                if (it == blk.unallocated.end()) {
+                    throw IpamError("IPAM: " + addr.str() + " is already in use by " +
+                                    (blk.allocations[ord] ? blk.allocations[ord]->handle : "?"));
+                }
+                blk.unallocated.erase(it);
+                Attributes attrs = req.attrs;
+                attrs.handle = req.handle;
+                if (attrs.node.empty()) {
+                    attrs.node = req.node;
+                }
+                blk.allocations[ord] = attrs;
+                blk.empty_since_ms = 0;
+                auto h = load<Handle>(key_handle(req.handle));
+                Handle hv = h ? h->value : Handle{req.handle, {}};
+                hv.blocks[c.str()]++;
+                if (store_.txn({{key_block(c), b->rev}, {key_handle(req.handle), h ? h->rev : 0}},
+                               {put(key_block(c), blk), put(key_handle(req.handle), hv)})) {
+                    got.push_back(addr);
+                    break;
+                }
+            }
+        }
+    } catch (...) {
+        release_all(got);
+        throw;
+    }
+    for (const auto &a : got) {
+        (a.family() == net::Family::kIp4 ? out.v4 : out.v6).push_back(a);
+    }
+}
+
+net::IpAddr Allocator::assign_tunnel_address(const std::string &node, const Labels &labels,
+                                             net::Family f) {
+    const std::string h = tunnel_handle(node, f);
+    for (const auto &a : addresses(h)) {
+        if (a.family() == f) {
+            return a;
+        }
+    }
+    AssignRequest req;
+    req.handle = h;
+    req.attrs.node = node;
+    req.node = node;
+    req.node_labels = labels;
+    req.use = AllowedUse::kTunnel;
+    (f == net::Family::kIp4 ? req.num4 : req.num6) = 1;
+    auto a = assign(req);
+    return f == net::Family::kIp4 ? a.v4.at(0) : a.v6.at(0);
+}
+
+// ---- release ----
+
+std::optional<Cidr> Allocator::block_of(const net::IpAddr &addr) {
+    for (const auto &p : pools()) {
+        if (p.cidr.contains(addr)) {
+            return Cidr::containing(addr, p.block_size);
+        }
+    }
+    for (const auto &kv : store_.list(opts_.prefix + "blocks/")) {
+        auto c = json::parse(kv.value).at("cidr").get<Cidr>();
+        if (c.contains(addr)) {
+            return c;
+        }
+    }
+    return std::nullopt;
+}
+
+Allocator::Step Allocator::release_one(const net::IpAddr &addr, bool &found) {
+    found = false;
+    auto c = block_of(addr);
+    if (!c) {
+        return Step::kDone;
+    }
+    auto b = load<Block>(key_block(*c));
+    if (!b) {
+        return Step::kDone;
+    }
+    Block &blk = b->value;
+    uint32_t ord = static_cast<uint32_t>(c->index_of(addr));
+    if (!blk.allocations[ord]) {
+        return Step::kDone;
+    }
+    const std::string handle = blk.allocations[ord]->handle;
+    blk.allocations[ord].reset();
+    blk.unallocated.push_back(ord);
+    std::vector<Compare> cmps{{key_block(*c), b->rev}};
+    std::vector<Operation> ops;
+    if (blk.empty()) {
+        blk.empty_since_ms = now();
+    }
+    // An empty block nobody holds has no reason to stay.
+    ops.push_back(blk.empty() && !blk.affinity ? del(key_block(*c)) : put(key_block(*c), blk));
+    auto h = load<Handle>(key_handle(handle));
+    if (h) {
+        cmps.push_back({key_handle(handle), h->rev});
+        auto hit = h->value.blocks.find(c->str());
+        if (hit != h->value.blocks.end() && --hit->second <= 0) {
+            h->value.blocks.erase(hit);
+        }
+        ops.push_back(h->value.blocks.empty() ? del(key_handle(handle))
+                                              : put(key_handle(handle), h->value));
+    } else {
+        cmps.push_back({key_handle(handle), 0});
+    }
+    if (!store_.txn(cmps, ops)) {
+        return Step::kConflict;
+    }
+    found = true;
+    return Step::kDone;
+}
+
+bool Allocator::release_address(const net::IpAddr &addr) {
+    for (int n = 0;; conflict(n, "releasing " + addr.str())) {
+        bool found = false;
+        if (release_one(addr, found) == Step::kDone) {
+            return found;
+        }
+    }
+}
+
+void Allocator::release_all(const std::vector<net::IpAddr> &addrs) {
+    for (const auto &a : addrs) {
+        release_address(a);
+    }
+}
+
+int Allocator::release_handle(const std::string &handle) {
+    int released = 0;
+    for (int n = 0;; conflict(n, "releasing handle " + handle)) {
+        auto h = load<Handle>(key_handle(handle));
+        if (!h || h->value.blocks.empty()) {
+            if (h) {
+                store_.txn({{key_handle(handle), h->rev}}, {del(key_handle(handle))});
+            }
+            return released;
+        }
+        const std::string bstr = h->value.blocks.begin()->first;
+        Cidr c = *Cidr::parse(bstr);
+        auto b = load<Block>(key_block(c));
+        int count = 0;
+        std::vector<Compare> cmps{{key_handle(handle), h->rev}};
+        std::vector<Operation> ops;
+        if (b) {
+            Block &blk = b->value;
+            for (uint32_t i = 0; i < blk.allocations.size(); ++i) {
+                if (blk.allocations[i] && blk.allocations[i]->handle == handle) {
+                    blk.allocations[i].reset();
+                    blk.unallocated.push_back(i);
+                    ++count;
+                }
+            }
+            if (blk.empty()) {
+                blk.empty_since_ms = now();
+            }
+            cmps.push_back({key_block(c), b->rev});
+            ops.push_back(blk.empty() && !blk.affinity ? del(key_block(c))
+                                                       : put(key_block(c), blk));
+        }
+        h->value.blocks.erase(bstr);
+        ops.push_back(h->value.blocks.empty() ? del(key_handle(handle))
+                                              : put(key_handle(handle), h->value));
+        if (store_.txn(cmps, ops)) {
+            released += count;
+            n = -1;  // progress: a fresh retry budget for the next block
+        }
+    }
+}
+
+bool Allocator::release_block_affinity(const std::string &node, const Cidr &c, bool require_empty) {
+    const std::string akey = key_affinity(node, c);
+    const std::string bkey = key_block(c);
+    for (int n = 0;; conflict(n, "releasing " + c.str() + " of " + node)) {
+        auto a = load<Affinity>(akey);
+        if (!a) {
+            return false;
+        }
+        auto b = load<Block>(bkey);
+        if (b && require_empty && !b->value.empty()) {
+            if (a->value.state == AffinityState::kPendingDeletion) {
+                a->value.state = AffinityState::kConfirmed;
+                store_.txn({{akey, a->rev}}, {put(akey, a->value)});
+            }
+            return false;
+        }
+        // Phase 1: the node stops allocating from it.
+        if (a->value.state != AffinityState::kPendingDeletion) {
+            a->value.state = AffinityState::kPendingDeletion;
+            if (!store_.txn({{akey, a->rev}}, {put(akey, a->value)})) {
+                continue;
+            }
+            a = load<Affinity>(akey);
+            if (!a) {
+                return false;
+            }
+            b = load<Block>(bkey);
+            if (b && require_empty && !b->value.empty()) {
+                continue;  // borrowed from meanwhile: back to confirmed above
+            }
+        }
+        // Phase 2: the block (if empty, else its affinity) and the affinity go.
+        std::vector<Compare> cmps{{akey, a->rev}};
+        std::vector<Operation> ops{del(akey)};
+        if (b && b->value.affinity == node) {
+            cmps.push_back({bkey, b->rev});
+            if (b->value.empty()) {
+                ops.push_back(del(bkey));
+            } else {
+                b->value.affinity.reset();
+                ops.push_back(put(bkey, b->value));
+            }
+        }
+        if (store_.txn(cmps, ops)) {
+            return true;
+        }
+    }
+}
+
+int Allocator::release_empty_blocks(const std::string &node) {
+    int released = 0;
+    for (auto &a : load_all<Affinity>("affinity/" + node + "/")) {
+        if (a.value.state != AffinityState::kConfirmed) {
+            continue;
+        }
+        auto b = load<Block>(key_block(a.value.cidr));
+        if (!b || !b->value.empty() ||
+            now() - b->value.empty_since_ms < opts_.empty_block_grace_ms) {
+            continue;
+        }
+        if (release_block_affinity(node, a.value.cidr, true)) {
+            ++released;
+        }
+    }
+    return released;
+}
+
+void Allocator::release_node(const std::string &node) {
+    for (auto &a : load_all<Affinity>("affinity/" + node + "/")) {
+        release_block_affinity(node, a.value.cidr, false);
+    }
+}
+
+// ---- queries ----
+
+std::vector<PoolUsage> Allocator::pool_usage() {
+    std::vector<PoolUsage> out;
+    auto bs = blocks();
+    for (auto &p : pools()) {
+        PoolUsage u{p, 0, 0, 0};
+        for (const auto &b : bs) {
+            if (b.pool == p.name) {
+                ++u.blocks;
+                u.used += b.used;
+                u.free_in_blocks += b.free;
+            }
+        }
+        out.push_back(std::move(u));
+    }
+    return out;
+}
+
+std::vector<BlockInfo> Allocator::blocks() {
+    auto ps = pools();
+    std::vector<BlockInfo> out;
+    for (auto &b : load_all<Block>("blocks/")) {
+        BlockInfo i;
+        i.cidr = b.value.cidr;
+        for (const auto &p : ps) {
+            if (p.cidr.contains(b.value.cidr)) {
+                i.pool = p.name;
+            }
+        }
+        i.node = b.value.affinity;
+        if (i.node) {
+            if (auto a = load<Affinity>(key_affinity(*i.node, i.cidr))) {
+                i.state = a->value.state;
+            }
+        }
+        i.used = b.value.used();
+        i.free = b.value.free();
+        out.push_back(std::move(i));
+    }
+    return out;
+}
+
+std::vector<AllocationInfo> Allocator::allocations() {
+    std::vector<AllocationInfo> out;
+    for (auto &b : load_all<Block>("blocks/")) {
+        for (uint32_t i = 0; i < b.value.allocations.size(); ++i) {
+            if (const auto &a = b.value.allocations[i]) {
+                out.push_back({b.value.cidr.nth(i), *a, b.value.cidr,
+                               !b.value.affinity || *b.value.affinity != a->node});
+            }
+        }
+    }
+    return out;
+}
+
+std::vector<net::IpAddr> Allocator::addresses(const std::string &handle) {
+    std::vector<net::IpAddr> out;
+    auto h = load<Handle>(key_handle(handle));
+    if (!h) {
+        return out;
+    }
+    for (const auto &[bstr, count] : h->value.blocks) {
+        auto b = load<Block>(key_block(*Cidr::parse(bstr)));
+        if (!b) {
+            continue;
+        }
+        for (uint32_t i = 0; i < b->value.allocations.size(); ++i) {
+            if (b->value.allocations[i] && b->value.allocations[i]->handle == handle) {
+                out.push_back(b->value.cidr.nth(i));
+            }
+        }
+    }
+    return out;
+}
+
+std::vector<Cidr> Allocator::confirmed_blocks(const std::string &node) {
+    std::vector<Cidr> out;
+    for (auto &a : load_all<Affinity>("affinity/" + node + "/")) {
+        if (a.value.state == AffinityState::kConfirmed) {
+            auto b = load<Block>(key_block(a.value.cidr));
+            if (b && b->value.affinity == node) {
+                out.push_back(a.value.cidr);
+            }
+        }
+    }
+    return out;
+}
+
+NodeRoutes Allocator::node_routes(const std::string &node) {
+    NodeRoutes r;
+    r.blocks = confirmed_blocks(node);
+    for (const auto &a : allocations()) {
+        if (a.attrs.node == node && a.borrowed) {
+            r.borrowed.push_back(a.addr);
+        }
+    }
+    return r;
+}
+
+std::vector<Finding> Allocator::check() {
+    // One list of the whole prefix: a consistent snapshot on stores where
+    // a list is atomic.
+    std::vector<IpPool> ps;
+    std::vector<Block> bs;
+    std::map<std::string, Affinity> affs;  // key: node + " " + cidr
+    std::map<std::string, Handle> handles;
+    for (const auto &kv : store_.list(opts_.prefix)) {
+        std::string sub = kv.key.substr(opts_.prefix.size());
+        auto j = json::parse(kv.value);
+        if (sub.starts_with("pools/")) {
+            ps.push_back(j.get<IpPool>());
+        } else if (sub.starts_with("blocks/")) {
+            bs.push_back(j.get<Block>());
+        } else if (sub.starts_with("affinity/")) {
+            auto a = j.get<Affinity>();
+            affs[a.node + " " + a.cidr.str()] = a;
+        } else if (sub.starts_with("handles/")) {
+            auto h = j.get<Handle>();
+            handles[h.id] = h;
+        }
+    }
+    std::vector<Finding> out;
+    std::map<std::string, std::map<std::string, int>> held;  // handle -> block -> count
+    std::map<net::IpAddr, std::string> seen;                 // address -> block
+    for (const Block &b : bs) {
+        const std::string bstr = b.cidr.str();
+        std::set<uint32_t> free(b.unallocated.begin(), b.unallocated.end());
+        bool corrupt = free.size() != b.unallocated.size();
+        for (uint32_t i = 0; i < b.allocations.size(); ++i) {
+            corrupt |= (b.allocations[i].has_value() == free.contains(i));
+        }
+        if (corrupt) {
+            out.push_back(
+                {Finding::Kind::kCorruptBlock, bstr, "free list and allocations disagree"});
+        }
+        bool in_pool = std::any_of(ps.begin(), ps.end(),
+                                   [&](const IpPool &p) { return p.cidr.contains(b.cidr); });
+        for (uint32_t i = 0; i < b.allocations.size(); ++i) {
+            if (!b.allocations[i]) {
+                continue;
+            }
+            net::IpAddr a = b.cidr.nth(i);
+            held[b.allocations[i]->handle][bstr]++;
+            if (!in_pool) {
+                out.push_back({Finding::Kind::kOutsidePool, a.str(),
+                               "allocated to " + b.allocations[i]->handle + " in block " + bstr +
+                                   " which is in no pool"});
+            }
+            auto [it, fresh] = seen.emplace(a, bstr);
+            if (!fresh) {
+                out.push_back({Finding::Kind::kDoubledAddress, a.str(),
+                               "allocated in blocks " + it->second + " and " + bstr});
+            }
+        }
+        if (b.affinity) {
+            auto it = affs.find(*b.affinity + " " + bstr);
+            if (it == affs.end()) {
+                out.push_back({Finding::Kind::kAffinityMismatch, bstr,
+                               "block is affine to " + *b.affinity + " which has no claim on it"});
+            } else if (it->second.state == AffinityState::kPending &&
+                       now() - it->second.claimed_at_ms >= opts_.pending_claim_timeout_ms) {
+                out.push_back({Finding::Kind::kStalePending, bstr,
+                               "claim by " + *b.affinity + " never confirmed"});
+            }
+        }
+    }
+    for (const auto &[k, a] : affs) {
+        auto b =
+            std::find_if(bs.begin(), bs.end(), [&](const Block &x) { return x.cidr == a.cidr; });
+        if (a.state == AffinityState::kConfirmed && (b == bs.end() || b->affinity != a.node)) {
+            out.push_back({Finding::Kind::kAffinityMismatch, a.cidr.str(),
+                           "confirmed for " + a.node + " but the block " +
+                               (b == bs.end() ? std::string("does not exist")
+                                              : "is affine to " + b->affinity.value_or("nobody"))});
+        } else if (a.state == AffinityState::kPending && b == bs.end() &&
+                   now() - a.claimed_at_ms >= opts_.pending_claim_timeout_ms) {
+            out.push_back({Finding::Kind::kStalePending, a.cidr.str(),
+                           "claim by " + a.node + " never completed"});
+        }
+    }
+    for (const auto &[id, h] : handles) {
+        for (const auto &[bstr, count] : h.blocks) {
+            int have = held.count(id) && held[id].count(bstr) ? held[id][bstr] : 0;
+            if (count > have) {
+                out.push_back({Finding::Kind::kLeakedHandle, id,
+                               "counts " + std::to_string(count) + " in " + bstr +
+                                   ", block holds " + std::to_string(have)});
+            }
+        }
+    }
+    for (const auto &[id, per_block] : held) {
+        for (const auto &[bstr, have] : per_block) {
+            auto h = handles.find(id);
+            int count =
+                h == handles.end() || !h->second.blocks.count(bstr) ? 0 : h->second.blocks.at(bstr);
+            if (count < have) {
+                out.push_back({Finding::Kind::kMissingHandle, id,
+                               std::to_string(have) + " addresses in " + bstr + ", handle counts " +
+                                   std::to_string(count)});
+            }
+        }
+    }
+    // Blocks that overlap each other double every address they share.
+    for (size_t i = 0; i < bs.size(); ++i) {
+        for (size_t j = i + 1; j < bs.size(); ++j) {
+            if (bs[i].cidr.overlaps(bs[j].cidr)) {
+                out.push_back({Finding::Kind::kDoubledAddress, bs[i].cidr.str(),
+                               "overlaps block " + bs[j].cidr.str()});
+            }
+        }
+    }
+    return out;
+}
+
+}  // namespace fwd::ipam

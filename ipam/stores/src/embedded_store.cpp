@@ -126,7 +126,7 @@ EmbeddedStore::EmbeddedStore(std::string dir, Options opts) : dir_(std::move(dir
     open_files();
     std::lock_guard g(mu_);
     Lock l(*this, true);
-    reload_locked();
+    reload_locked(true);
     // The journal may have just been created: make its name durable.
     fsync_dir();
 }
@@ -181,7 +181,7 @@ void EmbeddedStore::fsync_dir() {
         fail("fsync directory", err);
 }
 
-void EmbeddedStore::reload_locked() {
+void EmbeddedStore::reload_locked(bool writer) {
     state_.clear();
     revision_ = 0;
     journal_end_ = 0;
@@ -225,7 +225,7 @@ void EmbeddedStore::reload_locked() {
         if (!r.ok() || !r.done())
             throw StoreError(describe() + ": snapshot is malformed");
     }
-    replay_journal_locked(true);
+    replay_journal_locked(writer);
 }
 
 void EmbeddedStore::replay_journal_locked(bool writer) {
@@ -291,7 +291,7 @@ void EmbeddedStore::sync_locked(bool writer) {
     if (::stat((dir_ + "/journal").c_str(), &st) != 0 && errno != ENOENT)
         fail("stat journal", errno);
     if (journal_fd_ < 0 || st.st_ino != journal_ino_) {
-        reload_locked();  // compacted by another process (or first use after fork)
+        reload_locked(writer);  // compacted by another process (or first use after fork)
         return;
     }
     replay_journal_locked(writer);
@@ -434,7 +434,7 @@ void EmbeddedStore::compact_locked() {
     // or below the snapshot's revision and are skipped on replay.
     write_file("snapshot", buf);
     write_file("journal", std::string());
-    reload_locked();
+    reload_locked(true);
 }
 
 }  // namespace fwd::ipam

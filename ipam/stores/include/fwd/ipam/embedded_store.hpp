@@ -68,7 +68,7 @@ class EmbeddedStore final : public Store {
     // Brings state_ up to date with the files; lock held. `writer`: allowed
     // to truncate a torn journal tail.
     void sync_locked(bool writer);
-    void reload_locked();
+    void reload_locked(bool writer);
     void replay_journal_locked(bool writer);
     void compact_locked();
     void fsync_dir();

@@ -12,6 +12,7 @@ PACKAGES=(
   iproute2 iputils-ping iperf3 tcpdump procps psmisc kmod
   python3 python3-pytest python3-scapy
   bird2
+  libcurl4-openssl-dev etcd-server etcd-client
 )
 
 missing=()

@@ -240,7 +240,13 @@ void Allocator::add_reservation(const Reservation &r) {
 }
 
 void Allocator::delete_reservation(const std::string &name) {
-    store_.txn({}, {del(opts_.prefix + "reservations/" + name)});
+    const std::string key = opts_.prefix + "reservations/" + name;
+    for (int n = 0;; conflict(n, "deleting reservation " + name)) {
+        auto kv = store_.get(key);
+        if (!kv || store_.txn({{key, kv->mod_revision}}, {del(key)})) {
+            return;
+        }
+    }
 }
 
 std::vector<Reservation> Allocator::reservations() {

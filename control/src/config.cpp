@@ -21,6 +21,8 @@
 #include <string_view>
 #include <system_error>
 
+#include "fwd/ipam/open_store.hpp"
+
 namespace fwd::control {
 namespace {
 
@@ -692,6 +694,36 @@ TablesConfig parse_tables(const Object &o) {
     return t;
 }
 
+IpamNodeConfig parse_ipam(const Object &o) {
+    IpamNodeConfig c;
+    if (auto f = o.get("store")) {
+        c.store = f->string("a store like \"embedded:/var/lib/dpdk-fwd/ipam\" or "
+                            "\"etcd:http://127.0.0.1:2379\"");
+        if (auto why = ipam::check_store_spec(c.store); !why.empty()) {
+            f->fail("\"" + c.store + "\": " + why);
+        }
+    }
+    if (auto f = o.get("sync_ms")) {
+        c.sync_ms = f->integer<uint32_t>(10, 3'600'000);
+    }
+    if (auto f = o.get("release_empty_blocks_s")) {
+        c.release_empty_blocks_s = f->integer<uint32_t>(0, 30 * 86400);
+    }
+    if (auto f = o.get("bird_include")) {
+        c.bird_include = parse_abs_path(*f, PATH_MAX - 1);
+    }
+    if (auto f = o.get("bird_socket")) {
+        c.bird_socket = parse_abs_path(*f, kMaxSocketPathLen);
+        if (c.bird_include.empty()) {
+            f->fail("BIRD is reconfigured to read bird_include, which is not set");
+        }
+    }
+    if (auto f = o.get("birdc")) {
+        c.birdc = parse_abs_path(*f, PATH_MAX - 1);
+    }
+    return c;
+}
+
 }  // namespace
 
 ConfigEnv ConfigEnv::from_this_process() {
@@ -724,7 +756,8 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
     Json doc = parse_json(json_text);
     Object root(Field(doc, ""), {"node_name", "eal", "cores", "uplink", "node", "idle",
                                  "api_socket", "run_dir", "mbufs", "icmp_errors_per_sec",
-                                 "max_endpoints", "routes", "host", "bgp", "neighbor", "tables"});
+                                 "max_endpoints", "routes", "host", "bgp", "neighbor", "tables",
+                                 "ipam"});
     NodeConfig cfg;
 
     Field name = root.need("node_name", "the Kubernetes node name like \"node1\"");
@@ -776,6 +809,10 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
     if (auto f = root.get("tables")) {
         cfg.tables =
             parse_tables(Object(*f, {"ipv4_routes", "ipv6_routes", "ipv4_tbl8s", "ipv6_tbl8s"}));
+    }
+    if (auto f = root.get("ipam")) {
+        cfg.ipam = parse_ipam(Object(*f, {"store", "sync_ms", "release_empty_blocks_s",
+                                          "bird_include", "bird_socket", "birdc"}));
     }
     if (auto f = root.get("routes")) {
         for (const Field &rf : f->array(0, 65536, "routes")) {

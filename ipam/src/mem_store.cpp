@@ -45,7 +45,7 @@ bool MemStore::txn(const std::vector<Compare> &cmps, const std::vector<Operation
     return true;
 }
 
-int64_t MemStore::revision() const {
+int64_t MemStore::revision() {
     std::lock_guard lock(mu_);
     return revision_;
 }

@@ -22,8 +22,7 @@
 #include <string>
 
 #include "fwd/ipam/allocator.hpp"
-#include "fwd/ipam/embedded_store.hpp"
-#include "fwd/ipam/etcd_store.hpp"
+#include "fwd/ipam/open_store.hpp"
 
 namespace {
 
@@ -36,23 +35,6 @@ constexpr const char *kPool6 = "load-v6";
 constexpr const char *kCidr4 = "10.128.0.0/16";
 constexpr const char *kCidr6 = "fd00:128::/112";
 constexpr int kMaxBlocksPerHost = 200;
-
-std::unique_ptr<Store> open_store(const std::string &spec) {
-    if (spec.starts_with("embedded:")) {
-        return std::make_unique<EmbeddedStore>(spec.substr(9));
-    }
-    if (spec.starts_with("etcd:")) {
-        std::string rest = spec.substr(5);
-        EtcdStore::Options o;
-        auto comma = rest.find(',');
-        o.endpoints = {rest.substr(0, comma)};
-        if (comma != std::string::npos) {
-            o.prefix = rest.substr(comma + 1);
-        }
-        return std::make_unique<EtcdStore>(o);
-    }
-    throw std::invalid_argument("--store: want embedded:<dir> or etcd:<url>[,prefix], got " + spec);
-}
 
 // Several loaders start at once: each adds what is missing; losing the race
 // to add a pool is fine as long as the pool is there afterwards.

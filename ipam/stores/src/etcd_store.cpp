@@ -237,6 +237,22 @@ std::optional<KeyValue> EtcdStore::get(const std::string &key) {
 }
 
 std::vector<KeyValue> EtcdStore::list(const std::string &prefix) {
+    return range(prefix, false);
+}
+
+std::vector<KeyValue> EtcdStore::list_keys(const std::string &prefix) {
+    return range(prefix, true);
+}
+
+int64_t EtcdStore::revision() {
+    json req = {{"key", b64_encode(opts_.prefix)}, {"count_only", true}};
+    json rep = parse_reply(describe(), post("/v3/kv/range", req.dump()));
+    if (!rep.contains("header"))
+        throw StoreError(describe() + ": range reply without a header");
+    return as_i64(rep["header"], "revision");
+}
+
+std::vector<KeyValue> EtcdStore::range(const std::string &prefix, bool keys_only) {
     constexpr int64_t kPage = 1000;
     const std::string full = opts_.prefix + prefix;
     const std::string end = b64_encode(prefix_end(full));
@@ -245,6 +261,8 @@ std::vector<KeyValue> EtcdStore::list(const std::string &prefix) {
     int64_t at_revision = 0;  // every page from the first page's revision
     for (;;) {
         json req = {{"key", b64_encode(from)}, {"range_end", end}, {"limit", kPage}};
+        if (keys_only)
+            req["keys_only"] = true;
         if (at_revision)
             req["revision"] = at_revision;
         json rep = parse_reply(describe(), post("/v3/kv/range", req.dump()));

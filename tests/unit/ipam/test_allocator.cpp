@@ -346,6 +346,7 @@ class RecordingStore : public Store {
     explicit RecordingStore(Store &s) : s_(s) {}
     std::optional<KeyValue> get(const std::string &k) override { return s_.get(k); }
     std::vector<KeyValue> list(const std::string &p) override { return s_.list(p); }
+    int64_t revision() override { return s_.revision(); }
     bool txn(const std::vector<Compare> &c, const std::vector<Operation> &ops) override {
         if (fail_next > 0) {
             --fail_next;

@@ -110,6 +110,21 @@ struct TablesConfig {
     uint32_t ipv6_tbl8s = 32768;  // rte_fib6 trie groups per copy (1 KiB each, two copies)
 };
 
+// The node's IPAM: where pools, blocks and affinities live (shared by every
+// node of a cluster through etcd) and how this node's blocks reach BGP. The
+// daemon polls the store's revision; on a change it recomputes the node's
+// routes (its confirmed blocks, and /32 or /128 for addresses it borrowed
+// from other nodes' blocks), installs them as blackhole routes of source
+// ipam, and rewrites the BIRD include file and reconfigures BIRD.
+struct IpamNodeConfig {
+    std::string store = "embedded:/var/lib/dpdk-fwd/ipam";  // fwd/ipam/open_store.hpp
+    uint32_t sync_ms = 1000;                // store revision polling period
+    uint32_t release_empty_blocks_s = 300;  // give back blocks empty this long; 0: never
+    std::string bird_include;               // empty: no BIRD include file
+    std::string bird_socket;                // empty: BIRD is not reconfigured
+    std::string birdc = "/usr/sbin/birdc";
+};
+
 struct NodeConfig {
     std::string node_name;  // required; [a-z0-9.-], <= 63 chars
     EalConfig eal;
@@ -131,6 +146,7 @@ struct NodeConfig {
     std::optional<BgpConfig> bgp;
     NeighborConfig neighbor;
     TablesConfig tables;
+    std::optional<IpamNodeConfig> ipam;
 };
 
 // What a config is checked against beyond its own consistency. Injectable so

@@ -15,7 +15,7 @@ class MemStore : public Store {
     std::vector<KeyValue> list(const std::string &prefix) override;
     bool txn(const std::vector<Compare> &cmps, const std::vector<Operation> &ops) override;
     std::string describe() const override { return "memory"; }
-    int64_t revision() const;
+    int64_t revision() override;
 
   private:
     struct Entry {

@@ -53,6 +53,18 @@ class Store {
     // True: every compare held and every op was applied (durably, before
     // returning). False: a compare failed and nothing changed.
     virtual bool txn(const std::vector<Compare> &cmps, const std::vector<Operation> &ops) = 0;
+    // The store's current revision: it moves whenever anything changes, so a
+    // reader polling for changes compares it with the last one it saw.
+    virtual int64_t revision() = 0;
+    // Like list() without the values (value is empty): what a scan for
+    // free slots needs before it reads the few keys it chose.
+    virtual std::vector<KeyValue> list_keys(const std::string &prefix) {
+        auto v = list(prefix);
+        for (auto &kv : v) {
+            kv.value.clear();
+        }
+        return v;
+    }
     // What this store is, for messages ("embedded /var/lib/dpdk-fwd/ipam", "etcd http://...").
     virtual std::string describe() const = 0;
 };

@@ -51,7 +51,7 @@ class EmbeddedStore final : public Store {
     std::string describe() const override;
 
     // The store's current revision (after reading others' writes).
-    int64_t revision();
+    int64_t revision() override;
     // Write a snapshot and start an empty journal now.
     void compact();
 

@@ -37,11 +37,15 @@ class EtcdStore final : public Store {
     std::optional<KeyValue> get(const std::string &key) override;
     std::vector<KeyValue> list(const std::string &prefix) override;
     bool txn(const std::vector<Compare> &cmps, const std::vector<Operation> &ops) override;
+    // The cluster's revision: it also moves for writes outside our prefix.
+    int64_t revision() override;
+    std::vector<KeyValue> list_keys(const std::string &prefix) override;
     std::string describe() const override;
 
   private:
     // POSTs `body` (JSON) to `path` on a live endpoint; returns the JSON reply.
     std::string post(const std::string &path, const std::string &body);
+    std::vector<KeyValue> range(const std::string &prefix, bool keys_only);
 
     Options opts_;
     std::mutex mu_;             // guards idle_ and current_

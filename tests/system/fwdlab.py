@@ -309,3 +309,63 @@ class Bird:
         for f in (pathlib.Path(self.sock), self.pidfile):
             if f.exists():
                 f.unlink()
+
+
+def free_port():
+    """A loopback TCP port the kernel just handed out (released at once)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Etcd:
+    """A real etcd 3.4 (Debian's etcd-server) on free loopback ports, data under
+    tmp, stopped by PID. spec(prefix) is the IPAM store spec for it."""
+
+    BINARY = "/usr/bin/etcd"
+
+    def __init__(self, tmp, name="etcd"):
+        self.dir = pathlib.Path(tmp) / name
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.peer = f"http://127.0.0.1:{free_port()}"
+        self.log = self.dir / "etcd.log"
+        self.proc = None
+
+    def start(self, timeout=30):
+        if not os.access(self.BINARY, os.X_OK):
+            raise AssertionError(f"{self.BINARY} missing: apt-get install -y etcd-server")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log, "w")
+        self.proc = subprocess.Popen(
+            [self.BINARY, "--name", "default", "--data-dir", str(self.dir / "data"),
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", self.peer, "--initial-advertise-peer-urls", self.peer,
+             "--initial-cluster", f"default={self.peer}", "--log-level", "warn"],
+            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        logf.close()
+        import urllib.request
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"etcd exited {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+                    return b'"health":"true"' in r.read()
+            except OSError:
+                return False
+        wait_until(up, timeout, interval=0.1, what=f"etcd on {self.url}")
+        return self
+
+    def spec(self, prefix=""):
+        return f"etcd:{self.url}" + (f",{prefix}" if prefix else "")
+
+    def stop(self, timeout=10):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

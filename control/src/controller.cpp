@@ -204,6 +204,7 @@ json Controller::call(const std::string &op, const json &args) {
     Call c{op, args, {}};
     auto fut = c.reply.get_future();
     // A full ring is back-pressure (counted): wait for the control thread to catch up.
+    std::unique_lock producer(call_mu_);
     api_ring_.push_wait(
         &c,
         [this] {
@@ -211,6 +212,7 @@ json Controller::call(const std::string &op, const json &args) {
             [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof(one));
         },
         [] { return false; });
+    producer.unlock();
     return fut.get();
 }
 
@@ -232,6 +234,9 @@ json Controller::execute(const std::string &op, const json &args) {
     }
     if (op == "route.del") {
         return route_del(args);
+    }
+    if (op == "ipam.routes") {
+        return ipam_routes(args);
     }
     if (op == "route.list") {
         return route_list(args);
@@ -613,6 +618,7 @@ json Controller::node_get() {
     j["bgp"] =
         cfg_.bgp ? json{{"table", cfg_.bgp->table}, {"protocols", cfg_.bgp->protocols}} : json();
     j["neighbors"] = neighbor_list()["neighbors"];
+    j["ipam"] = ipam_status_ ? ipam_status_() : json();
     return j;
 }
 

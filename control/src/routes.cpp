@@ -523,6 +523,45 @@ json Controller::route_add(const json &args) {
     return json{{"added", routes.size()}, {"version", cnt_.versions}};
 }
 
+// The IPAM sync's complete set of node routes (not an API op: only the sync
+// thread calls it): blackholes of source ipam, replacing the previous set.
+// All or nothing: when the tables refuse one, the previous set comes back.
+json Controller::ipam_routes(const json &args) {
+    std::vector<AnyPrefix> want;
+    auto it = args.find("prefixes");
+    if (it == args.end() || !it->is_array()) {
+        bad("ipam.routes wants 'prefixes', an array of prefixes");
+    }
+    for (const auto &p : *it) {
+        auto a = p.is_string() ? parse_any_prefix(p.get<std::string>()) : std::nullopt;
+        if (!a) {
+            bad("ipam.routes: '" + p.dump() + "' is not a prefix");
+        }
+        want.push_back(*a);
+    }
+    auto before = rib_.list(RouteSource::kIpam);
+    auto replace = [&](const auto &items, auto prefix_of, auto target_of) {
+        rib_.begin_resync(RouteSource::kIpam);
+        for (const auto &x : items) {
+            rib_.set(prefix_of(x), RouteSource::kIpam, target_of(x));
+        }
+        return rib_.end_resync(RouteSource::kIpam);
+    };
+    size_t removed = replace(
+        want, [](const AnyPrefix &p) { return p; },
+        [](const AnyPrefix &) { return RouteTarget::blackhole(); });
+    auto failed = publish();
+    if (!failed.empty()) {
+        replace(
+            before, [](const Rib::Route &r) { return r.prefix; },
+            [](const Rib::Route &r) { return r.target; });
+        publish();
+        throw ApiError("unavailable", "ipam route " + prefix_str(failed[0].first) + ": " +
+                                          failed[0].second + " (the previous set is kept)");
+    }
+    return json{{"routes", want.size()}, {"removed", removed}, {"version", cnt_.versions}};
+}
+
 json Controller::route_del(const json &args) {
     std::vector<std::pair<AnyPrefix, RouteSource>> keys;
     auto items = api_routes(args);

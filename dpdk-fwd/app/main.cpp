@@ -17,9 +17,11 @@
 #include "fwd/control/api.hpp"
 #include "fwd/control/config.hpp"
 #include "fwd/control/controller.hpp"
+#include "fwd/control/ipam_sync.hpp"
 #include "fwd/dp/meta.hpp"
 #include "fwd/dp/tables.hpp"
 #include "fwd/dp/worker.hpp"
+#include "fwd/ipam/open_store.hpp"
 
 namespace {
 
@@ -197,11 +199,34 @@ int main(int argc, char **argv) {
         }
         fwd::control::Controller controller(cfg, tables, wptrs, pool);
         std::vector<LaunchArg> launch(n_workers + 1);
-        try {
-            controller.start();
-        } catch (const std::exception &e) {
-            std::fprintf(stderr, "dpdk-fwd: start failed: %s\n", e.what());
-            rc = 1;
+        // The IPAM sync hands the node's routes to the control thread through
+        // call(), like the API; its thread starts once the control thread runs.
+        std::unique_ptr<fwd::control::IpamSync> ipam_sync;
+        if (cfg.ipam) {
+            try {
+                ipam_sync = std::make_unique<fwd::control::IpamSync>(
+                    *cfg.ipam, cfg.node_name, fwd::ipam::open_store(cfg.ipam->store),
+                    [&](const std::vector<fwd::ipam::Cidr> &prefixes) {
+                        nlohmann::json p = nlohmann::json::array();
+                        for (const auto &c : prefixes) {
+                            p.push_back(c.str());
+                        }
+                        controller.call("ipam.routes", {{"prefixes", p}});
+                    });
+                controller.set_ipam_status([&] { return ipam_sync->status(); });
+            } catch (const std::exception &e) {
+                std::fprintf(stderr, "dpdk-fwd: IPAM store %s: %s\n", cfg.ipam->store.c_str(),
+                             e.what());
+                rc = 1;
+            }
+        }
+        if (rc == 0) {
+            try {
+                controller.start();
+            } catch (const std::exception &e) {
+                std::fprintf(stderr, "dpdk-fwd: start failed: %s\n", e.what());
+                rc = 1;
+            }
         }
         if (rc == 0) {
             for (unsigned i = 0; i < n_workers; i++) {
@@ -216,6 +241,9 @@ int main(int argc, char **argv) {
                                             return controller.call(op, a);
                                         });
             try {
+                if (ipam_sync) {
+                    ipam_sync->start();
+                }
                 api.start();
                 std::printf("dpdk-fwd: node %s up: %u worker(s), API on %s\n",
                             cfg.node_name.c_str(), n_workers, cfg.api_socket.c_str());
@@ -228,6 +256,7 @@ int main(int argc, char **argv) {
                 rc = 1;
             }
             api.stop();
+            ipam_sync.reset();
             controller.stop();
             rte_eal_wait_lcore(1);
             controller.shutdown();

@@ -58,6 +58,7 @@ class NodeBgp:
     connect_retry: int = 1
     table: int = 254          # kernel table the learned routes go to
     debug: str = "states, events"
+    include: str = ""         # a file to include (dpdk-fwd's IPAM routes: static fwd_ipam4/6)
 
     STATIC4 = "static4"
     STATIC6 = "static6"
@@ -95,6 +96,11 @@ class NodeBgp:
             "  ipv6 { import all; export none; };",
             *[f"  route {b} blackhole;" for b in self.blocks6],
             "}",
+        ]
+        if self.include:
+            out += ["# The node's IPAM blocks, written by dpdk-fwd (static, so exported too).",
+                    f'include "{self.include}";']
+        out += [
             "",
             "# Learned BGP routes into the kernel main table (proto bird); nothing back.",
         ]

@@ -320,15 +320,22 @@ def free_port():
 
 
 class Etcd:
-    """A real etcd 3.4 (Debian's etcd-server) on free loopback ports, data under
-    tmp, stopped by PID. spec(prefix) is the IPAM store spec for it."""
+    """A real etcd 3.4 (Debian's etcd-server), data under tmp, stopped by PID.
+    By default on free loopback ports of the test's namespace; with ns (a Netns) and
+    host it runs in that namespace and listens on host:2379 there (the cluster store
+    on the node network). spec(prefix) is the IPAM store spec for it."""
 
     BINARY = "/usr/bin/etcd"
 
-    def __init__(self, tmp, name="etcd"):
+    def __init__(self, tmp, name="etcd", ns=None, host=None):
         self.dir = pathlib.Path(tmp) / name
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.peer = f"http://127.0.0.1:{free_port()}"
+        self.ns = ns
+        if ns is None:
+            self.url = f"http://127.0.0.1:{free_port()}"
+            self.peer = f"http://127.0.0.1:{free_port()}"
+        else:
+            self.url = f"http://{host}:2379"
+            self.peer = "http://127.0.0.1:2380"
         self.log = self.dir / "etcd.log"
         self.proc = None
 
@@ -336,29 +343,36 @@ class Etcd:
         if not os.access(self.BINARY, os.X_OK):
             raise AssertionError(f"{self.BINARY} missing: apt-get install -y etcd-server")
         self.dir.mkdir(parents=True, exist_ok=True)
+        pre = ["ip", "netns", "exec", self.ns.name] if self.ns else []
         logf = open(self.log, "w")
         self.proc = subprocess.Popen(
-            [self.BINARY, "--name", "default", "--data-dir", str(self.dir / "data"),
+            [*pre, self.BINARY, "--name", "default", "--data-dir", str(self.dir / "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", self.peer, "--initial-advertise-peer-urls", self.peer,
              "--initial-cluster", f"default={self.peer}", "--log-level", "warn"],
             stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         logf.close()
-        import urllib.request
 
         def up():
             if self.proc.poll() is not None:
                 raise AssertionError(f"etcd exited {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
-                    return b'"health":"true"' in r.read()
-            except OSError:
-                return False
+            probe = ("import urllib.request,sys; "
+                     f"sys.stdout.write(urllib.request.urlopen('{self.url}/health', "
+                     "timeout=1).read().decode())")
+            r = subprocess.run([*pre, "/usr/bin/python3", "-c", probe], capture_output=True,
+                               text=True)
+            return r.returncode == 0 and '"health":"true"' in r.stdout
         wait_until(up, timeout, interval=0.1, what=f"etcd on {self.url}")
         return self
 
     def spec(self, prefix=""):
         return f"etcd:{self.url}" + (f",{prefix}" if prefix else "")
+
+    def run(self, argv, timeout=120):
+        """Runs argv where etcd is reachable (its namespace); returns CompletedProcess."""
+        pre = ["ip", "netns", "exec", self.ns.name] if self.ns else []
+        return subprocess.run([*pre, *map(str, argv)], capture_output=True, text=True,
+                              timeout=timeout)
 
     def stop(self, timeout=10):
         if self.proc is None or self.proc.poll() is not None:

@@ -19,9 +19,11 @@
 
 #include <atomic>
 #include <boost/lockfree/spsc_queue.hpp>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -79,6 +81,10 @@ class Controller {
 
     static const std::vector<std::string> &ops();
 
+    // The IPAM sync's state for node.get; set before run(), called on the
+    // control thread (the provider locks what it shares).
+    void set_ipam_status(std::function<nlohmann::json()> f) { ipam_status_ = std::move(f); }
+
   private:
     struct Call {
         std::string op;
@@ -121,6 +127,7 @@ class Controller {
     nlohmann::json route_add(const nlohmann::json &args);
     nlohmann::json route_del(const nlohmann::json &args);
     nlohmann::json route_list(const nlohmann::json &args);
+    nlohmann::json ipam_routes(const nlohmann::json &args);
     nlohmann::json node_get();
     nlohmann::json neighbor_list();
     nlohmann::json tables_get();
@@ -216,10 +223,14 @@ class Controller {
     unsigned quiet_passes_ = 0;  // loop passes since the last punt (poll back-off)
     Counters cnt_;
 
-    EventRing<Call *, 64> api_ring_;       // API thread -> control
-    EventRing<PortEvent, 256> port_ring_;  // ethdev interrupt thread -> control
-    int wake_fd_ = -1;                     // eventfd: any producer writes, control reads
-    std::atomic<bool> running_{true};      // main thread writes (stop), control reads
+    // API callers -> control. The ring has one producer at a time: call()
+    // holds call_mu_ while pushing (the API server and the IPAM sync call).
+    EventRing<Call *, 64> api_ring_;
+    std::mutex call_mu_;
+    std::function<nlohmann::json()> ipam_status_;  // set before run(); control calls it
+    EventRing<PortEvent, 256> port_ring_;          // ethdev interrupt thread -> control
+    int wake_fd_ = -1;                             // eventfd: any producer writes, control reads
+    std::atomic<bool> running_{true};              // main thread writes (stop), control reads
 };
 
 }  // namespace fwd::control

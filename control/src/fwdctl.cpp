@@ -415,19 +415,29 @@ void print_neighbors(const json &result, std::ostream &out) {
 }
 
 void add_node_commands(CLI::App &app, std::optional<Request> &request) {
-    add_request_command(app, "node", "show the node: addresses, MTU, uplink, host tap, neighbors",
-                        "node.get", request, [](const json &r, std::ostream &out) {
-                            print_fields(r, {"node_name", "ipv4", "ipv6", "mtu"}, out);
-                            const json &up = r.contains("uplink") ? r["uplink"] : json();
-                            out << "uplink    "
-                                << (up.is_object()
-                                        ? cell(up, "devargs") + "  mac " + cell(up, "mac")
-                                        : std::string("-"))
-                                << '\n';
-                            const json &ht = r.contains("host_tap") ? r["host_tap"] : json();
-                            out << "host tap  " << cell(ht, "name") << '\n' << '\n';
-                            print_neighbors(r, out);
-                        });
+    add_request_command(
+        app, "node", "show the node: addresses, MTU, uplink, host tap, neighbors", "node.get",
+        request, [](const json &r, std::ostream &out) {
+            print_fields(r, {"node_name", "ipv4", "ipv6", "mtu"}, out);
+            const json &up = r.contains("uplink") ? r["uplink"] : json();
+            out << "uplink    "
+                << (up.is_object() ? cell(up, "devargs") + "  mac " + cell(up, "mac")
+                                   : std::string("-"))
+                << '\n';
+            const json &ht = r.contains("host_tap") ? r["host_tap"] : json();
+            out << "host tap  " << cell(ht, "name") << '\n';
+            const json &ip = r.contains("ipam") ? r["ipam"] : json();
+            out << "ipam      ";
+            if (ip.is_object()) {
+                out << cell(ip, "store") << "  blocks " << cell(ip, "blocks") << "  borrowed "
+                    << cell(ip, "borrowed") << "  "
+                    << (ip.value("ok", false) ? "in sync" : "ERROR " + cell(ip, "last_error"));
+            } else {
+                out << "-";
+            }
+            out << '\n' << '\n';
+            print_neighbors(r, out);
+        });
     CLI::App *group = app.add_subcommand("neighbor", "next-hop neighbors on the uplink");
     group->require_subcommand(1);
     add_request_command(*group, "list", "list neighbors and their states", "neighbor.list", request,

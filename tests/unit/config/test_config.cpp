@@ -254,6 +254,8 @@ TEST(ConfigExamples, NodeBgpParses) {
     EXPECT_EQ(c.bgp->protocols, std::vector<uint8_t>{12});
     ASSERT_EQ(c.routes.size(), 2u);
     EXPECT_FALSE(c.routes[0].mac.has_value());  // resolved by the dataplane
+    ASSERT_TRUE(c.ipam);
+    EXPECT_EQ(c.ipam->bird_include, "/etc/bird/dpdk-fwd-ipam.conf");
 }
 
 TEST(ConfigExamples, NodeTwoWorkersParses) {
@@ -859,6 +861,45 @@ TEST(ConfigHostBgpNeighborTables, BadValuesAreNamed) {
     j.erase("neighbor");
     j["tables"] = Json::parse(R"({"ipv6_routes": 5})");
     EXPECT_CONFIG_ERROR(j, "tables.ipv6_routes", "an integer from 1024");
+}
+
+TEST(ConfigIpam, DefaultsAndAllFields) {
+    EXPECT_FALSE(parse(minimal()).ipam.has_value());
+    Json j = minimal();
+    j["ipam"] = Json::object();
+    NodeConfig c = parse(j);
+    ASSERT_TRUE(c.ipam);
+    EXPECT_EQ(c.ipam->store, "embedded:/var/lib/dpdk-fwd/ipam");
+    EXPECT_EQ(c.ipam->sync_ms, 1000u);
+    EXPECT_TRUE(c.ipam->bird_include.empty());
+    j["ipam"] = Json::parse(R"({"store": "etcd:http://10.0.0.254:2379;http://10.0.0.253:2379,/c1",
+        "sync_ms": 250, "release_empty_blocks_s": 0, "bird_include": "/etc/bird/fwd-ipam.conf",
+        "bird_socket": "/run/bird/bird.ctl", "birdc": "/usr/local/sbin/birdc"})");
+    c = parse(j);
+    EXPECT_EQ(c.ipam->store, "etcd:http://10.0.0.254:2379;http://10.0.0.253:2379,/c1");
+    EXPECT_EQ(c.ipam->sync_ms, 250u);
+    EXPECT_EQ(c.ipam->release_empty_blocks_s, 0u);
+    EXPECT_EQ(c.ipam->bird_include, "/etc/bird/fwd-ipam.conf");
+    EXPECT_EQ(c.ipam->bird_socket, "/run/bird/bird.ctl");
+    EXPECT_EQ(c.ipam->birdc, "/usr/local/sbin/birdc");
+}
+
+TEST(ConfigIpam, BadValuesAreNamed) {
+    Json j = minimal();
+    j["ipam"] = Json::parse(R"({"store": "consul:x"})");
+    EXPECT_CONFIG_ERROR(j, "ipam.store", "want embedded:<dir> or etcd:<url>");
+    j["ipam"] = Json::parse(R"({"store": "embedded:relative/dir"})");
+    EXPECT_CONFIG_ERROR(j, "ipam.store", "absolute directory");
+    j["ipam"] = Json::parse(R"({"store": "etcd:10.0.0.1:2379"})");
+    EXPECT_CONFIG_ERROR(j, "ipam.store", "is not an http:// or https:// URL");
+    j["ipam"] = Json::parse(R"({"sync_ms": 1})");
+    EXPECT_CONFIG_ERROR(j, "ipam.sync_ms", "an integer from 10");
+    j["ipam"] = Json::parse(R"({"bird_socket": "/run/bird/bird.ctl"})");
+    EXPECT_CONFIG_ERROR(j, "ipam.bird_socket", "bird_include, which is not set");
+    j["ipam"] = Json::parse(R"({"bird_include": "fwd.conf"})");
+    EXPECT_CONFIG_ERROR(j, "ipam.bird_include", "absolute");
+    j["ipam"] = Json::parse(R"({"pools": []})");
+    EXPECT_CONFIG_ERROR(j, "ipam.pools", "unknown field \"pools\"");
 }
 
 TEST(ConfigRoutes, MacInvalidForVia) {

@@ -560,10 +560,6 @@ std::variant<net::Prefix4, net::Prefix6> parse_route_prefix(const Field &f) {
     f.fail_expected(kExpected);
 }
 
-std::string prefix_str(const std::variant<net::Prefix4, net::Prefix6> &p) {
-    return std::visit([](const auto &v) { return v.str(); }, p);
-}
-
 StaticRoute parse_route(const Object &o, const NodeConfig &cfg) {
     StaticRoute r;
     r.prefix = parse_route_prefix(o.need("prefix", "an IPv4 or IPv6 prefix like \"10.0.0.0/8\""));
@@ -603,7 +599,7 @@ StaticRoute parse_route(const Object &o, const NodeConfig &cfg) {
 
     bool v4 = std::holds_alternative<net::Prefix4>(r.prefix);
     std::string expected = std::string(v4 ? "an IPv4" : "an IPv6") +
-                           " next-hop address (the family of prefix " + prefix_str(r.prefix) + ")";
+                           " next-hop address (the family of prefix " + net::str(r.prefix) + ")";
     Field via_f = o.need("via", expected);
     auto addr = net::IpAddr::parse(via_f.string(expected));
     if (!addr || (addr->family() == net::Family::kIp4) != v4) {
@@ -820,7 +816,7 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
             for (size_t i = 0; i < cfg.routes.size(); i++) {
                 if (cfg.routes[i].prefix == r.prefix) {
                     throw ConfigError(child_path(rf.path(), "prefix"),
-                                      "prefix " + prefix_str(r.prefix) + " is already routed by " +
+                                      "prefix " + net::str(r.prefix) + " is already routed by " +
                                           index_path(f->path(), i) +
                                           "; each prefix may appear once");
                 }

@@ -4,10 +4,6 @@
 
 namespace fwd::control {
 
-std::string prefix_str(const AnyPrefix &p) {
-    return std::visit([](const auto &x) { return x.str(); }, p);
-}
-
 std::optional<AnyPrefix> parse_any_prefix(const std::string &s) {
     if (s.find(':') != std::string::npos) {
         if (auto p = net::Prefix6::parse(s)) {

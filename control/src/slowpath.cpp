@@ -114,7 +114,7 @@ bool Controller::send_on_worker(dp::WorkerCommand::Kind kind, uint16_t port, rte
     return false;
 }
 
-void Controller::send_frame(const std::vector<uint8_t> &frame) {
+void Controller::send_frame(const uint8_t *frame, size_t len) {
     if (!uplink_port_) {
         return;
     }
@@ -123,13 +123,13 @@ void Controller::send_frame(const std::vector<uint8_t> &frame) {
         cnt_.host_tx_dropped++;
         return;
     }
-    char *p = rte_pktmbuf_append(m, static_cast<uint16_t>(frame.size()));
+    char *p = rte_pktmbuf_append(m, static_cast<uint16_t>(len));
     if (p == nullptr) {
         rte_pktmbuf_free(m);
         cnt_.host_tx_dropped++;
         return;
     }
-    std::memcpy(p, frame.data(), frame.size());
+    std::memcpy(p, frame, len);
     if (!send_on_worker(dp::WorkerCommand::Kind::kTx, *uplink_port_, m)) {
         rte_pktmbuf_free(m);
         cnt_.host_tx_dropped++;
@@ -189,7 +189,7 @@ void Controller::host_read() {
             cnt_.host_tx_dropped++;
             continue;
         }
-        send_frame(std::vector<uint8_t>(buf, buf + n));
+        send_frame(buf, static_cast<size_t>(n));
         cnt_.host_from_kernel++;
     }
 }
@@ -202,7 +202,7 @@ void Controller::neighbor_actions() {
         switch (a.kind) {
             case NeighAction::kSend:
                 cnt_.neigh_solicits++;
-                send_frame(a.frame);
+                send_frame(a.frame.data(), a.frame.size());
                 break;
             case NeighAction::kResolved: {
                 auto it = via_.find(a.ip);

@@ -48,6 +48,20 @@ def record_results(name, results):
         (pathlib.Path(d) / f"{name}.json").write_text(json.dumps(results, indent=2, sort_keys=True))
 
 
+def stop_process(proc, timeout):
+    """SIGTERM, then SIGKILL after timeout (by PID, never by name). False when there was
+    nothing running to stop."""
+    if proc is None or proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return True
+
+
 class Netns:
     """A network namespace standing in for a pod or a router."""
 
@@ -145,14 +159,8 @@ class Daemon:
         return (int(fields[11]) + int(fields[12])) / ticks
 
     def stop(self, timeout=20):
-        if self.proc is None or self.proc.poll() is not None:
+        if not stop_process(self.proc, timeout):
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
         for f in pathlib.Path("/dev/hugepages").glob(f"{self.prefix}*"):
             f.unlink()
 
@@ -298,14 +306,8 @@ class Bird:
         return self.birdc("show", "route", *args)
 
     def stop(self, timeout=10):
-        if self.proc is None or self.proc.poll() is not None:
+        if not stop_process(self.proc, timeout):
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
         for f in (pathlib.Path(self.sock), self.pidfile):
             if f.exists():
                 f.unlink()

@@ -95,6 +95,11 @@ struct Prefix {
 };
 using Prefix4 = Prefix<Ip4Addr>;
 using Prefix6 = Prefix<Ip6Addr>;
+// Either family (routes, pools).
+using AnyPrefix = std::variant<Prefix4, Prefix6>;
+inline std::string str(const AnyPrefix &p) {
+    return std::visit([](const auto &x) { return x.str(); }, p);
+}
 
 class MacAddr {
   public:

@@ -166,7 +166,7 @@ class Controller {
     void host_read();
     void neighbor_actions();
     bool send_on_worker(dp::WorkerCommand::Kind kind, uint16_t port, rte_mbuf *m);
-    void send_frame(const std::vector<uint8_t> &frame);
+    void send_frame(const uint8_t *frame, size_t len);  // out of the uplink via a worker
     uint64_t now_ms() const;
 
     void remove_endpoint(Endpoint &e);

@@ -28,8 +28,10 @@
 
 namespace fwd::control {
 
-using AnyPrefix = std::variant<net::Prefix4, net::Prefix6>;
-std::string prefix_str(const AnyPrefix &p);
+using net::AnyPrefix;
+inline std::string prefix_str(const AnyPrefix &p) {
+    return net::str(p);
+}
 std::optional<AnyPrefix> parse_any_prefix(const std::string &s);
 
 enum class RouteSource : uint8_t { kEndpoint = 0, kStatic, kIpam, kBgp };

@@ -13,6 +13,7 @@ PACKAGES=(
   python3 python3-pytest python3-scapy
   bird2
   libcurl4-openssl-dev etcd-server etcd-client
+  libyaml-cpp-dev
 )
 
 missing=()

@@ -1,0 +1,593 @@
+// Calico resource texts (YAML or JSON) to pools and the IPAM configuration; see the header.
+//
+// Both syntaxes become one nlohmann::json value per document first (YAML scalars typed the
+// way Go's YAML decoder, and so calicoctl, types them), so one strict decoder reads both.
+#include "fwd/ipam/resource.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <map>
+#include <set>
+
+namespace fwd::ipam {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::string_view kApiV3 = "projectcalico.org/v3";
+constexpr std::string_view kApiCrd = "crd.projectcalico.org/v1";
+constexpr std::string_view kConfigName = "default";
+
+// ---- text to JSON values ----
+
+struct Document {
+    json value;
+    int index = 0;  // 1-based
+    int line = 0;   // 1-based; 0: unknown
+};
+
+std::string trim_left(std::string_view s) {
+    size_t i = s.find_first_not_of(" \t\r\n");
+    return i == std::string_view::npos ? std::string() : std::string(s.substr(i));
+}
+
+// A plain YAML scalar typed as YAML 1.1 (Go's gopkg.in/yaml.v2, behind calicoctl) types it.
+json plain_scalar(const std::string &s) {
+    static const std::set<std::string> kNull{"", "~", "null", "Null", "NULL"};
+    static const std::set<std::string> kTrue{"true", "True", "TRUE", "yes", "Yes", "YES",
+                                             "y",    "Y",    "on",   "On",  "ON"};
+    static const std::set<std::string> kFalse{"false", "False", "FALSE", "no",  "No", "NO",
+                                              "n",     "N",     "off",   "Off", "OFF"};
+    if (kNull.contains(s)) {
+        return nullptr;
+    }
+    if (kTrue.contains(s)) {
+        return true;
+    }
+    if (kFalse.contains(s)) {
+        return false;
+    }
+    const char *begin = s.c_str();
+    char *end = nullptr;
+    errno = 0;
+    // Base 0: decimal, 0x hex and 0 octal, as YAML 1.1.
+    const long long i = std::strtoll(begin, &end, 0);
+    if (end != begin && *end == '\0' && errno == 0) {
+        return i;
+    }
+    if (s.find_first_of("0123456789") != std::string::npos &&
+        s.find_first_not_of("0123456789+-.eE") == std::string::npos) {
+        errno = 0;
+        const double d = std::strtod(begin, &end);
+        if (end != begin && *end == '\0' && errno == 0) {
+            return d;
+        }
+    }
+    return s;
+}
+
+json yaml_to_json(const YAML::Node &n, const ResourceOrigin &origin, const std::string &path) {
+    switch (n.Type()) {
+        case YAML::NodeType::Null:
+        case YAML::NodeType::Undefined:
+            return nullptr;
+        case YAML::NodeType::Scalar:
+            // "!" is a quoted scalar: always a string, as is an explicit !!str.
+            if (n.Tag() == "!" || n.Tag() == "tag:yaml.org,2002:str") {
+                return n.Scalar();
+            }
+            return plain_scalar(n.Scalar());
+        case YAML::NodeType::Sequence: {
+            json out = json::array();
+            for (size_t i = 0; i < n.size(); ++i) {
+                out.push_back(yaml_to_json(n[i], origin, path + "[" + std::to_string(i) + "]"));
+            }
+            return out;
+        }
+        case YAML::NodeType::Map: {
+            json out = json::object();
+            for (const auto &kv : n) {
+                const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+                const std::string field = path.empty() ? key : path + "." + key;
+                if (!kv.first.IsScalar()) {
+                    ResourceOrigin o = origin;
+                    o.line = kv.first.Mark().line + 1;
+                    throw ResourceError(o, path, "a mapping key must be a plain value");
+                }
+                if (out.contains(key)) {
+                    ResourceOrigin o = origin;
+                    o.line = kv.first.Mark().line + 1;
+                    throw ResourceError(o, field, "duplicate key");
+                }
+                out[key] = yaml_to_json(kv.second, origin, field);
+            }
+            return out;
+        }
+    }
+    return nullptr;
+}
+
+std::vector<Document> load_yaml(const std::string &text, const std::string &source) {
+    std::vector<YAML::Node> nodes;
+    try {
+        nodes = YAML::LoadAll(text);
+    } catch (const YAML::Exception &e) {
+        ResourceOrigin o{source};
+        o.line = e.mark.is_null() ? 0 : e.mark.line + 1;
+        throw ResourceError(
+            o, "",
+            "bad YAML" +
+                (e.mark.is_null() ? std::string()
+                                  : " (column " + std::to_string(e.mark.column + 1) + ")") +
+                ": " + e.msg);
+    }
+    std::vector<Document> docs;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+        ResourceOrigin o{source, static_cast<int>(i + 1)};
+        o.line = nodes[i].Mark().is_null() ? 0 : nodes[i].Mark().line + 1;
+        docs.push_back({yaml_to_json(nodes[i], o, ""), o.document, o.line});
+    }
+    return docs;
+}
+
+// JSON through nlohmann for JSON's own error messages; a repeated key is an error as in YAML.
+std::vector<Document> load_json(const std::string &text, const std::string &source) {
+    std::vector<std::set<std::string>> keys;  // per open object
+    auto no_duplicates = [&](int, json::parse_event_t ev, json &parsed) {
+        if (ev == json::parse_event_t::object_start) {
+            keys.emplace_back();
+        } else if (ev == json::parse_event_t::object_end) {
+            keys.pop_back();
+        } else if (ev == json::parse_event_t::key &&
+                   !keys.back().insert(parsed.get<std::string>()).second) {
+            throw ResourceError(ResourceOrigin{source, 1}, parsed.get<std::string>(),
+                                "duplicate key");
+        }
+        return true;
+    };
+    try {
+        return {{json::parse(text, no_duplicates), 1, 1}};
+    } catch (const json::parse_error &e) {
+        std::string why = e.what();
+        if (auto p = why.find("] "); why.starts_with("[json.exception") && p != std::string::npos) {
+            why = why.substr(p + 2);
+        }
+        throw ResourceError(ResourceOrigin{source}, "", "bad JSON: " + why);
+    }
+}
+
+// ---- JSON values to resources ----
+
+enum class Type { kString, kInteger, kBool, kStringList };
+
+std::string type_name(Type t) {
+    switch (t) {
+        case Type::kString:
+            return "a string";
+        case Type::kInteger:
+            return "an integer";
+        case Type::kBool:
+            return "true or false";
+        case Type::kStringList:
+            break;
+    }
+    return "a list of strings";
+}
+
+bool has_type(const json &v, Type t) {
+    switch (t) {
+        case Type::kString:
+            return v.is_string();
+        case Type::kInteger:
+            return v.is_number_integer() && v.get<long long>() >= INT_MIN &&
+                   v.get<long long>() <= INT_MAX;
+        case Type::kBool:
+            return v.is_boolean();
+        case Type::kStringList:
+            break;
+    }
+    return v.is_array() &&
+           std::all_of(v.begin(), v.end(), [](const json &e) { return e.is_string(); });
+}
+
+// The fields a mapping may hold and their types. A null value counts as absent, as in Go.
+json typed_fields(const json &obj, const std::map<std::string, Type> &fields,
+                  const ResourceOrigin &o, const std::string &path) {
+    if (obj.is_null()) {
+        return json::object();
+    }
+    if (!obj.is_object()) {
+        throw ResourceError(o, path, "want a mapping, got " + obj.dump());
+    }
+    json out = json::object();
+    for (const auto &[key, v] : obj.items()) {
+        const std::string field = path + "." + key;
+        auto it = fields.find(key);
+        if (it == fields.end()) {
+            throw ResourceError(o, field, "unknown field");
+        }
+        if (v.is_null()) {
+            continue;
+        }
+        if (!has_type(v, it->second)) {
+            throw ResourceError(o, field, "want " + type_name(it->second) + ", got " + v.dump());
+        }
+        out[key] = v;
+    }
+    return out;
+}
+
+// The reason of a PoolError without its "IP pool 'x': field: " prefix (the origin says that).
+std::string reason(const PoolError &e) {
+    const std::string prefix = "IP pool '" + e.pool() + "': " + e.field() + ": ";
+    const std::string what = e.what();
+    return what.starts_with(prefix) ? what.substr(prefix.size()) : what;
+}
+
+ResourceError pool_error(const ResourceOrigin &o, const PoolError &e) {
+    return ResourceError(o, e.field() == "name" ? "metadata.name" : "spec." + e.field(), reason(e));
+}
+
+// A Calico field dpdk-fwd does not implement: only its default is accepted.
+void only_default(const json &spec, const char *field, const json &dflt, const ResourceOrigin &o,
+                  const std::string &why) {
+    if (spec.contains(field) && spec[field] != dflt) {
+        throw ResourceError(o, std::string("spec.") + field,
+                            spec[field].dump() + " is not supported: " + why);
+    }
+}
+
+IpPool decode_pool(const json &spec_in, const ResourceOrigin &o) {
+    static const std::map<std::string, Type> kFields{
+        {"cidr", Type::kString},           {"blockSize", Type::kInteger},
+        {"ipipMode", Type::kString},       {"vxlanMode", Type::kString},
+        {"natOutgoing", Type::kBool},      {"disabled", Type::kBool},
+        {"nodeSelector", Type::kString},   {"allowedUses", Type::kStringList},
+        {"disableBGPExport", Type::kBool}, {"assignmentMode", Type::kString},
+    };
+    if (spec_in.is_object()) {
+        for (const char *old : {"ipip", "nat-outgoing"}) {
+            if (spec_in.contains(old)) {
+                throw ResourceError(o, std::string("spec.") + old,
+                                    "a Calico v1 field, not allowed; use ipipMode / natOutgoing");
+            }
+        }
+    }
+    json spec = typed_fields(spec_in, kFields, o, "spec");
+    only_default(spec, "disableBGPExport", false, o,
+                 "dpdk-fwd advertises every pool's blocks; leave it false");
+    if (spec.contains("assignmentMode") && spec["assignmentMode"] != "Automatic" &&
+        spec["assignmentMode"] != "Manual") {
+        throw ResourceError(o, "spec.assignmentMode",
+                            spec["assignmentMode"].dump() + " is not one of Automatic, Manual");
+    }
+    only_default(spec, "assignmentMode", "Automatic", o,
+                 "dpdk-fwd assigns from every enabled pool automatically");
+    spec.erase("disableBGPExport");
+    spec.erase("assignmentMode");
+    // The model's decoder knows Calico's spec names; the name rides along.
+    spec["name"] = o.name;
+    IpPool p;
+    try {
+        p = spec.get<IpPool>();
+        validate_pool(p);
+    } catch (const PoolError &e) {
+        throw pool_error(o, e);
+    }
+    return p;
+}
+
+IpamConfig decode_config(const json &spec_in, const ResourceOrigin &o) {
+    if (o.name != kConfigName) {
+        throw ResourceError(o, "metadata.name",
+                            "the IPAM configuration is a single resource named 'default'");
+    }
+    static const std::map<std::string, Type> kFields{
+        {"strictAffinity", Type::kBool},
+        {"maxBlocksPerHost", Type::kInteger},
+        {"autoAllocateBlocks", Type::kBool},
+    };
+    json spec = typed_fields(spec_in, kFields, o, "spec");
+    only_default(spec, "autoAllocateBlocks", true, o,
+                 "dpdk-fwd nodes always claim blocks as they need them");
+    IpamConfig c;
+    c.strict_affinity = spec.value("strictAffinity", false);
+    c.max_blocks_per_host = spec.value("maxBlocksPerHost", 0);
+    if (c.max_blocks_per_host < 0) {
+        throw ResourceError(o, "spec.maxBlocksPerHost",
+                            std::to_string(c.max_blocks_per_host) + " is negative (0 means 20)");
+    }
+    return c;
+}
+
+bool is_config_kind(const std::string &kind) {
+    return kind == "IPAMConfiguration" || kind == "IPAMConfig";
+}
+
+std::string string_field(const json &obj, const char *key, const ResourceOrigin &o,
+                         const std::string &path) {
+    const std::string field = path.empty() ? key : path + "." + key;
+    if (!obj.contains(key) || obj[key].is_null()) {
+        throw ResourceError(o, field, "missing");
+    }
+    if (!obj[key].is_string()) {
+        throw ResourceError(o, field, "want a string, got " + obj[key].dump());
+    }
+    return obj[key].get<std::string>();
+}
+
+// Kubernetes object metadata: only the name matters; the server-set fields a
+// `kubectl get -o yaml` carries are allowed and ignored.
+std::string decode_name(const json &meta, const ResourceOrigin &o) {
+    static const std::set<std::string> kKnown{"name",
+                                              "namespace",
+                                              "uid",
+                                              "resourceVersion",
+                                              "generation",
+                                              "creationTimestamp",
+                                              "deletionTimestamp",
+                                              "labels",
+                                              "annotations",
+                                              "managedFields",
+                                              "ownerReferences",
+                                              "finalizers",
+                                              "selfLink",
+                                              "generateName",
+                                              "deletionGracePeriodSeconds"};
+    if (!meta.is_object()) {
+        throw ResourceError(o, "metadata", meta.is_null() ? "missing" : "want a mapping");
+    }
+    for (const auto &[key, v] : meta.items()) {
+        if (!kKnown.contains(key)) {
+            throw ResourceError(o, "metadata." + key, "unknown field");
+        }
+    }
+    std::string name = string_field(meta, "name", o, "metadata");
+    if (name.empty()) {
+        throw ResourceError(o, "metadata.name", "empty");
+    }
+    return name;
+}
+
+Resource decode_resource(const json &obj, ResourceOrigin o) {
+    if (!obj.is_object()) {
+        throw ResourceError(o, "", "not a resource (want a mapping with apiVersion and kind)");
+    }
+    o.kind = string_field(obj, "kind", o, "");
+    if (o.kind != "IPPool" && !is_config_kind(o.kind)) {
+        throw ResourceError(o, "kind",
+                            "unknown kind '" + o.kind +
+                                "' (want IPPool, IPAMConfiguration / IPAMConfig, or a List)");
+    }
+    const std::string api = string_field(obj, "apiVersion", o, "");
+    if (api != kApiV3 && api != kApiCrd) {
+        throw ResourceError(o, "apiVersion",
+                            "unknown apiVersion '" + api + "' for " + o.kind + " (want " +
+                                std::string(kApiV3) + " or " + std::string(kApiCrd) + ")");
+    }
+    for (const auto &[key, v] : obj.items()) {
+        if (key != "apiVersion" && key != "kind" && key != "metadata" && key != "spec" &&
+            key != "status") {
+            throw ResourceError(o, key, "unknown field");
+        }
+    }
+    o.name = decode_name(obj.contains("metadata") ? obj["metadata"] : json(), o);
+    const json spec = obj.contains("spec") ? obj["spec"] : json();
+    if (o.kind == "IPPool") {
+        return Resource{decode_pool(spec, o), o};
+    }
+    return Resource{decode_config(spec, o), o};
+}
+
+bool is_list_kind(const json &obj) {
+    if (!obj.is_object() || !obj.contains("kind") || !obj["kind"].is_string()) {
+        return false;
+    }
+    const auto kind = obj["kind"].get<std::string>();
+    return kind == "List" || kind == "IPPoolList" || kind == "IPAMConfigurationList" ||
+           kind == "IPAMConfigList";
+}
+
+// A list's items; a typed list (IPPoolList) lends its kind and apiVersion to items without them.
+void decode_list(const json &list, ResourceOrigin o, std::vector<Resource> &out) {
+    o.kind = list["kind"].get<std::string>();
+    const std::string api = string_field(list, "apiVersion", o, "");
+    const bool generic = o.kind == "List";
+    if (generic ? api != "v1" && api != kApiV3 && api != kApiCrd
+                : api != kApiV3 && api != kApiCrd) {
+        throw ResourceError(o, "apiVersion", "unknown apiVersion '" + api + "' for " + o.kind);
+    }
+    for (const auto &[key, v] : list.items()) {
+        if (key != "apiVersion" && key != "kind" && key != "metadata" && key != "items") {
+            throw ResourceError(o, key, "unknown field");
+        }
+    }
+    const json items = list.contains("items") ? list["items"] : json::array();
+    if (!items.is_array() && !items.is_null()) {
+        throw ResourceError(o, "items", "want a list of resources");
+    }
+    const std::string item_kind = o.kind.substr(0, o.kind.size() - 4);
+    int i = 0;
+    for (const auto &item : items.is_null() ? json::array() : items) {
+        ResourceOrigin io = o;
+        io.kind.clear();
+        io.item = ++i;
+        json typed = item;
+        if (!generic && typed.is_object()) {
+            if (!typed.contains("kind")) {
+                typed["kind"] = item_kind;
+            }
+            if (!typed.contains("apiVersion")) {
+                typed["apiVersion"] = api;
+            }
+        }
+        out.push_back(decode_resource(typed, io));
+    }
+}
+
+void check_unique(const std::vector<Resource> &rs) {
+    std::map<std::string, const Resource *> seen;
+    for (const auto &r : rs) {
+        const std::string key = r.is_pool() ? "IPPool/" + r.pool().name : "IPAMConfig";
+        auto [it, fresh] = seen.emplace(key, &r);
+        if (!fresh) {
+            throw ResourceError(r.origin, "metadata.name",
+                                "'" + r.origin.name + "' is defined twice (also in " +
+                                    it->second->origin.str() + ")");
+        }
+    }
+}
+
+}  // namespace
+
+std::string ResourceOrigin::str() const {
+    std::string s = source.empty() ? "<input>" : source;
+    if (line > 0) {
+        s += ":" + std::to_string(line);
+    }
+    std::vector<std::string> parts;
+    if (document > 0) {
+        parts.push_back("document " + std::to_string(document));
+    }
+    if (item > 0) {
+        parts.push_back("item " + std::to_string(item));
+    }
+    if (!kind.empty()) {
+        parts.push_back(name.empty() ? kind : kind + " '" + name + "'");
+    }
+    for (size_t i = 0; i < parts.size(); ++i) {
+        s += (i == 0 ? ": " : ", ") + parts[i];
+    }
+    return s;
+}
+
+ResourceError::ResourceError(ResourceOrigin origin, std::string field, const std::string &why)
+    : IpamError(origin.str() + ": " + (field.empty() ? "" : field + ": ") + why),
+      origin_(std::move(origin)),
+      field_(std::move(field)) {}
+
+std::vector<Resource> parse_resources(std::string_view text, const std::string &source_name) {
+    const std::string body(text);
+    const std::string start = trim_left(body);
+    const bool is_json = start.starts_with("{") || start.starts_with("[");
+    std::vector<Document> docs =
+        is_json ? load_json(body, source_name) : load_yaml(body, source_name);
+    std::vector<Resource> out;
+    for (const Document &d : docs) {
+        ResourceOrigin o{source_name, d.index, 0, d.line};
+        if (d.value.is_null()) {
+            continue;  // an empty document, e.g. after a trailing `---`
+        }
+        if (d.value.is_array()) {
+            int i = 0;
+            for (const auto &item : d.value) {
+                ResourceOrigin io = o;
+                io.item = ++i;
+                out.push_back(decode_resource(item, io));
+            }
+        } else if (is_list_kind(d.value)) {
+            decode_list(d.value, o, out);
+        } else {
+            out.push_back(decode_resource(d.value, o));
+        }
+    }
+    if (out.empty()) {
+        throw ResourceError(ResourceOrigin{source_name}, "", "no resources found");
+    }
+    check_unique(out);
+    return out;
+}
+
+std::string_view to_string(PlannedChange::Action a) {
+    switch (a) {
+        case PlannedChange::Action::kUpdate:
+            return "updated";
+        case PlannedChange::Action::kUnchanged:
+            return "unchanged";
+        case PlannedChange::Action::kDelete:
+            return "deleted";
+        case PlannedChange::Action::kCreate:
+            break;
+    }
+    return "created";
+}
+
+namespace {
+
+std::optional<IpPool> find_pool(const std::vector<IpPool> &pools, const std::string &name) {
+    for (const auto &p : pools) {
+        if (p.name == name) {
+            return p;
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<PlannedChange> plan_apply(const std::vector<Resource> &resources,
+                                      const std::vector<IpPool> &existing,
+                                      const IpamConfig &current_config) {
+    // The pools as they will be once everything is applied: what each one must not overlap.
+    std::map<std::string, IpPool> after;
+    for (const auto &p : existing) {
+        after[p.name] = p;
+    }
+    for (const auto &r : resources) {
+        if (r.is_pool()) {
+            after[r.pool().name] = r.pool();
+        }
+    }
+    std::vector<IpPool> all;
+    for (const auto &[name, p] : after) {
+        all.push_back(p);
+    }
+    std::vector<PlannedChange> plan;
+    for (const auto &r : resources) {
+        PlannedChange c{PlannedChange::Action::kUpdate, r, std::nullopt};
+        if (r.is_pool()) {
+            c.old_pool = find_pool(existing, r.pool().name);
+            try {
+                if (c.old_pool) {
+                    validate_pool_update(*c.old_pool, r.pool(), all);
+                } else {
+                    validate_pool(r.pool(), all);
+                }
+            } catch (const PoolError &e) {
+                throw pool_error(r.origin, e);
+            }
+            c.action = !c.old_pool               ? PlannedChange::Action::kCreate
+                       : *c.old_pool == r.pool() ? PlannedChange::Action::kUnchanged
+                                                 : PlannedChange::Action::kUpdate;
+        } else if (r.config().strict_affinity == current_config.strict_affinity &&
+                   r.config().max_blocks_per_host == current_config.max_blocks_per_host) {
+            c.action = PlannedChange::Action::kUnchanged;
+        }
+        plan.push_back(std::move(c));
+    }
+    return plan;
+}
+
+std::vector<PlannedChange> plan_delete(const std::vector<Resource> &resources,
+                                       const std::vector<IpPool> &existing) {
+    std::vector<PlannedChange> plan;
+    for (const auto &r : resources) {
+        PlannedChange c{PlannedChange::Action::kDelete, r, std::nullopt};
+        if (r.is_pool()) {
+            c.old_pool = find_pool(existing, r.pool().name);
+            if (!c.old_pool) {
+                throw ResourceError(r.origin, "metadata.name",
+                                    "no IP pool named '" + r.pool().name + "'");
+            }
+        }
+        plan.push_back(std::move(c));
+    }
+    return plan;
+}
+
+}  // namespace fwd::ipam

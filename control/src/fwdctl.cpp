@@ -25,6 +25,8 @@
 
 namespace fwd::control {
 
+void add_ipam_commands(CLI::App &app);
+
 namespace {
 
 using nlohmann::json;
@@ -566,6 +568,7 @@ int run(int argc, char **argv) {
     add_node_commands(app, request);
     add_stats_commands(app, request);
     add_version_commands(app, request);
+    add_ipam_commands(app);  // fwdctl_ipam.cpp: the IPAM store itself, not the daemon
 
     try {
         app.parse(argc, argv);

@@ -1,0 +1,659 @@
+// fwdctl ipam show | check | release, fwdctl apply -f | delete -f: the IPAM datastore itself,
+// the way calicoctl talks to Calico's datastore. No daemon is involved, so these commands do
+// their work in their CLI11 callback and end the process there with their own exit code
+// (fwdctl's main() only knows requests to the daemon).
+//
+// The store: --store SPEC, else $FWD_IPAM_STORE, else ipam::kDefaultStoreSpec.
+// Exit codes, as for the rest of fwdctl: 0 success, 1 an error (or `ipam check` found
+// something), 2 usage error, 3 the store cannot be reached.
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "fwd/ipam/allocator.hpp"
+#include "fwd/ipam/open_store.hpp"
+#include "fwd/ipam/resource.hpp"
+
+namespace fwd::control {
+
+void add_ipam_commands(CLI::App &app);
+
+namespace {
+
+using nlohmann::json;
+
+// fwdctl's exit codes (see fwdctl.cpp), with the IPAM store in the daemon's place.
+enum Exit : int { kExitOk = 0, kExitError = 1, kExitUsage = 2, kExitUnavailable = 3 };
+constexpr const char *kStoreEnv = "FWD_IPAM_STORE";
+
+struct IpamOptions {
+    std::string store = ipam::kDefaultStoreSpec;
+    std::string node;
+    std::string handle;
+    std::string ip;
+    std::vector<std::string> release_ips;
+    std::string file;
+    const CLI::Option *json_flag = nullptr;  // fwdctl's global --json
+    bool as_json() const { return json_flag != nullptr && json_flag->count() > 0; }
+};
+
+// The store and an allocator over it, for one command.
+struct Ipam {
+    explicit Ipam(const std::string &spec) : store(ipam::open_store(spec)), alloc(*store) {}
+    std::unique_ptr<ipam::Store> store;
+    ipam::Allocator alloc;
+};
+
+// Runs a command and ends the process with its exit code. A CLI::Error (bad usage) goes back
+// to fwdctl's parser, which prints it with the usage hint.
+[[noreturn]] void run_and_exit(const std::function<int()> &command) {
+    int rc = kExitError;
+    try {
+        rc = command();
+    } catch (const CLI::Error &) {
+        throw;
+    } catch (const std::invalid_argument &e) {
+        std::cerr << "fwdctl: " << e.what() << '\n';
+        rc = kExitUsage;
+    } catch (const ipam::StoreError &e) {
+        std::cerr << "fwdctl: IPAM store: " << e.what() << '\n'
+                  << "fwdctl: choose the store with --store or " << kStoreEnv << '\n';
+        rc = kExitUnavailable;
+    } catch (const std::exception &e) {
+        std::cerr << "fwdctl: " << e.what() << '\n';
+        rc = kExitError;
+    }
+    std::cout.flush();
+    std::cerr.flush();
+    std::exit(rc);
+}
+
+// A JSON array of items, each converted by `one`.
+template <typename T, typename F>
+json json_array(const std::vector<T> &items, F one) {
+    json a = json::array();
+    for (const auto &item : items) {
+        a.push_back(one(item));
+    }
+    return a;
+}
+
+void print_json(const json &j) {
+    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
+}
+
+// Text columns, two spaces apart; `right` marks the numeric ones.
+void print_columns(const std::vector<std::string> &titles, const std::vector<bool> &right,
+                   const std::vector<std::vector<std::string>> &rows) {
+    std::vector<size_t> width;
+    for (const auto &t : titles) {
+        width.push_back(t.size());
+    }
+    for (const auto &r : rows) {
+        for (size_t i = 0; i < r.size() && i < width.size(); ++i) {
+            width[i] = std::max(width[i], r[i].size());
+        }
+    }
+    auto line = [&](const std::vector<std::string> &cells) {
+        std::ostringstream s;
+        for (size_t i = 0; i < cells.size(); ++i) {
+            const std::string pad(width[i] - cells[i].size(), ' ');
+            s << (i ? "  " : "") << (right[i] ? pad + cells[i] : cells[i] + pad);
+        }
+        std::string out = s.str();
+        out.erase(out.find_last_not_of(' ') + 1);
+        std::cout << out << '\n';
+    };
+    line(titles);
+    for (const auto &r : rows) {
+        line(r);
+    }
+}
+
+std::string yes_no(bool b) {
+    return b ? "yes" : "no";
+}
+
+std::string dash_if_empty(const std::string &s) {
+    return s.empty() ? "-" : s;
+}
+
+// ---- show ----
+
+// Addresses in a pool: 2^(bits - len), exact up to 2^127 (no valid pool is larger).
+std::string capacity_text(const ipam::Cidr &c) {
+    ipam::U128 n = ipam::U128{1} << (c.bits() - c.len());
+    std::string s;
+    do {
+        s.insert(s.begin(), static_cast<char>('0' + static_cast<int>(n % 10)));
+        n /= 10;
+    } while (n > 0);
+    return s;
+}
+
+json capacity_json(const ipam::Cidr &c) {
+    if (c.bits() - c.len() < 64) {
+        return c.size();
+    }
+    return capacity_text(c);  // beyond 64 bits: a decimal string
+}
+
+std::string uses_text(const ipam::IpPool &p) {
+    std::string s;
+    for (auto u : p.allowed_uses) {
+        s += (s.empty() ? "" : ",") + std::string(ipam::to_string(u));
+    }
+    return s;
+}
+
+json pool_json(const ipam::PoolUsage &u) {
+    json j = u.pool;
+    j["blocks"] = u.blocks;
+    j["used"] = u.used;
+    j["freeInBlocks"] = u.free_in_blocks;
+    j["capacity"] = capacity_json(u.pool.cidr);
+    return j;
+}
+
+json block_json(const ipam::BlockInfo &b) {
+    return json{{"cidr", b.cidr.str()},
+                {"pool", b.pool.empty() ? json(nullptr) : json(b.pool)},
+                {"node", b.node ? json(*b.node) : json(nullptr)},
+                {"state", b.state ? json(ipam::to_string(*b.state)) : json(nullptr)},
+                {"used", b.used},
+                {"free", b.free}};
+}
+
+json allocation_json(const ipam::AllocationInfo &a) {
+    return json{{"address", a.addr.str()}, {"handle", a.attrs.handle},
+                {"namespace", a.attrs.ns}, {"pod", a.attrs.pod},
+                {"node", a.attrs.node},    {"containerID", a.attrs.container_id},
+                {"block", a.block.str()},  {"borrowed", a.borrowed}};
+}
+
+void print_allocations(const std::vector<ipam::AllocationInfo> &as) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto &a : as) {
+        const std::string pod =
+            a.attrs.ns.empty() && a.attrs.pod.empty() ? "-" : a.attrs.ns + "/" + a.attrs.pod;
+        rows.push_back({a.addr.str(), a.attrs.handle, pod, dash_if_empty(a.attrs.node),
+                        a.block.str(), yes_no(a.borrowed)});
+    }
+    print_columns({"ADDRESS", "HANDLE", "NAMESPACE/POD", "NODE", "BLOCK", "BORROWED"},
+                  {false, false, false, false, false, false}, rows);
+}
+
+void print_pools(const std::vector<ipam::PoolUsage> &pools) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto &u : pools) {
+        const auto &p = u.pool;
+        rows.push_back({p.name, p.cidr.str(), std::to_string(p.block_size),
+                        std::to_string(u.blocks), std::to_string(u.used),
+                        std::to_string(u.free_in_blocks), capacity_text(p.cidr),
+                        yes_no(p.nat_outgoing), std::string(ipam::to_string(p.vxlan_mode)),
+                        std::string(ipam::to_string(p.ipip_mode)), yes_no(p.disabled),
+                        p.node_selector, uses_text(p)});
+    }
+    print_columns(
+        {"POOL", "CIDR", "BLOCK-SIZE", "BLOCKS", "USED", "FREE-IN-BLOCKS", "CAPACITY",
+         "NAT-OUTGOING", "VXLAN", "IPIP", "DISABLED", "NODE-SELECTOR", "USES"},
+        {false, false, true, true, true, true, true, false, false, false, false, false, false},
+        rows);
+}
+
+void print_blocks(const std::vector<ipam::BlockInfo> &blocks) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto &b : blocks) {
+        rows.push_back({b.cidr.str(), dash_if_empty(b.pool), b.node.value_or("-"),
+                        b.state ? std::string(ipam::to_string(*b.state)) : "-",
+                        std::to_string(b.used), std::to_string(b.free)});
+    }
+    print_columns({"BLOCK", "POOL", "NODE", "STATE", "USED", "FREE"},
+                  {false, false, false, false, true, true}, rows);
+}
+
+int show_overview(Ipam &ipam, const IpamOptions &o) {
+    const auto pools = ipam.alloc.pool_usage();
+    const auto blocks = ipam.alloc.blocks();
+    const ipam::IpamConfig config = ipam.alloc.config();
+    if (o.as_json()) {
+        print_json({{"store", ipam.store->describe()},
+                    {"config", config},
+                    {"pools", json_array(pools, pool_json)},
+                    {"blocks", json_array(blocks, block_json)}});
+        return kExitOk;
+    }
+    std::cout << "IPAM store " << ipam.store->describe() << ": strictAffinity "
+              << (config.strict_affinity ? "true" : "false") << ", maxBlocksPerHost "
+              << config.max_blocks_per_host << " (" << config.effective_max_blocks()
+              << " blocks per node)\n\n";
+    print_pools(pools);
+    std::cout << '\n';
+    print_blocks(blocks);
+    return kExitOk;
+}
+
+// One node: the blocks affine to it and the addresses it holds, its own or borrowed.
+int show_node(Ipam &ipam, const IpamOptions &o) {
+    auto blocks = ipam.alloc.blocks();
+    std::erase_if(blocks, [&](const ipam::BlockInfo &b) { return b.node != o.node; });
+    auto allocs = ipam.alloc.allocations();
+    std::erase_if(allocs, [&](const ipam::AllocationInfo &a) { return a.attrs.node != o.node; });
+    if (o.as_json()) {
+        print_json({{"node", o.node},
+                    {"blocks", json_array(blocks, block_json)},
+                    {"allocations", json_array(allocs, allocation_json)}});
+        return kExitOk;
+    }
+    const auto borrowed = std::count_if(allocs.begin(), allocs.end(),
+                                        [](const ipam::AllocationInfo &a) { return a.borrowed; });
+    std::cout << "node " << o.node << ": " << blocks.size() << " block(s), " << allocs.size()
+              << " address(es), " << borrowed << " borrowed\n\n";
+    print_blocks(blocks);
+    std::cout << '\n';
+    print_allocations(allocs);
+    return kExitOk;
+}
+
+int show_handle(Ipam &ipam, const IpamOptions &o) {
+    std::vector<ipam::AllocationInfo> held;
+    for (auto &a : ipam.alloc.allocations()) {
+        if (a.attrs.handle == o.handle) {
+            held.push_back(std::move(a));
+        }
+    }
+    if (o.as_json()) {
+        print_json({{"handle", o.handle}, {"addresses", json_array(held, allocation_json)}});
+    } else if (held.empty()) {
+        std::cout << "handle " << o.handle << " holds no addresses\n";
+    } else {
+        print_allocations(held);
+    }
+    return kExitOk;
+}
+
+int show_ip(Ipam &ipam, const IpamOptions &o) {
+    const auto addr = net::IpAddr::parse(o.ip);
+    if (!addr) {
+        throw CLI::ValidationError("--ip", "'" + o.ip + "' is not an IPv4 or IPv6 address");
+    }
+    std::optional<ipam::AllocationInfo> found;
+    for (auto &a : ipam.alloc.allocations()) {
+        if (a.addr == *addr) {
+            found = std::move(a);
+        }
+    }
+    std::string pool;
+    for (const auto &p : ipam.alloc.pools()) {
+        if (p.cidr.contains(*addr)) {
+            pool = p.name;
+        }
+    }
+    std::optional<ipam::BlockInfo> block;
+    for (auto &b : ipam.alloc.blocks()) {
+        if (b.cidr.contains(*addr)) {
+            block = std::move(b);
+        }
+    }
+    if (o.as_json()) {
+        json j = found ? allocation_json(*found) : json{{"address", addr->str()}};
+        j["allocated"] = found.has_value();
+        j["pool"] = pool.empty() ? json(nullptr) : json(pool);
+        j["blockAffinity"] = block && block->node ? json(*block->node) : json(nullptr);
+        print_json(j);
+        return kExitOk;
+    }
+    const std::string block_text =
+        block ? block->cidr.str() + " (affine to " + block->node.value_or("no node") + ")"
+              : "none claimed";
+    if (!found) {
+        std::cout << addr->str() << " is not allocated (pool " << (pool.empty() ? "none" : pool)
+                  << ", block " << block_text << ")\n";
+        return kExitOk;
+    }
+    const auto &a = *found;
+    std::cout << addr->str() << " is allocated to handle " << a.attrs.handle << '\n'
+              << "  namespace/pod  " << dash_if_empty(a.attrs.ns) << "/"
+              << dash_if_empty(a.attrs.pod) << '\n'
+              << "  container      " << dash_if_empty(a.attrs.container_id) << '\n'
+              << "  node           " << dash_if_empty(a.attrs.node) << '\n'
+              << "  pool           " << (pool.empty() ? "none" : pool) << '\n'
+              << "  block          " << block_text << '\n'
+              << "  borrowed       " << (a.borrowed ? "yes (the block is not the node's)" : "no")
+              << '\n';
+    return kExitOk;
+}
+
+int show(const IpamOptions &o) {
+    Ipam ipam(o.store);
+    if (!o.ip.empty()) {
+        return show_ip(ipam, o);
+    }
+    if (!o.handle.empty()) {
+        return show_handle(ipam, o);
+    }
+    if (!o.node.empty()) {
+        return show_node(ipam, o);
+    }
+    return show_overview(ipam, o);
+}
+
+// ---- check ----
+
+int check(const IpamOptions &o) {
+    Ipam ipam(o.store);
+    const auto findings = ipam.alloc.check();
+    std::map<std::string, int> by_kind;
+    for (const auto &f : findings) {
+        by_kind[std::string(ipam::to_string(f.kind))]++;
+    }
+    if (o.as_json()) {
+        print_json({{"store", ipam.store->describe()},
+                    {"consistent", findings.empty()},
+                    {"counts", by_kind},
+                    {"findings", json_array(findings, [](const ipam::Finding &f) {
+                         return json{{"kind", ipam::to_string(f.kind)},
+                                     {"subject", f.subject},
+                                     {"detail", f.detail}};
+                     })}});
+        return findings.empty() ? kExitOk : kExitError;
+    }
+    if (findings.empty()) {
+        size_t addresses = 0;
+        const auto blocks = ipam.alloc.blocks();
+        for (const auto &b : blocks) {
+            addresses += static_cast<size_t>(b.used);
+        }
+        std::cout << "IPAM is consistent: " << ipam.alloc.pools().size() << " pool(s), "
+                  << blocks.size() << " block(s), " << addresses << " allocated address(es) in "
+                  << ipam.store->describe() << '\n';
+        return kExitOk;
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto &f : findings) {
+        rows.push_back({std::string(ipam::to_string(f.kind)), f.subject, f.detail});
+    }
+    print_columns({"KIND", "SUBJECT", "DETAIL"}, {false, false, false}, rows);
+    std::string counts;
+    for (const auto &[kind, n] : by_kind) {
+        counts += (counts.empty() ? "" : ", ") + std::to_string(n) + " " + kind;
+    }
+    std::cout << "\n"
+              << findings.size() << " problem(s) in " << ipam.store->describe() << ": " << counts
+              << "\n";
+    return kExitError;
+}
+
+// ---- release ----
+
+int release_ips(Ipam &ipam, const IpamOptions &o) {
+    std::vector<net::IpAddr> addrs;
+    for (const auto &s : o.release_ips) {
+        auto a = net::IpAddr::parse(s);
+        if (!a) {
+            throw CLI::ValidationError("--ip", "'" + s + "' is not an IPv4 or IPv6 address");
+        }
+        addrs.push_back(*a);
+    }
+    // All or nothing: every address must be allocated before any is released.
+    std::map<net::IpAddr, ipam::AllocationInfo> allocated;
+    for (auto &a : ipam.alloc.allocations()) {
+        allocated.emplace(a.addr, std::move(a));
+    }
+    int missing = 0;
+    for (const auto &a : addrs) {
+        if (!allocated.contains(a)) {
+            std::cerr << "fwdctl: " << a.str() << " is not allocated\n";
+            ++missing;
+        }
+    }
+    if (missing > 0) {
+        std::cerr << "fwdctl: nothing released\n";
+        return kExitError;
+    }
+    json out = json::array();
+    int rc = kExitOk;
+    for (const auto &a : addrs) {
+        const auto &info = allocated.at(a);
+        if (!ipam.alloc.release_address(a)) {
+            std::cerr << "fwdctl: " << a.str() << " was released by someone else meanwhile\n";
+            rc = kExitError;
+            continue;
+        }
+        out.push_back({{"address", a.str()}, {"handle", info.attrs.handle}});
+        if (!o.as_json()) {
+            std::cout << "released " << a.str() << " (handle " << info.attrs.handle << ", node "
+                      << dash_if_empty(info.attrs.node) << ")\n";
+        }
+    }
+    if (o.as_json()) {
+        print_json({{"released", out}});
+    }
+    return rc;
+}
+
+int release_handle(Ipam &ipam, const IpamOptions &o) {
+    // The handle record itself: a leaked one (counting addresses no block holds) is only that.
+    const bool had_record =
+        ipam.store->get(ipam.alloc.options().prefix + "handles/" + o.handle).has_value();
+    int released = ipam.alloc.release_handle(o.handle);
+    // Addresses whose handle record is missing are released one by one.
+    for (const auto &a : ipam.alloc.allocations()) {
+        if (a.attrs.handle == o.handle && ipam.alloc.release_address(a.addr)) {
+            ++released;
+        }
+    }
+    if (released == 0 && !had_record) {
+        std::cerr << "fwdctl: handle " << o.handle << " is unknown: no handle record, no address\n";
+        return kExitError;
+    }
+    if (o.as_json()) {
+        print_json({{"handle", o.handle}, {"released", released}});
+    } else {
+        std::cout << "released " << released << " address(es) of handle " << o.handle
+                  << (released == 0 ? " (removed its empty handle record)" : "") << '\n';
+    }
+    return kExitOk;
+}
+
+int release(const IpamOptions &o) {
+    Ipam ipam(o.store);
+    return o.release_ips.empty() ? release_handle(ipam, o) : release_ips(ipam, o);
+}
+
+// ---- apply -f / delete -f ----
+
+std::vector<ipam::Resource> read_resources(const std::string &file) {
+    std::string text;
+    if (file == "-") {
+        std::ostringstream s;
+        s << std::cin.rdbuf();
+        text = s.str();
+    } else {
+        std::ifstream in(file, std::ios::binary);
+        if (!in) {
+            throw CLI::ValidationError("-f", "cannot read " + file + ": " + std::strerror(errno));
+        }
+        std::ostringstream s;
+        s << in.rdbuf();
+        text = s.str();
+    }
+    return ipam::parse_resources(text, file == "-" ? "<stdin>" : file);
+}
+
+std::string resource_label(const ipam::Resource &r) {
+    return r.origin.kind + " '" + r.origin.name + "'";
+}
+
+// Writes a validated plan; on a failure says what was already written.
+int execute(Ipam &ipam, const std::vector<ipam::PlannedChange> &plan, const IpamOptions &o) {
+    json out = json::array();
+    size_t done = 0;
+    for (const auto &c : plan) {
+        try {
+            const auto &r = c.resource;
+            switch (c.action) {
+                case ipam::PlannedChange::Action::kCreate:
+                    ipam.alloc.add_pool(r.pool());
+                    break;
+                case ipam::PlannedChange::Action::kUpdate:
+                    if (r.is_pool()) {
+                        ipam.alloc.update_pool(r.pool());
+                    } else {
+                        ipam.alloc.set_config(r.config());
+                    }
+                    break;
+                case ipam::PlannedChange::Action::kDelete:
+                    if (r.is_pool()) {
+                        ipam.alloc.delete_pool(r.pool().name);
+                    } else {
+                        ipam.alloc.set_config(ipam::IpamConfig{});
+                    }
+                    break;
+                case ipam::PlannedChange::Action::kUnchanged:
+                    break;
+            }
+        } catch (const ipam::IpamError &e) {
+            std::cerr << "fwdctl: " << c.resource.origin.str() << ": " << e.what() << '\n'
+                      << "fwdctl: " << done << " of " << plan.size()
+                      << " resource(s) were written before this failure\n";
+            return kExitError;
+        }
+        ++done;
+        const auto action = ipam::to_string(c.action);
+        out.push_back({{"kind", c.resource.origin.kind},
+                       {"name", c.resource.origin.name},
+                       {"action", action},
+                       {"document", c.resource.origin.document}});
+        if (!o.as_json()) {
+            std::cout << resource_label(c.resource) << " " << action << '\n';
+        }
+    }
+    if (o.as_json()) {
+        print_json({{"resources", out}});
+    }
+    return kExitOk;
+}
+
+int apply(const IpamOptions &o) {
+    const auto resources = read_resources(o.file);  // before the store: bad input writes nothing
+    Ipam ipam(o.store);
+    return execute(ipam, ipam::plan_apply(resources, ipam.alloc.pools(), ipam.alloc.config()), o);
+}
+
+int remove(const IpamOptions &o) {
+    const auto resources = read_resources(o.file);
+    Ipam ipam(o.store);
+    const auto plan = ipam::plan_delete(resources, ipam.alloc.pools());
+    // All or nothing: no pool goes while any of them still holds addresses.
+    std::map<std::string, uint64_t> used;
+    for (const auto &u : ipam.alloc.pool_usage()) {
+        used[u.pool.name] = u.used;
+    }
+    int busy = 0;
+    for (const auto &c : plan) {
+        if (c.resource.is_pool() && used[c.resource.pool().name] > 0) {
+            std::cerr << "fwdctl: " << c.resource.origin.str() << ": still has "
+                      << used[c.resource.pool().name]
+                      << " allocated address(es); release them first (fwdctl ipam show)\n";
+            ++busy;
+        }
+    }
+    if (busy > 0) {
+        std::cerr << "fwdctl: nothing deleted\n";
+        return kExitError;
+    }
+    return execute(ipam, plan, o);
+}
+
+// The --store option of one command. Each has its own variable: CLI11 fills an option from
+// the environment even when its command is not the one used, so a shared variable would let
+// FWD_IPAM_STORE override the --store given to another command.
+std::shared_ptr<std::string> add_store_option(CLI::App *cmd) {
+    auto spec = std::make_shared<std::string>(ipam::kDefaultStoreSpec);
+    cmd->add_option("--store", *spec,
+                    "IPAM store: embedded:<dir> or etcd:<url>[;<url>...][,<key prefix>]")
+        ->envname(kStoreEnv)
+        ->capture_default_str();
+    return spec;
+}
+
+// The callback of a command that works on the store given by `store`.
+std::function<void()> store_command(std::shared_ptr<IpamOptions> o,
+                                    std::shared_ptr<std::string> store,
+                                    int (*command)(const IpamOptions &)) {
+    return [o, store, command] {
+        o->store = *store;
+        run_and_exit([o, command] { return command(*o); });
+    };
+}
+
+// `apply -f FILE` / `delete -f FILE`.
+void add_file_command(CLI::App &app, const std::string &name, const std::string &help,
+                      const std::shared_ptr<IpamOptions> &o, int (*command)(const IpamOptions &)) {
+    CLI::App *cmd = app.add_subcommand(name, help);
+    cmd->add_option("-f,--filename", o->file, "resource file, or - for stdin")->required();
+    cmd->callback(store_command(o, add_store_option(cmd), command));
+}
+
+}  // namespace
+
+void add_ipam_commands(CLI::App &app) {
+    auto o = std::make_shared<IpamOptions>();
+    o->json_flag = app.get_option_no_throw("--json");
+
+    CLI::App *group = app.add_subcommand(
+        "ipam", "IP address management, straight from the IPAM store (no daemon needed)");
+    group->require_subcommand(1);
+    auto store = add_store_option(group);
+
+    CLI::App *show_cmd = group->add_subcommand(
+        "show", "pools with their usage and blocks with their nodes; or one node, handle or IP");
+    auto *node = show_cmd->add_option("--node", o->node, "only this node's blocks and addresses");
+    auto *handle = show_cmd->add_option("--handle", o->handle, "the addresses of this handle");
+    auto *ip = show_cmd->add_option("--ip", o->ip, "who holds this address");
+    handle->excludes(ip)->excludes(node);
+    ip->excludes(node);
+    show_cmd->callback(store_command(o, store, show));
+
+    CLI::App *check_cmd = group->add_subcommand(
+        "check",
+        "look for inconsistencies (leaked handles, doubled addresses, stale claims...); "
+        "exit 1 if any");
+    check_cmd->callback(store_command(o, store, check));
+
+    CLI::App *release_cmd =
+        group->add_subcommand("release", "release addresses, or every address of a handle");
+    auto *rip = release_cmd->add_option("--ip", o->release_ips, "an address (repeat for more)");
+    auto *rhandle = release_cmd->add_option("--handle", o->handle, "a handle");
+    rip->excludes(rhandle);
+    release_cmd->callback([o, run = store_command(o, store, release)] {
+        if (o->release_ips.empty() && o->handle.empty()) {
+            throw CLI::ValidationError("release", "give --ip or --handle");
+        }
+        run();
+    });
+
+    add_file_command(app, "apply",
+                     "create or update Calico IPPool / IPAMConfiguration resources (YAML or "
+                     "JSON); all or nothing",
+                     o, apply);
+    add_file_command(app, "delete",
+                     "delete the IPPools of a resource file (refused while one holds "
+                     "addresses); an IPAMConfiguration goes back to its defaults",
+                     o, remove);
+}
+
+}  // namespace fwd::control

@@ -33,6 +33,17 @@ bool in_any(const std::vector<Cidr> &cidrs, const net::IpAddr &a) {
     return std::any_of(cidrs.begin(), cidrs.end(), [&](const Cidr &c) { return c.contains(a); });
 }
 
+// The block named by the last part of its key (Cidr::key(): '/' as '-').
+std::optional<Cidr> cidr_of_key(std::string_view k) {
+    std::string s(k);
+    auto dash = s.rfind('-');
+    if (dash == std::string::npos) {
+        return std::nullopt;
+    }
+    s[dash] = '/';
+    return Cidr::parse(s);
+}
+
 }  // namespace
 
 ExhaustedError::ExhaustedError(net::Family f, std::vector<std::string> pools,
@@ -64,8 +75,8 @@ struct Allocator::Ctx {
     const AssignRequest *req;
     net::Family family;
     std::vector<IpPool> pools;
-    std::vector<Cidr> reserved;
-    IpamConfig config;
+    const std::vector<Cidr> &reserved;
+    const IpamConfig &config;
     bool in_pools(const Cidr &c) const {
         return std::any_of(pools.begin(), pools.end(),
                            [&](const IpPool &p) { return p.cidr.contains(c); });
@@ -77,6 +88,19 @@ struct Allocator::Ctx {
         }
         return v;
     }
+};
+
+// An assign() in the making: copies of the blocks it takes addresses from,
+// at the revisions they were read, the affinity records that make them the
+// node's, and the addresses. commit() writes it in one transaction with the
+// handle, so a request lands whole or not at all.
+struct Allocator::Draft {
+    std::map<std::string, Versioned<Block>> blocks;  // by key
+    std::map<std::string, int64_t> affinities;       // key -> mod revision read
+    std::map<std::string, int> counts;               // block cidr -> addresses taken
+    std::map<net::Family, Hint> hints;               // own block used last, per family
+    std::vector<net::IpAddr> v4, v6;
+    std::vector<net::IpAddr> &got(net::Family f) { return f == net::Family::kIp4 ? v4 : v6; }
 };
 
 Allocator::Allocator(Store &store, AllocatorOptions opts) : store_(store), opts_(std::move(opts)) {
@@ -267,9 +291,9 @@ std::vector<Cidr> Allocator::reserved() {
 
 // ---- pool choice ----
 
-std::vector<IpPool> Allocator::select_pools(net::Family f, const std::vector<std::string> &wanted,
+std::vector<IpPool> Allocator::select_pools(std::vector<IpPool> all, net::Family f,
+                                            const std::vector<std::string> &wanted,
                                             const Labels &labels, AllowedUse use) {
-    auto all = pools();
     std::vector<IpPool> chosen;
     if (wanted.empty()) {
         chosen = all;
@@ -313,74 +337,129 @@ Assignment Allocator::assign(const AssignRequest &req) {
         assign_fixed(req, out);
         return out;
     }
-    out.v4 = assign_family(req, net::Family::kIp4, req.num4, req.pools4);
-    try {
-        out.v6 = assign_family(req, net::Family::kIp6, req.num6, req.pools6);
-    } catch (...) {
-        release_all(out.v4);
-        throw;
+    if (req.num4 <= 0 && req.num6 <= 0) {
+        return out;
     }
-    return out;
+    const Shared shared{pools(), reserved(), config()};
+    for (int n = 0;; conflict(n, "allocating for " + req.handle)) {
+        Draft d;
+        assign_family(req, shared, net::Family::kIp4, req.num4, req.pools4, d);
+        assign_family(req, shared, net::Family::kIp6, req.num6, req.pools6, d);
+        if (commit(req, d)) {
+            out.v4 = std::move(d.v4);
+            out.v6 = std::move(d.v6);
+            return out;
+        }
+        // The blocks changed under us, or an affinity did: the scan re-reads
+        // the node's affinities.
+        for (const auto &[f, h] : d.hints) {
+            hints_.erase({req.node, f});
+        }
+    }
 }
 
-std::vector<net::IpAddr> Allocator::assign_family(const AssignRequest &req, net::Family f, int n,
-                                                  const std::vector<std::string> &wanted) {
-    std::vector<net::IpAddr> got;
+void Allocator::assign_family(const AssignRequest &req, const Shared &shared, net::Family f, int n,
+                              const std::vector<std::string> &wanted, Draft &d) {
     if (n <= 0) {
-        return got;
+        return;
     }
-    Ctx ctx{&req, f, select_pools(f, wanted, req.node_labels, req.use), reserved(), config()};
+    Ctx ctx{&req, f, select_pools(shared.pools, f, wanted, req.node_labels, req.use),
+            shared.reserved, shared.config};
     if (ctx.pools.empty()) {
         throw ExhaustedError(f, {},
                              "IPAM: no enabled " + family_name(f) + " pool allowing " +
                                  std::string(to_string(req.use)) + " use matches node " + req.node +
                                  (wanted.empty() ? "" : " among the requested " + join(wanted)));
     }
-    try {
-        int conflicts = 0;
-        while (static_cast<int>(got.size()) < n) {
-            switch (alloc_one(ctx, got)) {
-                case Step::kDone:
-                case Step::kProgress:
-                    break;
-                case Step::kConflict:
-                    conflict(conflicts, "allocating for " + req.handle);
-                    break;
-                case Step::kExhausted:
-                    throw ExhaustedError(
-                        f, ctx.pool_names(),
-                        "IPAM: no " + family_name(f) + " address left for node " + req.node +
-                            " in pool(s) " + join(ctx.pool_names()) +
-                            (ctx.config.strict_affinity ? " (strict affinity: no borrowing)" : ""));
-            }
+    int conflicts = 0;
+    while (static_cast<int>(d.got(f).size()) < n) {
+        switch (alloc_one(ctx, d)) {
+            case Step::kDone:
+            case Step::kProgress:
+                break;
+            case Step::kConflict:
+                conflict(conflicts, "allocating for " + req.handle);
+                break;
+            case Step::kExhausted:
+                throw ExhaustedError(
+                    f, ctx.pool_names(),
+                    "IPAM: no " + family_name(f) + " address left for node " + req.node +
+                        " in pool(s) " + join(ctx.pool_names()) +
+                        (ctx.config.strict_affinity ? " (strict affinity: no borrowing)" : ""));
         }
-    } catch (...) {
-        release_all(got);
-        throw;
     }
-    return got;
 }
 
-// One address into `got`, or a claim (kProgress), or why not.
-Allocator::Step Allocator::alloc_one(const Ctx &ctx, std::vector<net::IpAddr> &got) {
+// The blocks, the handle and the affinities in one compare-and-swap on the
+// revisions they were read at. Most handles are new: the first try compares
+// the handle as absent without reading it; only if that fails is it read.
+bool Allocator::commit(const AssignRequest &req, const Draft &d) {
+    const std::string hkey = key_handle(req.handle);
+    std::optional<Versioned<Handle>> h;
+    std::vector<Operation> ops;
+    for (bool read = false;; read = true) {
+        Handle hv = h ? h->value : Handle{req.handle, {}};
+        for (const auto &[bstr, count] : d.counts) {
+            hv.blocks[bstr] += count;
+        }
+        std::vector<Compare> cmps{{hkey, h ? h->rev : 0}};
+        ops = {put(hkey, hv)};
+        for (const auto &[key, b] : d.blocks) {
+            cmps.push_back({key, b.rev});
+            ops.push_back(put(key, b.value));
+        }
+        for (const auto &[key, rev] : d.affinities) {
+            cmps.push_back({key, rev});
+        }
+        if (store_.txn(cmps, ops)) {
+            break;
+        }
+        if (read || !(h = load<Handle>(hkey))) {
+            return false;  // the blocks or affinities changed
+        }
+    }
+    for (size_t i = 1; i < ops.size(); ++i) {
+        remember(ops[i].key, std::move(ops[i].value), d.blocks.at(ops[i].key).value);
+    }
+    for (const auto &[f, hint] : d.hints) {
+        hints_[{req.node, f}] = hint;
+    }
+    return true;
+}
+
+// One address into the draft, or a claim (kProgress), or why not.
+Allocator::Step Allocator::alloc_one(const Ctx &ctx, Draft &d) {
     const std::string &node = ctx.req->node;
-    // 1. The node's own confirmed blocks (a pending claim counts as absent).
+    // 0. The block the node allocated from last: usually the only block read.
+    if (auto h = hints_.find({node, ctx.family}); h != hints_.end()) {
+        Hint hint = h->second;
+        if (ctx.in_pools(hint.cidr) && alloc_in_own(ctx, hint.cidr, hint.affinity_rev, d)) {
+            return Step::kDone;
+        }
+        hints_.erase({node, ctx.family});
+    }
+    // 1. The node's own confirmed blocks (a pending claim counts as absent),
+    // in order, skipping those seen full or not the node's at their current
+    // revision. Affinities first: a confirmed one's block existed before it.
     int owned = 0;
-    for (auto &a : load_all<Affinity>("affinity/" + node + "/")) {
+    auto affs = load_all<Affinity>("affinity/" + node + "/");
+    auto revs = block_revisions();
+    for (auto &a : affs) {
         if (a.value.state != AffinityState::kConfirmed || a.value.cidr.family() != ctx.family) {
             continue;
         }
         ++owned;
-        if (!ctx.in_pools(a.value.cidr)) {
+        const std::string bkey = key_block(a.value.cidr);
+        auto r = revs.find(bkey);
+        if (!ctx.in_pools(a.value.cidr) || r == revs.end()) {
             continue;
         }
-        auto b = load<Block>(key_block(a.value.cidr));
-        if (!b || b->value.affinity != node) {
+        if (const BlockSeen *b = seen(bkey, r->second);
+            b && (b->free == 0 || b->affinity != node)) {
             continue;
         }
-        Step s = alloc_in_block(ctx, *b, got);
-        if (s != Step::kExhausted) {
-            return s;
+        if (alloc_in_own(ctx, a.value.cidr, a.rev, d)) {
+            return Step::kDone;
         }
     }
     // 2. A new block.
@@ -394,28 +473,50 @@ Allocator::Step Allocator::alloc_one(const Ctx &ctx, std::vector<net::IpAddr> &g
     if (ctx.config.strict_affinity) {
         return Step::kExhausted;
     }
-    for (auto &b : load_all<Block>("blocks/")) {
-        if (b.value.cidr.family() != ctx.family || !ctx.in_pools(b.value.cidr) ||
-            b.value.free() == 0) {
+    const std::string blocks = opts_.prefix + "blocks/";
+    for (const auto &[bkey, rev] : block_revisions()) {
+        auto c = cidr_of_key(std::string_view(bkey).substr(blocks.size()));
+        const BlockSeen *b = seen(bkey, rev);
+        if (!c || c->family() != ctx.family || !ctx.in_pools(*c) || (b && b->free == 0)) {
             continue;
         }
-        Step s = alloc_in_block(ctx, b, got);
-        if (s != Step::kExhausted) {
-            return s;
+        if (auto blk = draft_block(d, *c); blk && take_slot(ctx, std::move(*blk), d)) {
+            return Step::kDone;
         }
     }
     return Step::kExhausted;
 }
 
-// Takes the first free, unreserved slot of b with one transaction on the
-// block and the handle.
-Allocator::Step Allocator::alloc_in_block(const Ctx &ctx, Versioned<Block> &b,
-                                          std::vector<net::IpAddr> &got) {
+// c is one of the node's blocks, its confirmed affinity record at
+// affinity_rev. The commit compares that record too, so nothing lands in a
+// block the node has begun to give up.
+bool Allocator::alloc_in_own(const Ctx &ctx, const Cidr &c, int64_t affinity_rev, Draft &d) {
+    const std::string &node = ctx.req->node;
+    auto b = draft_block(d, c);
+    if (!b || b->value.affinity != node || !take_slot(ctx, std::move(*b), d)) {
+        return false;
+    }
+    d.affinities[key_affinity(node, c)] = affinity_rev;
+    d.hints[ctx.family] = Hint{c, affinity_rev};
+    return true;
+}
+
+// The draft's copy of block c, or else the store's.
+std::optional<Allocator::Versioned<Block>> Allocator::draft_block(const Draft &d, const Cidr &c) {
+    auto it = d.blocks.find(key_block(c));
+    if (it != d.blocks.end()) {
+        return it->second;
+    }
+    return load_block(c);
+}
+
+// Takes the first free, unreserved slot of b into the draft.
+bool Allocator::take_slot(const Ctx &ctx, Versioned<Block> b, Draft &d) {
     Block &blk = b.value;
     auto it = std::find_if(blk.unallocated.begin(), blk.unallocated.end(),
                            [&](uint32_t o) { return !in_any(ctx.reserved, blk.cidr.nth(o)); });
     if (it == blk.unallocated.end()) {
-        return Step::kExhausted;
+        return false;
     }
     uint32_t ord = *it;
     blk.unallocated.erase(it);
@@ -426,45 +527,110 @@ Allocator::Step Allocator::alloc_in_block(const Ctx &ctx, Versioned<Block> &b,
     }
     blk.allocations[ord] = attrs;
     blk.empty_since_ms = 0;
-    auto h = load<Handle>(key_handle(ctx.req->handle));
-    Handle hv = h ? h->value : Handle{ctx.req->handle, {}};
-    hv.blocks[blk.cidr.str()]++;
-    if (!store_.txn({{key_block(blk.cidr), b.rev}, {key_handle(hv.id), h ? h->rev : 0}},
-                    {put(key_block(blk.cidr), blk), put(key_handle(hv.id), hv)})) {
-        return Step::kConflict;
-    }
-    got.push_back(blk.cidr.nth(ord));
-    return Step::kDone;
+    d.got(ctx.family).push_back(blk.cidr.nth(ord));
+    d.counts[blk.cidr.str()]++;
+    d.blocks.insert_or_assign(key_block(blk.cidr), std::move(b));
+    return true;
 }
 
-// Finds a block of the pools nobody holds and claims it for the node.
+// A block read again with the very bytes last read or written here (the
+// node's own block, between two of its allocations) is not parsed again.
+std::optional<Allocator::Versioned<Block>> Allocator::load_block(const Cidr &c) {
+    const std::string key = key_block(c);
+    auto kv = store_.get(key);
+    if (!kv) {
+        return std::nullopt;
+    }
+    auto it = texts_.find(key);
+    if (it == texts_.end() || it->second.text != kv->value) {
+        Block b = json::parse(kv->value).get<Block>();
+        it = remember(key, std::move(kv->value), std::move(b));
+    }
+    const Block &b = it->second.block;
+    seen_[key] =
+        BlockSeen{kv->mod_revision, b.affinity, b.free(), static_cast<int>(b.allocations.size())};
+    return Versioned<Block>{b, kv->mod_revision};
+}
+
+std::map<std::string, Allocator::BlockText>::iterator Allocator::remember(const std::string &key,
+                                                                          std::string text,
+                                                                          Block b) {
+    if (texts_.size() >= kBlockTexts && !texts_.count(key)) {
+        texts_.clear();
+    }
+    return texts_.insert_or_assign(key, BlockText{std::move(text), std::move(b)}).first;
+}
+
+// Every block key with its mod revision, without the values; forgets what
+// was seen of blocks since changed or gone.
+std::map<std::string, int64_t> Allocator::block_revisions() {
+    std::map<std::string, int64_t> revs;
+    for (const auto &kv : store_.list_keys(opts_.prefix + "blocks/")) {
+        revs.emplace(kv.key, kv.mod_revision);
+    }
+    std::erase_if(seen_, [&](const auto &e) {
+        auto r = revs.find(e.first);
+        return r == revs.end() || r->second != e.second.rev;
+    });
+    return revs;
+}
+
+const Allocator::BlockSeen *Allocator::seen(const std::string &key, int64_t rev) const {
+    auto it = seen_.find(key);
+    return it != seen_.end() && it->second.rev == rev ? &it->second : nullptr;
+}
+
+// Finds a block of the pools nobody holds and claims it for the node. Who
+// claims what comes from the affinity records, which are small: a block with
+// a confirmed claim is held (its block is affine to that node), so only the
+// other existing blocks are read, and only those changed since last seen.
 Allocator::Step Allocator::claim_new_block(const Ctx &ctx) {
     const std::string &node = ctx.req->node;
-    std::map<Cidr, Versioned<Block>> existing;
-    for (auto &b : load_all<Block>("blocks/")) {
-        existing.emplace(b.value.cidr, std::move(b));
+    std::set<Cidr> held;
+    std::map<std::string, Versioned<Affinity>> affs;  // by key
+    for (auto &a : load_all<Affinity>("affinity/")) {
+        if (a.value.state == AffinityState::kConfirmed) {
+            held.insert(a.value.cidr);
+        }
+        affs.emplace(key_affinity(a.value.node, a.value.cidr), std::move(a));
     }
+    auto record = [&](const std::string &n, const Cidr &c) -> const Affinity * {
+        auto it = affs.find(key_affinity(n, c));
+        return it == affs.end() ? nullptr : &it->second.value;
+    };
+    auto revs = block_revisions();
     for (const IpPool &p : ctx.pools) {
         U128 count = U128{1} << (p.block_size - p.cidr.len());
         for (U128 i = 0; i < count; ++i) {
             Cidr c = p.cidr.subnet(p.block_size, i);
-            auto it = existing.find(c);
-            bool candidate = false;
-            if (it == existing.end()) {
-                candidate = true;
-            } else {
-                const Block &b = it->second.value;
-                if (!b.affinity) {
-                    candidate = b.free() > 0;
-                } else if (*b.affinity == node) {
-                    auto mine = load<Affinity>(key_affinity(node, c));
-                    candidate = !mine || mine->value.state == AffinityState::kPending;
-                } else if (b.empty()) {
-                    auto theirs = load<Affinity>(key_affinity(*b.affinity, c));
-                    candidate = !theirs || (theirs->value.state == AffinityState::kPending &&
-                                            now() - theirs->value.claimed_at_ms >=
-                                                opts_.pending_claim_timeout_ms);
+            const std::string bkey = key_block(c);
+            auto r = revs.find(bkey);
+            if (r != revs.end() && held.count(c)) {
+                continue;
+            }
+            std::optional<BlockSeen> b;  // none: the block does not exist
+            if (r != revs.end()) {
+                const BlockSeen *known = seen(bkey, r->second);
+                if (!known && load_block(c)) {
+                    known = &seen_.at(bkey);
                 }
+                if (known) {
+                    b = *known;
+                }
+            }
+            bool candidate = false;
+            if (!b) {
+                candidate = true;
+            } else if (!b->affinity) {
+                candidate = b->free > 0;
+            } else if (*b->affinity == node) {
+                const Affinity *mine = record(node, c);
+                candidate = !mine || mine->state == AffinityState::kPending;
+            } else if (b->free == b->size) {
+                const Affinity *theirs = record(*b->affinity, c);
+                candidate =
+                    !theirs || (theirs->state == AffinityState::kPending &&
+                                now() - theirs->claimed_at_ms >= opts_.pending_claim_timeout_ms);
             }
             if (!candidate) {
                 continue;
@@ -477,7 +643,7 @@ Allocator::Step Allocator::claim_new_block(const Ctx &ctx) {
                 case Claim::kTaken:
                     break;
             }
-            if (it == existing.end()) {
+            if (!b) {
                 // A missing block we could not take: someone is racing us.
                 return Step::kConflict;
             }

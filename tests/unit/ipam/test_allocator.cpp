@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "ipam_fixture.hpp"
@@ -144,7 +145,7 @@ TEST_F(AllocatorTest, ExhaustionNamesPoolAndFamilyAndAllocatesNothing) {
     expect_clean();
 }
 
-TEST_F(AllocatorTest, DualStackHalfFailureReleasesTheIpv4) {
+TEST_F(AllocatorTest, DualStackHalfFailureTakesNothing) {
     alloc_.add_pool(make_pool("p4", "10.0.0.0/24"));
     alloc_.add_pool(make_pool("p6", "fd00::/126", 126));
     alloc_.assign(request("fill", "n1", 0, 4));
@@ -344,10 +345,18 @@ TEST_F(AllocatorTest, EmptyBlocksGivenBackAfterGracePeriod) {
 class RecordingStore : public Store {
   public:
     explicit RecordingStore(Store &s) : s_(s) {}
-    std::optional<KeyValue> get(const std::string &k) override { return s_.get(k); }
-    std::vector<KeyValue> list(const std::string &p) override { return s_.list(p); }
+    std::optional<KeyValue> get(const std::string &k) override {
+        ++gets[k];
+        return s_.get(k);
+    }
+    std::vector<KeyValue> list(const std::string &p) override {
+        ++lists[p];
+        return s_.list(p);
+    }
+    std::vector<KeyValue> list_keys(const std::string &p) override { return s_.list_keys(p); }
     int64_t revision() override { return s_.revision(); }
     bool txn(const std::vector<Compare> &c, const std::vector<Operation> &ops) override {
+        ++txns;
         if (fail_next > 0) {
             --fail_next;
             return false;
@@ -366,7 +375,26 @@ class RecordingStore : public Store {
         return ok;
     }
     std::string describe() const override { return "recording"; }
+    // Reads of block values (what a scan must not repeat).
+    int block_reads() const {
+        int n = 0;
+        for (const auto &[k, c] : gets) {
+            n += k.find("/blocks/") != std::string::npos ? c : 0;
+        }
+        for (const auto &[p, c] : lists) {
+            n += p.find("/blocks/") != std::string::npos ? 1000 * c : 0;
+        }
+        return n;
+    }
+    void clear() {
+        log.clear();
+        gets.clear();
+        lists.clear();
+        txns = 0;
+    }
     std::vector<std::string> log;
+    std::map<std::string, int> gets, lists;
+    int txns = 0;
     int fail_next = 0;
 
   private:
@@ -405,6 +433,87 @@ TEST_F(AllocatorTest, ConflictsAreRetriedThenAnError) {
     EXPECT_THROW(a.assign(request("e", "n1", 1, 0)), ConflictError);
     rec.fail_next = 0;
     EXPECT_TRUE(a.addresses(pod_handle("e")).empty());
+    expect_clean();
+}
+
+TEST_F(AllocatorTest, DualStackAssignIsOneTransaction) {
+    RecordingStore rec(store_);
+    Allocator a(rec, opts());
+    a.add_pool(make_pool("p4", "10.0.0.0/24"));
+    a.add_pool(make_pool("p6", "fd00::/64"));
+    a.assign(request("c0", "n1", 1, 1));  // claims a block per family
+    rec.clear();
+    auto got = a.assign(request("c1", "n1", 2, 1));
+    EXPECT_EQ(rec.txns, 1);
+    const std::string p = "/dpdk-fwd/ipam/v1/";
+    EXPECT_EQ(rec.log, (std::vector<std::string>{"put " + p + "handles/" + pod_handle("c1"),
+                                                 "put " + p + "blocks/10.0.0.0-26",
+                                                 "put " + p + "blocks/fd00::-122"}));
+    EXPECT_EQ(alloc_.addresses(pod_handle("c1")).size(), 3u);
+    // To a handle that exists: its counts are read and added to.
+    rec.clear();
+    a.assign(request("c1", "n1", 0, 1));
+    EXPECT_EQ(rec.txns, 2);  // "absent" failed, then on the handle as read
+    EXPECT_EQ(alloc_.addresses(pod_handle("c1")).size(), 4u);
+    expect_clean();
+    EXPECT_EQ(alloc_.release_handle(pod_handle("c1")), 4);
+}
+
+TEST_F(AllocatorTest, FullBlocksAreNotReadAgain) {
+    RecordingStore rec(store_);
+    Allocator a(rec, opts());
+    a.set_config({false, 100});
+    a.add_pool(make_pool("p4", "10.0.0.0/24", 30));  // 64 blocks of 4
+    for (int i = 0; i < 40; ++i) {
+        a.assign(request("c" + std::to_string(i), "n1", 1, 0));
+    }
+    ASSERT_EQ(a.confirmed_blocks("n1").size(), 10u);
+    // The block last used has room: the only block read.
+    a.release_handle(pod_handle("c39"));
+    rec.clear();
+    a.assign(request("x", "n1", 1, 0));
+    EXPECT_EQ(rec.block_reads(), 1);
+    // Full: the scan skips the nine full blocks it saw at the same revision,
+    // claims a new one and reads only that.
+    rec.clear();
+    a.assign(request("y", "n1", 1, 0));
+    EXPECT_LE(rec.block_reads(), 3) << "reads of full blocks";
+    EXPECT_EQ(a.confirmed_blocks("n1").size(), 11u);
+    // A freed slot in an old block changes its revision: found again.
+    alloc_.release_handle(pod_handle("c0"));
+    for (int i = 0; i < 3; ++i) {
+        a.assign(request("z" + std::to_string(i), "n1", 1, 0));  // fills the new block
+    }
+    auto z = a.assign(request("z3", "n1", 1, 0));
+    EXPECT_TRUE(cidr("10.0.0.0/30").contains(z.v4[0])) << z.v4[0].str();
+    EXPECT_EQ(a.confirmed_blocks("n1").size(), 11u);
+    expect_clean();
+}
+
+TEST_F(AllocatorTest, NothingLandsInABlockBeingGivenUp) {
+    Allocator a(store_, opts());
+    a.add_pool(make_pool("p4", "10.0.0.0/24"));
+    a.assign(request("c0", "n1", 1, 0));  // a's next try: 10.0.0.0/26
+    // Another instance starts giving the block up (phase 1 of a release).
+    const std::string akey = "/dpdk-fwd/ipam/v1/affinity/n1/10.0.0.0-26";
+    auto kv = *store_.get(akey);
+    auto aff = nlohmann::json::parse(kv.value).get<Affinity>();
+    aff.state = AffinityState::kPendingDeletion;
+    ASSERT_TRUE(store_.txn({{akey, kv.mod_revision}},
+                           {{Operation::Kind::kPut, akey, nlohmann::json(aff).dump()}}));
+    auto got = a.assign(request("c1", "n1", 1, 0));
+    EXPECT_FALSE(cidr("10.0.0.0/26").contains(got.v4[0])) << got.v4[0].str();
+    EXPECT_EQ(a.confirmed_blocks("n1"), std::vector<Cidr>{cidr("10.0.0.64/26")});
+}
+
+TEST_F(AllocatorTest, ReleasedNodeBlockIsClaimedAgainBeforeAnyOther) {
+    Allocator a(store_, opts());
+    a.add_pool(make_pool("p6", "fd00::/64"));
+    auto first = a.assign(request("c0", "n1", 0, 1));
+    alloc_.release_node("n1");  // the block stays, unaffine, with c0 in it
+    auto again = a.assign(request("c1", "n1", 0, 1));
+    EXPECT_TRUE(cidr("fd00::/122").contains(again.v6[0]));
+    EXPECT_EQ(a.confirmed_blocks("n1"), std::vector<Cidr>{cidr("fd00::/122")});
     expect_clean();
 }
 

@@ -8,16 +8,22 @@
 //   reservations/<name>     Reservation
 //   config                  IpamConfig
 // Every write is a compare-and-swap transaction on the mod revisions it read;
-// an allocation updates its block and its handle in one transaction, so a
-// crash never leaves one without the other. A conflict re-reads and retries,
-// at most opts.max_retries times, then throws ConflictError.
+// an assign() writes all its addresses (both families), their blocks and the
+// handle in one transaction, so a crash never leaves one without the others.
+// A conflict re-reads and retries, at most opts.max_retries times, then
+// throws ConflictError.
 //
 // Not thread-safe itself (one Allocator per thread); any number of
-// Allocators, in any processes, may share one store.
+// Allocators, in any processes, may share one store. An Allocator remembers
+// the block each node last allocated from and what it last read of each
+// block (by mod revision), so an allocation usually reads and parses one
+// block per family instead of every block of the node. Both only choose
+// where to try: the compare-and-swap on what was read decides.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -143,8 +149,9 @@ class Allocator {
     void delete_reservation(const std::string &name);
     std::vector<Reservation> reservations();
 
-    // All or nothing: on any failure every address this call took is
-    // released and the error rethrown (ExhaustedError, IpamError, ConflictError).
+    // All or nothing: on any failure no address is taken (blocks claimed on
+    // the way stay claimed) and the error is rethrown (ExhaustedError,
+    // IpamError, ConflictError).
     Assignment assign(const AssignRequest &req);
     // The node's tunnel address of family f (handle vxlan-tunnel-addr-<node> or
     // vxlan-v6-tunnel-addr-<node>, pools allowing Tunnel); the existing one if any.
@@ -180,12 +187,42 @@ class Allocator {
 
   private:
     struct Ctx;
+    struct Draft;
+    // What an assign() reads once for both families.
+    struct Shared {
+        std::vector<IpPool> pools;
+        std::vector<Cidr> reserved;
+        IpamConfig config;
+    };
     template <typename T>
     struct Versioned {
         T value;
         int64_t rev = 0;
     };
     enum class Step { kDone, kProgress, kConflict, kExhausted };
+    // What this Allocator last read of a block, by key. A key's value at a
+    // given mod revision never changes, so while a block's revision stays
+    // the same a scan can skip it (full, or not the node's) without fetching
+    // and parsing it again.
+    struct BlockSeen {
+        int64_t rev = 0;
+        std::optional<std::string> affinity;
+        int free = 0;
+        int size = 0;
+    };
+    // A block as last read or written here, stored and parsed.
+    struct BlockText {
+        std::string text;
+        Block block;
+    };
+    static constexpr size_t kBlockTexts = 16;
+    // The block a node last allocated from (per family), tried before any
+    // scan, and the mod revision of the node's confirmed affinity record for
+    // it, compared by the allocation's transaction.
+    struct Hint {
+        Cidr cidr;
+        int64_t affinity_rev = 0;
+    };
 
     int64_t now() const { return opts_.clock(); }
     std::string key_pool(const std::string &name) const;
@@ -198,14 +235,23 @@ class Allocator {
     std::vector<Versioned<T>> load_all(const std::string &sub);
     void conflict(int &n, const std::string &what);
 
-    std::vector<IpPool> select_pools(net::Family f, const std::vector<std::string> &wanted,
-                                     const Labels &labels, AllowedUse use);
+    std::vector<IpPool> select_pools(std::vector<IpPool> all, net::Family f,
+                                     const std::vector<std::string> &wanted, const Labels &labels,
+                                     AllowedUse use);
     std::vector<Cidr> reserved();
-    std::vector<net::IpAddr> assign_family(const AssignRequest &req, net::Family f, int n,
-                                           const std::vector<std::string> &wanted);
-    Step alloc_one(const Ctx &ctx, std::vector<net::IpAddr> &got);
-    Step alloc_in_block(const Ctx &ctx, Versioned<Block> &b, std::vector<net::IpAddr> &got);
+    void assign_family(const AssignRequest &req, const Shared &shared, net::Family f, int n,
+                       const std::vector<std::string> &wanted, Draft &d);
+    bool commit(const AssignRequest &req, const Draft &d);
+    Step alloc_one(const Ctx &ctx, Draft &d);
+    bool alloc_in_own(const Ctx &ctx, const Cidr &c, int64_t affinity_rev, Draft &d);
+    std::optional<Versioned<Block>> draft_block(const Draft &d, const Cidr &c);
+    bool take_slot(const Ctx &ctx, Versioned<Block> b, Draft &d);
     Step claim_new_block(const Ctx &ctx);
+    std::optional<Versioned<Block>> load_block(const Cidr &c);
+    std::map<std::string, int64_t> block_revisions();
+    const BlockSeen *seen(const std::string &key, int64_t rev) const;
+    std::map<std::string, BlockText>::iterator remember(const std::string &key, std::string text,
+                                                        Block b);
     enum class Claim { kClaimed, kConflict, kTaken };
     Claim claim(const std::string &node, const Cidr &block);
     void assign_fixed(const AssignRequest &req, Assignment &out);
@@ -215,6 +261,9 @@ class Allocator {
 
     Store &store_;
     AllocatorOptions opts_;
+    std::map<std::string, BlockSeen> seen_;  // pruned to the blocks a scan lists
+    std::map<std::pair<std::string, net::Family>, Hint> hints_;
+    std::map<std::string, BlockText> texts_;  // at most kBlockTexts
 };
 
 }  // namespace fwd::ipam

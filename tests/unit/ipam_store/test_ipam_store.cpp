@@ -253,6 +253,55 @@ TYPED_TEST(StoreConformance, BinaryEmptyAndLargeValues) {
     EXPECT_EQ(s.get("big")->value, big);
 }
 
+TYPED_TEST(StoreConformance, RevisionMovesOnEverySuccessfulTxnOnly) {
+    Store &s = *this->store_;
+    ASSERT_TRUE(s.txn({}, {put("a", "1")}));
+    int64_t r = s.revision();
+    EXPECT_EQ(r, s.get("a")->mod_revision);  // the revision of the last write
+    for (int i = 0; i < 5; ++i) {
+        auto a = *s.get("a");
+        ASSERT_TRUE(s.txn({{"a", a.mod_revision}}, {put("a", std::to_string(i)), put("b", "x")}));
+        EXPECT_EQ(s.revision(), r + 1) << i;  // one txn, one revision
+        EXPECT_EQ(s.get("b")->mod_revision, r + 1);
+        r = s.revision();
+        // A failed compare changes nothing, the revision included.
+        EXPECT_FALSE(s.txn({{"a", a.mod_revision}}, {put("a", "stale")}));
+        EXPECT_FALSE(s.txn({{"new", 0}, {"a", 0}}, {put("new", "x")}));
+        EXPECT_EQ(s.revision(), r) << i;
+    }
+    // Nor does a txn that changes nothing (as etcd: deleting an absent key).
+    ASSERT_TRUE(s.txn({}, {del("absent")}));
+    EXPECT_EQ(s.revision(), r);
+    ASSERT_TRUE(s.txn({{"a", s.get("a")->mod_revision}}, {del("a")}));
+    EXPECT_EQ(s.revision(), r + 1);
+    // Another client's write moves it too.
+    auto other = this->backend_.open();
+    ASSERT_TRUE(other->txn({}, {put("c", "1")}));
+    EXPECT_EQ(s.revision(), r + 2);
+    EXPECT_EQ(other->revision(), r + 2);
+}
+
+TYPED_TEST(StoreConformance, ListKeysHasKeysAndRevisionsWithoutValues) {
+    Store &s = *this->store_;
+    EXPECT_TRUE(s.list_keys("").empty());
+    for (const char *k : {"k/b", "k/a", "k/c/1", "k", "l/x"})
+        ASSERT_TRUE(s.txn({}, {put(k, std::string(1000, 'v') + k)}));
+    ASSERT_TRUE(s.txn({{"k/a", s.get("k/a")->mod_revision}}, {put("k/a", "newer")}));
+    auto keys = s.list_keys("k/");
+    auto full = s.list("k/");
+    ASSERT_EQ(keys.size(), 3u);
+    ASSERT_EQ(keys.size(), full.size());
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+        EXPECT_EQ(keys[i].key, full[i].key);
+        EXPECT_EQ(keys[i].mod_revision, full[i].mod_revision) << keys[i].key;
+        EXPECT_TRUE(keys[i].value.empty()) << keys[i].key;
+    }
+    EXPECT_EQ(keys[0].key, "k/a");
+    EXPECT_EQ(keys[0].mod_revision, s.revision());
+    EXPECT_EQ(s.list_keys("").size(), 5u);
+    EXPECT_TRUE(s.list_keys("z").empty());
+}
+
 TYPED_TEST(StoreConformance, ConcurrentCasIncrementsFromThreads) {
     constexpr int kThreads = 4, kEach = 100;
     std::vector<std::thread> threads;
@@ -611,6 +660,14 @@ TEST_F(EtcdStoreTest, ListPagesThroughManyKeys) {
     ASSERT_EQ(all.size(), 2500u);
     for (int j = 0; j < 2500; ++j)
         EXPECT_EQ(all[static_cast<std::size_t>(j)].value, std::to_string(j));
+    // keys_only pages the same way.
+    auto keys = s->list_keys("k/");
+    ASSERT_EQ(keys.size(), 2500u);
+    for (std::size_t j = 0; j < keys.size(); ++j) {
+        EXPECT_EQ(keys[j].key, all[j].key);
+        EXPECT_EQ(keys[j].mod_revision, all[j].mod_revision);
+        EXPECT_TRUE(keys[j].value.empty());
+    }
 }
 
 }  // namespace

@@ -1,14 +1,18 @@
 // The concurrency and crash must-shows, with the real allocator on
 // the real stores: ipam_load processes (ipam/tools) allocating at once on the
-// embedded store and on a real etcd, one of them killed with SIGKILL at a
-// random moment and restarted. Afterwards the checker is clean and the
-// store holds exactly what the processes reported, nothing twice.
+// embedded store and on a real etcd, one of them killed with SIGKILL at
+// several random moments and restarted each time. Right after each kill the
+// checker is clean and every handle of the killed process is complete or
+// absent; at the end the store holds exactly what the processes reported,
+// nothing twice.
 //
 // The report protocol: a process writes "<handle> <addrs>" after assign()
 // returns, so a handle without a line was in flight (or done, unreported)
 // when its process died. The restarted process gets --recover: it releases
 // that one handle first, then allocates it again, so every handle of the
 // killed process ends complete or absent, and here: complete and reported.
+//
+// IPAM_LOAD_SEED replays the kills of an earlier run (its seed is printed).
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -48,6 +52,18 @@ int per_process() {
     const char *c = std::getenv("IPAM_LOAD_COUNT");
     return c ? std::atoi(c) : 1000;
 }
+
+unsigned seed() {
+    const char *s = std::getenv("IPAM_LOAD_SEED");
+    return s ? static_cast<unsigned>(std::strtoul(s, nullptr, 10)) : std::random_device{}();
+}
+
+// The crash test: the victim is killed this many times, each time once it is
+// allocating again (its report grew since its start) plus a random delay of
+// up to kMaxKillDelayMs, which at hundreds of allocations per second lands
+// anywhere inside an allocation.
+constexpr int kKills = 5;
+constexpr int kMaxKillDelayMs = 150;
 
 class TempDir {
   public:
@@ -176,8 +192,8 @@ class IpamLoad : public ::testing::TestWithParam<std::string> {
 
     // 4 processes x per_process() allocations at once: two on node-a, one on
     // node-b, one on node-c; the even ones dual-stack. With kill, loader 0
-    // (dual-stack, sharing node-a's blocks with loader 1) dies after 50-500 ms and
-    // is restarted where its report ends.
+    // (dual-stack, sharing node-a's blocks with loader 1) is killed kKills
+    // times (kill_and_restart).
     void run_load(bool kill) {
         const int n = per_process();
         std::vector<Loader> ls(4);
@@ -208,27 +224,8 @@ class IpamLoad : public ::testing::TestWithParam<std::string> {
         for (auto &l : ls) {
             l.pid = spawn(args(l, 0, n, false), l.out, l.err, l.report);
         }
-        int restarted_at = -1;
         if (kill) {
-            std::random_device rd;
-            unsigned seed = rd();
-            std::mt19937 rng(seed);
-            int ms = std::uniform_int_distribution<int>(50, 500)(rng);
-            std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-            Loader &v = ls[0];
-            ::kill(v.pid, SIGKILL);
-            int rc = wait_exit(v.pid);
-            int done = static_cast<int>(report_lines(v.report, true).size());
-            std::printf("[ ipam_load ] %s: killed %s after %d ms (seed %u, rc %d), %d reported\n",
-                        GetParam().c_str(), v.prefix.c_str(), ms, seed, rc, done);
-            if (rc == 128 + SIGKILL && done < n) {
-                restarted_at = done;
-                fs::remove(v.out);
-                v.pid = spawn(args(v, done, n - done, true), v.out, v.err, v.report);
-            } else {
-                ASSERT_EQ(rc, 0) << slurp(v.err);
-                v.pid = -1;
-            }
+            kill_and_restart(ls[0], n, args);
         }
         std::vector<double> rates;
         for (auto &l : ls) {
@@ -279,22 +276,9 @@ class IpamLoad : public ::testing::TestWithParam<std::string> {
             }
         }
 
-        // The checker.
-        auto [crc, findings] = run({"--store", spec_, "--check"}, dir_.path());
-        EXPECT_EQ(crc, 0) << "ipam check found:\n" << findings;
-
-        // What the store holds: exactly the reports.
-        auto [lrc, listing] = run({"--store", spec_, "--list"}, dir_.path());
-        ASSERT_EQ(lrc, 0) << listing;
-        std::map<std::string, std::string> listed;  // address -> handle
-        std::map<std::string, int> per_handle;
-        std::stringstream ls_in(listing);
-        for (std::string line; std::getline(ls_in, line);) {
-            auto j = json::parse(line);
-            std::string a = j["address"], h = j["handle"];
-            auto [it, fresh] = listed.emplace(a, h);
-            EXPECT_TRUE(fresh) << "address listed twice: " << a;
-            per_handle[h]++;
+        // The checker, and what the store holds: exactly the reports.
+        auto listed = expect_consistent(kill ? &ls[0] : nullptr, "at the end");
+        for (const auto &[a, h] : listed) {
             auto r = owner.find(a);
             if (r == owner.end()) {
                 ADD_FAILURE() << "leaked: " << a << " of " << h << " is in no report";
@@ -307,17 +291,97 @@ class IpamLoad : public ::testing::TestWithParam<std::string> {
             EXPECT_TRUE(listed.count(a))
                 << "reported " << a << " for " << h << " is not in the store";
         }
-        // The killed process: each of its handles complete or absent.
-        if (kill) {
-            const Loader &v = ls[0];
-            for (const auto &[h, cnt] : per_handle) {
-                if (h.starts_with(v.prefix + "-")) {
-                    EXPECT_EQ(cnt, v.dual ? 2 : 1) << h << " is half done";
-                }
-            }
-            RecordProperty("restarted_at", restarted_at);
-        }
         EXPECT_EQ(static_cast<int>(reported.size()), 4 * n);
+    }
+
+    // Kills the victim kKills times, each once it allocates again plus a
+    // random delay, checks the store right after each kill (before anyone
+    // cleans up) and restarts it with --recover where its report ends.
+    template <typename Args>
+    void kill_and_restart(Loader &v, int n, Args args) {
+        const unsigned s = seed();
+        std::mt19937 rng(s);
+        std::uniform_int_distribution<int> delay(0, kMaxKillDelayMs);
+        std::string delays;
+        int kills = 0;
+        for (; kills < kKills && v.pid > 0; ++kills) {
+            wait_for_progress(v);
+            int ms = delay(rng);
+            std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+            ::kill(v.pid, SIGKILL);
+            int rc = wait_exit(v.pid);
+            v.pid = -1;
+            if (rc != 128 + SIGKILL) {
+                ASSERT_EQ(rc, 0) << slurp(v.err);  // it was done before the kill
+                break;
+            }
+            int done = static_cast<int>(report_lines(v.report, true).size());
+            delays += (delays.empty() ? "" : " ") + std::to_string(ms);
+            std::printf(
+                "[ ipam_load ] %s: kill %d of %s %d ms after it resumed allocating, "
+                "%d reported\n",
+                GetParam().c_str(), kills + 1, v.prefix.c_str(), ms, done);
+            expect_consistent(&v, "after kill " + std::to_string(kills + 1));
+            if (done < n) {
+                fs::remove(v.out);
+                v.pid = spawn(args(v, done, n - done, true), v.out, v.err, v.report);
+            }
+        }
+        std::printf("[ ipam_load ] %s: killed %s %d times (seed %u; delays ms: %s)\n",
+                    GetParam().c_str(), v.prefix.c_str(), kills, s, delays.c_str());
+        RecordProperty("kills", kills);
+        RecordProperty("seed", std::to_string(s));
+        EXPECT_GT(kills, 0) << "the victim finished before the first kill";
+    }
+
+    // Returns once l's report grew since this call (one more allocation
+    // done, so l is past its start and recovery) or l has exited.
+    static void wait_for_progress(const Loader &l) {
+        auto size = [&] {
+            std::error_code ec;  // not created yet: empty
+            auto n = fs::file_size(l.report, ec);
+            return ec ? 0 : n;
+        };
+        const auto size0 = size();
+        for (int i = 0; i < 60'000; ++i) {
+            siginfo_t info{};
+            if (::waitid(P_PID, static_cast<id_t>(l.pid), &info, WEXITED | WNOHANG | WNOWAIT) ==
+                    0 &&
+                info.si_pid == l.pid) {
+                return;
+            }
+            if (size() > size0) {
+                return;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        ADD_FAILURE() << l.prefix << " made no progress for a minute";
+    }
+
+    // The store's allocations (address -> handle, each address once) after
+    // checking that the checker finds nothing and, for `victim`, that each
+    // of its handles holds all its addresses or none.
+    std::map<std::string, std::string> expect_consistent(const Loader *victim,
+                                                         const std::string &when) {
+        auto [crc, findings] = run({"--store", spec_, "--check"}, dir_.path());
+        EXPECT_EQ(crc, 0) << when << ": ipam check found:\n" << findings;
+        auto [lrc, listing] = run({"--store", spec_, "--list"}, dir_.path());
+        EXPECT_EQ(lrc, 0) << when << ": " << listing;
+        std::map<std::string, std::string> listed;
+        std::map<std::string, int> per_handle;
+        std::stringstream in(lrc == 0 ? listing : "");
+        for (std::string line; std::getline(in, line);) {
+            auto j = json::parse(line);
+            std::string a = j["address"], h = j["handle"];
+            EXPECT_TRUE(listed.emplace(a, h).second) << when << ": address listed twice: " << a;
+            per_handle[h]++;
+        }
+        for (const auto &[h, cnt] : per_handle) {
+            if (victim && h.starts_with(victim->prefix + "-")) {
+                EXPECT_EQ(cnt, victim->dual ? 2 : 1) << when << ": " << h << " is half done";
+            }
+        }
+        return listed;
     }
 
     TempDir dir_;

@@ -25,7 +25,7 @@
 
 namespace fwd::control {
 
-void add_ipam_commands(CLI::App &app);
+void add_ipam_commands(CLI::App &app, std::function<int()> &local);
 
 namespace {
 
@@ -547,7 +547,7 @@ void add_version_commands(CLI::App &app, std::optional<Request> &request) {
 // ---------------------------------------------------------------------------------------------
 
 int run(int argc, char **argv) {
-    CLI::App app{"Control a running dpdk-fwd daemon.", "fwdctl"};
+    CLI::App app{"Control a running dpdk-fwd daemon, and the IPAM store.", "fwdctl"};
 #ifdef FWD_VERSION
     app.set_version_flag("--version", std::string("fwdctl ") + FWD_VERSION);
 #endif
@@ -568,13 +568,17 @@ int run(int argc, char **argv) {
     add_node_commands(app, request);
     add_stats_commands(app, request);
     add_version_commands(app, request);
-    add_ipam_commands(app);  // fwdctl_ipam.cpp: the IPAM store itself, not the daemon
+    std::function<int()> local;     // a command that runs here, not in the daemon
+    add_ipam_commands(app, local);  // fwdctl_ipam.cpp: the IPAM store itself, not the daemon
 
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError &e) {
         const int rc = app.exit(e);
         return rc == 0 ? 0 : kExitUsage;
+    }
+    if (local) {
+        return local();
     }
     if (!request) {
         std::cerr << app.help();

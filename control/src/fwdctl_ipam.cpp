@@ -1,7 +1,6 @@
 // fwdctl ipam show | check | release, fwdctl apply -f | delete -f: the IPAM datastore itself,
-// the way calicoctl talks to Calico's datastore. No daemon is involved, so these commands do
-// their work in their CLI11 callback and end the process there with their own exit code
-// (fwdctl's main() only knows requests to the daemon).
+// the way calicoctl talks to Calico's datastore. No daemon is involved: a command's CLI11
+// callback hands fwdctl's main() the function to run instead of a request for the daemon.
 //
 // The store: --store SPEC, else $FWD_IPAM_STORE, else ipam::kDefaultStoreSpec.
 // Exit codes, as for the rest of fwdctl: 0 success, 1 an error (or `ipam check` found
@@ -28,7 +27,7 @@
 
 namespace fwd::control {
 
-void add_ipam_commands(CLI::App &app);
+void add_ipam_commands(CLI::App &app, std::function<int()> &local);
 
 namespace {
 
@@ -56,14 +55,14 @@ struct Ipam {
     ipam::Allocator alloc;
 };
 
-// Runs a command and ends the process with its exit code. A CLI::Error (bad usage) goes back
-// to fwdctl's parser, which prints it with the usage hint.
-[[noreturn]] void run_and_exit(const std::function<int()> &command) {
+// Runs a command; its failures become messages and exit codes.
+int run_guarded(const std::function<int()> &command) {
     int rc = kExitError;
     try {
         rc = command();
-    } catch (const CLI::Error &) {
-        throw;
+    } catch (const CLI::Error &e) {
+        std::cerr << "fwdctl: " << e.what() << '\n';
+        rc = kExitUsage;
     } catch (const std::invalid_argument &e) {
         std::cerr << "fwdctl: " << e.what() << '\n';
         rc = kExitUsage;
@@ -75,9 +74,7 @@ struct Ipam {
         std::cerr << "fwdctl: " << e.what() << '\n';
         rc = kExitError;
     }
-    std::cout.flush();
-    std::cerr.flush();
-    std::exit(rc);
+    return rc;
 }
 
 // A JSON array of items, each converted by `one`.
@@ -590,27 +587,30 @@ std::shared_ptr<std::string> add_store_option(CLI::App *cmd) {
     return spec;
 }
 
-// The callback of a command that works on the store given by `store`.
+// The callback of a command that works on the store given by `store`: it leaves the command
+// in `local` for main() to run once parsing is done.
 std::function<void()> store_command(std::shared_ptr<IpamOptions> o,
                                     std::shared_ptr<std::string> store,
-                                    int (*command)(const IpamOptions &)) {
-    return [o, store, command] {
+                                    int (*command)(const IpamOptions &),
+                                    std::function<int()> &local) {
+    return [o, store, command, &local] {
         o->store = *store;
-        run_and_exit([o, command] { return command(*o); });
+        local = [o, command] { return run_guarded([o, command] { return command(*o); }); };
     };
 }
 
 // `apply -f FILE` / `delete -f FILE`.
 void add_file_command(CLI::App &app, const std::string &name, const std::string &help,
-                      const std::shared_ptr<IpamOptions> &o, int (*command)(const IpamOptions &)) {
+                      const std::shared_ptr<IpamOptions> &o, int (*command)(const IpamOptions &),
+                      std::function<int()> &local) {
     CLI::App *cmd = app.add_subcommand(name, help);
     cmd->add_option("-f,--filename", o->file, "resource file, or - for stdin")->required();
-    cmd->callback(store_command(o, add_store_option(cmd), command));
+    cmd->callback(store_command(o, add_store_option(cmd), command, local));
 }
 
 }  // namespace
 
-void add_ipam_commands(CLI::App &app) {
+void add_ipam_commands(CLI::App &app, std::function<int()> &local) {
     auto o = std::make_shared<IpamOptions>();
     o->json_flag = app.get_option_no_throw("--json");
 
@@ -626,20 +626,20 @@ void add_ipam_commands(CLI::App &app) {
     auto *ip = show_cmd->add_option("--ip", o->ip, "who holds this address");
     handle->excludes(ip)->excludes(node);
     ip->excludes(node);
-    show_cmd->callback(store_command(o, store, show));
+    show_cmd->callback(store_command(o, store, show, local));
 
     CLI::App *check_cmd = group->add_subcommand(
         "check",
         "look for inconsistencies (leaked handles, doubled addresses, stale claims...); "
         "exit 1 if any");
-    check_cmd->callback(store_command(o, store, check));
+    check_cmd->callback(store_command(o, store, check, local));
 
     CLI::App *release_cmd =
         group->add_subcommand("release", "release addresses, or every address of a handle");
     auto *rip = release_cmd->add_option("--ip", o->release_ips, "an address (repeat for more)");
     auto *rhandle = release_cmd->add_option("--handle", o->handle, "a handle");
     rip->excludes(rhandle);
-    release_cmd->callback([o, run = store_command(o, store, release)] {
+    release_cmd->callback([o, run = store_command(o, store, release, local)] {
         if (o->release_ips.empty() && o->handle.empty()) {
             throw CLI::ValidationError("release", "give --ip or --handle");
         }
@@ -649,11 +649,11 @@ void add_ipam_commands(CLI::App &app) {
     add_file_command(app, "apply",
                      "create or update Calico IPPool / IPAMConfiguration resources (YAML or "
                      "JSON); all or nothing",
-                     o, apply);
+                     o, apply, local);
     add_file_command(app, "delete",
                      "delete the IPPools of a resource file (refused while one holds "
                      "addresses); an IPAMConfiguration goes back to its defaults",
-                     o, remove);
+                     o, remove, local);
 }
 
 }  // namespace fwd::control

@@ -101,6 +101,9 @@ struct Allocator::Draft {
     std::map<net::Family, Hint> hints;               // own block used last, per family
     std::vector<net::IpAddr> v4, v6;
     std::vector<net::IpAddr> &got(net::Family f) { return f == net::Family::kIp4 ? v4 : v6; }
+    const std::vector<net::IpAddr> &got(net::Family f) const {
+        return f == net::Family::kIp4 ? v4 : v6;
+    }
 };
 
 Allocator::Allocator(Store &store, AllocatorOptions opts) : store_(store), opts_(std::move(opts)) {
@@ -350,10 +353,12 @@ Assignment Allocator::assign(const AssignRequest &req) {
             out.v6 = std::move(d.v6);
             return out;
         }
-        // The blocks changed under us, or an affinity did: the scan re-reads
-        // the node's affinities.
+        // The blocks changed under us (most often another allocator of the
+        // node took a slot), or an affinity did: the scan re-reads the node's
+        // affinities and tries its other blocks first.
         for (const auto &[f, h] : d.hints) {
             hints_.erase({req.node, f});
+            contended_[{req.node, f}] = h.cidr;
         }
     }
 }
@@ -424,6 +429,11 @@ bool Allocator::commit(const AssignRequest &req, const Draft &d) {
     for (const auto &[f, hint] : d.hints) {
         hints_[{req.node, f}] = hint;
     }
+    for (auto f : {net::Family::kIp4, net::Family::kIp6}) {
+        if (!d.got(f).empty()) {
+            contended_.erase({req.node, f});
+        }
+    }
     return true;
 }
 
@@ -440,7 +450,13 @@ Allocator::Step Allocator::alloc_one(const Ctx &ctx, Draft &d) {
     }
     // 1. The node's own confirmed blocks (a pending claim counts as absent),
     // in order, skipping those seen full or not the node's at their current
-    // revision. Affinities first: a confirmed one's block existed before it.
+    // revision, and the block lost in a race. Affinities first: a confirmed
+    // one's block existed before it.
+    std::optional<Cidr> contended;
+    if (auto c = contended_.find({node, ctx.family}); c != contended_.end()) {
+        contended = c->second;
+    }
+    std::optional<Versioned<Affinity>> lost;
     int owned = 0;
     auto affs = load_all<Affinity>("affinity/" + node + "/");
     auto revs = block_revisions();
@@ -458,16 +474,22 @@ Allocator::Step Allocator::alloc_one(const Ctx &ctx, Draft &d) {
             b && (b->free == 0 || b->affinity != node)) {
             continue;
         }
-        if (alloc_in_own(ctx, a.value.cidr, a.rev, d)) {
+        if (a.value.cidr == contended) {
+            lost = a;
+        } else if (alloc_in_own(ctx, a.value.cidr, a.rev, d)) {
             return Step::kDone;
         }
     }
-    // 2. A new block.
+    // 2. A new block, also rather than racing another allocator of the node
+    // for the block just lost; that block only when no new one is left.
     if (owned < ctx.config.effective_max_blocks()) {
         Step s = claim_new_block(ctx);
         if (s != Step::kExhausted) {
             return s;
         }
+    }
+    if (lost && alloc_in_own(ctx, lost->value.cidr, lost->rev, d)) {
+        return Step::kDone;
     }
     // 3. Borrow from any block of the pools.
     if (ctx.config.strict_affinity) {

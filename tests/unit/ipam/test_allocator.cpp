@@ -1,6 +1,8 @@
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <set>
+#include <utility>
 
 #include "ipam_fixture.hpp"
 
@@ -357,6 +359,9 @@ class RecordingStore : public Store {
     int64_t revision() override { return s_.revision(); }
     bool txn(const std::vector<Compare> &c, const std::vector<Operation> &ops) override {
         ++txns;
+        if (auto f = std::exchange(before_next_txn, nullptr)) {
+            f();
+        }
         if (fail_next > 0) {
             --fail_next;
             return false;
@@ -396,6 +401,7 @@ class RecordingStore : public Store {
     std::map<std::string, int> gets, lists;
     int txns = 0;
     int fail_next = 0;
+    std::function<void()> before_next_txn;  // once, e.g. another writer
 
   private:
     Store &s_;
@@ -487,6 +493,31 @@ TEST_F(AllocatorTest, FullBlocksAreNotReadAgain) {
     auto z = a.assign(request("z3", "n1", 1, 0));
     EXPECT_TRUE(cidr("10.0.0.0/30").contains(z.v4[0])) << z.v4[0].str();
     EXPECT_EQ(a.confirmed_blocks("n1").size(), 11u);
+    expect_clean();
+}
+
+TEST_F(AllocatorTest, TwoAllocatorsOfANodeDriftApartAfterARace) {
+    RecordingStore rec(store_);
+    Allocator a(rec, opts()), b(store_, opts());
+    a.add_pool(make_pool("p4", "10.0.0.0/24"));
+    a.assign(request("a0", "n1", 1, 0));
+    b.assign(request("b0", "n1", 1, 0));  // both on 10.0.0.0/26
+    // b takes a slot between a's read and a's write: a loses the race, and
+    // rather than race b again it claims a block of its own.
+    rec.clear();
+    rec.before_next_txn = [&] { b.assign(request("b1", "n1", 1, 0)); };
+    auto a1 = a.assign(request("a1", "n1", 1, 0));
+    EXPECT_TRUE(cidr("10.0.0.64/26").contains(a1.v4[0])) << a1.v4[0].str();
+    EXPECT_EQ(a.confirmed_blocks("n1").size(), 2u);
+    // From then on each keeps to its block: one transaction per assign.
+    for (int i = 2; i < 10; ++i) {
+        rec.clear();
+        auto x = a.assign(request("a" + std::to_string(i), "n1", 1, 0));
+        EXPECT_EQ(rec.txns, 1);
+        EXPECT_TRUE(cidr("10.0.0.64/26").contains(x.v4[0])) << x.v4[0].str();
+        auto y = b.assign(request("b" + std::to_string(i), "n1", 1, 0));
+        EXPECT_TRUE(cidr("10.0.0.0/26").contains(y.v4[0])) << y.v4[0].str();
+    }
     expect_clean();
 }
 

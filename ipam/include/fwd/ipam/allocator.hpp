@@ -263,6 +263,11 @@ class Allocator {
     AllocatorOptions opts_;
     std::map<std::string, BlockSeen> seen_;  // pruned to the blocks a scan lists
     std::map<std::pair<std::string, net::Family>, Hint> hints_;
+    // A node's block whose commit just lost a race, most often to another
+    // allocator of the same node: the next scan tries the node's other blocks
+    // with room first, so two allocators of a node drift apart instead of
+    // racing for every address.
+    std::map<std::pair<std::string, net::Family>, Cidr> contended_;
     std::map<std::string, BlockText> texts_;  // at most kBlockTexts
 };
 

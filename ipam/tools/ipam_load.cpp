@@ -6,8 +6,8 @@
 //       Sets up the load pools (idempotent), then K allocations, handles P-S .. P-(S+K-1).
 //       After each one returns, "<handle> <addr>[ <addr>]\n" goes to FD in one write(),
 //       so a report line exists only for a complete allocation. --recover first
-//       releases handle P-S: a predecessor killed while allocating it may have left
-//       it half done (IPv4 without IPv6) or done but unreported.
+//       releases handle P-S: a predecessor killed while allocating it may have
+//       finished it (an assign is one transaction) without reporting it.
 //       Prints one JSON line at the end: {"allocations", "seconds", "rate"}.
 //   ipam_load --store ... --check   Allocator::check() findings as JSON lines; exit 1 if any.
 //   ipam_load --store ... --list    every allocation as a JSON line {handle, address, node, block}.

@@ -494,41 +494,47 @@ std::string resource_label(const ipam::Resource &r) {
     return r.origin.kind + " '" + r.origin.name + "'";
 }
 
-// Writes a validated plan; on a failure says what was already written.
+// Writes a validated plan in one transaction: all of it or, on a failure, nothing.
 int execute(Ipam &ipam, const std::vector<ipam::PlannedChange> &plan, const IpamOptions &o) {
-    json out = json::array();
-    size_t done = 0;
+    // One transaction: every change or none.
+    ipam::Allocator::PoolChanges changes;
     for (const auto &c : plan) {
-        try {
-            const auto &r = c.resource;
-            switch (c.action) {
-                case ipam::PlannedChange::Action::kCreate:
-                    ipam.alloc.add_pool(r.pool());
-                    break;
-                case ipam::PlannedChange::Action::kUpdate:
-                    if (r.is_pool()) {
-                        ipam.alloc.update_pool(r.pool());
-                    } else {
-                        ipam.alloc.set_config(r.config());
-                    }
-                    break;
-                case ipam::PlannedChange::Action::kDelete:
-                    if (r.is_pool()) {
-                        ipam.alloc.delete_pool(r.pool().name);
-                    } else {
-                        ipam.alloc.set_config(ipam::IpamConfig{});
-                    }
-                    break;
-                case ipam::PlannedChange::Action::kUnchanged:
-                    break;
-            }
-        } catch (const ipam::IpamError &e) {
-            std::cerr << "fwdctl: " << c.resource.origin.str() << ": " << e.what() << '\n'
-                      << "fwdctl: " << done << " of " << plan.size()
-                      << " resource(s) were written before this failure\n";
-            return kExitError;
+        const auto &r = c.resource;
+        switch (c.action) {
+            case ipam::PlannedChange::Action::kCreate:
+            case ipam::PlannedChange::Action::kUpdate:
+                if (r.is_pool()) {
+                    changes.put.push_back(r.pool());
+                } else {
+                    changes.config = r.config();
+                }
+                break;
+            case ipam::PlannedChange::Action::kDelete:
+                if (r.is_pool()) {
+                    changes.remove.push_back(r.pool().name);
+                } else {
+                    changes.config = ipam::IpamConfig{};
+                }
+                break;
+            case ipam::PlannedChange::Action::kUnchanged:
+                break;
         }
-        ++done;
+    }
+    try {
+        ipam.alloc.apply(changes);
+    } catch (const ipam::PoolError &e) {
+        auto it = std::find_if(plan.begin(), plan.end(), [&](const ipam::PlannedChange &c) {
+            return c.resource.is_pool() && c.resource.pool().name == e.pool();
+        });
+        std::cerr << "fwdctl: " << (it != plan.end() ? it->resource.origin.str() + ": " : "")
+                  << e.what() << "\nfwdctl: nothing was written\n";
+        return kExitError;
+    } catch (const ipam::IpamError &e) {
+        std::cerr << "fwdctl: " << e.what() << "\nfwdctl: nothing was written\n";
+        return kExitError;
+    }
+    json out = json::array();
+    for (const auto &c : plan) {
         const auto action = ipam::to_string(c.action);
         out.push_back({{"kind", c.resource.origin.kind},
                        {"name", c.resource.origin.name},

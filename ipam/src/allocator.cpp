@@ -177,20 +177,109 @@ std::optional<IpPool> Allocator::pool(const std::string &name) {
 void Allocator::add_pool(const IpPool &in) {
     IpPool p = in.normalized();
     for (int n = 0;; conflict(n, "adding pool " + p.name)) {
-        auto all = pools();
-        validate_pool(p, all);
-        if (std::any_of(all.begin(), all.end(),
+        // Validated against the pools read in the same list whose revisions
+        // the write compares, so two overlapping pools added at once cannot
+        // both pass.
+        auto all = load_all<IpPool>("pools/");
+        std::vector<IpPool> others;
+        std::vector<Compare> cmps{{key_pool(p.name), 0}};
+        for (const auto &o : all) {
+            others.push_back(o.value);
+            cmps.push_back({key_pool(o.value.name), o.rev});
+        }
+        validate_pool(p, others);
+        if (std::any_of(others.begin(), others.end(),
                         [&](const IpPool &o) { return o.name == p.name; })) {
             throw PoolError(p.name, "name", "a pool of that name exists");
         }
-        // Compare every pool's revision so that two overlapping pools added at
-        // once cannot both pass.
-        std::vector<Compare> cmps{{key_pool(p.name), 0}};
-        for (const auto &kv : store_.list(opts_.prefix + "pools/")) {
-            cmps.push_back({kv.key, kv.mod_revision});
-        }
         if (store_.txn(cmps, {put(key_pool(p.name), p)})) {
             return;
+        }
+    }
+}
+
+void Allocator::apply(const PoolChanges &c) {
+    std::vector<IpPool> puts;
+    for (const auto &p : c.put) {
+        puts.push_back(p.normalized());
+    }
+    if (c.config && c.config->max_blocks_per_host < 0) {
+        throw IpamError("IPAM config: maxBlocksPerHost must be >= 0");
+    }
+    for (int n = 0;; conflict(n, "applying pool changes")) {
+        auto all = load_all<IpPool>("pools/");
+        std::map<std::string, IpPool> final_pools, old;
+        std::vector<Compare> cmps;
+        for (const auto &o : all) {
+            final_pools[o.value.name] = o.value;
+            old[o.value.name] = o.value;
+            cmps.push_back({key_pool(o.value.name), o.rev});
+        }
+        std::vector<Operation> ops;
+        for (const auto &name : c.remove) {
+            if (!old.count(name)) {
+                throw PoolError(name, "name", "no such pool");
+            }
+            final_pools.erase(name);
+        }
+        for (const auto &p : puts) {
+            final_pools[p.name] = p;
+        }
+        for (const auto &p : puts) {
+            std::vector<IpPool> others;
+            for (const auto &[name, o] : final_pools) {
+                if (name != p.name) {
+                    others.push_back(o);
+                }
+            }
+            if (auto it = old.find(p.name); it != old.end()) {
+                validate_pool_update(it->second, p, others);
+            } else {
+                validate_pool(p, others);
+                cmps.push_back({key_pool(p.name), 0});
+            }
+            ops.push_back(put(key_pool(p.name), p));
+        }
+        if (!c.remove.empty()) {
+            auto blocks = load_all<Block>("blocks/");
+            auto affinities = load_all<Affinity>("affinity/");
+            for (const auto &name : c.remove) {
+                removal(old[name], blocks, affinities, cmps, ops);
+            }
+        }
+        if (c.config) {
+            auto kv = store_.get(opts_.prefix + "config");
+            cmps.push_back({opts_.prefix + "config", kv ? kv->mod_revision : 0});
+            ops.push_back(put(opts_.prefix + "config", *c.config));
+        }
+        if (ops.empty() || store_.txn(cmps, ops)) {
+            return;
+        }
+    }
+}
+
+// What deleting pool p takes: its key, its (empty) blocks and their
+// affinities; refused while a block of it holds addresses.
+void Allocator::removal(const IpPool &p, const std::vector<Versioned<Block>> &blocks,
+                        const std::vector<Versioned<Affinity>> &affinities,
+                        std::vector<Compare> &cmps, std::vector<Operation> &ops) {
+    ops.push_back(del(key_pool(p.name)));
+    for (const auto &b : blocks) {
+        if (!p.cidr.contains(b.value.cidr)) {
+            continue;
+        }
+        if (!b.value.empty()) {
+            throw PoolError(p.name, "cidr",
+                            "still has " + std::to_string(b.value.used()) +
+                                " allocated addresses in block " + b.value.cidr.str());
+        }
+        cmps.push_back({key_block(b.value.cidr), b.rev});
+        ops.push_back(del(key_block(b.value.cidr)));
+    }
+    for (const auto &a : affinities) {
+        if (p.cidr.contains(a.value.cidr)) {
+            cmps.push_back({key_affinity(a.value.node, a.value.cidr), a.rev});
+            ops.push_back(del(key_affinity(a.value.node, a.value.cidr)));
         }
     }
 }
@@ -216,25 +305,8 @@ void Allocator::delete_pool(const std::string &name) {
             throw PoolError(name, "name", "no such pool");
         }
         std::vector<Compare> cmps{{key_pool(name), p->rev}};
-        std::vector<Operation> ops{del(key_pool(name))};
-        for (auto &b : load_all<Block>("blocks/")) {
-            if (!p->value.cidr.contains(b.value.cidr)) {
-                continue;
-            }
-            if (!b.value.empty()) {
-                throw PoolError(name, "cidr",
-                                "still has " + std::to_string(b.value.used()) +
-                                    " allocated addresses in block " + b.value.cidr.str());
-            }
-            cmps.push_back({key_block(b.value.cidr), b.rev});
-            ops.push_back(del(key_block(b.value.cidr)));
-        }
-        for (auto &a : load_all<Affinity>("affinity/")) {
-            if (p->value.cidr.contains(a.value.cidr)) {
-                cmps.push_back({key_affinity(a.value.node, a.value.cidr), a.rev});
-                ops.push_back(del(key_affinity(a.value.node, a.value.cidr)));
-            }
-        }
+        std::vector<Operation> ops;
+        removal(p->value, load_all<Block>("blocks/"), load_all<Affinity>("affinity/"), cmps, ops);
         if (store_.txn(cmps, ops)) {
             return;
         }

@@ -680,3 +680,80 @@ TEST_F(AllocatorTest, CheckFindsEveryKindOfProblem) {
 
 }  // namespace
 }  // namespace fwd::ipam::test
+
+namespace fwd::ipam::test {
+namespace {
+
+std::vector<std::string> pool_names(Allocator &a) {
+    std::vector<std::string> v;
+    for (const auto &p : a.pools()) {
+        v.push_back(p.name + "=" + p.cidr.str() + (p.nat_outgoing ? "+nat" : ""));
+    }
+    return v;
+}
+
+// fwdctl apply / delete -f: one transaction, all or nothing.
+TEST_F(AllocatorTest, ApplyWritesPoolsAndConfigInOneTransaction) {
+    Allocator::PoolChanges c;
+    c.put = {make_pool("a4", "10.1.0.0/16"), make_pool("a6", "fd00:1::/64")};
+    IpamConfig cfg;
+    cfg.strict_affinity = true;
+    c.config = cfg;
+    int64_t rev0 = store_.revision();
+    alloc_.apply(c);
+    EXPECT_EQ(store_.revision(), rev0 + 1) << "one transaction";
+    EXPECT_EQ(pool_names(alloc_), (std::vector<std::string>{"a4=10.1.0.0/16", "a6=fd00:1::/64"}));
+    EXPECT_TRUE(alloc_.config().strict_affinity);
+
+    // An update and a new pool; the unchanged one stays.
+    IpPool upd = make_pool("a4", "10.1.0.0/16");
+    upd.nat_outgoing = true;
+    alloc_.apply({{upd, make_pool("b4", "10.2.0.0/16")}, {}, std::nullopt});
+    EXPECT_EQ(pool_names(alloc_),
+              (std::vector<std::string>{"a4=10.1.0.0/16+nat", "a6=fd00:1::/64", "b4=10.2.0.0/16"}));
+}
+
+TEST_F(AllocatorTest, ApplyWithOneBadChangeWritesNothing) {
+    alloc_.add_pool(make_pool("a4", "10.1.0.0/16"));
+    const auto before = pool_names(alloc_);
+    int64_t rev0 = store_.revision();
+    IpamConfig cfg;
+    cfg.max_blocks_per_host = 3;
+    // Two new pools overlapping each other.
+    EXPECT_THROW(
+        alloc_.apply({{make_pool("x", "10.9.0.0/16"), make_pool("y", "10.9.128.0/17")}, {}, cfg}),
+        PoolError);
+    // A good new pool with an update that moves a cidr.
+    EXPECT_THROW(
+        alloc_.apply({{make_pool("z", "10.8.0.0/16"), make_pool("a4", "10.3.0.0/16")}, {}, cfg}),
+        PoolError);
+    // A new pool overlapping an existing one.
+    EXPECT_THROW(alloc_.apply({{make_pool("w", "10.1.128.0/17")}, {}, cfg}), PoolError);
+    // Removing a pool that does not exist.
+    EXPECT_THROW(alloc_.apply({{make_pool("v", "10.7.0.0/16")}, {"nope"}, cfg}), PoolError);
+    EXPECT_EQ(store_.revision(), rev0);
+    EXPECT_EQ(pool_names(alloc_), before);
+    EXPECT_EQ(alloc_.config().max_blocks_per_host, IpamConfig{}.max_blocks_per_host);
+}
+
+TEST_F(AllocatorTest, ApplyRemovesAndReplacesInOneGo) {
+    alloc_.add_pool(make_pool("old", "10.1.0.0/16"));
+    alloc_.add_pool(make_pool("busy", "fd00:2::/64"));
+    alloc_.assign(request("c1", "n1", 0, 1));
+    ASSERT_TRUE(alloc_.claim_block("n1", cidr("10.1.0.64/26")));
+    // A pool with addresses cannot go, and then nothing else happens either.
+    EXPECT_THROW(alloc_.apply({{make_pool("new", "10.5.0.0/16")}, {"busy"}, std::nullopt}),
+                 PoolError);
+    EXPECT_FALSE(alloc_.pool("new"));
+    // The old pool (its empty block and affinity too) replaced by one overlapping it.
+    alloc_.apply({{make_pool("new", "10.1.0.0/17")}, {"old"}, std::nullopt});
+    EXPECT_FALSE(alloc_.pool("old"));
+    ASSERT_TRUE(alloc_.pool("new"));
+    for (const auto &b : alloc_.blocks()) {
+        EXPECT_FALSE(b.cidr.is_v4()) << b.cidr.str() << " of the removed pool is left";
+    }
+    expect_clean();
+}
+
+}  // namespace
+}  // namespace fwd::ipam::test

@@ -140,6 +140,15 @@ class Allocator {
     void add_pool(const IpPool &pool);
     void update_pool(const IpPool &pool);
     void delete_pool(const std::string &name);
+    // Several pool changes and the IPAM configuration in one transaction (fwdctl
+    // apply / delete -f): validated against the pools as they are at that
+    // revision and against each other; all or nothing.
+    struct PoolChanges {
+        std::vector<IpPool> put;          // created or updated
+        std::vector<std::string> remove;  // refused while a block of the pool holds addresses
+        std::optional<IpamConfig> config;
+    };
+    void apply(const PoolChanges &c);
     std::vector<IpPool> pools();
     std::optional<IpPool> pool(const std::string &name);
 
@@ -234,6 +243,9 @@ class Allocator {
     template <typename T>
     std::vector<Versioned<T>> load_all(const std::string &sub);
     void conflict(int &n, const std::string &what);
+    void removal(const IpPool &p, const std::vector<Versioned<Block>> &blocks,
+                 const std::vector<Versioned<Affinity>> &affinities, std::vector<Compare> &cmps,
+                 std::vector<Operation> &ops);
 
     std::vector<IpPool> select_pools(std::vector<IpPool> all, net::Family f,
                                      const std::vector<std::string> &wanted, const Labels &labels,

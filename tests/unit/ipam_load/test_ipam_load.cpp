@@ -94,7 +94,7 @@ std::string slurp(const std::string &path) {
 // Starts `tool() args...` with stdout into out, stderr into err and, when
 // report is set, that file (appended to) on fd 3. Dies with the test.
 pid_t spawn(const std::vector<std::string> &args, const std::string &out, const std::string &err,
-            const std::string &report = "") {
+            const std::string &report = "", const std::string &binary = "") {
     pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid != 0) {
@@ -113,7 +113,7 @@ pid_t spawn(const std::vector<std::string> &args, const std::string &out, const 
         ::dup2(r, 3);
     }
     std::vector<char *> argv;
-    std::string bin = tool();
+    std::string bin = binary.empty() ? tool() : binary;
     argv.push_back(bin.data());
     std::vector<std::string> copy = args;
     for (auto &a : copy) {
@@ -131,11 +131,12 @@ int wait_exit(pid_t pid) {
 }
 
 // Runs the tool to completion; its stdout and exit code.
-std::pair<int, std::string> run(const std::vector<std::string> &args, const std::string &dir) {
+std::pair<int, std::string> run(const std::vector<std::string> &args, const std::string &dir,
+                                const std::string &binary = "") {
     std::string out = dir + "/run.out", err = dir + "/run.err";
     fs::remove(out);
     fs::remove(err);
-    int rc = wait_exit(spawn(args, out, err));
+    int rc = wait_exit(spawn(args, out, err, "", binary));
     return {rc, slurp(out) + slurp(err)};
 }
 
@@ -365,6 +366,14 @@ class IpamLoad : public ::testing::TestWithParam<std::string> {
                                                          const std::string &when) {
         auto [crc, findings] = run({"--store", spec_, "--check"}, dir_.path());
         EXPECT_EQ(crc, 0) << when << ": ipam check found:\n" << findings;
+        // The operator's checker says the same.
+        const char *fwdctl = std::getenv("FWDCTL");
+        EXPECT_TRUE(fwdctl != nullptr) << "FWDCTL must name the fwdctl binary";
+        if (fwdctl != nullptr) {
+            auto [frc, report] = run({"ipam", "check", "--store", spec_}, dir_.path(), fwdctl);
+            EXPECT_EQ(frc, 0) << when << ": fwdctl ipam check:\n" << report;
+            EXPECT_NE(report.find("IPAM is consistent"), std::string::npos) << report;
+        }
         auto [lrc, listing] = run({"--store", spec_, "--list"}, dir_.path());
         EXPECT_EQ(lrc, 0) << when << ": " << listing;
         std::map<std::string, std::string> listed;

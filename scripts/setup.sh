@@ -14,6 +14,7 @@ PACKAGES=(
   bird2
   libcurl4-openssl-dev etcd-server etcd-client
   libyaml-cpp-dev
+  containernetworking-plugins
 )
 
 missing=()

@@ -250,7 +250,6 @@ void IpamSync::round() {
                 cnt_.applies++;
             }
             applied_ok_ = true;
-            seen_revision_ = rev;
             if (!cfg_.bird_include.empty()) {
                 std::string text = bird_include_text(node_, cfg_.store, routes);
                 if (text != include_text_) {
@@ -259,6 +258,8 @@ void IpamSync::round() {
                     bird_dirty_ = true;
                 }
             }
+            // Only now: a failed file write is retried on the next round.
+            seen_revision_ = rev;
         }
         if (bird_dirty_ && !cfg_.bird_socket.empty()) {
             reconfigure_bird();

@@ -283,6 +283,24 @@ TEST_F(IpamSyncTest, FailuresAreCountedAndRetried) {
     EXPECT_EQ(applied_.size(), 1u);
 }
 
+// The include file cannot be written (its directory is missing): counted,
+// and written on a later round although the store did not change.
+TEST_F(IpamSyncTest, IncludeFileWriteFailureIsRetried) {
+    cfg_.bird_include = (dir_.path / "later" / "ipam.conf").string();
+    auto sync = make_sync();
+    assign("a", "n1", 1, 0);
+    sync->sync_once();
+    auto st = sync->status();
+    EXPECT_EQ(st["ok"], false);
+    EXPECT_NE(st["last_error"].get<std::string>().find("later/ipam.conf"), std::string::npos)
+        << st.dump();
+    fs::create_directory(dir_.path / "later");
+    sync->sync_once();
+    EXPECT_EQ(sync->status()["ok"], true) << sync->status().dump();
+    EXPECT_NE(slurp(cfg_.bird_include).find("route 10.10.0.0/26 blackhole;"), std::string::npos);
+    EXPECT_EQ(applied_.size(), 1u) << "the routes were applied once";
+}
+
 // The thread: an existing include file is kept until the store was read;
 // start() creates a missing one; changes arrive within a few periods; stop()
 // returns promptly.

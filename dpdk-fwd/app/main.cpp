@@ -242,7 +242,11 @@ int main(int argc, char **argv) {
                                         });
             try {
                 if (ipam_sync) {
-                    ipam_sync->start();
+                    try {
+                        ipam_sync->start();
+                    } catch (const std::exception &e) {
+                        throw std::runtime_error(std::string("IPAM sync: ") + e.what());
+                    }
                 }
                 api.start();
                 std::printf("dpdk-fwd: node %s up: %u worker(s), API on %s\n",
@@ -252,7 +256,7 @@ int main(int argc, char **argv) {
                 sigwait(&sigs, &sig);
                 std::printf("dpdk-fwd: signal %d, shutting down\n", sig);
             } catch (const std::exception &e) {
-                std::fprintf(stderr, "dpdk-fwd: API: %s\n", e.what());
+                std::fprintf(stderr, "dpdk-fwd: start failed: %s\n", e.what());
                 rc = 1;
             }
             api.stop();

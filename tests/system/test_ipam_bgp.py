@@ -12,6 +12,7 @@ load-v6 fd00:128::/112 /122 blocks).
 import ipaddress
 import json
 import pathlib
+import subprocess
 import time
 import types
 
@@ -176,3 +177,21 @@ def test_ipam_blocks_are_advertised_and_routed(ipam_nodes, netns_factory):
                                 "converge_after_alloc_s": round(took, 2),
                                 "release_to_withdrawn_s": round(withdrawn, 2),
                                 "sync_ms": 100, "release_empty_blocks_s": 1})
+
+
+def test_ipam_store_down_daemon_keeps_running(daemon_factory, tmpdir_short):
+    """An unreachable store is an error the daemon reports and retries, not a crash; BIRD
+    still gets a well-formed (empty) include file to start with."""
+    include = pathlib.Path(tmpdir_short) / "down.ipam.conf"
+    d = daemon_factory("ipdown", extra={"ipam": {"store": "etcd:http://127.0.0.1:1",
+                                                 "sync_ms": 50, "bird_include": str(include)}})
+    wait_until(lambda: d.ctl("node")["ipam"]["errors"] >= 3, 20, interval=0.1,
+               what="the IPAM sync to report the unreachable store, round after round")
+    st = d.ctl("node")["ipam"]
+    assert not st["ok"] and "127.0.0.1:1" in st["last_error"], st
+    assert "protocol static fwd_ipam4" in include.read_text()
+    assert "route " not in include.read_text()
+    assert d.ctl("version")["version"]
+    r = subprocess.run([str(FWDCTL), "-s", d.sock, "node"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "ERROR" in r.stdout and "127.0.0.1:1" in r.stdout, r.stdout

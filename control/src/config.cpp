@@ -693,8 +693,9 @@ TablesConfig parse_tables(const Object &o) {
 IpamNodeConfig parse_ipam(const Object &o) {
     IpamNodeConfig c;
     if (auto f = o.get("store")) {
-        c.store = f->string("a store like \"embedded:/var/lib/dpdk-fwd/ipam\" or "
-                            "\"etcd:http://127.0.0.1:2379\"");
+        c.store = f->string(
+            "a store like \"embedded:/var/lib/dpdk-fwd/ipam\" or "
+            "\"etcd:http://127.0.0.1:2379\"");
         if (auto why = ipam::check_store_spec(c.store); !why.empty()) {
             f->fail("\"" + c.store + "\": " + why);
         }
@@ -750,10 +751,10 @@ ConfigEnv ConfigEnv::from_this_process() {
 
 NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
     Json doc = parse_json(json_text);
-    Object root(Field(doc, ""), {"node_name", "eal", "cores", "uplink", "node", "idle",
-                                 "api_socket", "run_dir", "mbufs", "icmp_errors_per_sec",
-                                 "max_endpoints", "routes", "host", "bgp", "neighbor", "tables",
-                                 "ipam"});
+    Object root(Field(doc, ""),
+                {"node_name", "eal", "cores", "uplink", "node", "idle", "api_socket", "run_dir",
+                 "mbufs", "icmp_errors_per_sec", "max_endpoints", "routes", "host", "bgp",
+                 "neighbor", "tables", "ipam"});
     NodeConfig cfg;
 
     Field name = root.need("node_name", "the Kubernetes node name like \"node1\"");

@@ -24,7 +24,8 @@ EtcdSpec split_etcd(const std::string &rest) {
     size_t from = 0;
     while (from <= urls.size()) {
         auto semi = urls.find(';', from);
-        std::string u = urls.substr(from, semi == std::string::npos ? std::string::npos : semi - from);
+        std::string u =
+            urls.substr(from, semi == std::string::npos ? std::string::npos : semi - from);
         if (!u.empty()) {
             s.endpoints.push_back(u);
         }

@@ -118,7 +118,7 @@ struct TablesConfig {
 // ipam, and rewrites the BIRD include file and reconfigures BIRD.
 struct IpamNodeConfig {
     std::string store = "embedded:/var/lib/dpdk-fwd/ipam";  // fwd/ipam/open_store.hpp
-    uint32_t sync_ms = 1000;                // store revision polling period
+    uint32_t sync_ms = 1000;                                // store revision polling period
     uint32_t release_empty_blocks_s = 300;  // give back blocks empty this long; 0: never
     std::string bird_include;               // empty: no BIRD include file
     std::string bird_socket;                // empty: BIRD is not reconfigured

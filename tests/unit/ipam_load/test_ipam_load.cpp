@@ -35,10 +35,13 @@
 #include <thread>
 #include <vector>
 
+#include "../temp_dir.hpp"
 #include "etcd_server.hpp"
 
 namespace fwd::ipam {
 namespace {
+
+using ::fwd::test::TempDir;
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -64,25 +67,6 @@ unsigned seed() {
 // anywhere inside an allocation.
 constexpr int kKills = 5;
 constexpr int kMaxKillDelayMs = 150;
-
-class TempDir {
-  public:
-    TempDir() {
-        char tmpl[] = "/tmp/fwd-ipam-load-XXXXXX";
-        if (::mkdtemp(tmpl) == nullptr) {
-            throw std::runtime_error("mkdtemp failed");
-        }
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    const std::string &path() const { return path_; }
-
-  private:
-    std::string path_;
-};
 
 std::string slurp(const std::string &path) {
     std::ifstream f(path);

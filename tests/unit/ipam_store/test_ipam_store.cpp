@@ -18,12 +18,15 @@
 #include <random>
 #include <thread>
 
+#include "../temp_dir.hpp"
 #include "etcd_server.hpp"
 #include "fwd/ipam/embedded_store.hpp"
 #include "fwd/ipam/etcd_store.hpp"
 
 namespace fwd::ipam {
 namespace {
+
+using ::fwd::test::TempDir;
 
 namespace fs = std::filesystem;
 using Kind = Operation::Kind;
@@ -36,24 +39,6 @@ Operation del(std::string k) {
 }
 
 // A fresh temporary directory, removed with its contents.
-class TempDir {
-  public:
-    TempDir() {
-        char tmpl[] = "/tmp/fwd-ipam-store-XXXXXX";
-        if (::mkdtemp(tmpl) == nullptr)
-            throw std::runtime_error("mkdtemp");
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    const std::string &path() const { return path_; }
-
-  private:
-    std::string path_;
-};
-
 // One etcd for the whole binary, started on first use, stopped at exit.
 test::EtcdServer *g_etcd = nullptr;
 std::string g_etcd_error;

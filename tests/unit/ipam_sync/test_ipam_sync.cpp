@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "../temp_dir.hpp"
 #include "fwd/control/ipam_sync.hpp"
 #include "fwd/ipam/embedded_store.hpp"
 #include "fwd/ipam/mem_store.hpp"
@@ -20,6 +21,7 @@ namespace fwd::control {
 namespace {
 
 namespace fs = std::filesystem;
+using ::fwd::test::TempDir;
 using ipam::Cidr;
 
 Cidr cidr(const char *s) {
@@ -35,15 +37,6 @@ std::string slurp(const fs::path &p) {
     ss << f.rdbuf();
     return ss.str();
 }
-
-struct TempDir {
-    TempDir() {
-        char t[] = "/tmp/fwd-ipam-sync-XXXXXX";
-        path = ::mkdtemp(t);
-    }
-    ~TempDir() { fs::remove_all(path); }
-    fs::path path;
-};
 
 std::vector<std::string> strs(const std::vector<Cidr> &v) {
     std::vector<std::string> s;
@@ -98,9 +91,9 @@ class IpamSyncTest : public ::testing::Test {
             alloc_->add_pool(p.normalized());
         }
         cfg_.store = "embedded:/unused";
-        cfg_.bird_include = (dir_.path / "ipam.conf").string();
-        cfg_.bird_socket = (dir_.path / "bird.ctl").string();
-        cfg_.birdc = fake_birdc(dir_.path);
+        cfg_.bird_include = (fs::path(dir_.path()) / "ipam.conf").string();
+        cfg_.bird_socket = (fs::path(dir_.path()) / "bird.ctl").string();
+        cfg_.birdc = fake_birdc(fs::path(dir_.path()));
         cfg_.release_empty_blocks_s = 1;
     }
 
@@ -163,10 +156,13 @@ TEST(BirdInclude, BirdParsesIt) {
     r.blocks = {cidr("10.10.0.64/26"), cidr("fd00:10::40/122")};
     r.borrowed = {ip("10.10.0.130"), ip("fd00:10::81")};
     for (const auto &routes : {r, ipam::NodeRoutes{}}) {
-        std::ofstream(d.path / "ipam.conf") << bird_include_text("n1", "embedded:/x", routes);
-        std::ofstream(d.path / "bird.conf") << "router id 10.0.0.1;\nprotocol device {}\ninclude \""
-                                            << (d.path / "ipam.conf").string() << "\";\n";
-        std::string cmd = "/usr/sbin/bird -p -c " + (d.path / "bird.conf").string() + " 2>&1";
+        std::ofstream(fs::path(d.path()) / "ipam.conf")
+            << bird_include_text("n1", "embedded:/x", routes);
+        std::ofstream(fs::path(d.path()) / "bird.conf")
+            << "router id 10.0.0.1;\nprotocol device {}\ninclude \""
+            << (fs::path(d.path()) / "ipam.conf").string() << "\";\n";
+        std::string cmd =
+            "/usr/sbin/bird -p -c " + (fs::path(d.path()) / "bird.conf").string() + " 2>&1";
         FILE *p = ::popen(cmd.c_str(), "r");
         ASSERT_NE(p, nullptr);
         char buf[512];
@@ -174,7 +170,7 @@ TEST(BirdInclude, BirdParsesIt) {
         while (std::fgets(buf, sizeof buf, p)) {
             out += buf;
         }
-        EXPECT_EQ(::pclose(p), 0) << out << slurp(d.path / "ipam.conf");
+        EXPECT_EQ(::pclose(p), 0) << out << slurp(fs::path(d.path()) / "ipam.conf");
     }
 }
 
@@ -183,7 +179,8 @@ TEST_F(IpamSyncTest, NodeBlocksAndBorrowedReachTablesAndBird) {
     sync->sync_once();
     ASSERT_EQ(applied_.size(), 1u);
     EXPECT_TRUE(applied_[0].empty());
-    EXPECT_EQ(lines(dir_.path / "birdc.calls"), 1) << "the first round writes and reloads";
+    EXPECT_EQ(lines(fs::path(dir_.path()) / "birdc.calls"), 1)
+        << "the first round writes and reloads";
 
     assign("a", "n1", 1, 1);
     sync->sync_once();
@@ -192,20 +189,21 @@ TEST_F(IpamSyncTest, NodeBlocksAndBorrowedReachTablesAndBird) {
     std::string inc = slurp(cfg_.bird_include);
     EXPECT_NE(inc.find("route 10.10.0.0/26 blackhole;"), std::string::npos) << inc;
     EXPECT_NE(inc.find("route fd00:10::/122 blackhole;"), std::string::npos) << inc;
-    EXPECT_EQ(lines(dir_.path / "birdc.calls"), 2);
-    EXPECT_NE(slurp(dir_.path / "birdc.calls").find("-s " + cfg_.bird_socket + " configure"),
-              std::string::npos);
+    EXPECT_EQ(lines(fs::path(dir_.path()) / "birdc.calls"), 2);
+    EXPECT_NE(
+        slurp(fs::path(dir_.path()) / "birdc.calls").find("-s " + cfg_.bird_socket + " configure"),
+        std::string::npos);
 
     // Nothing changed: no apply, no reload.
     sync->sync_once();
     EXPECT_EQ(applied_.size(), 2u);
-    EXPECT_EQ(lines(dir_.path / "birdc.calls"), 2);
+    EXPECT_EQ(lines(fs::path(dir_.path()) / "birdc.calls"), 2);
 
     // Another node's allocation moves the revision but not n1's routes.
     assign("b", "n2", 1, 0);
     sync->sync_once();
     EXPECT_EQ(applied_.size(), 2u);
-    EXPECT_EQ(lines(dir_.path / "birdc.calls"), 2);
+    EXPECT_EQ(lines(fs::path(dir_.path()) / "birdc.calls"), 2);
 
     // n1 borrows: its own blocks exhausted with maxBlocksPerHost 1.
     ipam::IpamConfig c = alloc_->config();
@@ -265,7 +263,7 @@ TEST_F(IpamSyncTest, FailuresAreCountedAndRetried) {
 
     // The store does not change, yet the next round retries.
     fail_apply_ = false;
-    std::ofstream(dir_.path / "fail") << "";
+    std::ofstream(fs::path(dir_.path()) / "fail") << "";
     sync->sync_once();
     ASSERT_EQ(applied_.size(), 1u);
     EXPECT_NE(slurp(cfg_.bird_include).find("10.10.0.0/26"), std::string::npos);
@@ -274,7 +272,7 @@ TEST_F(IpamSyncTest, FailuresAreCountedAndRetried) {
     EXPECT_NE(st["last_error"].get<std::string>().find("Unable to connect"), std::string::npos)
         << st.dump();
     // BIRD back: reloaded on the next round although nothing changed.
-    fs::remove(dir_.path / "fail");
+    fs::remove(fs::path(dir_.path()) / "fail");
     sync->sync_once();
     st = sync->status();
     EXPECT_EQ(st["ok"], true);
@@ -286,7 +284,7 @@ TEST_F(IpamSyncTest, FailuresAreCountedAndRetried) {
 // The include file cannot be written (its directory is missing): counted,
 // and written on a later round although the store did not change.
 TEST_F(IpamSyncTest, IncludeFileWriteFailureIsRetried) {
-    cfg_.bird_include = (dir_.path / "later" / "ipam.conf").string();
+    cfg_.bird_include = (fs::path(dir_.path()) / "later" / "ipam.conf").string();
     auto sync = make_sync();
     assign("a", "n1", 1, 0);
     sync->sync_once();
@@ -294,7 +292,7 @@ TEST_F(IpamSyncTest, IncludeFileWriteFailureIsRetried) {
     EXPECT_EQ(st["ok"], false);
     EXPECT_NE(st["last_error"].get<std::string>().find("later/ipam.conf"), std::string::npos)
         << st.dump();
-    fs::create_directory(dir_.path / "later");
+    fs::create_directory(fs::path(dir_.path()) / "later");
     sync->sync_once();
     EXPECT_EQ(sync->status()["ok"], true) << sync->status().dump();
     EXPECT_NE(slurp(cfg_.bird_include).find("route 10.10.0.0/26 blackhole;"), std::string::npos);
@@ -343,16 +341,17 @@ TEST_F(IpamSyncTest, ThreadFollowsTheStore) {
 // The daemon's real store: an embedded store in a state directory.
 TEST(IpamSyncEmbedded, ReadsWhatAnotherStoreHandleWrote) {
     TempDir d;
-    auto writer = std::make_shared<ipam::EmbeddedStore>((d.path / "state").string());
+    auto writer = std::make_shared<ipam::EmbeddedStore>((fs::path(d.path()) / "state").string());
     ipam::Allocator a(*writer);
     ipam::IpPool p;
     p.name = "v4";
     p.cidr = cidr("10.20.0.0/24");
     a.add_pool(p.normalized());
     IpamNodeConfig cfg;
-    cfg.store = "embedded:" + (d.path / "state").string();
+    cfg.store = "embedded:" + (fs::path(d.path()) / "state").string();
     std::vector<std::string> got;
-    IpamSync sync(cfg, "n9", std::make_shared<ipam::EmbeddedStore>((d.path / "state").string()),
+    IpamSync sync(cfg, "n9",
+                  std::make_shared<ipam::EmbeddedStore>((fs::path(d.path()) / "state").string()),
                   [&](const std::vector<Cidr> &v) { got = strs(v); });
     ipam::AssignRequest r;
     r.handle = "h";

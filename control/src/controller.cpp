@@ -293,7 +293,7 @@ unsigned Controller::least_loaded_worker() const {
 
 json Controller::endpoint_add(const json &args) {
     check_known(args, {"id", "netns", "ifname", "ipv4", "ipv6", "kind", "mtu", "mac",
-                       "vhost_socket", "vhost_mode"});
+                       "vhost_socket", "vhost_mode", "owner"});
     Endpoint e;
     e.id = get_str(args, "id", true);
     if (!valid_id(e.id)) {
@@ -363,6 +363,17 @@ json Controller::endpoint_add(const json &args) {
         bad("vhost_mode must be 'server' or 'client', got '" + mode + "'");
     }
     e.vhost_client = mode == "client";
+    if (auto it = args.find("owner"); it != args.end() && !it->is_null()) {
+        if (!it->is_object() || it->size() > 16) {
+            bad("owner must be an object of at most 16 strings");
+        }
+        for (const auto &[k, v] : it->items()) {
+            if (!v.is_string() || k.size() > 64 || v.get_ref<const std::string &>().size() > 256) {
+                bad("owner." + k + " must be a string of at most 256 characters");
+            }
+        }
+        e.owner = *it;
+    }
 
     std::string token = "p" + std::to_string(next_token_++);
     vhost::PortSpec spec;
@@ -515,6 +526,7 @@ json Controller::endpoint_json(const Endpoint &e) const {
     j["ipv6"] = e.ipv6 ? json(e.ipv6->str()) : json();
     j["host_ifname"] = e.host_ifname.empty() ? json() : json(e.host_ifname);
     j["vhost_socket"] = e.vhost_socket.empty() ? json() : json(e.vhost_socket);
+    j["owner"] = e.owner;
     return j;
 }
 

@@ -15,9 +15,11 @@
 #include <vector>
 
 #include "fwd/control/api.hpp"
+#include "fwd/control/cni_service.hpp"
 #include "fwd/control/config.hpp"
 #include "fwd/control/controller.hpp"
 #include "fwd/control/ipam_sync.hpp"
+#include "fwd/control/pod_check.hpp"
 #include "fwd/dp/meta.hpp"
 #include "fwd/dp/tables.hpp"
 #include "fwd/dp/worker.hpp"
@@ -202,6 +204,7 @@ int main(int argc, char **argv) {
         // The IPAM sync hands the node's routes to the control thread through
         // call(), like the API; its thread starts once the control thread runs.
         std::unique_ptr<fwd::control::IpamSync> ipam_sync;
+        std::unique_ptr<fwd::control::CniService> cni;
         if (cfg.ipam) {
             try {
                 ipam_sync = std::make_unique<fwd::control::IpamSync>(
@@ -214,6 +217,13 @@ int main(int argc, char **argv) {
                         controller.call("ipam.routes", {{"prefixes", p}});
                     });
                 controller.set_ipam_status([&] { return ipam_sync->status(); });
+                // The CNI ops run on the API thread with their own store connection.
+                cni = std::make_unique<fwd::control::CniService>(
+                    cfg, fwd::ipam::open_store(cfg.ipam->store),
+                    fwd::control::CniDeps{[&](const std::string &op, const nlohmann::json &a) {
+                                              return controller.call(op, a);
+                                          },
+                                          fwd::control::pod_interface_differences});
             } catch (const std::exception &e) {
                 std::fprintf(stderr, "dpdk-fwd: IPAM store %s: %s\n", cfg.ipam->store.c_str(),
                              e.what());
@@ -236,10 +246,23 @@ int main(int argc, char **argv) {
             launch[n_workers].controller = &controller;
             rte_eal_remote_launch(lcore_main, &launch[n_workers], 1);
 
-            fwd::control::ApiServer api(cfg.api_socket, fwd::control::Controller::ops(),
-                                        [&](const std::string &op, const nlohmann::json &a) {
-                                            return controller.call(op, a);
-                                        });
+            auto ops = fwd::control::Controller::ops();
+            for (const auto &op : fwd::control::CniService::ops()) {
+                ops.push_back(op);
+            }
+            fwd::control::ApiServer api(
+                cfg.api_socket, ops, [&](const std::string &op, const nlohmann::json &a) {
+                    if (!fwd::control::CniService::handles(op)) {
+                        return controller.call(op, a);
+                    }
+                    if (!cni) {
+                        throw fwd::control::ApiError("unavailable",
+                                                     "node " + cfg.node_name +
+                                                         " has no ipam section in its config: pods "
+                                                         "cannot get addresses");
+                    }
+                    return cni->call(op, a);
+                });
             try {
                 if (ipam_sync) {
                     try {

@@ -22,6 +22,9 @@ enum class ErrorCode : unsigned {
     kTryAgainLater = 11,        // transient: the runtime should retry (the daemon is down)
     kNotAvailable = 50,         // STATUS: the plugin cannot serve ADD
     kLimitedConnectivity = 51,  // STATUS: cannot serve ADD, existing pods may be cut off too
+    // dpdk-fwd's own (100 and up):
+    kAddressesExhausted = 100,  // ADD: no free address in the pools the pod may use
+    kCheckFailed = 101,         // CHECK: the attachment differs from its result; details list it
     kInternal = 999,            // libcni's code for anything else (a plugin-specific code)
 };
 

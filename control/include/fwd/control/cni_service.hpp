@@ -1,0 +1,89 @@
+// The daemon's side of the CNI plugin: the API ops cni.add, cni.del, cni.check, cni.status and
+// cni.gc, which the dpdk-fwd-cni binary calls (one op per CNI verb). They run on the API thread,
+// not the control thread: IPAM talks to its store (fsync, etcd) and may take milliseconds, and
+// the control thread must keep serving the workers meanwhile. Endpoints are made and removed
+// through the control thread's own ops (endpoint.add / endpoint.del), so that thread stays the
+// only writer of the tables.
+//
+// One attachment is (network, container id, ifname). Its IPAM handle is Calico's
+// "<network>.<container id>"; its endpoint id is "<network>.<container id>.<ifname>", and the
+// endpoint's owner object names the attachment, so DEL, CHECK and GC find it again.
+//
+//   cni.add    {network, container_id, netns, ifname, k8s: {namespace, pod}, assign_ipv4,
+//               assign_ipv6, ipv4_pools, ipv6_pools, ips: ["a[/len]"], mtu, mac,
+//               vhost_user: {client, socket_dir}}
+//              -> {endpoint: <endpoint.get>, handle, mtu}
+//              All or nothing: the addresses are assigned in one IPAM transaction, the
+//              endpoint made; if that fails the addresses go back and the error is returned.
+//   cni.del    {network, container_id, ifname} -> {endpoint_removed, released}
+//              Idempotent: a missing endpoint or handle is not an error.
+//   cni.check  {network, container_id, netns, ifname, ips: ["a/len"], mac, mtu}
+//              -> {differences: ["..."]}: empty when the endpoint, the IPAM allocation and the
+//              pod interface (addresses, routes, MAC, MTU, link) all agree with the request.
+//   cni.status {assign_ipv4, assign_ipv6, ipv4_pools, ipv6_pools}
+//              -> {ready, reason, pools: [...]}: ready when the store answers and, for every
+//              family asked for, an enabled pool for workloads has a free address.
+//   cni.gc     {network, valid: [{container_id, ifname}]} -> {endpoints_removed,
+//              handles_released}: the network's endpoints on this node and its IPAM handles
+//              held by this node that no valid attachment names.
+// Errors are ApiError: invalid_argument (bad request, unknown pool, bad netns), not_found
+// (CHECK of an unknown attachment), exhausted (no free address), unavailable (the IPAM store
+// cannot be reached; try again), already_exists (the container is attached on another ifname).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "fwd/control/config.hpp"
+#include "fwd/ipam/allocator.hpp"
+#include "fwd/ipam/store.hpp"
+
+namespace fwd::control {
+
+struct CniDeps {
+    // Runs one of the control thread's ops (endpoint.add / del / get / list): Controller::call.
+    std::function<nlohmann::json(const std::string &op, const nlohmann::json &args)> call;
+    // CHECK of a kernel pod's interface: what differs between the interface in `netns` and the
+    // endpoint (its JSON from endpoint.get), one line each; empty when it matches.
+    std::function<std::vector<std::string>(const nlohmann::json &endpoint)> inspect;
+};
+
+class CniService {
+  public:
+    // cfg.ipam must be set: its store is opened here (throws ipam::StoreError / std::exception).
+    CniService(const NodeConfig &cfg, std::unique_ptr<ipam::Store> store, CniDeps deps);
+
+    static bool handles(const std::string &op);  // "cni.*"
+    static const std::vector<std::string> &ops();
+
+    nlohmann::json call(const std::string &op, const nlohmann::json &args);
+
+    // "<network>.<container id>.<ifname>"; throws ApiError when it is not a valid endpoint id.
+    static std::string endpoint_id(const std::string &network, const std::string &container_id,
+                                   const std::string &ifname);
+
+  private:
+    nlohmann::json add(const nlohmann::json &args);
+    nlohmann::json del(const nlohmann::json &args);
+    nlohmann::json check(const nlohmann::json &args);
+    nlohmann::json status(const nlohmann::json &args);
+    nlohmann::json gc(const nlohmann::json &args);
+
+    // The pod MTU: the node MTU less the largest overhead of the pools the addresses came from.
+    uint16_t pod_mtu(const ipam::Assignment &a);
+    nlohmann::json endpoint_or_null(const std::string &id);
+    std::vector<nlohmann::json> endpoints_of(const std::string &network);
+
+    std::string node_;
+    uint16_t node_mtu_;
+    std::string run_dir_;
+    std::unique_ptr<ipam::Store> store_;
+    ipam::Allocator alloc_;
+    CniDeps deps_;
+};
+
+}  // namespace fwd::control

@@ -1,0 +1,501 @@
+#include "fwd/control/cni_service.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <set>
+
+#include "api_args.hpp"
+#include "fwd/control/api.hpp"
+#include "fwd/ipam/selector.hpp"
+
+namespace fwd::control {
+namespace {
+
+using nlohmann::json;
+
+// Calico's encapsulation overheads (CALICO.md, "Overlay and routing").
+constexpr int kVxlan4Overhead = 50;
+constexpr int kVxlan6Overhead = 70;
+constexpr int kIpipOverhead = 20;
+
+bool get_bool(const json &args, const char *key, bool def) {
+    auto it = args.find(key);
+    if (it == args.end() || it->is_null()) {
+        return def;
+    }
+    if (!it->is_boolean()) {
+        bad(std::string("field '") + key + "' must be a boolean, got " + it->type_name());
+    }
+    return it->get<bool>();
+}
+
+std::vector<std::string> get_strings(const json &args, const char *key) {
+    std::vector<std::string> out;
+    auto it = args.find(key);
+    if (it == args.end() || it->is_null()) {
+        return out;
+    }
+    if (!it->is_array()) {
+        bad(std::string("field '") + key + "' must be a list of strings");
+    }
+    for (const auto &v : *it) {
+        if (!v.is_string()) {
+            bad(std::string("field '") + key + "' must be a list of strings, got " + v.dump());
+        }
+        out.push_back(v.get<std::string>());
+    }
+    return out;
+}
+
+const json &get_object(const json &args, const char *key) {
+    static const json kEmpty = json::object();
+    auto it = args.find(key);
+    if (it == args.end() || it->is_null()) {
+        return kEmpty;
+    }
+    if (!it->is_object()) {
+        bad(std::string("field '") + key + "' must be an object, got " + it->type_name());
+    }
+    return *it;
+}
+
+std::string owner_str(const json &ep, const char *key) {
+    const json &o = ep.value("owner", json::object());
+    auto it = o.find(key);
+    return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// The IPAM errors as API errors: what the plugin turns into CNI codes.
+// `what` ("" or e.g. "release") prefixes the message.
+template <class F>
+auto ipam_call(const std::string &what, F &&f) -> decltype(f()) {
+    const std::string pre = what.empty() ? "" : what + ": ";
+    try {
+        return f();
+    } catch (const ipam::ExhaustedError &e) {
+        throw ApiError("exhausted", pre + e.what());
+    } catch (const ipam::ConflictError &e) {
+        throw ApiError("unavailable", pre + e.what());
+    } catch (const ipam::StoreError &e) {
+        throw ApiError("unavailable", pre + "IPAM store: " + e.what());
+    } catch (const ipam::IpamError &e) {
+        throw ApiError("invalid_argument", pre + e.what());
+    }
+}
+
+std::string addr_list(const std::vector<std::string> &v) {
+    std::string s;
+    for (const auto &a : v) {
+        s += (s.empty() ? "" : ", ") + a;
+    }
+    return s.empty() ? "none" : s;
+}
+
+}  // namespace
+
+CniService::CniService(const NodeConfig &cfg, std::unique_ptr<ipam::Store> store, CniDeps deps)
+    : node_(cfg.node_name),
+      node_mtu_(cfg.mtu),
+      run_dir_(cfg.run_dir),
+      store_(std::move(store)),
+      alloc_(*store_),
+      deps_(std::move(deps)) {}
+
+const std::vector<std::string> &CniService::ops() {
+    static const std::vector<std::string> kOps{"cni.add", "cni.del", "cni.check", "cni.status",
+                                               "cni.gc"};
+    return kOps;
+}
+
+bool CniService::handles(const std::string &op) {
+    return op.rfind("cni.", 0) == 0;
+}
+
+json CniService::call(const std::string &op, const json &args) {
+    if (op == "cni.add") {
+        return add(args);
+    }
+    if (op == "cni.del") {
+        return del(args);
+    }
+    if (op == "cni.check") {
+        return check(args);
+    }
+    if (op == "cni.status") {
+        return status(args);
+    }
+    if (op == "cni.gc") {
+        return gc(args);
+    }
+    throw ApiError("unknown_op", "unknown op '" + op + "'");
+}
+
+std::string CniService::endpoint_id(const std::string &network, const std::string &container_id,
+                                    const std::string &ifname) {
+    std::string id = network + "." + container_id + "." + ifname;
+    bool ok = !network.empty() && !container_id.empty() && !ifname.empty() && id.size() <= 128;
+    for (char c : id) {
+        ok = ok && (isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
+    }
+    if (!ok) {
+        bad("network '" + network + "', container '" + container_id + "' and ifname '" + ifname +
+            "' do not make an endpoint id: together at most 126 characters of [A-Za-z0-9._-]");
+    }
+    return id;
+}
+
+json CniService::endpoint_or_null(const std::string &id) {
+    try {
+        return deps_.call("endpoint.get", {{"id", id}});
+    } catch (const ApiError &e) {
+        if (e.code() == "not_found") {
+            return nullptr;
+        }
+        throw;
+    }
+}
+
+std::vector<json> CniService::endpoints_of(const std::string &network) {
+    std::vector<json> out;
+    const json list = deps_.call("endpoint.list", json::object());
+    for (const auto &ep : list.at("endpoints")) {
+        if (owner_str(ep, "network") == network) {
+            out.push_back(ep);
+        }
+    }
+    return out;
+}
+
+uint16_t CniService::pod_mtu(const ipam::Assignment &a) {
+    int overhead = 0;
+    auto pools = ipam_call("", [&] { return alloc_.pools(); });
+    auto account = [&](const net::IpAddr &addr) {
+        for (const auto &p : pools) {
+            if (!p.cidr.contains(addr)) {
+                continue;
+            }
+            bool v4 = addr.family() == net::Family::kIp4;
+            if (p.vxlan_mode != ipam::EncapMode::kNever) {
+                overhead = std::max(overhead, v4 ? kVxlan4Overhead : kVxlan6Overhead);
+            }
+            if (v4 && p.ipip_mode != ipam::EncapMode::kNever) {
+                overhead = std::max(overhead, kIpipOverhead);
+            }
+        }
+    };
+    for (const auto &x : a.v4) {
+        account(x);
+    }
+    for (const auto &x : a.v6) {
+        account(x);
+    }
+    return static_cast<uint16_t>(std::max(576, node_mtu_ - overhead));
+}
+
+json CniService::add(const json &args) {
+    check_known(args,
+                {"network", "container_id", "netns", "ifname", "k8s", "assign_ipv4", "assign_ipv6",
+                 "ipv4_pools", "ipv6_pools", "ips", "mtu", "mac", "vhost_user"});
+    const std::string network = get_str(args, "network", true);
+    const std::string cid = get_str(args, "container_id", true);
+    const std::string ifname = get_str(args, "ifname", false, "eth0");
+    const std::string netns = get_str(args, "netns", false);
+    const std::string id = endpoint_id(network, cid, ifname);
+    const std::string handle = network + "." + cid;
+    const json &k8s = get_object(args, "k8s");
+    const json &vhost = get_object(args, "vhost_user");
+    const bool vhost_user = args.contains("vhost_user") && !args["vhost_user"].is_null();
+    if (!vhost_user && netns.empty()) {
+        bad("missing field 'netns': a kernel pod needs its network namespace");
+    }
+
+    // A repeated ADD of a live attachment in the same namespace returns it (a runtime retrying
+    // after a lost reply); anything else of the same id is a different attachment.
+    if (json ep = endpoint_or_null(id); !ep.is_null()) {
+        if (ep.value("netns", json()) == (netns.empty() ? json() : json(netns))) {
+            return {{"endpoint", ep}, {"handle", handle}, {"mtu", ep["mtu"]}, {"existing", true}};
+        }
+        throw ApiError("already_exists", "endpoint '" + id + "' exists in another netns");
+    }
+    for (const auto &ep : endpoints_of(network)) {
+        if (owner_str(ep, "handle") == handle) {
+            throw ApiError("already_exists", "container " + cid + " is already attached to " +
+                                                 network + " as " + owner_str(ep, "ifname") +
+                                                 "; one interface per network and container");
+        }
+    }
+
+    ipam::AssignRequest req;
+    req.handle = handle;
+    req.node = node_;
+    req.attrs.ns = get_str(k8s, "namespace", false);
+    req.attrs.pod = get_str(k8s, "pod", false);
+    req.attrs.node = node_;
+    req.attrs.container_id = cid;
+    req.pools4 = get_strings(args, "ipv4_pools");
+    req.pools6 = get_strings(args, "ipv6_pools");
+    for (const auto &s : get_strings(args, "ips")) {
+        auto slash = s.find('/');
+        auto a = net::IpAddr::parse(s.substr(0, slash));
+        if (!a) {
+            bad("ips: '" + s + "' is not an IP address");
+        }
+        req.fixed.push_back(*a);
+    }
+    req.num4 = get_bool(args, "assign_ipv4", true) ? 1 : 0;
+    req.num6 = get_bool(args, "assign_ipv6", false) ? 1 : 0;
+    if (req.fixed.empty() && req.num4 == 0 && req.num6 == 0) {
+        bad("assign_ipv4 and assign_ipv6 are both false: nothing to assign");
+    }
+    if (req.fixed.size() > 2 ||
+        std::count_if(req.fixed.begin(), req.fixed.end(),
+                      [](const net::IpAddr &a) { return a.family() == net::Family::kIp4; }) > 1 ||
+        std::count_if(req.fixed.begin(), req.fixed.end(),
+                      [](const net::IpAddr &a) { return a.family() == net::Family::kIp6; }) > 1) {
+        bad("ips: at most one IPv4 and one IPv6 address per pod");
+    }
+
+    // What a crashed or failed earlier ADD left under this handle goes first: the handle is the
+    // container's, and no endpoint of it exists (checked above).
+    ipam_call("release of a stale allocation", [&] { return alloc_.release_handle(handle); });
+    ipam::Assignment a = ipam_call("", [&] { return alloc_.assign(req); });
+    try {
+        json ea{{"id", id}, {"ifname", ifname}};
+        if (!netns.empty()) {
+            ea["netns"] = netns;
+        }
+        if (!a.v4.empty()) {
+            ea["ipv4"] = a.v4[0].str();
+        }
+        if (!a.v6.empty()) {
+            ea["ipv6"] = a.v6[0].str();
+        }
+        auto mtu = args.find("mtu");
+        ea["mtu"] = mtu != args.end() && !mtu->is_null() ? *mtu : json(pod_mtu(a));
+        if (auto mac = get_str(args, "mac", false); !mac.empty()) {
+            ea["mac"] = mac;
+        }
+        if (vhost_user) {
+            check_known(vhost, {"client", "socket_dir"});
+            ea["kind"] = "vhost-user";
+            ea["vhost_mode"] = get_bool(vhost, "client", false) ? "client" : "server";
+            std::string dir = get_str(vhost, "socket_dir", false, run_dir_);
+            ea["vhost_socket"] = dir + "/" + id + ".sock";
+            if (!ea.contains("mac")) {
+                // A vhost-user pod brings its own MAC; without one, a stable one from the id.
+                uint32_t h = 2166136261u;
+                for (char c : id) {
+                    h = (h ^ static_cast<uint8_t>(c)) * 16777619u;
+                }
+                char buf[18];
+                snprintf(buf, sizeof buf, "02:fd:%02x:%02x:%02x:%02x", h >> 24, (h >> 16) & 255,
+                         (h >> 8) & 255, h & 255);
+                ea["mac"] = buf;
+            }
+        }
+        ea["owner"] = {{"network", network}, {"container_id", cid},       {"ifname", ifname},
+                       {"handle", handle},   {"namespace", req.attrs.ns}, {"pod", req.attrs.pod}};
+        json ep = deps_.call("endpoint.add", ea);
+        return {{"endpoint", ep}, {"handle", handle}, {"mtu", ep["mtu"]}};
+    } catch (const ApiError &e) {
+        std::string undo;
+        try {
+            alloc_.release_handle(handle);
+        } catch (const std::exception &x) {
+            undo = "; the addresses stay held by handle " + handle +
+                   " until DEL or GC (release failed: " + x.what() + ")";
+        }
+        throw ApiError(e.code(), e.what() + undo);
+    }
+}
+
+json CniService::del(const json &args) {
+    check_known(args, {"network", "container_id", "ifname", "netns"});
+    const std::string network = get_str(args, "network", true);
+    const std::string cid = get_str(args, "container_id", true);
+    const std::string ifname = get_str(args, "ifname", false, "eth0");
+    const std::string id = endpoint_id(network, cid, ifname);
+    const std::string handle = network + "." + cid;
+    bool removed = false;
+    try {
+        deps_.call("endpoint.del", {{"id", id}});
+        removed = true;
+    } catch (const ApiError &e) {
+        if (e.code() != "not_found") {
+            throw;
+        }
+    }
+    int released = 0;
+    bool shared = false;
+    for (const auto &ep : endpoints_of(network)) {
+        shared = shared || owner_str(ep, "handle") == handle;
+    }
+    if (!shared) {
+        released = ipam_call("release", [&] { return alloc_.release_handle(handle); });
+    }
+    return {{"endpoint_removed", removed}, {"released", released}};
+}
+
+json CniService::check(const json &args) {
+    check_known(args, {"network", "container_id", "netns", "ifname", "ips", "mac", "mtu"});
+    const std::string network = get_str(args, "network", true);
+    const std::string cid = get_str(args, "container_id", true);
+    const std::string ifname = get_str(args, "ifname", false, "eth0");
+    const std::string netns = get_str(args, "netns", false);
+    const std::string id = endpoint_id(network, cid, ifname);
+    const std::string handle = network + "." + cid;
+    json ep = endpoint_or_null(id);
+    if (ep.is_null()) {
+        throw ApiError("not_found", "no endpoint for container " + cid + " interface " + ifname +
+                                        " in network " + network + " on node " + node_);
+    }
+    std::vector<std::string> diff;
+    std::vector<std::string> have;  // the endpoint's addresses, "a/len"
+    if (ep["ipv4"].is_string()) {
+        have.push_back(ep["ipv4"].get<std::string>() + "/32");
+    }
+    if (ep["ipv6"].is_string()) {
+        have.push_back(ep["ipv6"].get<std::string>() + "/128");
+    }
+    if (!netns.empty() && ep.value("netns", json()) != json(netns)) {
+        diff.push_back("endpoint netns is " + ep.value("netns", json()).dump() + ", expected " +
+                       netns);
+    }
+    if (args.contains("ips")) {
+        auto want = get_strings(args, "ips");
+        std::sort(want.begin(), want.end());
+        auto sorted = have;
+        std::sort(sorted.begin(), sorted.end());
+        if (want != sorted) {
+            diff.push_back("endpoint addresses are " + addr_list(have) +
+                           ", the previous result has " + addr_list(want));
+        }
+    }
+    if (auto mac = get_str(args, "mac", false); !mac.empty() && mac != ep["mac"]) {
+        diff.push_back("endpoint MAC is " + ep["mac"].get<std::string>() +
+                       ", the previous result has " + mac);
+    }
+    if (auto mtu = args.find("mtu"); mtu != args.end() && !mtu->is_null() && *mtu != ep["mtu"]) {
+        diff.push_back("endpoint MTU is " + ep["mtu"].dump() + ", the previous result has " +
+                       mtu->dump());
+    }
+    std::vector<std::string> held;
+    for (const auto &a : ipam_call("", [&] { return alloc_.addresses(handle); })) {
+        held.push_back(a.str() + (a.family() == net::Family::kIp4 ? "/32" : "/128"));
+    }
+    std::sort(held.begin(), held.end());
+    auto sorted = have;
+    std::sort(sorted.begin(), sorted.end());
+    if (held != sorted) {
+        diff.push_back("IPAM handle " + handle + " holds " + addr_list(held) +
+                       ", the endpoint has " + addr_list(have));
+    }
+    if (ep["kind"] == "tap" && deps_.inspect) {
+        for (auto &d : deps_.inspect(ep)) {
+            diff.push_back(std::move(d));
+        }
+    }
+    return {{"differences", diff}, {"endpoint", ep}};
+}
+
+json CniService::status(const json &args) {
+    check_known(args, {"assign_ipv4", "assign_ipv6", "ipv4_pools", "ipv6_pools"});
+    const bool want4 = get_bool(args, "assign_ipv4", true);
+    const bool want6 = get_bool(args, "assign_ipv6", false);
+    const auto names4 = get_strings(args, "ipv4_pools");
+    const auto names6 = get_strings(args, "ipv6_pools");
+    std::vector<ipam::PoolUsage> usage;
+    try {
+        usage = ipam_call("", [&] { return alloc_.pool_usage(); });
+    } catch (const ApiError &e) {
+        return {{"ready", false}, {"reason", e.what()}, {"pools", json::array()}};
+    }
+    json pools = json::array();
+    bool ok4 = false;
+    bool ok6 = false;
+    for (const auto &u : usage) {
+        const auto &p = u.pool;
+        bool v4 = p.cidr.is_v4();
+        const auto &names = v4 ? names4 : names6;
+        bool named = names.empty() ||
+                     std::find(names.begin(), names.end(), p.name) != names.end() ||
+                     std::find(names.begin(), names.end(), p.cidr.str()) != names.end();
+        // Free addresses: the pool's size less what is used (saturated for huge IPv6 pools).
+        uint64_t size = p.cidr.size();
+        bool has_free = u.used < size;
+        // The node's labels are not configured yet: a pool serves this node when its selector
+        // matches no labels, exactly what assign() checks.
+        bool selected = false;
+        try {
+            selected = ipam::Selector::parse(p.node_selector).matches(ipam::Labels{});
+        } catch (const std::exception &) {
+        }
+        bool usable =
+            named && selected && !p.disabled && p.allows(ipam::AllowedUse::kWorkload) && has_free;
+        (v4 ? ok4 : ok6) |= usable;
+        pools.push_back({{"name", p.name},
+                         {"cidr", p.cidr.str()},
+                         {"used", u.used},
+                         {"disabled", p.disabled},
+                         {"usable", usable}});
+    }
+    std::string reason;
+    if (want4 && !ok4) {
+        reason = "no enabled IPv4 pool for workloads with a free address";
+    }
+    if (want6 && !ok6) {
+        reason += std::string(reason.empty() ? "" : "; ") +
+                  "no enabled IPv6 pool for workloads with a free address";
+    }
+    return {{"ready", reason.empty()}, {"reason", reason}, {"pools", pools}};
+}
+
+json CniService::gc(const json &args) {
+    check_known(args, {"network", "valid"});
+    const std::string network = get_str(args, "network", true);
+    std::set<std::pair<std::string, std::string>> valid;
+    std::set<std::string> valid_containers;
+    auto it = args.find("valid");
+    if (it == args.end() || !it->is_array()) {
+        bad("field 'valid' must be a list of {container_id, ifname}");
+    }
+    for (const auto &v : *it) {
+        if (!v.is_object()) {
+            bad("field 'valid' must be a list of {container_id, ifname}, got " + v.dump());
+        }
+        auto cid = get_str(v, "container_id", true);
+        valid.insert({cid, get_str(v, "ifname", true)});
+        valid_containers.insert(cid);
+    }
+    int removed = 0;
+    for (const auto &ep : endpoints_of(network)) {
+        if (!valid.count({owner_str(ep, "container_id"), owner_str(ep, "ifname")})) {
+            try {
+                deps_.call("endpoint.del", {{"id", ep["id"]}});
+                removed++;
+            } catch (const ApiError &e) {
+                if (e.code() != "not_found") {
+                    throw;
+                }
+            }
+        }
+    }
+    // Handles of this network held by this node (Calico's handle: "<network>.<container id>").
+    const std::string prefix = network + ".";
+    std::set<std::string> stale;
+    for (const auto &a : ipam_call("", [&] { return alloc_.allocations(); })) {
+        const auto &h = a.attrs.handle;
+        if (a.attrs.node == node_ && h.rfind(prefix, 0) == 0 &&
+            !valid_containers.count(h.substr(prefix.size()))) {
+            stale.insert(h);
+        }
+    }
+    int released = 0;
+    for (const auto &h : stale) {
+        ipam_call("release", [&] { return alloc_.release_handle(h); });
+        released++;
+    }
+    return {{"endpoints_removed", removed}, {"handles_released", released}};
+}
+
+}  // namespace fwd::control

@@ -93,7 +93,7 @@ std::string addr_list(const std::vector<std::string> &v) {
 
 }  // namespace
 
-CniService::CniService(const NodeConfig &cfg, std::unique_ptr<ipam::Store> store, CniDeps deps)
+CniService::CniService(const NodeConfig &cfg, std::shared_ptr<ipam::Store> store, CniDeps deps)
     : node_(cfg.node_name),
       node_mtu_(cfg.mtu),
       run_dir_(cfg.run_dir),

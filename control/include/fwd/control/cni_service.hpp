@@ -55,7 +55,7 @@ struct CniDeps {
 class CniService {
   public:
     // cfg.ipam must be set: its store is opened here (throws ipam::StoreError / std::exception).
-    CniService(const NodeConfig &cfg, std::unique_ptr<ipam::Store> store, CniDeps deps);
+    CniService(const NodeConfig &cfg, std::shared_ptr<ipam::Store> store, CniDeps deps);
 
     static bool handles(const std::string &op);  // "cni.*"
     static const std::vector<std::string> &ops();
@@ -81,7 +81,7 @@ class CniService {
     std::string node_;
     uint16_t node_mtu_;
     std::string run_dir_;
-    std::unique_ptr<ipam::Store> store_;
+    std::shared_ptr<ipam::Store> store_;
     ipam::Allocator alloc_;
     CniDeps deps_;
 };

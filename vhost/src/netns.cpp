@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_addr.h>
+#include <linux/if_link.h>
 #include <linux/rtnetlink.h>
 #include <netlink/addr.h>
 #include <netlink/cache.h>
@@ -10,6 +11,7 @@
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
+#include <netlink/route/link/macvlan.h>
 #include <netlink/route/nexthop.h>
 #include <netlink/route/route.h>
 #include <netlink/socket.h>
@@ -22,6 +24,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -97,8 +100,9 @@ Link find_link(nl_sock *sk, const std::string &name, const std::string &step) {
 // Applies `fill` to an empty change and sends it for the link `ifindex`.
 // The original is a bare index so that no stale attribute (the old name
 // after a rename) is sent along.
+// Returns the netlink error (0: done).
 template <typename Fill>
-void change_link(nl_sock *sk, int ifindex, const std::string &step, Fill &&fill) {
+int try_change_link(nl_sock *sk, int ifindex, const std::string &step, Fill &&fill) {
     Link orig(rtnl_link_alloc());
     Link change(rtnl_link_alloc());
     if (!orig || !change) {
@@ -106,7 +110,12 @@ void change_link(nl_sock *sk, int ifindex, const std::string &step, Fill &&fill)
     }
     rtnl_link_set_ifindex(orig.get(), ifindex);
     fill(change.get());
-    if (int err = rtnl_link_change(sk, orig.get(), change.get(), 0); err < 0) {
+    return rtnl_link_change(sk, orig.get(), change.get(), 0);
+}
+
+template <typename Fill>
+void change_link(nl_sock *sk, int ifindex, const std::string &step, Fill &&fill) {
+    if (int err = try_change_link(sk, ifindex, step, std::forward<Fill>(fill)); err < 0) {
         fail_nl(step, err);
     }
 }
@@ -257,32 +266,42 @@ void add_route(nl_sock *sk, int ifindex, NlAddr dst, NlAddr gateway, uint8_t sco
     }
 }
 
-// Everything done inside the pod namespace, on the namespace thread.
-void configure_inside(const PodIfConfig &cfg, const std::string &ns_path) {
+NlAddr build_mac(const net::MacAddr &mac) {
+    return build_addr(AF_LLC, mac.data(), mac.bytes().size(), 48);
+}
+
+// Everything done inside the pod namespace, on the namespace thread, to the
+// interface now called `current` there: renamed to cfg.ifname, MAC and MTU
+// set (unless set_l2 is false: it was made with them), then the rest.
+// Returns its ifindex.
+int configure_inside(const PodIfConfig &cfg, const std::string &ns_path, const std::string &current,
+                     bool set_l2) {
     const std::string where = " in netns " + ns_path;
     NlSock sk = open_route_socket("open netlink socket" + where);
 
-    Link moved = find_link(sk.get(), cfg.host_ifname, "find " + cfg.host_ifname + where);
+    Link moved = find_link(sk.get(), current, "find " + current + where);
     if (!moved) {
-        fail("find " + cfg.host_ifname + where, "not there after the move");
+        fail("find " + current + where, "not there after the move");
     }
     const int ifindex = rtnl_link_get_ifindex(moved.get());
 
-    if (cfg.ifname != cfg.host_ifname) {
+    if (cfg.ifname != current) {
         if (find_link(sk.get(), cfg.ifname, "look up " + cfg.ifname + where)) {
-            throw NetnsError("rename " + cfg.host_ifname + " to " + cfg.ifname + where + ": " +
-                             cfg.ifname + " already exists in the pod");
+            throw NetnsError("rename " + current + " to " + cfg.ifname + where + ": " + cfg.ifname +
+                             " already exists in the pod");
         }
-        change_link(sk.get(), ifindex, "rename " + cfg.host_ifname + " to " + cfg.ifname + where,
+        change_link(sk.get(), ifindex, "rename " + current + " to " + cfg.ifname + where,
                     [&](rtnl_link *c) { rtnl_link_set_name(c, cfg.ifname.c_str()); });
     }
 
     const std::string &dev = cfg.ifname;
-    NlAddr mac = build_addr(AF_LLC, cfg.mac.data(), cfg.mac.bytes().size(), 48);
-    change_link(sk.get(), ifindex, "set MAC " + cfg.mac.str() + " on " + dev + where,
-                [&](rtnl_link *c) { rtnl_link_set_addr(c, mac.get()); });
-    change_link(sk.get(), ifindex, "set MTU " + std::to_string(cfg.mtu) + " on " + dev + where,
-                [&](rtnl_link *c) { rtnl_link_set_mtu(c, cfg.mtu); });
+    if (set_l2) {
+        NlAddr mac = build_mac(cfg.mac);
+        change_link(sk.get(), ifindex, "set MAC " + cfg.mac.str() + " on " + dev + where,
+                    [&](rtnl_link *c) { rtnl_link_set_addr(c, mac.get()); });
+        change_link(sk.get(), ifindex, "set MTU " + std::to_string(cfg.mtu) + " on " + dev + where,
+                    [&](rtnl_link *c) { rtnl_link_set_mtu(c, cfg.mtu); });
+    }
 
     // Before link up: IPv6 starts DAD for the link-local address when the
     // link comes up.
@@ -294,8 +313,17 @@ void configure_inside(const PodIfConfig &cfg, const std::string &ns_path) {
     }
     change_link(sk.get(), rtnl_link_get_ifindex(lo.get()), "bring up lo" + where,
                 [](rtnl_link *c) { rtnl_link_set_flags(c, IFF_UP); });
-    change_link(sk.get(), ifindex, "bring up " + dev + where,
-                [](rtnl_link *c) { rtnl_link_set_flags(c, IFF_UP); });
+    const std::string up_step = "bring up " + dev + where;
+    if (int err = try_change_link(sk.get(), ifindex, up_step,
+                                  [](rtnl_link *c) { rtnl_link_set_flags(c, IFF_UP); });
+        err < 0) {
+        if (err == -NLE_EXIST) {
+            // A macvlan checks its MAC against its siblings when it opens.
+            fail(up_step,
+                 "MAC " + cfg.mac.str() + " is taken by another interface on the same lower link");
+        }
+        fail_nl(up_step, err);
+    }
 
     if (cfg.ipv4) {
         add_address(sk.get(), ifindex, build_ip4(*cfg.ipv4, 32), 0,
@@ -320,6 +348,71 @@ void configure_inside(const PodIfConfig &cfg, const std::string &ns_path) {
         add_route(sk.get(), ifindex, build_ip6(net::Ip6Addr(), 0),
                   build_ip6(net::calico_gateway6(), 128), RT_SCOPE_UNIVERSE, route_step());
     }
+    return ifindex;
+}
+
+// The link of index ifindex in the socket's namespace, or null.
+Link find_link_by_index(nl_sock *sk, int ifindex, const std::string &step) {
+    rtnl_link *link = nullptr;
+    int err = rtnl_link_get_kernel(sk, ifindex, nullptr, &link);
+    if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) {
+        return nullptr;
+    }
+    if (err < 0) {
+        fail_nl(step, err);
+    }
+    return Link(link);
+}
+
+std::string link_kind(rtnl_link *link) {
+    const char *type = rtnl_link_get_type(link);
+    return type == nullptr ? "" : type;
+}
+
+std::optional<net::MacAddr> link_mac(rtnl_link *link) {
+    nl_addr *a = rtnl_link_get_addr(link);
+    if (a == nullptr || nl_addr_get_len(a) != 6) {
+        return std::nullopt;
+    }
+    return net::MacAddr::from_bytes(static_cast<uint8_t *>(nl_addr_get_binary_addr(a)));
+}
+
+// Deletes the link of index ifindex in the socket's namespace if it is a
+// macvlan with MAC mac.
+PodLinkDelete delete_macvlan_here(nl_sock *sk, int ifindex, const net::MacAddr &mac,
+                                  const std::string &where) {
+    const std::string step =
+        "delete macvlan " + std::to_string(ifindex) + " (" + mac.str() + ")" + where;
+    Link link = find_link_by_index(sk, ifindex, step);
+    if (!link) {
+        return PodLinkDelete::kLinkGone;
+    }
+    if (link_kind(link.get()) != "macvlan" || link_mac(link.get()) != mac) {
+        return PodLinkDelete::kNotOurs;
+    }
+    Link target(rtnl_link_alloc());
+    if (!target) {
+        fail(step, "out of memory");
+    }
+    rtnl_link_set_ifindex(target.get(), ifindex);
+    int err = rtnl_link_delete(sk, target.get());
+    if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) {
+        return PodLinkDelete::kLinkGone;  // deleted meanwhile (its lower went away)
+    }
+    if (err < 0) {
+        fail_nl(step, err);
+    }
+    return PodLinkDelete::kDeleted;
+}
+
+void write_sysctl(const std::string &path, const char *value, const std::string &step) {
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (fd.get() < 0) {
+        fail_errno(step + " (" + path + ")", errno);
+    }
+    if (::write(fd.get(), value, std::strlen(value)) < 0) {
+        fail_errno(step + " (" + path + ")", errno);
+    }
 }
 
 PodIfState inspect_inside(const std::string &ifname, const std::string &where) {
@@ -330,9 +423,10 @@ PodIfState inspect_inside(const std::string &ifname, const std::string &where) {
         return state;
     }
     state.exists = true;
+    state.kind = link_kind(link.get());
     const int ifindex = rtnl_link_get_ifindex(link.get());
-    if (nl_addr *mac = rtnl_link_get_addr(link.get()); mac && nl_addr_get_len(mac) == 6) {
-        state.mac = net::MacAddr::from_bytes(static_cast<uint8_t *>(nl_addr_get_binary_addr(mac)));
+    if (auto mac = link_mac(link.get())) {
+        state.mac = *mac;
     }
     state.mtu = static_cast<uint16_t>(rtnl_link_get_mtu(link.get()));
     state.up = (rtnl_link_get_flags(link.get()) & IFF_UP) != 0;
@@ -442,7 +536,121 @@ void configure_pod_interface(const PodIfConfig &cfg) {
                     [&](rtnl_link *c) { rtnl_link_set_ns_fd(c, ns_fd.get()); });
     }
 
-    run_in_netns(ns_fd.get(), ns_path, [&] { configure_inside(cfg, ns_path); });
+    run_in_netns(ns_fd.get(), ns_path,
+                 [&] { configure_inside(cfg, ns_path, cfg.host_ifname, true); });
+}
+
+int add_pod_macvlan(const std::string &lower_ifname, const PodIfConfig &cfg) {
+    const std::string ns_path = resolve_netns_path(cfg.netns);
+    const std::string where = " in netns " + ns_path;
+    const std::string step =
+        "create macvlan " + cfg.ifname + " on " + lower_ifname + where + " (" + cfg.mac.str() + ")";
+    if (cfg.ifname.empty() || cfg.ifname.size() >= IFNAMSIZ || cfg.ifname == "." ||
+        cfg.ifname == ".." || cfg.ifname.find('/') != std::string::npos) {
+        fail(step, "bad interface name '" + cfg.ifname + "'");
+    }
+    UniqueFd ns_fd(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (ns_fd.get() < 0) {
+        fail_errno(step, errno);
+    }
+
+    // One request from our namespace, where the lower interface is: the
+    // kernel makes the macvlan in the pod namespace (IFLA_NET_NS_FD), down.
+    {
+        NlSock sk = open_route_socket(step);
+        Link lower = find_link(sk.get(), lower_ifname, step);
+        if (!lower) {
+            fail(step, "no interface " + lower_ifname);
+        }
+        Link link(rtnl_link_macvlan_alloc());
+        if (!link) {
+            fail(step, "out of memory");
+        }
+        NlAddr mac = build_mac(cfg.mac);
+        rtnl_link_set_name(link.get(), cfg.ifname.c_str());
+        rtnl_link_set_link(link.get(), rtnl_link_get_ifindex(lower.get()));
+        rtnl_link_set_addr(link.get(), mac.get());
+        rtnl_link_set_mtu(link.get(), cfg.mtu);
+        rtnl_link_set_ns_fd(link.get(), ns_fd.get());
+        if (int err = rtnl_link_macvlan_set_mode(link.get(), MACVLAN_MODE_PRIVATE); err < 0) {
+            fail_nl(step, err);
+        }
+        if (int err = rtnl_link_add(sk.get(), link.get(), NLM_F_CREATE | NLM_F_EXCL); err < 0) {
+            if (err == -NLE_EXIST) {
+                // EEXIST (the name) and EADDRINUSE (the MAC) both come back as
+                // NLE_EXIST: tell them apart by looking.
+                bool name_taken = true;
+                try {
+                    name_taken = inspect_pod_interface(cfg.netns, cfg.ifname).exists;
+                } catch (const NetnsError &) {
+                    // Report the creation error below.
+                }
+                fail(step, name_taken ? cfg.ifname + " already exists in the pod"
+                                      : "MAC " + cfg.mac.str() + " is taken on " + lower_ifname);
+            }
+            if (err == -NLE_INVAL || err == -NLE_RANGE) {
+                fail(step, std::string(nl_geterror(err)) + " (MTU " + std::to_string(cfg.mtu) +
+                               " above " + lower_ifname + "'s?)");
+            }
+            fail_nl(step, err);
+        }
+    }
+
+    int ifindex = 0;
+    run_in_netns(ns_fd.get(), ns_path, [&] {
+        try {
+            ifindex = configure_inside(cfg, ns_path, cfg.ifname, false);
+        } catch (...) {
+            // Undo in the same namespace; the configuration error is the one to report.
+            try {
+                NlSock sk = open_route_socket("undo" + where);
+                if (Link l = find_link(sk.get(), cfg.ifname, "undo" + where)) {
+                    delete_macvlan_here(sk.get(), rtnl_link_get_ifindex(l.get()), cfg.mac, where);
+                }
+            } catch (const std::exception &) {
+                // The namespace went away under us: so did the macvlan.
+            }
+            throw;
+        }
+    });
+    return ifindex;
+}
+
+PodLinkDelete delete_pod_macvlan(const std::string &netns, int ifindex, const net::MacAddr &mac) {
+    const std::string ns_path = resolve_netns_path(netns);
+    UniqueFd ns_fd(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (ns_fd.get() < 0) {
+        if (errno == ENOENT) {
+            return PodLinkDelete::kNetnsGone;
+        }
+        fail_errno("delete macvlan " + std::to_string(ifindex) + " in netns " + ns_path, errno);
+    }
+    PodLinkDelete result = PodLinkDelete::kLinkGone;
+    run_in_netns(ns_fd.get(), ns_path, [&] {
+        const std::string where = " in netns " + ns_path;
+        NlSock sk = open_route_socket("open netlink socket" + where);
+        result = delete_macvlan_here(sk.get(), ifindex, mac, where);
+    });
+    return result;
+}
+
+void configure_pod_lower(const std::string &ifname, uint16_t mtu, uint32_t txqueuelen) {
+    const std::string step = "configure pod tap " + ifname;
+    NlSock sk = open_route_socket(step);
+    Link link = find_link(sk.get(), ifname, step);
+    if (!link) {
+        fail(step, "no such interface");
+    }
+    if (path_exists(kIpv6ConfDir)) {
+        write_sysctl(std::string(kIpv6ConfDir) + ifname + "/disable_ipv6", "1\n",
+                     step + ": disable IPv6");
+    }
+    change_link(sk.get(), rtnl_link_get_ifindex(link.get()),
+                step + ": set txqueuelen " + std::to_string(txqueuelen),
+                [&](rtnl_link *c) { rtnl_link_set_txqlen(c, txqueuelen); });
+    change_link(sk.get(), rtnl_link_get_ifindex(link.get()),
+                step + ": set MTU " + std::to_string(mtu),
+                [&](rtnl_link *c) { rtnl_link_set_mtu(c, mtu); });
 }
 
 PodIfState inspect_pod_interface(const std::string &netns, const std::string &ifname) {

@@ -218,6 +218,15 @@ void setup(uint16_t port_id, const PortSpec &spec, const std::string &where) {
     // No LSC interrupt: a tap's link events come from our namespace only, so
     // they stop once the interface moves into the pod.
     rte_eth_conf conf{};
+    if (spec.rx_scatter) {
+        if ((info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER) == 0) {
+            throw PortError("configure " + where + ": the PMD cannot do RX scatter");
+        }
+        conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
+        if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) {
+            conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
+        }
+    }
     if (int ret = rte_eth_dev_configure(port_id, spec.rx_queues, spec.tx_queues, &conf); ret != 0) {
         throw PortError("configure " + where + ": " + errno_text(-ret));
     }

@@ -511,6 +511,286 @@ TEST_F(PodPortTest, ExistingTapNameRefused) {
     EXPECT_NE(rte_eth_dev_get_port_by_name(tap_devname(spec.token).c_str(), &unused), 0);
 }
 
+// --- kernel pods as macvlans on one shared tap ---
+
+class SharedTapTest : public PodPortTest {
+  protected:
+    void SetUp() override {
+        PodPortTest::SetUp();
+        if (IsSkipped()) {
+            return;
+        }
+        spec_ = tap_spec("m");
+        spec_.rx_queues = 2;
+        spec_.tx_queues = 2;
+        spec_.rx_desc = 8;
+        spec_.rx_scatter = true;
+        info_ = create_port(spec_);
+        guard_.emplace(info_.port_id);
+        configure_pod_lower(spec_.tap_ifname, 9000, 10000);
+    }
+    void TearDown() override { guard_.reset(); }
+
+    static PodIfConfig macvlan_config(const std::string &netns, const std::string &mac,
+                                      const std::string &v4, const std::string &v6) {
+        PodIfConfig cfg;
+        cfg.netns = netns;
+        cfg.mac = *net::MacAddr::parse(mac);
+        cfg.mtu = 1400;
+        cfg.ipv4 = *net::Ip4Addr::parse(v4);
+        cfg.ipv6 = *net::Ip6Addr::parse(v6);
+        return cfg;
+    }
+
+    // Frames of the pods until pred(frame) or the deadline; the rest is freed.
+    template <typename Pred>
+    bool receive(Pred pred, std::chrono::milliseconds limit = 3000ms) {
+        std::array<rte_mbuf *, 32> bufs;
+        const auto deadline = std::chrono::steady_clock::now() + limit;
+        bool seen = false;
+        while (!seen && std::chrono::steady_clock::now() < deadline) {
+            for (uint16_t q = 0; q < spec_.rx_queues; q++) {
+                const uint16_t n = rte_eth_rx_burst(info_.port_id, q, bufs.data(), bufs.size());
+                for (uint16_t i = 0; i < n; i++) {
+                    seen = seen || pred(bufs[i]);
+                    rte_pktmbuf_free(bufs[i]);
+                }
+            }
+            std::this_thread::sleep_for(1ms);
+        }
+        return seen;
+    }
+
+    PortSpec spec_;
+    PortInfo info_;
+    std::optional<PortGuard> guard_;
+};
+
+TEST_F(SharedTapTest, LowerIsQuietAndLargeEnough) {
+    const json link = json_of("ip -d -j link show dev " + spec_.tap_ifname);
+    ASSERT_EQ(link.size(), 1u);
+    EXPECT_EQ(link[0]["mtu"], 9000);
+    EXPECT_EQ(link[0]["txqlen"], 10000);
+    EXPECT_TRUE(has_flag(link[0], "UP"));
+    EXPECT_EQ(capture("cat /proc/sys/net/ipv6/conf/" + spec_.tap_ifname + "/disable_ipv6").out,
+              "1\n");
+    EXPECT_EQ(capture("ip -6 -o addr show dev " + spec_.tap_ifname).out, "");
+}
+
+TEST_F(SharedTapTest, MacvlanIsMadeInsideThePod) {
+    NetnsGuard ns("fwdt-" + uniq("ma"));
+    ASSERT_TRUE(ns.ok());
+    const PodIfConfig cfg =
+        macvlan_config(ns.name(), "02:fd:00:00:01:01", "10.66.0.1", "fd00:66::1");
+    int ifindex = 0;
+    ASSERT_NO_THROW(ifindex = add_pod_macvlan(spec_.tap_ifname, cfg));
+    EXPECT_GT(ifindex, 0);
+    EXPECT_EQ(capture("ip -o link show").out.find("02:fd:00:00:01:01"), std::string::npos)
+        << "the pod's macvlan showed up in our namespace";
+
+    const std::string ipn = "ip -n " + ns.name() + " -j -d ";
+    const json links = json_of(ipn + "link show dev eth0");
+    ASSERT_EQ(links.size(), 1u);
+    EXPECT_EQ(links[0]["ifindex"], ifindex);
+    EXPECT_EQ(links[0]["address"], "02:fd:00:00:01:01");
+    EXPECT_EQ(links[0]["mtu"], 1400);
+    EXPECT_TRUE(has_flag(links[0], "UP"));
+    EXPECT_EQ(links[0]["linkinfo"]["info_kind"], "macvlan");
+    EXPECT_EQ(links[0]["linkinfo"]["info_data"]["mode"], "private");
+    EXPECT_EQ(
+        capture("ip netns exec " + ns.name() + " cat /proc/sys/net/ipv6/conf/eth0/accept_dad").out,
+        "0\n");
+
+    // What CNI CHECK reads.
+    const PodIfState state = inspect_pod_interface(ns.name(), "eth0");
+    EXPECT_TRUE(state.exists);
+    EXPECT_EQ(state.kind, "macvlan");
+    EXPECT_EQ(state.mac, cfg.mac);
+    EXPECT_EQ(state.mtu, 1400);
+    EXPECT_TRUE(state.up);
+    for (const auto &a : expected_pod_addresses(cfg)) {
+        EXPECT_TRUE(contains(state.addresses, a)) << a;
+    }
+    for (const auto &r : expected_pod_routes(cfg)) {
+        EXPECT_TRUE(contains(state.routes, r)) << r;
+    }
+    const json addrs = json_of(ipn + "addr show dev eth0");
+    ASSERT_EQ(addrs.size(), 1u);
+    for (const auto &a : addrs[0]["addr_info"]) {
+        EXPECT_FALSE(a.value("tentative", false)) << a.dump();
+    }
+}
+
+TEST_F(SharedTapTest, FramesReachThePmdAndRepliesTheRightPod) {
+    NetnsGuard a("fwdt-" + uniq("mb"));
+    NetnsGuard b("fwdt-" + uniq("mc"));
+    ASSERT_TRUE(a.ok() && b.ok());
+    const PodIfConfig ca = macvlan_config(a.name(), "02:fd:00:00:02:01", "10.66.0.2", "fd00:66::2");
+    const PodIfConfig cb = macvlan_config(b.name(), "02:fd:00:00:02:02", "10.66.0.3", "fd00:66::3");
+    ASSERT_NO_THROW(add_pod_macvlan(spec_.tap_ifname, ca));
+    ASSERT_NO_THROW(add_pod_macvlan(spec_.tap_ifname, cb));
+    receive([](rte_mbuf *) { return false; }, 200ms);  // what link up sent (RS, MLD)
+
+    auto rx_packets = [](const NetnsGuard &ns) {
+        return std::stoull(
+            capture("ip netns exec " + ns.name() + " cat /sys/class/net/eth0/statistics/rx_packets")
+                .out);
+    };
+    const uint64_t b_rx = rx_packets(b);
+
+    // a pings the gateway: its ARP broadcast and echo come out of the shared
+    // tap, the replies go back to a by destination MAC alone.
+    auto ping = std::async(std::launch::async, [&] {
+        return run("ip netns exec " + a.name() + " ping -c1 -W3 169.254.1.1");
+    });
+    Responder responder{ca.mac};
+    std::array<rte_mbuf *, 32> bufs;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (std::chrono::steady_clock::now() < deadline &&
+           ping.wait_for(0s) != std::future_status::ready) {
+        for (uint16_t q = 0; q < spec_.rx_queues; q++) {
+            const uint16_t n = rte_eth_rx_burst(info_.port_id, q, bufs.data(), bufs.size());
+            for (uint16_t i = 0; i < n; i++) {
+                if (responder.reply(bufs[i]) &&
+                    rte_eth_tx_burst(info_.port_id, q, &bufs[i], 1) == 1) {
+                    continue;
+                }
+                rte_pktmbuf_free(bufs[i]);
+            }
+        }
+        std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_TRUE(responder.saw_arp);
+    EXPECT_TRUE(responder.saw_echo);
+    EXPECT_EQ(ping.get(), 0) << "no echo reply reached pod a through its macvlan";
+    // Private mode: b saw neither a's broadcast nor anything else.
+    EXPECT_EQ(rx_packets(b), b_rx);
+}
+
+TEST_F(SharedTapTest, FrameLargerThanOneMbufArrivesChained) {
+    NetnsGuard ns("fwdt-" + uniq("md"));
+    ASSERT_TRUE(ns.ok());
+    PodIfConfig cfg = macvlan_config(ns.name(), "02:fd:00:00:03:01", "10.66.0.4", "fd00:66::4");
+    cfg.mtu = 9000;
+    ASSERT_NO_THROW(add_pod_macvlan(spec_.tap_ifname, cfg));
+    // A static neighbor for the gateway: the pod sends the IPv4 frame at once.
+    ASSERT_EQ(run("ip -n " + ns.name() + " neigh replace 169.254.1.1 lladdr ee:ee:ee:ee:ee:ee " +
+                  "dev eth0 nud permanent"),
+              0);
+    receive([](rte_mbuf *) { return false; }, 200ms);
+    auto ping = std::async(std::launch::async, [&] {
+        return run("ip netns exec " + ns.name() + " ping -c1 -W1 -s 8000 -M do 169.254.1.1");
+    });
+    uint32_t len = 0;
+    uint16_t segs = 0;
+    EXPECT_TRUE(receive([&](rte_mbuf *m) {
+        if (m->pkt_len < 8000) {
+            return false;
+        }
+        len = m->pkt_len;
+        segs = m->nb_segs;
+        return true;
+    }));
+    ping.wait();
+    EXPECT_EQ(len, 14u + 20 + 8 + 8000);
+    EXPECT_GT(segs, 1);
+}
+
+TEST_F(SharedTapTest, DeleteTouchesOnlyItsOwnMacvlan) {
+    NetnsGuard ns("fwdt-" + uniq("me"));
+    ASSERT_TRUE(ns.ok());
+    const PodIfConfig cfg =
+        macvlan_config(ns.name(), "02:fd:00:00:04:01", "10.66.0.5", "fd00:66::5");
+    const int ifindex = add_pod_macvlan(spec_.tap_ifname, cfg);
+    const net::MacAddr other = *net::MacAddr::parse("02:fd:00:00:04:02");
+    EXPECT_EQ(delete_pod_macvlan(ns.name(), ifindex, other), PodLinkDelete::kNotOurs);
+    EXPECT_TRUE(ns.has_link("eth0"));
+    EXPECT_EQ(delete_pod_macvlan(ns.name(), ifindex + 1000, cfg.mac), PodLinkDelete::kLinkGone);
+    // Renamed by someone: still found by its index.
+    ASSERT_EQ(run("ip -n " + ns.name() + " link set eth0 name eth7"), 0);
+    EXPECT_EQ(delete_pod_macvlan(ns.name(), ifindex, cfg.mac), PodLinkDelete::kDeleted);
+    EXPECT_FALSE(ns.has_link("eth7"));
+    EXPECT_EQ(delete_pod_macvlan(ns.name(), ifindex, cfg.mac), PodLinkDelete::kLinkGone);
+    EXPECT_EQ(delete_pod_macvlan("fwdt-" + uniq("gone"), ifindex, cfg.mac),
+              PodLinkDelete::kNetnsGone);
+}
+
+TEST_F(SharedTapTest, FailuresLeaveNothing) {
+    NetnsGuard ns("fwdt-" + uniq("mf"));
+    ASSERT_TRUE(ns.ok());
+    PodIfConfig cfg = macvlan_config(ns.name(), "02:fd:00:00:05:01", "10.66.0.6", "fd00:66::6");
+
+    // The pod has an eth0 of its own.
+    ASSERT_EQ(run("ip -n " + ns.name() + " tuntap add name eth0 mode tap"), 0);
+    try {
+        add_pod_macvlan(spec_.tap_ifname, cfg);
+        FAIL() << "made a second eth0";
+    } catch (const NetnsError &e) {
+        EXPECT_NE(std::string(e.what()).find("eth0 already exists in the pod"), std::string::npos)
+            << e.what();
+    }
+    EXPECT_EQ(inspect_pod_interface(ns.name(), "eth0").kind, "tun") << "the pod's own eth0";
+    ASSERT_EQ(run("ip -n " + ns.name() + " link del eth0"), 0);
+
+    // The MAC is another macvlan's on this tap.
+    NetnsGuard other("fwdt-" + uniq("mg"));
+    ASSERT_TRUE(other.ok());
+    PodIfConfig taken = cfg;
+    taken.netns = other.name();
+    ASSERT_NO_THROW(add_pod_macvlan(spec_.tap_ifname, taken));
+    try {
+        add_pod_macvlan(spec_.tap_ifname, cfg);
+        FAIL() << "a MAC twice on one tap";
+    } catch (const NetnsError &e) {
+        EXPECT_NE(std::string(e.what()).find("MAC 02:fd:00:00:05:01 is taken"), std::string::npos)
+            << e.what();
+    }
+    EXPECT_FALSE(ns.has_link("eth0"));
+
+    // Above the lower's MTU.
+    cfg.mac = *net::MacAddr::parse("02:fd:00:00:05:02");
+    cfg.mtu = 9001;
+    EXPECT_THROW(add_pod_macvlan(spec_.tap_ifname, cfg), NetnsError);
+    EXPECT_FALSE(ns.has_link("eth0"));
+    cfg.mtu = 1500;
+
+    // Configuration fails after the creation (the gateway route is taken):
+    // the macvlan is deleted again.
+    ASSERT_EQ(run("ip -n " + ns.name() + " route add 169.254.1.1/32 dev lo"), 0);
+    try {
+        add_pod_macvlan(spec_.tap_ifname, cfg);
+        FAIL() << "configured over an existing gateway route";
+    } catch (const NetnsError &e) {
+        EXPECT_NE(std::string(e.what()).find("add route 169.254.1.1/32 dev eth0"),
+                  std::string::npos)
+            << e.what();
+    }
+    EXPECT_FALSE(ns.has_link("eth0"));
+
+    // No namespace.
+    cfg.netns = "fwdt-" + uniq("none");
+    try {
+        add_pod_macvlan(spec_.tap_ifname, cfg);
+        FAIL() << "made a macvlan in a namespace that does not exist";
+    } catch (const NetnsError &e) {
+        EXPECT_NE(std::string(e.what()).find("/var/run/netns/" + cfg.netns), std::string::npos)
+            << e.what();
+    }
+}
+
+TEST_F(SharedTapTest, DestroyingTheTapDeletesEveryMacvlan) {
+    NetnsGuard a("fwdt-" + uniq("mh"));
+    NetnsGuard b("fwdt-" + uniq("mi"));
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_NO_THROW(add_pod_macvlan(spec_.tap_ifname, macvlan_config(a.name(), "02:fd:00:00:06:01",
+                                                                     "10.66.0.7", "fd00:66::7")));
+    ASSERT_NO_THROW(add_pod_macvlan(spec_.tap_ifname, macvlan_config(b.name(), "02:fd:00:00:06:02",
+                                                                     "10.66.0.8", "fd00:66::8")));
+    guard_.reset();
+    EXPECT_TRUE(eventually([&] { return !a.has_link("eth0") && !b.has_link("eth0"); }));
+    EXPECT_EQ(if_nametoindex(spec_.tap_ifname.c_str()), 0u);
+}
+
 TEST_F(PodPortTest, VhostServerSocketLifecycle) {
     DirGuard dir("/tmp/fwdt-vhost-" + uniq(""));
     const std::string sock = (dir.path() / "nested" / "pod.sock").string();

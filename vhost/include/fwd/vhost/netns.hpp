@@ -1,7 +1,9 @@
-// Pod side of a pod link, Calico style: move the kernel interface of a pod
-// port into the pod's network namespace and give it the pod's name, MAC, MTU,
-// /32 and /128 addresses and the link-local gateway routes (see
-// shared/CALICO.md, "Pod side of the wire").
+// Pod side of a pod link, Calico style: the pod's kernel interface in its
+// network namespace, with the pod's name, MAC, MTU, /32 and /128 addresses
+// and the link-local gateway routes (see shared/CALICO.md, "Pod side of the
+// wire"). Either a macvlan on the shared pod tap, made inside the pod
+// (add_pod_macvlan), or any interface of ours moved there
+// (configure_pod_interface).
 //
 // Control-plane only: this talks netlink and runs a short-lived thread per
 // call. The calling thread never changes network namespace.
@@ -21,7 +23,8 @@ struct PodIfConfig {
     // A path (/var/run/netns/x, /proc/<pid>/ns/net) or a bare name, which
     // means /var/run/netns/<name>.
     std::string netns;
-    // The interface's current name in the caller's network namespace.
+    // configure_pod_interface: the interface's current name in the caller's
+    // network namespace. add_pod_macvlan does not use it.
     std::string host_ifname;
     // Name inside the pod.
     std::string ifname = "eth0";
@@ -43,11 +46,51 @@ class NetnsError : public std::runtime_error {
 // the port, which deletes the interface in whichever namespace it is.
 void configure_pod_interface(const PodIfConfig &cfg);
 
+// Kernel pods share one tap of the dataplane (the lower interface, in the
+// caller's namespace): each gets a macvlan on it, in private mode, so that
+// everything a pod sends goes down to the tap and so to the dataplane (the
+// kernel never bridges one pod to another, not even broadcasts), while the
+// kernel hands each frame the dataplane writes to the macvlan of its
+// destination MAC.
+//
+// add_pod_macvlan creates the macvlan directly inside the pod namespace
+// (IFLA_NET_NS_FD in the creating request) under its final name cfg.ifname,
+// with cfg.mac and cfg.mtu (at most the lower interface's MTU), then
+// configures it there as configure_pod_interface does. The name never
+// appears in our namespace, so pods cannot clash with each other or with
+// our interfaces, and there is no half-moved state. Returns the macvlan's
+// ifindex in the pod namespace (for delete_pod_macvlan). On failure the
+// macvlan is deleted and NetnsError thrown; errors name the step, e.g. "eth0
+// already exists in the pod" or "MAC ... is taken on fwdpods".
+int add_pod_macvlan(const std::string &lower_ifname, const PodIfConfig &cfg);
+
+enum class PodLinkDelete {
+    kDeleted,    // it was there and is gone now
+    kNetnsGone,  // the namespace does not exist any more (the macvlan went with it)
+    kLinkGone,   // no interface of that index in the namespace
+    kNotOurs,    // the index is another interface now (not a macvlan of that MAC): left alone
+};
+
+// Deletes the macvlan add_pod_macvlan made, found by its ifindex inside the
+// pod namespace and checked to still be a macvlan with the pod's MAC (a
+// renamed one is found all the same). Never touches another interface.
+// Throws NetnsError when netlink fails.
+PodLinkDelete delete_pod_macvlan(const std::string &netns, int ifindex, const net::MacAddr &mac);
+
+// The shared pod tap's kernel side stays in our namespace and is nobody's
+// host: IPv6 off on it (no link-local address, router solicitations, MLD or
+// DAD sent into the dataplane), its MTU the largest a pod may have (a
+// macvlan's MTU cannot exceed its lower's), and its transmit queue (shared by
+// every pod's macvlan, so longer than one pod's) txqueuelen. Throws
+// NetnsError.
+void configure_pod_lower(const std::string &ifname, uint16_t mtu, uint32_t txqueuelen);
+
 // What the pod interface looks like now, for CNI CHECK. addresses are "a/len"
 // (including kernel-made link-local ones); routes are the main-table unicast
 // routes through the interface in the form of format_route().
 struct PodIfState {
     bool exists = false;
+    std::string kind;  // "macvlan", "tun", ...; empty for a device without a kind
     net::MacAddr mac;
     uint16_t mtu = 0;
     bool up = false;

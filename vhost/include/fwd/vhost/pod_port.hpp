@@ -35,8 +35,16 @@ struct PortSpec {
     uint16_t tx_queues = 1;
     rte_mempool *pool = nullptr;  // RX buffers; must outlive the port
     // A tap RX queue holds rx_desc mbufs from pool for as long as it exists.
+    // With rx_scatter a tap reads one frame into at most rx_desc of them, so
+    // there it bounds the frame size, not the queue length (the kernel
+    // queues the frames).
     uint16_t rx_desc = 1024;
     uint16_t tx_desc = 1024;
+    // Receive frames larger than one mbuf as a chain (and send chains);
+    // PortError if the PMD cannot. The ethdev MTU stays the PMD's default:
+    // DPDK 22.11's tap caps it at 1500 and its TX drops larger frames, but
+    // with scatter its RX takes whatever the kernel interface's MTU lets in.
+    bool rx_scatter = false;
 
     // kTap: kernel interface name (at most 15 characters), created in the
     // caller's network namespace. It must not exist yet, and cannot be reused

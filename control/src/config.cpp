@@ -753,8 +753,8 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
     Json doc = parse_json(json_text);
     Object root(Field(doc, ""),
                 {"node_name", "eal", "cores", "uplink", "node", "idle", "api_socket", "run_dir",
-                 "mbufs", "icmp_errors_per_sec", "max_endpoints", "routes", "host", "bgp",
-                 "neighbor", "tables", "ipam"});
+                 "mbufs", "icmp_errors_per_sec", "max_endpoints", "pod_tap", "routes", "host",
+                 "bgp", "neighbor", "tables", "ipam"});
     NodeConfig cfg;
 
     Field name = root.need("node_name", "the Kubernetes node name like \"node1\"");
@@ -793,8 +793,20 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
     if (auto f = root.get("max_endpoints")) {
         cfg.max_endpoints = f->integer<uint32_t>(1, 65535);
     }
+    if (auto f = root.get("pod_tap")) {
+        cfg.pod_tap = f->string("an interface name");
+        if (!valid_ifname(cfg.pod_tap)) {
+            f->fail("\"" + cfg.pod_tap +
+                    "\" is not an interface name (1-15 characters, no '/' or space)");
+        }
+    }
     if (auto f = root.get("host")) {
         cfg.host = parse_host(Object(*f, {"tap", "punt_rate_pps"}));
+        if (cfg.host->tap == cfg.pod_tap) {
+            throw ConfigError(
+                child_path(f->path(), "tap"),
+                "\"" + cfg.pod_tap + "\" is also pod_tap; the two need their own names");
+        }
     }
     if (auto f = root.get("bgp")) {
         cfg.bgp = parse_bgp(Object(*f, {"table", "protocols", "netns"}));

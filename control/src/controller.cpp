@@ -22,6 +22,13 @@ namespace {
 
 constexpr auto kAckTimeout = std::chrono::seconds(5);
 
+// The largest pod MTU the API allows: the shared pod tap carries it, since a
+// macvlan's MTU cannot exceed its lower interface's.
+constexpr uint16_t kMaxPodMtu = 9000;
+// Every pod's macvlan sends through the shared tap's queues: longer than the
+// 1000 packets one pod's tap had.
+constexpr uint32_t kPodTapTxQueueLen = 10000;
+
 bool valid_id(const std::string &id) {
     if (id.empty() || id.size() > 128) {
         return false;
@@ -107,6 +114,7 @@ void Controller::start() {
             }
         }
     }
+    start_pod_tap();
     dp::NextHop bh{};
     bh.kind = dp::NhKind::kBlackhole;
     blackhole_nh_ = tables_.nh_alloc(bh);
@@ -115,6 +123,78 @@ void Controller::start() {
     unreachable_nh_ = tables_.nh_alloc(un);
     start_slow_path();
     add_static_routes();
+}
+
+// One net_tap for every kernel pod; its kernel interface stays here and each
+// pod gets a macvlan on it (vhost::add_pod_macvlan). One ethdev instead of
+// one per pod: Debian's DPDK has 32 ports in all.
+void Controller::start_pod_tap() {
+    vhost::PortSpec spec;
+    spec.kind = vhost::PortKind::kTap;
+    spec.token = "pods";
+    spec.tap_ifname = cfg_.pod_tap;
+    // One queue pair per worker, worker w polls RX queue w: the kernel
+    // spreads the pods' flows over the queues by hash, so every queue must be
+    // polled, and the tap PMD wants as many RX as TX queues.
+    spec.rx_queues = static_cast<uint16_t>(workers_.size());
+    spec.tx_queues = static_cast<uint16_t>(workers_.size());
+    spec.pool = pool_;
+    spec.rx_scatter = true;
+    // With RX scatter a tap's rx_desc is the most mbufs one frame may take
+    // (the kernel queues the frames, not the PMD): enough for the largest
+    // frame, and no more pinned per queue.
+    const uint32_t room = rte_pktmbuf_data_room_size(pool_) - RTE_PKTMBUF_HEADROOM;
+    const uint32_t frame = kMaxPodMtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN + RTE_ETHER_CRC_LEN;
+    spec.rx_desc = static_cast<uint16_t>(std::max<uint32_t>(4, (frame + room - 1) / room + 1));
+    spec.tx_desc = 512;
+    vhost::PortInfo info;
+    try {
+        info = vhost::create_port(spec);
+    } catch (const std::exception &ex) {
+        throw std::runtime_error(std::string("pod tap: ") + ex.what());
+    }
+    pod_port_ = info.port_id;
+    try {
+        vhost::configure_pod_lower(cfg_.pod_tap, kMaxPodMtu, kPodTapTxQueueLen);
+    } catch (const std::exception &ex) {
+        vhost::destroy_port(info.port_id);
+        pod_port_.reset();
+        throw std::runtime_error(std::string("pod tap: ") + ex.what());
+    }
+    dp::PortState &ps = tables_.port_mut(info.port_id);
+    ps.mac = net::kCalicoGatewayMac.bytes();
+    ps.vlan = 0;
+    ps.tx_shared = false;
+    ps.role.store(dp::PortRole::kPod, std::memory_order_release);
+    // The workers do not run yet: their rings take the commands for later.
+    for (unsigned w = 0; w < workers_.size(); w++) {
+        workers_[w]->post(
+            {dp::WorkerCommand::Kind::kAddRxQueue, info.port_id, static_cast<uint16_t>(w), 0});
+    }
+}
+
+// After every endpoint is gone. Destroying the tap deletes the macvlans still
+// on it, in whichever namespace they are.
+void Controller::stop_pod_tap() {
+    if (!pod_port_) {
+        return;
+    }
+    tables_.port_mut(*pod_port_).role.store(dp::PortRole::kNone, std::memory_order_release);
+    tables_.synchronize();
+    for (unsigned w = 0; w < workers_.size(); w++) {
+        try {
+            worker_do(w, {dp::WorkerCommand::Kind::kDropPort, *pod_port_, 0, 0});
+        } catch (const std::exception &) {
+            // A stuck worker is reported by its own stats; keep tearing down.
+        }
+    }
+    tables_.synchronize();
+    try {
+        vhost::destroy_port(*pod_port_);
+    } catch (const std::exception &) {
+        // Shutting down: the EAL cleans up the rest.
+    }
+    pod_port_.reset();
 }
 
 void Controller::add_static_routes() {
@@ -139,9 +219,10 @@ void Controller::shutdown() {
         rte_eth_dev_callback_unregister(RTE_ETH_ALL, type, on_port_event, this);
     }
     while (!endpoints_.empty()) {
-        remove_endpoint(endpoints_.begin()->second);
+        remove_endpoint(endpoints_.begin()->second, false);
         endpoints_.erase(endpoints_.begin());
     }
+    stop_pod_tap();
     if (uplink_port_) {
         tables_.port_mut(*uplink_port_).role.store(dp::PortRole::kNone, std::memory_order_release);
         for (unsigned w = 0; w < workers_.size(); w++) {
@@ -358,6 +439,15 @@ json Controller::endpoint_add(const json &args) {
     } else {
         e.mac = random_pod_mac();
     }
+    if (tap) {
+        // The shared tap tells kernel pods apart by MAC alone.
+        for (const auto &[id, o] : endpoints_) {
+            if (o.kind == "tap" && o.mac == e.mac) {
+                throw ApiError("already_exists",
+                               "mac " + e.mac.str() + " already used by endpoint '" + id + "'");
+            }
+        }
+    }
     auto mode = get_str(args, "vhost_mode", false, "server");
     if (mode != "server" && mode != "client") {
         bad("vhost_mode must be 'server' or 'client', got '" + mode + "'");
@@ -375,60 +465,60 @@ json Controller::endpoint_add(const json &args) {
         e.owner = *it;
     }
 
-    std::string token = "p" + std::to_string(next_token_++);
-    vhost::PortSpec spec;
-    spec.token = token;
-    // A tap gets one queue pair per worker and worker w polls RX queue w: the
-    // kernel spreads the pod's flows over the queues by hash, so every queue
-    // must be polled, and the tap PMD wants as many RX as TX queues.
-    spec.rx_queues = static_cast<uint16_t>(workers_.size());
-    spec.tx_queues = static_cast<uint16_t>(workers_.size());
-    spec.pool = pool_;
-    // A tap RX queue pins rx_desc mbufs from the shared pool for its lifetime.
-    spec.rx_desc = 256;
-    spec.tx_desc = 512;
+    e.rx_queues = 1;
+    e.worker = 0;
+    uint16_t tx_queues = static_cast<uint16_t>(workers_.size());
     if (tap) {
-        spec.kind = vhost::PortKind::kTap;
-        e.host_ifname = "fwd" + token;
-        spec.tap_ifname = e.host_ifname;
+        if (!pod_port_) {
+            throw ApiError("unavailable", "no pod tap: the daemon has not started");
+        }
+        e.port_id = *pod_port_;
+        e.host_ifname = cfg_.pod_tap;
+        e.rx_queues = static_cast<uint16_t>(workers_.size());
     } else {
+        vhost::PortSpec spec;
+        spec.token = "p" + std::to_string(next_token_++);
         spec.kind = vhost::PortKind::kVhostUser;
         // One queue pair: what every virtio peer enables; workers share its TX queue.
         spec.rx_queues = 1;
         spec.tx_queues = 1;
+        tx_queues = 1;
+        spec.pool = pool_;
+        spec.rx_desc = 256;
+        spec.tx_desc = 512;
         e.vhost_socket = get_str(args, "vhost_socket", false, cfg_.run_dir + "/" + e.id + ".sock");
         spec.vhost_socket = e.vhost_socket;
         spec.vhost_client = e.vhost_client;
+        try {
+            e.port_id = vhost::create_port(spec).port_id;
+        } catch (const std::exception &ex) {
+            throw ApiError("invalid_argument",
+                           std::string("cannot create the pod port: ") + ex.what());
+        }
+        e.own_port = true;
     }
-    vhost::PortInfo info;
-    try {
-        info = vhost::create_port(spec);
-    } catch (const std::exception &ex) {
-        throw ApiError("invalid_argument", std::string("cannot create the pod port: ") + ex.what());
-    }
-    e.port_id = info.port_id;
     // From here on, every failure undoes what was done before it.
     try {
         if (tap) {
             vhost::PodIfConfig pc;
             pc.netns = e.netns;
-            pc.host_ifname = e.host_ifname;
             pc.ifname = e.ifname;
             pc.mac = e.mac;
             pc.mtu = e.mtu;
             pc.ipv4 = e.ipv4;
             pc.ipv6 = e.ipv6;
             try {
-                vhost::configure_pod_interface(pc);
+                e.pod_ifindex = vhost::add_pod_macvlan(cfg_.pod_tap, pc);
             } catch (const std::exception &ex) {
                 throw ApiError("invalid_argument", ex.what());
             }
+        } else {
+            dp::PortState &ps = tables_.port_mut(e.port_id);
+            ps.mac = net::kCalicoGatewayMac.bytes();
+            ps.vlan = 0;
+            ps.tx_shared = tx_queues < workers_.size();
+            ps.role.store(dp::PortRole::kPod, std::memory_order_release);
         }
-        dp::PortState &ps = tables_.port_mut(e.port_id);
-        ps.mac = net::kCalicoGatewayMac.bytes();
-        ps.vlan = 0;
-        ps.tx_shared = spec.tx_queues < workers_.size();
-        ps.role.store(dp::PortRole::kPod, std::memory_order_release);
         e.nh = tables_.nh_alloc(
             make_nh(dp::NhKind::kPod, e.port_id, e.mac, net::kCalicoGatewayMac, e.mtu, 0));
         if (e.nh == dp::kNhInvalid) {
@@ -444,11 +534,9 @@ json Controller::endpoint_add(const json &args) {
             throw ApiError("unavailable", "cannot add route " + prefix_str(failed[0].first) + ": " +
                                               failed[0].second);
         }
-        e.worker = least_loaded_worker();
-        e.rx_queues = spec.rx_queues;
-        for (uint16_t q = 0; q < spec.rx_queues; q++) {
-            unsigned w = spec.rx_queues == 1 ? e.worker : q;
-            worker_do(w, {dp::WorkerCommand::Kind::kAddRxQueue, e.port_id, q, 0});
+        if (e.own_port) {
+            e.worker = least_loaded_worker();
+            worker_do(e.worker, {dp::WorkerCommand::Kind::kAddRxQueue, e.port_id, 0, 0});
         }
     } catch (...) {
         remove_endpoint(e);
@@ -459,7 +547,7 @@ json Controller::endpoint_add(const json &args) {
 }
 
 // Undoes an endpoint in reverse order; every step tolerates "was never done".
-void Controller::remove_endpoint(Endpoint &e) {
+void Controller::remove_endpoint(Endpoint &e, bool with_link) {
     if (e.ipv4) {
         rib_.remove(net::Prefix4{*e.ipv4, 32}, RouteSource::kEndpoint);
     }
@@ -467,6 +555,24 @@ void Controller::remove_endpoint(Endpoint &e) {
         rib_.remove(net::Prefix6{*e.ipv6, 128}, RouteSource::kEndpoint);
     }
     publish();
+    if (!e.own_port) {
+        // The shared tap stays. Once no lookup returns the next hop it can go;
+        // frames to the pod's MAC still in a TX buffer reach no macvlan and
+        // the kernel drops them.
+        tables_.synchronize();
+        tables_.nh_free(e.nh);
+        e.nh = dp::kNhInvalid;
+        if (with_link && e.pod_ifindex != 0) {
+            try {
+                vhost::delete_pod_macvlan(e.netns, e.pod_ifindex, e.mac);
+            } catch (const std::exception &) {
+                // The namespace is unreachable: the macvlan goes with it, or
+                // with the shared tap at shutdown.
+            }
+            e.pod_ifindex = 0;
+        }
+        return;
+    }
     tables_.port_mut(e.port_id).role.store(dp::PortRole::kNone, std::memory_order_release);
     // Every worker: no lookup still returns the routes, no TX buffer holds the port.
     tables_.synchronize();
@@ -526,6 +632,8 @@ json Controller::endpoint_json(const Endpoint &e) const {
     j["ipv6"] = e.ipv6 ? json(e.ipv6->str()) : json();
     j["host_ifname"] = e.host_ifname.empty() ? json() : json(e.host_ifname);
     j["vhost_socket"] = e.vhost_socket.empty() ? json() : json(e.vhost_socket);
+    // "shared": a macvlan on the shared pod tap (host_ifname); "own": a port of its own.
+    j["port"] = e.own_port ? "own" : "shared";
     j["owner"] = e.owner;
     return j;
 }
@@ -627,6 +735,18 @@ json Controller::node_get() {
     }
     j["host_tap"] =
         host_ ? json{{"name", host_->name()}, {"punt_rate_pps", cfg_.host->punt_rate_pps}} : json();
+    if (pod_port_) {
+        size_t pods = 0;
+        for (const auto &[id, e] : endpoints_) {
+            pods += e.own_port ? 0 : 1;
+        }
+        j["pod_tap"] = json{{"name", cfg_.pod_tap},
+                            {"port_id", *pod_port_},
+                            {"mtu", kMaxPodMtu},
+                            {"endpoints", pods}};
+    } else {
+        j["pod_tap"] = json();
+    }
     j["bgp"] =
         cfg_.bgp ? json{{"table", cfg_.bgp->table}, {"protocols", cfg_.bgp->protocols}} : json();
     j["neighbors"] = neighbor_list()["neighbors"];

@@ -178,6 +178,7 @@ TEST(ConfigValid, MinimalConfigGetsDefaults) {
     EXPECT_EQ(c.mbufs, 16383u);
     EXPECT_EQ(c.icmp_errors_per_sec, 1000u);
     EXPECT_EQ(c.max_endpoints, 1024u);
+    EXPECT_EQ(c.pod_tap, "fwdpods");
     EXPECT_TRUE(c.routes.empty());
 }
 
@@ -840,6 +841,19 @@ TEST(ConfigHostBgpNeighborTables, AllFields) {
     EXPECT_EQ(c.neighbor.queue_len, 8u);
     EXPECT_EQ(c.tables.ipv4_routes, 300000u);
     EXPECT_EQ(c.tables.ipv4_tbl8s, 65536u);
+}
+
+TEST(ConfigPodTap, NameIsAnInterfaceNameOfItsOwn) {
+    Json j = with_uplink();
+    j["pod_tap"] = "pods0";
+    EXPECT_EQ(parse(j).pod_tap, "pods0");
+    j["pod_tap"] = "a-name-that-is-too-long";
+    EXPECT_CONFIG_ERROR(j, "pod_tap", "is not an interface name");
+    j["pod_tap"] = "a/b";
+    EXPECT_CONFIG_ERROR(j, "pod_tap", "is not an interface name");
+    j["pod_tap"] = "fwdhost";
+    j["host"] = Json::parse(R"({"punt_rate_pps": 500})");
+    EXPECT_CONFIG_ERROR(j, "host.tap", "is also pod_tap");
 }
 
 TEST(ConfigHostBgpNeighborTables, BadValuesAreNamed) {

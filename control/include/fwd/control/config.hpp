@@ -141,6 +141,8 @@ struct NodeConfig {
     uint32_t mbufs = 16383;                 // mbufs in the packet pool (power of 2 minus 1)
     uint32_t icmp_errors_per_sec = 1000;    // per worker token bucket for ICMP errors
     uint32_t max_endpoints = 1024;
+    // The shared tap of kernel pods (a macvlan each), in the daemon's namespace.
+    std::string pod_tap = "fwdpods";
     std::vector<StaticRoute> routes;
     std::optional<HostConfig> host;
     std::optional<BgpConfig> bgp;

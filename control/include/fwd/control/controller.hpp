@@ -40,7 +40,9 @@
 
 namespace fwd::control {
 
-// One pod's attachment to the dataplane.
+// One pod's attachment to the dataplane. A kernel pod (kind "tap") is a
+// macvlan on the shared pod tap: its port is that tap's, its MAC tells it
+// apart there. A vhost-user pod has a port of its own.
 struct Endpoint {
     std::string id;
     std::string kind;  // "tap" | "vhost-user"
@@ -51,11 +53,13 @@ struct Endpoint {
     net::MacAddr mac;
     uint16_t mtu = 0;
     uint16_t port_id = 0;
-    std::string host_ifname;
+    bool own_port = false;    // a vhost-user port, created and destroyed with the endpoint
+    int pod_ifindex = 0;      // the macvlan's ifindex in netns; 0: none made
+    std::string host_ifname;  // the shared pod tap's kernel interface
     std::string vhost_socket;
     bool vhost_client = false;
     unsigned worker = 0;     // polls the only RX queue; with one queue per worker, queue 0
-    uint16_t rx_queues = 1;  // a tap has one per worker (worker w polls queue w)
+    uint16_t rx_queues = 1;  // the shared tap has one per worker (worker w polls queue w)
     uint32_t nh = dp::kNhInvalid;
     // Who asked for the endpoint (the CNI attachment: network, container_id, ifname, handle,
     // k8s namespace and pod): an object of strings, kept and shown, never interpreted here.
@@ -172,7 +176,12 @@ class Controller {
     void send_frame(const uint8_t *frame, size_t len);  // out of the uplink via a worker
     uint64_t now_ms() const;
 
-    void remove_endpoint(Endpoint &e);
+    // The shared pod tap (start()) and its removal (shutdown()).
+    void start_pod_tap();
+    void stop_pod_tap();
+    // with_link false: leave a kernel pod's macvlan (shutdown: destroying the
+    // shared tap deletes every macvlan on it, in whatever namespace).
+    void remove_endpoint(Endpoint &e, bool with_link = true);
     // Posts c to worker w and waits until it is done. Throws on timeout.
     void worker_do(unsigned w, dp::WorkerCommand c);
     unsigned least_loaded_worker() const;
@@ -187,6 +196,7 @@ class Controller {
     rte_mempool *pool_;                  // thread safe (per-lcore caches)
     std::optional<uint16_t> uplink_port_;
     net::MacAddr uplink_mac_;
+    std::optional<uint16_t> pod_port_;  // the shared tap every kernel pod's macvlan sits on
     std::map<std::string, Endpoint> endpoints_;
     uint64_t next_token_ = 1;
 

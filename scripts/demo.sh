@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
-# The lab demo (see scripts/demo.py). Needs root and a build (scripts/setup.sh).
+# The lab demo (scripts/lab.py): three dpdk-fwd nodes on a ToR with BIRD and etcd, pods
+# attached by the CNI plugin, a table of checks. The lab stays up afterwards.
+#   scripts/demo.sh            take down a lab that is still up, bring a new one up, check it
+#   scripts/demo.sh --down     take it down (nothing up: a no-op)
+#   scripts/demo.sh --status   what is up and how to poke at it
+# Needs root and a build (scripts/setup.sh); FWD_BUILD names another build directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec /usr/bin/python3 scripts/demo.py "$@"
+exec /usr/bin/python3 scripts/lab.py "$@"

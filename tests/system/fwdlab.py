@@ -102,6 +102,9 @@ class Daemon:
             "api_socket": self.sock,
             "run_dir": str(self.tmp / f"{name}-run"),
             "mbufs": 8191,
+            # the shared tap of kernel pods: its own name, so daemons of parallel runs
+            # in one namespace do not clash
+            "pod_tap": f"fwp{RUN_ID}{name}"[:15],
         }
         if idle:
             cfg["idle"] = idle

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The two entry points of dpdk-fwd on a fresh Debian 12 machine, as root:
-#   ./run.sh demo   one node, three pods: ping and TCP over IPv4 and IPv6
+#   ./run.sh demo   a three-node lab (BGP, etcd, pods through the CNI plugin) and its checks;
+#                   it stays up: ./run.sh demo --down takes it down
 #   ./run.sh test   every test: unit, component, sanitizer build, system
 set -euo pipefail
 cd "$(dirname "$0")"
 case "${1:-}" in
-  demo) shift; scripts/setup.sh && exec scripts/demo.sh "$@" ;;
+  demo) shift
+    # taking the lab down or looking at it needs no packages and no build (a build that
+    # fails must not keep a lab up)
+    case "${1:-}" in --down|--status) exec scripts/demo.sh "$@" ;; esac
+    scripts/setup.sh && exec scripts/demo.sh "$@" ;;
   test) shift; scripts/setup.sh && exec scripts/test.sh "$@" ;;
-  *) echo "usage: sudo ./run.sh demo | test" >&2; exit 2 ;;
+  *) echo "usage: sudo ./run.sh demo [--down | --status] | test" >&2; exit 2 ;;
 esac

@@ -47,8 +47,8 @@ import uuid
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "system"))
 from birdconf import NodeBgp, Peer  # noqa: E402
-from fwdlab import (BIRDC, BUILD, DAEMON, FWDCTL, Bird, Bridge, Daemon, Etcd, Netns, sh,  # noqa: E402
-                    uplink_daemon_config, wait_until)
+from fwdlab import (BIRDC, BUILD, DAEMON, FWDCTL, Bird, Bridge, Daemon, Etcd,  # noqa: E402
+                    Netns, sh, uplink_daemon_config, wait_until)
 
 STATE_DIR = pathlib.Path("/run/dpdk-fwd-lab")
 STATE = STATE_DIR / "state.json"
@@ -64,6 +64,7 @@ TOR4, TOR6 = "10.10.10.1", "fd00:10:10::1"
 LOOP4, LOOP6 = "1.1.1.1", "2001:db8::1"
 POOL4, POOL6 = ipaddress.ip_network("192.168.0.0/16"), ipaddress.ip_network("fd00:10:244::/48")
 HOST_TAP = "fwdhost"
+CALICO_GW6 = "fe80::ecee:eeff:feee:eeee"  # the pods' IPv6 gateway (IPv4: 169.254.1.1)
 # The IPAM keys live under /calico, like Calico's own etcd data. (Also: the store's revision
 # poll sends an empty key to etcd when there is no prefix, which etcd refuses.)
 ETCD_PREFIX = "/calico"
@@ -534,10 +535,12 @@ def tcp(src, dst, addr, port, nbytes):
         if srv.poll() is None:
             srv.kill()
             srv.wait()
-    ok = cli.returncode == 0 and out.split() == cli.stdout.split() and int(out.split()[0]) == nbytes
-    if not ok:
-        return False, f"client exit {cli.returncode}: {cli.stderr.strip()[-120:]}; got {out.strip()}"
-    return True, f"{nbytes * 8 / dt / 1e9:.2f} Gbit/s ({nbytes >> 20} MiB in {dt:.2f} s, sha256 match)"
+    sent, got = cli.stdout.split(), out.split()
+    if cli.returncode != 0 or sent != got or int(got[0]) != nbytes:
+        return False, (f"client exit {cli.returncode}: {cli.stderr.strip()[-120:]}; "
+                       f"sent {sent}, received {got}")
+    return True, (f"{nbytes * 8 / dt / 1e9:.2f} Gbit/s ({nbytes >> 20} MiB in {dt:.2f} s, "
+                  "sha256 match)")
 
 
 def pod_addresses(ns):
@@ -608,21 +611,31 @@ def run_checks(st, tcp_bytes):
               f"own blocks {' '.join(mine)}; {len(blocks) - len(mine)} others' blocks + "
               f"2 loopbacks by BGP" if name not in missing else f"missing {missing[name]}")
 
-    # each pod: one address of each family from the pools, /32 and /128 on eth0
+    # each pod: one address of each family from the pools, /32 and /128 on eth0, as the CNI
+    # result says and as IPAM holds them for the pod; Calico's gateways as default routes
     for name, p in pods.items():
         def addrs(name=name, p=p):
             v4, v6 = pod_addresses(ns[name])
-            ok = (len(v4) == 1 and len(v6) == 1 and v4[0].endswith("/32") and v6[0].endswith("/128")
-                  and ipaddress.ip_interface(v4[0]).ip in POOL4
-                  and ipaddress.ip_interface(v6[0]).ip in POOL6
-                  and sorted(v4 + v6) == sorted(p.get("ips", [])))
-            # the store holds them under the pod's handle, for this node and pod
+            problems = []
+            if not (len(v4) == 1 and v4[0].endswith("/32")
+                    and ipaddress.ip_interface(v4[0]).ip in POOL4):
+                problems.append(f"IPv4 {v4} (want one /32 from {POOL4})")
+            if not (len(v6) == 1 and v6[0].endswith("/128")
+                    and ipaddress.ip_interface(v6[0]).ip in POOL6):
+                problems.append(f"IPv6 {v6} (want one /128 from {POOL6})")
+            if sorted(v4 + v6) != sorted(p.get("ips", [])):
+                problems.append(f"the CNI result says {p.get('ips')}")
             held = ipam_show(st, "--handle", f"{NETWORK}.{p['cid']}")["addresses"]
             held = sorted(a["address"] for a in held if a["node"] == p["node"]
                           and a["pod"] == p["name"] and a["namespace"] == K8S_NAMESPACE)
-            ok = ok and held == sorted(str(ipaddress.ip_interface(a).ip) for a in v4 + v6)
-            return ok, f"eth0 {' '.join(v4 + v6)}" + ("" if ok else f" (CNI result {p.get('ips')}"
-                                                       f", IPAM handle holds {held})")
+            if held != sorted(str(ipaddress.ip_interface(a).ip) for a in v4 + v6):
+                problems.append(f"IPAM handle holds {held}")
+            r4 = ns[name].run("ip -4 route show default", check=False).stdout
+            r6 = ns[name].run("ip -6 route show default", check=False).stdout
+            if "via 169.254.1.1 dev eth0" not in r4 or f"via {CALICO_GW6} dev eth0" not in r6:
+                problems.append(f"default routes {r4.strip()!r} {r6.strip()!r}")
+            return not problems, f"eth0 {' '.join(v4 + v6)}" + (
+                "" if not problems else "; " + "; ".join(problems))
         c.run("pod addresses", f"{name} ({p['node']})", "4+6", addrs)
 
     def addr_of(name, fam):
@@ -634,8 +647,9 @@ def run_checks(st, tcp_bytes):
         by_node.setdefault(p["node"], []).append(name)
     names = sorted(by_node)
     same = [(v[0], v[1]) for v in by_node.values() if len(v) > 1]
-    cross = [(by_node[a][0], by_node[names[(i + 1) % len(names)]][0]) for i, a in enumerate(names)] \
-        if len(names) > 1 else []
+    # across nodes: a ring, node1 -> node2 -> node3 -> node1 (all pairs get a ping below)
+    cross = [(by_node[a][0], by_node[names[(i + 1) % len(names)]][0])
+             for i, a in enumerate(names)] if len(names) > 1 else []
     port = 5200
     for kind, pairs in (("same node", same), ("across nodes", cross)):
         for a, b in pairs:
@@ -657,9 +671,11 @@ def run_checks(st, tcp_bytes):
             ok, _ = ping(ns[a], addr_of(b, fam), count=1)
             if not ok:
                 bad.append(f"{a}->{b}")
-        return not bad, f"{n - len(bad)}/{n} pairs answer" + (f"; failed: {' '.join(bad)}" if bad else "")
+        return not bad, (f"{n - len(bad)}/{n} pairs answer"
+                         + (f"; failed: {' '.join(bad)}" if bad else ""))
     for fam in ("IPv4", "IPv6"):
-        c.run("ping all pairs", f"{len(pods)} pods", fam.replace("IP", ""), lambda fam=fam: all_pairs(fam))
+        c.run("ping all pairs", f"{len(pods)} pods", fam.replace("IP", ""),
+              lambda fam=fam: all_pairs(fam))
 
     # a pod of each node reaches the ToR's loopbacks (learned from the ToR by BGP)
     for node in names:
@@ -699,19 +715,23 @@ def how_to_poke(st):
     n1 = st["nodes"]["node1"]
     pods = st["pods"]
     other = next((p for p in pods if p["node"] != "node1"), pods[-1]) if pods else None
-    dst = other["ips"][0].split("/")[0] if other and other.get("ips") else "192.168.x.y"
-    lines = [
-        "The lab stays up. Poke at it:",
-        f"  ip netns exec lab-pod-1a ping {dst}                 # a pod on node1 to one on another node",
-        "  ip netns exec lab-pod-1a ip addr; ip netns exec lab-pod-1a ip route",
-        f"  {shown(FWDCTL)} -s {n1['sock']} endpoint list   # node1's dataplane (route list, stats, node)",
-        f"  birdc -s {n1['bird_sock']} show protocols           # node1's BGP (show route)",
-        f"  ip netns exec {TOR} {shown(FWDCTL)} ipam show --store {st['etcd']['spec']}",
-        f"  ip netns exec {TOR} ip route                        # the ToR learned the pod blocks",
-        f"  logs and configs: {STATE_DIR}/",
-        "  ./run.sh demo --down                                 # take it all down",
+    dst = other["ips"][0].split("/")[0] if other and other.get("ips") else "192.168.0.64"
+    fwdctl = shown(FWDCTL)
+    cmds = [
+        (f"ip netns exec lab-pod-1a ping {dst}", "pod-1a (node1) to a pod on another node"),
+        ("ip netns exec lab-pod-1a ip addr", "a pod's side: eth0, /32 and /128, routes"),
+        (f"{fwdctl} -s {n1['sock']} endpoint list", "node1's dataplane: route list, stats, node"),
+        (f"birdc -s {n1['bird_sock']} show protocols", "node1's BGP sessions (show route)"),
+        (f"ip netns exec {TOR} {fwdctl} ipam show --store {st['etcd']['spec']}",
+         "pools, blocks, nodes"),
+        (f"ip netns exec {TOR} ip route", "the ToR learned the pod blocks by BGP"),
+        ("./run.sh demo --status", "what is up; configs and logs in " + str(STATE_DIR)),
+        ("./run.sh demo --down", "take it all down"),
     ]
-    return "\n".join(lines)
+    w = max(len(c) for c, _ in cmds if len(c) < 70)
+    return "\n".join(["The lab stays up. Poke at it:"] + [
+        f"  {c:<{w}}  # {why}" if len(c) <= w else f"  {c}\n  {'':<{w}}  # {why}"
+        for c, why in cmds])
 
 
 def status():
@@ -773,7 +793,7 @@ def up(args):
                     if f and f.exists():
                         print(f.read_text()[-3000:])
         if args.keep:
-            log(f"--keep: leaving it up for a look; ./run.sh demo --down takes it down")
+            log("--keep: leaving it up for a look; ./run.sh demo --down takes it down")
         else:
             log("taking it down")
             down()

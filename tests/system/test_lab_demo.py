@@ -34,7 +34,8 @@ def demo(*args, timeout=900):
 def table(out):
     """The rows of the result table: the lines after its header."""
     lines = out.splitlines()
-    head = next(i for i, line in enumerate(lines) if re.match(r"^check\s+between / what\s+fam", line))
+    head = next(i for i, line in enumerate(lines)
+                if re.match(r"^check\s+between / what\s+fam", line))
     rows = []
     for line in lines[head + 2:]:
         if not line.strip():

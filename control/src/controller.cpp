@@ -421,8 +421,9 @@ json Controller::endpoint_add(const json &args) {
     }
     e.mtu = cfg_.mtu;
     if (auto it = args.find("mtu"); it != args.end() && !it->is_null()) {
-        if (!it->is_number_integer() || *it < 576 || *it > 9000) {
-            bad("mtu must be an integer from 576 to 9000, got " + it->dump());
+        if (!it->is_number_integer() || *it < 576 || *it > kMaxPodMtu) {
+            bad("mtu must be an integer from 576 to " + std::to_string(kMaxPodMtu) + ", got " +
+                it->dump());
         }
         e.mtu = it->get<uint16_t>();
         if (e.ipv6 && e.mtu < 1280) {

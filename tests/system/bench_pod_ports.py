@@ -33,7 +33,14 @@ def start_daemon(build, tmp, tag):
     if r.returncode != 0 and "pod_tap" in r.stderr:
         cfg.pop("pod_tap")
         d.config.write_text(json.dumps(cfg))
-    return d.start()
+    # the machine's hugepages are shared: wait a little for other runs to give some back
+    for attempt in range(12):
+        try:
+            return d.start()
+        except AssertionError as e:
+            if "Not enough memory" not in str(e) or attempt == 11:
+                raise
+            time.sleep(5)
 
 
 def iperf(client, server, addr, seconds, streams):

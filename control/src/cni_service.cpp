@@ -346,8 +346,22 @@ json CniService::check(const json &args) {
     const std::string handle = network + "." + cid;
     json ep = endpoint_or_null(id);
     if (ep.is_null()) {
-        throw ApiError("not_found", "no endpoint for container " + cid + " interface " + ifname +
-                                        " in network " + network + " on node " + node_);
+        // Without an endpoint the handle may still hold addresses (the endpoint was lost, e.g.
+        // by a daemon restart): the attachment exists and differs. "Unknown container" would
+        // tell the runtime no DEL is needed, and the addresses would leak.
+        std::vector<std::string> held;
+        for (const auto &a : ipam_call("", [&] { return alloc_.addresses(handle); })) {
+            held.push_back(a.str());
+        }
+        if (held.empty()) {
+            throw ApiError("not_found", "no endpoint for container " + cid + " interface " +
+                                            ifname + " in network " + network + " on node " +
+                                            node_);
+        }
+        return {{"differences",
+                 json::array({"no endpoint " + id + " in the dataplane of node " + node_ +
+                              ", but IPAM handle " + handle + " holds " + addr_list(held)})},
+                {"endpoint", nullptr}};
     }
     std::vector<std::string> diff;
     std::vector<std::string> have;  // the endpoint's addresses, "a/len"
@@ -391,7 +405,13 @@ json CniService::check(const json &args) {
                        ", the endpoint has " + addr_list(have));
     }
     if (ep["kind"] == "tap" && deps_.inspect) {
-        for (auto &d : deps_.inspect(ep)) {
+        // The pod's MTU is the previous result's to state: a plugin chained after this one
+        // (tuning) may change it, and a result without one (tuning's at 1.0.0) leaves it
+        // unchecked.
+        json want = ep;
+        auto mtu = args.find("mtu");
+        want["mtu"] = mtu != args.end() ? *mtu : json();
+        for (auto &d : deps_.inspect(want)) {
             diff.push_back(std::move(d));
         }
     }

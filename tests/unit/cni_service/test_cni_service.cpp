@@ -337,6 +337,35 @@ TEST_F(CniServiceTest, CheckFindsEveryDifference) {
     EXPECT_EQ(d[1], "address x missing on eth0");
 
     EXPECT_NE(code_of("cni.check", attachment("unknown")).find("not_found"), std::string::npos);
+
+    // The endpoint lost (a daemon restart) while IPAM still holds an address: a difference,
+    // not an unknown container, or the runtime would skip the DEL that frees it.
+    ctl_.endpoints.clear();
+    d = svc_->call("cni.check", c)["differences"];
+    ASSERT_EQ(d.size(), 1u) << d.dump();
+    EXPECT_NE(d[0].get<std::string>().find("no endpoint k8s-pod-network.c1.eth0"),
+              std::string::npos);
+    EXPECT_NE(d[0].get<std::string>().find(ep["ipv6"].get<std::string>()), std::string::npos);
+}
+
+TEST_F(CniServiceTest, CheckLeavesThePodMtuToThePreviousResult) {
+    add_pools();
+    json ep = svc_->call("cni.add", add_args("c1"))["endpoint"];
+    json inspected;
+    auto svc = std::make_unique<CniService>(
+        cfg_, store_,
+        CniDeps{[this](const std::string &op, const json &a) { return ctl_.call(op, a); },
+                [&](const json &want) {
+                    inspected = want;
+                    return std::vector<std::string>{};
+                }});
+    json c = attachment("c1");
+    c["netns"] = "/var/run/netns/c1";
+    svc->call("cni.check", c);  // no MTU stated (a chained tuning's 1.0.0 result)
+    EXPECT_TRUE(inspected["mtu"].is_null());
+    c["mtu"] = ep["mtu"];
+    svc->call("cni.check", c);
+    EXPECT_EQ(inspected["mtu"], ep["mtu"]);
 }
 
 TEST_F(CniServiceTest, StatusNeedsAPoolWithRoomForEveryFamilyAsked) {

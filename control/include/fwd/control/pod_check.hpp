@@ -10,9 +10,10 @@
 
 namespace fwd::control {
 
-// `endpoint` is an endpoint's JSON (endpoint.get). One line per difference: the interface
-// missing or down, another MAC or MTU, an expected address or route missing, a global address
-// that should not be there, or the namespace that cannot be entered. Empty when all match.
+// `endpoint` is an endpoint's JSON (endpoint.get); an "mtu" that is null is not checked. One line
+// per difference: the interface missing or down, another MAC or MTU, an expected address or route
+// missing, a global address that should not be there, or the namespace that cannot be entered.
+// Empty when all match.
 std::vector<std::string> pod_interface_differences(const nlohmann::json &endpoint);
 
 }  // namespace fwd::control

@@ -61,6 +61,7 @@ XFER = ROOT / "tests" / "system" / "tcp_xfer.py"
 TOR = "lab-tor"
 BRIDGE = "br0"
 TOR4, TOR6 = "10.10.10.1", "fd00:10:10::1"
+TOR_MAC = "02:00:0a:0a:0a:01"
 LOOP4, LOOP6 = "1.1.1.1", "2001:db8::1"
 POOL4, POOL6 = ipaddress.ip_network("192.168.0.0/16"), ipaddress.ip_network("fd00:10:244::/48")
 HOST_TAP = "fwdhost"
@@ -353,6 +354,9 @@ def up_tor(st):
     tor.run("sysctl -qw net.ipv6.conf.default.disable_ipv6=1")
     tor.run("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")
     br = Bridge(tor, BRIDGE)
+    # a fixed MAC: a bridge otherwise takes its lowest port's, and changes it as the nodes'
+    # uplinks join, under the neighbor entries the dataplanes already hold for the ToR
+    tor.run(f"ip link set {BRIDGE} address {TOR_MAC}")
     tor.run(f"sysctl -qw net.ipv6.conf.{BRIDGE}.accept_dad=0 "
             f"net.ipv6.conf.{BRIDGE}.disable_ipv6=0")
     tor.run(f"ip addr add {TOR4}/24 dev {BRIDGE}")
@@ -384,7 +388,7 @@ def node_peers(node, all_nodes):
     return peers + [Peer("tor", TOR4, TOR6)]
 
 
-def up_node(st, node, all_nodes, br, etcd):
+def up_node(st, node, br, etcd):
     st.add("namespaces", node.ns)
     ns = Netns(node.ns)
     include = STATE_DIR / f"{node.name}.ipam.conf"
@@ -415,24 +419,31 @@ def up_node(st, node, all_nodes, br, etcd):
         if d.proc is not None:
             record_process(st, "dpdk-fwd", f"{node.name} dpdk-fwd", d.proc, sock=d.sock)
     br.adopt(node.uplink, ns)
+    conflist = STATE_DIR / "cni" / node.name / CONFLIST.name
+    conflist.parent.mkdir(parents=True, exist_ok=True)
+    conflist.write_text(json.dumps(node_conflist(node, d.sock), indent=2))
+    st.data["nodes"][node.name] = {
+        "netns": node.ns, "ipv4": node.ipv4, "ipv6": node.ipv6, "sock": d.sock,
+        "config": str(d.config), "log": str(d.log), "include": str(include),
+        "conflist": str(conflist), "uplink": node.uplink, "worker_core": node.worker_core}
+    st.save()
+    return ns
+
+
+def up_node_bird(st, node, ns, all_nodes):
+    """BIRD on a node whose dataplane is up and plugged in: the include file is there (the
+    daemon writes it at start) and every peer is reachable from its first connect."""
+    n = st["nodes"][node.name]
     bgp = NodeBgp(node.ipv4, node.ipv6, [], [], node_peers(node, all_nodes),
-                  include=str(include), debug="states")
+                  include=n["include"], debug="states")
     bird = Bird(STATE_DIR, node.name, ns, bgp.render())
     try:
         bird.start()
     finally:
         if bird.proc is not None:
             record_process(st, "bird", f"{node.name} bird", bird.proc, sock=bird.sock)
-    conflist = STATE_DIR / "cni" / node.name / CONFLIST.name
-    conflist.parent.mkdir(parents=True, exist_ok=True)
-    conflist.write_text(json.dumps(node_conflist(node, d.sock), indent=2))
-    st.data["nodes"][node.name] = {
-        "netns": node.ns, "ipv4": node.ipv4, "ipv6": node.ipv6, "sock": d.sock,
-        "bird_sock": bird.sock, "config": str(d.config), "log": str(d.log),
-        "bird_log": str(bird.log), "include": str(include), "conflist": str(conflist),
-        "protocols": bgp.protocols(), "uplink": node.uplink, "worker_core": node.worker_core}
+    n.update({"bird_sock": bird.sock, "bird_log": str(bird.log), "protocols": bgp.protocols()})
     st.save()
-    return d, bird
 
 
 def up_tor_bird(st, tor, all_nodes):
@@ -448,6 +459,36 @@ def up_tor_bird(st, tor, all_nodes):
                       "protocols": bgp.protocols()}
     st.save()
     return bird
+
+
+def established(st):
+    """The BGP sessions (node/protocol) of the lab that are not Established."""
+    pending = []
+    for name, n in list(st["nodes"].items()) + [("tor", st["tor"])]:
+        got = bird_ref(name, n).protocols()
+        pending += [f"{name}/{p}" for p in n["protocols"]
+                    if not got.get(p, ("", ""))[1].startswith("Established")]
+    return pending
+
+
+def wait_bgp(st, timeout):
+    """Waits for every session of the mesh; fails at once when a lab process died."""
+    t0 = time.monotonic()
+    next_note = 10
+    while True:
+        dead = [p["name"] for p in st["processes"] if not alive(p)]
+        if dead:
+            raise RuntimeError(f"not running: {', '.join(dead)}")
+        pending = established(st)
+        waited = time.monotonic() - t0
+        if not pending:
+            return waited
+        if waited > timeout:
+            raise RuntimeError(f"BGP sessions not Established after {timeout} s: {pending}")
+        if int(waited) >= next_note:
+            log(f"  {waited:.0f} s, still not Established: {' '.join(pending)}")
+            next_note += 10
+        time.sleep(0.1)
 
 
 def add_pods(st, all_nodes, per_node):
@@ -650,6 +691,12 @@ def run_checks(st, tcp_bytes):
     # across nodes: a ring, node1 -> node2 -> node3 -> node1 (all pairs get a ping below)
     cross = [(by_node[a][0], by_node[names[(i + 1) % len(names)]][0])
              for i, a in enumerate(names)] if len(names) > 1 else []
+    # a pod of each node reaches the ToR's loopbacks (learned from the ToR by BGP)
+    for node in names:
+        a = by_node[node][0]
+        for fam, dst in (("v4", LOOP4), ("v6", LOOP6)):
+            c.run("ping ToR loop", f"{a} -> {dst}", fam, lambda a=a, dst=dst: ping(ns[a], dst))
+
     port = 5200
     for kind, pairs in (("same node", same), ("across nodes", cross)):
         for a, b in pairs:
@@ -676,12 +723,6 @@ def run_checks(st, tcp_bytes):
     for fam in ("IPv4", "IPv6"):
         c.run("ping all pairs", f"{len(pods)} pods", fam.replace("IP", ""),
               lambda fam=fam: all_pairs(fam))
-
-    # a pod of each node reaches the ToR's loopbacks (learned from the ToR by BGP)
-    for node in names:
-        a = by_node[node][0]
-        for fam, dst in (("v4", LOOP4), ("v6", LOOP6)):
-            c.run("ping ToR loop", f"{a} -> {dst}", fam, lambda a=a, dst=dst: ping(ns[a], dst))
 
     # the IPAM store is consistent: nothing leaked or doubled
     def ipam_check():
@@ -744,7 +785,7 @@ def status():
         print(f"  {p['name']:<16} pid {p['pid']:<8} {'running' if alive(p) else 'NOT RUNNING'}")
     for p in st["pods"]:
         print(f"  {p['name']:<16} on {p['node']}: {' '.join(p.get('ips', []))}")
-    if "node1" in st["nodes"] and st["etcd"]:
+    if "bird_sock" in st["nodes"].get("node1", {}) and st["etcd"]:
         print(how_to_poke(st))
     return 0
 
@@ -765,25 +806,27 @@ def up(args):
         tor, br = up_tor(st)
         log(f"etcd on {TOR4}:2379; IP pools from {POOLS_YAML.relative_to(ROOT)}")
         etcd = up_etcd(st, tor)
+        node_ns = {}
         for node in all_nodes:
-            log(f"{node.name}: dpdk-fwd (worker on core {node.worker_core}), "
-                f"{node.ipv4} {node.ipv6}, BIRD")
-            up_node(st, node, all_nodes, br, etcd)
-        log("ToR BIRD: iBGP with every node")
+            log(f"{node.name}: dpdk-fwd (worker on core {node.worker_core}, control on "
+                f"{node.control_core}), {node.ipv4} {node.ipv6}, uplink {node.uplink} on {BRIDGE}")
+            node_ns[node.name] = up_node(st, node, br, etcd)
+        # BGP once every dataplane is plugged in: a first SYN lost to a peer that is not
+        # there yet costs a TCP retransmission back-off (1, 3, 7, 15, 31 s)
+        log("BIRD: the ToR, then each node (AS 64512, node-to-node mesh + the ToR)")
         up_tor_bird(st, tor, all_nodes)
-        t_bgp = time.monotonic()
-        for name, n in list(st["nodes"].items()) + [("tor", st["tor"])]:
-            b = bird_ref(name, n)
-            for proto in n["protocols"]:
-                b.wait_established(proto, 60)
-        log(f"BGP: every session Established in {time.monotonic() - t_bgp:.1f} s")
+        for node in all_nodes:
+            up_node_bird(st, node, node_ns[node.name], all_nodes)
+        log(f"BGP: every session Established in {wait_bgp(st, 60):.1f} s")
         log(f"pods: {args.pods} per node through the CNI plugin (ADD)")
         add_pods(st, all_nodes, args.pods)
         t_conv = time.monotonic()
         wait_until(lambda: not converged(st)[0], 30, interval=0.2,
                    what="every node to route every block")
         log(f"routes converged {time.monotonic() - t_conv:.1f} s after the last ADD")
-    except BaseException as e:
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 - reported with the logs, then taken down
         log(f"bring-up failed: {e}")
         for p in st["processes"]:
             if not alive(p):
@@ -813,13 +856,19 @@ def up(args):
     cpu = idle_cpu(st, args.idle_seconds)
     total = sum(cpu.values())
     c.progress = False
-    daemons = max(v for k, v in cpu.items() if k.endswith("dpdk-fwd"))
-    c.add("idle CPU", "whole lab", "-", daemons < 10,
-          f"{total:.1f}% of one core over {args.idle_seconds} s (busiest daemon {daemons:.1f}%): "
-          + ", ".join(f"{k} {v:.1f}%" for k, v in cpu.items()))
+    daemons = max([v for k, v in cpu.items() if k.endswith("dpdk-fwd")], default=0)
+    dead = [p["name"] for p in st["processes"] if not alive(p)]
+    # every process still runs after the checks, and idle daemons back off
+    c.add("idle CPU", "whole lab", "-", daemons < 10 and not dead,
+          (f"NOT RUNNING: {', '.join(dead)}; " if dead else "")
+          + f"{total:.1f}% of one core over {args.idle_seconds} s (busiest daemon "
+          f"{daemons:.1f}%): " + ", ".join(f"{k} {v:.1f}%" for k, v in cpu.items()))
     drops = {}
     for name, n in st["nodes"].items():
-        d = {k: v for k, v in api_call(n["sock"], "stats")["drops"].items() if v}
+        try:
+            d = {k: v for k, v in api_call(n["sock"], "stats")["drops"].items() if v}
+        except (OSError, RuntimeError, ValueError) as e:
+            d = {"stats unavailable": str(e)}
         if d:
             drops[name] = d
 
@@ -848,7 +897,16 @@ def main():
         return down()
     if args.status:
         return status()
-    return up(args)
+    if not 1 <= args.pods <= 26:
+        ap.error("--pods: 1 to 26 per node")
+    try:
+        return up(args)
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the lab's daemons too (they share the terminal's process group)
+        print()
+        log("interrupted: taking the lab down")
+        down()
+        return 130
 
 
 if __name__ == "__main__":

@@ -522,7 +522,15 @@ bool NeighborTable::on_ip6(const uint8_t *p, size_t len, uint64_t now_ms) {
         off += opt_len;
     }
     if (!tlla) {
-        return false;
+        // RFC 4861 7.2.5: an advertisement without the option (Linux answers a unicast
+        // solicitation that way) confirms the address we hold when solicited, and changes
+        // nothing otherwise; an entry without an address (incomplete, failed) cannot use it.
+        auto it = entries_.find(target);
+        if (!solicited || it == entries_.end() || it->second.state == NeighState::kIncomplete ||
+            it->second.state == NeighState::kFailed) {
+            return false;
+        }
+        tlla = it->second.mac;
     }
     return learn_entry(target, *tlla, solicited, now_ms);
 }

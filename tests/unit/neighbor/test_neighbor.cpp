@@ -543,6 +543,22 @@ TEST_F(NeighborTest, VlanTaggedFramesAreLearned) {
 
 // ---- malformed input ----
 
+TEST_F(NeighborTest, SolicitedNaWithoutTheOptionConfirmsTheKnownMac) {
+    resolve(kGw6);
+    table_.take_actions(35010);
+    EXPECT_EQ(state(kGw6), "probe");
+    NaSpec s;
+    s.tlla = false;  // how Linux answers our unicast probe
+    s.flags = 0x20;  // O only: an unsolicited advertisement
+    EXPECT_FALSE(feed(na(s), 35050)) << "unsolicited without the option changes nothing";
+    EXPECT_EQ(state(kGw6), "probe");
+    s.flags = 0x40;  // S, O clear: the answer to the unicast probe
+    EXPECT_TRUE(feed(na(s), 35100));
+    EXPECT_TRUE(table_.take_actions(35100).empty()) << "same MAC: nothing to announce";
+    EXPECT_EQ(state(kGw6), "reachable");
+    EXPECT_EQ(table_.resolved_mac(kGw6), kPeerMac);
+}
+
 TEST_F(NeighborTest, InvalidNeighborAdvertisementsAreRejected) {
     table_.ref(kGw6, 0);
     auto rejected = [&](NaSpec s, const char *why) {

@@ -245,7 +245,9 @@ std::vector<KeyValue> EtcdStore::list_keys(const std::string &prefix) {
 }
 
 int64_t EtcdStore::revision() {
-    json req = {{"key", b64_encode(opts_.prefix)}, {"count_only", true}};
+    // Any key answers with the store's header; etcd refuses an empty one (no prefix).
+    const std::string key = opts_.prefix.empty() ? std::string(1, '\0') : opts_.prefix;
+    json req = {{"key", b64_encode(key)}, {"count_only", true}};
     json rep = parse_reply(describe(), post("/v3/kv/range", req.dump()));
     if (!rep.contains("header"))
         throw StoreError(describe() + ": range reply without a header");

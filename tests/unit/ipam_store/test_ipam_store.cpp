@@ -619,6 +619,15 @@ TEST_F(EtcdStoreTest, PrefixIsolatesUsers) {
     EXPECT_EQ(a->list("").size(), 1u);
 }
 
+TEST_F(EtcdStoreTest, RevisionWithoutAPrefix) {
+    // The whole keyspace as the store: etcd refuses an empty key, which revision() must not send.
+    auto s = open_etcd("");
+    int64_t r0 = s->revision();
+    auto k = unique_prefix() + "k";
+    ASSERT_TRUE(s->txn({}, {put(k, "1")}));
+    EXPECT_GT(s->revision(), r0);
+}
+
 TEST_F(EtcdStoreTest, ServerErrorIsAStoreError) {
     auto s = open_etcd(unique_prefix());
     // etcd refuses two operations on one key in a txn.

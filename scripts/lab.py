@@ -66,8 +66,7 @@ LOOP4, LOOP6 = "1.1.1.1", "2001:db8::1"
 POOL4, POOL6 = ipaddress.ip_network("192.168.0.0/16"), ipaddress.ip_network("fd00:10:244::/48")
 HOST_TAP = "fwdhost"
 CALICO_GW6 = "fe80::ecee:eeff:feee:eeee"  # the pods' IPv6 gateway (IPv4: 169.254.1.1)
-# The IPAM keys live under /calico, like Calico's own etcd data. (Also: the store's revision
-# poll sends an empty key to etcd when there is no prefix, which etcd refuses.)
+# The IPAM keys live under /calico, like Calico's own etcd data.
 ETCD_PREFIX = "/calico"
 K8S_NAMESPACE = "default"
 NETWORK = "k8s-pod-network"

@@ -83,6 +83,27 @@ auto ipam_call(const std::string &what, F &&f) -> decltype(f()) {
     }
 }
 
+// The attachment a cni.* request names, and the ids derived from it.
+struct Attachment {
+    std::string network;
+    std::string cid;  // container id
+    std::string ifname;
+    std::string netns;   // may be empty
+    std::string id;      // endpoint id
+    std::string handle;  // IPAM handle (Calico's: no ifname)
+};
+
+Attachment attachment_of(const json &args) {
+    Attachment a;
+    a.network = get_str(args, "network", true);
+    a.cid = get_str(args, "container_id", true);
+    a.ifname = get_str(args, "ifname", false, "eth0");
+    a.netns = get_str(args, "netns", false);
+    a.id = CniService::endpoint_id(a.network, a.cid, a.ifname);
+    a.handle = a.network + "." + a.cid;
+    return a;
+}
+
 std::string addr_list(const std::vector<std::string> &v) {
     std::string s;
     for (const auto &a : v) {
@@ -196,12 +217,7 @@ json CniService::add(const json &args) {
     check_known(args,
                 {"network", "container_id", "netns", "ifname", "k8s", "assign_ipv4", "assign_ipv6",
                  "ipv4_pools", "ipv6_pools", "ips", "mtu", "mac", "vhost_user"});
-    const std::string network = get_str(args, "network", true);
-    const std::string cid = get_str(args, "container_id", true);
-    const std::string ifname = get_str(args, "ifname", false, "eth0");
-    const std::string netns = get_str(args, "netns", false);
-    const std::string id = endpoint_id(network, cid, ifname);
-    const std::string handle = network + "." + cid;
+    const auto [network, cid, ifname, netns, id, handle] = attachment_of(args);
     const json &k8s = get_object(args, "k8s");
     const json &vhost = get_object(args, "vhost_user");
     const bool vhost_user = args.contains("vhost_user") && !args["vhost_user"].is_null();
@@ -311,11 +327,7 @@ json CniService::add(const json &args) {
 
 json CniService::del(const json &args) {
     check_known(args, {"network", "container_id", "ifname", "netns"});
-    const std::string network = get_str(args, "network", true);
-    const std::string cid = get_str(args, "container_id", true);
-    const std::string ifname = get_str(args, "ifname", false, "eth0");
-    const std::string id = endpoint_id(network, cid, ifname);
-    const std::string handle = network + "." + cid;
+    const auto [network, cid, ifname, netns, id, handle] = attachment_of(args);
     bool removed = false;
     try {
         deps_.call("endpoint.del", {{"id", id}});
@@ -338,12 +350,7 @@ json CniService::del(const json &args) {
 
 json CniService::check(const json &args) {
     check_known(args, {"network", "container_id", "netns", "ifname", "ips", "mac", "mtu"});
-    const std::string network = get_str(args, "network", true);
-    const std::string cid = get_str(args, "container_id", true);
-    const std::string ifname = get_str(args, "ifname", false, "eth0");
-    const std::string netns = get_str(args, "netns", false);
-    const std::string id = endpoint_id(network, cid, ifname);
-    const std::string handle = network + "." + cid;
+    const auto [network, cid, ifname, netns, id, handle] = attachment_of(args);
     json ep = endpoint_or_null(id);
     if (ep.is_null()) {
         // Without an endpoint the handle may still hold addresses (the endpoint was lost, e.g.

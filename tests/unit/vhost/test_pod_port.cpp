@@ -84,6 +84,21 @@ bool contains(const std::vector<std::string> &v, const std::string &s) {
     return std::find(v.begin(), v.end(), s) != v.end();
 }
 
+// What CNI CHECK reads of a configured pod interface matches cfg (MTU 1400 in these tests).
+void expect_inspected_as(const std::string &netns, const PodIfConfig &cfg) {
+    const PodIfState state = inspect_pod_interface(netns, "eth0");
+    EXPECT_TRUE(state.exists);
+    EXPECT_EQ(state.mac, cfg.mac);
+    EXPECT_EQ(state.mtu, 1400);
+    EXPECT_TRUE(state.up);
+    for (const auto &a : expected_pod_addresses(cfg)) {
+        EXPECT_TRUE(contains(state.addresses, a)) << a;
+    }
+    for (const auto &r : expected_pod_routes(cfg)) {
+        EXPECT_TRUE(contains(state.routes, r)) << r;
+    }
+}
+
 bool has_flag(const json &link, const std::string &flag) {
     for (const auto &f : link.value("flags", json::array())) {
         if (f == flag) {
@@ -285,17 +300,7 @@ TEST_F(PodPortTest, ConfiguresCalicoPodSide) {
         EXPECT_EQ(dad.out, "0\n") << dev;
     }
 
-    const PodIfState state = inspect_pod_interface(ns.name(), "eth0");
-    EXPECT_TRUE(state.exists);
-    EXPECT_EQ(state.mac, cfg.mac);
-    EXPECT_EQ(state.mtu, 1400);
-    EXPECT_TRUE(state.up);
-    for (const auto &a : expected_pod_addresses(cfg)) {
-        EXPECT_TRUE(contains(state.addresses, a)) << a;
-    }
-    for (const auto &r : expected_pod_routes(cfg)) {
-        EXPECT_TRUE(contains(state.routes, r)) << r;
-    }
+    expect_inspected_as(ns.name(), cfg);
     EXPECT_FALSE(inspect_pod_interface(ns.name(), "eth9").exists);
 }
 
@@ -602,18 +607,8 @@ TEST_F(SharedTapTest, MacvlanIsMadeInsideThePod) {
         "0\n");
 
     // What CNI CHECK reads.
-    const PodIfState state = inspect_pod_interface(ns.name(), "eth0");
-    EXPECT_TRUE(state.exists);
-    EXPECT_EQ(state.kind, "macvlan");
-    EXPECT_EQ(state.mac, cfg.mac);
-    EXPECT_EQ(state.mtu, 1400);
-    EXPECT_TRUE(state.up);
-    for (const auto &a : expected_pod_addresses(cfg)) {
-        EXPECT_TRUE(contains(state.addresses, a)) << a;
-    }
-    for (const auto &r : expected_pod_routes(cfg)) {
-        EXPECT_TRUE(contains(state.routes, r)) << r;
-    }
+    expect_inspected_as(ns.name(), cfg);
+    EXPECT_EQ(inspect_pod_interface(ns.name(), "eth0").kind, "macvlan");
     const json addrs = json_of(ipn + "addr show dev eth0");
     ASSERT_EQ(addrs.size(), 1u);
     for (const auto &a : addrs[0]["addr_info"]) {

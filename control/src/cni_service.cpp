@@ -83,6 +83,15 @@ auto ipam_call(const std::string &what, F &&f) -> decltype(f()) {
     }
 }
 
+// FNV-1a, 64 bits: a stable short name for an attachment.
+uint64_t fnv1a(const std::string &s) {
+    uint64_t h = 14695981039346656037ull;
+    for (char c : s) {
+        h = (h ^ static_cast<uint8_t>(c)) * 1099511628211ull;
+    }
+    return h;
+}
+
 // The attachment a cni.* request names, and the ids derived from it.
 struct Attachment {
     std::string network;
@@ -296,16 +305,19 @@ json CniService::add(const json &args) {
             ea["kind"] = "vhost-user";
             ea["vhost_mode"] = get_bool(vhost, "client", false) ? "client" : "server";
             std::string dir = get_str(vhost, "socket_dir", false, run_dir_);
-            ea["vhost_socket"] = dir + "/" + id + ".sock";
+            // A socket path must fit sun_path (108 bytes) and a container id alone is 64
+            // characters: the short id (12, as docker shows it) and a hash of the whole
+            // endpoint id, unique per attachment.
+            const uint64_t h = fnv1a(id);
+            char tail[40];
+            snprintf(tail, sizeof tail, "-%016llx.sock", static_cast<unsigned long long>(h));
+            ea["vhost_socket"] = dir + "/" + cid.substr(0, 12) + tail;
             if (!ea.contains("mac")) {
                 // A vhost-user pod brings its own MAC; without one, a stable one from the id.
-                uint32_t h = 2166136261u;
-                for (char c : id) {
-                    h = (h ^ static_cast<uint8_t>(c)) * 16777619u;
-                }
                 char buf[18];
-                snprintf(buf, sizeof buf, "02:fd:%02x:%02x:%02x:%02x", h >> 24, (h >> 16) & 255,
-                         (h >> 8) & 255, h & 255);
+                snprintf(buf, sizeof buf, "02:fd:%02x:%02x:%02x:%02x",
+                         static_cast<unsigned>(h >> 24) & 255, static_cast<unsigned>(h >> 16) & 255,
+                         static_cast<unsigned>(h >> 8) & 255, static_cast<unsigned>(h) & 255);
                 ea["mac"] = buf;
             }
         }

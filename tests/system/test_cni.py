@@ -474,6 +474,45 @@ def test_runtime_config_mac_and_fixed_ips(node_factory):
     node.assert_clean([ns, ns2, ns3])
 
 
+def test_vhost_user_pod(node_factory):
+    """A network whose pods are DPDK or VM pods: ADD makes a vhost-user socket (the daemon is
+    the server) instead of a kernel interface; the result names it as the interface's
+    socketPath; CHECK passes without a kernel interface to inspect; DEL removes the socket and
+    releases the addresses. runtimeConfig can ask for vhost-user on a kernel-pod network too."""
+    node = node_factory(V4_POOL, V6_POOL)
+    sockdir = node.tmp / "vhost"
+    nl = node.network(vhost_user={"enabled": True, "mode": "server", "socket_dir": str(sockdir)})
+    ns, cid = node.pod(), container_id()
+    args = kubelet_args("default", "vm-0", cid)
+    res = nl.add(cid, ns.path, cni_args=args)
+    pod_if = res["interfaces"][1]
+    sock = pathlib.Path(pod_if["socketPath"])
+    assert sock.parent == sockdir and sock.name.startswith(cid[:12] + "-"), pod_if
+    assert sock.is_socket(), sock
+    assert pod_if["name"] == "eth0" and pod_if["sandbox"] == ns.path, pod_if
+    assert len(addrs_of(res)) == 2 and all(ip["interface"] == 1 for ip in res["ips"]), res
+    ep = node.endpoint(cid)
+    assert ep["kind"] == "vhost-user" and ep["port"] == "own", ep
+    assert ep["vhost_socket"] == str(sock) and ep["mac"] == pod_if["mac"], ep
+    assert sorted(a["address"] for a in node.handle_addrs(cid)) == sorted(bare(a) for a in addrs_of(res))
+    assert set(links(ns)) == {"lo"}, "a vhost-user pod gets no kernel interface"
+    nl.check(cid, ns.path, cni_args=args)
+    nl.delete(cid, ns.path, cni_args=args)
+    assert not sock.exists(), sock
+    node.assert_detached(ns, cid, res)
+
+    # the runtime asks for it per attachment (a network declaring the capability)
+    conf = node.conflist()
+    conf["plugins"][0]["capabilities"]["vhost_user"] = True
+    nl2 = node.network(conflist=conf)
+    cid2 = container_id()
+    res2 = nl2.add(cid2, ns.path, cni_args=kubelet_args("default", "vm-1", cid2),
+                   runtime_config={"vhost_user": True})
+    assert pathlib.Path(res2["interfaces"][1]["socketPath"]).is_socket(), res2
+    nl2.delete(cid2, ns.path)
+    node.assert_clean([ns])
+
+
 # --- 2. many pods on one node -----------------------------------------------------------------
 
 MANY_PODS = 50

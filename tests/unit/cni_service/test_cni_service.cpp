@@ -435,10 +435,19 @@ TEST_F(CniServiceTest, VhostUserPodsGetASocketAndAStableMac) {
     a.erase("netns");
     a["vhost_user"] = {{"client", true}};
     json r = svc_->call("cni.add", a);
-    const json &req = ctl_.added.back();
+    const json req = ctl_.added.back();  // a copy: later ADDs grow the vector
     EXPECT_EQ(req["kind"], "vhost-user");
     EXPECT_EQ(req["vhost_mode"], "client");
-    EXPECT_EQ(req["vhost_socket"], "/run/test/k8s-pod-network.vm1.eth0.sock");
+    std::string sock = req["vhost_socket"];
+    EXPECT_EQ(sock.rfind("/run/test/vm1-", 0), 0u) << sock;
+    EXPECT_EQ(sock.size(), std::string("/run/test/vm1-0123456789abcdef.sock").size()) << sock;
+    // a container id of 64 characters still makes a socket path well under 108 bytes
+    json long_id = a;
+    long_id["container_id"] = std::string(64, 'f');
+    svc_->call("cni.add", long_id);
+    std::string long_sock = ctl_.added.back()["vhost_socket"];
+    EXPECT_EQ(long_sock.size(), std::string("/run/test/ffffffffffff-0123456789abcdef.sock").size());
+    EXPECT_NE(long_sock, sock);
     std::string mac = req["mac"];
     svc_->call("cni.del", attachment("vm1"));
     svc_->call("cni.add", a);

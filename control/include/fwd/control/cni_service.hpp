@@ -15,6 +15,7 @@
 //              -> {endpoint: <endpoint.get>, handle, mtu}
 //              All or nothing: the addresses are assigned in one IPAM transaction, the
 //              endpoint made; if that fails the addresses go back and the error is returned.
+//              A vhost-user pod's socket is <socket_dir>/<short container id>-<hash>.sock.
 //   cni.del    {network, container_id, ifname} -> {endpoint_removed, released}
 //              Idempotent: a missing endpoint or handle is not an error.
 //   cni.check  {network, container_id, netns, ifname, ips: ["a/len"], mac, mtu}

@@ -50,6 +50,7 @@ class UniqueFd {
     explicit UniqueFd(int fd) : fd_(fd) {}
     UniqueFd(const UniqueFd &) = delete;
     UniqueFd &operator=(const UniqueFd &) = delete;
+    UniqueFd(UniqueFd &&o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
     ~UniqueFd() {
         if (fd_ >= 0) {
             ::close(fd_);
@@ -71,6 +72,15 @@ class UniqueFd {
 
 [[noreturn]] void fail_errno(const std::string &step, int err) {
     fail(step, std::strerror(err));
+}
+
+// The network namespace at ns_path, opened for setns(); fails naming `step`.
+UniqueFd open_netns(const std::string &ns_path, const std::string &step) {
+    UniqueFd fd(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) {
+        fail_errno(step, errno);
+    }
+    return fd;
 }
 
 NlSock open_route_socket(const std::string &step) {
@@ -520,10 +530,7 @@ void configure_pod_interface(const PodIfConfig &cfg) {
         fail(move_step, "bad interface name '" + cfg.ifname + "'");
     }
 
-    UniqueFd ns_fd(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (ns_fd.get() < 0) {
-        fail_errno(move_step, errno);
-    }
+    UniqueFd ns_fd = open_netns(ns_path, move_step);
 
     // The move is done from the caller's namespace, where the link lives.
     {
@@ -549,10 +556,7 @@ int add_pod_macvlan(const std::string &lower_ifname, const PodIfConfig &cfg) {
         cfg.ifname == ".." || cfg.ifname.find('/') != std::string::npos) {
         fail(step, "bad interface name '" + cfg.ifname + "'");
     }
-    UniqueFd ns_fd(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (ns_fd.get() < 0) {
-        fail_errno(step, errno);
-    }
+    UniqueFd ns_fd = open_netns(ns_path, step);
 
     // One request from our namespace, where the lower interface is: the
     // kernel makes the macvlan in the pod namespace (IFLA_NET_NS_FD), down.
@@ -655,10 +659,7 @@ void configure_pod_lower(const std::string &ifname, uint16_t mtu, uint32_t txque
 
 PodIfState inspect_pod_interface(const std::string &netns, const std::string &ifname) {
     const std::string ns_path = resolve_netns_path(netns);
-    UniqueFd ns_fd(::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (ns_fd.get() < 0) {
-        fail_errno("inspect " + ifname + " in netns " + ns_path, errno);
-    }
+    UniqueFd ns_fd = open_netns(ns_path, "inspect " + ifname + " in netns " + ns_path);
     PodIfState state;
     run_in_netns(ns_fd.get(), ns_path,
                  [&] { state = inspect_inside(ifname, " in netns " + ns_path); });

@@ -363,15 +363,17 @@ json CniService::del(const json &args) {
 json CniService::check(const json &args) {
     check_known(args, {"network", "container_id", "netns", "ifname", "ips", "mac", "mtu"});
     const auto [network, cid, ifname, netns, id, handle] = attachment_of(args);
+    // What IPAM holds for the handle and what the endpoint has, both "a/len" and sorted.
+    std::vector<std::string> held;
+    for (const auto &a : ipam_call("", [&] { return alloc_.addresses(handle); })) {
+        held.push_back(a.str() + (a.family() == net::Family::kIp4 ? "/32" : "/128"));
+    }
+    std::sort(held.begin(), held.end());
     json ep = endpoint_or_null(id);
     if (ep.is_null()) {
         // Without an endpoint the handle may still hold addresses (the endpoint was lost, e.g.
         // by a daemon restart): the attachment exists and differs. "Unknown container" would
         // tell the runtime no DEL is needed, and the addresses would leak.
-        std::vector<std::string> held;
-        for (const auto &a : ipam_call("", [&] { return alloc_.addresses(handle); })) {
-            held.push_back(a.str());
-        }
         if (held.empty()) {
             throw ApiError("not_found", "no endpoint for container " + cid + " interface " +
                                             ifname + " in network " + network + " on node " +
@@ -383,13 +385,14 @@ json CniService::check(const json &args) {
                 {"endpoint", nullptr}};
     }
     std::vector<std::string> diff;
-    std::vector<std::string> have;  // the endpoint's addresses, "a/len"
+    std::vector<std::string> have;
     if (ep["ipv4"].is_string()) {
         have.push_back(ep["ipv4"].get<std::string>() + "/32");
     }
     if (ep["ipv6"].is_string()) {
         have.push_back(ep["ipv6"].get<std::string>() + "/128");
     }
+    std::sort(have.begin(), have.end());
     if (!netns.empty() && ep.value("netns", json()) != json(netns)) {
         diff.push_back("endpoint netns is " + ep.value("netns", json()).dump() + ", expected " +
                        netns);
@@ -397,9 +400,7 @@ json CniService::check(const json &args) {
     if (args.contains("ips")) {
         auto want = get_strings(args, "ips");
         std::sort(want.begin(), want.end());
-        auto sorted = have;
-        std::sort(sorted.begin(), sorted.end());
-        if (want != sorted) {
+        if (want != have) {
             diff.push_back("endpoint addresses are " + addr_list(have) +
                            ", the previous result has " + addr_list(want));
         }
@@ -412,14 +413,7 @@ json CniService::check(const json &args) {
         diff.push_back("endpoint MTU is " + ep["mtu"].dump() + ", the previous result has " +
                        mtu->dump());
     }
-    std::vector<std::string> held;
-    for (const auto &a : ipam_call("", [&] { return alloc_.addresses(handle); })) {
-        held.push_back(a.str() + (a.family() == net::Family::kIp4 ? "/32" : "/128"));
-    }
-    std::sort(held.begin(), held.end());
-    auto sorted = have;
-    std::sort(sorted.begin(), sorted.end());
-    if (held != sorted) {
+    if (held != have) {
         diff.push_back("IPAM handle " + handle + " holds " + addr_list(held) +
                        ", the endpoint has " + addr_list(have));
     }

@@ -68,12 +68,8 @@ def dut_config(sc: common.Scenario, table: common.Table) -> dict:
     busy polling, the Calico table as static routes with pinned next-hop MACs
     (as the software harness installs them). devargs is a placeholder: the
     uplink's PCI address."""
-    routes = []
-    for r in table.routes:
-        if r.kind == "local-block":
-            routes.append({"prefix": r.prefix, "type": "blackhole"})
-        else:
-            routes.append({"prefix": r.prefix, "via": r.via, "mac": r.mac})
+    from harness.dpdkfwd import static_routes
+    routes = static_routes(table)
     return {
         "node_name": "perf-dut",
         "eal": {"file_prefix": "fwd-perf", "in_memory": True, "memory_mb": 1024},

@@ -15,6 +15,8 @@ PACKAGES=(
   libcurl4-openssl-dev etcd-server etcd-client
   libyaml-cpp-dev
   containernetworking-plugins
+  # the perf harness (perf/run.py): OVS-DPDK and l3fwd as references, callgrind, the chart
+  openvswitch-switch-dpdk make valgrind python3-matplotlib lua5.4
 )
 
 missing=()

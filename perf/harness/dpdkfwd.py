@@ -1,0 +1,153 @@
+"""dpdk-fwd itself, one worker on core 1, the pcap device as its uplink.
+
+The Calico table goes in as static routes: remote blocks via their node with
+a pinned MAC, the local blocks blackholed, each pod a /32 (/128) via itself
+with its own MAC, a default route via the gateway. Counters come from the
+daemon's API (`fwdctl --json stats`): the uplink port's packets, and the
+worker's per-stage packet and cycle counters when the daemon has them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+from . import common
+from .common import Counters, Ctx, Proc, Reference, Unavailable
+
+
+def static_routes(table: common.Table) -> list[dict]:
+    """The Calico table as dpdk-fwd's static routes: next hops with pinned MACs,
+    the local blocks blackholed."""
+    routes = []
+    for r in table.routes:
+        if r.kind == "local-block":
+            routes.append({"prefix": r.prefix, "type": "blackhole"})
+        else:
+            routes.append({"prefix": r.prefix, "via": r.via, "mac": r.mac})
+    return routes
+
+
+class DpdkFwd(Reference):
+    key = "dpdk-fwd"
+    label = "dpdk-fwd"
+
+    def __init__(self, stage_stats: bool = True, extra_eal: Optional[list[str]] = None,
+                 no_huge: bool = False, wrapper: Optional[list[str]] = None,
+                 binary: Optional[Path] = None):
+        super().__init__()
+        self.stage_stats = stage_stats
+        self.extra_eal = extra_eal or []
+        self.no_huge = no_huge
+        self.wrapper = wrapper or []      # e.g. valgrind --tool=callgrind ...
+        self.binary = binary
+        self.proc: Optional[Proc] = None
+        self.dir: Optional[Path] = None
+        self._stats_a: Optional[dict] = None
+        self._stats_b: Optional[dict] = None
+
+    # --- paths --------------------------------------------------------------------------
+    def _bin(self, ctx: Ctx) -> Path:
+        return self.binary or ctx.build / "dpdk-fwd" / "app" / "dpdk-fwd"
+
+    def _fwdctl(self, ctx: Ctx) -> Path:
+        return ctx.build / "control" / "fwdctl"
+
+    def prepare(self, ctx: Ctx) -> None:
+        for p in (self._bin(ctx), self._fwdctl(ctx)):
+            if not os.access(p, os.X_OK):
+                raise Unavailable(f"{p} is missing: build dpdk-fwd first (ninja -C {ctx.build})")
+
+    def config(self, ctx: Ctx, name: str) -> dict:
+        """The daemon's config for this scenario."""
+        routes = static_routes(ctx.table)
+        return {
+            "node_name": "perf",
+            "eal": {"file_prefix": name, "in_memory": not self.no_huge, "no_huge": self.no_huge,
+                    "memory_mb": 512, "extra_args": self.extra_eal},
+            "cores": {"main": common.MAIN_CORE, "control": common.MAIN_CORE,
+                      "workers": [{"core": common.FWD_CORE,
+                                   "rx": [{"port": "uplink", "queue": 0}]}]},
+            "uplink": {"devargs": f"net_pcap0,rx_pcap={ctx.pcap},infinite_rx=1",
+                       "rx_queues": 1, "mac": common.DUT_MAC},
+            "pod_tap": name[-15:],
+            "node": {"ipv4": common.NODE4, "ipv6": common.NODE6, "mtu": 1500},
+            "api_socket": str(self.dir / "api.sock"),
+            "run_dir": str(self.dir),
+            "mbufs": 16383,
+            "routes": routes,
+            **({"stage_stats": True} if self.stage_stats else {}),
+        }
+
+    def start(self, ctx: Ctx) -> None:
+        name = f"pf{os.getpid() % 100000}f"
+        self.prefix = name
+        self.dir = ctx.scratch / "dpdk-fwd"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.dir / "node.json"
+        cfg = self.config(ctx, name)
+        cfg_path.write_text(json.dumps(cfg, indent=1))
+        self._ctx = ctx
+        self._stats_a = self._stats_b = None
+        log = self.dir / "daemon.log"
+        self.proc = Proc(self.wrapper + [str(self._bin(ctx)), "--config", str(cfg_path)], log)
+        end = time.monotonic() + (600 if self.wrapper else 30)
+        while time.monotonic() < end:
+            if not self.proc.alive():
+                tail = self.proc.tail()
+                self.stop()
+                raise Unavailable(f"dpdk-fwd exited while starting:\n{tail}")
+            try:
+                if self.counters().tx > 0:
+                    return
+            except (RuntimeError, OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        tail = self.proc.tail()
+        self.stop()
+        raise Unavailable(f"dpdk-fwd forwarded nothing in time:\n{tail}")
+
+    def stats(self) -> dict:
+        r = subprocess.run([str(self._fwdctl(self._ctx)), "-s", str(self.dir / "api.sock"),
+                            "--json", "stats"], capture_output=True, text=True, timeout=20)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr.strip() or r.stdout.strip())
+        return json.loads(r.stdout)
+
+    def counters(self) -> Counters:
+        st = self.stats()
+        t = time.monotonic()
+        up = next(p for p in st["ports"] if p["kind"] == "uplink")
+        c = Counters(rx=up["rx_packets"], tx=up["tx_packets"], t=t)
+        self._stats_a, self._stats_b = self._stats_b, st
+        return c
+
+    def extra(self) -> dict:
+        """Per-stage cycles over the window, when the daemon counts them:
+        {"stages": {name: {"packets", "cycles"}}, "busy_cycles", "rx_packets",
+        "drops": {reason: n}}."""
+        a, b = self._stats_a, self._stats_b
+        if a is None or b is None:
+            return {}
+        out: dict = {}
+        wa, wb = a["workers"][0], b["workers"][0]
+        out["rx_packets"] = wb["rx_packets"] - wa["rx_packets"]
+        if "busy_cycles" in wb:
+            out["busy_cycles"] = wb["busy_cycles"] - wa["busy_cycles"]
+            out["tsc_hz"] = b.get("tsc_hz")
+            out["stages"] = {
+                k: {f: v[f] - wa["stages"][k][f] for f in ("calls", "packets", "cycles")}
+                for k, v in wb.get("stages", {}).items()}
+        out["drops"] = {k: v - a["drops"].get(k, 0) for k, v in b["drops"].items()
+                        if v - a["drops"].get(k, 0) > 0}
+        return out
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop(timeout=30 if not self.wrapper else 120)
+            self.proc = None
+        if getattr(self, "prefix", None):
+            common.remove_runtime_dir(self.prefix)

@@ -1,0 +1,216 @@
+"""The report of a harness run: <stem>.md (tables), <stem>.png (chart) and
+<stem>.json (every figure, for tools and the smoke check)."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+# what each reference is compared with, and the project's goal (dpdk-fwd / ref)
+TARGETS = [
+    (4, "l3fwd-lpm", 1.0, "IPv4 route path at least as fast as l3fwd LPM"),
+    (6, "l3fwd-fib", 1.2, "IPv6 route path 1.2x l3fwd FIB6"),
+    (None, "ovs-dpdk", 3.0, "far ahead of OVS-DPDK (3x)"),
+]
+
+
+def summarize(ref: dict, tsc: float) -> dict | None:
+    runs = ref["runs"]
+    if not runs:
+        return None
+    mpps = [r["mpps"] for r in runs]
+    med = statistics.median(mpps)
+    return {"mpps": med, "min": min(mpps), "max": max(mpps), "n": len(mpps),
+            "cycles": tsc / (med * 1e6),
+            "drop": statistics.median(r["drop_ratio"] for r in runs)}
+
+
+def stage_rows(fwd: dict) -> tuple[list, dict]:
+    """Per-stage rows of dpdk-fwd summed over its windows:
+    (stage, packets per forwarded packet, cycles per forwarded packet, share)."""
+    wins = fwd.get("extra", {}).get("windows", [])
+    wins = [w for w in wins if w.get("stages")]
+    if not wins:
+        return [], {}
+    rx = sum(w["rx_packets"] for w in wins)
+    busy = sum(w["busy_cycles"] for w in wins)
+    stages: dict[str, dict] = {}
+    for w in wins:
+        for k, v in w["stages"].items():
+            s = stages.setdefault(k, {"packets": 0, "cycles": 0})
+            s["packets"] += v["packets"]
+            s["cycles"] += v["cycles"]
+    rows = []
+    attributed = 0
+    for k, v in stages.items():
+        if v["cycles"] == 0 and v["packets"] == 0:
+            continue
+        attributed += v["cycles"]
+        rows.append((k, v["packets"] / rx if rx else 0, v["cycles"] / rx if rx else 0,
+                     v["cycles"] / busy if busy else 0))
+    if busy:
+        rows.append(("unattributed (loop, housekeeping)", None, (busy - attributed) / rx,
+                     (busy - attributed) / busy))
+    return rows, {"busy_cycles_per_pkt": busy / rx if rx else 0, "rx": rx}
+
+
+def fmt(x, spec=".2f", none="n/a"):
+    return none if x is None else format(x, spec)
+
+
+def markdown(res: dict, chart: str | None) -> str:
+    f = res["facts"]
+    tsc = f["tsc_hz"]
+    a = res["args"]
+    L = []
+    L.append(f"# dpdk-fwd perf report{' (smoke)' if a['smoke'] else ''}\n")
+    L.append(f"- machine: {f['cpu']}, {f['cores']} cores, TSC {tsc / 1e9:.3f} GHz, "
+             f"kernel {f['kernel']}, DPDK {f['dpdk']}")
+    L.append(f"- dpdk-fwd: git {f['git']}; load average {f['load_before']:.2f} before, "
+             f"{f.get('load_after', 0):.2f} after; took {f.get('duration_s', 0):.0f} s")
+    L.append(f"- method: each implementation forwards on ONE core (lcore 1) from one "
+             f"`net_pcap` device: RX replays the packet set (`infinite_rx=1`), TX is the "
+             f"PMD's drop mode (frees and counts, like `net_null`). Mpps = packets sent out "
+             f"over a {a['seconds']:g} s window after {a['warmup']:g} s of warm-up; the median "
+             f"of {a['runs']} run(s), implementations interleaved run by run, each started "
+             f"afresh. Cycles/packet = TSC Hz / packets per second (the core is 100% busy "
+             f"polling). Ratio = dpdk-fwd's Mpps / the reference's (above 1: dpdk-fwd is "
+             f"faster). Drop = 1 - sent / received in the window.")
+    L.append("")
+    for name, sc in res["scenarios"].items():
+        L.append(f"## {sc['title']} (`{name}`)\n")
+        L.append(f"Table: {sc['table']}. {sc['packets']} packets, one flow each; "
+                 f"45% to local pods, 45% to remote blocks, 10% outside the pool. "
+                 f"Mean frame {sc['mean_wire_bytes']:.0f} B on the wire.\n")
+        fwd = summarize(sc["refs"]["dpdk-fwd"], tsc)
+        L.append("| implementation | Mpps (median) | min - max | cycles/packet | "
+                 "Gbit/s (L2) | drop | runs | dpdk-fwd / this |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for key, r in sc["refs"].items():
+            s = summarize(r, tsc)
+            if s is None:
+                why = r["na"] and f"n/a: {r['na']}" or f"could not run: " \
+                    f"{(r['error'] or 'no run').splitlines()[0][:120]}"
+                L.append(f"| {r['label']} | {why} | | | | | 0 | |")
+                continue
+            gbps = s["mpps"] * sc["mean_wire_bytes"] * 8 / 1000
+            ratio = fwd["mpps"] / s["mpps"] if fwd else None
+            L.append(f"| {r['label']} | {s['mpps']:.2f} | {s['min']:.2f} - {s['max']:.2f} | "
+                     f"{s['cycles']:.1f} | {gbps:.1f} | {s['drop']:.2%} | {s['n']} | "
+                     f"{fmt(ratio)} |")
+        L.append("")
+        prof = sc["refs"]["dpdk-fwd"].get("profile")
+        rows, tot = stage_rows(prof) if prof else ([], {})
+        if rows:
+            L.append(f"Where dpdk-fwd's cycles go: one more run with its per-stage counters "
+                     f"on (`stage_stats`), {prof['mpps']:.2f} Mpps with them (the counters' "
+                     f"own cost is the difference to the table's median); busy cycles per "
+                     f"packet counted inside the worker: {tot['busy_cycles_per_pkt']:.1f}, "
+                     f"over {tot['rx']} packets.\n")
+            L.append("| stage | packets per packet | cycles per packet | share of busy |")
+            L.append("|---|---:|---:|---:|")
+            for k, p, c, sh in rows:
+                L.append(f"| {k} | {fmt(p, '.2f', '')} | {c:.1f} | {sh:.1%} |")
+            L.append("")
+        drops = {}
+        for w in sc["refs"]["dpdk-fwd"].get("extra", {}).get("windows", []) + \
+                (prof or {}).get("extra", {}).get("windows", []):
+            for k, v in w.get("drops", {}).items():
+                drops[k] = drops.get(k, 0) + v
+        if drops:
+            L.append("dpdk-fwd drops in the windows, by reason: " +
+                     ", ".join(f"{k} {v}" for k, v in sorted(drops.items())) + "\n")
+        cg = sc["refs"]["dpdk-fwd"].get("callgrind")
+        if cg:
+            L.append(f"Instructions per packet (callgrind, {cg['packets']} packets, build "
+                     f"without AVX-512, SIMD capped at 256 bits): **{cg['instr_per_pkt']:.0f}**"
+                     f". Inclusive, per packet:\n")
+            L.append("| function | instructions per packet |")
+            L.append("|---|---:|")
+            for fn, v in cg["top"]:
+                L.append(f"| `{fn[:90]}` | {v:.1f} |")
+            L.append("")
+    # targets
+    L.append("## Against the targets\n")
+    L.append("| scenario | compared with | goal (dpdk-fwd / it) | now | met |")
+    L.append("|---|---|---:|---:|---|")
+    for name, sc in res["scenarios"].items():
+        fwd = summarize(sc["refs"]["dpdk-fwd"], tsc)
+        for fam, key, goal, what in TARGETS:
+            if fam is not None and fam != sc["family"]:
+                continue
+            r = sc["refs"].get(key)
+            s = r and summarize(r, tsc)
+            if not fwd or not s:
+                continue
+            now = fwd["mpps"] / s["mpps"]
+            L.append(f"| {name} | {r['label']} ({what}) | {goal:.1f} | {now:.2f} | "
+                     f"{'yes' if now >= goal else 'no'} |")
+    L.append("")
+    notes = [(k, n) for k, ns in res["notes"].items() for n in ns]
+    if notes:
+        L.append("## How each reference was run\n")
+        for k, n in notes:
+            L.append(f"- **{k}**: {n}")
+        L.append("")
+    if res["failures"]:
+        L.append("## Could not run\n")
+        for x in res["failures"]:
+            L.append(f"- {x.splitlines()[0]}")
+        L.append("")
+    if chart:
+        L.append(f"![chart]({chart})\n")
+    return "\n".join(L)
+
+
+def plot(res: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    tsc = res["facts"]["tsc_hz"]
+    scen = list(res["scenarios"])
+    keys = []
+    for sc in res["scenarios"].values():
+        for k in sc["refs"]:
+            if k not in keys:
+                keys.append(k)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    width = 0.8 / max(1, len(keys))
+    for i, k in enumerate(keys):
+        mp, cy = [], []
+        label = k
+        for s in scen:
+            r = res["scenarios"][s]["refs"].get(k)
+            sm = r and summarize(r, tsc)
+            label = r["label"] if r else label
+            mp.append(sm["mpps"] if sm else 0)
+            cy.append(sm["cycles"] if sm else 0)
+        xs = [j + (i - (len(keys) - 1) / 2) * width for j in range(len(scen))]
+        axes[0].bar(xs, mp, width, label=label)
+        axes[1].bar(xs, cy, width, label=label)
+    for ax, title in ((axes[0], "Mpps on one core (higher is better)"),
+                      (axes[1], "TSC cycles per packet (lower is better)")):
+        ax.set_xticks(range(len(scen)))
+        ax.set_xticklabels(scen)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"dpdk-fwd and references, {res['facts']['cpu']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def write(res: dict, out_dir: Path, stem: str) -> list[Path]:
+    js = out_dir / f"{stem}.json"
+    js.write_text(json.dumps(res, indent=1))
+    png = out_dir / f"{stem}.png"
+    has_png = plot(res, png)
+    md = out_dir / f"{stem}.md"
+    md.write_text(markdown(res, png.name if has_png else None))
+    return [md, png, js] if has_png else [md, js]

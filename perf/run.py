@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""The perf harness: dpdk-fwd side by side with the I/O floor (testpmd io),
+DPDK's l3fwd (LPM, FIB), OVS-DPDK and Linux routing, on the same core and the
+same device, per scenario. Writes perf/results/<date>.md, .png and .json.
+
+    sudo /usr/bin/python3 perf/run.py            # the full run (5 runs a figure)
+    sudo /usr/bin/python3 perf/run.py --smoke    # one scenario, one short run, each reference
+
+Exits non-zero when a scenario or a reference cannot run; never because of a
+figure (benchmarks are not tests).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from harness import common, report  # noqa: E402
+from harness.common import Ctx, Unavailable  # noqa: E402
+
+
+def make_references(keys):
+    """The implementations, in report order."""
+    from harness.dpdkfwd import DpdkFwd
+    from harness.testpmd import Testpmd
+    out = []
+    for k in keys:
+        if k == "dpdk-fwd":
+            out.append(DpdkFwd(stage_stats=False))
+        elif k == "testpmd-io":
+            out.append(Testpmd())
+        elif k in ("l3fwd-lpm", "l3fwd-fib"):
+            from harness.l3fwd import L3fwd
+            out.append(L3fwd(k.split("-")[1]))
+        elif k == "ovs-dpdk":
+            from harness.ovs import OvsDpdk
+            out.append(OvsDpdk())
+        elif k == "kernel":
+            from harness.kernel import KernelRouting
+            out.append(KernelRouting())
+        else:
+            raise SystemExit(f"unknown reference '{k}' (known: {', '.join(common.ALL_REFERENCES)})")
+    return out
+
+
+def machine_facts(tsc: float) -> dict:
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    dpdk = subprocess.run(["pkg-config", "--modversion", "libdpdk"], capture_output=True,
+                          text=True).stdout.strip()
+    try:
+        rev = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True,
+                               text=True).stdout.strip()
+        if dirty:
+            rev += " (with local changes)"
+    except OSError:
+        rev = "?"
+    return {"cpu": cpu, "cores": os.cpu_count(), "tsc_hz": tsc, "kernel": platform.release(),
+            "dpdk": dpdk, "git": rev, "load_before": os.getloadavg()[0]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true",
+                    help="one scenario (ipv4-64), one 1-second run, each reference, no callgrind")
+    ap.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
+    ap.add_argument("--reference", action="append",
+                    help=f"only these implementations (repeatable; {', '.join(common.ALL_REFERENCES)})")
+    ap.add_argument("--runs", type=int, default=5, help="runs per figure (median reported)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="measured window of a run")
+    ap.add_argument("--warmup", type=float, default=1.0, help="seconds before the window")
+    ap.add_argument("--no-callgrind", action="store_true", help="skip instructions per packet")
+    ap.add_argument("--callgrind-seconds", type=float, default=15.0)
+    ap.add_argument("--build", default=os.environ.get("FWD_BUILD", str(HERE.parent / "build")),
+                    help="dpdk-fwd build dir (default: build)")
+    ap.add_argument("--out", default=str(HERE / "results"), help="where the report goes")
+    ap.add_argument("--name", help="report file name without extension (default: the date)")
+    ap.add_argument("--scratch", help="scratch folder (default: a new one under /var/tmp)")
+    ap.add_argument("--keep-scratch", action="store_true")
+    ap.add_argument("--rfc2544", action="store_true",
+                    help="NDR/PDR search with a rate-setting generator (TRex, pktgen-dpdk): "
+                         "see perf/profiles/README.md")
+    args, rest = ap.parse_known_args(argv)
+
+    if args.rfc2544:
+        from harness import rfc2544
+        return rfc2544.main(rest, scenarios=args.scenario)
+    if rest:
+        ap.error(f"unknown arguments: {' '.join(rest)}")
+    if os.geteuid() != 0:
+        print("perf/run.py: run as root (hugepages, namespaces)", file=sys.stderr)
+        return 2
+    if args.smoke:
+        args.runs, args.seconds, args.warmup, args.no_callgrind = 1, 1.0, 0.5, True
+        args.scenario = args.scenario or ["ipv4-64"]
+    if args.runs < 1 or args.seconds <= 0:
+        ap.error("--runs must be at least 1 and --seconds positive")
+
+    scenarios = common.load_scenarios(HERE / "scenarios")
+    names = args.scenario or list(scenarios)
+    for n in names:
+        if n not in scenarios:
+            ap.error(f"unknown scenario '{n}' (known: {', '.join(scenarios)})")
+    keys = args.reference or list(common.ALL_REFERENCES)
+    if "dpdk-fwd" not in keys:
+        keys = ["dpdk-fwd"] + keys   # every ratio is to dpdk-fwd
+    refs = make_references(keys)
+
+    own_scratch = args.scratch is None
+    scratch = Path(args.scratch or tempfile.mkdtemp(prefix="dpdk-fwd-perf.", dir="/var/tmp"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    build = Path(args.build).resolve()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.monotonic()
+
+    def log(msg: str) -> None:
+        print(f"[{time.monotonic() - t_start:6.1f}s] {msg}", flush=True)
+
+    tsc = common.tsc_hz()
+    facts = machine_facts(tsc)
+    log(f"perf: {len(names)} scenario(s) x {len(refs)} implementations x {args.runs} run(s) "
+        f"of {args.seconds:g} s; scratch {scratch}")
+    failures: list[str] = []
+    results: dict = {"facts": facts, "args": {"runs": args.runs, "seconds": args.seconds,
+                                              "warmup": args.warmup, "smoke": args.smoke},
+                     "scenarios": {}, "notes": {}, "failures": failures}
+    prepared: dict[str, bool] = {}
+    try:
+        for name in names:
+            sc = scenarios[name]
+            log(f"{name}: building the packet set ({sc.packets} packets)")
+            pcap = sc.build_pcap(scratch)
+            table = sc.table()
+            ctx = Ctx(scratch, pcap, sc, table, build, HERE.parent, log)
+            entry = {"title": sc.title, "family": sc.family, "table": table.describe(),
+                     "mean_wire_bytes": sc.mean_wire_bytes(), "packets": sc.packets,
+                     "refs": {}}
+            results["scenarios"][name] = entry
+            for ref in refs:
+                why = None if ref.key in sc.references else "not in this scenario"
+                why = why or ref.applies(sc)
+                entry["refs"][ref.key] = {"label": ref.label, "runs": [], "na": why,
+                                          "error": None, "extra": {}}
+            for run_i in range(args.runs):
+                for ref in refs:
+                    r = entry["refs"][ref.key]
+                    if r["na"] or r["error"]:
+                        continue
+                    try:
+                        if not prepared.get(ref.key):
+                            log(f"{ref.label}: preparing")
+                            ref.prepare(ctx)
+                            prepared[ref.key] = True
+                        w = common.measure(ref, ctx, args.warmup, args.seconds)
+                    except Unavailable as e:
+                        r["error"] = str(e)
+                        failures.append(f"{name} / {ref.label}: {e}")
+                        log(f"{name} / {ref.label}: CANNOT RUN: {e}")
+                        continue
+                    except Exception as e:  # a harness bug: report it, go on
+                        r["error"] = f"{type(e).__name__}: {e}"
+                        failures.append(f"{name} / {ref.label}: {r['error']}")
+                        log(f"{name} / {ref.label}: FAILED:\n{traceback.format_exc()}")
+                        continue
+                    r["runs"].append({"mpps": w.mpps, "rx_mpps": w.rx_mpps,
+                                      "drop_ratio": w.drop_ratio, "seconds": w.seconds})
+                    if w.extra:
+                        r["extra"].setdefault("windows", []).append(w.extra)
+                    log(f"{name} run {run_i + 1}/{args.runs}: {ref.label:28s} "
+                        f"{w.mpps:7.2f} Mpps  {tsc / (w.mpps * 1e6):7.1f} cycles/packet  "
+                        f"drop {w.drop_ratio:.2%}")
+                    results["notes"][ref.key] = ref.notes
+            fwd = entry["refs"]["dpdk-fwd"]
+            if fwd["runs"] and not fwd["error"]:
+                # the stage breakdown: one more run with the counters on
+                from harness.dpdkfwd import DpdkFwd
+                try:
+                    w = common.measure(DpdkFwd(stage_stats=True), ctx, args.warmup, args.seconds)
+                    fwd["profile"] = {"mpps": w.mpps, "extra": {"windows": [w.extra]}}
+                    log(f"{name}: dpdk-fwd with stage counters on: {w.mpps:.2f} Mpps")
+                except Exception as e:
+                    failures.append(f"{name} / dpdk-fwd stage counters: {e}")
+                    log(f"{name} / dpdk-fwd stage counters: CANNOT RUN: {e}")
+            if not args.no_callgrind:
+                try:
+                    from harness import callgrind
+                    cg_build = build.parent / (build.name + "-perf-cg")
+                    callgrind.build(HERE.parent, cg_build, log)
+                    log(f"{name}: dpdk-fwd under callgrind for {args.callgrind_seconds:g} s")
+                    cg = callgrind.measure_instructions(ctx, cg_build, args.callgrind_seconds)
+                    entry["refs"]["dpdk-fwd"]["callgrind"] = cg
+                    log(f"{name}: {cg['instr_per_pkt']:.1f} instructions/packet "
+                        f"({cg['packets']} packets)")
+                except Exception as e:
+                    failures.append(f"{name} / callgrind: {e}")
+                    log(f"{name} / callgrind: CANNOT RUN: {e}")
+    finally:
+        for ref in refs:
+            try:
+                ref.stop()
+            except Exception:
+                pass
+        if own_scratch and not args.keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    facts["load_after"] = os.getloadavg()[0]
+    facts["duration_s"] = round(time.monotonic() - t_start, 1)
+    stem = args.name or datetime.date.today().isoformat() + ("-smoke" if args.smoke else "")
+    paths = report.write(results, out_dir, stem)
+    for p in paths:
+        log(f"wrote {p}")
+    if failures:
+        log(f"{len(failures)} could not run:")
+        for f in failures:
+            print(f"  - {f.splitlines()[0]}", flush=True)
+        return 1
+    log("done: every scenario and reference ran")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

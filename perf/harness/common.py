@@ -10,6 +10,7 @@ the main lcore, the harness and any control thread stay on core 0.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import os
@@ -174,7 +175,8 @@ class Scenario:
         from scapy.all import Ether, IP, IPv6, UDP, Raw, wrpcap  # slow import: only here
         t = self.table()
         key = json.dumps([PCAP_VERSION, self.family, self.sizes, self.packets, self.seed])
-        path = scratch / f"{self.name}-{abs(hash(key)) & 0xFFFFFFFF:08x}.pcap"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        path = scratch / f"{self.name}-{digest}.pcap"
         if path.exists():
             return path
         pkts = []

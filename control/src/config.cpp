@@ -754,7 +754,7 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
     Object root(Field(doc, ""),
                 {"node_name", "eal", "cores", "uplink", "node", "idle", "api_socket", "run_dir",
                  "mbufs", "icmp_errors_per_sec", "max_endpoints", "pod_tap", "routes", "host",
-                 "bgp", "neighbor", "tables", "ipam"});
+                 "bgp", "neighbor", "tables", "ipam", "stage_stats"});
     NodeConfig cfg;
 
     Field name = root.need("node_name", "the Kubernetes node name like \"node1\"");
@@ -822,6 +822,9 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
     if (auto f = root.get("ipam")) {
         cfg.ipam = parse_ipam(Object(*f, {"store", "sync_ms", "release_empty_blocks_s",
                                           "bird_include", "bird_socket", "birdc"}));
+    }
+    if (auto f = root.get("stage_stats")) {
+        cfg.stage_stats = f->boolean();
     }
     if (auto f = root.get("routes")) {
         for (const Field &rf : f->array(0, 65536, "routes")) {

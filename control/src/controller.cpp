@@ -1,6 +1,7 @@
 #include "fwd/control/controller.hpp"
 
 #include <poll.h>
+#include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -64,12 +65,30 @@ dp::NextHop make_nh(dp::NhKind kind, uint16_t port, const net::MacAddr &dst,
     return nh;
 }
 
+// The args of stats.stages: {"enabled": true|false}.
+bool stage_stats_arg(const json &args) {
+    check_known(args, {"enabled"});
+    auto it = args.find("enabled");
+    if (it == args.end() || it->is_null()) {
+        bad("missing field 'enabled'");
+    }
+    if (!it->is_boolean()) {
+        bad(std::string("field 'enabled' must be true or false, got ") + it->type_name());
+    }
+    return it->get<bool>();
+}
+
+json stage_json(const dp::WorkerStats::StageCounters &c) {
+    return json{{"calls", c.calls.get()}, {"packets", c.packets.get()}, {"cycles", c.cycles.get()}};
+}
+
 }  // namespace
 
 const std::vector<std::string> &Controller::ops() {
     static const std::vector<std::string> kOps = {
-        "endpoint.add", "endpoint.del", "endpoint.get",  "endpoint.list", "route.add", "route.del",
-        "route.list",   "node.get",     "neighbor.list", "tables",        "stats",     "version"};
+        "endpoint.add", "endpoint.del", "endpoint.get", "endpoint.list", "route.add",
+        "route.del",    "route.list",   "node.get",     "neighbor.list", "tables",
+        "stats",        "stats.stages", "version"};
     return kOps;
 }
 
@@ -79,6 +98,9 @@ Controller::Controller(const NodeConfig &cfg, dp::Tables &tables, std::vector<dp
     wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) {
         throw std::system_error(errno, std::generic_category(), "eventfd");
+    }
+    for (dp::Worker *w : workers_) {
+        w->set_stage_stats(cfg_.stage_stats);
     }
 }
 
@@ -336,6 +358,17 @@ json Controller::execute(const std::string &op, const json &args) {
     }
     if (op == "stats") {
         return stats();
+    }
+    if (op == "stats.stages") {
+        bool on = stage_stats_arg(args);
+        for (dp::Worker *w : workers_) {
+            w->set_stage_stats(on);
+        }
+        // Live once each worker acknowledged a command posted after the store.
+        for (unsigned w = 0; w < workers_.size(); w++) {
+            worker_do(w, {dp::WorkerCommand::Kind::kSync, 0, 0, 0});
+        }
+        return json{{"stage_stats", on}};
     }
     if (op == "version") {
         return json{{"version", FWD_VERSION}};
@@ -665,8 +698,14 @@ json Controller::stats() {
     json drops = json::object();
     uint64_t icmp = 0;
     std::vector<uint64_t> total(dp::kDropReasonCount, 0);
+    bool stage_stats = workers_.empty() ? cfg_.stage_stats : true;
     for (unsigned w = 0; w < workers_.size(); w++) {
         const dp::WorkerStats &s = workers_[w]->stats();
+        stage_stats = stage_stats && workers_[w]->stage_stats();
+        json stages = json::object();
+        for (size_t i = 0; i < dp::kStageCount; i++) {
+            stages[std::string(dp::kStageNames[i])] = stage_json(s.stages[i]);
+        }
         workers.push_back(json{{"worker", w},
                                {"core", cfg_.workers[w].core},
                                {"rx_packets", s.rx_packets.get()},
@@ -678,7 +717,10 @@ json Controller::stats() {
                                                {"neighbor", s.punted[1].get()},
                                                {"resolve", s.punted[2].get()}}},
                                {"host_tx", s.host_tx.get()},
-                               {"rx_queues", workers_[w]->rx_queue_count()}});
+                               {"rx_queues", workers_[w]->rx_queue_count()},
+                               {"busy_loops", s.busy_loops.get()},
+                               {"busy_cycles", s.busy_cycles.get()},
+                               {"stages", stages}});
         for (size_t r = 0; r < dp::kDropReasonCount; r++) {
             total[r] += s.drops[r].get();
         }
@@ -711,7 +753,9 @@ json Controller::stats() {
                 {"workers", workers},
                 {"drops", drops},
                 {"icmp_errors_sent", icmp},
-                {"control", control}};
+                {"control", control},
+                {"tsc_hz", rte_get_tsc_hz()},
+                {"stage_stats", stage_stats}};
 }
 
 json Controller::link_json(uint16_t port) {

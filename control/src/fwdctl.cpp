@@ -529,9 +529,100 @@ void print_stats(const json &result, std::ostream &out) {
     }
 }
 
+// A counter of a result; 0 when absent or not a count. Never throws (as cell()).
+uint64_t count_of(const json &obj, const char *key) {
+    if (!obj.is_object()) {
+        return 0;
+    }
+    const auto it = obj.find(key);
+    return it != obj.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+}
+
+// num / den with one decimal and unit; "-" when den is 0.
+std::string ratio(double num, uint64_t den, const char *unit = "") {
+    if (den == 0) {
+        return "-";
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.1f%s", num / static_cast<double>(den), unit);
+    return buf;
+}
+
+// Where each worker's busy cycles went, from the stage counters: the stages
+// that ran, most cycles first, then what no stage accounts for (the loop
+// itself). Per-packet figures divide by the packets received while the
+// counters were on (stage rx), not by rx_packets, which counts from the start.
+void print_stage_stats(const json &result, std::ostream &out) {
+    const bool on = result.value("stage_stats", false);
+    const uint64_t hz = count_of(result, "tsc_hz");
+    out << "stage stats " << (on ? "on" : "off (fwdctl stats stages on)") << ", TSC "
+        << ratio(static_cast<double>(hz), 1000000, " MHz") << '\n';
+    for (const auto &w : array_field(result, "workers")) {
+        const json &stages = w.contains("stages") ? w["stages"] : json();
+        const uint64_t busy = count_of(w, "busy_cycles");
+        const uint64_t rx = stages.contains("rx") ? count_of(stages["rx"], "packets") : 0;
+        out << "\nworker " << cell(w, "worker") << ": " << rx << " packets in "
+            << count_of(w, "busy_loops") << " busy loops, " << busy << " cycles, "
+            << ratio(static_cast<double>(busy), rx) << " cycles/packet\n";
+        std::vector<std::pair<std::string, const json *>> rows;
+        if (stages.is_object()) {
+            for (const auto &[name, c] : stages.items()) {
+                if (count_of(c, "calls") > 0) {
+                    rows.emplace_back(name, &c);
+                }
+            }
+        }
+        std::sort(rows.begin(), rows.end(), [](const auto &a, const auto &b) {
+            const uint64_t ca = count_of(*a.second, "cycles");
+            const uint64_t cb = count_of(*b.second, "cycles");
+            return ca != cb ? ca > cb : a.first < b.first;
+        });
+        Table table({{"STAGE"},
+                     {"CALLS", true},
+                     {"PACKETS", true},
+                     {"CYCLES/PKT", true},
+                     {"CYCLES/RX-PKT", true},
+                     {"SHARE", true}});
+        // Negative only if stages ran outside busy loops (never in the daemon).
+        double rest = static_cast<double>(busy);
+        for (const auto &[name, c] : rows) {
+            const auto cycles = static_cast<double>(count_of(*c, "cycles"));
+            rest -= cycles;
+            table.add_row({name, std::to_string(count_of(*c, "calls")),
+                           std::to_string(count_of(*c, "packets")),
+                           ratio(cycles, count_of(*c, "packets")), ratio(cycles, rx),
+                           ratio(100 * cycles, busy, "%")});
+        }
+        table.add_row({"unattributed", "", "", "", ratio(rest, rx), ratio(100 * rest, busy, "%")});
+        table.print(out);
+    }
+}
+
 void add_stats_commands(CLI::App &app, std::optional<Request> &request) {
-    add_request_command(app, "stats", "show port, worker and drop counters", "stats", request,
-                        print_stats);
+    CLI::App *stats = app.add_subcommand("stats", "show port, worker and drop counters");
+    auto stages = std::make_shared<bool>(false);
+    stats->add_flag("--stages", *stages,
+                    "show where each worker's cycles go, by pipeline stage (needs stage stats on)");
+    stats->callback([stats, stages, &request] {
+        if (!stats->get_subcommands().empty()) {
+            return;  // stats stages on|off: its own request
+        }
+        request = Request{"stats", json::object(), *stages ? print_stage_stats : print_stats};
+    });
+
+    auto state = std::make_shared<std::string>();
+    CLI::App *toggle = stats->add_subcommand(
+        "stages", "turn the per-stage packet and cycle counters of the workers on or off");
+    toggle->add_option("state", *state, "on or off")
+        ->required()
+        ->check(CLI::IsMember({"on", "off"}));
+    toggle->callback([state, &request] {
+        request = Request{"stats.stages", json{{"enabled", *state == "on"}},
+                          [](const json &r, std::ostream &out) {
+                              out << "stage stats "
+                                  << (r.value("stage_stats", false) ? "on" : "off") << '\n';
+                          }};
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

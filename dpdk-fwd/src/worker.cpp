@@ -175,6 +175,8 @@ void Worker::drain_commands() {
                     sent = true;
                 }
                 break;
+            case WorkerCommand::Kind::kSync:
+                break;
         }
         last = c.seq;
     }
@@ -202,7 +204,64 @@ void Worker::tx(uint16_t port, rte_mbuf *m) {
     }
 }
 
+// Stage timing. A stage's own cycles are its elapsed time less what the
+// stages nested in it took (nested_cycles_, which each stage_end adds its
+// elapsed time to on behalf of its enclosing stage). Outside any stage the
+// sum is never read.
+Worker::StageMark Worker::stage_begin() {
+    StageMark mark{rte_rdtsc(), nested_cycles_};
+    nested_cycles_ = 0;
+    return mark;
+}
+
+void Worker::stage_end(Stage s, const StageMark &mark, uint64_t packets) {
+    uint64_t elapsed = rte_rdtsc() - mark.start;
+    WorkerStats::StageCounters &c = stats_.stages[static_cast<size_t>(s)];
+    c.calls.inc();
+    c.packets.add(packets);
+    c.cycles.add(elapsed > nested_cycles_ ? elapsed - nested_cycles_ : 0);
+    nested_cycles_ = mark.outer_nested + elapsed;
+}
+
+template <bool Profile, typename F>
+void Worker::timed(Stage s, uint16_t packets, F &&f) {
+    if constexpr (Profile) {
+        StageMark mark = stage_begin();
+        f();
+        stage_end(s, mark, packets);
+    } else {
+        f();
+    }
+}
+
+void Worker::free_dropped() {
+    uint16_t n = dropped_.n;
+    if (n == 0) {
+        return;
+    }
+    if (unlikely(profile_)) {
+        StageMark mark = stage_begin();
+        rte_pktmbuf_free_bulk(dropped_.pkts, n);
+        dropped_.n = 0;
+        stage_end(Stage::kDropFree, mark, n);
+        return;
+    }
+    rte_pktmbuf_free_bulk(dropped_.pkts, n);
+    dropped_.n = 0;
+}
+
 void Worker::send(uint16_t port) {
+    if (unlikely(profile_)) {
+        uint16_t n = txb_[port].n;
+        StageMark mark = stage_begin();
+        send_now(port);
+        stage_end(Stage::kTx, mark, n);
+        return;
+    }
+    send_now(port);
+}
+
+void Worker::send_now(uint16_t port) {
     TxBuf &b = txb_[port];
     const PortState &ps = tables_.port(port);
     uint16_t sent;
@@ -229,63 +288,115 @@ void Worker::flush_tx() {
     free_dropped();
 }
 
-void Worker::process(rte_mbuf **pkts, uint16_t n) {
+template <bool Profile>
+void Worker::process_impl(rte_mbuf **pkts, uint16_t n) {
     EthNext eth;
-    eth_input(*this, pkts, n, eth);
+    timed<Profile>(Stage::kEthInput, n, [&] { eth_input(*this, pkts, n, eth); });
     if (eth.arp.n) {
-        arp_input(*this, eth.arp);
+        timed<Profile>(Stage::kArpInput, eth.arp.n, [&] { arp_input(*this, eth.arp); });
     }
     if (eth.ip4.n) {
         IpNext ip;
-        ip4_input(*this, eth.ip4, ip);
+        timed<Profile>(Stage::kIp4Input, eth.ip4.n, [&] { ip4_input(*this, eth.ip4, ip); });
         if (ip.local.n) {
-            icmp4_local(*this, ip.local);
+            timed<Profile>(Stage::kIcmp4Local, ip.local.n, [&] { icmp4_local(*this, ip.local); });
         }
         // vxlan_decap, policy and nat stages slot in here.
         Burst routed;
-        route4(*this, ip.fwd, routed);
-        l2_rewrite4(*this, routed);
+        timed<Profile>(Stage::kRoute4, ip.fwd.n, [&] { route4(*this, ip.fwd, routed); });
+        timed<Profile>(Stage::kL2Rewrite4, routed.n, [&] { l2_rewrite4(*this, routed); });
     }
     if (eth.ip6.n) {
         IpNext ip;
-        ip6_input(*this, eth.ip6, ip);
+        timed<Profile>(Stage::kIp6Input, eth.ip6.n, [&] { ip6_input(*this, eth.ip6, ip); });
         if (ip.local.n) {
-            icmp6_local(*this, ip.local);
+            timed<Profile>(Stage::kIcmp6Local, ip.local.n, [&] { icmp6_local(*this, ip.local); });
         }
         Burst routed;
-        route6(*this, ip.fwd, routed);
-        l2_rewrite6(*this, routed);
+        timed<Profile>(Stage::kRoute6, ip.fwd.n, [&] { route6(*this, ip.fwd, routed); });
+        timed<Profile>(Stage::kL2Rewrite6, routed.n, [&] { l2_rewrite6(*this, routed); });
     }
     // ICMP errors built above take the route path once; errors about them are suppressed.
-    if (gen4_.n) {
-        Burst gen = gen4_, routed;
-        gen4_.n = 0;
-        route4(*this, gen, routed);
-        l2_rewrite4(*this, routed);
-    }
-    if (gen6_.n) {
-        Burst gen = gen6_, routed;
-        gen6_.n = 0;
-        route6(*this, gen, routed);
-        l2_rewrite6(*this, routed);
+    if (gen4_.n || gen6_.n) {
+        timed<Profile>(Stage::kIcmpErrors, gen4_.n + gen6_.n, [&] {
+            if (gen4_.n) {
+                Burst gen = gen4_, routed;
+                gen4_.n = 0;
+                route4(*this, gen, routed);
+                l2_rewrite4(*this, routed);
+            }
+            if (gen6_.n) {
+                Burst gen = gen6_, routed;
+                gen6_.n = 0;
+                route6(*this, gen, routed);
+                l2_rewrite6(*this, routed);
+            }
+        });
     }
 }
 
-uint16_t Worker::poll_once() {
+void Worker::process(rte_mbuf **pkts, uint16_t n) {
+    profile_ = stage_stats_.load(std::memory_order_acquire);
+    if (profile_) {
+        process_impl<true>(pkts, n);
+    } else {
+        process_impl<false>(pkts, n);
+    }
+}
+
+template <bool Profile>
+uint16_t Worker::poll_once_impl() {
     uint16_t total = 0;
+    // Empty RX calls count (as kRxEmpty) only if the loop turns out busy.
+    uint64_t empty_calls = 0;
+    uint64_t empty_cycles = 0;
     uint16_t nq = n_rxq_.load(std::memory_order_relaxed);
     for (uint16_t q = 0; q < nq; q++) {
         rte_mbuf *pkts[kBurst];
+        uint64_t start = 0;
+        if constexpr (Profile) {
+            start = rte_rdtsc();
+        }
         uint16_t n = rte_eth_rx_burst(rxq_[q].port, rxq_[q].queue, pkts, kBurst);
+        if constexpr (Profile) {
+            uint64_t cycles = rte_rdtsc() - start;
+            if (n != 0) {
+                WorkerStats::StageCounters &c = stats_.stages[static_cast<size_t>(Stage::kRx)];
+                c.calls.inc();
+                c.packets.add(n);
+                c.cycles.add(cycles);
+            } else {
+                empty_calls++;
+                empty_cycles += cycles;
+            }
+        }
         if (n == 0) {
             continue;
         }
         stats_.rx_packets.add(n);
         total += n;
-        process(pkts, n);
+        process_impl<Profile>(pkts, n);
+    }
+    if constexpr (Profile) {
+        // Only busy loops are profiled: what an idle loop sends or frees (left
+        // by a command) is not in busy_cycles, so in no stage either. Stays
+        // so for the rest of the loop (housekeeping).
+        profile_ = total != 0;
     }
     flush_tx();
+    if constexpr (Profile) {
+        if (total != 0 && empty_calls != 0) {
+            WorkerStats::StageCounters &c = stats_.stages[static_cast<size_t>(Stage::kRxEmpty)];
+            c.calls.add(empty_calls);
+            c.cycles.add(empty_cycles);
+        }
+    }
     return total;
+}
+
+uint16_t Worker::poll_once() {
+    profile_ = stage_stats_.load(std::memory_order_acquire);
+    return profile_ ? poll_once_impl<true>() : poll_once_impl<false>();
 }
 
 void Worker::idle_backoff(bool got_packets) {
@@ -318,28 +429,50 @@ void Worker::idle_backoff(bool got_packets) {
     }
 }
 
+template <bool Profile>
+uint16_t Worker::run_once_impl() {
+    uint64_t start = 0;
+    if constexpr (Profile) {
+        start = rte_rdtsc();
+    }
+    uint16_t n = poll_once_impl<Profile>();
+    if (n) {
+        stats_.busy_polls.inc();
+    } else {
+        stats_.idle_polls.inc();
+    }
+    if (n == 0 || ++loops_ >= kHousekeepLoops) {
+        loops_ = 0;
+        drain_commands();
+        if (qsbr_ != nullptr) {
+            rte_rcu_qsbr_quiescent(qsbr_, index_);
+        }
+    }
+    idle_backoff(n != 0);
+    if constexpr (Profile) {
+        if (n != 0) {
+            stats_.busy_loops.inc();
+            stats_.busy_cycles.add(rte_rdtsc() - start);
+        }
+    }
+    return n;
+}
+
+uint16_t Worker::run_once() {
+    profile_ = stage_stats_.load(std::memory_order_acquire);
+    return profile_ ? run_once_impl<true>() : run_once_impl<false>();
+}
+
 void Worker::run() {
     if (qsbr_ != nullptr) {
         rte_rcu_qsbr_thread_register(qsbr_, index_);
         rte_rcu_qsbr_thread_online(qsbr_, index_);
     }
     while (running_.load(std::memory_order_acquire)) {
-        uint16_t n = poll_once();
-        if (n) {
-            stats_.busy_polls.inc();
-        } else {
-            stats_.idle_polls.inc();
-        }
-        if (n == 0 || ++loops_ >= kHousekeepLoops) {
-            loops_ = 0;
-            drain_commands();
-            if (qsbr_ != nullptr) {
-                rte_rcu_qsbr_quiescent(qsbr_, index_);
-            }
-        }
-        idle_backoff(n != 0);
+        run_once();
     }
     // Leave nothing behind for the control thread to wait on.
+    profile_ = false;
     drain_commands();
     flush_tx();
     if (qsbr_ != nullptr) {

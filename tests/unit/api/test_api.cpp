@@ -36,7 +36,7 @@ using namespace std::chrono_literals;
 const std::vector<std::string> kOps = {"echo",          "fail",         "boom",         "slow",
                                        "endpoint.list", "endpoint.get", "endpoint.add", "stats",
                                        "route.add",     "route.del",    "route.list",   "node.get",
-                                       "neighbor.list", "tables"};
+                                       "neighbor.list", "tables",       "stats.stages"};
 
 sockaddr_un unix_addr(const std::string &path) {
     sockaddr_un addr{};
@@ -161,6 +161,9 @@ class ApiTest : public ::testing::Test {
         }
         if (op == "stats") {
             return stats_;
+        }
+        if (op == "stats.stages") {
+            return json{{"stage_stats", args.at("enabled")}};
         }
         return json{{"op", op}, {"args", args}};
     }
@@ -778,6 +781,59 @@ TEST_F(FwdctlTest, StatsShowsTablesAndOnlyNonZeroDrops) {
               "no_route            3\n"
               "\n"
               "ICMP errors sent: 4\n");
+}
+
+TEST_F(FwdctlTest, StatsStagesShowsWhereCyclesGo) {
+    const auto stage = [](int calls, int packets, int cycles) {
+        return json{{"calls", calls}, {"packets", packets}, {"cycles", cycles}};
+    };
+    stats_ = json{{"tsc_hz", 2000000000},
+                  {"stage_stats", true},
+                  {"workers",
+                   {{{"worker", 0},
+                     {"rx_packets", 5000},  // since the start: not the base of per-packet figures
+                     {"busy_loops", 10},
+                     {"busy_cycles", 10000},
+                     {"stages",
+                      {{"rx", stage(10, 100, 1000)},
+                       {"eth_input", stage(10, 100, 2000)},
+                       {"ip4_input", stage(10, 60, 1500)},
+                       {"l2_rewrite4", stage(10, 60, 3000)},
+                       {"tx", stage(5, 100, 1000)},
+                       {"arp_input", stage(0, 0, 0)}}}}}}};
+    start_server();
+    const CliRun run = fwdctl_s({"stats", "--stages"});
+    EXPECT_EQ(run.status, 0) << run.err;
+    EXPECT_EQ(last_op_, "stats");
+    EXPECT_EQ(run.out,
+              "stage stats on, TSC 2000.0 MHz\n"
+              "\n"
+              "worker 0: 100 packets in 10 busy loops, 10000 cycles, 100.0 cycles/packet\n"
+              "STAGE         CALLS  PACKETS  CYCLES/PKT  CYCLES/RX-PKT  SHARE\n"
+              "l2_rewrite4      10       60        50.0           30.0  30.0%\n"
+              "eth_input        10      100        20.0           20.0  20.0%\n"
+              "ip4_input        10       60        25.0           15.0  15.0%\n"
+              "rx               10      100        10.0           10.0  10.0%\n"
+              "tx                5      100        10.0           10.0  10.0%\n"
+              "unattributed                                       15.0  15.0%\n");
+}
+
+TEST_F(FwdctlTest, StatsStagesOnOffSendsTheOp) {
+    start_server();
+    CliRun run = fwdctl_s({"stats", "stages", "on"});
+    EXPECT_EQ(run.status, 0) << run.err;
+    EXPECT_EQ(last_op_, "stats.stages");
+    EXPECT_EQ(last_args_, (json{{"enabled", true}}));
+    EXPECT_EQ(run.out, "stage stats on\n");
+    run = fwdctl_s({"stats", "stages", "off"});
+    EXPECT_EQ(run.status, 0) << run.err;
+    EXPECT_EQ(last_args_, (json{{"enabled", false}}));
+    EXPECT_EQ(run.out, "stage stats off\n");
+
+    last_op_.clear();
+    EXPECT_EQ(fwdctl_s({"stats", "stages"}).status, 2);
+    EXPECT_EQ(fwdctl_s({"stats", "stages", "maybe"}).status, 2);
+    EXPECT_EQ(last_op_, "");
 }
 
 }  // namespace

@@ -357,6 +357,23 @@ TEST(ConfigDocument, WrongTypeBoolean) {
     EXPECT_CONFIG_ERROR(j, "idle.enabled", "expected true or false, got \"yes\"");
 }
 
+TEST(ConfigValid, StageStatsOffUnlessAsked) {
+    EXPECT_FALSE(parse(minimal()).stage_stats);
+    Json j = minimal();
+    j["stage_stats"] = true;
+    EXPECT_TRUE(parse(j).stage_stats);
+    j["stage_stats"] = false;
+    EXPECT_FALSE(parse(j).stage_stats);
+}
+
+TEST(ConfigDocument, WrongTypeStageStats) {
+    Json j = minimal();
+    j["stage_stats"] = "on";
+    EXPECT_CONFIG_ERROR(j, "stage_stats", "expected true or false, got \"on\"");
+    j["stage_stats"] = 1;
+    EXPECT_CONFIG_ERROR(j, "stage_stats", "expected true or false, got 1");
+}
+
 TEST(ConfigDocument, WrongTypeObject) {
     Json j = minimal();
     j["eal"] = Json::array();

@@ -149,6 +149,10 @@ struct NodeConfig {
     NeighborConfig neighbor;
     TablesConfig tables;
     std::optional<IpamNodeConfig> ipam;
+    // Per-stage packet and cycle counters in the workers from the start (the
+    // stats.stages op turns them on and off at runtime). Off: the fast path
+    // does not read the TSC.
+    bool stage_stats = false;
 };
 
 // What a config is checked against beyond its own consistency. Injectable so

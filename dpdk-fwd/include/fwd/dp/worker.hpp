@@ -42,6 +42,46 @@ constexpr std::string_view punt_reason_name(PuntReason r) {
     return kPuntReasonNames[static_cast<size_t>(r)];
 }
 
+// Where a worker's cycles go, counted only while stage_stats is on (see
+// Worker::set_stage_stats). Besides the pipeline stages of stages.hpp:
+//   kRx:         rte_eth_rx_burst calls that returned packets
+//   kRxEmpty:    rte_eth_rx_burst calls that returned none, in busy loops only
+//                (a loop that received nothing is not busy); packets stays 0
+//   kIcmpErrors: the route + l2_rewrite pass over the ICMP errors a burst built
+//   kTx:         rte_eth_tx_burst of a port's buffer (Worker::send), wherever
+//                it runs from: inside l2_rewrite when a buffer fills, or at
+//                the end of the loop
+//   kDropFree:   freeing dropped packets (Worker::free_dropped)
+// A stage's cycles leave out the kTx and kDropFree work nested in it, which
+// counts for itself: the stages add up without counting a cycle twice.
+enum class Stage : uint8_t {
+    kRx = 0,
+    kRxEmpty,
+    kEthInput,
+    kArpInput,
+    kIp4Input,
+    kIcmp4Local,
+    kRoute4,
+    kL2Rewrite4,
+    kIp6Input,
+    kIcmp6Local,
+    kRoute6,
+    kL2Rewrite6,
+    kIcmpErrors,
+    kTx,
+    kDropFree,
+    kCount
+};
+inline constexpr size_t kStageCount = static_cast<size_t>(Stage::kCount);
+inline constexpr std::string_view kStageNames[kStageCount] = {
+    "rx",          "rx_empty",    "eth_input",   "arp_input", "ip4_input",
+    "icmp4_local", "route4",      "l2_rewrite4", "ip6_input", "icmp6_local",
+    "route6",      "l2_rewrite6", "icmp_errors", "tx",        "drop_free"};
+static_assert(!kStageNames[kStageCount - 1].empty(), "every stage needs a name");
+constexpr std::string_view stage_name(Stage s) {
+    return kStageNames[static_cast<size_t>(s)];
+}
+
 struct WorkerCommand {
     // kTx: send m (a complete Ethernet frame, untagged; the port's VLAN is
     // inserted) out of port; dropped with port_down when the port has role
@@ -53,9 +93,11 @@ struct WorkerCommand {
     // from the next hop, out of the next hop's port); a kResolve one punts it
     // again; any other kind drops it (no_route), a port with role kNone too
     // (port_down).
-    // The worker owns m from the moment it takes either command. port and m
-    // are unused by the other kinds.
-    enum class Kind : uint8_t { kAddRxQueue, kDelRxQueue, kDropPort, kTx, kTxRouted };
+    // kSync: nothing; once acknowledged, every later loop of the worker sees
+    // what the control thread stored before posting it (stage_stats).
+    // The worker owns m from the moment it takes kTx or kTxRouted. port and
+    // m are unused by the other kinds.
+    enum class Kind : uint8_t { kAddRxQueue, kDelRxQueue, kDropPort, kTx, kTxRouted, kSync };
     Kind kind;
     uint16_t port;
     uint16_t queue;
@@ -81,6 +123,19 @@ struct alignas(RTE_CACHE_LINE_SIZE) WorkerStats {
     Counter punted[kPuntReasonCount];  // handed to the control thread, by reason
     Counter host_tx;                   // kTx / kTxRouted frames handed to their port
     Counter drops[kDropReasonCount];
+    // stage_stats only (zero while it was never on). Busy loops are loops
+    // that received packets; busy_cycles is their whole time (TSC cycles):
+    // RX, the pipeline, the TX flush, housekeeping. cycles / packet is
+    // busy_cycles / stages[kRx].packets; what the stages leave of
+    // busy_cycles went to the loop itself (RCU report, commands, ...).
+    Counter busy_loops;
+    Counter busy_cycles;
+    struct StageCounters {
+        Counter calls;    // bursts the stage ran on
+        Counter packets;  // packets entering it
+        Counter cycles;   // TSC cycles in it, nested kTx / kDropFree excluded
+    };
+    StageCounters stages[kStageCount];
 };
 
 // A token bucket: `per_sec` tokens a second, up to a tenth of that (at least
@@ -116,6 +171,10 @@ class Worker {
     // Runs until stop() on the worker's lcore.
     void run();
     void stop() { running_.store(false, std::memory_order_release); }
+    // One pass of run()'s loop: poll, count, housekeeping every
+    // kHousekeepLoops busy loops and on idle ones, idle back-off. Returns
+    // packets received. Used by run() and tests.
+    uint16_t run_once();
 
     // --- control thread ---
     // Queues a command; returns its sequence number, or 0 when the ring is full.
@@ -124,6 +183,12 @@ class Worker {
     const WorkerStats &stats() const { return stats_; }
     unsigned index() const { return index_; }
     uint16_t rx_queue_count() const { return n_rxq_.load(std::memory_order_relaxed); }
+    // Per-stage counters (WorkerStats::stages, busy_*) on or off. The worker
+    // reads it once per loop: a kSync acknowledged after the store means the
+    // change is live. Off, the loop runs code without a single rdtsc; only
+    // send() and free_dropped(), reached from inside the stages, test a bool.
+    void set_stage_stats(bool on) { stage_stats_.store(on, std::memory_order_release); }
+    bool stage_stats() const { return stage_stats_.load(std::memory_order_acquire); }
     // Takes one punted packet (the control thread owns it then); false when none.
     bool pop_punt(rte_mbuf *&m) { return punt_.pop(m); }
     static PuntReason punt_reason(const rte_mbuf *m) {
@@ -140,12 +205,7 @@ class Worker {
     }
     void tx(uint16_t port, rte_mbuf *m);
     void flush_tx();
-    void free_dropped() {
-        if (dropped_.n != 0) {
-            rte_pktmbuf_free_bulk(dropped_.pkts, dropped_.n);
-            dropped_.n = 0;
-        }
-    }
+    void free_dropped();  // out of line: runs once per kBurst drops at most
     // Takes one ICMP error token; false when over the rate.
     bool icmp_token() { return icmp_bucket_.take(); }
     // Hands m to the control thread, unchanged, with r in meta(m).punt:
@@ -160,7 +220,8 @@ class Worker {
     Burst gen4_;
     Burst gen6_;
 
-    // One pass of the poll loop; returns packets received. Used by run() and tests.
+    // RX from every owned queue, the pipeline, the TX flush; returns packets
+    // received. Used by run_once() and tests.
     uint16_t poll_once();
     // The pipeline on one burst (exposed for tests).
     void process(rte_mbuf **pkts, uint16_t n);
@@ -171,7 +232,25 @@ class Worker {
   private:
     bool tx_routed(rte_mbuf *m);  // kTxRouted; true when handed to a port
     void send(uint16_t port);     // tx_burst of the port's buffer
+    void send_now(uint16_t port);
     void idle_backoff(bool got_packets);
+
+    // Profile: with stage_stats on (true) or off (false, no rdtsc at all).
+    template <bool Profile>
+    uint16_t run_once_impl();
+    template <bool Profile>
+    uint16_t poll_once_impl();
+    template <bool Profile>
+    void process_impl(rte_mbuf **pkts, uint16_t n);
+    // Runs f as stage s on `packets` packets, timed when Profile.
+    template <bool Profile, typename F>
+    void timed(Stage s, uint16_t packets, F &&f);
+    struct StageMark {
+        uint64_t start;         // TSC when the stage began
+        uint64_t outer_nested;  // nested_cycles_ of the enclosing stage
+    };
+    StageMark stage_begin();
+    void stage_end(Stage s, const StageMark &mark, uint64_t packets);
 
     const unsigned index_;
     const Tables &tables_;
@@ -179,6 +258,13 @@ class Worker {
     const IdleParams idle_;
     rte_rcu_qsbr *const qsbr_;
     std::atomic<bool> running_{true};
+    std::atomic<bool> stage_stats_{false};  // [C] release, [W] acquire once per loop
+
+    // [W] stage_stats_ as read at the top of the current loop (send() and
+    // free_dropped() test it), and the cycles of stages run nested inside
+    // the stage being timed (subtracted from it).
+    bool profile_ = false;
+    uint64_t nested_cycles_ = 0;
 
     // [W] owned queues; n_rxq_ [R] for stats
     RxQueueRef rxq_[kMaxRxQueues];

@@ -20,6 +20,7 @@
 #include "fwd/control/controller.hpp"
 #include "fwd/control/ipam_sync.hpp"
 #include "fwd/control/pod_check.hpp"
+#include "fwd/dp/eal.hpp"
 #include "fwd/dp/meta.hpp"
 #include "fwd/dp/tables.hpp"
 #include "fwd/dp/worker.hpp"
@@ -73,8 +74,16 @@ std::vector<std::string> eal_args(const NodeConfig &c) {
     }
     a.push_back("--no-telemetry");
     // rte_fib6 picks its AVX-512 lookup only when EAL allows 512-bit vectors
-    // (the default cap is 256); it still checks the CPU flags itself.
-    a.push_back("--force-max-simd-bitwidth=512");
+    // (the default cap is 256); it still checks the CPU flags itself. EAL
+    // takes the option once: eal.extra_args may set another width (the perf
+    // harness caps it at 256 under valgrind, which lacks AVX-512).
+    bool simd_given = false;
+    for (const auto &x : c.eal.extra_args) {
+        simd_given |= x.rfind("--force-max-simd-bitwidth", 0) == 0;
+    }
+    if (!simd_given) {
+        a.push_back("--force-max-simd-bitwidth=512");
+    }
     for (const auto &x : c.eal.extra_args) {
         a.push_back(x);
     }
@@ -164,7 +173,7 @@ int main(int argc, char **argv) {
         if (pool == nullptr) {
             std::fprintf(stderr, "dpdk-fwd: cannot create the packet pool (%u mbufs): %s\n",
                          cfg.mbufs, rte_strerror(rte_errno));
-            rte_eal_cleanup();
+            fwd::dp::eal_cleanup_all();
             return 1;
         }
         auto n_workers = static_cast<uint32_t>(cfg.workers.size());
@@ -295,6 +304,6 @@ int main(int argc, char **argv) {
         rte_mempool_free(pool);
         rte_free(qsbr);
     }
-    rte_eal_cleanup();
+    fwd::dp::eal_cleanup_all();
     return rc;
 }

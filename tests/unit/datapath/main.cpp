@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "fwd/dp/eal.hpp"
 #include "lab.hpp"
 
 int main(int argc, char **argv) {
@@ -29,11 +30,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (!fwd::dp::test::Lab::init()) {
-        rte_eal_cleanup();
+        fwd::dp::eal_cleanup_all();
         return 1;
     }
     int rc = RUN_ALL_TESTS();
     fwd::dp::test::Lab::fini();
-    rte_eal_cleanup();
+    fwd::dp::eal_cleanup_all();
     return rc;
 }

@@ -62,6 +62,7 @@
 #include <string>
 #include <vector>
 
+#include "fwd/dp/eal.hpp"
 #include "fwd/dp/tables.hpp"
 
 namespace fwd::dp::test {
@@ -1277,6 +1278,6 @@ int main(int argc, char **argv) {
         return 1;
     }
     int rc = RUN_ALL_TESTS();
-    rte_eal_cleanup();
+    fwd::dp::eal_cleanup_all();
     return rc;
 }

@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "fwd/dp/eal.hpp"
 #include "fwd/vhost/netns.hpp"
 #include "fwd/vhost/pod_port.hpp"
 
@@ -895,11 +896,6 @@ int main(int argc, char **argv) {
     }
     const int rc = RUN_ALL_TESTS();
     rte_mempool_free(fwd::vhost::g_pool);
-    // EAL makes its runtime directory even without shared config and leaves
-    // it behind.
-    const std::string runtime_dir = rte_eal_get_runtime_dir();
-    rte_eal_cleanup();
-    std::error_code ec;
-    std::filesystem::remove_all(runtime_dir, ec);
+    fwd::dp::eal_cleanup_all();
     return rc;
 }

@@ -188,14 +188,11 @@ void Worker::drain_commands() {
     }
 }
 
-void Worker::tx(uint16_t port, rte_mbuf *m) {
-    uint16_t vlan = tables_.port(port).vlan;
-    if (vlan != 0) {
-        m->vlan_tci = vlan;
-        if (rte_vlan_insert(&m) != 0) {
-            drop(m, DropReason::kTxQueueFull);
-            return;
-        }
+void Worker::tx_tagged(uint16_t port, rte_mbuf *m) {
+    m->vlan_tci = tables_.port(port).vlan;
+    if (rte_vlan_insert(&m) != 0) {
+        drop(m, DropReason::kTxQueueFull);
+        return;
     }
     TxBuf &b = txb_[port];
     b.pkts[b.n++] = m;
@@ -351,13 +348,19 @@ uint16_t Worker::poll_once_impl() {
     uint64_t empty_calls = 0;
     uint64_t empty_cycles = 0;
     uint16_t nq = n_rxq_.load(std::memory_order_relaxed);
+    const bool busy = last_busy_;
     for (uint16_t q = 0; q < nq; q++) {
+        RxQueueRef &r = rxq_[q];
+        if (busy && r.skip != 0) {
+            r.skip--;
+            continue;
+        }
         rte_mbuf *pkts[kBurst];
         uint64_t start = 0;
         if constexpr (Profile) {
             start = rte_rdtsc();
         }
-        uint16_t n = rte_eth_rx_burst(rxq_[q].port, rxq_[q].queue, pkts, kBurst);
+        uint16_t n = rte_eth_rx_burst(r.port, r.queue, pkts, kBurst);
         if constexpr (Profile) {
             uint64_t cycles = rte_rdtsc() - start;
             if (n != 0) {
@@ -371,8 +374,12 @@ uint16_t Worker::poll_once_impl() {
             }
         }
         if (n == 0) {
+            r.backoff = static_cast<uint16_t>(
+                std::min<uint32_t>(std::max<uint32_t>(r.backoff * 2u, 1u), kMaxRxSkip));
+            r.skip = r.backoff;
             continue;
         }
+        r.backoff = 0;
         stats_.rx_packets.add(n);
         total += n;
         process_impl<Profile>(pkts, n);
@@ -391,6 +398,7 @@ uint16_t Worker::poll_once_impl() {
             c.cycles.add(empty_cycles);
         }
     }
+    last_busy_ = total != 0;
     return total;
 }
 

@@ -52,7 +52,7 @@ void ip4_input(Worker &w, Burst &in, IpNext &out) {
             continue;
         }
         if ((m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) != RTE_MBUF_F_RX_IP_CKSUM_GOOD &&
-            rte_raw_cksum(ip, hlen) != 0xffff) {
+            !ip4_hdr_cksum_ok(ip, hlen)) {
             w.drop(m, DropReason::kIp4BadChecksum);
             continue;
         }

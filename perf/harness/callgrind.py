@@ -62,7 +62,7 @@ def parse(out_file: Path) -> dict:
                         pending_cfn = names.get(fid, "")
                 continue
             if line.startswith("calls="):
-                if pending_cfn is not None and pending_cfn.startswith(BURST_FN):
+                if pending_cfn is not None and BURST_FN in pending_cfn:
                     rx_calls += int(line.split("=")[1].split()[0])
                 continue
             if line.startswith(("summary:", "totals:")):
@@ -70,15 +70,11 @@ def parse(out_file: Path) -> dict:
     return {"ir": total, "bursts": rx_calls}
 
 
-SKIP = ("clone", "start_thread", "lcore_main", "Worker::run()", "Worker::poll_once",
-        "librte_eal")
-
-
-def inclusive_top(out_file: Path, n: int = 14) -> list[tuple[str, int]]:
-    """(function, inclusive Ir) of the costliest functions under the poll loop,
-    from callgrind_annotate; a DPDK driver's function without a symbol is
-    named by its library."""
-    r = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out_file)],
+def self_top(out_file: Path, n: int = 14) -> list[tuple[str, int]]:
+    """(function, its own Ir, inlined code included) of the costliest functions
+    under the poll loop, from callgrind_annotate; a DPDK driver's function
+    without a symbol is named by its library and address."""
+    r = subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", str(out_file)],
                        capture_output=True, text=True)
     rows = []
     for line in r.stdout.splitlines():
@@ -89,10 +85,9 @@ def inclusive_top(out_file: Path, n: int = 14) -> list[tuple[str, int]]:
         fn = where.split(":", 1)[1] if ":" in where else where
         if fn.startswith("0x") or where.startswith("???"):
             fn = f"{Path(obj).name} {fn}" if obj else fn
-        if any(k in where or k in obj for k in SKIP):
-            continue
         rows.append((fn, int(m.group(1).replace(",", ""))))
-    # a function's cost is split by the source file of its (inlined) lines: add them up
+    # a function's cost is split by the source file of its lines (inlined
+    # headers): add them up
     merged: dict[str, int] = {}
     for fn, ir in rows:
         merged[fn] = merged.get(fn, 0) + ir
@@ -107,7 +102,10 @@ def measure_instructions(ctx: Ctx, build_dir: Path, seconds: float) -> dict:
         out.unlink()
     wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                "--collect-atstart=no", "--toggle-collect=*Worker::poll_once*",
-               "--dump-instr=no", "--vgdb=no"]
+               "--dump-instr=no", "--vgdb=no",
+               # valgrind runs one thread at a time: without a fair scheduler the
+               # polling worker starves the API thread
+               "--fair-sched=yes"]
     ref = DpdkFwd(stage_stats=False, no_huge=True,
                   extra_eal=["--force-max-simd-bitwidth=256"], wrapper=wrapper,
                   binary=build_dir / "dpdk-fwd" / "app" / "dpdk-fwd")
@@ -129,6 +127,6 @@ def measure_instructions(ctx: Ctx, build_dir: Path, seconds: float) -> dict:
     if not (0.5 * packets <= daemon_rx <= packets * 1.01):
         raise Unavailable(f"callgrind: {packets} packets by RX calls but the daemon "
                           f"counted {daemon_rx}: the burst-of-32 assumption does not hold")
-    top = [(fn, ir / packets) for fn, ir in inclusive_top(out)]
+    top = [(fn, ir / packets) for fn, ir in self_top(out)]
     return {"instr_per_pkt": p["ir"] / packets, "packets": packets, "ir": p["ir"],
             "daemon_rx": daemon_rx, "top": top}

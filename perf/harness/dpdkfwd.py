@@ -103,7 +103,7 @@ class DpdkFwd(Reference):
             try:
                 if self.counters().tx > 0:
                     return
-            except (RuntimeError, OSError, ValueError, KeyError):
+            except (RuntimeError, OSError, ValueError, KeyError, subprocess.TimeoutExpired):
                 pass
             time.sleep(0.2)
         tail = self.proc.tail()
@@ -112,7 +112,8 @@ class DpdkFwd(Reference):
 
     def stats(self) -> dict:
         r = subprocess.run([str(self._fwdctl(self._ctx)), "-s", str(self.dir / "api.sock"),
-                            "--json", "stats"], capture_output=True, text=True, timeout=20)
+                            "--json", "stats"], capture_output=True, text=True,
+                           timeout=120 if self.wrapper else 20)
         if r.returncode != 0:
             raise RuntimeError(r.stderr.strip() or r.stdout.strip())
         return json.loads(r.stdout)

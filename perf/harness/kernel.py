@@ -504,7 +504,6 @@ class KernelRouting(Reference):
                 "--nb-cores=1", "--rxq=1", "--txq=1", "--burst=64",
                 "--total-num-mbufs=16384", "--no-flush-rx", "--no-lsc-interrupt"]
         log = ctx.scratch / f"{tag}-testpmd.log"
-        ctx.log(f"kernel: generator: {' '.join(argv)}")
         self.proc = Proc(argv, log)
 
     def _wait_flowing(self, ctx: Ctx) -> None:

@@ -101,7 +101,16 @@ def main(argv=None) -> int:
     ap.add_argument("--rfc2544", action="store_true",
                     help="NDR/PDR search with a rate-setting generator (TRex, pktgen-dpdk): "
                          "see perf/profiles/README.md")
+    ap.add_argument("--report-only", metavar="JSON",
+                    help="write the .md and .png again from a run's .json, measuring nothing")
     args, rest = ap.parse_known_args(argv)
+
+    if args.report_only:
+        src = Path(args.report_only)
+        res = json.loads(src.read_text())
+        for p in report.write(res, src.parent, src.stem):
+            print(f"wrote {p}")
+        return 0
 
     if args.rfc2544:
         from harness import rfc2544

@@ -14,14 +14,27 @@ TARGETS = [
 ]
 
 
+STAGE_ORDER = ["rx", "rx_empty", "eth_input", "arp_input", "ip4_input", "icmp4_local", "route4",
+               "l2_rewrite4", "ip6_input", "icmp6_local", "route6", "l2_rewrite6",
+               "icmp_errors", "tx", "drop_free"]
+
+
 def summarize(ref: dict, tsc: float) -> dict | None:
+    """Median figures of a reference. A reference whose windows report the
+    forwarding CPU's busy share ("cpu1_busy": Linux routing, whose generator
+    may not fill CPU 1) gets its cycles/packet from the busy time, and a
+    per-busy-core rate ("capacity") the ratio uses; polling ones are 100%."""
     runs = ref["runs"]
     if not runs:
         return None
     mpps = [r["mpps"] for r in runs]
     med = statistics.median(mpps)
+    busy = [w["cpu1_busy"] for w in ref.get("extra", {}).get("windows", [])
+            if w.get("cpu1_busy")]
+    share = min(1.0, statistics.median(busy)) if busy else 1.0
     return {"mpps": med, "min": min(mpps), "max": max(mpps), "n": len(mpps),
-            "cycles": tsc / (med * 1e6),
+            "busy": share, "capacity": med / share,
+            "cycles": tsc * share / (med * 1e6),
             "drop": statistics.median(r["drop_ratio"] for r in runs)}
 
 
@@ -42,7 +55,8 @@ def stage_rows(fwd: dict) -> tuple[list, dict]:
             s["cycles"] += v["cycles"]
     rows = []
     attributed = 0
-    for k, v in stages.items():
+    for k in sorted(stages, key=lambda k: (STAGE_ORDER + [k]).index(k)):
+        v = stages[k]
         if v["cycles"] == 0 and v["packets"] == 0:
             continue
         attributed += v["cycles"]
@@ -73,9 +87,10 @@ def markdown(res: dict, chart: str | None) -> str:
              f"PMD's drop mode (frees and counts, like `net_null`). Mpps = packets sent out "
              f"over a {a['seconds']:g} s window after {a['warmup']:g} s of warm-up; the median "
              f"of {a['runs']} run(s), implementations interleaved run by run, each started "
-             f"afresh. Cycles/packet = TSC Hz / packets per second (the core is 100% busy "
-             f"polling). Ratio = dpdk-fwd's Mpps / the reference's (above 1: dpdk-fwd is "
-             f"faster). Drop = 1 - sent / received in the window.")
+             f"afresh. Cycles/packet = TSC Hz x the forwarding core's busy share / packets per "
+             f"second (a polling core is 100% busy; Linux routing's CPU 1 is measured from "
+             f"/proc/stat). Ratio = dpdk-fwd's Mpps / the reference's Mpps per busy core "
+             f"(above 1: dpdk-fwd is faster). Drop = 1 - sent / received in the window.")
     L.append("")
     for name, sc in res["scenarios"].items():
         L.append(f"## {sc['title']} (`{name}`)\n")
@@ -83,22 +98,29 @@ def markdown(res: dict, chart: str | None) -> str:
                  f"45% to local pods, 45% to remote blocks, 10% outside the pool. "
                  f"Mean frame {sc['mean_wire_bytes']:.0f} B on the wire.\n")
         fwd = summarize(sc["refs"]["dpdk-fwd"], tsc)
-        L.append("| implementation | Mpps (median) | min - max | cycles/packet | "
+        L.append("| implementation | Mpps (median) | min - max | core busy | cycles/packet | "
                  "Gbit/s (L2) | drop | runs | dpdk-fwd / this |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for key, r in sc["refs"].items():
             s = summarize(r, tsc)
             if s is None:
                 why = r["na"] and f"n/a: {r['na']}" or f"could not run: " \
                     f"{(r['error'] or 'no run').splitlines()[0][:120]}"
-                L.append(f"| {r['label']} | {why} | | | | | 0 | |")
+                L.append(f"| {r['label']} | {why} | | | | | | 0 | |")
                 continue
             gbps = s["mpps"] * sc["mean_wire_bytes"] * 8 / 1000
-            ratio = fwd["mpps"] / s["mpps"] if fwd else None
+            ratio = fwd["mpps"] / s["capacity"] if fwd else None
             L.append(f"| {r['label']} | {s['mpps']:.2f} | {s['min']:.2f} - {s['max']:.2f} | "
-                     f"{s['cycles']:.1f} | {gbps:.1f} | {s['drop']:.2%} | {s['n']} | "
-                     f"{fmt(ratio)} |")
+                     f"{s['busy']:.0%} | {s['cycles']:.1f} | {gbps:.1f} | {s['drop']:.2%} | "
+                     f"{s['n']} | {fmt(ratio)} |")
         L.append("")
+        for key, r in sc["refs"].items():
+            s = summarize(r, tsc)
+            if s and s["busy"] < 0.95:
+                L.append(f"{r['label']}: its generator could not fill the forwarding CPU "
+                         f"({s['busy']:.0%} busy), so its Mpps is what was offered; at 100% "
+                         f"it would forward about {s['capacity']:.2f} Mpps, which the ratio "
+                         f"uses.\n")
         prof = sc["refs"]["dpdk-fwd"].get("profile")
         rows, tot = stage_rows(prof) if prof else ([], {})
         if rows:
@@ -124,7 +146,10 @@ def markdown(res: dict, chart: str | None) -> str:
         if cg:
             L.append(f"Instructions per packet (callgrind, {cg['packets']} packets, build "
                      f"without AVX-512, SIMD capped at 256 bits): **{cg['instr_per_pkt']:.0f}**"
-                     f". Inclusive, per packet:\n")
+                     f". Each function's own instructions (inlined code included), per "
+                     f"packet. The pcap PMD's functions have no symbols: its RX is the one "
+                     f"that grows with the frame size (it copies each frame into a new "
+                     f"mbuf), its TX drop the one that frees:\n")
             L.append("| function | instructions per packet |")
             L.append("|---|---:|")
             for fn, v in cg["top"]:
@@ -143,15 +168,18 @@ def markdown(res: dict, chart: str | None) -> str:
             s = r and summarize(r, tsc)
             if not fwd or not s:
                 continue
-            now = fwd["mpps"] / s["mpps"]
+            now = fwd["mpps"] / s["capacity"]
             L.append(f"| {name} | {r['label']} ({what}) | {goal:.1f} | {now:.2f} | "
                      f"{'yes' if now >= goal else 'no'} |")
     L.append("")
-    notes = [(k, n) for k, ns in res["notes"].items() for n in ns]
+    notes: dict[str, list[str]] = {}  # a note said by several references once
+    for k, ns in res["notes"].items():
+        for n in ns:
+            notes.setdefault(n, []).append(k)
     if notes:
         L.append("## How each reference was run\n")
-        for k, n in notes:
-            L.append(f"- **{k}**: {n}")
+        for n, ks in notes.items():
+            L.append(f"- **{', '.join(ks)}**: {n}")
         L.append("")
     if res["failures"]:
         L.append("## Could not run\n")

@@ -1,0 +1,109 @@
+"""The perf harness in its smoke mode: one scenario, one short run of every
+implementation (dpdk-fwd, testpmd io, l3fwd LPM and FIB, OVS-DPDK, Linux
+routing), and a well-formed report. The figures are not judged here: a
+benchmark is not a test; that each implementation ran and forwarded is."""
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "perf"))
+
+from harness import common  # noqa: E402
+
+LABELS = {
+    "dpdk-fwd": "dpdk-fwd",
+    "testpmd-io": "testpmd io",
+    "l3fwd-lpm": "l3fwd LPM",
+    "l3fwd-fib": "l3fwd FIB",
+    "ovs-dpdk": "OVS-DPDK",
+    "kernel": "Linux routing",
+}
+
+
+def hugepages_free():
+    for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("HugePages_Free:"):
+            return int(line.split()[1])
+    return 0
+
+
+def netns_names():
+    return set(subprocess.run(["ip", "netns", "list"], capture_output=True,
+                              text=True).stdout.split())
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("perf")
+    scratch = tmp_path_factory.mktemp("perf-scratch")
+    free_before = hugepages_free()
+    ns_before = netns_names()
+    dpdk_dirs_before = set(os.listdir("/var/run/dpdk")) if os.path.isdir("/var/run/dpdk") else set()
+    build = os.environ.get("FWD_BUILD", str(REPO / "build"))
+    r = subprocess.run([sys.executable, str(REPO / "perf" / "run.py"), "--smoke", "--out",
+                        str(out), "--name", "smoke", "--scratch", str(scratch),
+                        "--build", build],
+                       capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+    return {"r": r, "out": out, "scratch": scratch, "free_before": free_before,
+            "ns_before": ns_before, "dpdk_dirs_before": dpdk_dirs_before}
+
+
+def test_smoke_runs_every_reference(smoke):
+    r = smoke["r"]
+    assert r.returncode == 0, f"perf/run.py --smoke exited {r.returncode}:\n" \
+                              f"{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
+    # progress shows, one line per implementation measured
+    for label in LABELS.values():
+        assert re.search(rf"ipv4-64 run 1/1: {re.escape(label)}.*Mpps", r.stdout), \
+            f"no progress line for {label}:\n{r.stdout[-3000:]}"
+
+
+def test_smoke_report_is_well_formed(smoke):
+    out = smoke["out"]
+    res = json.loads((out / "smoke.json").read_text())
+    assert res["args"]["smoke"] is True and res["args"]["runs"] == 1
+    assert res["failures"] == []
+    assert list(res["scenarios"]) == ["ipv4-64"]
+    sc = res["scenarios"]["ipv4-64"]
+    assert set(sc["refs"]) == set(common.ALL_REFERENCES)
+    for key, ref in sc["refs"].items():
+        assert ref["error"] is None and ref["na"] is None, (key, ref)
+        assert len(ref["runs"]) == 1, key
+        run = ref["runs"][0]
+        assert run["mpps"] > 0 and run["rx_mpps"] > 0 and 0 <= run["drop_ratio"] <= 1, (key, run)
+    # dpdk-fwd's stage counters made it into the report
+    prof = sc["refs"]["dpdk-fwd"]["profile"]
+    stages = prof["extra"]["windows"][0]["stages"]
+    for st in ("rx", "eth_input", "ip4_input", "route4", "l2_rewrite4", "tx"):
+        assert stages[st]["packets"] > 0 and stages[st]["cycles"] > 0, (st, stages[st])
+
+    md = (out / "smoke.md").read_text()
+    rows = [l for l in md.splitlines() if l.startswith("| ")]
+    for key, label in LABELS.items():
+        row = next((l for l in rows if l.startswith(f"| {label}")), None)
+        assert row is not None, f"no row for {label} in the report:\n{md}"
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        mpps, cycles, ratio = float(cells[1]), float(cells[4]), float(cells[8])
+        assert mpps > 0 and cycles > 0 and ratio > 0, row
+    assert "| stage | packets per packet | cycles per packet | share of busy |" in md
+    assert "## Against the targets" in md and "l3fwd LPM" in md.split("## Against")[1]
+    assert "## How each reference was run" in md
+    png = out / "smoke.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_smoke_leaves_nothing_behind(smoke):
+    assert netns_names() - smoke["ns_before"] == set()
+    left = set(os.listdir("/var/run/dpdk")) - smoke["dpdk_dirs_before"] \
+        if os.path.isdir("/var/run/dpdk") else set()
+    assert left == set(), f"DPDK runtime dirs left: {left}"
+    assert hugepages_free() >= smoke["free_before"], "hugepages not given back"
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    scratch = str(smoke["scratch"])
+    assert scratch not in ps, f"a process of the run is still up:\n{ps}"

@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -50,8 +51,11 @@ def smoke(tmp_path_factory):
                         str(out), "--name", "smoke", "--scratch", str(scratch),
                         "--build", build],
                        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
-    return {"r": r, "out": out, "scratch": scratch, "free_before": free_before,
-            "ns_before": ns_before, "dpdk_dirs_before": dpdk_dirs_before}
+    yield {"r": r, "out": out, "scratch": scratch, "free_before": free_before,
+           "ns_before": ns_before, "dpdk_dirs_before": dpdk_dirs_before}
+    # the scratch folder holds the packet set and an l3fwd build: not kept
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def test_smoke_runs_every_reference(smoke):

@@ -1,6 +1,7 @@
 """A DPDK pod on vhost-user: dpdk-testpmd with net_virtio_user plays the pod
 and exchanges traffic with a kernel pod on a tap port, both directions."""
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -20,8 +21,10 @@ def run_testpmd(sock, mode_args, tag):
            f"--file-prefix=fwdt{RUN_ID}{tag}", "--log-level=*:warning",
            f"--vdev=net_virtio_user0,path={sock},mac={VHOST_MAC},queues=1",
            "--", "--no-mlockall", "--nb-cores=1", "--stats-period", "1", *mode_args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         stdin=subprocess.DEVNULL)
+    p.eal_prefix = f"fwdt{RUN_ID}{tag}"
+    return p
 
 
 def stop(p):
@@ -31,6 +34,8 @@ def stop(p):
     except subprocess.TimeoutExpired:
         p.kill()
         out, _ = p.communicate()
+    # testpmd leaves EAL's runtime dir behind, --in-memory or not
+    shutil.rmtree(f"/var/run/dpdk/{p.eal_prefix}", ignore_errors=True)
     return out
 
 

@@ -194,11 +194,7 @@ void Worker::tx_tagged(uint16_t port, rte_mbuf *m) {
         drop(m, DropReason::kTxQueueFull);
         return;
     }
-    TxBuf &b = txb_[port];
-    b.pkts[b.n++] = m;
-    if (b.n == kBurst) {
-        send(port);
-    }
+    enqueue(port, m);
 }
 
 // Stage timing. A stage's own cycles are its elapsed time less what the

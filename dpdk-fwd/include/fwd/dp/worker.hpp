@@ -219,11 +219,7 @@ class Worker {
             tx_tagged(port, m);
             return;
         }
-        TxBuf &b = txb_[port];
-        b.pkts[b.n++] = m;
-        if (b.n == kBurst) {
-            send(port);
-        }
+        enqueue(port, m);
     }
     void flush_tx();
     void free_dropped();  // out of line: runs once per kBurst drops at most
@@ -253,7 +249,15 @@ class Worker {
   private:
     bool tx_routed(rte_mbuf *m);                 // kTxRouted; true when handed to a port
     void tx_tagged(uint16_t port, rte_mbuf *m);  // tx() on a port with a VLAN
-    void send(uint16_t port);                    // tx_burst of the port's buffer
+    // Appends m to the port's TX buffer; a full buffer goes out.
+    void enqueue(uint16_t port, rte_mbuf *m) {
+        TxBuf &b = txb_[port];
+        b.pkts[b.n++] = m;
+        if (b.n == kBurst) {
+            send(port);
+        }
+    }
+    void send(uint16_t port);  // tx_burst of the port's buffer
     void send_now(uint16_t port);
     void idle_backoff(bool got_packets);
 

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import ipaddress
 import json
-import os
 import random
 import signal
 import socket
@@ -320,12 +319,12 @@ def remove_runtime_dir(file_prefix: str) -> None:
             pass
 
 
-def eal_args(file_prefix: str, pcap: Path, vdev_name: str = "net_pcap0") -> list[str]:
+def eal_args(file_prefix: str, pcap: Path) -> list[str]:
     """EAL arguments of every DPDK implementation: lcores 0 (main) and 1,
     hugepages in memory only, the one pcap device."""
     return ["-l", f"{MAIN_CORE},{FWD_CORE}", "--main-lcore", str(MAIN_CORE), "--in-memory",
             "--no-pci", "--file-prefix", file_prefix,
-            "--vdev", f"{vdev_name},rx_pcap={pcap},infinite_rx=1"]
+            "--vdev", f"net_pcap0,rx_pcap={pcap},infinite_rx=1"]
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -365,6 +364,28 @@ class Proc:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+def find_thread(pid: int, comm_prefix: str) -> Optional[int]:
+    """The id of process pid's first thread whose name starts with comm_prefix
+    (a forwarding lcore: "rte-worker-1", "pmd-c01"), or None."""
+    try:
+        for t in Path(f"/proc/{pid}/task").iterdir():
+            if (t / "comm").read_text().startswith(comm_prefix):
+                return int(t.name)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def thread_oncpu_ns(pid: int, tid: Optional[int]) -> Optional[int]:
+    """Time thread tid of pid has run on a CPU, in ns (schedstat), or None."""
+    if tid is None:
+        return None
+    try:
+        return int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def run(argv: list[str], **kw) -> subprocess.CompletedProcess:

@@ -379,18 +379,10 @@ class L3fwd(Reference):
         from /proc/<pid>/task/<tid>/schedstat; None when it cannot be found."""
         if self._proc is None:
             return None
-        task = Path(f"/proc/{self._proc.pid}/task")
-        try:
-            if self._fwd_tid is None:
-                for t in task.iterdir():
-                    if (t / "comm").read_text().strip() == f"rte-worker-{common.FWD_CORE}":
-                        self._fwd_tid = int(t.name)
-                        break
-            if self._fwd_tid is None:
-                return None
-            return int((task / str(self._fwd_tid) / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
+        if self._fwd_tid is None:
+            # l3fwd runs lcores 0 and 1 only: no rte-worker-1x to mistake for it
+            self._fwd_tid = common.find_thread(self._proc.pid, f"rte-worker-{common.FWD_CORE}")
+        return common.thread_oncpu_ns(self._proc.pid, self._fwd_tid)
 
     def stop(self) -> None:
         if self._proc is not None:

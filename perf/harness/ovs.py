@@ -402,18 +402,9 @@ class OvsDpdk(Reference):
         """Time the PMD thread has run, in ns (None if it cannot be told)."""
         if self._sw is None:
             return None
-        try:
-            if self._pmd_tid is None:
-                for t in Path(f"/proc/{self._sw.pid}/task").iterdir():
-                    if (t / "comm").read_text().startswith("pmd-c"):
-                        self._pmd_tid = int(t.name)
-                        break
-                else:
-                    return None
-            return int(Path(f"/proc/{self._sw.pid}/task/{self._pmd_tid}/schedstat")
-                       .read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
+        if self._pmd_tid is None:
+            self._pmd_tid = common.find_thread(self._sw.pid, "pmd-c")
+        return common.thread_oncpu_ns(self._sw.pid, self._pmd_tid)
 
     def _pmd_ticks(self) -> Optional[tuple[int, int]]:
         """utime and stime of the PMD thread, in clock ticks."""

@@ -14,11 +14,21 @@ namespace {
 // Commands, the quiescent report and housekeeping run every kHousekeepLoops
 // busy loops, and on every idle one.
 constexpr uint32_t kHousekeepLoops = 64;
+
+constexpr size_t idx(Stage s) {
+    return static_cast<size_t>(s);
+}
 }  // namespace
 
 Worker::Worker(unsigned index, const Tables &tables, rte_mempool *pool, const IdleParams &idle,
-               uint32_t icmp_per_sec, rte_rcu_qsbr *qsbr, uint32_t punt_per_sec)
-    : index_(index), tables_(tables), pool_(pool), idle_(idle), qsbr_(qsbr) {
+               uint32_t icmp_per_sec, rte_rcu_qsbr *qsbr, uint32_t punt_per_sec,
+               const Pipeline *pipeline)
+    : index_(index),
+      pipeline_(pipeline != nullptr ? *pipeline : default_pipeline()),
+      tables_(tables),
+      pool_(pool),
+      idle_(idle),
+      qsbr_(qsbr) {
     uint64_t hz = rte_get_tsc_hz();
     icmp_bucket_.init(icmp_per_sec, hz);
     punt_bucket_.init(punt_per_sec, hz);
@@ -28,6 +38,10 @@ Worker::~Worker() {
     rte_mbuf *m;
     while (punt_.pop(m)) {
         rte_pktmbuf_free(m);
+    }
+    for (Burst *b : {&gen4_, &gen6_, &again4_, &again6_}) {
+        rte_pktmbuf_free_bulk(b->pkts, b->n);
+        b->n = 0;
     }
     WorkerCommand c;
     while (cmds_.pop(c)) {
@@ -207,9 +221,9 @@ Worker::StageMark Worker::stage_begin() {
     return mark;
 }
 
-void Worker::stage_end(Stage s, const StageMark &mark, uint64_t packets) {
+void Worker::stage_end(size_t stage, const StageMark &mark, uint64_t packets) {
     uint64_t elapsed = rte_rdtsc() - mark.start;
-    WorkerStats::StageCounters &c = stats_.stages[static_cast<size_t>(s)];
+    WorkerStats::StageCounters &c = stats_.stages[stage];
     c.calls.inc();
     c.packets.add(packets);
     c.cycles.add(elapsed > nested_cycles_ ? elapsed - nested_cycles_ : 0);
@@ -217,11 +231,11 @@ void Worker::stage_end(Stage s, const StageMark &mark, uint64_t packets) {
 }
 
 template <bool Profile, typename F>
-void Worker::timed(Stage s, uint16_t packets, F &&f) {
+void Worker::timed(size_t stage, uint16_t packets, F &&f) {
     if constexpr (Profile) {
         StageMark mark = stage_begin();
         f();
-        stage_end(s, mark, packets);
+        stage_end(stage, mark, packets);
     } else {
         f();
     }
@@ -236,7 +250,7 @@ void Worker::free_dropped() {
         StageMark mark = stage_begin();
         rte_pktmbuf_free_bulk(dropped_.pkts, n);
         dropped_.n = 0;
-        stage_end(Stage::kDropFree, mark, n);
+        stage_end(idx(Stage::kDropFree), mark, n);
         return;
     }
     rte_pktmbuf_free_bulk(dropped_.pkts, n);
@@ -248,7 +262,7 @@ void Worker::send(uint16_t port) {
         uint16_t n = txb_[port].n;
         StageMark mark = stage_begin();
         send_now(port);
-        stage_end(Stage::kTx, mark, n);
+        stage_end(idx(Stage::kTx), mark, n);
         return;
     }
     send_now(port);
@@ -257,6 +271,13 @@ void Worker::send(uint16_t port) {
 void Worker::send_now(uint16_t port) {
     TxBuf &b = txb_[port];
     const PortState &ps = tables_.port(port);
+    if (unlikely(pipeline_.taps[static_cast<size_t>(TapPoint::kTx)].n != 0)) {
+        if (profile_) {
+            run_taps<true>(TapPoint::kTx, port, b.pkts, b.n);
+        } else {
+            run_taps<false>(TapPoint::kTx, port, b.pkts, b.n);
+        }
+    }
     uint16_t sent;
     if (likely(!ps.tx_shared)) {
         sent = rte_eth_tx_burst(port, static_cast<uint16_t>(index_), b.pkts, b.n);
@@ -282,46 +303,170 @@ void Worker::flush_tx() {
 }
 
 template <bool Profile>
+void Worker::run_hook(Hook h, Burst &b) {
+    const Pipeline::List &l = pipeline_.hooks[static_cast<size_t>(h)];
+    for (uint8_t i = 0; i < l.n && b.n != 0; i++) {
+        timed<Profile>(l.e[i].stage, b.n, [&] { l.e[i].fn(*this, b); });
+    }
+}
+
+template <bool Profile>
+void Worker::run_local_hook(Hook h, Burst &b) {
+    const Pipeline::List &l = pipeline_.hooks[static_cast<size_t>(h)];
+    if (l.n_l4 != 0) {
+        // Each L4-port stage takes the packets of its protocol and port
+        // (whole ones: a later fragment has no L4 header); the rest stay.
+        Burst taken[kMaxHookStages];
+        uint16_t k = 0;
+        for (uint16_t i = 0; i < b.n; i++) {
+            rte_mbuf *m = b.pkts[i];
+            const PktMeta &md = meta(m);
+            uint8_t owner = l.n_l4;
+            if (md.l4_off != 0 && !(md.flags & kMetaLaterFragment) &&
+                (md.l4_proto == IPPROTO_UDP || md.l4_proto == IPPROTO_TCP) &&
+                seg_avail(m, md.l4_off) >= 4) {
+                uint16_t dport = rte_be_to_cpu_16(*at<rte_be16_t>(m, md.l4_off + 2));
+                for (uint8_t j = 0; j < l.n_l4; j++) {
+                    if (l.e[j].l4_proto == md.l4_proto && l.e[j].l4_port == dport) {
+                        owner = j;
+                        break;
+                    }
+                }
+            }
+            if (owner == l.n_l4) {
+                b.pkts[k++] = m;
+            } else {
+                taken[owner].push(m);
+            }
+        }
+        b.n = k;
+        for (uint8_t j = 0; j < l.n_l4; j++) {
+            if (taken[j].n != 0) {
+                timed<Profile>(l.e[j].stage, taken[j].n, [&] { l.e[j].fn(*this, taken[j]); });
+                // What an L4-port stage leaves goes on to icmp*_local.
+                for (uint16_t i = 0; i < taken[j].n; i++) {
+                    b.push(taken[j].pkts[i]);
+                }
+            }
+        }
+    }
+    for (uint8_t i = l.n_l4; i < l.n && b.n != 0; i++) {
+        timed<Profile>(l.e[i].stage, b.n, [&] { l.e[i].fn(*this, b); });
+    }
+}
+
+template <bool Profile>
+void Worker::run_taps(TapPoint p, uint16_t port, rte_mbuf *const *pkts, uint16_t n) {
+    const Pipeline::TapList &l = pipeline_.taps[static_cast<size_t>(p)];
+    for (uint8_t i = 0; i < l.n; i++) {
+        timed<Profile>(l.e[i].stage, n, [&] { l.e[i].fn(*this, port, pkts, n); });
+    }
+}
+
+template <bool Profile, bool kV6>
+void Worker::ip_path(Burst &in) {
+    constexpr Stage kInput = kV6 ? Stage::kIp6Input : Stage::kIp4Input;
+    constexpr Stage kLocal = kV6 ? Stage::kIcmp6Local : Stage::kIcmp4Local;
+    constexpr Stage kRoute = kV6 ? Stage::kRoute6 : Stage::kRoute4;
+    constexpr Stage kRewrite = kV6 ? Stage::kL2Rewrite6 : Stage::kL2Rewrite4;
+    constexpr Hook kLocalHook = kV6 ? Hook::kIp6Local : Hook::kIp4Local;
+    constexpr Hook kInputHook = kV6 ? Hook::kIp6Input : Hook::kIp4Input;
+    constexpr Hook kOutputHook = kV6 ? Hook::kIp6Output : Hook::kIp4Output;
+    IpNext ip;
+    timed<Profile>(idx(kInput), in.n, [&] {
+        if constexpr (kV6) {
+            ip6_input(*this, in, ip);
+        } else {
+            ip4_input(*this, in, ip);
+        }
+    });
+    if (ip.local.n) {
+        if (pipeline_.hooks[static_cast<size_t>(kLocalHook)].n != 0) {
+            run_local_hook<Profile>(kLocalHook, ip.local);
+        }
+        if (ip.local.n) {
+            timed<Profile>(idx(kLocal), ip.local.n, [&] {
+                if constexpr (kV6) {
+                    icmp6_local(*this, ip.local);
+                } else {
+                    icmp4_local(*this, ip.local);
+                }
+            });
+        }
+    }
+    if (pipeline_.hooks[static_cast<size_t>(kInputHook)].n != 0) {
+        run_hook<Profile>(kInputHook, ip.fwd);
+    }
+    Burst routed;
+    timed<Profile>(idx(kRoute), ip.fwd.n, [&] {
+        if constexpr (kV6) {
+            route6(*this, ip.fwd, routed);
+        } else {
+            route4(*this, ip.fwd, routed);
+        }
+    });
+    if (pipeline_.hooks[static_cast<size_t>(kOutputHook)].n != 0) {
+        run_hook<Profile>(kOutputHook, routed);
+    }
+    timed<Profile>(idx(kRewrite), routed.n, [&] {
+        if constexpr (kV6) {
+            l2_rewrite6(*this, routed);
+        } else {
+            l2_rewrite4(*this, routed);
+        }
+    });
+}
+
+template <bool Profile>
 void Worker::process_impl(rte_mbuf **pkts, uint16_t n) {
     EthNext eth;
-    timed<Profile>(Stage::kEthInput, n, [&] { eth_input(*this, pkts, n, eth); });
+    timed<Profile>(idx(Stage::kEthInput), n, [&] { eth_input(*this, pkts, n, eth); });
     if (eth.arp.n) {
-        timed<Profile>(Stage::kArpInput, eth.arp.n, [&] { arp_input(*this, eth.arp); });
+        timed<Profile>(idx(Stage::kArpInput), eth.arp.n, [&] { arp_input(*this, eth.arp); });
     }
     if (eth.ip4.n) {
-        IpNext ip;
-        timed<Profile>(Stage::kIp4Input, eth.ip4.n, [&] { ip4_input(*this, eth.ip4, ip); });
-        if (ip.local.n) {
-            timed<Profile>(Stage::kIcmp4Local, ip.local.n, [&] { icmp4_local(*this, ip.local); });
-        }
-        // vxlan_decap, policy and nat stages slot in here.
-        Burst routed;
-        timed<Profile>(Stage::kRoute4, ip.fwd.n, [&] { route4(*this, ip.fwd, routed); });
-        timed<Profile>(Stage::kL2Rewrite4, routed.n, [&] { l2_rewrite4(*this, routed); });
+        ip_path<Profile, false>(eth.ip4);
     }
     if (eth.ip6.n) {
-        IpNext ip;
-        timed<Profile>(Stage::kIp6Input, eth.ip6.n, [&] { ip6_input(*this, eth.ip6, ip); });
-        if (ip.local.n) {
-            timed<Profile>(Stage::kIcmp6Local, ip.local.n, [&] { icmp6_local(*this, ip.local); });
-        }
-        Burst routed;
-        timed<Profile>(Stage::kRoute6, ip.fwd.n, [&] { route6(*this, ip.fwd, routed); });
-        timed<Profile>(Stage::kL2Rewrite6, routed.n, [&] { l2_rewrite6(*this, routed); });
+        ip_path<Profile, true>(eth.ip6);
     }
-    // ICMP errors built above take the route path once; errors about them are suppressed.
+    // Packets stages handed back (decapsulated ones): the path again, a few
+    // times at most.
+    for (unsigned pass = 0; (again4_.n | again6_.n) != 0; pass++) {
+        if (pass == kMaxReentries) {
+            for (Burst *b : {&again4_, &again6_}) {
+                for (uint16_t i = 0; i < b->n; i++) {
+                    drop(b->pkts[i], DropReason::kReentryLoop);
+                }
+                b->n = 0;
+            }
+            break;
+        }
+        Burst b4 = again4_, b6 = again6_;
+        again4_.n = again6_.n = 0;
+        if (b4.n) {
+            ip_path<Profile, false>(b4);
+        }
+        if (b6.n) {
+            ip_path<Profile, true>(b6);
+        }
+    }
+    // Packets built above (ICMP errors, reroute4 / reroute6) take the route
+    // path once; errors about them are suppressed.
     if (gen4_.n || gen6_.n) {
-        timed<Profile>(Stage::kIcmpErrors, gen4_.n + gen6_.n, [&] {
+        timed<Profile>(idx(Stage::kIcmpErrors), gen4_.n + gen6_.n, [&] {
             if (gen4_.n) {
                 Burst gen = gen4_, routed;
                 gen4_.n = 0;
                 route4(*this, gen, routed);
+                run_hook<false>(Hook::kIp4Output, routed);
                 l2_rewrite4(*this, routed);
             }
             if (gen6_.n) {
                 Burst gen = gen6_, routed;
                 gen6_.n = 0;
                 route6(*this, gen, routed);
+                run_hook<false>(Hook::kIp6Output, routed);
                 l2_rewrite6(*this, routed);
             }
         });
@@ -360,7 +505,7 @@ uint16_t Worker::poll_once_impl() {
         if constexpr (Profile) {
             uint64_t cycles = rte_rdtsc() - start;
             if (n != 0) {
-                WorkerStats::StageCounters &c = stats_.stages[static_cast<size_t>(Stage::kRx)];
+                WorkerStats::StageCounters &c = stats_.stages[idx(Stage::kRx)];
                 c.calls.inc();
                 c.packets.add(n);
                 c.cycles.add(cycles);
@@ -378,6 +523,9 @@ uint16_t Worker::poll_once_impl() {
         r.backoff = 0;
         stats_.rx_packets.add(n);
         total += n;
+        if (unlikely(pipeline_.taps[static_cast<size_t>(TapPoint::kRx)].n != 0)) {
+            run_taps<Profile>(TapPoint::kRx, r.port, pkts, n);
+        }
         process_impl<Profile>(pkts, n);
     }
     if constexpr (Profile) {
@@ -389,7 +537,7 @@ uint16_t Worker::poll_once_impl() {
     flush_tx();
     if constexpr (Profile) {
         if (total != 0 && empty_calls != 0) {
-            WorkerStats::StageCounters &c = stats_.stages[static_cast<size_t>(Stage::kRxEmpty)];
+            WorkerStats::StageCounters &c = stats_.stages[idx(Stage::kRxEmpty)];
             c.calls.add(empty_calls);
             c.cycles.add(empty_cycles);
         }

@@ -6,7 +6,7 @@
 //   169.254.1.1 without one.
 //   IPv6 (RFC 4443 2.4): as much as keeps it within 1280 bytes; source is
 //   the node's IPv6 address, or fe80::ecee:eeff:feee:eeee without one.
-// The error is queued on w.gen4_ / w.gen6_ (kMetaLocalOrigin, in_port kept,
+// The error goes to Worker::reroute4 / reroute6 (kMetaLocalOrigin, in_port kept,
 // l4_off / l4_proto set) and routed like any packet. The original is always
 // dropped with reason.
 // No error is sent (icmp_error_suppressed) about ICMP errors, non-first
@@ -123,7 +123,7 @@ void icmp4_error(Worker &w, rte_mbuf *m, uint8_t type, uint8_t code, uint32_t ex
     icmp->icmp_cksum = static_cast<uint16_t>(~rte_raw_cksum(icmp, sizeof(rte_icmp_hdr) + quote));
     w.drop(m, reason);
     w.count_icmp_sent();
-    w.gen4_.push(e);
+    w.reroute4(e);
 }
 
 void icmp6_error(Worker &w, rte_mbuf *m, uint8_t type, uint8_t code, uint32_t extra,
@@ -169,7 +169,7 @@ void icmp6_error(Worker &w, rte_mbuf *m, uint8_t type, uint8_t code, uint32_t ex
     std::memcpy(h + 2, &ck, 2);
     w.drop(m, reason);
     w.count_icmp_sent();
-    w.gen6_.push(e);
+    w.reroute6(e);
 }
 
 }  // namespace fwd::dp

@@ -4,6 +4,8 @@
 //        - 1, unless the packet was built here (kMetaLocalOrigin); the
 //        Ethernet header (next hop's MAC, our MAC on that port).
 // Next:  the TX buffer of the next hop's port (Worker::tx).
+// Drops: nh_kind_unhandled (a next hop of a feature's kind that no output
+//        stage took: the feature is missing or broken).
 #include "fwd/dp/pkt.hpp"
 #include "fwd/dp/stages.hpp"
 
@@ -20,6 +22,11 @@ void rewrite(Worker &w, Burst &in) {
         rte_mbuf *m = in.pkts[i];
         const PktMeta &md = meta(m);
         const NextHop &nh = t.nh(md.nh);
+        if (unlikely(static_cast<uint8_t>(load_kind(nh)) >=
+                     static_cast<uint8_t>(NhKind::kFirstFeature))) {
+            w.drop(m, DropReason::kNhKindUnhandled);
+            continue;
+        }
         if (!(md.flags & kMetaLocalOrigin)) {
             if constexpr (kV6) {
                 at<rte_ipv6_hdr>(m, md.l3_off)->hop_limits--;

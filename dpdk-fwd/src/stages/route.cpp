@@ -13,7 +13,8 @@
 //        of a datagram takes the member the datagram does. The member is then
 //        checked like any next hop below.
 // Sets:  meta.nh (the member's id for ECMP).
-// Next:  out (-> l2_rewrite) for kPod and kVia next hops;
+// Next:  out (-> the output hook, then l2_rewrite) for kPod, kVia and the
+//        kinds features own (NhKind::kFirstFeature and up, pipeline.hpp);
 //        kResolve (neighbor not known yet): after the port and MTU checks,
 //        punted to the control thread (PuntReason::kResolve) unchanged (no
 //        TTL / hop limit decrement), meta.nh telling which next hop waits.
@@ -136,6 +137,9 @@ void decide(Worker &w, rte_mbuf *m, uint32_t id, uint32_t l3_len, bool df, Burst
             return;
         case NhKind::kNone:
         default:
+            if (static_cast<uint8_t>(kind) >= static_cast<uint8_t>(NhKind::kFirstFeature)) {
+                break;  // a feature's kind: its output stage takes it
+            }
             err(kIcmp4DestUnreach, 0, kIcmp6DestUnreach, 0, 0, DropReason::kNoRoute);
             return;
     }

@@ -65,7 +65,11 @@ namespace fwd::dp {
     X(kIcmpRateLimited, "icmp_rate_limited", "ICMP error suppressed by the rate limit")     \
     X(kIcmpErrorNoBuffer, "icmp_error_no_buffer", "no mbuf to build an ICMP error")         \
     X(kIcmpErrorSuppressed, "icmp_error_suppressed",                                        \
-      "no ICMP error allowed for this packet (RFC 1812 4.3.2.7 / RFC 4443 2.4)")
+      "no ICMP error allowed for this packet (RFC 1812 4.3.2.7 / RFC 4443 2.4)")            \
+    X(kNhKindUnhandled, "nh_kind_unhandled",                                                \
+      "next hop of a feature's kind that no output stage took")                             \
+    X(kReentryFull, "reentry_full", "too many packets re-entering the path in one burst")   \
+    X(kReentryLoop, "reentry_loop", "re-entered the path more than Worker::kMaxReentries")
 
 enum class DropReason : uint16_t {
 #define FWD_DROP_ENUM(name, str, desc) name,

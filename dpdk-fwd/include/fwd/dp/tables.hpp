@@ -59,6 +59,9 @@ enum class NhKind : uint8_t {
     kUnreachable,  // dropped with ICMP destination unreachable
     kResolve,      // a via next hop whose neighbor MAC is not known yet: punted
     kGroup,        // ECMP: group_n members in group `group`, one picked per flow
+    // From here up: kinds features own (PipelineRegistry::add_nh_kind).
+    // route hands them on like kVia; the feature's output stage takes them.
+    kFirstFeature = 16,
 };
 
 struct alignas(32) NextHop {

@@ -8,6 +8,7 @@
 
 #include <rte_mbuf.h>
 
+#include <array>
 #include <atomic>
 #include <boost/lockfree/spsc_queue.hpp>
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include "fwd/dp/counter.hpp"
 #include "fwd/dp/drop.hpp"
 #include "fwd/dp/meta.hpp"
+#include "fwd/dp/pipeline.hpp"
 #include "fwd/dp/tables.hpp"
 
 namespace fwd::dp {
@@ -31,56 +33,80 @@ struct Burst {
 };
 
 // Why a packet went to the control thread (kept in PktMeta::punt).
-//   kHost:     for the node's own stack (the kernel behind the host tap)
-//   kNeighbor: ARP / Neighbor Advertisement the control thread learns from
-//   kResolve:  routed to a kResolve next hop (meta.nh): waits for the neighbor
-enum class PuntReason : uint8_t { kHost = 0, kNeighbor, kResolve, kCount };
+//   host:     for the node's own stack (the kernel behind the host tap)
+//   neighbor: ARP / Neighbor Advertisement the control thread learns from
+//   resolve:  routed to a kResolve next hop (meta.nh): waits for the neighbor
+// The control side registers a handler per reason (ControlContext::on_punt).
+#define FWD_PUNT_REASONS(X)  \
+    X(kHost, "host")         \
+    X(kNeighbor, "neighbor") \
+    X(kResolve, "resolve")
+
+enum class PuntReason : uint8_t {
+#define FWD_PUNT_ENUM(name, str) name,
+    FWD_PUNT_REASONS(FWD_PUNT_ENUM)
+#undef FWD_PUNT_ENUM
+        kCount
+};
 inline constexpr size_t kPuntReasonCount = static_cast<size_t>(PuntReason::kCount);
-inline constexpr std::string_view kPuntReasonNames[kPuntReasonCount] = {"host", "neighbor",
-                                                                        "resolve"};
+inline constexpr std::string_view kPuntReasonNames[kPuntReasonCount] = {
+#define FWD_PUNT_NAME(name, str) str,
+    FWD_PUNT_REASONS(FWD_PUNT_NAME)
+#undef FWD_PUNT_NAME
+};
 constexpr std::string_view punt_reason_name(PuntReason r) {
     return kPuntReasonNames[static_cast<size_t>(r)];
 }
 
 // Where a worker's cycles go, counted only while stage_stats is on (see
-// Worker::set_stage_stats). Besides the pipeline stages of stages.hpp:
-//   kRx:         rte_eth_rx_burst calls that returned packets
-//   kRxEmpty:    rte_eth_rx_burst calls that returned none, in busy loops only
+// Worker::set_stage_stats). The built-in stages, one list (enum and names);
+// the stages and taps features register (pipeline.hpp) get the ids after
+// these. Besides the pipeline stages of stages.hpp:
+//   rx:          rte_eth_rx_burst calls that returned packets
+//   rx_empty:    rte_eth_rx_burst calls that returned none, in busy loops only
 //                (a loop that received nothing is not busy); packets stays 0
-//   kIcmpErrors: the route + l2_rewrite pass over the ICMP errors a burst built
-//   kTx:         rte_eth_tx_burst of a port's buffer (Worker::send), wherever
+//   icmp_errors: the route + output pass over the packets a burst built
+//                (ICMP errors, and what stages hand to Worker::reroute4 / 6)
+//   tx:          rte_eth_tx_burst of a port's buffer (Worker::send), wherever
 //                it runs from: inside l2_rewrite when a buffer fills, or at
 //                the end of the loop
-//   kDropFree:   freeing dropped packets (Worker::free_dropped)
-// A stage's cycles leave out the kTx and kDropFree work nested in it, which
+//   drop_free:   freeing dropped packets (Worker::free_dropped)
+// A stage's cycles leave out the tx and drop_free work nested in it, which
 // counts for itself: the stages add up without counting a cycle twice.
+#define FWD_CORE_STAGES(X)        \
+    X(kRx, "rx")                  \
+    X(kRxEmpty, "rx_empty")       \
+    X(kEthInput, "eth_input")     \
+    X(kArpInput, "arp_input")     \
+    X(kIp4Input, "ip4_input")     \
+    X(kIcmp4Local, "icmp4_local") \
+    X(kRoute4, "route4")          \
+    X(kL2Rewrite4, "l2_rewrite4") \
+    X(kIp6Input, "ip6_input")     \
+    X(kIcmp6Local, "icmp6_local") \
+    X(kRoute6, "route6")          \
+    X(kL2Rewrite6, "l2_rewrite6") \
+    X(kIcmpErrors, "icmp_errors") \
+    X(kTx, "tx")                  \
+    X(kDropFree, "drop_free")
+
 enum class Stage : uint8_t {
-    kRx = 0,
-    kRxEmpty,
-    kEthInput,
-    kArpInput,
-    kIp4Input,
-    kIcmp4Local,
-    kRoute4,
-    kL2Rewrite4,
-    kIp6Input,
-    kIcmp6Local,
-    kRoute6,
-    kL2Rewrite6,
-    kIcmpErrors,
-    kTx,
-    kDropFree,
-    kCount
+#define FWD_STAGE_ENUM(name, str) name,
+    FWD_CORE_STAGES(FWD_STAGE_ENUM)
+#undef FWD_STAGE_ENUM
+        kCount
 };
 inline constexpr size_t kStageCount = static_cast<size_t>(Stage::kCount);
 inline constexpr std::string_view kStageNames[kStageCount] = {
-    "rx",          "rx_empty",    "eth_input",   "arp_input", "ip4_input",
-    "icmp4_local", "route4",      "l2_rewrite4", "ip6_input", "icmp6_local",
-    "route6",      "l2_rewrite6", "icmp_errors", "tx",        "drop_free"};
-static_assert(!kStageNames[kStageCount - 1].empty(), "every stage needs a name");
+#define FWD_STAGE_NAME(name, str) str,
+    FWD_CORE_STAGES(FWD_STAGE_NAME)
+#undef FWD_STAGE_NAME
+};
 constexpr std::string_view stage_name(Stage s) {
     return kStageNames[static_cast<size_t>(s)];
 }
+// Built-in stages and the most features may add.
+inline constexpr size_t kMaxStages = kStageCount + kMaxFeatureStages;
 
 struct WorkerCommand {
     // kTx: send m (a complete Ethernet frame, untagged; the port's VLAN is
@@ -135,7 +161,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) WorkerStats {
         Counter packets;  // packets entering it
         Counter cycles;   // TSC cycles in it, nested kTx / kDropFree excluded
     };
-    StageCounters stages[kStageCount];
+    StageCounters stages[kMaxStages];  // by stage id (Pipeline::stage_names)
 };
 
 // A token bucket: `per_sec` tokens a second, up to a tenth of that (at least
@@ -171,8 +197,12 @@ class Worker {
   public:
     // punt_per_sec: packets a second this worker may punt to the control
     // thread (0: none; every punt is dropped as punt_rate_limited).
+    // pipeline: the feature stages to run (pipeline.hpp); nullptr:
+    // default_pipeline(), every stage built into the binary. Must outlive
+    // the worker.
     Worker(unsigned index, const Tables &tables, rte_mempool *pool, const IdleParams &idle,
-           uint32_t icmp_per_sec, rte_rcu_qsbr *qsbr, uint32_t punt_per_sec = 10000);
+           uint32_t icmp_per_sec, rte_rcu_qsbr *qsbr, uint32_t punt_per_sec = 10000,
+           const Pipeline *pipeline = nullptr);
     // Frees what nobody took: punted packets and kTx frames still queued.
     ~Worker();
     Worker(const Worker &) = delete;
@@ -233,7 +263,24 @@ class Worker {
     const Tables &tables() const { return tables_; }
     rte_mempool *pool() const { return pool_; }
     WorkerStats &stats_mut() { return stats_; }
-    // Locally built packets (ICMP errors) waiting for the route stage.
+    const Pipeline &pipeline() const { return pipeline_; }
+    // A feature's per-worker pointer (PipelineRegistry::add_worker_slot):
+    // [C] set before the worker runs, [W] read by the feature's stages.
+    void *slot(uint16_t i) const { return slots_[i]; }
+    void set_slot(uint16_t i, void *p) { slots_[i] = p; }
+    // Re-entry, for stages: m goes through ip4_input / ip6_input again
+    // (meta.l3_off at its IP header; meta.in_port kept) once this burst is
+    // done, at most kMaxReentries times in a row (then dropped as
+    // reentry_loop); a full re-entry burst drops it as reentry_full.
+    void reenter4(rte_mbuf *m) { reenter(again4_, m); }
+    void reenter6(rte_mbuf *m) { reenter(again6_, m); }
+    // A packet built or rebuilt here (meta.l3_off set; kMetaLocalOrigin
+    // when no TTL / hop limit may be taken off) goes to route4 / route6,
+    // the output hook and l2_rewrite once the burst is done (icmp_errors).
+    void reroute4(rte_mbuf *m) { reenter(gen4_, m); }
+    void reroute6(rte_mbuf *m) { reenter(gen6_, m); }
+    static constexpr unsigned kMaxReentries = 4;
+    // Packets waiting for reroute4 / reroute6 (ICMP errors, ...).
     Burst gen4_;
     Burst gen6_;
 
@@ -268,17 +315,36 @@ class Worker {
     uint16_t poll_once_impl();
     template <bool Profile>
     void process_impl(rte_mbuf **pkts, uint16_t n);
+    // One family's path from ip*_input to the TX buffers.
+    template <bool Profile, bool kV6>
+    void ip_path(Burst &in);
+    // The stages of one hook, in order, on b.
+    template <bool Profile>
+    void run_hook(Hook h, Burst &b);
+    // A local hook: L4-port stages take their packets, then the others run.
+    template <bool Profile>
+    void run_local_hook(Hook h, Burst &b);
+    template <bool Profile>
+    void run_taps(TapPoint p, uint16_t port, rte_mbuf *const *pkts, uint16_t n);
+    void reenter(Burst &b, rte_mbuf *m) {
+        if (unlikely(b.n == kBurst)) {
+            drop(m, DropReason::kReentryFull);
+            return;
+        }
+        b.push(m);
+    }
     // Runs f as stage s on `packets` packets, timed when Profile.
     template <bool Profile, typename F>
-    void timed(Stage s, uint16_t packets, F &&f);
+    void timed(size_t stage, uint16_t packets, F &&f);
     struct StageMark {
         uint64_t start;         // TSC when the stage began
         uint64_t outer_nested;  // nested_cycles_ of the enclosing stage
     };
     StageMark stage_begin();
-    void stage_end(Stage s, const StageMark &mark, uint64_t packets);
+    void stage_end(size_t stage, const StageMark &mark, uint64_t packets);
 
     const unsigned index_;
+    const Pipeline &pipeline_;
     const Tables &tables_;
     rte_mempool *const pool_;
     const IdleParams idle_;
@@ -302,6 +368,11 @@ class Worker {
     };
     TxBuf txb_[RTE_MAX_ETHPORTS];
     Burst dropped_;
+    // [W] packets re-entering ip4_input / ip6_input (reenter4 / reenter6)
+    Burst again4_;
+    Burst again6_;
+    // [C] before run(), [W] after: the features' per-worker pointers
+    std::array<void *, kMaxWorkerSlots> slots_{};
 
     // [W] idle state
     uint32_t empty_polls_ = 0;

@@ -1,0 +1,168 @@
+// Where features attach to the packet path. A feature adds itself from its
+// own file (FWD_ON_LOAD, fwd/util/registry.hpp) to PipelineRegistry::global();
+// the worker never names it.
+//
+// Hooks (VPP's feature arcs): named places in each family's path, between
+// the built-in stages of stages.hpp:
+//
+//   eth_input -> ip4_input -+-> [kIp4Local] -> icmp4_local
+//                           +-> [kIp4Input] -> route4 -> [kIp4Output] -> l2_rewrite4 -> tx
+//   (the same for IPv6: kIp6Local, kIp6Input, kIp6Output)
+//
+//   kIp4Input / kIp6Input    packets to be routed, after the RFC 1812 / 8200
+//                            checks: anti-spoofing, policy, NAT.
+//   kIp4Output / kIp6Output  routed packets (meta.nh set, MTU checked),
+//                            before the Ethernet header: encapsulation,
+//                            output policy.
+//   kIp4Local / kIp6Local    packets to a node or gateway address, before
+//                            icmp*_local answers or punts them. A stage
+//                            registered with l4_proto / l4_port gets only
+//                            that protocol and destination port (grout's
+//                            l4_input_register_port: VXLAN takes UDP 4789);
+//                            one without gets every local packet.
+//
+// The stages of a hook run in the order their runs_before / runs_after names
+// give (a name that is not registered is ignored: the feature is not built
+// in). A stage gets a burst and keeps the packets that go on in it, in order
+// (compacting it); it takes the others: Worker::drop with a reason, punt,
+// tx, or re-entry (Worker::reenter4 / reenter6: a decapsulated packet goes
+// through ip4_input / ip6_input again once the burst is done;
+// Worker::reroute4 / reroute6: a packet built here is routed). One indirect
+// call per stage per burst; a hook with no stage costs one branch per burst.
+//
+// Port taps see every burst a port receives (before eth_input) or sends
+// (before rte_eth_tx_burst) and must leave it unchanged: capture, mirroring.
+//
+// Next-hop kinds: a feature owns NhKind values from kFirstFeatureNhKind up
+// (add_nh_kind). route4 / route6 hand a packet whose next hop has such a kind
+// on like kVia (port and MTU checks first); the feature's output stage must
+// take it (encapsulate it and point meta.nh at the underlay next hop, say);
+// l2_rewrite drops what is left (nh_kind_unhandled).
+//
+// Per-worker state: add_worker_slot() names a pointer every worker keeps
+// for the feature (Worker::slot); its control side fills it before the
+// workers run.
+//
+// Every registered stage and tap gets a stage id after the built-in ones:
+// per-stage counters (stage_stats) and `fwdctl stats --stages` show it by name.
+#pragma once
+
+#include <rte_mbuf.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fwd/dp/tables.hpp"
+
+namespace fwd::dp {
+
+class Worker;
+struct Burst;
+
+enum class Hook : uint8_t { kIp4Input, kIp6Input, kIp4Output, kIp6Output, kIp4Local, kIp6Local };
+inline constexpr size_t kHookCount = 6;
+inline constexpr std::string_view kHookNames[kHookCount] = {"ip4_input",  "ip6_input", "ip4_output",
+                                                            "ip6_output", "ip4_local", "ip6_local"};
+
+enum class TapPoint : uint8_t { kRx, kTx };
+inline constexpr size_t kTapPointCount = 2;
+
+using StageFn = void (*)(Worker &w, Burst &pkts);
+using TapFn = void (*)(Worker &w, uint16_t port, rte_mbuf *const *pkts, uint16_t n);
+
+struct StageDef {
+    std::string name;  // unique among stages and taps; [a-z0-9_]
+    Hook hook;
+    StageFn fn;
+    std::vector<std::string> runs_before;
+    std::vector<std::string> runs_after;
+    // kIp4Local / kIp6Local only: take just this protocol (IPPROTO_UDP or
+    // IPPROTO_TCP) and destination port; 0: every local packet.
+    uint8_t l4_proto = 0;
+    uint16_t l4_port = 0;
+};
+
+struct TapDef {
+    std::string name;  // unique among stages and taps
+    TapPoint point;
+    TapFn fn;
+};
+
+inline constexpr size_t kMaxHookStages = 8;  // per hook
+inline constexpr size_t kMaxTaps = 4;        // per tap point
+inline constexpr size_t kMaxFeatureStages = kHookCount * kMaxHookStages + kTapPointCount * kMaxTaps;
+inline constexpr size_t kMaxWorkerSlots = 16;
+
+// The frozen result: what each worker copies at construction. Immutable.
+struct Pipeline {
+    struct Entry {
+        StageFn fn = nullptr;
+        uint16_t stage = 0;  // stage id (counters)
+        uint8_t l4_proto = 0;
+        uint16_t l4_port = 0;
+    };
+    struct List {
+        uint8_t n = 0;
+        uint8_t n_l4 = 0;  // local hooks: the first n_l4 entries demultiplex by L4 port
+        std::array<Entry, kMaxHookStages> e{};
+    };
+    struct TapEntry {
+        TapFn fn = nullptr;
+        uint16_t stage = 0;
+    };
+    struct TapList {
+        uint8_t n = 0;
+        std::array<TapEntry, kMaxTaps> e{};
+    };
+    std::array<List, kHookCount> hooks{};
+    std::array<TapList, kTapPointCount> taps{};
+    // Every stage's name by id: the built-in ones (kStageNames), then the
+    // registered ones.
+    std::vector<std::string> stage_names;
+    std::vector<std::string> slot_names;
+
+    size_t stage_count() const { return stage_names.size(); }
+    // The id of a stage by name; SIZE_MAX when none.
+    size_t stage_id(std::string_view name) const;
+    const List &hook(Hook h) const { return hooks[static_cast<size_t>(h)]; }
+};
+
+class PipelineRegistry {
+  public:
+    // The one the daemon's workers use; features register into it at load time.
+    static PipelineRegistry &global();
+
+    // Throw std::invalid_argument for a bad definition (empty name, no fn,
+    // l4 on a hook that is not local, too many stages on one hook).
+    void add_stage(StageDef d);
+    void add_tap(TapDef d);
+    // A next-hop kind of the feature's own; name shows in route listings.
+    NhKind add_nh_kind(std::string name);
+    // A per-worker pointer slot; returns its index (Worker::slot).
+    uint16_t add_worker_slot(std::string name);
+
+    // Resolves the order of every hook. Throws std::invalid_argument for a
+    // name used twice and a cycle in runs_before / runs_after.
+    Pipeline freeze() const;
+
+    const std::vector<std::string> &nh_kind_names() const { return nh_kinds_; }
+
+  private:
+    std::vector<StageDef> stages_;
+    std::vector<TapDef> taps_;
+    std::vector<std::string> nh_kinds_;  // index 0 is kFirstFeatureNhKind
+    std::vector<std::string> slots_;
+};
+
+// PipelineRegistry::global().freeze(), once (on first use; the workers'
+// constructors call it, so a bad registration stops the daemon at start).
+const Pipeline &default_pipeline();
+
+// "pod", "via", ... for the built-in kinds; the registered name for a
+// feature's; "unknown" otherwise.
+std::string_view nh_kind_name(NhKind k);
+
+}  // namespace fwd::dp

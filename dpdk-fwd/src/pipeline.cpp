@@ -1,0 +1,210 @@
+// The feature registry and its frozen form (pipeline.hpp).
+#include "fwd/dp/pipeline.hpp"
+
+#include <netinet/in.h>
+
+#include <set>
+#include <stdexcept>
+
+#include "fwd/dp/worker.hpp"
+#include "fwd/util/order.hpp"
+
+namespace fwd::dp {
+
+namespace {
+
+bool is_local(Hook h) {
+    return h == Hook::kIp4Local || h == Hook::kIp6Local;
+}
+
+void check_name(const std::string &name, const char *what) {
+    if (name.empty() || name.size() > 32) {
+        throw std::invalid_argument(std::string(what) + " name '" + name +
+                                    "' must be 1 to 32 characters");
+    }
+    for (char c : name) {
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+            throw std::invalid_argument(std::string(what) + " name '" + name +
+                                        "' must be [a-z0-9_]");
+        }
+    }
+}
+
+}  // namespace
+
+PipelineRegistry &PipelineRegistry::global() {
+    static PipelineRegistry r;
+    return r;
+}
+
+void PipelineRegistry::add_stage(StageDef d) {
+    check_name(d.name, "stage");
+    if (d.fn == nullptr) {
+        throw std::invalid_argument("stage '" + d.name + "' has no function");
+    }
+    if (static_cast<size_t>(d.hook) >= kHookCount) {
+        throw std::invalid_argument("stage '" + d.name + "' names no hook");
+    }
+    if ((d.l4_proto != 0 || d.l4_port != 0) && !is_local(d.hook)) {
+        throw std::invalid_argument("stage '" + d.name +
+                                    "': an L4 port is only for the ip4_local / ip6_local hooks");
+    }
+    if (d.l4_proto != 0 && d.l4_proto != IPPROTO_UDP && d.l4_proto != IPPROTO_TCP) {
+        throw std::invalid_argument("stage '" + d.name + "': l4_proto must be UDP or TCP");
+    }
+    if ((d.l4_proto == 0) != (d.l4_port == 0)) {
+        throw std::invalid_argument("stage '" + d.name + "': give both l4_proto and l4_port");
+    }
+    size_t on_hook = 0;
+    for (const auto &s : stages_) {
+        on_hook += s.hook == d.hook ? 1 : 0;
+        if (d.l4_proto != 0 && s.hook == d.hook && s.l4_proto == d.l4_proto &&
+            s.l4_port == d.l4_port) {
+            throw std::invalid_argument("stages '" + s.name + "' and '" + d.name +
+                                        "' both take L4 port " + std::to_string(d.l4_port));
+        }
+    }
+    if (on_hook == kMaxHookStages) {
+        throw std::invalid_argument("stage '" + d.name + "': hook " +
+                                    std::string(kHookNames[static_cast<size_t>(d.hook)]) + " has " +
+                                    std::to_string(kMaxHookStages) + " stages already");
+    }
+    stages_.push_back(std::move(d));
+}
+
+void PipelineRegistry::add_tap(TapDef d) {
+    check_name(d.name, "tap");
+    if (d.fn == nullptr) {
+        throw std::invalid_argument("tap '" + d.name + "' has no function");
+    }
+    size_t at_point = 0;
+    for (const auto &t : taps_) {
+        at_point += t.point == d.point ? 1 : 0;
+    }
+    if (at_point == kMaxTaps) {
+        throw std::invalid_argument("tap '" + d.name + "': " + std::to_string(kMaxTaps) +
+                                    " taps there already");
+    }
+    taps_.push_back(std::move(d));
+}
+
+NhKind PipelineRegistry::add_nh_kind(std::string name) {
+    check_name(name, "next-hop kind");
+    size_t v = static_cast<size_t>(NhKind::kFirstFeature) + nh_kinds_.size();
+    if (v > UINT8_MAX) {
+        throw std::invalid_argument("next-hop kind '" + name + "': no kind left");
+    }
+    for (const auto &n : nh_kinds_) {
+        if (n == name) {
+            throw std::invalid_argument("next-hop kind '" + name + "' is registered twice");
+        }
+    }
+    nh_kinds_.push_back(std::move(name));
+    return static_cast<NhKind>(v);
+}
+
+uint16_t PipelineRegistry::add_worker_slot(std::string name) {
+    check_name(name, "worker slot");
+    if (slots_.size() == kMaxWorkerSlots) {
+        throw std::invalid_argument("worker slot '" + name + "': all " +
+                                    std::to_string(kMaxWorkerSlots) + " are taken");
+    }
+    slots_.push_back(std::move(name));
+    return static_cast<uint16_t>(slots_.size() - 1);
+}
+
+Pipeline PipelineRegistry::freeze() const {
+    Pipeline p;
+    for (std::string_view n : kStageNames) {
+        p.stage_names.emplace_back(n);
+    }
+    std::set<std::string> names(p.stage_names.begin(), p.stage_names.end());
+    auto claim = [&](const std::string &name) {
+        if (!names.insert(name).second) {
+            throw std::invalid_argument("stage name '" + name + "' is used twice");
+        }
+        p.stage_names.push_back(name);
+        return static_cast<uint16_t>(p.stage_names.size() - 1);
+    };
+    for (size_t h = 0; h < kHookCount; h++) {
+        std::vector<const StageDef *> defs;
+        std::vector<util::OrderItem> items;
+        for (const auto &s : stages_) {
+            if (static_cast<size_t>(s.hook) == h) {
+                defs.push_back(&s);
+                items.push_back({s.name, s.runs_before, s.runs_after});
+            }
+        }
+        std::vector<size_t> order;
+        try {
+            order = util::order_by_constraints(items, true);
+        } catch (const std::invalid_argument &e) {
+            throw std::invalid_argument("hook " + std::string(kHookNames[h]) + ": " + e.what());
+        }
+        // L4-port stages first (they take their packets before the others
+        // see the burst), each group in the resolved order.
+        Pipeline::List &l = p.hooks[h];
+        for (int pass = 0; pass < 2; pass++) {
+            for (size_t i : order) {
+                const StageDef &d = *defs[i];
+                if ((d.l4_proto != 0) != (pass == 0)) {
+                    continue;
+                }
+                l.e[l.n++] = Pipeline::Entry{d.fn, claim(d.name), d.l4_proto, d.l4_port};
+            }
+            if (pass == 0) {
+                l.n_l4 = l.n;
+            }
+        }
+    }
+    for (const auto &t : taps_) {
+        Pipeline::TapList &l = p.taps[static_cast<size_t>(t.point)];
+        l.e[l.n++] = Pipeline::TapEntry{t.fn, claim(t.name)};
+    }
+    p.slot_names = slots_;
+    return p;
+}
+
+size_t Pipeline::stage_id(std::string_view name) const {
+    for (size_t i = 0; i < stage_names.size(); i++) {
+        if (stage_names[i] == name) {
+            return i;
+        }
+    }
+    return SIZE_MAX;
+}
+
+const Pipeline &default_pipeline() {
+    static const Pipeline p = PipelineRegistry::global().freeze();
+    return p;
+}
+
+std::string_view nh_kind_name(NhKind k) {
+    switch (k) {
+        case NhKind::kNone:
+            return "none";
+        case NhKind::kPod:
+            return "pod";
+        case NhKind::kVia:
+            return "via";
+        case NhKind::kBlackhole:
+            return "blackhole";
+        case NhKind::kUnreachable:
+            return "unreachable";
+        case NhKind::kResolve:
+            return "resolve";
+        case NhKind::kGroup:
+            return "group";
+        default:
+            break;
+    }
+    size_t i = static_cast<size_t>(k) - static_cast<size_t>(NhKind::kFirstFeature);
+    const auto &names = PipelineRegistry::global().nh_kind_names();
+    if (static_cast<uint8_t>(k) >= static_cast<uint8_t>(NhKind::kFirstFeature) &&
+        i < names.size()) {
+        return names[i];
+    }
+    return "unknown";
+}
+
+}  // namespace fwd::dp

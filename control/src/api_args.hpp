@@ -4,6 +4,7 @@
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "fwd/control/api.hpp"
 
@@ -29,21 +30,30 @@ inline std::string get_str(const nlohmann::json &args, const char *key, bool req
 }
 
 // Rejects fields outside known, naming the field and the known ones.
-inline void check_known(const nlohmann::json &args, std::initializer_list<const char *> known) {
+template <typename Names>
+void check_known_in(const nlohmann::json &args, const Names &known) {
     if (!args.is_object()) {
         bad(std::string("arguments must be a JSON object, got ") + args.type_name());
     }
     for (auto it = args.begin(); it != args.end(); ++it) {
         bool ok = false;
         std::string list;
-        for (const char *k : known) {
+        for (const auto &k : known) {
             ok = ok || it.key() == k;
-            list += list.empty() ? k : std::string(", ") + k;
+            list += list.empty() ? std::string(k) : std::string(", ") + k;
         }
         if (!ok) {
             bad("unknown field '" + it.key() + "'; known fields: " + list);
         }
     }
+}
+
+inline void check_known(const nlohmann::json &args, std::initializer_list<const char *> known) {
+    check_known_in(args, known);
+}
+
+inline void check_known(const nlohmann::json &args, const std::vector<std::string> &known) {
+    check_known_in(args, known);
 }
 
 }  // namespace fwd::control

@@ -131,9 +131,32 @@ CniService::CniService(const NodeConfig &cfg, std::shared_ptr<ipam::Store> store
       alloc_(*store_),
       deps_(std::move(deps)) {}
 
+const std::vector<CniService::Op> &CniService::op_table() {
+    static const std::vector<Op> kOps{
+        {"cni.add",
+         {"network", "container_id", "netns", "ifname", "k8s", "assign_ipv4", "assign_ipv6",
+          "ipv4_pools", "ipv6_pools", "ips", "mtu", "mac", "vhost_user"},
+         &CniService::add},
+        {"cni.del", {"network", "container_id", "ifname", "netns"}, &CniService::del},
+        {"cni.check",
+         {"network", "container_id", "netns", "ifname", "ips", "mac", "mtu"},
+         &CniService::check},
+        {"cni.status",
+         {"assign_ipv4", "assign_ipv6", "ipv4_pools", "ipv6_pools"},
+         &CniService::status},
+        {"cni.gc", {"network", "valid"}, &CniService::gc},
+    };
+    return kOps;
+}
+
 const std::vector<std::string> &CniService::ops() {
-    static const std::vector<std::string> kOps{"cni.add", "cni.del", "cni.check", "cni.status",
-                                               "cni.gc"};
+    static const std::vector<std::string> kOps = [] {
+        std::vector<std::string> v;
+        for (const auto &op : op_table()) {
+            v.push_back(op.name);
+        }
+        return v;
+    }();
     return kOps;
 }
 
@@ -142,20 +165,11 @@ bool CniService::handles(const std::string &op) {
 }
 
 json CniService::call(const std::string &op, const json &args) {
-    if (op == "cni.add") {
-        return add(args);
-    }
-    if (op == "cni.del") {
-        return del(args);
-    }
-    if (op == "cni.check") {
-        return check(args);
-    }
-    if (op == "cni.status") {
-        return status(args);
-    }
-    if (op == "cni.gc") {
-        return gc(args);
+    for (const auto &o : op_table()) {
+        if (o.name == op) {
+            check_known(args, o.args);
+            return (this->*o.fn)(args);
+        }
     }
     throw ApiError("unknown_op", "unknown op '" + op + "'");
 }
@@ -223,9 +237,6 @@ uint16_t CniService::pod_mtu(const ipam::Assignment &a) {
 }
 
 json CniService::add(const json &args) {
-    check_known(args,
-                {"network", "container_id", "netns", "ifname", "k8s", "assign_ipv4", "assign_ipv6",
-                 "ipv4_pools", "ipv6_pools", "ips", "mtu", "mac", "vhost_user"});
     const auto [network, cid, ifname, netns, id, handle] = attachment_of(args);
     const json &k8s = get_object(args, "k8s");
     const json &vhost = get_object(args, "vhost_user");
@@ -338,7 +349,6 @@ json CniService::add(const json &args) {
 }
 
 json CniService::del(const json &args) {
-    check_known(args, {"network", "container_id", "ifname", "netns"});
     const auto [network, cid, ifname, netns, id, handle] = attachment_of(args);
     bool removed = false;
     try {
@@ -361,7 +371,6 @@ json CniService::del(const json &args) {
 }
 
 json CniService::check(const json &args) {
-    check_known(args, {"network", "container_id", "netns", "ifname", "ips", "mac", "mtu"});
     const auto [network, cid, ifname, netns, id, handle] = attachment_of(args);
     // What IPAM holds for the handle and what the endpoint has, both "a/len" and sorted.
     std::vector<std::string> held;
@@ -417,7 +426,7 @@ json CniService::check(const json &args) {
         diff.push_back("IPAM handle " + handle + " holds " + addr_list(held) +
                        ", the endpoint has " + addr_list(have));
     }
-    if (ep["kind"] == "tap" && deps_.inspect) {
+    if (ep.value("pod_interface", false) && deps_.inspect) {
         // The pod's MTU is the previous result's to state: a plugin chained after this one
         // (tuning) may change it, and a result without one (tuning's at 1.0.0) leaves it
         // unchecked.
@@ -432,7 +441,6 @@ json CniService::check(const json &args) {
 }
 
 json CniService::status(const json &args) {
-    check_known(args, {"assign_ipv4", "assign_ipv6", "ipv4_pools", "ipv6_pools"});
     const bool want4 = get_bool(args, "assign_ipv4", true);
     const bool want6 = get_bool(args, "assign_ipv6", false);
     const auto names4 = get_strings(args, "ipv4_pools");
@@ -484,7 +492,6 @@ json CniService::status(const json &args) {
 }
 
 json CniService::gc(const json &args) {
-    check_known(args, {"network", "valid"});
     const std::string network = get_str(args, "network", true);
     std::set<std::pair<std::string, std::string>> valid;
     std::set<std::string> valid_containers;

@@ -38,11 +38,19 @@ std::optional<RouteSource> parse_route_source(const std::string &s) {
     return std::nullopt;
 }
 
-RouteTarget RouteTarget::pod(uint32_t nh) {
+RouteTarget RouteTarget::owned(uint32_t nh, std::string owner, std::string ref_key,
+                               std::string ref) {
     RouteTarget t;
-    t.kind = Kind::kPod;
-    t.pod_nh = nh;
+    t.kind = Kind::kOwned;
+    t.nh = nh;
+    t.owner = std::move(owner);
+    t.ref_key = std::move(ref_key);
+    t.ref = std::move(ref);
     return t;
+}
+
+RouteTarget RouteTarget::pod(uint32_t nh, std::string endpoint) {
+    return owned(nh, "pod", "endpoint", std::move(endpoint));
 }
 
 RouteTarget RouteTarget::via(std::vector<net::IpAddr> vias, std::optional<net::MacAddr> mac) {
@@ -67,8 +75,8 @@ RouteTarget RouteTarget::unreachable() {
 
 const char *RouteTarget::kind_name() const {
     switch (kind) {
-        case Kind::kPod:
-            return "pod";
+        case Kind::kOwned:
+            return owner.c_str();
         case Kind::kVia:
             return "via";
         case Kind::kBlackhole:

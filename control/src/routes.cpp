@@ -1,36 +1,22 @@
-// Routes: the RIB written to the dataplane tables, the next hops routes share,
-// the route API and the routes BIRD learned (netlink).
-//
-// Next hops are shared and reference counted by what they point at: one per
-// neighbor (kResolve until the neighbor table resolves its MAC, then kVia),
-// one per ECMP set (kGroup over the neighbors' next hops), one per pinned
-// (via, MAC), one blackhole and one unreachable. A next hop, group or neighbor
-// whose last route went away is freed only after the grace period that
-// publish() waits for, so no worker still reads it.
+#include "fwd/control/routes.hpp"
+
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 
 #include <chrono>
 
 #include "api_args.hpp"
-#include "fwd/control/controller.hpp"
+#include "fwd/control/neighbors.hpp"
+#include "fwd/control/ports.hpp"
+#include "fwd/util/registry.hpp"
 
 namespace fwd::control {
 
 using nlohmann::json;
 
-namespace {
+FWD_ON_LOAD(register_module<RoutesModule>({NeighborsModule::kName}));
 
-dp::NextHop uplink_nh(dp::NhKind kind, uint16_t port, const net::MacAddr &src, uint16_t mtu,
-                      uint16_t vlan) {
-    dp::NextHop nh{};
-    nh.kind = kind;
-    nh.port = port;
-    nh.src_mac = src.bytes();
-    nh.mtu = mtu;
-    nh.vlan = vlan;
-    return nh;
-}
+namespace {
 
 // Hugepage memory in use by this process (every socket).
 uint64_t heap_allocated() {
@@ -50,48 +36,72 @@ bool is_v4(const AnyPrefix &p) {
 
 }  // namespace
 
-uint32_t Controller::via_ref(const net::IpAddr &ip) {
-    auto it = via_.find(ip);
-    if (it != via_.end()) {
-        it->second.refs++;
-        return it->second.nh;
-    }
-    if (!uplink_port_ || !neigh_) {
-        throw std::runtime_error("a route via " + ip.str() + " needs an uplink");
-    }
-    neigh_->ref(ip, now_ms());  // throws for our own, multicast or unsourced addresses
-    // The neighbor may be known already (a route that just went away shared it).
-    auto mac = neigh_->resolved_mac(ip);
-    dp::NextHop n = uplink_nh(mac ? dp::NhKind::kVia : dp::NhKind::kResolve, *uplink_port_,
-                              uplink_mac_, cfg_.mtu, cfg_.uplink->vlan.value_or(0));
-    if (mac) {
-        n.dst_mac = mac->bytes();
-    }
-    uint32_t nh = tables_.nh_alloc(n);
-    if (nh == dp::kNhInvalid) {
-        neigh_->unref(ip);
-        throw std::runtime_error("next-hop table full");
-    }
-    via_.emplace(ip, ViaNh{nh, 1, mac});
-    via_by_nh_.emplace(nh, ip);
-    return nh;
+RoutesModule::RoutesModule(ControlContext &ctx)
+    : ctx_(ctx), ports_(ctx.need<PortsModule>()), neighbors_(ctx.need<NeighborsModule>()) {
+    ctx.add_op({.name = "route.add",
+                .args = {"routes", "prefix", "type", "via", "mac", "source"},
+                .fn = [this](const json &a) { return route_add(a); }});
+    ctx.add_op({.name = "route.del",
+                .args = {"routes", "prefix", "source"},
+                .fn = [this](const json &a) { return route_del(a); }});
+    ctx.add_op({.name = "route.list",
+                .args = {"source", "family", "prefix", "limit"},
+                .fn = [this](const json &a) { return route_list(a); }});
+    ctx.add_op({.name = "ipam.routes",
+                .args = {"prefixes"},
+                .fn = [this](const json &a) { return ipam_routes(a); },
+                .internal = true});
 }
 
-void Controller::via_unref(const net::IpAddr &ip) {
-    auto it = via_.find(ip);
-    if (it == via_.end() || --it->second.refs > 0) {
-        return;
+void RoutesModule::start() {
+    dp::NextHop bh{};
+    bh.kind = dp::NhKind::kBlackhole;
+    blackhole_nh_ = ctx_.tables().nh_alloc(bh);
+    dp::NextHop un{};
+    un.kind = dp::NhKind::kUnreachable;
+    unreachable_nh_ = ctx_.tables().nh_alloc(un);
+    const NodeConfig &cfg = ctx_.cfg();
+    // Routes BIRD learned are for the uplink: without one there is nothing to follow.
+    if (cfg.bgp && ports_.uplink()) {
+        NetlinkWatcherConfig wc;
+        wc.netns = cfg.bgp->netns;
+        wc.table = cfg.bgp->table;
+        wc.protocols = cfg.bgp->protocols;
+        watcher_ = std::make_unique<NetlinkWatcher>(wc, [this] { ctx_.wake(); });
+        watcher_->start();
     }
-    free_nhs_.push_back(it->second.nh);
-    via_by_nh_.erase(it->second.nh);
-    free_neighbors_.push_back(ip);
-    via_.erase(it);
+    add_static_routes();
 }
 
-uint32_t Controller::acquire(const RouteTarget &t) {
+void RoutesModule::stop() {
+    if (watcher_) {
+        watcher_->stop();
+    }
+    // Every route out: the neighbors give back the packets they parked.
+    for (const auto &r : rib_.list()) {
+        rib_.remove(r.prefix, r.source);
+    }
+    publish();
+}
+
+void RoutesModule::add_static_routes() {
+    for (const auto &r : ctx_.cfg().routes) {
+        RouteTarget t = r.kind == RouteKind::kBlackhole     ? RouteTarget::blackhole()
+                        : r.kind == RouteKind::kUnreachable ? RouteTarget::unreachable()
+                                                            : RouteTarget::via({*r.via}, r.mac);
+        rib_.set(r.prefix, RouteSource::kStatic, t);
+    }
+    auto failed = publish();
+    if (!failed.empty()) {
+        throw std::runtime_error("cannot add static route " + prefix_str(failed[0].first) + ": " +
+                                 failed[0].second);
+    }
+}
+
+uint32_t RoutesModule::acquire(const RouteTarget &t) {
     switch (t.kind) {
-        case RouteTarget::Kind::kPod:
-            return t.pod_nh;
+        case RouteTarget::Kind::kOwned:
+            return t.nh;
         case RouteTarget::Kind::kBlackhole:
             return blackhole_nh_;
         case RouteTarget::Kind::kUnreachable:
@@ -110,13 +120,18 @@ uint32_t Controller::acquire(const RouteTarget &t) {
             it->second.refs++;
             return it->second.nh;
         }
-        if (!uplink_port_) {
+        const auto &up = ports_.uplink();
+        if (!up) {
             throw std::runtime_error("a route via " + t.vias[0].str() + " needs an uplink");
         }
-        dp::NextHop nh = uplink_nh(dp::NhKind::kVia, *uplink_port_, uplink_mac_, cfg_.mtu,
-                                   cfg_.uplink->vlan.value_or(0));
+        dp::NextHop nh{};
+        nh.kind = dp::NhKind::kVia;
+        nh.port = up->port;
+        nh.src_mac = up->mac.bytes();
         nh.dst_mac = t.mac->bytes();
-        uint32_t id = tables_.nh_alloc(nh);
+        nh.mtu = up->mtu;
+        nh.vlan = up->vlan;
+        uint32_t id = ctx_.tables().nh_alloc(nh);
         if (id == dp::kNhInvalid) {
             throw std::runtime_error("next-hop table full");
         }
@@ -124,7 +139,7 @@ uint32_t Controller::acquire(const RouteTarget &t) {
         return id;
     }
     if (t.vias.size() == 1) {
-        return via_ref(t.vias[0]);
+        return neighbors_.via_ref(t.vias[0]);
     }
     auto it = groups_.find(t.vias);
     if (it != groups_.end()) {
@@ -134,29 +149,30 @@ uint32_t Controller::acquire(const RouteTarget &t) {
     std::vector<uint32_t> members;
     try {
         for (const auto &v : t.vias) {
-            members.push_back(via_ref(v));
+            members.push_back(neighbors_.via_ref(v));
         }
     } catch (...) {
         for (size_t i = 0; i < members.size(); i++) {
-            via_unref(t.vias[i]);
+            neighbors_.via_unref(t.vias[i]);
         }
         throw;
     }
-    uint32_t g = tables_.group_alloc(members.data(), static_cast<uint8_t>(members.size()));
+    dp::Tables &tables = ctx_.tables();
+    uint32_t g = tables.group_alloc(members.data(), static_cast<uint8_t>(members.size()));
     uint32_t id = dp::kNhInvalid;
     if (g != UINT32_MAX) {
         dp::NextHop nh{};
         nh.kind = dp::NhKind::kGroup;
         nh.group = g;
         nh.group_n = static_cast<uint8_t>(members.size());
-        id = tables_.nh_alloc(nh);
+        id = tables.nh_alloc(nh);
         if (id == dp::kNhInvalid) {
-            tables_.group_free(g);  // never published
+            tables.group_free(g);  // never published
         }
     }
     if (id == dp::kNhInvalid) {
         for (const auto &v : t.vias) {
-            via_unref(v);
+            neighbors_.via_unref(v);
         }
         throw std::runtime_error(g == UINT32_MAX ? "ECMP group table full" : "next-hop table full");
     }
@@ -164,36 +180,40 @@ uint32_t Controller::acquire(const RouteTarget &t) {
     return id;
 }
 
-void Controller::release(const RouteTarget &t) {
+void RoutesModule::release(const RouteTarget &t) {
     if (t.kind != RouteTarget::Kind::kVia) {
         return;  // pods own their next hop; blackhole and unreachable are permanent
     }
+    dp::Tables &tables = ctx_.tables();
     if (t.mac) {
         auto it = fixed_.find(std::make_pair(t.vias[0], *t.mac));
         if (it != fixed_.end() && --it->second.refs == 0) {
-            free_nhs_.push_back(it->second.nh);
+            ctx_.defer([&tables, nh = it->second.nh] { tables.nh_free(nh); });
             fixed_.erase(it);
         }
         return;
     }
     if (t.vias.size() == 1) {
-        via_unref(t.vias[0]);
+        neighbors_.via_unref(t.vias[0]);
         return;
     }
     auto it = groups_.find(t.vias);
     if (it == groups_.end() || --it->second.refs > 0) {
         return;
     }
-    free_nhs_.push_back(it->second.nh);
-    free_groups_.push_back(it->second.group);
+    ctx_.defer([&tables, nh = it->second.nh, g = it->second.group] {
+        tables.nh_free(nh);
+        tables.group_free(g);
+    });
     groups_.erase(it);
     for (const auto &v : t.vias) {
-        via_unref(v);
+        neighbors_.via_unref(v);
     }
 }
 
-std::vector<std::pair<AnyPrefix, std::string>> Controller::publish() {
+std::vector<std::pair<AnyPrefix, std::string>> RoutesModule::publish() {
     std::vector<std::pair<AnyPrefix, std::string>> failed;
+    dp::Tables &tables = ctx_.tables();
     auto changes = rib_.flush();
     // A change the tables refused: nothing of it may stay half in place.
     auto refuse = [&](const RibChange &c, const std::string &err) {
@@ -201,9 +221,9 @@ std::vector<std::pair<AnyPrefix, std::string>> Controller::publish() {
         if (c.target) {
             if (c.previous) {  // the old route must not linger either
                 if (is_v4(c.prefix)) {
-                    tables_.del4(std::get<net::Prefix4>(c.prefix));
+                    tables.del4(std::get<net::Prefix4>(c.prefix));
                 } else {
-                    tables_.del6(std::get<net::Prefix6>(c.prefix));
+                    tables.del6(std::get<net::Prefix6>(c.prefix));
                 }
             }
             rib_.mark_not_installed(c.prefix);
@@ -233,7 +253,7 @@ std::vector<std::pair<AnyPrefix, std::string>> Controller::publish() {
             continue;
         }
         const auto &p = std::get<net::Prefix4>(c.prefix);
-        int rc = c.target ? tables_.add4(p, nhs[i]) : tables_.del4(p);
+        int rc = c.target ? tables.add4(p, nhs[i]) : tables.del4(p);
         if (rc != 0 && !(rc == -ENOENT && !c.target)) {
             if (c.target) {
                 release(*c.target);
@@ -242,7 +262,7 @@ std::vector<std::pair<AnyPrefix, std::string>> Controller::publish() {
         }
     }
     std::vector<int> rc6;
-    tables_.apply6_batch(batch6, rc6);
+    tables.apply6_batch(batch6, rc6);
     for (size_t k = 0; k < batch6.size(); k++) {
         const auto &c = changes[batch6_idx[k]];
         if (rc6[k] != 0 && !(rc6[k] == -ENOENT && !c.target)) {
@@ -257,23 +277,7 @@ std::vector<std::pair<AnyPrefix, std::string>> Controller::publish() {
             release(*c.previous);
         }
     }
-    if (!free_nhs_.empty() || !free_groups_.empty() || !free_neighbors_.empty()) {
-        tables_.synchronize();
-        for (uint32_t id : free_nhs_) {
-            tables_.nh_free(id);
-        }
-        for (uint32_t g : free_groups_) {
-            tables_.group_free(g);
-        }
-        for (const auto &ip : free_neighbors_) {
-            if (neigh_) {
-                neigh_->unref(ip);
-            }
-        }
-        free_nhs_.clear();
-        free_groups_.clear();
-        free_neighbors_.clear();
-    }
+    ctx_.reclaim();
     if (!changes.empty()) {
         cnt_.versions++;
     }
@@ -283,9 +287,9 @@ std::vector<std::pair<AnyPrefix, std::string>> Controller::publish() {
 // ---------------------------------------------------------------------------------------------
 // Routes BIRD learned, from the netlink watcher.
 
-void Controller::drain_netlink() {
+bool RoutesModule::poll() {
     if (!watcher_) {
-        return;
+        return false;
     }
     auto t0 = std::chrono::steady_clock::now();
     RouteEvent ev;
@@ -331,7 +335,7 @@ void Controller::drain_netlink() {
         rib_.set(ev.prefix, RouteSource::kBgp, RouteTarget::via(std::move(vias)));
     }
     if (n == 0) {
-        return;
+        return false;
     }
     publish();
     auto us =
@@ -340,6 +344,7 @@ void Controller::drain_netlink() {
     cnt_.last_batch_routes = n;
     cnt_.last_batch_us = static_cast<uint64_t>(us);
     cnt_.max_batch_us = std::max<uint64_t>(cnt_.max_batch_us, static_cast<uint64_t>(us));
+    return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -469,6 +474,9 @@ std::vector<json> api_routes(const json &args) {
 
 json target_json(const RouteTarget &t) {
     json j{{"kind", t.kind_name()}};
+    if (t.kind == RouteTarget::Kind::kOwned && !t.ref_key.empty() && !t.ref.empty()) {
+        j[t.ref_key] = t.ref;
+    }
     if (t.kind == RouteTarget::Kind::kVia) {
         json v = json::array();
         for (const auto &a : t.vias) {
@@ -484,7 +492,7 @@ json target_json(const RouteTarget &t) {
 
 }  // namespace
 
-json Controller::route_add(const json &args) {
+json RoutesModule::route_add(const json &args) {
     // Everything is checked before anything changes.
     std::vector<ParsedRoute> routes;
     auto items = api_routes(args);
@@ -494,7 +502,7 @@ json Controller::route_add(const json &args) {
         } catch (const ApiError &e) {
             throw ApiError(e.code(), route_ref(items, i) + e.what());
         }
-        if (routes.back().target.kind == RouteTarget::Kind::kVia && !uplink_port_) {
+        if (routes.back().target.kind == RouteTarget::Kind::kVia && !ports_.uplink()) {
             bad("route " + prefix_str(routes.back().prefix) +
                 " via a next hop needs an uplink, and this node has none");
         }
@@ -526,7 +534,7 @@ json Controller::route_add(const json &args) {
 // The IPAM sync's complete set of node routes (not an API op: only the sync
 // thread calls it): blackholes of source ipam, replacing the previous set.
 // All or nothing: when the tables refuse one, the previous set comes back.
-json Controller::ipam_routes(const json &args) {
+json RoutesModule::ipam_routes(const json &args) {
     std::vector<AnyPrefix> want;
     auto it = args.find("prefixes");
     if (it == args.end() || !it->is_array()) {
@@ -562,7 +570,7 @@ json Controller::ipam_routes(const json &args) {
     return json{{"routes", want.size()}, {"removed", removed}, {"version", cnt_.versions}};
 }
 
-json Controller::route_del(const json &args) {
+json RoutesModule::route_del(const json &args) {
     std::vector<std::pair<AnyPrefix, RouteSource>> keys;
     auto items = api_routes(args);
     for (size_t i = 0; i < items.size(); i++) {
@@ -585,8 +593,7 @@ json Controller::route_del(const json &args) {
     return json{{"deleted", keys.size()}, {"version", cnt_.versions}};
 }
 
-json Controller::route_list(const json &args) {
-    check_known(args, {"source", "family", "prefix", "limit"});
+json RoutesModule::route_list(const json &args) {
     std::optional<RouteSource> src;
     if (auto it = args.find("source"); it != args.end() && !it->is_null()) {
         src = it->is_string() ? parse_route_source(it->get<std::string>()) : std::nullopt;
@@ -629,47 +636,52 @@ json Controller::route_list(const json &args) {
         j["prefix"] = prefix_str(r.prefix);
         j["source"] = route_source_name(r.source);
         j["active"] = r.active;
-        if (r.target.kind == RouteTarget::Kind::kPod) {
-            for (const auto &[id, e] : endpoints_) {
-                if (e.nh == r.target.pod_nh) {
-                    j["endpoint"] = id;
-                }
-            }
-        }
         out.push_back(std::move(j));
     }
     return json{{"routes", out}, {"total", total}};
 }
 
-json Controller::tables_get() {
+void RoutesModule::counters(json &out) const {
+    out["versions"] = cnt_.versions;
+    out["route_changes"] = cnt_.route_changes;
+    out["route_errors"] = cnt_.route_errors;
+    out["bgp_events"] = cnt_.bgp_events;
+    out["bgp_ignored"] = cnt_.bgp_ignored;
+}
+
+void RoutesModule::describe_node(json &out) const {
+    const NodeConfig &cfg = ctx_.cfg();
+    out["bgp"] =
+        cfg.bgp ? json{{"table", cfg.bgp->table}, {"protocols", cfg.bgp->protocols}} : json();
+}
+
+void RoutesModule::describe_tables(json &out) const {
+    const NodeConfig &cfg = ctx_.cfg();
     json src = json::object();
     for (size_t i = 0; i < kRouteSourceCount; i++) {
         src[route_source_name(static_cast<RouteSource>(i))] =
             rib_.size(static_cast<RouteSource>(i));
     }
-    return json{{"version", cnt_.versions},
-                {"ipv4_routes", rib_.installed(net::Family::kIp4)},
-                {"ipv6_routes", rib_.installed(net::Family::kIp6)},
-                {"ipv4_capacity", cfg_.tables.ipv4_routes},
-                {"ipv6_capacity", cfg_.tables.ipv6_routes},
-                {"routes_by_source", src},
-                {"neighbor_next_hops", via_.size()},
-                {"ecmp_groups", groups_.size()},
-                {"endpoints", endpoints_.size()},
-                {"route_changes", cnt_.route_changes},
-                {"route_errors", cnt_.route_errors},
-                {"bgp", json{{"enabled", watcher_ != nullptr},
-                             {"events", cnt_.bgp_events},
-                             {"ignored", cnt_.bgp_ignored},
-                             {"resyncs", watcher_ ? watcher_->resyncs() : 0},
-                             {"backpressure_waits", watcher_ ? watcher_->backpressure_waits() : 0},
-                             {"error", watcher_ ? json(watcher_->error()) : json()},
-                             {"last_batch_routes", cnt_.last_batch_routes},
-                             {"last_batch_us", cnt_.last_batch_us},
-                             {"max_batch_us", cnt_.max_batch_us}}},
-                {"api_ring_full_waits", api_ring_.full_waits()},
-                {"table_memory_bytes", tables_.memory_bytes()},
-                {"heap_allocated_bytes", heap_allocated()}};
+    out["version"] = cnt_.versions;
+    out["ipv4_routes"] = rib_.installed(net::Family::kIp4);
+    out["ipv6_routes"] = rib_.installed(net::Family::kIp6);
+    out["ipv4_capacity"] = cfg.tables.ipv4_routes;
+    out["ipv6_capacity"] = cfg.tables.ipv6_routes;
+    out["routes_by_source"] = src;
+    out["ecmp_groups"] = groups_.size();
+    out["route_changes"] = cnt_.route_changes;
+    out["route_errors"] = cnt_.route_errors;
+    out["bgp"] = json{{"enabled", watcher_ != nullptr},
+                      {"events", cnt_.bgp_events},
+                      {"ignored", cnt_.bgp_ignored},
+                      {"resyncs", watcher_ ? watcher_->resyncs() : 0},
+                      {"backpressure_waits", watcher_ ? watcher_->backpressure_waits() : 0},
+                      {"error", watcher_ ? json(watcher_->error()) : json()},
+                      {"last_batch_routes", cnt_.last_batch_routes},
+                      {"last_batch_us", cnt_.last_batch_us},
+                      {"max_batch_us", cnt_.max_batch_us}};
+    out["table_memory_bytes"] = ctx_.tables().memory_bytes();
+    out["heap_allocated_bytes"] = heap_allocated();
 }
 
 }  // namespace fwd::control

@@ -15,16 +15,12 @@
 #include <vector>
 
 #include "fwd/control/api.hpp"
-#include "fwd/control/cni_service.hpp"
 #include "fwd/control/config.hpp"
 #include "fwd/control/controller.hpp"
-#include "fwd/control/ipam_sync.hpp"
-#include "fwd/control/pod_check.hpp"
 #include "fwd/dp/eal.hpp"
 #include "fwd/dp/meta.hpp"
 #include "fwd/dp/tables.hpp"
 #include "fwd/dp/worker.hpp"
-#include "fwd/ipam/open_store.hpp"
 
 namespace {
 
@@ -208,78 +204,31 @@ int main(int argc, char **argv) {
                 cfg.host ? cfg.host->punt_rate_pps : 10000));
             wptrs.push_back(workers.back().get());
         }
-        fwd::control::Controller controller(cfg, tables, wptrs, pool);
-        std::vector<LaunchArg> launch(n_workers + 1);
-        // The IPAM sync hands the node's routes to the control thread through
-        // call(), like the API; its thread starts once the control thread runs.
-        std::unique_ptr<fwd::control::IpamSync> ipam_sync;
-        std::unique_ptr<fwd::control::CniService> cni;
-        if (cfg.ipam) {
-            try {
-                ipam_sync = std::make_unique<fwd::control::IpamSync>(
-                    *cfg.ipam, cfg.node_name, fwd::ipam::open_store(cfg.ipam->store),
-                    [&](const std::vector<fwd::ipam::Cidr> &prefixes) {
-                        nlohmann::json p = nlohmann::json::array();
-                        for (const auto &c : prefixes) {
-                            p.push_back(c.str());
-                        }
-                        controller.call("ipam.routes", {{"prefixes", p}});
-                    });
-                controller.set_ipam_status([&] { return ipam_sync->status(); });
-                // The CNI ops run on the API thread with their own store connection.
-                cni = std::make_unique<fwd::control::CniService>(
-                    cfg, fwd::ipam::open_store(cfg.ipam->store),
-                    fwd::control::CniDeps{[&](const std::string &op, const nlohmann::json &a) {
-                                              return controller.call(op, a);
-                                          },
-                                          fwd::control::pod_interface_differences});
-            } catch (const std::exception &e) {
-                std::fprintf(stderr, "dpdk-fwd: IPAM store %s: %s\n", cfg.ipam->store.c_str(),
-                             e.what());
-                rc = 1;
-            }
+        // The control plane's modules (routes, endpoints, IPAM, CNI, ...)
+        // register themselves; the controller makes them all.
+        std::unique_ptr<fwd::control::Controller> controller;
+        try {
+            controller = std::make_unique<fwd::control::Controller>(cfg, tables, wptrs, pool);
+            controller->start();
+        } catch (const std::exception &e) {
+            std::fprintf(stderr, "dpdk-fwd: start failed: %s\n", e.what());
+            rc = 1;
         }
         if (rc == 0) {
-            try {
-                controller.start();
-            } catch (const std::exception &e) {
-                std::fprintf(stderr, "dpdk-fwd: start failed: %s\n", e.what());
-                rc = 1;
-            }
-        }
-        if (rc == 0) {
+            std::vector<LaunchArg> launch(n_workers + 1);
             for (unsigned i = 0; i < n_workers; i++) {
                 launch[i].worker = workers[i].get();
                 rte_eal_remote_launch(lcore_main, &launch[i], i + 2);
             }
-            launch[n_workers].controller = &controller;
+            launch[n_workers].controller = controller.get();
             rte_eal_remote_launch(lcore_main, &launch[n_workers], 1);
 
-            auto ops = fwd::control::Controller::ops();
-            for (const auto &op : fwd::control::CniService::ops()) {
-                ops.push_back(op);
-            }
-            fwd::control::ApiServer api(
-                cfg.api_socket, ops, [&](const std::string &op, const nlohmann::json &a) {
-                    if (!fwd::control::CniService::handles(op)) {
-                        return controller.call(op, a);
-                    }
-                    if (!cni) {
-                        throw fwd::control::ApiError("unavailable",
-                                                     "node " + cfg.node_name +
-                                                         " has no ipam section in its config: pods "
-                                                         "cannot get addresses");
-                    }
-                    return cni->call(op, a);
-                });
+            fwd::control::ApiServer api(cfg.api_socket, controller->api_ops(),
+                                        [&](const std::string &op, const nlohmann::json &a) {
+                                            return controller->call(op, a);
+                                        });
             try {
-                if (ipam_sync) {
-                    try {
-                        ipam_sync->start();
-                    } catch (const std::exception &e) {
-                        throw std::runtime_error(std::string("IPAM sync: ") + e.what());
-                    }
-                }
+                controller->online();
                 api.start();
                 std::printf("dpdk-fwd: node %s up: %u worker(s), API on %s\n",
                             cfg.node_name.c_str(), n_workers, cfg.api_socket.c_str());
@@ -292,15 +241,16 @@ int main(int argc, char **argv) {
                 rc = 1;
             }
             api.stop();
-            ipam_sync.reset();
-            controller.stop();
+            controller->offline();
+            controller->stop();
             rte_eal_wait_lcore(1);
-            controller.shutdown();
+            controller->shutdown();
             for (auto &w : workers) {
                 w->stop();
             }
             rte_eal_mp_wait_lcore();
         }
+        controller.reset();
         rte_mempool_free(pool);
         rte_free(qsbr);
     }

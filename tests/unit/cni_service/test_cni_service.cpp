@@ -55,6 +55,7 @@ struct FakeController {
             }
             json ep = a;
             ep["kind"] = a.value("kind", "tap");
+            ep["pod_interface"] = ep["kind"] == "tap";  // as the daemon's port kinds say
             ep["mac"] = a.value("mac", "02:00:00:00:00:01");
             ep["host_ifname"] = "fwdp1";
             for (const char *k : {"ipv4", "ipv6", "netns"}) {

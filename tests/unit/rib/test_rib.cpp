@@ -89,7 +89,7 @@ TEST(Rib, PrecedenceEndpointStaticIpamBgp) {
     r.set(p, RouteSource::kEndpoint, RouteTarget::pod(42));
     c = r.flush();
     ASSERT_EQ(c.size(), 1u);
-    EXPECT_EQ(c[0].target->pod_nh, 42u);
+    EXPECT_EQ(c[0].target->nh, 42u);
     EXPECT_EQ(c[0].previous->kind, RouteTarget::Kind::kBlackhole);
     // a lower-precedence change under a winner is invisible to the FIB
     r.set(p, RouteSource::kBgp, via("10.0.0.3"));

@@ -60,6 +60,14 @@ class CniService {
 
     static bool handles(const std::string &op);  // "cni.*"
     static const std::vector<std::string> &ops();
+    // Each op: its name, the fields its args may have (call() rejects any
+    // other) and its handler. The daemon registers its API ops from this.
+    struct Op {
+        std::string name;
+        std::vector<std::string> args;
+        nlohmann::json (CniService::*fn)(const nlohmann::json &);
+    };
+    static const std::vector<Op> &op_table();
 
     nlohmann::json call(const std::string &op, const nlohmann::json &args);
 

@@ -41,15 +41,23 @@ std::optional<RouteSource> parse_route_source(const std::string &s);
 
 // Where a route sends packets.
 struct RouteTarget {
-    enum class Kind : uint8_t { kPod, kVia, kBlackhole, kUnreachable };
+    // kOwned: a next hop its owner made and frees (a pod's endpoint, a
+    // feature's tunnel); the routes only point at it.
+    enum class Kind : uint8_t { kOwned, kVia, kBlackhole, kUnreachable };
     Kind kind = Kind::kUnreachable;
-    uint32_t pod_nh = 0;              // kPod: the endpoint's next hop id
+    uint32_t nh = 0;                  // kOwned: the next hop id
+    std::string owner;                // kOwned: the kind route listings show ("pod")
+    std::string ref_key;              // kOwned: ... and which of the owner's objects
+    std::string ref;                  //   as ref_key: ref ("endpoint": "<id>"); may be empty
     std::vector<net::IpAddr> vias;    // kVia: sorted, unique, 1..kMaxPaths (ECMP when > 1)
     std::optional<net::MacAddr> mac;  // kVia with one via: a fixed MAC, no resolution
     bool operator==(const RouteTarget &) const = default;
 
     static constexpr size_t kMaxPaths = 16;
-    static RouteTarget pod(uint32_t nh);
+    static RouteTarget owned(uint32_t nh, std::string owner, std::string ref_key = {},
+                             std::string ref = {});
+    // A local pod's next hop: owned(nh, "pod", "endpoint", endpoint).
+    static RouteTarget pod(uint32_t nh, std::string endpoint = {});
     static RouteTarget via(std::vector<net::IpAddr> vias,
                            std::optional<net::MacAddr> mac = std::nullopt);
     static RouteTarget blackhole();

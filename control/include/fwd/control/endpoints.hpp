@@ -1,0 +1,51 @@
+// The "endpoints" module: pods attached to the dataplane, through the port
+// kinds that register themselves (port_kind.hpp). An endpoint is a port (or
+// a share of one), a next hop to the pod and its /32 and /128 routes.
+// Ops: endpoint.add, endpoint.del, endpoint.get, endpoint.list.
+// A reply comes only once the change is live in every worker.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "fwd/control/module.hpp"
+#include "fwd/control/port_kind.hpp"
+
+namespace fwd::control {
+
+class RoutesModule;
+
+// The largest pod MTU the API allows.
+inline constexpr uint16_t kMaxPodMtu = 9000;
+
+class EndpointsModule final : public Module {
+  public:
+    static constexpr const char *kName = "endpoints";
+    explicit EndpointsModule(ControlContext &ctx);
+
+    void start() override;  // every kind's start()
+    void stop() override;   // every endpoint removed, then every kind's stop()
+    void describe_node(nlohmann::json &out) const override;
+    void describe_tables(nlohmann::json &out) const override;
+
+    const Endpoints &endpoints() const { return endpoints_; }
+
+  private:
+    nlohmann::json add(const nlohmann::json &args);
+    nlohmann::json del(const nlohmann::json &args);
+    nlohmann::json get(const nlohmann::json &args) const;
+    nlohmann::json list() const;
+    nlohmann::json to_json(const Endpoint &e) const;
+    PortKind &kind_of(const Endpoint &e) const;
+    // Undoes an endpoint in reverse order; every step tolerates "was never done".
+    // with_link false: leave what the kind's stop() takes down (shutdown).
+    void remove(Endpoint &e, bool with_link = true);
+
+    ControlContext &ctx_;
+    RoutesModule &routes_;
+    std::map<std::string, std::unique_ptr<PortKind>> kinds_;
+    Endpoints endpoints_;
+};
+
+}  // namespace fwd::control

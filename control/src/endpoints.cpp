@@ -1,0 +1,316 @@
+#include "fwd/control/endpoints.hpp"
+
+#include <random>
+
+#include "api_args.hpp"
+#include "fwd/control/ports.hpp"
+#include "fwd/control/routes.hpp"
+#include "fwd/util/registry.hpp"
+
+namespace fwd::control {
+
+using nlohmann::json;
+
+FWD_ON_LOAD(register_module<EndpointsModule>({RoutesModule::kName, PortsModule::kName}));
+
+namespace {
+
+// endpoint.add without "kind".
+constexpr const char *kDefaultKind = "tap";
+
+std::map<std::string, PortKindFactory> &kind_factories() {
+    static std::map<std::string, PortKindFactory> m;
+    return m;
+}
+
+bool valid_id(const std::string &id) {
+    if (id.empty() || id.size() > 128) {
+        return false;
+    }
+    for (char c : id) {
+        if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+net::MacAddr random_pod_mac() {
+    static std::mt19937_64 rng{std::random_device{}()};
+    uint64_t r = rng();
+    std::array<uint8_t, 6> b;
+    for (int i = 0; i < 6; i++) {
+        b[i] = static_cast<uint8_t>(r >> (i * 8));
+    }
+    b[0] = (b[0] & 0xfe) | 0x02;  // unicast, locally administered
+    return net::MacAddr(b);
+}
+
+}  // namespace
+
+void register_port_kind(std::string name, PortKindFactory make) {
+    if (name.empty() || !make) {
+        throw std::invalid_argument("a port kind needs a name and a factory");
+    }
+    if (!kind_factories().emplace(name, std::move(make)).second) {
+        throw std::invalid_argument("port kind '" + name + "' is registered twice");
+    }
+}
+
+const std::map<std::string, PortKindFactory> &registered_port_kinds() {
+    return kind_factories();
+}
+
+EndpointsModule::EndpointsModule(ControlContext &ctx)
+    : ctx_(ctx), routes_(ctx.need<RoutesModule>()) {
+    std::vector<std::string> add_args = {"id",   "netns", "ifname", "ipv4", "ipv6",
+                                         "kind", "mtu",   "mac",    "owner"};
+    for (const auto &[name, make] : registered_port_kinds()) {
+        auto k = make(ctx);
+        for (auto &a : k->args()) {
+            if (std::find(add_args.begin(), add_args.end(), a) == add_args.end()) {
+                add_args.push_back(a);
+            }
+        }
+        kinds_.emplace(name, std::move(k));
+    }
+    ctx.add_op(
+        {.name = "endpoint.add", .args = add_args, .fn = [this](const json &a) { return add(a); }});
+    ctx.add_op(
+        {.name = "endpoint.del", .args = {"id"}, .fn = [this](const json &a) { return del(a); }});
+    ctx.add_op(
+        {.name = "endpoint.get", .args = {"id"}, .fn = [this](const json &a) { return get(a); }});
+    ctx.add_op(
+        {.name = "endpoint.list", .args = {}, .fn = [this](const json &) { return list(); }});
+}
+
+void EndpointsModule::start() {
+    for (auto &[name, k] : kinds_) {
+        k->start();
+    }
+}
+
+void EndpointsModule::stop() {
+    while (!endpoints_.empty()) {
+        remove(endpoints_.begin()->second, false);
+        endpoints_.erase(endpoints_.begin());
+    }
+    for (auto it = kinds_.rbegin(); it != kinds_.rend(); ++it) {
+        it->second->stop();
+    }
+}
+
+PortKind &EndpointsModule::kind_of(const Endpoint &e) const {
+    return *kinds_.at(e.kind);
+}
+
+json EndpointsModule::add(const json &args) {
+    Endpoint e;
+    e.id = get_str(args, "id", true);
+    if (!valid_id(e.id)) {
+        bad("id '" + e.id + "' must be 1-128 characters of [A-Za-z0-9._-]");
+    }
+    if (endpoints_.count(e.id)) {
+        throw ApiError("already_exists", "endpoint '" + e.id + "' already exists");
+    }
+    const NodeConfig &cfg = ctx_.cfg();
+    if (endpoints_.size() >= cfg.max_endpoints) {
+        throw ApiError("unavailable", "endpoint limit reached (max_endpoints " +
+                                          std::to_string(cfg.max_endpoints) + ")");
+    }
+    e.kind = get_str(args, "kind", false, kDefaultKind);
+    auto kit = kinds_.find(e.kind);
+    if (kit == kinds_.end()) {
+        std::string names;
+        size_t i = 0;
+        for (const auto &[name, k] : kinds_) {
+            names += (i == 0 ? "" : i + 1 == kinds_.size() ? " or " : ", ") + ("'" + name + "'");
+            i++;
+        }
+        bad("kind must be " + names + ", got '" + e.kind + "'");
+    }
+    PortKind &kind = *kit->second;
+    e.netns = get_str(args, "netns", kind.needs_netns());
+    e.ifname = get_str(args, "ifname", false, "eth0");
+    if (e.ifname.empty() || e.ifname.size() > 15 || e.ifname.find('/') != std::string::npos) {
+        bad("ifname '" + e.ifname + "' is not a valid interface name (1-15 characters, no '/')");
+    }
+    auto v4 = get_str(args, "ipv4", false);
+    auto v6 = get_str(args, "ipv6", false);
+    if (v4.empty() && v6.empty()) {
+        bad("an endpoint needs ipv4, ipv6 or both");
+    }
+    if (!v4.empty()) {
+        e.ipv4 = net::Ip4Addr::parse(v4);
+        if (!e.ipv4) {
+            bad("ipv4 '" + v4 + "' is not an IPv4 address");
+        }
+    }
+    if (!v6.empty()) {
+        e.ipv6 = net::Ip6Addr::parse(v6);
+        if (!e.ipv6 || e.ipv6->is_link_local() || e.ipv6->is_multicast()) {
+            bad("ipv6 '" + v6 + "' is not a global unicast IPv6 address");
+        }
+    }
+    for (const auto &[id, o] : endpoints_) {
+        if ((e.ipv4 && o.ipv4 == e.ipv4) || (e.ipv6 && o.ipv6 == e.ipv6)) {
+            throw ApiError("already_exists", "address already used by endpoint '" + id + "'");
+        }
+    }
+    e.mtu = cfg.mtu;
+    if (auto it = args.find("mtu"); it != args.end() && !it->is_null()) {
+        if (!it->is_number_integer() || *it < 576 || *it > kMaxPodMtu) {
+            bad("mtu must be an integer from 576 to " + std::to_string(kMaxPodMtu) + ", got " +
+                it->dump());
+        }
+        e.mtu = it->get<uint16_t>();
+        if (e.ipv6 && e.mtu < 1280) {
+            bad("mtu must be at least 1280 with IPv6, got " + it->dump());
+        }
+    }
+    auto mac = get_str(args, "mac", kind.needs_mac());
+    if (!mac.empty()) {
+        auto m = net::MacAddr::parse(mac);
+        if (!m || m->is_multicast() || m->is_zero()) {
+            bad("mac '" + mac + "' is not a unicast MAC address");
+        }
+        e.mac = *m;
+    } else {
+        e.mac = random_pod_mac();
+    }
+    kind.check(e, args, endpoints_);
+    if (auto it = args.find("owner"); it != args.end() && !it->is_null()) {
+        if (!it->is_object() || it->size() > 16) {
+            bad("owner must be an object of at most 16 strings");
+        }
+        for (const auto &[k, v] : it->items()) {
+            if (!v.is_string() || k.size() > 64 || v.get_ref<const std::string &>().size() > 256) {
+                bad("owner." + k + " must be a string of at most 256 characters");
+            }
+        }
+        e.owner = *it;
+    }
+
+    // From here on, every failure undoes what was done before it.
+    try {
+        kind.attach(e);
+        e.attached = true;
+        dp::NextHop nh{};
+        nh.kind = dp::NhKind::kPod;
+        nh.port = e.port_id;
+        nh.dst_mac = e.mac.bytes();
+        nh.src_mac = net::kCalicoGatewayMac.bytes();
+        nh.mtu = e.mtu;
+        e.nh = ctx_.tables().nh_alloc(nh);
+        if (e.nh == dp::kNhInvalid) {
+            throw ApiError("unavailable", "next-hop table full");
+        }
+        Rib &rib = routes_.rib();
+        if (e.ipv4) {
+            rib.set(net::Prefix4{*e.ipv4, 32}, RouteSource::kEndpoint,
+                    RouteTarget::pod(e.nh, e.id));
+        }
+        if (e.ipv6) {
+            rib.set(net::Prefix6{*e.ipv6, 128}, RouteSource::kEndpoint,
+                    RouteTarget::pod(e.nh, e.id));
+        }
+        if (auto failed = routes_.publish(); !failed.empty()) {
+            throw ApiError("unavailable", "cannot add route " + prefix_str(failed[0].first) + ": " +
+                                              failed[0].second);
+        }
+        kind.activate(e);
+        e.active = true;
+    } catch (...) {
+        remove(e);
+        throw;
+    }
+    auto [it, ok] = endpoints_.emplace(e.id, std::move(e));
+    return to_json(it->second);
+}
+
+void EndpointsModule::remove(Endpoint &e, bool with_link) {
+    Rib &rib = routes_.rib();
+    if (e.ipv4) {
+        rib.remove(net::Prefix4{*e.ipv4, 32}, RouteSource::kEndpoint);
+    }
+    if (e.ipv6) {
+        rib.remove(net::Prefix6{*e.ipv6, 128}, RouteSource::kEndpoint);
+    }
+    routes_.publish();
+    PortKind &kind = kind_of(e);
+    if (e.attached) {
+        kind.deactivate(e);
+    }
+    e.active = false;
+    if (e.nh != dp::kNhInvalid) {
+        // Once no lookup returns the next hop it can go.
+        ctx_.tables().synchronize();
+        ctx_.tables().nh_free(e.nh);
+        e.nh = dp::kNhInvalid;
+    }
+    if (e.attached) {
+        kind.detach(e, with_link);
+        e.attached = false;
+    }
+}
+
+json EndpointsModule::del(const json &args) {
+    auto id = get_str(args, "id", true);
+    auto it = endpoints_.find(id);
+    if (it == endpoints_.end()) {
+        throw ApiError("not_found", "no endpoint '" + id + "'");
+    }
+    remove(it->second);
+    endpoints_.erase(it);
+    return json{{"id", id}, {"deleted", true}};
+}
+
+json EndpointsModule::get(const json &args) const {
+    auto id = get_str(args, "id", true);
+    auto it = endpoints_.find(id);
+    if (it == endpoints_.end()) {
+        throw ApiError("not_found", "no endpoint '" + id + "'");
+    }
+    return to_json(it->second);
+}
+
+json EndpointsModule::list() const {
+    json list = json::array();
+    for (const auto &[id, e] : endpoints_) {
+        list.push_back(to_json(e));
+    }
+    return json{{"endpoints", list}};
+}
+
+json EndpointsModule::to_json(const Endpoint &e) const {
+    json j{
+        {"id", e.id},   {"kind", e.kind},       {"ifname", e.ifname}, {"mac", e.mac.str()},
+        {"mtu", e.mtu}, {"port_id", e.port_id}, {"worker", e.worker}, {"rx_queues", e.rx_queues}};
+    j["netns"] = e.netns.empty() ? json() : json(e.netns);
+    j["ipv4"] = e.ipv4 ? json(e.ipv4->str()) : json();
+    j["ipv6"] = e.ipv6 ? json(e.ipv6->str()) : json();
+    for (const auto &[name, k] : kinds_) {
+        for (const auto &f : k->fields()) {
+            j[f] = json();
+        }
+    }
+    const PortKind &kind = kind_of(e);
+    kind.describe(e, j);
+    // "shared": on a port many pods share; "own": a port of its own.
+    j["port"] = kind.shared_port() ? "shared" : "own";
+    j["pod_interface"] = kind.pod_interface();
+    j["owner"] = e.owner;
+    return j;
+}
+
+void EndpointsModule::describe_node(json &out) const {
+    for (const auto &[name, k] : kinds_) {
+        k->describe_node(out, endpoints_);
+    }
+}
+
+void EndpointsModule::describe_tables(json &out) const {
+    out["endpoints"] = endpoints_.size();
+}
+
+}  // namespace fwd::control

@@ -1,0 +1,181 @@
+// Port kind "tap": kernel pods. One net_tap for every kernel pod; its kernel
+// interface stays in the daemon's namespace and each pod gets a macvlan on
+// it in the pod's namespace (vhost::add_pod_macvlan): Calico's eth0 with the
+// pod's /32 and /128 and the gateway routes. One ethdev instead of one per
+// pod (Debian's DPDK has 32 ports in all); the tap tells pods apart by MAC.
+#include <rte_mbuf.h>
+
+#include "api_args.hpp"
+#include "fwd/control/endpoints.hpp"
+#include "fwd/control/ports.hpp"
+#include "fwd/util/registry.hpp"
+#include "fwd/vhost/netns.hpp"
+#include "fwd/vhost/pod_port.hpp"
+
+namespace fwd::control {
+
+using nlohmann::json;
+
+namespace {
+
+// Every pod's macvlan sends through the shared tap's queues: longer than the
+// 1000 packets one pod's tap had.
+constexpr uint32_t kPodTapTxQueueLen = 10000;
+
+struct TapState {
+    int pod_ifindex = 0;  // the macvlan's ifindex in netns; 0: none made
+};
+
+class TapKind final : public PortKind {
+  public:
+    static constexpr const char *kName = "tap";
+    explicit TapKind(ControlContext &ctx) : ctx_(ctx) {}
+
+    std::vector<std::string> fields() const override { return {"host_ifname"}; }
+    bool needs_netns() const override { return true; }
+    bool needs_mac() const override { return false; }
+    bool shared_port() const override { return true; }
+    bool pod_interface() const override { return true; }
+
+    void start() override;
+    void stop() override;
+
+    void check(Endpoint &e, const json &, const Endpoints &others) override {
+        // The shared tap tells kernel pods apart by MAC alone.
+        for (const auto &[id, o] : others) {
+            if (o.kind == e.kind && o.mac == e.mac) {
+                throw ApiError("already_exists",
+                               "mac " + e.mac.str() + " already used by endpoint '" + id + "'");
+            }
+        }
+    }
+
+    void attach(Endpoint &e) override {
+        if (!pod_port_) {
+            throw ApiError("unavailable", "no pod tap: the daemon has not started");
+        }
+        e.port_id = *pod_port_;
+        e.rx_queues = static_cast<uint16_t>(ctx_.workers().size());
+        e.worker = 0;
+        vhost::PodIfConfig pc;
+        pc.netns = e.netns;
+        pc.ifname = e.ifname;
+        pc.mac = e.mac;
+        pc.mtu = e.mtu;
+        pc.ipv4 = e.ipv4;
+        pc.ipv6 = e.ipv6;
+        TapState st;
+        try {
+            st.pod_ifindex = vhost::add_pod_macvlan(ctx_.cfg().pod_tap, pc);
+        } catch (const std::exception &ex) {
+            throw ApiError("invalid_argument", ex.what());
+        }
+        e.state = st;
+    }
+
+    // The shared tap stays. Once no lookup returns the pod's next hop (the
+    // endpoints module waited for that), frames to the pod's MAC still in a
+    // TX buffer reach no macvlan and the kernel drops them.
+    void detach(Endpoint &e, bool with_link) override {
+        auto *st = std::any_cast<TapState>(&e.state);
+        if (st == nullptr || st->pod_ifindex == 0 || !with_link) {
+            return;  // at shutdown the tap's destruction takes every macvlan
+        }
+        try {
+            vhost::delete_pod_macvlan(e.netns, st->pod_ifindex, e.mac);
+        } catch (const std::exception &) {
+            // The namespace is unreachable: the macvlan goes with it, or
+            // with the shared tap at shutdown.
+        }
+        st->pod_ifindex = 0;
+    }
+
+    void describe(const Endpoint &, json &j) const override {
+        j["host_ifname"] = ctx_.cfg().pod_tap;
+    }
+
+    void describe_node(json &out, const Endpoints &eps) const override {
+        if (!pod_port_) {
+            out["pod_tap"] = json();
+            return;
+        }
+        size_t pods = 0;
+        for (const auto &[id, e] : eps) {
+            pods += e.kind == kName ? 1 : 0;
+        }
+        out["pod_tap"] = json{{"name", ctx_.cfg().pod_tap},
+                              {"port_id", *pod_port_},
+                              {"mtu", kMaxPodMtu},
+                              {"endpoints", pods}};
+    }
+
+  private:
+    ControlContext &ctx_;
+    std::optional<uint16_t> pod_port_;
+};
+
+void TapKind::start() {
+    vhost::PortSpec spec;
+    spec.kind = vhost::PortKind::kTap;
+    spec.token = "pods";
+    spec.tap_ifname = ctx_.cfg().pod_tap;
+    const auto n_workers = static_cast<uint16_t>(ctx_.workers().size());
+    // One queue pair per worker, worker w polls RX queue w: the kernel
+    // spreads the pods' flows over the queues by hash, so every queue must be
+    // polled, and the tap PMD wants as many RX as TX queues.
+    spec.rx_queues = n_workers;
+    spec.tx_queues = n_workers;
+    spec.pool = ctx_.pool();
+    spec.rx_scatter = true;
+    // With RX scatter a tap's rx_desc is the most mbufs one frame may take
+    // (the kernel queues the frames, not the PMD): enough for the largest
+    // frame, and no more pinned per queue.
+    const uint32_t room = rte_pktmbuf_data_room_size(ctx_.pool()) - RTE_PKTMBUF_HEADROOM;
+    const uint32_t frame = kMaxPodMtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN + RTE_ETHER_CRC_LEN;
+    spec.rx_desc = static_cast<uint16_t>(std::max<uint32_t>(4, (frame + room - 1) / room + 1));
+    spec.tx_desc = 512;
+    vhost::PortInfo info;
+    try {
+        info = vhost::create_port(spec);
+    } catch (const std::exception &ex) {
+        throw std::runtime_error(std::string("pod tap: ") + ex.what());
+    }
+    try {
+        // A macvlan's MTU cannot exceed its lower interface's: the tap carries the largest.
+        vhost::configure_pod_lower(ctx_.cfg().pod_tap, kMaxPodMtu, kPodTapTxQueueLen);
+    } catch (const std::exception &ex) {
+        vhost::destroy_port(info.port_id);
+        throw std::runtime_error(std::string("pod tap: ") + ex.what());
+    }
+    pod_port_ = info.port_id;
+    dp::PortState &ps = ctx_.tables().port_mut(info.port_id);
+    ps.mac = net::kCalicoGatewayMac.bytes();
+    ps.vlan = 0;
+    ps.tx_shared = false;
+    ps.role.store(dp::PortRole::kPod, std::memory_order_release);
+    // The workers do not run yet: their rings take the commands for later.
+    for (uint16_t w = 0; w < n_workers; w++) {
+        ctx_.workers()[w]->post({dp::WorkerCommand::Kind::kAddRxQueue, info.port_id, w, 0});
+    }
+}
+
+// After every endpoint is gone. Destroying the tap deletes the macvlans still
+// on it, in whichever namespace they are.
+void TapKind::stop() {
+    if (!pod_port_) {
+        return;
+    }
+    ctx_.need<PortsModule>().retire(*pod_port_);
+    try {
+        vhost::destroy_port(*pod_port_);
+    } catch (const std::exception &) {
+        // Shutting down: the EAL cleans up the rest.
+    }
+    pod_port_.reset();
+}
+
+}  // namespace
+
+FWD_ON_LOAD(register_port_kind<TapKind>(TapKind::kName));
+
+}  // namespace fwd::control

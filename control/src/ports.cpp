@@ -1,0 +1,154 @@
+#include "fwd/control/ports.hpp"
+
+#include <cstring>
+
+#include "fwd/util/registry.hpp"
+#include "fwd/vhost/pod_port.hpp"
+
+namespace fwd::control {
+
+using nlohmann::json;
+
+FWD_ON_LOAD(register_module<PortsModule>({}));
+
+void PortsModule::start() {
+    // Link changes of every port (uplink, pods) come in as events.
+    accepting_.store(true, std::memory_order_release);
+    for (auto type : {RTE_ETH_EVENT_INTR_LSC, RTE_ETH_EVENT_QUEUE_STATE}) {
+        rte_eth_dev_callback_register(RTE_ETH_ALL, type, on_port_event, this);
+    }
+    callbacks_ = true;
+    const NodeConfig &cfg = ctx_.cfg();
+    if (!cfg.uplink) {
+        return;
+    }
+    const UplinkConfig &u = *cfg.uplink;
+    vhost::PortSpec spec;
+    spec.rx_queues = u.rx_queues;
+    spec.tx_queues = static_cast<uint16_t>(ctx_.workers().size());
+    spec.pool = ctx_.pool();
+    auto info = vhost::create_port_from_devargs(u.devargs, spec);
+    Uplink up{info.port_id, u.mac ? *u.mac : info.mac, u.vlan.value_or(0), cfg.mtu};
+    if (u.mac) {
+        rte_ether_addr a;
+        std::memcpy(a.addr_bytes, u.mac->data(), 6);
+        rte_eth_dev_default_mac_addr_set(info.port_id, &a);
+    }
+    dp::PortState &ps = ctx_.tables().port_mut(info.port_id);
+    ps.mac = up.mac.bytes();
+    ps.vlan = up.vlan;
+    ps.role.store(dp::PortRole::kUplink, std::memory_order_release);
+    uplink_ = up;
+    // The workers do not run yet: their rings take the commands for later.
+    for (size_t w = 0; w < cfg.workers.size(); w++) {
+        for (const auto &q : cfg.workers[w].rx) {
+            ctx_.workers()[w]->post(
+                {dp::WorkerCommand::Kind::kAddRxQueue, info.port_id, q.queue, 0});
+        }
+    }
+}
+
+void PortsModule::stop() {
+    if (callbacks_) {
+        accepting_.store(false, std::memory_order_release);
+        for (auto type : {RTE_ETH_EVENT_INTR_LSC, RTE_ETH_EVENT_QUEUE_STATE}) {
+            rte_eth_dev_callback_unregister(RTE_ETH_ALL, type, on_port_event, this);
+        }
+        callbacks_ = false;
+    }
+    if (uplink_) {
+        retire(uplink_->port);
+        try {
+            vhost::destroy_port(uplink_->port);
+        } catch (const std::exception &) {
+            // Shutting down: the EAL cleans up the rest.
+        }
+        uplink_.reset();
+    }
+}
+
+void PortsModule::retire(uint16_t port) {
+    ctx_.tables().port_mut(port).role.store(dp::PortRole::kNone, std::memory_order_release);
+    // Every worker: no lookup still sends to it, no TX buffer holds it.
+    ctx_.tables().synchronize();
+    for (unsigned w = 0; w < ctx_.workers().size(); w++) {
+        try {
+            ctx_.worker_do(w, {dp::WorkerCommand::Kind::kDropPort, port, 0, 0});
+        } catch (const std::exception &) {
+            // A stuck worker is reported by its own stats; keep tearing down.
+        }
+    }
+    ctx_.tables().synchronize();
+}
+
+bool PortsModule::send_frame(const uint8_t *frame, size_t len) {
+    if (!uplink_) {
+        return false;
+    }
+    rte_mbuf *m = rte_pktmbuf_alloc(ctx_.pool());
+    if (m == nullptr) {
+        return false;
+    }
+    char *p = rte_pktmbuf_append(m, static_cast<uint16_t>(len));
+    if (p == nullptr) {
+        rte_pktmbuf_free(m);
+        return false;
+    }
+    std::memcpy(p, frame, len);
+    if (!ctx_.post_any({dp::WorkerCommand::Kind::kTx, uplink_->port, 0, 0, m})) {
+        rte_pktmbuf_free(m);
+        return false;
+    }
+    return true;
+}
+
+int PortsModule::on_port_event(uint16_t port, rte_eth_event_type type, void *self, void *) {
+    auto *p = static_cast<PortsModule *>(self);
+    // The interrupt thread waits while the ring is full (back-pressure, counted).
+    p->port_ring_.push_wait(
+        PortEvent{port, static_cast<uint8_t>(type)}, [p] { p->ctx_.wake(); },
+        [p] { return !p->accepting_.load(std::memory_order_acquire); });
+    return 0;
+}
+
+bool PortsModule::poll() {
+    PortEvent ev;
+    bool did = false;
+    while (port_ring_.pop(ev)) {
+        did = true;
+        PortLink &l = links_[ev.port];
+        l.events++;
+        rte_eth_link link{};
+        if (rte_eth_link_get_nowait(ev.port, &link) == 0) {
+            l.up = link.link_status == RTE_ETH_LINK_UP;
+            l.speed_mbps = link.link_speed;
+        }
+    }
+    return did;
+}
+
+json PortsModule::link_json(uint16_t port) const {
+    rte_eth_link link{};
+    bool up = rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP;
+    auto it = links_.find(port);
+    return json{{"up", up}, {"events", it == links_.end() ? 0 : it->second.events}};
+}
+
+void PortsModule::counters(json &out) const {
+    out["port_ring_full_waits"] = port_ring_.full_waits();
+}
+
+void PortsModule::describe_node(json &out) const {
+    const NodeConfig &cfg = ctx_.cfg();
+    if (!uplink_) {
+        out["uplink"] = json();
+        return;
+    }
+    out["uplink"] = json{{"port_id", uplink_->port},
+                         {"devargs", cfg.uplink->devargs},
+                         {"mac", uplink_->mac.str()},
+                         {"link", link_json(uplink_->port)},
+                         {"vlan", cfg.uplink->vlan ? json(*cfg.uplink->vlan) : json()}};
+}
+
+}  // namespace fwd::control

@@ -1,6 +1,7 @@
 // fwdctl ipam show | check | release, fwdctl apply -f | delete -f: the IPAM datastore itself,
 // the way calicoctl talks to Calico's datastore. No daemon is involved: a command's CLI11
-// callback hands fwdctl's main() the function to run instead of a request for the daemon.
+// callback hands fwdctl's main() the function to run (Command::local) instead of a request for
+// the daemon.
 //
 // The store: --store SPEC, else $FWD_IPAM_STORE, else ipam::kDefaultStoreSpec.
 // Exit codes, as for the rest of fwdctl: 0 success, 1 an error (or `ipam check` found
@@ -24,17 +25,12 @@
 #include "fwd/ipam/allocator.hpp"
 #include "fwd/ipam/open_store.hpp"
 #include "fwd/ipam/resource.hpp"
+#include "fwdctl.hpp"
 
-namespace fwd::control {
-
-void add_ipam_commands(CLI::App &app, std::function<int()> &local);
+namespace fwd::control::fwdctl {
 
 namespace {
 
-using nlohmann::json;
-
-// fwdctl's exit codes (see fwdctl.cpp), with the IPAM store in the daemon's place.
-enum Exit : int { kExitOk = 0, kExitError = 1, kExitUsage = 2, kExitUnavailable = 3 };
 constexpr const char *kStoreEnv = "FWD_IPAM_STORE";
 
 struct IpamOptions {
@@ -614,9 +610,9 @@ void add_file_command(CLI::App &app, const std::string &name, const std::string 
     cmd->callback(store_command(o, add_store_option(cmd), command, local));
 }
 
-}  // namespace
-
-void add_ipam_commands(CLI::App &app, std::function<int()> &local) {
+// ipam show | check | release, apply -f, delete -f, in this --help order.
+void add_ipam_commands(CLI::App &app, Command &command) {
+    std::function<int()> &local = command.local;
     auto o = std::make_shared<IpamOptions>();
     o->json_flag = app.get_option_no_throw("--json");
 
@@ -662,4 +658,8 @@ void add_ipam_commands(CLI::App &app, std::function<int()> &local) {
                      o, remove, local);
 }
 
-}  // namespace fwd::control
+}  // namespace
+
+FWD_ON_LOAD(register_group("ipam", 50, add_ipam_commands));
+
+}  // namespace fwd::control::fwdctl

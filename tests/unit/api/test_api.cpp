@@ -156,6 +156,14 @@ class ApiTest : public ::testing::Test {
         if (op == "endpoint.list") {
             return endpoint_list_;
         }
+        if (op == "endpoint.add") {
+            // As the daemon refuses a kind it does not know.
+            const std::string kind = args.value("kind", "tap");
+            if (kind != "tap" && kind != "vhost-user") {
+                throw ApiError("invalid_argument",
+                               "unknown port kind '" + kind + "' (known: tap, vhost-user)");
+            }
+        }
         if (op == "endpoint.get") {
             throw ApiError("not_found", "no endpoint '" + args.value("id", "") + "'");
         }
@@ -672,13 +680,24 @@ TEST_F(FwdctlTest, NoDaemonExitsThreeWithAHint) {
 TEST_F(FwdctlTest, UsageErrorsExitTwo) {
     start_server();
     EXPECT_EQ(fwdctl_s({"endpoint", "add", "--netns", "ns1"}).status, 2);  // no --id
-    EXPECT_EQ(fwdctl_s({"endpoint", "add", "--id", "a", "--netns", "n", "--kind", "veth"}).status,
-              2);
     EXPECT_EQ(fwdctl_s({"endpoint", "add", "--id", "a", "--netns", "n", "--mtu", "big"}).status, 2);
     EXPECT_EQ(fwdctl_s({"endpoint"}).status, 2);
     EXPECT_EQ(fwdctl_s({"frobnicate"}).status, 2);
     EXPECT_EQ(fwdctl_s({}).status, 2);
     EXPECT_EQ(last_op_, "");
+}
+
+// Port kinds are the daemon's: fwdctl sends any --kind, and the daemon's refusal (which names
+// the kinds it knows) reaches the user as any daemon error does.
+TEST_F(FwdctlTest, UnknownKindIsTheDaemonsToRefuse) {
+    start_server();
+    const CliRun run = fwdctl_s({"endpoint", "add", "--id", "a", "--netns", "n", "--kind", "veth"});
+    EXPECT_EQ(last_op_, "endpoint.add");
+    EXPECT_EQ(last_args_, (json{{"id", "a"}, {"netns", "n"}, {"kind", "veth"}}));
+    EXPECT_EQ(run.status, 1);
+    EXPECT_EQ(run.err,
+              "fwdctl: invalid_argument: unknown port kind 'veth' (known: tap, vhost-user)\n");
+    EXPECT_EQ(run.out, "");
 }
 
 TEST_F(FwdctlTest, RouteCommandsSendWhatWasGiven) {

@@ -1,0 +1,85 @@
+// fwdctl endpoint add | del | get | list: pod endpoints in the daemon.
+//
+// --kind is passed through unchecked: port kinds are the daemon's (a new kind must not need a
+// new fwdctl), and its error for an unknown kind names the known ones.
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "fwdctl.hpp"
+
+namespace fwd::control::fwdctl {
+
+namespace {
+
+const std::vector<const char *> kEndpointFields = {
+    "id",  "kind", "netns",   "ifname", "ipv4",        "ipv6",
+    "mac", "mtu",  "port_id", "worker", "host_ifname", "vhost_socket",
+};
+
+void print_endpoint(const json &endpoint, std::ostream &out) {
+    print_fields(endpoint, kEndpointFields, out);
+}
+
+void print_endpoint_list(const json &result, std::ostream &out) {
+    Table table({{"ID"},
+                 {"KIND"},
+                 {"NETNS"},
+                 {"IFNAME"},
+                 {"IPV4"},
+                 {"IPV6"},
+                 {"MAC"},
+                 {"MTU", true},
+                 {"PORT", true},
+                 {"WORKER", true}});
+    for (const auto &e : array_field(result, "endpoints")) {
+        table.add_row({cell(e, "id"), cell(e, "kind"), cell(e, "netns"), cell(e, "ifname"),
+                       cell(e, "ipv4"), cell(e, "ipv6"), cell(e, "mac"), cell(e, "mtu"),
+                       cell(e, "port_id"), cell(e, "worker")});
+    }
+    table.print(out);
+}
+
+void add_endpoint_commands(CLI::App &app, Command &command) {
+    CLI::App *group = app.add_subcommand("endpoint", "manage pod endpoints");
+    group->require_subcommand(1);
+
+    add_request_command(
+        *group, "add", "attach a pod: create its port and routes", "endpoint.add", command,
+        print_endpoint, [](CLI::App *cmd, ArgOptions &o) {
+            o.text(cmd, "--id", "id", "endpoint id, unique on the node")->required();
+            o.text(cmd, "--netns", "netns",
+                   "pod network namespace: a path, or a name under /var/run/netns "
+                   "(required for tap pods)");
+            o.text(cmd, "--ifname", "ifname", "interface name inside the pod (default eth0)");
+            o.text(cmd, "--ipv4", "ipv4", "pod IPv4 address");
+            o.text(cmd, "--ipv6", "ipv6", "pod IPv6 address");
+            o.text(cmd, "--kind", "kind",
+                   "port kind: tap (default), vhost-user, or another the daemon knows");
+            o.integer(cmd, "--mtu", "mtu", "MTU of the pod interface");
+            o.text(cmd, "--mac", "mac", "pod MAC address (required for vhost-user)");
+            o.text(cmd, "--vhost-socket", "vhost_socket", "vhost-user socket path");
+            o.text(cmd, "--vhost-mode", "vhost_mode", "vhost-user socket role (default server)")
+                ->check(CLI::IsMember({"server", "client"}));
+        });
+
+    add_request_command(
+        *group, "del", "detach a pod: remove its routes and port", "endpoint.del", command,
+        [](const json &result, std::ostream &out) {
+            out << "endpoint " << cell(result, "id") << " deleted\n";
+        },
+        [](CLI::App *cmd, ArgOptions &o) { o.text(cmd, "--id", "id", "endpoint id")->required(); });
+
+    add_request_command(
+        *group, "get", "show one endpoint", "endpoint.get", command, print_endpoint,
+        [](CLI::App *cmd, ArgOptions &o) { o.text(cmd, "--id", "id", "endpoint id")->required(); });
+
+    add_request_command(*group, "list", "list all endpoints", "endpoint.list", command,
+                        print_endpoint_list);
+}
+
+}  // namespace
+
+FWD_ON_LOAD(register_group("endpoint", 10, add_endpoint_commands));
+
+}  // namespace fwd::control::fwdctl

@@ -4,6 +4,7 @@
 // must never half-start a node.
 #include "fwd/control/config.hpp"
 
+#include <cxxabi.h>
 #include <sched.h>
 #include <sys/un.h>
 
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <map>
@@ -22,6 +24,7 @@
 #include <system_error>
 
 #include "fwd/control/config_reader.hpp"
+#include "fwd/control/config_sections.hpp"
 #include "fwd/ipam/open_store.hpp"
 
 namespace fwd::control {
@@ -33,6 +36,13 @@ using config::index_path;
 using config::Json;
 using config::json_quote;
 using config::Object;
+
+// The keys parse_config reads itself; features add theirs (config_sections.hpp).
+constexpr std::string_view kBuiltinKeys[] = {
+    "node_name",     "eal",        "cores",   "uplink",     "node",
+    "idle",          "api_socket", "run_dir", "mbufs",      "icmp_errors_per_sec",
+    "max_endpoints", "pod_tap",    "routes",  "host",       "bgp",
+    "neighbor",      "tables",     "ipam",    "stage_stats"};
 
 constexpr size_t kMaxWorkers = 64;
 constexpr uint16_t kMaxUplinkQueues = 16;
@@ -575,7 +585,74 @@ IpamNodeConfig parse_ipam(const Object &o) {
     return c;
 }
 
+std::string type_name(const std::type_info &t) {
+    int status = 0;
+    std::unique_ptr<char, void (*)(void *)> name(
+        abi::__cxa_demangle(t.name(), nullptr, nullptr, &status), &std::free);
+    return status == 0 && name ? name.get() : t.name();
+}
+
+bool valid_section_key(std::string_view key) {
+    return !key.empty() && key.front() >= 'a' && key.front() <= 'z' &&
+           std::all_of(key.begin(), key.end(),
+                       [](char c) { return is_lower_alnum(c) || c == '_'; });
+}
+
 }  // namespace
+
+namespace detail {
+
+void throw_section_type_mismatch(std::string_view key, const std::type_info &held,
+                                 const std::type_info &asked) {
+    throw std::logic_error("config section " + json_quote(key) + " holds a " + type_name(held) +
+                           ", read as a " + type_name(asked));
+}
+
+void check_global_section(std::string_view key, const std::type_info &asked) {
+    const ConfigSections::Section *s = ConfigSections::global().find(key);
+    if (!s) {
+        throw std::logic_error("no config section " + json_quote(key) + " is registered");
+    }
+    if (*s->type != asked) {
+        throw_section_type_mismatch(key, *s->type, asked);
+    }
+}
+
+}  // namespace detail
+
+ConfigSections &ConfigSections::global() {
+    static ConfigSections sections;
+    return sections;
+}
+
+const ConfigSections::Section *ConfigSections::find(std::string_view key) const {
+    auto it = sections_.find(key);
+    return it == sections_.end() ? nullptr : &it->second;
+}
+
+void ConfigSections::add_section(Section s) {
+    std::string what = "config section " + json_quote(s.key);
+    if (!valid_section_key(s.key)) {
+        throw std::logic_error(what + ": a key is [a-z][a-z0-9_]*");
+    }
+    if (std::find(std::begin(kBuiltinKeys), std::end(kBuiltinKeys), s.key) !=
+        std::end(kBuiltinKeys)) {
+        throw std::logic_error(what + ": a built-in key of the node config");
+    }
+    if (sections_.count(s.key)) {
+        throw std::logic_error(what + ": registered twice (with " +
+                               type_name(*sections_.at(s.key).type) + " and " + type_name(*s.type) +
+                               ")");
+    }
+    std::set<std::string_view> fields;
+    for (const std::string &f : s.fields) {
+        if (f.empty() || !fields.insert(f).second) {
+            throw std::logic_error(what + ": field " + json_quote(f) + " is empty or listed twice");
+        }
+    }
+    std::string key = s.key;
+    sections_.emplace(std::move(key), std::move(s));
+}
 
 ConfigEnv ConfigEnv::from_this_process() {
     // Start from the glibc default set size and grow on EINVAL, which the
@@ -603,12 +680,14 @@ ConfigEnv ConfigEnv::from_this_process() {
     }
 }
 
-NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
+NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env,
+                        const ConfigSections &sections) {
     Json doc = parse_json(json_text);
-    Object root(Field(doc, ""),
-                {"node_name", "eal", "cores", "uplink", "node", "idle", "api_socket", "run_dir",
-                 "mbufs", "icmp_errors_per_sec", "max_endpoints", "pod_tap", "routes", "host",
-                 "bgp", "neighbor", "tables", "ipam", "stage_stats"});
+    std::vector<std::string_view> root_keys(std::begin(kBuiltinKeys), std::end(kBuiltinKeys));
+    for (const auto &[key, section] : sections.sections()) {
+        root_keys.push_back(key);
+    }
+    Object root(Field(doc, ""), std::move(root_keys));
     NodeConfig cfg;
 
     Field name = root.need("node_name", "the Kubernetes node name like \"node1\"");
@@ -694,7 +773,21 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
             cfg.routes.push_back(std::move(r));
         }
     }
+    // Last, so a section's parser may read every built-in field.
+    for (const auto &[key, section] : sections.sections()) {
+        if (auto f = root.get(key)) {
+            Object o(*f,
+                     std::vector<std::string_view>(section.fields.begin(), section.fields.end()));
+            section.load(&o, cfg);
+        } else {
+            section.load(nullptr, cfg);
+        }
+    }
     return cfg;
+}
+
+NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
+    return parse_config(json_text, env, ConfigSections::global());
 }
 
 NodeConfig parse_config(const std::string &json_text) {

@@ -1,9 +1,10 @@
 // Node configuration parser. Every value is read through a Field that knows
-// its JSON path, so each rejection names exactly what to fix. The whole file is
-// checked before the daemon touches EAL: a bad config must never half-start a
-// node.
+// its JSON path (config_reader.hpp), so each rejection names exactly what to
+// fix. The whole file is checked before the daemon touches EAL: a bad config
+// must never half-start a node.
 #include "fwd/control/config.hpp"
 
+#include <cxxabi.h>
 #include <sched.h>
 #include <sys/un.h>
 
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <map>
@@ -21,12 +23,26 @@
 #include <string_view>
 #include <system_error>
 
+#include "fwd/control/config_reader.hpp"
+#include "fwd/control/config_sections.hpp"
 #include "fwd/ipam/open_store.hpp"
 
 namespace fwd::control {
 namespace {
 
-using Json = nlohmann::json;
+using config::child_path;
+using config::Field;
+using config::index_path;
+using config::Json;
+using config::json_quote;
+using config::Object;
+
+// The keys parse_config reads itself; features add theirs (config_sections.hpp).
+constexpr std::string_view kBuiltinKeys[] = {
+    "node_name",     "eal",        "cores",   "uplink",     "node",
+    "idle",          "api_socket", "run_dir", "mbufs",      "icmp_errors_per_sec",
+    "max_endpoints", "pod_tap",    "routes",  "host",       "bgp",
+    "neighbor",      "tables",     "ipam",    "stage_stats"};
 
 constexpr size_t kMaxWorkers = 64;
 constexpr uint16_t kMaxUplinkQueues = 16;
@@ -38,44 +54,6 @@ constexpr uint16_t kMinMtu = 576;
 constexpr uint16_t kMinMtu6 = 1280;  // RFC 8200 section 5
 constexpr uint16_t kMaxMtu = 9000;
 constexpr std::string_view kUplinkPort = "uplink";
-
-std::string child_path(const std::string &parent, std::string_view key) {
-    return parent.empty() ? std::string(key) : parent + "." + std::string(key);
-}
-
-std::string index_path(const std::string &parent, size_t i) {
-    return parent + "[" + std::to_string(i) + "]";
-}
-
-// How a rejected value is shown back to the user: scalars as JSON text (so a
-// string "1500" is told apart from the number 1500), containers by kind only.
-std::string describe(const Json &j) {
-    constexpr size_t kMaxShown = 64;
-    if (j.is_object()) {
-        return "an object";
-    }
-    if (j.is_array()) {
-        return "an array";
-    }
-    std::string s = j.dump();
-    if (s.size() > kMaxShown) {
-        s = s.substr(0, kMaxShown - 3) + "...";
-    }
-    return s;
-}
-
-std::string json_quote(std::string_view s) {
-    return Json(s).dump();
-}
-
-std::string join(const std::vector<std::string_view> &items) {
-    std::string out;
-    for (auto item : items) {
-        out += out.empty() ? "" : ", ";
-        out += item;
-    }
-    return out;
-}
 
 // "0-3,6,8-9": short enough to print even on large machines.
 std::string cpu_ranges(std::vector<unsigned> cpus) {
@@ -99,120 +77,6 @@ std::string cpu_ranges(std::vector<unsigned> cpus) {
     }
     return out;
 }
-
-// A JSON value and where it sits in the document. Borrows the value: a Field
-// never outlives the document parse_config parsed.
-class Field {
-  public:
-    Field(const Json &value, std::string path) : value_(value), path_(std::move(path)) {}
-
-    const Json &json() const { return value_; }
-    const std::string &path() const { return path_; }
-
-    [[noreturn]] void fail(const std::string &reason) const {
-        throw ConfigError(path_.empty() ? "(root)" : path_, reason);
-    }
-    [[noreturn]] void fail_expected(std::string_view expected) const {
-        fail("expected " + std::string(expected) + ", got " + describe(value_));
-    }
-
-    std::string string(std::string_view expected) const {
-        if (!value_.is_string()) {
-            fail_expected(expected);
-        }
-        return value_.get<std::string>();
-    }
-
-    bool boolean() const {
-        if (!value_.is_boolean()) {
-            fail_expected("true or false");
-        }
-        return value_.get<bool>();
-    }
-
-    template <typename T>
-    T integer(T lo, T hi) const {
-        // Negative numbers and fractions fall out here too: they are never
-        // unsigned integers in nlohmann's model.
-        if (!value_.is_number_unsigned() || value_.get<uint64_t>() < lo ||
-            value_.get<uint64_t>() > hi) {
-            fail_expected("an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
-        }
-        return static_cast<T>(value_.get<uint64_t>());
-    }
-
-    std::vector<Field> array(size_t min_size, size_t max_size, std::string_view what) const {
-        std::string expected = "an array of " + std::to_string(min_size) + " to " +
-                               std::to_string(max_size) + " " + std::string(what);
-        if (!value_.is_array()) {
-            fail_expected(expected);
-        }
-        if (value_.size() < min_size || value_.size() > max_size) {
-            fail("expected " + expected + ", got " + std::to_string(value_.size()) + " " +
-                 std::string(what));
-        }
-        std::vector<Field> out;
-        for (size_t i = 0; i < value_.size(); i++) {
-            out.emplace_back(value_[i], index_path(path_, i));
-        }
-        return out;
-    }
-
-  private:
-    const Json &value_;
-    std::string path_;
-};
-
-// A JSON object with a closed set of keys. Unknown keys are reported before
-// anything else in the object, since a typo is usually why a required field
-// looks missing.
-class Object {
-  public:
-    Object(const Field &field, std::initializer_list<std::string_view> known)
-        : field_(field), known_(known) {
-        if (!field_.json().is_object()) {
-            field_.fail_expected("an object with fields " + join(known_));
-        }
-        for (const auto &[key, value] : field_.json().items()) {
-            if (std::find(known_.begin(), known_.end(), key) == known_.end()) {
-                throw ConfigError(
-                    child_path(field_.path(), key),
-                    "unknown field " + json_quote(key) + "; known fields: " + join(known_));
-            }
-        }
-    }
-
-    const Field &field() const { return field_; }
-
-    std::optional<Field> get(std::string_view key) const {
-        check_known(key);
-        auto it = field_.json().find(key);
-        if (it == field_.json().end()) {
-            return std::nullopt;
-        }
-        return Field(*it, child_path(field_.path(), key));
-    }
-
-    Field need(std::string_view key, std::string_view expected) const {
-        if (auto f = get(key)) {
-            return *f;
-        }
-        throw ConfigError(child_path(field_.path(), key),
-                          "required field is missing; expected " + std::string(expected));
-    }
-
-  private:
-    // Reading a key that was not declared would make it impossible to set.
-    void check_known(std::string_view key) const {
-        if (std::find(known_.begin(), known_.end(), key) == known_.end()) {
-            throw std::logic_error("config field " + child_path(field_.path(), key) +
-                                   " read but not declared");
-        }
-    }
-
-    Field field_;
-    std::vector<std::string_view> known_;
-};
 
 // nlohmann keeps the last of repeated keys without a word; a config that says
 // "mtu" twice is a mistake worth reporting, with its path like any other.
@@ -721,7 +585,74 @@ IpamNodeConfig parse_ipam(const Object &o) {
     return c;
 }
 
+std::string type_name(const std::type_info &t) {
+    int status = 0;
+    std::unique_ptr<char, void (*)(void *)> name(
+        abi::__cxa_demangle(t.name(), nullptr, nullptr, &status), &std::free);
+    return status == 0 && name ? name.get() : t.name();
+}
+
+bool valid_section_key(std::string_view key) {
+    return !key.empty() && key.front() >= 'a' && key.front() <= 'z' &&
+           std::all_of(key.begin(), key.end(),
+                       [](char c) { return is_lower_alnum(c) || c == '_'; });
+}
+
 }  // namespace
+
+namespace detail {
+
+void throw_section_type_mismatch(std::string_view key, const std::type_info &held,
+                                 const std::type_info &asked) {
+    throw std::logic_error("config section " + json_quote(key) + " holds a " + type_name(held) +
+                           ", read as a " + type_name(asked));
+}
+
+void check_global_section(std::string_view key, const std::type_info &asked) {
+    const ConfigSections::Section *s = ConfigSections::global().find(key);
+    if (!s) {
+        throw std::logic_error("no config section " + json_quote(key) + " is registered");
+    }
+    if (*s->type != asked) {
+        throw_section_type_mismatch(key, *s->type, asked);
+    }
+}
+
+}  // namespace detail
+
+ConfigSections &ConfigSections::global() {
+    static ConfigSections sections;
+    return sections;
+}
+
+const ConfigSections::Section *ConfigSections::find(std::string_view key) const {
+    auto it = sections_.find(key);
+    return it == sections_.end() ? nullptr : &it->second;
+}
+
+void ConfigSections::add_section(Section s) {
+    std::string what = "config section " + json_quote(s.key);
+    if (!valid_section_key(s.key)) {
+        throw std::logic_error(what + ": a key is [a-z][a-z0-9_]*");
+    }
+    if (std::find(std::begin(kBuiltinKeys), std::end(kBuiltinKeys), s.key) !=
+        std::end(kBuiltinKeys)) {
+        throw std::logic_error(what + ": a built-in key of the node config");
+    }
+    if (sections_.count(s.key)) {
+        throw std::logic_error(what + ": registered twice (with " +
+                               type_name(*sections_.at(s.key).type) + " and " + type_name(*s.type) +
+                               ")");
+    }
+    std::set<std::string_view> fields;
+    for (const std::string &f : s.fields) {
+        if (f.empty() || !fields.insert(f).second) {
+            throw std::logic_error(what + ": field " + json_quote(f) + " is empty or listed twice");
+        }
+    }
+    std::string key = s.key;
+    sections_.emplace(std::move(key), std::move(s));
+}
 
 ConfigEnv ConfigEnv::from_this_process() {
     // Start from the glibc default set size and grow on EINVAL, which the
@@ -749,12 +680,14 @@ ConfigEnv ConfigEnv::from_this_process() {
     }
 }
 
-NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
+NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env,
+                        const ConfigSections &sections) {
     Json doc = parse_json(json_text);
-    Object root(Field(doc, ""),
-                {"node_name", "eal", "cores", "uplink", "node", "idle", "api_socket", "run_dir",
-                 "mbufs", "icmp_errors_per_sec", "max_endpoints", "pod_tap", "routes", "host",
-                 "bgp", "neighbor", "tables", "ipam", "stage_stats"});
+    std::vector<std::string_view> root_keys(std::begin(kBuiltinKeys), std::end(kBuiltinKeys));
+    for (const auto &[key, section] : sections.sections()) {
+        root_keys.push_back(key);
+    }
+    Object root(Field(doc, ""), std::move(root_keys));
     NodeConfig cfg;
 
     Field name = root.need("node_name", "the Kubernetes node name like \"node1\"");
@@ -840,7 +773,21 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
             cfg.routes.push_back(std::move(r));
         }
     }
+    // Last, so a section's parser may read every built-in field.
+    for (const auto &[key, section] : sections.sections()) {
+        if (auto f = root.get(key)) {
+            Object o(*f,
+                     std::vector<std::string_view>(section.fields.begin(), section.fields.end()));
+            section.load(&o, cfg);
+        } else {
+            section.load(nullptr, cfg);
+        }
+    }
     return cfg;
+}
+
+NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env) {
+    return parse_config(json_text, env, ConfigSections::global());
 }
 
 NodeConfig parse_config(const std::string &json_text) {

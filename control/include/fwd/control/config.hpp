@@ -1,12 +1,24 @@
 // Node configuration: the JSON file given to `dpdk-fwd --config`.
 // Parsed and validated completely before anything starts; every error names
 // the JSON path of the offending field and the reason.
+//
+// The file holds what a node needs to boot. The keys below are built in; a
+// feature with a boot setting of its own (a table's capacity, a timeout) adds
+// its key from its own file instead (config_sections.hpp). Feature objects
+// (pools, policies, services, tunnels) come through the API and the cluster
+// store, never the file.
 #pragma once
 
+#include <any>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
+#include <typeinfo>
 #include <variant>
 #include <vector>
 
@@ -125,6 +137,52 @@ struct IpamNodeConfig {
     std::string birdc = "/usr/sbin/birdc";
 };
 
+class ConfigSections;  // config_sections.hpp
+
+namespace detail {
+[[noreturn]] void throw_section_type_mismatch(std::string_view key, const std::type_info &held,
+                                              const std::type_info &asked);
+// Throws std::logic_error unless ConfigSections::global() has `key` with type `asked`.
+void check_global_section(std::string_view key, const std::type_info &asked);
+}  // namespace detail
+
+// The values of the sections features add to the config (config_sections.hpp),
+// by top-level key. Values, not pointers: copying a NodeConfig copies them.
+class ConfigSectionValues {
+  public:
+    // The section as parsed, or T{} when the file has no such key. A NodeConfig
+    // built by hand (tests) holds no values and gives T{} for any section in
+    // ConfigSections::global(). Throws std::logic_error when T is not the type
+    // the section was registered with, or no section has this key.
+    template <typename T>
+    const T &get(std::string_view key) const {
+        if (auto it = values_.find(key); it != values_.end()) {
+            if (const T *v = std::any_cast<T>(&it->second)) {
+                return *v;
+            }
+            detail::throw_section_type_mismatch(key, it->second.type(), typeid(T));
+        }
+        detail::check_global_section(key, typeid(T));
+        static const T kDefault{};
+        return kDefault;
+    }
+
+    // parse_config stores every registered section here; tests may set one on
+    // a NodeConfig they build by hand. Throws std::logic_error when the key
+    // already holds another type.
+    template <typename T>
+    void set(std::string key, T value) {
+        static_assert(std::is_copy_constructible_v<T>, "a NodeConfig is copied, so are sections");
+        if (auto it = values_.find(key); it != values_.end() && it->second.type() != typeid(T)) {
+            detail::throw_section_type_mismatch(key, it->second.type(), typeid(T));
+        }
+        values_.insert_or_assign(std::move(key), std::any(std::move(value)));
+    }
+
+  private:
+    std::map<std::string, std::any, std::less<>> values_;
+};
+
 struct NodeConfig {
     std::string node_name;  // required; [a-z0-9.-], <= 63 chars
     EalConfig eal;
@@ -153,6 +211,15 @@ struct NodeConfig {
     // stats.stages op turns them on and off at runtime). Off: the fast path
     // does not read the TSC.
     bool stage_stats = false;
+    // Settings of the features that add their own top-level key
+    // (config_sections.hpp), parsed after the fields above.
+    ConfigSectionValues sections;
+
+    // cfg.section<ConntrackConfig>("conntrack"): see ConfigSectionValues::get.
+    template <typename T>
+    const T &section(std::string_view key) const {
+        return sections.get<T>(key);
+    }
 };
 
 // What a config is checked against beyond its own consistency. Injectable so
@@ -166,7 +233,10 @@ struct ConfigEnv {
 };
 
 // Parses and validates; throws ConfigError. The one-argument forms check
-// against ConfigEnv::from_this_process().
+// against ConfigEnv::from_this_process(). The forms without `sections` read
+// the feature sections of ConfigSections::global(); tests pass their own.
+NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env,
+                        const ConfigSections &sections);
 NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env);
 NodeConfig parse_config(const std::string &json_text);
 NodeConfig load_config(const std::string &path, const ConfigEnv &env);

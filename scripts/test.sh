@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test and ends with one line "tests: N passed, N failed".
+# Runs every test and ends with one line "tests: N passed, N failed, N skipped".
 #  1. unit + component tests (GoogleTest) on the -Werror build;
 #  2. the same under AddressSanitizer + UndefinedBehaviorSanitizer;
 #  3. system tests (pytest): network namespaces as pods, the real daemon.
@@ -13,9 +13,20 @@ status=0
 
 step() { printf '\n=== %s ===\n' "$*"; }
 
+# gtest_stage STAGE BUILDDIR [VAR=VALUE ...]: the unit and component suites of BUILDDIR with
+# the variables set, each meson test writing $results/STAGE/<test name>.xml
+# (scripts/gtest_wrap.sh).
+gtest_stage() {
+  local stage=$1 dir=$2
+  shift 2
+  mkdir -p "$results/$stage"
+  env "$@" FWD_GTEST_RESULTS="$results/$stage" meson test -C "$dir" --suite unit \
+    --suite component --wrapper "$top/scripts/gtest_wrap.sh" --print-errorlogs \
+    --num-processes 2 || status=1
+}
+
 step "unit and component tests"
-GTEST_OUTPUT="xml:$results/plain/" meson test -C build --suite unit --suite component \
-  --print-errorlogs --num-processes 2 || status=1
+gtest_stage plain build
 
 step "sanitizer build (address, undefined)"
 if [ ! -d build-asan ]; then
@@ -23,9 +34,8 @@ if [ ! -d build-asan ]; then
 fi
 ninja -C build-asan || status=1
 step "unit and component tests under ASan/UBSan"
-ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  GTEST_OUTPUT="xml:$results/asan/" meson test -C build-asan --suite unit --suite component \
-  --print-errorlogs --num-processes 2 || status=1
+gtest_stage asan build-asan ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
 step "system tests"
 FWD_BUILD="$top/build" /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/system \

@@ -228,6 +228,14 @@ def uplink_ifname(tag):
     return f"fwu{RUN_ID}{tag}"[:15]
 
 
+def assert_link_only_in(ns, ifname):
+    """ifname is an interface of namespace ns (a Netns) and not of the root namespace."""
+    r = ns.run(f"ip -o link show dev {ifname}", check=False)
+    assert r.returncode == 0, f"{ifname} is not in {ns.name}: {r.stderr.strip()}"
+    assert sh(f"ip -o link show dev {ifname}", check=False).returncode != 0, \
+        f"{ifname} is in the root namespace"
+
+
 BIRD = os.environ.get("FWD_BIRD", "/usr/sbin/bird")
 BIRDC = os.environ.get("FWD_BIRDC", "/usr/sbin/birdc")
 

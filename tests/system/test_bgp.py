@@ -136,7 +136,7 @@ def test_two_dataplane_nodes_on_a_tor_with_static_routes(netns_factory, daemon_f
     dpdk-fwd in each node namespace (ip netns exec), its uplink net_tap moved onto
     the ToR bridge, the other node's blocks as static routes with pinned MACs. Pods
     on different nodes reach each other, both families."""
-    from fwdlab import uplink_daemon_config, uplink_ifname
+    from fwdlab import assert_link_only_in, uplink_daemon_config, uplink_ifname
     tor = netns_factory("dtor")
     br = Bridge(tor)
     nodes = []
@@ -148,7 +148,7 @@ def test_two_dataplane_nodes_on_a_tor_with_static_routes(netns_factory, daemon_f
                                      extra={"routes": routes})
         d = daemon_factory(plan.name, extra=extra, netns=ns)
         # the uplink appeared in the node namespace, not in the root one
-        assert ns.run(f"ip link show {uplink_ifname(tag)}", check=False).returncode == 0
+        assert_link_only_in(ns, uplink_ifname(tag))
         br.adopt(uplink_ifname(tag), ns)
         pod = netns_factory(f"dp{plan.name[-1]}")
         d.add_pod(pod, ipv4=plan.pod4, ipv6=plan.pod6)

@@ -10,7 +10,8 @@ watcher on. Only routes of the configured protocol (bird = 12) are taken.
 import json
 import time
 
-from fwdlab import (RUN_ID, record_results, uplink_daemon_config, uplink_ifname, wait_until)
+from fwdlab import (RUN_ID, assert_link_only_in, record_results, uplink_daemon_config,
+                    uplink_ifname, wait_until)
 
 HOST_TAP = "fwdhost"
 NODE4, NODE6 = "10.0.0.1/24", "fd00::1/64"
@@ -43,7 +44,8 @@ def test_kernel_routes_reach_the_dataplane_and_leave_it(netns_factory, daemon_fa
         "eal": {"file_prefix": f"fwdt{RUN_ID}bn", "in_memory": True, "memory_mb": 700},
     })
     d = daemon_factory("bn", extra=extra, netns=ns)
-    assert uplink_ifname(tag)  # the uplink tap stays in the node namespace: no peer needed
+    # the uplink tap is in the node namespace (and stays there: no peer needed)
+    assert_link_only_in(ns, uplink_ifname(tag))
     t = d.ctl("tables")
     assert t["bgp"]["enabled"] is True and t["bgp"]["error"] in (None, ""), t
 

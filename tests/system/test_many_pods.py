@@ -205,11 +205,14 @@ def test_pod_gone_first_and_others_unharmed(daemon_factory, netns_factory):
         # one MAC per pod on the shared tap
         assert api.error("endpoint.add", id="dup", netns=c.name, ifname="eth1",
                          ipv4="10.244.9.9", mac=a.ep["mac"]) == "already_exists"
-        # the kernel refuses a second eth0 in a pod; nothing of the attempt stays
+        # the kernel refuses a second eth0 in a pod; nothing of the attempt stays: c holds
+        # lo and its own macvlan, no other link (-d: the kind, which plain `ip link` omits)
         assert api.error("endpoint.add", id="dup", netns=c.name,
                          ipv4="10.244.9.9") == "invalid_argument"
-        assert c.run("ip -o link show").stdout.count("macvlan") == 0
-        assert len(c.run("ip -o link show").stdout.splitlines()) == 2
+        links = json.loads(c.run("ip -d -j link show").stdout)
+        kinds = [(l["ifname"], l.get("linkinfo", {}).get("info_kind")) for l in links]
+        assert kinds == [("lo", None), ("eth0", "macvlan")], links
+        assert links[1]["address"] == c.ep["mac"], links
 
         # the pod's namespace is gone before its endpoint: the DEL still works
         a.delete()

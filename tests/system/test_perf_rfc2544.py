@@ -2,7 +2,8 @@
 TRex and pktgen backends against fakes of their APIs, and the generator
 profiles of perf/export_profiles.py. Needs neither TRex nor pktgen (not
 packaged on Debian); the Lua scripts run under lua5.x with a mock pktgen when
-an interpreter is installed. Takes a few seconds."""
+an interpreter is installed; the daemon of FWD_BUILD checks the DUT configs.
+Takes a few seconds."""
 import argparse
 import hashlib
 import importlib.util
@@ -29,6 +30,7 @@ from harness.rfc2544 import (GeneratorError, GeneratorUnavailable, Trial,  # noq
                              ndr_pdr, search, trials_needed)
 
 import export_profiles  # noqa: E402
+from fwdlab import DAEMON  # noqa: E402
 
 
 # --- a model of the DUT ------------------------------------------------------------------------
@@ -593,7 +595,9 @@ def test_pktgen_script_parameters(exported):
 
 
 def test_dut_config(exported):
-    binary = ROOT / "build" / "dpdk-fwd" / "app" / "dpdk-fwd"
+    # the daemon of the build under test (FWD_BUILD) checks each config; without it the
+    # configs are unchecked, which is a failure, not a pass
+    assert os.access(DAEMON, os.X_OK), f"{DAEMON} is missing: build first, or set FWD_BUILD"
     for name, sc in exported["scenarios"].items():
         path = exported["out"] / "dut" / f"{name}.json"
         cfg = json.loads(path.read_text())
@@ -602,10 +606,9 @@ def test_dut_config(exported):
         assert len(cfg["routes"]) == len(table.routes)
         assert sum(1 for r in cfg["routes"] if r.get("type") == "blackhole") == \
             table.count("local-block")
-        if os.access(binary, os.X_OK):
-            r = subprocess.run([str(binary), "--config", str(path), "--check-config"],
-                               capture_output=True, text=True, timeout=30)
-            assert r.returncode == 0, r.stdout + r.stderr
+        r = subprocess.run([str(DAEMON), "--config", str(path), "--check-config"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
 
 
 # --- the Lua script under a mock pktgen --------------------------------------------------------------

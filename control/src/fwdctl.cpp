@@ -52,13 +52,16 @@ int run(int argc, char **argv) {
     if (command.local) {
         return command.local();
     }
-    if (!command.request) {
+    if (!command.request && !command.dialogue) {
         std::cerr << app.help();
         return kExitUsage;
     }
 
     try {
         ApiClient client(socket_path);
+        if (command.dialogue) {
+            return command.dialogue(client);
+        }
         const Request &request = *command.request;
         const json result = client.call(request.op, request.args);
         if (as_json) {

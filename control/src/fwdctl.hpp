@@ -24,6 +24,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "fwd/control/api.hpp"
 #include "fwd/util/registry.hpp"
 
 namespace fwd::control::fwdctl {
@@ -49,6 +50,9 @@ struct Request {
 struct Command {
     std::optional<Request> request;
     std::function<int()> local;
+    // A command that talks to the daemon more than once (fwdctl capture): main() connects and
+    // turns the daemon's errors into messages and exit codes as for a request.
+    std::function<int(ApiClient &client)> dialogue;
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -273,8 +273,17 @@ void DatapathTest::SetUp() {
     l.reset_ports();
     ASSERT_TRUE(drain_tx().empty()) << "frames left over from an earlier test";
     pool_avail_ = rte_mempool_avail_count(l.pool());
-    worker_ = std::make_unique<Worker>(0, l.tables(), l.pool(), IdleParams{}, icmp_per_sec(),
-                                       nullptr, punt_per_sec());
+    worker_ = make_worker(nullptr);
+}
+
+std::unique_ptr<Worker> DatapathTest::make_worker(const Pipeline *p) {
+    return std::make_unique<Worker>(0, lab().tables(), lab().pool(), IdleParams{}, icmp_per_sec(),
+                                    nullptr, punt_per_sec(), p);
+}
+
+void DatapathTest::use_pipeline(const Pipeline *p) {
+    worker_.reset();
+    worker_ = make_worker(p);
 }
 
 void DatapathTest::TearDown() {

@@ -151,6 +151,10 @@ class DatapathTest : public ::testing::Test {
     Sent run(Side s, const PacketBuilder &b) { return run({{s, b}}); }
 
     Worker &worker() { return *worker_; }
+    // Replaces the worker with a fresh one (counters at zero) that runs p
+    // instead of default_pipeline(); p must outlive the test. Call before
+    // the test's first packet.
+    void use_pipeline(const Pipeline *p);
     Lab &lab() { return Lab::get(); }
     PortState &port_state(Side s) { return lab().tables().port_mut(lab().port(s)); }
 
@@ -165,6 +169,8 @@ class DatapathTest : public ::testing::Test {
         std::initializer_list<std::pair<DropReason, uint64_t>> reasons);
 
   private:
+    std::unique_ptr<Worker> make_worker(const Pipeline *p);
+
     std::unique_ptr<Worker> worker_;
     unsigned pool_avail_ = 0;
 };

@@ -1,0 +1,1260 @@
+// The feature hooks of the packet path (pipeline.hpp): stages a test
+// registers in a PipelineRegistry of its own (never the global one), frozen
+// and given to the fixture's worker. Order and the checks of the registry;
+// what each hook sees and what its stages may do with a packet (keep it,
+// drop it, re-enter it, reroute it); L4-port stages on the local hooks;
+// feature next-hop kinds; port taps; per-stage counters; worker slots.
+// The test stages record what they saw in g_seen (cleared before each test).
+#include <rte_ip.h>
+#include <rte_ring.h>
+#include <rte_udp.h>
+
+#include <deque>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fwd/control/controller.hpp"
+#include "fwd/dp/pipeline.hpp"
+#include "fwd/dp/pkt.hpp"
+#include "fwd/net/addr.hpp"
+#include "lab.hpp"
+
+namespace fwd::dp::test {
+namespace {
+
+constexpr uint16_t kTunnelPort = 4789;  // the L4 port the test stages take (VXLAN's)
+constexpr uint16_t kDeniedPort = 666;   // the pretend policy drops UDP to it
+constexpr uint16_t kEthLen = 14;
+constexpr uint16_t kOuter4 = sizeof(rte_ipv4_hdr) + sizeof(rte_udp_hdr);
+
+inline const uint32_t kInnerSrc4 = ip4("10.65.1.20");
+inline const Ip6 kInnerSrc6 = ip6("fd00:65:1::20");
+inline const uint32_t kTunnel4 = ip4("10.68.0.5");  // routed to a feature next-hop kind
+inline const Ip6 kTunnel6 = ip6("fd00:68::5");
+
+// One packet an output stage saw.
+struct NhSeen {
+    uint32_t nh;
+    uint16_t port;
+    NhKind kind;
+    uint8_t ttl;  // TTL / hop limit as the stage found it
+};
+
+// One burst a tap saw.
+struct TapSeen {
+    TapPoint point;
+    uint16_t port;
+    uint16_t n;
+    std::vector<Mac> dst;  // destination MAC of each frame
+};
+
+// What the test stages saw, and the knobs some of them read.
+struct Seen {
+    std::string order;                        // one letter per call of the ordered stages
+    std::map<std::string, uint64_t> calls;    // bursts, by stage
+    std::map<std::string, uint64_t> packets;  // packets entering, by stage
+    std::map<std::string, std::vector<uint16_t>> sports;  // L4 stages: source port of each
+    std::vector<NhSeen> nh;
+    std::vector<TapSeen> taps;
+    bool take = false;         // L4 stages drop what they get instead of leaving it
+    bool decap_adjust = true;  // decap: strip the outer headers off the mbuf too
+    NhKind tunnel = NhKind::kNone;
+    uint32_t underlay = kNhInvalid;  // the next hop the tunnel stage points packets at
+    uint16_t slot = 0;
+};
+Seen g_seen;
+
+void count(const char *stage, const Burst &b) {
+    g_seen.calls[stage]++;
+    g_seen.packets[stage] += b.n;
+}
+
+// Keeps the packets keep() is true for, in order; drops the others with r.
+template <typename Keep>
+void filter(Worker &w, Burst &b, DropReason r, Keep keep) {
+    uint16_t k = 0;
+    for (uint16_t i = 0; i < b.n; i++) {
+        if (keep(b.pkts[i])) {
+            b.pkts[k++] = b.pkts[i];
+        } else {
+            w.drop(b.pkts[i], r);
+        }
+    }
+    b.n = k;
+}
+
+uint16_t l4_port(rte_mbuf *m, uint16_t off) {
+    const PktMeta &md = meta(m);
+    if ((md.l4_proto != IPPROTO_UDP && md.l4_proto != IPPROTO_TCP) || md.l4_off == 0) {
+        return 0;
+    }
+    return rte_be_to_cpu_16(*at<rte_be16_t>(m, md.l4_off + off));
+}
+uint16_t dport(rte_mbuf *m) {
+    return l4_port(m, 2);
+}
+uint16_t sport(rte_mbuf *m) {
+    return l4_port(m, 0);
+}
+
+// --- the test stages ---
+
+template <char C>
+void letter(Worker &, Burst &) {
+    g_seen.order += C;
+}
+
+template <Hook H>
+void keep_all(Worker &, Burst &b) {
+    count(kHookNames[static_cast<size_t>(H)].data(), b);
+}
+
+template <bool kV6>
+void deny(Worker &w, Burst &b) {
+    count(kV6 ? "deny6" : "deny4", b);
+    filter(w, b, DropReason::kRouteBlackhole,
+           [](rte_mbuf *m) { return meta(m).l4_proto != IPPROTO_UDP || dport(m) != kDeniedPort; });
+}
+
+template <bool kV6>
+void see_nh(Worker &w, Burst &b) {
+    for (uint16_t i = 0; i < b.n; i++) {
+        rte_mbuf *m = b.pkts[i];
+        const PktMeta &md = meta(m);
+        const NextHop &nh = w.tables().nh(md.nh);
+        uint8_t ttl = kV6 ? at<rte_ipv6_hdr>(m, md.l3_off)->hop_limits
+                          : at<rte_ipv4_hdr>(m, md.l3_off)->time_to_live;
+        g_seen.nh.push_back(NhSeen{md.nh, nh.port, load_kind(nh), ttl});
+    }
+}
+
+// An L4-port stage: records the source ports; leaves the packets, or drops
+// them with g_seen.take.
+template <int kId>
+void l4_stage(Worker &w, Burst &b) {
+    static const char *const kNames[] = {"udp4", "tcp4", "udp6", "tcp6"};
+    count(kNames[kId], b);
+    for (uint16_t i = 0; i < b.n; i++) {
+        g_seen.sports[kNames[kId]].push_back(sport(b.pkts[i]));
+    }
+    if (g_seen.take) {
+        filter(w, b, DropReason::kRouteBlackhole, [](rte_mbuf *) { return false; });
+    }
+}
+
+// A pretend decapsulation: the packet after the outer IP + UDP header goes
+// through ip4_input / ip6_input again. With g_seen.decap_adjust the outer
+// headers leave the mbuf (room for an Ethernet header kept before the inner
+// one); without, only meta.l3_off moves to the inner header.
+rte_mbuf *decap_one(rte_mbuf *m) {
+    PktMeta &md = meta(m);
+    auto inner = static_cast<uint16_t>(md.l4_off + sizeof(rte_udp_hdr));
+    if (g_seen.decap_adjust) {
+        rte_pktmbuf_adj(m, static_cast<uint16_t>(inner - kEthLen));
+        md.l3_off = kEthLen;
+    } else {
+        md.l3_off = inner;
+    }
+    return m;
+}
+void reenter_by_version(Worker &w, rte_mbuf *m) {
+    if ((*at<uint8_t>(m, meta(m).l3_off) >> 4) == 6) {
+        w.reenter6(m);
+    } else {
+        w.reenter4(m);
+    }
+}
+void decap(Worker &w, Burst &b) {
+    count("decap", b);
+    for (uint16_t i = 0; i < b.n; i++) {
+        reenter_by_version(w, decap_one(b.pkts[i]));
+    }
+    b.n = 0;
+}
+
+// Decapsulates and re-enters every packet twice (itself and a copy).
+void decap_twice(Worker &w, Burst &b) {
+    count("decap_twice", b);
+    for (uint16_t i = 0; i < b.n; i++) {
+        rte_mbuf *m = decap_one(b.pkts[i]);
+        rte_mbuf *c = rte_pktmbuf_copy(m, w.pool(), 0, UINT32_MAX);
+        reenter_by_version(w, m);
+        if (c == nullptr) {
+            ADD_FAILURE() << "rte_pktmbuf_copy";
+            continue;
+        }
+        meta(c) = meta(m);
+        reenter_by_version(w, c);
+    }
+    b.n = 0;
+}
+
+// Re-enters every packet as it is: a loop.
+void reenter_same(Worker &w, Burst &b) {
+    count("reenter_same", b);
+    for (uint16_t i = 0; i < b.n; i++) {
+        reenter_by_version(w, b.pkts[i]);
+    }
+    b.n = 0;
+}
+
+// A pretend encapsulation on kIp4Output: a packet not from the node gets an
+// outer IPv4 + UDP/4789 header from the node to pod B (the pretend tunnel
+// end) and is routed again; the encapsulated one passes.
+void encap4(Worker &w, Burst &b) {
+    count("encap4", b);
+    uint16_t k = 0;
+    for (uint16_t i = 0; i < b.n; i++) {
+        rte_mbuf *m = b.pkts[i];
+        PktMeta &md = meta(m);
+        auto *ip = at<rte_ipv4_hdr>(m, md.l3_off);
+        if (ip->src_addr == rte_cpu_to_be_32(kNode4)) {
+            b.pkts[k++] = m;
+            continue;
+        }
+        uint16_t inner_len = rte_be_to_cpu_16(ip->total_length);
+        if (md.l3_off != kEthLen || m->pkt_len != uint32_t{kEthLen} + inner_len ||
+            rte_pktmbuf_prepend(m, kOuter4) == nullptr) {
+            ADD_FAILURE() << "encap4: unexpected packet";
+            w.drop(m, DropReason::kNoRoute);
+            continue;
+        }
+        // The old Ethernet header is now at kOuter4: outer IP and UDP go
+        // before the inner packet, over and before it.
+        auto *o = at<rte_ipv4_hdr>(m, kEthLen);
+        *o = rte_ipv4_hdr{};
+        o->version_ihl = RTE_IPV4_VHL_DEF;
+        o->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(kOuter4 + inner_len));
+        o->time_to_live = 64;
+        o->next_proto_id = IPPROTO_UDP;
+        o->src_addr = rte_cpu_to_be_32(kNode4);
+        o->dst_addr = rte_cpu_to_be_32(kPodB4);
+        o->hdr_checksum = rte_ipv4_cksum(o);
+        auto *u = at<rte_udp_hdr>(m, kEthLen + sizeof(rte_ipv4_hdr));
+        u->src_port = rte_cpu_to_be_16(49152);
+        u->dst_port = rte_cpu_to_be_16(kTunnelPort);
+        u->dgram_len = rte_cpu_to_be_16(static_cast<uint16_t>(sizeof(rte_udp_hdr) + inner_len));
+        u->dgram_cksum = 0;
+        md.l3_off = kEthLen;
+        md.l4_off = kEthLen + sizeof(rte_ipv4_hdr);
+        md.l4_proto = IPPROTO_UDP;
+        md.flags = kMetaLocalOrigin;
+        w.reroute4(m);
+    }
+    b.n = k;
+}
+
+// A pretend destination NAT on kIp6Output: kElsewhere6 becomes pod B, routed again.
+void nat6(Worker &w, Burst &b) {
+    count("nat6", b);
+    uint16_t k = 0;
+    for (uint16_t i = 0; i < b.n; i++) {
+        rte_mbuf *m = b.pkts[i];
+        auto *ip = at<rte_ipv6_hdr>(m, meta(m).l3_off);
+        if (std::memcmp(ip->dst_addr, kElsewhere6.data(), 16) != 0) {
+            b.pkts[k++] = m;
+            continue;
+        }
+        std::memcpy(ip->dst_addr, kPodB6.data(), 16);
+        w.reroute6(m);
+    }
+    b.n = k;
+}
+
+// On kIp4Output: kElsewhere4 becomes an address of an unreachable route,
+// routed again (the second route lookup fails).
+void misroute4(Worker &w, Burst &b) {
+    count("misroute4", b);
+    uint16_t k = 0;
+    for (uint16_t i = 0; i < b.n; i++) {
+        rte_mbuf *m = b.pkts[i];
+        auto *ip = at<rte_ipv4_hdr>(m, meta(m).l3_off);
+        if (ip->dst_addr != rte_cpu_to_be_32(kElsewhere4)) {
+            b.pkts[k++] = m;
+            continue;
+        }
+        ip->dst_addr = rte_cpu_to_be_32(kUnreachable4);
+        ip->hdr_checksum = 0;
+        ip->hdr_checksum = rte_ipv4_cksum(ip);
+        w.reroute4(m);
+    }
+    b.n = k;
+}
+
+// Routes every packet again: a loop.
+void reroute_always(Worker &w, Burst &b) {
+    count("reroute_always", b);
+    for (uint16_t i = 0; i < b.n; i++) {
+        w.reroute4(b.pkts[i]);
+    }
+    b.n = 0;
+}
+
+// The feature of the kind g_seen.tunnel: its packets go to g_seen.underlay.
+void take_tunnel(Worker &w, Burst &b) {
+    count("take_tunnel", b);
+    for (uint16_t i = 0; i < b.n; i++) {
+        PktMeta &md = meta(b.pkts[i]);
+        if (load_kind(w.tables().nh(md.nh)) == g_seen.tunnel) {
+            md.nh = g_seen.underlay;
+        }
+    }
+}
+
+template <TapPoint P>
+void tap(Worker &, uint16_t port, rte_mbuf *const *pkts, uint16_t n) {
+    TapSeen t{P, port, n, {}};
+    for (uint16_t i = 0; i < n; i++) {
+        Mac d;
+        std::memcpy(d.data(), rte_pktmbuf_mtod(pkts[i], const uint8_t *), 6);
+        t.dst.push_back(d);
+    }
+    g_seen.taps.push_back(std::move(t));
+}
+
+// Adds the burst's packets to the uint64_t the worker's slot g_seen.slot points at.
+void slot_user(Worker &w, Burst &b) {
+    if (auto *c = static_cast<uint64_t *>(w.slot(g_seen.slot)); c != nullptr) {
+        *c += b.n;
+    }
+}
+
+// --- registry helpers ---
+
+StageDef stage(std::string name, Hook h, StageFn fn, std::vector<std::string> before = {},
+               std::vector<std::string> after = {}) {
+    StageDef d;
+    d.name = std::move(name);
+    d.hook = h;
+    d.fn = fn;
+    d.runs_before = std::move(before);
+    d.runs_after = std::move(after);
+    return d;
+}
+
+StageDef l4(std::string name, Hook h, StageFn fn, uint8_t proto, uint16_t port) {
+    StageDef d = stage(std::move(name), h, fn);
+    d.l4_proto = proto;
+    d.l4_port = port;
+    return d;
+}
+
+TapDef tap_def(std::string name, TapPoint p, TapFn fn) {
+    TapDef t;
+    t.name = std::move(name);
+    t.point = p;
+    t.fn = fn;
+    return t;
+}
+
+// The message of the std::invalid_argument f throws; "" (and a failure) when none.
+template <typename F>
+std::string invalid(F &&f) {
+    try {
+        f();
+    } catch (const std::invalid_argument &e) {
+        return e.what();
+    } catch (const std::exception &e) {
+        ADD_FAILURE() << "not std::invalid_argument: " << e.what();
+        return "";
+    }
+    ADD_FAILURE() << "accepted";
+    return "";
+}
+
+// --- traffic ---
+
+// Forwarded, answered, expired, blackholed, unreachable and unhandled local
+// packets of both families.
+std::vector<std::pair<Side, PacketBuilder>> mixed_traffic() {
+    return {
+        {Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(1, 2).payload(10)},
+        {Side::kPodA, from_pod_a().ip4(kPodA4, kVia4).tcp(3, 4).payload(20)},
+        {Side::kPodB, from_pod_b().ip4(kPodB4, kGw4).echo_request()},
+        {Side::kPodA, from_pod_a().ip4(kPodA4, kVia4).ttl(1).udp(5, 6)},
+        {Side::kPodA, from_pod_a().ip4(kPodA4, kBlackhole4).udp(7, 8)},
+        {Side::kPodA, from_pod_a().ip4(kPodA4, kUnreachable4).udp(9, 10)},
+        {Side::kUplink, from_uplink().ip4(kVia4, kNode4).udp(11, kTunnelPort)},
+        {Side::kPodA, from_pod_a().ip6(kPodA6, kPodB6).udp(1, 2).payload(10)},
+        {Side::kPodA, from_pod_a().ip6(kPodA6, kVia6).tcp(3, 4).payload(20)},
+        {Side::kPodB, from_pod_b().ip6(kPodB6, kGw6).echo_request()},
+        {Side::kPodA, from_pod_a().ip6(kPodA6, kVia6).hop_limit(1).udp(5, 6)},
+        {Side::kPodA, from_pod_a().ip6(kPodA6, kBlackhole6).udp(7, 8)},
+        {Side::kPodA, from_pod_a().ip6(kPodA6, kUnreachable6).udp(9, 10)},
+        {Side::kUplink, from_uplink().ip6(kVia6, kNode6).udp(11, kTunnelPort)},
+    };
+}
+
+std::vector<std::pair<Side, Bytes>> frames_of(const Sent &s) {
+    std::vector<std::pair<Side, Bytes>> v;
+    for (const Frame &f : s.frames) {
+        v.emplace_back(f.side, f.pkt.frame);
+    }
+    return v;
+}
+
+// The Ethernet frame f carries inner (an IP packet) forwarded once: to pod
+// B, TTL / hop limit one less, all else as it was.
+void expect_inner_forwarded(const Frame &f, const Bytes &inner) {
+    bool v6 = (inner[0] >> 4) == 6;
+    check_eth_to(f, Side::kPodB, v6 ? kTypeIp6 : kTypeIp4);
+    ASSERT_EQ(f.pkt.frame.size(), kEthLen + inner.size()) << "the inner packet alone";
+    Bytes want = inner;
+    if (v6) {
+        want[7]--;
+        ASSERT_TRUE(f.pkt.ip6.has_value());
+    } else {
+        want[8]--;
+        ASSERT_TRUE(f.pkt.ip4.has_value());
+        EXPECT_TRUE(f.pkt.ip4->header_checksum_ok);
+        want[10] = f.pkt.frame[kEthLen + 10];  // checksum: checked above
+        want[11] = f.pkt.frame[kEthLen + 11];
+    }
+    auto l3 = f.pkt.l3();
+    EXPECT_TRUE(std::equal(l3.begin(), l3.end(), want.begin(), want.end()))
+        << "not the inner packet with TTL / hop limit - 1";
+}
+
+// --- fixture ---
+
+class Pipelines : public DatapathTest {
+  protected:
+    void SetUp() override {
+        g_seen = Seen{};
+        DatapathTest::SetUp();
+    }
+    // Freezes r and hands the result to a fresh worker.
+    const Pipeline &use(const PipelineRegistry &r) {
+        frozen_.push_back(r.freeze());
+        use_pipeline(&frozen_.back());
+        return frozen_.back();
+    }
+    const WorkerStats::StageCounters &stage_counters(const std::string &name) {
+        size_t id = worker().pipeline().stage_id(name);
+        EXPECT_NE(id, SIZE_MAX) << name;
+        return worker().stats().stages[id == SIZE_MAX ? 0 : id];
+    }
+
+  private:
+    std::deque<Pipeline> frozen_;  // outlive the worker: destroyed after TearDown
+};
+
+// ---------------------------------------------------------------------------------------------
+// The default pipeline and an empty registry.
+
+// Every other test file expects the built-in stages only.
+TEST_F(Pipelines, DefaultPipelineOfThisBinaryHasNoRegisteredStage) {
+    const Pipeline &p = default_pipeline();
+    EXPECT_EQ(&worker().pipeline(), &p) << "the fixture's worker runs the default pipeline";
+    EXPECT_EQ(p.stage_count(), kStageCount);
+    for (size_t i = 0; i < kStageCount; i++) {
+        EXPECT_EQ(p.stage_names[i], kStageNames[i]);
+    }
+    for (size_t h = 0; h < kHookCount; h++) {
+        EXPECT_EQ(p.hooks[h].n, 0) << kHookNames[h];
+    }
+    for (size_t t = 0; t < kTapPointCount; t++) {
+        EXPECT_EQ(p.taps[t].n, 0);
+    }
+    EXPECT_TRUE(p.slot_names.empty());
+    EXPECT_TRUE(PipelineRegistry::global().nh_kind_names().empty());
+}
+
+TEST_F(Pipelines, EmptyRegistryBehavesAsTheDefault) {
+    Sent base = run(mixed_traffic());
+    auto base_drops = drops();
+    uint64_t base_icmp = icmp_sent();
+    ASSERT_FALSE(base.frames.empty());
+
+    const Pipeline &p = use(PipelineRegistry{});
+    EXPECT_EQ(p.stage_names, default_pipeline().stage_names);
+    Sent out = run(mixed_traffic());
+    EXPECT_EQ(frames_of(out), frames_of(base));
+    EXPECT_EQ(drops(), base_drops);
+    EXPECT_EQ(icmp_sent(), base_icmp);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Order and the registry's checks.
+
+TEST_F(Pipelines, StagesOfAHookRunInTheResolvedOrder) {
+    PipelineRegistry r;
+    // Without constraints the order would be by name: a, b, c.
+    r.add_stage(stage("c", Hook::kIp4Input, &letter<'c'>, {}, {"a"}));
+    r.add_stage(stage("b", Hook::kIp4Input, &letter<'b'>, {}, {"c", "not_built_in"}));
+    r.add_stage(stage("a", Hook::kIp4Input, &letter<'a'>, {"b", "missing"}));
+    const Pipeline &p = use(r);
+    ASSERT_EQ(p.hook(Hook::kIp4Input).n, 3);
+    EXPECT_EQ(p.hook(Hook::kIp4Input).n_l4, 0);
+    std::string names;
+    for (uint8_t i = 0; i < 3; i++) {
+        names += p.stage_names[p.hook(Hook::kIp4Input).e[i].stage];
+    }
+    EXPECT_EQ(names, "acb");
+
+    Sent out = run(Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(1, 2));
+    EXPECT_EQ(g_seen.order, "acb");
+    EXPECT_EQ(out.on(Side::kPodB).size(), 1u);
+    EXPECT_EQ(drops(), want({}));
+
+    // Only the hook they are on: IPv6 and local packets meet none of them.
+    g_seen.order.clear();
+    run({{Side::kPodA, from_pod_a().ip6(kPodA6, kPodB6).udp(1, 2)},
+         {Side::kPodA, from_pod_a().ip4(kPodA4, kGw4).echo_request()}});
+    EXPECT_EQ(g_seen.order, "");
+}
+
+TEST_F(Pipelines, OrderTiesGoByName) {
+    PipelineRegistry r;
+    r.add_stage(stage("c", Hook::kIp6Output, &letter<'c'>));
+    r.add_stage(stage("a", Hook::kIp6Output, &letter<'a'>));
+    r.add_stage(stage("b", Hook::kIp6Output, &letter<'b'>));
+    use(r);
+    run(Side::kPodA, from_pod_a().ip6(kPodA6, kPodB6).udp(1, 2));
+    EXPECT_EQ(g_seen.order, "abc");
+}
+
+TEST_F(Pipelines, CycleIsRejectedNamingItsStages) {
+    PipelineRegistry r;
+    // x before y, y before z (said by z), z before x (said by x).
+    r.add_stage(stage("x", Hook::kIp4Output, &letter<'x'>, {"y"}, {"z"}));
+    r.add_stage(stage("y", Hook::kIp4Output, &letter<'y'>));
+    r.add_stage(stage("z", Hook::kIp4Output, &letter<'z'>, {}, {"y"}));
+    r.add_stage(stage("free", Hook::kIp4Output, &letter<'f'>));
+    std::string e = invalid([&] { r.freeze(); });
+    EXPECT_NE(e.find("ip4_output"), std::string::npos) << e;
+    EXPECT_NE(e.find("cycle"), std::string::npos) << e;
+    for (const char *n : {"'x'", "'y'", "'z'"}) {
+        EXPECT_NE(e.find(n), std::string::npos) << n << " not named: " << e;
+    }
+    EXPECT_EQ(e.find("'free'"), std::string::npos) << e;
+}
+
+TEST_F(Pipelines, NameUsedTwiceIsRejected) {
+    {
+        PipelineRegistry r;  // on one hook
+        r.add_stage(stage("dup", Hook::kIp4Input, &letter<'a'>));
+        r.add_stage(stage("dup", Hook::kIp4Input, &letter<'b'>));
+        std::string e = invalid([&] { r.freeze(); });
+        EXPECT_NE(e.find("'dup'"), std::string::npos) << e;
+    }
+    {
+        PipelineRegistry r;  // on two hooks
+        r.add_stage(stage("dup", Hook::kIp4Input, &letter<'a'>));
+        r.add_stage(stage("dup", Hook::kIp6Local, &letter<'b'>));
+        std::string e = invalid([&] { r.freeze(); });
+        EXPECT_NE(e.find("'dup'"), std::string::npos) << e;
+    }
+    {
+        PipelineRegistry r;  // a stage and a tap
+        r.add_stage(stage("dup", Hook::kIp4Input, &letter<'a'>));
+        r.add_tap(tap_def("dup", TapPoint::kRx, &tap<TapPoint::kRx>));
+        std::string e = invalid([&] { r.freeze(); });
+        EXPECT_NE(e.find("'dup'"), std::string::npos) << e;
+    }
+    {
+        PipelineRegistry r;  // a built-in stage's name
+        r.add_stage(stage("route4", Hook::kIp4Output, &letter<'a'>));
+        std::string e = invalid([&] { r.freeze(); });
+        EXPECT_NE(e.find("'route4'"), std::string::npos) << e;
+    }
+}
+
+TEST_F(Pipelines, BadDefinitionsAreRejected) {
+    PipelineRegistry r;
+    auto fn = &letter<'a'>;
+    // L4 ports on the local hooks only, UDP or TCP, protocol and port together.
+    for (Hook h : {Hook::kIp4Input, Hook::kIp6Input, Hook::kIp4Output, Hook::kIp6Output}) {
+        std::string e = invalid([&] { r.add_stage(l4("l4", h, fn, IPPROTO_UDP, 4789)); });
+        EXPECT_NE(e.find("ip4_local"), std::string::npos) << e;
+    }
+    invalid([&] { r.add_stage(l4("l4", Hook::kIp4Local, fn, IPPROTO_ICMP, 1)); });
+    invalid([&] { r.add_stage(l4("l4", Hook::kIp4Local, fn, IPPROTO_UDP, 0)); });
+    invalid([&] { r.add_stage(l4("l4", Hook::kIp4Local, fn, 0, 4789)); });
+    // One stage per protocol and port on a hook.
+    r.add_stage(l4("vx4", Hook::kIp4Local, fn, IPPROTO_UDP, 4789));
+    std::string e =
+        invalid([&] { r.add_stage(l4("vx4b", Hook::kIp4Local, fn, IPPROTO_UDP, 4789)); });
+    EXPECT_NE(e.find("vx4"), std::string::npos) << e;
+    r.add_stage(l4("vx4tcp", Hook::kIp4Local, fn, IPPROTO_TCP, 4789));
+    r.add_stage(l4("vx6", Hook::kIp6Local, fn, IPPROTO_UDP, 4789));
+    // Names: 1 to 32 of [a-z0-9_].
+    for (const std::string &bad : std::vector<std::string>{"", "Upper", "dash-name", "dot.name",
+                                                           "space name", std::string(33, 'a')}) {
+        invalid([&] { r.add_stage(stage(bad, Hook::kIp4Input, fn)); });
+        invalid([&] { r.add_tap(tap_def(bad, TapPoint::kRx, &tap<TapPoint::kRx>)); });
+        invalid([&] { r.add_nh_kind(bad); });
+        invalid([&] { r.add_worker_slot(bad); });
+    }
+    r.add_stage(stage(std::string(32, 'z'), Hook::kIp6Input, fn));
+    // A function and a hook.
+    invalid([&] { r.add_stage(stage("nofn", Hook::kIp4Input, nullptr)); });
+    invalid([&] { r.add_stage(stage("nohook", static_cast<Hook>(kHookCount), fn)); });
+    invalid([&] { r.add_tap(tap_def("nofn", TapPoint::kTx, nullptr)); });
+    // At most kMaxHookStages on a hook (L4 ones count), kMaxTaps at a point.
+    for (size_t i = 0; i + 2 < kMaxHookStages; i++) {
+        r.add_stage(stage("local" + std::to_string(i), Hook::kIp4Local, fn));
+    }
+    e = invalid([&] { r.add_stage(stage("ninth", Hook::kIp4Local, fn)); });
+    EXPECT_NE(e.find("ip4_local"), std::string::npos) << e;
+    for (size_t i = 0; i < kMaxTaps; i++) {
+        r.add_tap(tap_def("rx" + std::to_string(i), TapPoint::kRx, &tap<TapPoint::kRx>));
+    }
+    invalid([&] { r.add_tap(tap_def("rx_extra", TapPoint::kRx, &tap<TapPoint::kRx>)); });
+    r.add_tap(tap_def("tx0", TapPoint::kTx, &tap<TapPoint::kTx>));
+    // A kind's name once.
+    r.add_nh_kind("tunnel");
+    invalid([&] { r.add_nh_kind("tunnel"); });
+
+    // What was refused left no trace.
+    Pipeline p = r.freeze();
+    EXPECT_EQ(p.hook(Hook::kIp4Local).n, kMaxHookStages);
+    EXPECT_EQ(p.hook(Hook::kIp4Local).n_l4, 2);
+    EXPECT_EQ(p.hook(Hook::kIp6Local).n, 1);
+    EXPECT_EQ(p.hook(Hook::kIp6Input).n, 1);
+    EXPECT_EQ(p.hook(Hook::kIp4Input).n, 0);
+    EXPECT_EQ(p.taps[static_cast<size_t>(TapPoint::kRx)].n, kMaxTaps);
+    EXPECT_EQ(p.taps[static_cast<size_t>(TapPoint::kTx)].n, 1);
+    EXPECT_EQ(p.stage_count(), kStageCount + kMaxHookStages + 2 + kMaxTaps + 1);
+    EXPECT_EQ(r.nh_kind_names(), std::vector<std::string>{"tunnel"});
+    EXPECT_TRUE(p.slot_names.empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the hooks see and what their stages do.
+
+TEST_F(Pipelines, InputStageDropsWithAReason) {
+    PipelineRegistry r;
+    r.add_stage(stage("deny4", Hook::kIp4Input, &deny<false>));
+    r.add_stage(stage("deny6", Hook::kIp6Input, &deny<true>));
+    use(r);
+    Sent out = run({
+        {Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(101, 1)},
+        {Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(102, kDeniedPort)},
+        {Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(103, 2)},
+        {Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(104, kDeniedPort)},
+        {Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).tcp(105, kDeniedPort)},
+        {Side::kPodA, from_pod_a().ip6(kPodA6, kPodB6).udp(106, kDeniedPort)},
+        {Side::kPodA, from_pod_a().ip6(kPodA6, kPodB6).udp(107, 3)},
+    });
+    EXPECT_EQ(drops(), want({{DropReason::kRouteBlackhole, 3}}));
+    EXPECT_EQ(icmp_sent(), 0u);
+    // The rest leave as they came, in order.
+    std::vector<uint16_t> sports;
+    for (const Frame *f : out.on(Side::kPodB)) {
+        auto l4 = f->pkt.l4();
+        ASSERT_GE(l4.size(), 2u);
+        sports.push_back(static_cast<uint16_t>((l4[0] << 8) | l4[1]));
+    }
+    EXPECT_EQ(sports, (std::vector<uint16_t>{101, 103, 105, 107}));
+    EXPECT_EQ(out.frames.size(), 4u);
+    EXPECT_EQ(g_seen.packets["deny4"], 5u);
+    EXPECT_EQ(g_seen.packets["deny6"], 2u);
+    EXPECT_EQ(g_seen.calls["deny4"], 1u);
+}
+
+// A stage on every hook (and an L4 one on each local hook) that keeps every
+// packet: what leaves is byte for byte what leaves without them.
+TEST_F(Pipelines, StagesKeepingEveryPacketChangeNothing) {
+    Sent base = run(mixed_traffic());
+    auto base_drops = drops();
+    uint64_t base_icmp = icmp_sent();
+
+    PipelineRegistry r;
+    r.add_stage(stage("in4", Hook::kIp4Input, &keep_all<Hook::kIp4Input>));
+    r.add_stage(stage("in6", Hook::kIp6Input, &keep_all<Hook::kIp6Input>));
+    r.add_stage(stage("out4", Hook::kIp4Output, &keep_all<Hook::kIp4Output>));
+    r.add_stage(stage("out6", Hook::kIp6Output, &keep_all<Hook::kIp6Output>));
+    r.add_stage(stage("local4", Hook::kIp4Local, &keep_all<Hook::kIp4Local>));
+    r.add_stage(stage("local6", Hook::kIp6Local, &keep_all<Hook::kIp6Local>));
+    r.add_stage(l4("udp4", Hook::kIp4Local, &l4_stage<0>, IPPROTO_UDP, kTunnelPort));
+    r.add_stage(l4("udp6", Hook::kIp6Local, &l4_stage<2>, IPPROTO_UDP, kTunnelPort));
+    use(r);
+    Sent out = run(mixed_traffic());
+    EXPECT_EQ(frames_of(out), frames_of(base));
+    EXPECT_EQ(drops(), base_drops);
+    EXPECT_EQ(icmp_sent(), base_icmp);
+
+    // Where each hook is: input after the TTL check (4 of 5 to be routed),
+    // output after the route (2 sent, and the 2 ICMP errors in a pass of
+    // their own), local before icmp*_local (the echo and the UDP to the
+    // node, the latter first through its L4 stage).
+    for (Hook h : {Hook::kIp4Input, Hook::kIp6Input}) {
+        std::string n(kHookNames[static_cast<size_t>(h)]);
+        EXPECT_EQ(g_seen.calls[n], 1u) << n;
+        EXPECT_EQ(g_seen.packets[n], 4u) << n;
+    }
+    for (Hook h : {Hook::kIp4Output, Hook::kIp6Output}) {
+        std::string n(kHookNames[static_cast<size_t>(h)]);
+        EXPECT_EQ(g_seen.calls[n], 2u) << n;
+        EXPECT_EQ(g_seen.packets[n], 4u) << n;
+    }
+    for (Hook h : {Hook::kIp4Local, Hook::kIp6Local}) {
+        std::string n(kHookNames[static_cast<size_t>(h)]);
+        EXPECT_EQ(g_seen.calls[n], 1u) << n;
+        EXPECT_EQ(g_seen.packets[n], 2u) << n;
+    }
+    EXPECT_EQ(g_seen.sports["udp4"], std::vector<uint16_t>{11});
+    EXPECT_EQ(g_seen.sports["udp6"], std::vector<uint16_t>{11});
+}
+
+TEST_F(Pipelines, OutputStagesSeeTheNextHop) {
+    PipelineRegistry r;
+    r.add_stage(stage("nh4", Hook::kIp4Output, &see_nh<false>));
+    r.add_stage(stage("nh6", Hook::kIp6Output, &see_nh<true>));
+    use(r);
+    Sent out = run({
+        {Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(1, 2)},
+        {Side::kPodA, from_pod_a().ip4(kPodA4, kVia4).udp(1, 2)},
+        {Side::kPodA, from_pod_a().ip6(kPodA6, kPodB6).udp(1, 2)},
+        {Side::kPodA, from_pod_a().ip6(kPodA6, kVia6).udp(1, 2)},
+    });
+    EXPECT_EQ(drops(), want({}));
+    EXPECT_EQ(out.frames.size(), 4u);
+    ASSERT_EQ(g_seen.nh.size(), 4u);
+    struct Want {
+        Side side;
+        NhKind kind;
+    };
+    const Want wants[] = {{Side::kPodB, NhKind::kPod},
+                          {Side::kUplink, NhKind::kVia},
+                          {Side::kPodB, NhKind::kPod},
+                          {Side::kUplink, NhKind::kVia}};
+    for (size_t i = 0; i < 4; i++) {
+        SCOPED_TRACE(i);
+        EXPECT_NE(g_seen.nh[i].nh, kNhInvalid);
+        EXPECT_EQ(g_seen.nh[i].port, lab().port(wants[i].side));
+        EXPECT_EQ(g_seen.nh[i].kind, wants[i].kind);
+        EXPECT_EQ(g_seen.nh[i].ttl, 64) << "before l2_rewrite takes one off";
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// L4-port stages on the local hooks.
+
+class LocalL4 : public Pipelines {
+  protected:
+    // UDP and TCP port 4789 stages and one for every local packet, on the
+    // family's local hook; packets to the node's address from the uplink.
+    void run_l4(bool v6) {
+        PipelineRegistry r;
+        Hook h = v6 ? Hook::kIp6Local : Hook::kIp4Local;
+        // Registered first and named last: L4 stages run first all the same.
+        r.add_stage(stage("any", h, v6 ? &keep_all<Hook::kIp6Local> : &keep_all<Hook::kIp4Local>));
+        r.add_stage(l4(v6 ? "udp6" : "udp4", h, v6 ? &l4_stage<2> : &l4_stage<0>, IPPROTO_UDP,
+                       kTunnelPort));
+        r.add_stage(l4(v6 ? "tcp6" : "tcp4", h, v6 ? &l4_stage<3> : &l4_stage<1>, IPPROTO_TCP,
+                       kTunnelPort));
+        const Pipeline &p = use(r);
+        ASSERT_EQ(p.hook(h).n, 3);
+        ASSERT_EQ(p.hook(h).n_l4, 2);
+        auto to_node = [&] {
+            return v6 ? from_uplink().ip6(kVia6, kNode6) : from_uplink().ip4(kVia4, kNode4);
+        };
+        auto later_fragment = [&] {
+            return v6 ? from_uplink().ip6(kVia6, kNode6).fragment(100, false)
+                      : from_uplink().ip4(kVia4, kNode4).frag_offset(100);
+        };
+        auto elsewhere = [&] {
+            return v6 ? from_uplink().ip6(kVia6, kPodB6) : from_uplink().ip4(kVia4, kPodB4);
+        };
+        out_ = run({
+            {Side::kUplink, to_node().udp(1000, kTunnelPort).payload(8)},
+            {Side::kUplink, to_node().tcp(1001, kTunnelPort)},
+            {Side::kUplink, to_node().udp(1002, kTunnelPort + 1).payload(8)},
+            {Side::kUplink, later_fragment().udp(1003, kTunnelPort).payload(8)},
+            {Side::kUplink, to_node().echo_request()},
+            {Side::kUplink, elsewhere().udp(1005, kTunnelPort)},
+        });
+    }
+    Sent out_;
+};
+
+TEST_F(LocalL4, StageGetsOnlyItsProtocolAndPort4) {
+    run_l4(false);
+    EXPECT_EQ(g_seen.sports["udp4"], std::vector<uint16_t>{1000});
+    EXPECT_EQ(g_seen.sports["tcp4"], std::vector<uint16_t>{1001});
+    // What the L4 stages leave goes on: to the stage for every local packet
+    // and to icmp4_local, which answers the echo and drops the rest.
+    EXPECT_EQ(g_seen.calls["ip4_local"], 1u);
+    EXPECT_EQ(g_seen.packets["ip4_local"], 5u);
+    EXPECT_EQ(drops(), want({{DropReason::kLocalUnhandled, 4}}));
+    EXPECT_EQ(out_.on(Side::kUplink).size(), 1u) << "the echo reply";
+    EXPECT_EQ(out_.on(Side::kPodB).size(), 1u) << "UDP/4789 not to the node is forwarded";
+}
+
+TEST_F(LocalL4, StageGetsOnlyItsProtocolAndPort6) {
+    run_l4(true);
+    EXPECT_EQ(g_seen.sports["udp6"], std::vector<uint16_t>{1000});
+    EXPECT_EQ(g_seen.sports["tcp6"], std::vector<uint16_t>{1001});
+    EXPECT_EQ(g_seen.calls["ip6_local"], 1u);
+    EXPECT_EQ(g_seen.packets["ip6_local"], 5u);
+    EXPECT_EQ(drops(), want({{DropReason::kLocalUnhandled, 4}}));
+    EXPECT_EQ(out_.on(Side::kUplink).size(), 1u) << "the echo reply";
+    EXPECT_EQ(out_.on(Side::kPodB).size(), 1u) << "UDP/4789 not to the node is forwarded";
+}
+
+TEST_F(LocalL4, WhatAnL4StageTakesGoesNoFurther) {
+    g_seen.take = true;
+    run_l4(false);
+    EXPECT_EQ(g_seen.packets["ip4_local"], 3u);
+    EXPECT_EQ(drops(), want({{DropReason::kRouteBlackhole, 2}, {DropReason::kLocalUnhandled, 2}}));
+    EXPECT_EQ(out_.on(Side::kUplink).size(), 1u) << "the echo reply";
+}
+
+TEST_F(LocalL4, WhatAnL4StageTakesGoesNoFurther6) {
+    g_seen.take = true;
+    run_l4(true);
+    EXPECT_EQ(g_seen.packets["ip6_local"], 3u);
+    EXPECT_EQ(drops(), want({{DropReason::kRouteBlackhole, 2}, {DropReason::kLocalUnhandled, 2}}));
+    EXPECT_EQ(out_.on(Side::kUplink).size(), 1u) << "the echo reply";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Re-entry.
+
+class Reentry : public Pipelines {
+  protected:
+    // Inner packets to pod B, and outer UDP/4789 packets to the node carrying them.
+    static Bytes inner4() {
+        return l3_of(from_uplink().ip4(kInnerSrc4, kPodB4).udp(5, 6).payload(16));
+    }
+    static Bytes inner6() {
+        return l3_of(from_uplink().ip6(kInnerSrc6, kPodB6).udp(7, 8).payload(16));
+    }
+    static PacketBuilder outer4(const Bytes &inner) {
+        return from_uplink().ip4(kVia4, kNode4).udp(40000, kTunnelPort).payload(inner);
+    }
+    static PacketBuilder outer6(const Bytes &inner) {
+        return from_uplink().ip6(kVia6, kNode6).udp(40000, kTunnelPort).payload(inner);
+    }
+    void use_decap(StageFn fn) {
+        PipelineRegistry r;
+        r.add_stage(l4("decap4", Hook::kIp4Local, fn, IPPROTO_UDP, kTunnelPort));
+        r.add_stage(l4("decap6", Hook::kIp6Local, fn, IPPROTO_UDP, kTunnelPort));
+        use(r);
+    }
+    // Every combination of outer and inner family: each inner packet leaves to pod B.
+    void expect_decapsulated() {
+        use_decap(&decap);
+        Bytes i4 = inner4(), i6 = inner6();
+        Sent out = run({{Side::kUplink, outer4(i4)},
+                        {Side::kUplink, outer4(i6)},
+                        {Side::kUplink, outer6(i6)},
+                        {Side::kUplink, outer6(i4)}});
+        EXPECT_EQ(drops(), want({}));
+        EXPECT_EQ(g_seen.packets["decap"], 4u);
+        auto to_b = out.on(Side::kPodB);
+        ASSERT_EQ(to_b.size(), 4u);
+        EXPECT_EQ(out.frames.size(), 4u);
+        // Pod B's buffer in the order of the re-entry passes: IPv4 first.
+        expect_inner_forwarded(*to_b[0], i4);
+        expect_inner_forwarded(*to_b[1], i4);
+        expect_inner_forwarded(*to_b[2], i6);
+        expect_inner_forwarded(*to_b[3], i6);
+    }
+};
+
+// A decapsulation that strips the outer headers off the mbuf.
+TEST_F(Reentry, DecapsulatedPacketIsRoutedAgain) {
+    g_seen.decap_adjust = true;
+    expect_decapsulated();
+}
+
+// A decapsulation that only points meta.l3_off at the inner header, as
+// Worker::reenter4 / reenter6 allow ("meta.l3_off at its IP header"): the
+// Ethernet header must still go right before the inner packet.
+TEST_F(Reentry, DecapsulatedPacketIsRoutedAgainFromItsL3Offset) {
+    g_seen.decap_adjust = false;
+    expect_decapsulated();
+}
+
+TEST_F(Reentry, EndlessReentryIsCut) {
+    use_decap(&reenter_same);
+    Sent out = run({{Side::kUplink, outer4(inner4())}, {Side::kUplink, outer6(inner6())}});
+    EXPECT_TRUE(out.frames.empty());
+    EXPECT_EQ(drops(), want({{DropReason::kReentryLoop, 2}}));
+    // The first pass and kMaxReentries more, for each packet.
+    EXPECT_EQ(g_seen.packets["reenter_same"], 2u * (1 + Worker::kMaxReentries));
+}
+
+TEST_F(Reentry, OverfullReentryBurstIsDropped) {
+    use_decap(&decap_twice);
+    constexpr uint16_t kPackets = 20;  // 40 re-entries, room for kBurst
+    std::vector<std::pair<Side, PacketBuilder>> in;
+    Bytes i4 = inner4();
+    for (uint16_t i = 0; i < kPackets; i++) {
+        in.emplace_back(Side::kUplink, outer4(i4));
+    }
+    Sent out = run(in);
+    EXPECT_EQ(drops(), want({{DropReason::kReentryFull, 2 * kPackets - kBurst}}));
+    ASSERT_EQ(out.on(Side::kPodB).size(), kBurst);
+    expect_inner_forwarded(*out.on(Side::kPodB)[0], i4);
+    EXPECT_EQ(out.frames.size(), kBurst);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reroute.
+
+TEST_F(Pipelines, RerouteSendsAnEncapsulatedPacketTheNewWay) {
+    PipelineRegistry r;
+    r.add_stage(stage("encap4", Hook::kIp4Output, &encap4));
+    use(r);
+    PacketBuilder in = from_pod_a().ip4(kPodA4, kElsewhere4).udp(1, 2).payload(30);
+    Sent out = run(Side::kPodA, in);
+    EXPECT_EQ(drops(), want({}));
+    EXPECT_TRUE(out.on(Side::kUplink).empty()) << "the default route was the way before";
+    auto to_b = out.on(Side::kPodB);
+    ASSERT_EQ(to_b.size(), 1u);
+    const Frame &f = *to_b[0];
+    check_eth_to(f, Side::kPodB, kTypeIp4);
+    ASSERT_TRUE(f.pkt.ip4.has_value());
+    EXPECT_EQ(f.pkt.ip4->src, kNode4);
+    EXPECT_EQ(f.pkt.ip4->dst, kPodB4);
+    EXPECT_EQ(f.pkt.ip4->proto, kProtoUdp);
+    EXPECT_EQ(f.pkt.ip4->ttl, 64) << "built here: no TTL taken off";
+    EXPECT_TRUE(f.pkt.ip4->header_checksum_ok);
+    auto l4 = f.pkt.l4();
+    ASSERT_GE(l4.size(), 8u);
+    EXPECT_EQ((l4[2] << 8) | l4[3], kTunnelPort);
+    Bytes inner = l3_of(in);
+    EXPECT_TRUE(std::equal(l4.begin() + 8, l4.end(), inner.begin(), inner.end()))
+        << "the inner packet, untouched";
+    // The stage saw the packet twice: routed, then encapsulated and routed again.
+    EXPECT_EQ(g_seen.calls["encap4"], 2u);
+    EXPECT_EQ(g_seen.packets["encap4"], 2u);
+}
+
+TEST_F(Pipelines, RerouteSendsARewrittenPacketTheNewWay6) {
+    PipelineRegistry r;
+    r.add_stage(stage("nat6", Hook::kIp6Output, &nat6));
+    use(r);
+    Sent out = run({{Side::kPodA, from_pod_a().ip6(kPodA6, kElsewhere6).udp(1, 2).payload(30)},
+                    {Side::kPodA, from_pod_a().ip6(kPodA6, kVia6).udp(3, 4)}});
+    EXPECT_EQ(drops(), want({}));
+    auto to_b = out.on(Side::kPodB);
+    ASSERT_EQ(to_b.size(), 1u);
+    check_eth_to(*to_b[0], Side::kPodB, kTypeIp6);
+    ASSERT_TRUE(to_b[0]->pkt.ip6.has_value());
+    EXPECT_EQ(to_b[0]->pkt.ip6->dst, kPodB6);
+    EXPECT_EQ(to_b[0]->pkt.ip6->hop_limit, 63) << "taken off once";
+    ASSERT_EQ(out.on(Side::kUplink).size(), 1u) << "the other packet goes its way";
+    EXPECT_EQ(out.on(Side::kUplink)[0]->pkt.ip6->dst, kVia6);
+    EXPECT_EQ(g_seen.calls["nat6"], 2u);
+    EXPECT_EQ(g_seen.packets["nat6"], 3u);
+}
+
+// A rerouted packet that cannot be routed: dropped with the route's reason
+// within the burst, and nothing it caused (an ICMP error) waits for a later
+// burst (which, on an idle worker, may never come).
+TEST_F(Pipelines, RerouteThatFailsLeavesNothingQueued) {
+    PipelineRegistry r;
+    r.add_stage(stage("misroute4", Hook::kIp4Output, &misroute4));
+    use(r);
+    Sent out = run(Side::kPodA, from_pod_a().ip4(kPodA4, kElsewhere4).udp(1, 2));
+    EXPECT_EQ(drops()["route_unreachable"], 1u);
+    EXPECT_EQ(worker().gen4_.n, 0) << "left for the next burst";
+    EXPECT_TRUE(out.on(Side::kUplink).empty());
+}
+
+// An output stage that reroutes whatever it sees: cut after kMaxReentries
+// passes like a re-entry loop, nothing left for a later burst.
+TEST_F(Pipelines, EndlessRerouteIsCut) {
+    PipelineRegistry r;
+    r.add_stage(stage("reroute_always", Hook::kIp4Output, &reroute_always));
+    use(r);
+    Sent out = run(Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(1, 2));
+    EXPECT_TRUE(out.frames.empty());
+    EXPECT_EQ(drops(), want({{DropReason::kReentryLoop, 1}}));
+    EXPECT_EQ(worker().gen4_.n, 0) << "left for the next burst";
+    EXPECT_EQ(g_seen.packets["reroute_always"], 1 + Worker::kMaxReentries);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feature next-hop kinds.
+
+class FeatureKinds : public Pipelines {
+  protected:
+    void SetUp() override {
+        Pipelines::SetUp();
+        Tables &t = lab().tables();
+        // A tunnel next hop (the feature's kind) and pod B's as the underlay.
+        g_seen.tunnel = reg_.add_nh_kind("tunnel");
+        NextHop tn{};
+        tn.kind = g_seen.tunnel;
+        tn.port = lab().port(Side::kUplink);
+        tn.mtu = 1400;
+        tunnel_nh_ = t.nh_alloc(tn);
+        NextHop pb{};
+        pb.kind = NhKind::kPod;
+        pb.port = lab().port(Side::kPodB);
+        pb.dst_mac = kPodBMac;
+        pb.src_mac = kGwMac;
+        pb.mtu = kPodBMtu;
+        g_seen.underlay = t.nh_alloc(pb);
+        ASSERT_NE(tunnel_nh_, kNhInvalid);
+        ASSERT_NE(g_seen.underlay, kNhInvalid);
+        ASSERT_EQ(t.add4(p4_, tunnel_nh_), 0);
+        ASSERT_EQ(t.add6(p6_, tunnel_nh_), 0);
+        routes_ = true;
+    }
+    void TearDown() override {
+        Tables &t = lab().tables();
+        if (routes_) {
+            EXPECT_EQ(t.del4(p4_), 0);
+            EXPECT_EQ(t.del6(p6_), 0);
+        }
+        for (uint32_t id : {tunnel_nh_, g_seen.underlay}) {
+            if (id != kNhInvalid) {
+                t.nh_free(id);
+            }
+        }
+        Pipelines::TearDown();
+    }
+
+    PipelineRegistry reg_;
+    uint32_t tunnel_nh_ = kNhInvalid;
+    bool routes_ = false;
+    const net::Prefix4 p4_{net::Ip4Addr::from_host(ip4("10.68.0.0")), 16};
+    const net::Prefix6 p6_{net::Ip6Addr::from_bytes(ip6("fd00:68::").data()), 32};
+};
+
+TEST_F(FeatureKinds, KindsAreNumberedFromTheFirstFeatureKind) {
+    EXPECT_EQ(g_seen.tunnel, NhKind::kFirstFeature);
+    EXPECT_EQ(static_cast<uint8_t>(reg_.add_nh_kind("second")),
+              static_cast<uint8_t>(NhKind::kFirstFeature) + 1);
+    EXPECT_EQ(reg_.nh_kind_names(), (std::vector<std::string>{"tunnel", "second"}));
+    EXPECT_EQ(nh_kind_name(NhKind::kPod), "pod");
+    EXPECT_EQ(nh_kind_name(NhKind::kBlackhole), "blackhole");
+}
+
+TEST_F(FeatureKinds, OutputStageThatTakesTheKindSendsIt) {
+    reg_.add_stage(stage("tunnel4", Hook::kIp4Output, &take_tunnel));
+    reg_.add_stage(stage("tunnel6", Hook::kIp6Output, &take_tunnel));
+    use(reg_);
+    Sent out = run({{Side::kPodA, from_pod_a().ip4(kPodA4, kTunnel4).udp(1, 2)},
+                    {Side::kPodA, from_pod_a().ip6(kPodA6, kTunnel6).udp(1, 2)}});
+    EXPECT_EQ(drops(), want({}));
+    EXPECT_EQ(g_seen.packets["take_tunnel"], 2u);
+    auto to_b = out.on(Side::kPodB);
+    ASSERT_EQ(to_b.size(), 2u);
+    EXPECT_EQ(out.frames.size(), 2u);
+    check_eth_to(*to_b[0], Side::kPodB, kTypeIp4);
+    ASSERT_TRUE(to_b[0]->pkt.ip4.has_value());
+    EXPECT_EQ(to_b[0]->pkt.ip4->dst, kTunnel4);
+    EXPECT_EQ(to_b[0]->pkt.ip4->ttl, 63);
+    check_eth_to(*to_b[1], Side::kPodB, kTypeIp6);
+    ASSERT_TRUE(to_b[1]->pkt.ip6.has_value());
+    EXPECT_EQ(to_b[1]->pkt.ip6->dst, kTunnel6);
+    EXPECT_EQ(to_b[1]->pkt.ip6->hop_limit, 63);
+}
+
+TEST_F(FeatureKinds, KindNoStageTakesIsDropped) {
+    use(reg_);  // the kind, no stage
+    Sent out = run({{Side::kPodA, from_pod_a().ip4(kPodA4, kTunnel4).udp(1, 2)},
+                    {Side::kPodA, from_pod_a().ip6(kPodA6, kTunnel6).udp(1, 2)}});
+    EXPECT_TRUE(out.frames.empty());
+    EXPECT_EQ(drops(), want({{DropReason::kNhKindUnhandled, 2}}));
+    EXPECT_EQ(icmp_sent(), 0u);
+}
+
+TEST_F(FeatureKinds, DefaultPipelineDropsTheKindToo) {
+    Sent out = run(Side::kPodA, from_pod_a().ip4(kPodA4, kTunnel4).udp(1, 2));
+    EXPECT_TRUE(out.frames.empty());
+    EXPECT_EQ(drops(), want({{DropReason::kNhKindUnhandled, 1}}));
+}
+
+// route4 / route6 check the kind's next hop like kVia: its MTU first.
+TEST_F(FeatureKinds, KindIsCheckedLikeVia) {
+    reg_.add_stage(stage("tunnel4", Hook::kIp4Output, &take_tunnel));
+    use(reg_);
+    Sent out = run(Side::kPodA, from_pod_a().ip4(kPodA4, kTunnel4).df().udp(1, 2).payload(1400));
+    EXPECT_EQ(drops(), want({{DropReason::kIp4FragNeeded, 1}}));
+    ASSERT_EQ(out.on(Side::kPodA).size(), 1u) << "fragmentation needed";
+    EXPECT_EQ(g_seen.packets["take_tunnel"], 1u) << "only the ICMP error";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Port taps.
+
+TEST_F(Pipelines, TapsSeeEveryBurstOfTheirPort) {
+    PipelineRegistry r;
+    r.add_tap(tap_def("rx_tap", TapPoint::kRx, &tap<TapPoint::kRx>));
+    r.add_tap(tap_def("tx_tap", TapPoint::kTx, &tap<TapPoint::kTx>));
+    use(r);
+    for (Side s : {Side::kPodA, Side::kPodB}) {
+        worker().post({WorkerCommand::Kind::kAddRxQueue, lab().port(s), 0, 0});
+    }
+    worker().drain_commands();
+    // Lab::add_port's ring names: pod A's, pod B's.
+    rte_ring *rx_a = rte_ring_lookup("dpt0rx");
+    rte_ring *rx_b = rte_ring_lookup("dpt1rx");
+    ASSERT_NE(rx_a, nullptr);
+    ASSERT_NE(rx_b, nullptr);
+    auto put = [&](rte_ring *ring, Side s, const PacketBuilder &b) {
+        rte_mbuf *m = b.mbuf(lab().pool(), lab().port(s));
+        ASSERT_NE(m, nullptr);
+        ASSERT_EQ(rte_ring_enqueue(ring, m), 0);
+    };
+    put(rx_a, Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(1, 2));
+    put(rx_a, Side::kPodA, from_pod_a().ip6(kPodA6, kPodB6).udp(1, 2));
+    put(rx_a, Side::kPodA, from_pod_a().ip4(kPodA4, kVia4).udp(1, 2));
+    put(rx_b, Side::kPodB, from_pod_b().ip4(kPodB4, kPodA4).udp(1, 2));
+    put(rx_b, Side::kPodB, from_pod_b().ip4(kPodB4, kBlackhole4).udp(1, 2));
+    EXPECT_EQ(worker().poll_once(), 5);
+    EXPECT_EQ(worker().poll_once(), 0);  // empty polls are no burst
+    std::vector<Frame> sent = drain_tx();
+    EXPECT_EQ(sent.size(), 4u);
+    EXPECT_EQ(drops(), want({{DropReason::kRouteBlackhole, 1}}));
+
+    std::map<uint16_t, uint64_t> rx, tx;
+    for (const TapSeen &t : g_seen.taps) {
+        EXPECT_EQ(t.dst.size(), t.n);
+        (t.point == TapPoint::kRx ? rx : tx)[t.port] += t.n;
+        for (const Mac &d : t.dst) {
+            if (t.point == TapPoint::kRx) {
+                EXPECT_EQ(d, t.port == lab().port(Side::kUplink) ? kUplinkMac : kGwMac)
+                    << "as received";
+            } else {
+                EXPECT_EQ(d, t.port == lab().port(Side::kPodA)   ? kPodAMac
+                             : t.port == lab().port(Side::kPodB) ? kPodBMac
+                                                                 : kRouterMac)
+                    << "as sent";
+            }
+        }
+    }
+    EXPECT_EQ(rx, (std::map<uint16_t, uint64_t>{{lab().port(Side::kPodA), 3},
+                                                {lab().port(Side::kPodB), 2}}));
+    EXPECT_EQ(tx, (std::map<uint16_t, uint64_t>{{lab().port(Side::kPodA), 1},
+                                                {lab().port(Side::kPodB), 2},
+                                                {lab().port(Side::kUplink), 1}}));
+    uint64_t rx_total = 0, tx_total = 0;
+    for (const auto &[p, n] : rx) {
+        rx_total += n;
+    }
+    for (const auto &[p, n] : tx) {
+        tx_total += n;
+    }
+    EXPECT_EQ(rx_total, worker().stats().rx_packets.get());
+    EXPECT_EQ(tx_total, worker().stats().tx_packets.get());
+}
+
+// Frames the control thread hands a worker (WorkerCommand::kTx) pass the TX tap too.
+TEST_F(Pipelines, TxTapSeesFramesFromTheControlThread) {
+    PipelineRegistry r;
+    r.add_tap(tap_def("tx_tap", TapPoint::kTx, &tap<TapPoint::kTx>));
+    use(r);
+    rte_mbuf *m = from_uplink().ip4(kNode4, kVia4).udp(1, 2).mbuf(lab().pool(), 0);
+    ASSERT_NE(m, nullptr);
+    ASSERT_NE(worker().post({WorkerCommand::Kind::kTx, lab().port(Side::kUplink), 0, 0, m}), 0u);
+    worker().drain_commands();
+    EXPECT_EQ(drain_tx().size(), 1u);
+    ASSERT_EQ(g_seen.taps.size(), 1u);
+    EXPECT_EQ(g_seen.taps[0].port, lab().port(Side::kUplink));
+    EXPECT_EQ(g_seen.taps[0].n, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage counters.
+
+TEST_F(Pipelines, RegisteredStagesHaveCountersOfTheirOwn) {
+    PipelineRegistry r;
+    r.add_stage(stage("counted", Hook::kIp4Input, &keep_all<Hook::kIp4Input>));
+    r.add_tap(tap_def("tx_tap", TapPoint::kTx, &tap<TapPoint::kTx>));
+    const Pipeline &p = use(r);
+    ASSERT_EQ(p.stage_count(), kStageCount + 2);
+    EXPECT_EQ(p.stage_id("counted"), kStageCount);
+    EXPECT_EQ(p.stage_id("tx_tap"), kStageCount + 1);
+    EXPECT_EQ(p.stage_id("route4"), static_cast<size_t>(Stage::kRoute4));
+    EXPECT_EQ(p.stage_id("nothing"), SIZE_MAX);
+    EXPECT_EQ(p.hook(Hook::kIp4Input).e[0].stage, kStageCount);
+
+    // Off: nothing counted.
+    run({{Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(1, 2)}});
+    EXPECT_EQ(stage_counters("counted").calls.get(), 0u);
+    EXPECT_EQ(stage_counters("tx_tap").calls.get(), 0u);
+
+    worker().set_stage_stats(true);
+    run({{Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(1, 2)},
+         {Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(1, 2)},
+         {Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(1, 2)},
+         {Side::kPodA, from_pod_a().ip6(kPodA6, kPodB6).udp(1, 2)}});
+    const auto &c = stage_counters("counted");
+    EXPECT_EQ(c.calls.get(), 1u);
+    EXPECT_EQ(c.packets.get(), 3u);
+    EXPECT_GT(c.cycles.get(), 0u);
+    const auto &t = stage_counters("tx_tap");
+    EXPECT_EQ(t.calls.get(), 1u) << "pod B's buffer, sent once";
+    EXPECT_EQ(t.packets.get(), 4u);
+    EXPECT_GT(t.cycles.get(), 0u);
+    // The built-in ones are where they always were.
+    EXPECT_EQ(worker().stats().stages[static_cast<size_t>(Stage::kRoute4)].packets.get(), 3u);
+}
+
+// The stats op shows a worker's stages by the names of its pipeline.
+TEST_F(Pipelines, StatsOpNamesRegisteredStages) {
+    PipelineRegistry r;
+    r.add_stage(stage("counted", Hook::kIp6Output, &keep_all<Hook::kIp6Output>));
+    use(r);
+    worker().set_stage_stats(true);
+    run(Side::kPodA, from_pod_a().ip6(kPodA6, kPodB6).udp(1, 2));
+    control::NodeConfig cfg;
+    cfg.workers.resize(1);
+    cfg.stage_stats = true;
+    control::Controller ctl(cfg, lab().tables(), {&worker()}, lab().pool());
+    std::thread control([&] { ctl.run(); });
+    nlohmann::json st;
+    try {
+        st = ctl.call("stats", nlohmann::json::object());
+    } catch (const std::exception &e) {
+        ADD_FAILURE() << e.what();
+    }
+    ctl.stop();
+    control.join();
+    ASSERT_EQ(st["workers"].size(), 1u);
+    const auto &stages = st["workers"][0]["stages"];
+    EXPECT_EQ(stages.size(), kStageCount + 1);
+    ASSERT_TRUE(stages.contains("counted"));
+    EXPECT_EQ(stages["counted"]["packets"], 1u);
+    EXPECT_EQ(stages["counted"]["calls"], 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker slots.
+
+TEST_F(Pipelines, WorkerSlotsAreNumberedAndKeptPerWorker) {
+    PipelineRegistry r;
+    EXPECT_EQ(r.add_worker_slot("alpha"), 0);
+    EXPECT_EQ(r.add_worker_slot("beta"), 1);
+    EXPECT_EQ(r.add_worker_slot("gamma"), 2);
+    g_seen.slot = 1;
+    r.add_stage(stage("slot_user", Hook::kIp4Input, &slot_user));
+    const Pipeline &p = use(r);
+    EXPECT_EQ(p.slot_names, (std::vector<std::string>{"alpha", "beta", "gamma"}));
+
+    for (uint16_t i = 0; i < kMaxWorkerSlots; i++) {
+        EXPECT_EQ(worker().slot(i), nullptr) << "slot " << i << " starts empty";
+    }
+    uint64_t counter = 0;
+    int other = 0;
+    worker().set_slot(1, &counter);
+    worker().set_slot(2, &other);
+    EXPECT_EQ(worker().slot(1), &counter);
+    EXPECT_EQ(worker().slot(2), &other);
+    EXPECT_EQ(worker().slot(0), nullptr);
+
+    run({{Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(1, 2)},
+         {Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(1, 2)}});
+    EXPECT_EQ(counter, 2u) << "the stage reached its worker's slot";
+
+    PipelineRegistry full;
+    for (size_t i = 0; i < kMaxWorkerSlots; i++) {
+        EXPECT_EQ(full.add_worker_slot("s" + std::to_string(i)), i);
+    }
+    invalid([&] { full.add_worker_slot("one_too_many"); });
+}
+
+}  // namespace
+}  // namespace fwd::dp::test

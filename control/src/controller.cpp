@@ -68,10 +68,18 @@ Controller::Controller(const NodeConfig &cfg, dp::Tables &tables, std::vector<dp
         close(wake_fd_);
         throw std::logic_error(std::string("control modules: ") + e.what());
     }
-    for (size_t i : order) {
-        owned_.push_back(defs[i].make(*this));
-        order_.push_back(owned_.back().get());
-        by_name_.emplace(defs[i].name, owned_.back().get());
+    try {
+        for (size_t i : order) {
+            owned_.push_back(defs[i].make(*this));
+            order_.push_back(owned_.back().get());
+            by_name_.emplace(defs[i].name, owned_.back().get());
+        }
+    } catch (...) {
+        while (!owned_.empty()) {
+            owned_.pop_back();
+        }
+        close(wake_fd_);
+        throw;
     }
 }
 

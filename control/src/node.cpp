@@ -17,6 +17,10 @@ using nlohmann::json;
 
 namespace {
 
+const char *role_name(dp::PortRole r) {
+    return r == dp::PortRole::kUplink ? "uplink" : r == dp::PortRole::kPod ? "pod" : "none";
+}
+
 json stage_json(const dp::WorkerStats::StageCounters &c) {
     return json{{"calls", c.calls.get()}, {"packets", c.packets.get()}, {"cycles", c.cycles.get()}};
 }
@@ -96,9 +100,7 @@ class NodeModule final : public Module {
             auto role = ctx_.tables().port(pid).role.load(std::memory_order_acquire);
             ports.push_back(json{{"port_id", pid},
                                  {"name", name},
-                                 {"kind", role == dp::PortRole::kUplink ? "uplink"
-                                          : role == dp::PortRole::kPod  ? "pod"
-                                                                        : "none"},
+                                 {"kind", role_name(role)},
                                  {"rx_packets", st.ipackets},
                                  {"rx_bytes", st.ibytes},
                                  {"tx_packets", st.opackets},
@@ -106,6 +108,17 @@ class NodeModule final : public Module {
                                  {"rx_missed", st.imissed},
                                  {"tx_errors", st.oerrors},
                                  {"link", ports_.link_json(pid)}});
+        }
+        for (const auto &[pid, sp] : ports_.soft_ports()) {
+            auto role = ctx_.tables().port(pid).role.load(std::memory_order_acquire);
+            json row{{"port_id", pid},
+                     {"name", sp.name},
+                     {"kind", role_name(role)},
+                     {"link", ports_.link_json(pid)}};
+            if (sp.stats) {
+                row.update(sp.stats());
+            }
+            ports.push_back(std::move(row));
         }
         const auto &wk = ctx_.workers();
         json workers = json::array();

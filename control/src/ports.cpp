@@ -81,6 +81,38 @@ void PortsModule::retire(uint16_t port) {
     ctx_.tables().synchronize();
 }
 
+uint16_t PortsModule::add_soft_port(SoftPort p) {
+    uint16_t id = dp::kFirstSoftPort;
+    while (id < dp::kMaxPorts && soft_.count(id) != 0) {
+        id++;
+    }
+    if (id == dp::kMaxPorts) {
+        throw ApiError("unavailable",
+                       "all " + std::to_string(dp::kMaxSoftPorts) + " soft ports are taken");
+    }
+    dp::PortState &ps = ctx_.tables().port_mut(id);
+    ps.driver = p.driver;
+    ps.driver_ctx = p.ctx;
+    ps.mac = p.mac.bytes();
+    ps.vlan = 0;
+    ps.tx_shared = false;
+    ps.role.store(p.role, std::memory_order_release);
+    soft_.emplace(id, std::move(p));
+    return id;
+}
+
+void PortsModule::remove_soft_port(uint16_t port) {
+    auto it = soft_.find(port);
+    if (it == soft_.end()) {
+        return;
+    }
+    retire(port);
+    dp::PortState &ps = ctx_.tables().port_mut(port);
+    ps.driver = 0;
+    ps.driver_ctx = nullptr;
+    soft_.erase(it);
+}
+
 bool PortsModule::send_frame(const uint8_t *frame, size_t len) {
     if (!uplink_) {
         return false;

@@ -82,6 +82,13 @@ void RoutesModule::stop() {
         rib_.remove(r.prefix, r.source);
     }
     publish();
+    for (uint32_t *nh : {&blackhole_nh_, &unreachable_nh_}) {
+        if (*nh != dp::kNhInvalid) {
+            ctx_.defer([&t = ctx_.tables(), id = *nh] { t.nh_free(id); });
+            *nh = dp::kNhInvalid;
+        }
+    }
+    ctx_.reclaim();
 }
 
 void RoutesModule::add_static_routes() {
@@ -103,9 +110,13 @@ uint32_t RoutesModule::acquire(const RouteTarget &t) {
         case RouteTarget::Kind::kOwned:
             return t.nh;
         case RouteTarget::Kind::kBlackhole:
-            return blackhole_nh_;
-        case RouteTarget::Kind::kUnreachable:
-            return unreachable_nh_;
+        case RouteTarget::Kind::kUnreachable: {
+            uint32_t nh = t.kind == RouteTarget::Kind::kBlackhole ? blackhole_nh_ : unreachable_nh_;
+            if (nh == dp::kNhInvalid) {
+                throw std::runtime_error("the routes module has not started");
+            }
+            return nh;
+        }
         case RouteTarget::Kind::kVia:
             break;
     }

@@ -113,6 +113,24 @@ uint16_t PipelineRegistry::add_worker_slot(std::string name) {
     return static_cast<uint16_t>(slots_.size() - 1);
 }
 
+uint8_t PipelineRegistry::add_port_driver(PortDriverDef d) {
+    check_name(d.name, "port driver");
+    if (d.rx == nullptr || d.tx == nullptr) {
+        throw std::invalid_argument("port driver '" + d.name + "' needs rx and tx");
+    }
+    for (const auto &o : drivers_) {
+        if (o.name == d.name) {
+            throw std::invalid_argument("port driver '" + d.name + "' is registered twice");
+        }
+    }
+    if (drivers_.size() == kMaxPortDrivers) {
+        throw std::invalid_argument("port driver '" + d.name + "': all " +
+                                    std::to_string(kMaxPortDrivers) + " are taken");
+    }
+    drivers_.push_back(std::move(d));
+    return static_cast<uint8_t>(drivers_.size());
+}
+
 Pipeline PipelineRegistry::freeze() const {
     Pipeline p;
     for (std::string_view n : kStageNames) {
@@ -162,6 +180,9 @@ Pipeline PipelineRegistry::freeze() const {
         l.e[l.n++] = Pipeline::TapEntry{t.fn, claim(t.name)};
     }
     p.slot_names = slots_;
+    for (size_t i = 0; i < drivers_.size(); i++) {
+        p.drivers[i + 1] = Pipeline::Driver{drivers_[i].rx, drivers_[i].tx};
+    }
     return p;
 }
 

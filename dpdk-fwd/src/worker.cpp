@@ -174,7 +174,7 @@ void Worker::drain_commands() {
                 if (c.m == nullptr) {
                     break;
                 }
-                if (c.port >= RTE_MAX_ETHPORTS ||
+                if (c.port >= kMaxPorts ||
                     tables_.port(c.port).role.load(std::memory_order_acquire) == PortRole::kNone) {
                     drop(c.m, DropReason::kPortDown);
                     break;
@@ -279,7 +279,9 @@ void Worker::send_now(uint16_t port) {
         }
     }
     uint16_t sent;
-    if (likely(!ps.tx_shared)) {
+    if (unlikely(port >= kFirstSoftPort)) {
+        sent = soft_io(port, static_cast<uint16_t>(index_), b.pkts, b.n, false);
+    } else if (likely(!ps.tx_shared)) {
         sent = rte_eth_tx_burst(port, static_cast<uint16_t>(index_), b.pkts, b.n);
     } else {
         rte_spinlock_lock(&ps.tx_lock);
@@ -293,12 +295,23 @@ void Worker::send_now(uint16_t port) {
     b.n = 0;
 }
 
+uint16_t Worker::soft_io(uint16_t port, uint16_t queue, rte_mbuf **pkts, uint16_t n, bool rx) {
+    const PortState &ps = tables_.port(port);
+    const Pipeline::Driver &d =
+        pipeline_.drivers[ps.driver < pipeline_.drivers.size() ? ps.driver : 0];
+    PortIoFn fn = rx ? d.rx : d.tx;
+    return fn != nullptr ? fn(*this, port, queue, pkts, n) : 0;
+}
+
 void Worker::flush_tx() {
-    for (uint16_t p = 0; p < RTE_MAX_ETHPORTS; p++) {
+    for (uint16_t i = 0; i < n_pending_; i++) {
+        uint16_t p = pending_[i];
+        txb_[p].listed = false;
         if (txb_[p].n != 0) {
             send(p);
         }
     }
+    n_pending_ = 0;
     free_dropped();
 }
 
@@ -314,15 +327,16 @@ template <bool Profile>
 void Worker::run_local_hook(Hook h, Burst &b) {
     const Pipeline::List &l = pipeline_.hooks[static_cast<size_t>(h)];
     if (l.n_l4 != 0) {
-        // Each L4-port stage takes the packets of its protocol and port
-        // (whole ones: a later fragment has no L4 header); the rest stay.
+        // Each L4-port stage takes the packets of its protocol and port,
+        // whole datagrams only (no fragment: a first one would decapsulate
+        // to a cut inner packet, a later one has no L4 header); the rest stay.
         Burst taken[kMaxHookStages];
         uint16_t k = 0;
         for (uint16_t i = 0; i < b.n; i++) {
             rte_mbuf *m = b.pkts[i];
             const PktMeta &md = meta(m);
             uint8_t owner = l.n_l4;
-            if (md.l4_off != 0 && !(md.flags & kMetaLaterFragment) &&
+            if (md.l4_off != 0 && !(md.flags & kMetaFragment) &&
                 (md.l4_proto == IPPROTO_UDP || md.l4_proto == IPPROTO_TCP) &&
                 seg_avail(m, md.l4_off) >= 4) {
                 uint16_t dport = rte_be_to_cpu_16(*at<rte_be16_t>(m, md.l4_off + 2));
@@ -417,6 +431,24 @@ void Worker::ip_path(Burst &in) {
     });
 }
 
+template <bool kV6>
+void Worker::route_built(Burst &gen) {
+    if (gen.n == 0) {
+        return;
+    }
+    Burst in = gen, routed;
+    gen.n = 0;
+    if constexpr (kV6) {
+        route6(*this, in, routed);
+        run_hook<false>(Hook::kIp6Output, routed);
+        l2_rewrite6(*this, routed);
+    } else {
+        route4(*this, in, routed);
+        run_hook<false>(Hook::kIp4Output, routed);
+        l2_rewrite4(*this, routed);
+    }
+}
+
 template <bool Profile>
 void Worker::process_impl(rte_mbuf **pkts, uint16_t n) {
     EthNext eth;
@@ -430,11 +462,13 @@ void Worker::process_impl(rte_mbuf **pkts, uint16_t n) {
     if (eth.ip6.n) {
         ip_path<Profile, true>(eth.ip6);
     }
-    // Packets stages handed back (decapsulated ones): the path again, a few
-    // times at most.
-    for (unsigned pass = 0; (again4_.n | again6_.n) != 0; pass++) {
+    // Packets stages handed back: decapsulated ones (reenter4 / reenter6) go
+    // the whole path again; built ones (ICMP errors, reroute4 / reroute6)
+    // the route path, where errors about them are suppressed. A pass may
+    // hand back more; a few passes at most.
+    for (unsigned pass = 0; (again4_.n | again6_.n | gen4_.n | gen6_.n) != 0; pass++) {
         if (pass == kMaxReentries) {
-            for (Burst *b : {&again4_, &again6_}) {
+            for (Burst *b : {&again4_, &again6_, &gen4_, &gen6_}) {
                 for (uint16_t i = 0; i < b->n; i++) {
                     drop(b->pkts[i], DropReason::kReentryLoop);
                 }
@@ -450,26 +484,12 @@ void Worker::process_impl(rte_mbuf **pkts, uint16_t n) {
         if (b6.n) {
             ip_path<Profile, true>(b6);
         }
-    }
-    // Packets built above (ICMP errors, reroute4 / reroute6) take the route
-    // path once; errors about them are suppressed.
-    if (gen4_.n || gen6_.n) {
-        timed<Profile>(idx(Stage::kIcmpErrors), gen4_.n + gen6_.n, [&] {
-            if (gen4_.n) {
-                Burst gen = gen4_, routed;
-                gen4_.n = 0;
-                route4(*this, gen, routed);
-                run_hook<false>(Hook::kIp4Output, routed);
-                l2_rewrite4(*this, routed);
-            }
-            if (gen6_.n) {
-                Burst gen = gen6_, routed;
-                gen6_.n = 0;
-                route6(*this, gen, routed);
-                run_hook<false>(Hook::kIp6Output, routed);
-                l2_rewrite6(*this, routed);
-            }
-        });
+        if (gen4_.n || gen6_.n) {
+            timed<Profile>(idx(Stage::kIcmpErrors), gen4_.n + gen6_.n, [&] {
+                route_built<false>(gen4_);
+                route_built<true>(gen6_);
+            });
+        }
     }
 }
 
@@ -501,7 +521,7 @@ uint16_t Worker::poll_once_impl() {
         if constexpr (Profile) {
             start = rte_rdtsc();
         }
-        uint16_t n = rte_eth_rx_burst(r.port, r.queue, pkts, kBurst);
+        uint16_t n = rx_burst(r.port, r.queue, pkts);
         if constexpr (Profile) {
             uint64_t cycles = rte_rdtsc() - start;
             if (n != 0) {

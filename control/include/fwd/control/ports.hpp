@@ -11,8 +11,10 @@
 #include <rte_ethdev.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
+#include <string>
 
 #include "fwd/control/module.hpp"
 #include "fwd/control/ring.hpp"
@@ -53,6 +55,25 @@ class PortsModule final : public Module {
     // or every worker's ring is full.
     bool send_frame(const uint8_t *frame, size_t len);
 
+    // Soft ports (tables.hpp): a port a feature's driver does the I/O of.
+    // add_soft_port gives it an id and writes its PortState (driver, ctx,
+    // our MAC, the role last, with release); throws ApiError "unavailable"
+    // when all kMaxSoftPorts are taken. Its stats callback fills its row of
+    // the stats op (rx_packets, tx_packets, ...). remove_soft_port retires
+    // it (retire()) and gives the id back; the caller frees ctx afterwards.
+    struct SoftPort {
+        std::string name;
+        uint8_t driver = 0;
+        void *ctx = nullptr;
+        net::MacAddr mac;
+        dp::PortRole role = dp::PortRole::kPod;
+        std::function<nlohmann::json()> stats;
+    };
+    uint16_t add_soft_port(SoftPort p);
+    void remove_soft_port(uint16_t port);
+    // Soft ports by id, for the stats op.
+    const std::map<uint16_t, SoftPort> &soft_ports() const { return soft_; }
+
   private:
     struct PortEvent {
         uint16_t port;
@@ -69,6 +90,7 @@ class PortsModule final : public Module {
         uint64_t events = 0;
     };
     std::map<uint16_t, PortLink> links_;   // control thread
+    std::map<uint16_t, SoftPort> soft_;    // control thread
     EventRing<PortEvent, 256> port_ring_;  // ethdev interrupt thread -> control
     std::atomic<bool> accepting_{false};   // main writes; the interrupt thread reads
 };

@@ -69,7 +69,9 @@ namespace fwd::dp {
     X(kNhKindUnhandled, "nh_kind_unhandled",                                                \
       "next hop of a feature's kind that no output stage took")                             \
     X(kReentryFull, "reentry_full", "too many packets re-entering the path in one burst")   \
-    X(kReentryLoop, "reentry_loop", "re-entered the path more than Worker::kMaxReentries")
+    X(kReentryLoop, "reentry_loop", "re-entered the path more than Worker::kMaxReentries")  \
+    X(kReentryBadOffset, "reentry_bad_offset",                                              \
+      "re-entering packet whose IP header is not 14 bytes or more into its first segment")
 
 enum class DropReason : uint16_t {
 #define FWD_DROP_ENUM(name, str, desc) name,

@@ -39,6 +39,13 @@
 // take it (encapsulate it and point meta.nh at the underlay next hop, say);
 // l2_rewrite drops what is left (nh_kind_unhandled).
 //
+// Port drivers: a feature that does its own I/O for a port (not an ethdev:
+// a tun device per pod) registers rx / tx functions; its control side gives
+// such a port an id from kFirstSoftPort up (tables.hpp) with
+// PortState::driver naming the driver. The worker calls them where it calls
+// rte_eth_rx_burst / rte_eth_tx_burst for an ethdev; queue is the RX queue
+// the worker owns, or the worker's index for TX.
+//
 // Per-worker state: add_worker_slot() names a pointer every worker keeps
 // for the feature (Worker::slot); its control side fills it before the
 // workers run.
@@ -72,6 +79,10 @@ inline constexpr size_t kTapPointCount = 2;
 
 using StageFn = void (*)(Worker &w, Burst &pkts);
 using TapFn = void (*)(Worker &w, uint16_t port, rte_mbuf *const *pkts, uint16_t n);
+// Returns the packets received (rx) or sent (tx; the worker drops the rest
+// as tx_queue_full, as for an ethdev).
+using PortIoFn = uint16_t (*)(Worker &w, uint16_t port, uint16_t queue, rte_mbuf **pkts,
+                              uint16_t n);
 
 struct StageDef {
     std::string name;  // unique among stages and taps; [a-z0-9_]
@@ -91,8 +102,15 @@ struct TapDef {
     TapFn fn;
 };
 
+struct PortDriverDef {
+    std::string name;
+    PortIoFn rx;
+    PortIoFn tx;
+};
+
 inline constexpr size_t kMaxHookStages = 8;  // per hook
-inline constexpr size_t kMaxTaps = 4;        // per tap point
+inline constexpr size_t kMaxPortDrivers = 8;
+inline constexpr size_t kMaxTaps = 4;  // per tap point
 inline constexpr size_t kMaxFeatureStages = kHookCount * kMaxHookStages + kTapPointCount * kMaxTaps;
 inline constexpr size_t kMaxWorkerSlots = 16;
 
@@ -119,6 +137,12 @@ struct Pipeline {
     };
     std::array<List, kHookCount> hooks{};
     std::array<TapList, kTapPointCount> taps{};
+    struct Driver {
+        PortIoFn rx = nullptr;
+        PortIoFn tx = nullptr;
+    };
+    // By PortState::driver; entry 0 is "an ethdev" (never called).
+    std::array<Driver, kMaxPortDrivers + 1> drivers{};
     // Every stage's name by id: the built-in ones (kStageNames), then the
     // registered ones.
     std::vector<std::string> stage_names;
@@ -143,6 +167,8 @@ class PipelineRegistry {
     NhKind add_nh_kind(std::string name);
     // A per-worker pointer slot; returns its index (Worker::slot).
     uint16_t add_worker_slot(std::string name);
+    // A port driver; returns its PortState::driver value (1 and up).
+    uint8_t add_port_driver(PortDriverDef d);
 
     // Resolves the order of every hook. Throws std::invalid_argument for a
     // name used twice and a cycle in runs_before / runs_after.
@@ -155,6 +181,7 @@ class PipelineRegistry {
     std::vector<TapDef> taps_;
     std::vector<std::string> nh_kinds_;  // index 0 is kFirstFeatureNhKind
     std::vector<std::string> slots_;
+    std::vector<PortDriverDef> drivers_;
 };
 
 // PipelineRegistry::global().freeze(), once (on first use; the workers'

@@ -87,6 +87,14 @@ inline NhKind load_kind(const NextHop &nh) {
 
 enum class PortRole : uint8_t { kNone = 0, kUplink, kPod };
 
+// Port ids: ethdevs take 0 .. RTE_MAX_ETHPORTS - 1; ports a feature drives
+// itself ("soft ports": a tun device per pod, say; pipeline.hpp's
+// PortDriverDef) take kFirstSoftPort and up, so they are not bounded by the
+// ethdev count Debian's DPDK is built with (32).
+inline constexpr uint16_t kFirstSoftPort = RTE_MAX_ETHPORTS;
+inline constexpr uint16_t kMaxSoftPorts = 1024;
+inline constexpr uint16_t kMaxPorts = kFirstSoftPort + kMaxSoftPorts;
+
 struct alignas(64) PortState {
     // control writes (release), workers read (acquire)
     std::atomic<PortRole> role{PortRole::kNone};
@@ -97,6 +105,10 @@ struct alignas(64) PortState {
     // Ports with a queue per worker never touch the lock.
     bool tx_shared = false;
     mutable rte_spinlock_t tx_lock = RTE_SPINLOCK_INITIALIZER;
+    // A soft port: its driver (Pipeline::drivers index, 0 for an ethdev)
+    // and the driver's state for it. Written before the port's role.
+    uint8_t driver = 0;
+    void *driver_ctx = nullptr;
 };
 
 // Addresses the dataplane itself answers on; fixed at start (from config).
@@ -180,7 +192,7 @@ class Tables {
     std::vector<uint32_t> nh_free_;
     uint32_t *groups_ = nullptr;  // kMaxGroups * kMaxGroupPaths next-hop ids, hugepage memory
     std::vector<uint32_t> group_free_;
-    std::array<PortState, RTE_MAX_ETHPORTS> ports_;
+    std::array<PortState, kMaxPorts> ports_;
     rte_lpm *lpm4_ = nullptr;
     std::atomic<uint32_t> default4_{kNhInvalid};
     rte_fib6 *fib6_[2] = {nullptr, nullptr};

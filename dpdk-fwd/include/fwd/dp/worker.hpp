@@ -6,6 +6,7 @@
 // [C] written by the control thread only, [R] read by the other side.
 #pragma once
 
+#include <rte_ethdev.h>
 #include <rte_mbuf.h>
 
 #include <array>
@@ -269,16 +270,18 @@ class Worker {
     void *slot(uint16_t i) const { return slots_[i]; }
     void set_slot(uint16_t i, void *p) { slots_[i] = p; }
     // Re-entry, for stages: m goes through ip4_input / ip6_input again
-    // (meta.l3_off at its IP header; meta.in_port kept) once this burst is
-    // done, at most kMaxReentries times in a row (then dropped as
-    // reentry_loop); a full re-entry burst drops it as reentry_full.
-    void reenter4(rte_mbuf *m) { reenter(again4_, m); }
-    void reenter6(rte_mbuf *m) { reenter(again6_, m); }
+    // (meta.l3_off at its IP header, at least 14 bytes in: what is before
+    // the 14 bytes before it is cut off; meta.in_port kept) once this burst
+    // is done, at most kMaxReentries passes in a row (then dropped as
+    // reentry_loop); a full re-entry burst drops it as reentry_full, an
+    // l3_off below 14 or beyond the first segment as reentry_bad_offset.
+    void reenter4(rte_mbuf *m) { reenter(again4_, m, true); }
+    void reenter6(rte_mbuf *m) { reenter(again6_, m, true); }
     // A packet built or rebuilt here (meta.l3_off set; kMetaLocalOrigin
     // when no TTL / hop limit may be taken off) goes to route4 / route6,
     // the output hook and l2_rewrite once the burst is done (icmp_errors).
-    void reroute4(rte_mbuf *m) { reenter(gen4_, m); }
-    void reroute6(rte_mbuf *m) { reenter(gen6_, m); }
+    void reroute4(rte_mbuf *m) { reenter(gen4_, m, false); }
+    void reroute6(rte_mbuf *m) { reenter(gen6_, m, false); }
     static constexpr unsigned kMaxReentries = 4;
     // Packets waiting for reroute4 / reroute6 (ICMP errors, ...).
     Burst gen4_;
@@ -296,14 +299,27 @@ class Worker {
   private:
     bool tx_routed(rte_mbuf *m);                 // kTxRouted; true when handed to a port
     void tx_tagged(uint16_t port, rte_mbuf *m);  // tx() on a port with a VLAN
-    // Appends m to the port's TX buffer; a full buffer goes out.
+    // Appends m to the port's TX buffer; a full buffer goes out. A buffer
+    // that gets its first packet is listed for flush_tx().
     void enqueue(uint16_t port, rte_mbuf *m) {
         TxBuf &b = txb_[port];
+        if (!b.listed) {
+            b.listed = true;
+            pending_[n_pending_++] = port;
+        }
         b.pkts[b.n++] = m;
         if (b.n == kBurst) {
             send(port);
         }
     }
+    // rte_eth_rx_burst, or the port driver's rx for a soft port.
+    uint16_t rx_burst(uint16_t port, uint16_t queue, rte_mbuf **pkts) {
+        if (likely(port < kFirstSoftPort)) {
+            return rte_eth_rx_burst(port, queue, pkts, kBurst);
+        }
+        return soft_io(port, queue, pkts, kBurst, true);
+    }
+    uint16_t soft_io(uint16_t port, uint16_t queue, rte_mbuf **pkts, uint16_t n, bool rx);
     void send(uint16_t port);  // tx_burst of the port's buffer
     void send_now(uint16_t port);
     void idle_backoff(bool got_packets);
@@ -318,6 +334,10 @@ class Worker {
     // One family's path from ip*_input to the TX buffers.
     template <bool Profile, bool kV6>
     void ip_path(Burst &in);
+    // Packets reroute4 / reroute6 queued: route, output hook, l2_rewrite
+    // (gen is emptied first: the output hook may queue more).
+    template <bool kV6>
+    void route_built(Burst &gen);
     // The stages of one hook, in order, on b.
     template <bool Profile>
     void run_hook(Hook h, Burst &b);
@@ -326,10 +346,28 @@ class Worker {
     void run_local_hook(Hook h, Burst &b);
     template <bool Profile>
     void run_taps(TapPoint p, uint16_t port, rte_mbuf *const *pkts, uint16_t n);
-    void reenter(Burst &b, rte_mbuf *m) {
+    // fresh: a packet that goes through ip*_input again starts with no flags
+    // (the outer packet's fragment flags are not the inner one's).
+    void reenter(Burst &b, rte_mbuf *m, bool fresh) {
         if (unlikely(b.n == kBurst)) {
             drop(m, DropReason::kReentryFull);
             return;
+        }
+        // The path keeps the IP header right after a 14-byte Ethernet
+        // header (l2_rewrite writes one there): what lies before it (outer
+        // headers a stage took off) is cut.
+        PktMeta &md = meta(m);
+        if (md.l3_off != RTE_ETHER_HDR_LEN) {
+            const uint16_t cut = md.l3_off - RTE_ETHER_HDR_LEN;
+            if (md.l3_off < RTE_ETHER_HDR_LEN || rte_pktmbuf_adj(m, cut) == nullptr) {
+                drop(m, DropReason::kReentryBadOffset);
+                return;
+            }
+            md.l3_off = RTE_ETHER_HDR_LEN;
+            md.l4_off = md.l4_off > cut ? md.l4_off - cut : 0;
+        }
+        if (fresh) {
+            md.flags = 0;
         }
         b.push(m);
     }
@@ -361,12 +399,17 @@ class Worker {
     // [W] owned queues; n_rxq_ [R] for stats
     RxQueueRef rxq_[kMaxRxQueues];
     std::atomic<uint16_t> n_rxq_{0};
-    // [W] output buffers, one per port; flushed every loop before the quiescent report
+    // [W] output buffers, one per port; flushed every loop before the quiescent
+    // report. pending_ lists the ports whose buffer got packets since the
+    // last flush (each once: TxBuf::listed), so a flush visits only those.
     struct TxBuf {
         uint16_t n = 0;
+        bool listed = false;
         rte_mbuf *pkts[kBurst];
     };
-    TxBuf txb_[RTE_MAX_ETHPORTS];
+    TxBuf txb_[kMaxPorts];
+    uint16_t pending_[kMaxPorts];
+    uint16_t n_pending_ = 0;
     Burst dropped_;
     // [W] packets re-entering ip4_input / ip6_input (reenter4 / reenter6)
     Burst again4_;

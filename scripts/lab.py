@@ -723,6 +723,13 @@ def run_checks(st, tcp_bytes):
         c.run("ping all pairs", f"{len(pods)} pods", fam.replace("IP", ""),
               lambda fam=fam: all_pairs(fam))
 
+    # packet capture on a pod's port (fwdctl capture): its echoes both ways, both families
+    if cross:
+        a, b = cross[0]
+        c.run("capture", f"{a} ({pods[a]['node']})", "4+6",
+              lambda a=a, b=b: capture(st, pods[a], ns[a], addr_of(b, "IPv4"),
+                                       addr_of(b, "IPv6")))
+
     # the IPAM store is consistent: nothing leaked or doubled
     def ipam_check():
         r = sh(f"ip netns exec {TOR} {FWDCTL} ipam check --store '{st['etcd']['spec']}'",
@@ -732,6 +739,27 @@ def run_checks(st, tcp_bytes):
                                    if r.returncode == 0 else r.stdout.strip()[-160:])
     c.run("ipam check", "etcd store", "4+6", ipam_check)
     return c
+
+
+def capture(st, pod, ns, dst4, dst6):
+    """fwdctl capture's ops on the pod's endpoint while it pings dst4 and dst6: the pcap the
+    daemon writes holds the requests it sent and the replies it got, IPv4 and IPv6."""
+    from scapy.all import ICMP, IP, IPv6, ICMPv6EchoReply, ICMPv6EchoRequest, rdpcap
+    sock = st["nodes"][pod["node"]]["sock"]
+    out = STATE_DIR / f"capture-{pod['name']}.pcap"
+    cap = api_call(sock, "capture.start", {"port": f"{NETWORK}.{pod['cid']}.eth0",
+                                           "file": str(out)})
+    ns.run(f"ping -4 -c 2 -i 0.2 -W 2 {dst4}", check=False, timeout=30)
+    ns.run(f"ping -6 -c 2 -i 0.2 -W 2 {dst6}", check=False, timeout=30)
+    done = api_call(sock, "capture.stop", {"id": cap["id"]})
+    pkts = rdpcap(str(out))
+    req4 = sum(1 for p in pkts if ICMP in p and p[ICMP].type == 8 and p[IP].dst == dst4)
+    rep4 = sum(1 for p in pkts if ICMP in p and p[ICMP].type == 0 and p[IP].src == dst4)
+    req6 = sum(1 for p in pkts if ICMPv6EchoRequest in p and p[IPv6].dst == dst6)
+    rep6 = sum(1 for p in pkts if ICMPv6EchoReply in p and p[IPv6].src == dst6)
+    ok = (req4, rep4, req6, rep6) == (2, 2, 2, 2) and done["packets"] == len(pkts)
+    return ok, (f"{len(pkts)} frames in {shown(out)}: echo {req4}+{rep4} (v4) {req6}+{rep6} (v6) "
+                f"of 2+2 each")
 
 
 def idle_cpu(st, seconds=10):

@@ -16,6 +16,11 @@
 //   capture.list       -> {captures: [...]}
 // At most kMaxSessions run at once; a capture that reached its count or its
 // time stays listed as done until capture.stop takes it.
+//
+// Node config (a feature section, config_sections.hpp):
+//   "capture": {"max_rate_pps": 100000}   the most copies a second a capture
+//   may ask for (rate_pps; its default is 10000 or this, the lower): what an
+//   operator's capture may cost the workers.
 #include <pcap/pcap.h>
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -25,6 +30,7 @@
 #include <map>
 
 #include "api_args.hpp"
+#include "fwd/control/config_sections.hpp"
 #include "fwd/control/endpoints.hpp"
 #include "fwd/control/ports.hpp"
 #include "fwd/dp/capture.hpp"
@@ -38,6 +44,10 @@ namespace cap = dp::capture;
 namespace {
 
 constexpr uint32_t kDefaultRate = 10000;
+
+struct CaptureConfig {
+    uint32_t max_rate_pps = 100000;
+};
 constexpr uint32_t kDefaultSnaplen = 65535;
 constexpr uint32_t kMaxSnaplen = 262144;
 constexpr size_t kMaxDone = 16;          // finished captures kept for capture.get / stop
@@ -234,7 +244,13 @@ class CaptureModule final : public Module {
         }
         c.count = get_uint(args, "count", 0, 0, UINT32_MAX);
         uint32_t seconds = get_uint(args, "seconds", 0, 0, 86400);
-        uint32_t rate = get_uint(args, "rate_pps", kDefaultRate, 1, 10000000);
+        const uint32_t max_rate = ctx_.cfg().section<CaptureConfig>("capture").max_rate_pps;
+        if (auto it = args.find("rate_pps");
+            it != args.end() && it->is_number_unsigned() && it->get<uint64_t>() > max_rate) {
+            bad("rate_pps " + it->dump() + " is above this node's capture.max_rate_pps (" +
+                std::to_string(max_rate) + ")");
+        }
+        uint32_t rate = get_uint(args, "rate_pps", std::min(kDefaultRate, max_rate), 1, max_rate);
         c.s.snaplen = get_uint(args, "snaplen", kDefaultSnaplen, 64, kMaxSnaplen);
         auto dir = get_str(args, "direction", false, "both");
         if (dir != "rx" && dir != "tx" && dir != "both") {
@@ -451,5 +467,14 @@ class CaptureModule final : public Module {
 }  // namespace
 
 FWD_ON_LOAD(register_module<CaptureModule>({EndpointsModule::kName, PortsModule::kName}));
+FWD_ON_LOAD(register_config_section<CaptureConfig>("capture", {"max_rate_pps"},
+                                                   [](const config::Object &o, const NodeConfig &) {
+                                                       CaptureConfig c;
+                                                       if (auto f = o.get("max_rate_pps")) {
+                                                           c.max_rate_pps =
+                                                               f->integer<uint32_t>(1, 10000000);
+                                                       }
+                                                       return c;
+                                                   }));
 
 }  // namespace fwd::control

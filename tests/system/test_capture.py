@@ -8,7 +8,7 @@ import time
 import pytest
 from scapy.all import ICMP, IP, IPv6, ICMPv6EchoReply, ICMPv6EchoRequest, rdpcap
 
-from fwdlab import FWDCTL
+from fwdlab import DAEMON, FWDCTL
 
 
 @pytest.fixture
@@ -152,3 +152,26 @@ def test_capture_errors_name_the_problem(two_pods, tmp_path):
     assert r.returncode == 1 and "already 4 captures running" in r.stderr, r.stderr
     for i in ids:
         d.ctl("capture", "stop", i)
+
+
+def test_capture_rate_is_capped_by_the_node_config(daemon_factory, netns_factory, tmp_path):
+    # the feature's own config section ("capture"), registered from its file
+    d = daemon_factory("capcfg", extra={"capture": {"max_rate_pps": 50}})
+    a = netns_factory("cc")
+    d.add_pod(a, ipv4="192.168.0.2")
+    r = fwdctl(d, "capture", a.name, "-w", tmp_path / "x.pcap", "--rate", "100")
+    assert r.returncode == 1, r.stderr
+    assert "rate_pps 100 is above this node's capture.max_rate_pps (50)" in r.stderr
+    r = fwdctl(d, "--json", "capture", a.name, "-w", tmp_path / "y.pcap", "--background")
+    assert r.returncode == 0, r.stderr
+    d.ctl("capture", "stop", json.loads(r.stdout)["id"])
+    # a bad field in the section stops the daemon at its start, naming it
+    bad = tmp_path / "bad.json"
+    cfg = json.loads(d.config.read_text())
+    cfg["capture"] = {"max_rate": 5}
+    bad.write_text(json.dumps(cfg))
+    r = subprocess.run([str(DAEMON), "--check-config", "--config", str(bad)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert 'capture.max_rate: unknown field "max_rate"; known fields: max_rate_pps' in r.stderr, \
+        r.stderr

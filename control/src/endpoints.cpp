@@ -205,6 +205,10 @@ json EndpointsModule::add(const json &args) {
         if (e.nh == dp::kNhInvalid) {
             throw ApiError("unavailable", "next-hop table full");
         }
+        e.announced = true;
+        for (const auto &s : subscribers_) {
+            s(Event::kAttached, e);
+        }
         Rib &rib = routes_.rib();
         if (e.ipv4) {
             rib.set(net::Prefix4{*e.ipv4, 32}, RouteSource::kEndpoint,
@@ -224,11 +228,24 @@ json EndpointsModule::add(const json &args) {
         remove(e);
         throw;
     }
+    for (const auto &s : subscribers_) {
+        s(Event::kLive, e);
+    }
     auto [it, ok] = endpoints_.emplace(e.id, std::move(e));
     return to_json(it->second);
 }
 
 void EndpointsModule::remove(Endpoint &e, bool with_link) {
+    if (e.announced) {
+        for (auto it = subscribers_.rbegin(); it != subscribers_.rend(); ++it) {
+            try {
+                (*it)(Event::kRemoving, e);
+            } catch (const std::exception &) {
+                // A removal goes on whatever a subscriber thinks of it.
+            }
+        }
+        e.announced = false;
+    }
     Rib &rib = routes_.rib();
     if (e.ipv4) {
         rib.remove(net::Prefix4{*e.ipv4, 32}, RouteSource::kEndpoint);

@@ -131,6 +131,23 @@ uint8_t PipelineRegistry::add_port_driver(PortDriverDef d) {
     return static_cast<uint8_t>(drivers_.size());
 }
 
+void PipelineRegistry::add_housekeeping(HousekeepDef d) {
+    check_name(d.name, "housekeeping");
+    if (d.fn == nullptr) {
+        throw std::invalid_argument("housekeeping '" + d.name + "' has no function");
+    }
+    for (const auto &o : housekeeping_) {
+        if (o.name == d.name) {
+            throw std::invalid_argument("housekeeping '" + d.name + "' is registered twice");
+        }
+    }
+    if (housekeeping_.size() == kMaxHousekeeping) {
+        throw std::invalid_argument("housekeeping '" + d.name + "': all " +
+                                    std::to_string(kMaxHousekeeping) + " are taken");
+    }
+    housekeeping_.push_back(std::move(d));
+}
+
 Pipeline PipelineRegistry::freeze() const {
     Pipeline p;
     for (std::string_view n : kStageNames) {
@@ -182,6 +199,9 @@ Pipeline PipelineRegistry::freeze() const {
     p.slot_names = slots_;
     for (size_t i = 0; i < drivers_.size(); i++) {
         p.drivers[i + 1] = Pipeline::Driver{drivers_[i].rx, drivers_[i].tx};
+    }
+    for (const auto &h : housekeeping_) {
+        p.housekeeping[p.n_housekeeping++] = h.fn;
     }
     return p;
 }

@@ -616,6 +616,9 @@ uint16_t Worker::run_once_impl() {
     if (n == 0 || ++loops_ >= kHousekeepLoops) {
         loops_ = 0;
         drain_commands();
+        for (uint8_t i = 0; i < pipeline_.n_housekeeping; i++) {
+            pipeline_.housekeeping[i](*this);
+        }
         if (qsbr_ != nullptr) {
             rte_rcu_qsbr_quiescent(qsbr_, index_);
         }

@@ -5,9 +5,11 @@
 // A reply comes only once the change is live in every worker.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "fwd/control/module.hpp"
 #include "fwd/control/port_kind.hpp"
@@ -31,6 +33,18 @@ class EndpointsModule final : public Module {
 
     const Endpoints &endpoints() const { return endpoints_; }
 
+    // Endpoint events, for modules that keep state per pod (policy,
+    // anti-spoofing, metrics), on the control thread:
+    //   kAttached  its port and next hop exist, its routes are not live yet:
+    //              program what must be in place before the pod's first
+    //              packet; throw ApiError to refuse the endpoint (it is undone)
+    //   kLive      endpoint.add is about to answer: the pod is reachable
+    //   kRemoving  endpoint.del (or shutdown) begins: its routes still exist
+    // Subscribers are called in subscription order (kRemoving: reverse).
+    enum class Event : uint8_t { kAttached, kLive, kRemoving };
+    using Subscriber = std::function<void(Event, const Endpoint &)>;
+    void subscribe(Subscriber s) { subscribers_.push_back(std::move(s)); }
+
   private:
     nlohmann::json add(const nlohmann::json &args);
     nlohmann::json del(const nlohmann::json &args);
@@ -46,6 +60,7 @@ class EndpointsModule final : public Module {
     RoutesModule &routes_;
     std::map<std::string, std::unique_ptr<PortKind>> kinds_;
     Endpoints endpoints_;
+    std::vector<Subscriber> subscribers_;
 };
 
 }  // namespace fwd::control

@@ -46,6 +46,10 @@
 // rte_eth_rx_burst / rte_eth_tx_burst for an ethdev; queue is the RX queue
 // the worker owns, or the worker's index for TX.
 //
+// Housekeeping: a function the worker calls with its commands, every 64
+// busy loops and on every idle one (a connection table's ageing, say),
+// never in the middle of a burst. add_housekeeping().
+//
 // Per-worker state: add_worker_slot() names a pointer every worker keeps
 // for the feature (Worker::slot); its control side fills it before the
 // workers run.
@@ -83,6 +87,7 @@ using TapFn = void (*)(Worker &w, uint16_t port, rte_mbuf *const *pkts, uint16_t
 // as tx_queue_full, as for an ethdev).
 using PortIoFn = uint16_t (*)(Worker &w, uint16_t port, uint16_t queue, rte_mbuf **pkts,
                               uint16_t n);
+using HousekeepFn = void (*)(Worker &w);
 
 struct StageDef {
     std::string name;  // unique among stages and taps; [a-z0-9_]
@@ -108,7 +113,13 @@ struct PortDriverDef {
     PortIoFn tx;
 };
 
+struct HousekeepDef {
+    std::string name;
+    HousekeepFn fn;
+};
+
 inline constexpr size_t kMaxHookStages = 8;  // per hook
+inline constexpr size_t kMaxHousekeeping = 8;
 inline constexpr size_t kMaxPortDrivers = 8;
 inline constexpr size_t kMaxTaps = 4;  // per tap point
 inline constexpr size_t kMaxFeatureStages = kHookCount * kMaxHookStages + kTapPointCount * kMaxTaps;
@@ -143,6 +154,8 @@ struct Pipeline {
     };
     // By PortState::driver; entry 0 is "an ethdev" (never called).
     std::array<Driver, kMaxPortDrivers + 1> drivers{};
+    uint8_t n_housekeeping = 0;
+    std::array<HousekeepFn, kMaxHousekeeping> housekeeping{};
     // Every stage's name by id: the built-in ones (kStageNames), then the
     // registered ones.
     std::vector<std::string> stage_names;
@@ -169,6 +182,7 @@ class PipelineRegistry {
     uint16_t add_worker_slot(std::string name);
     // A port driver; returns its PortState::driver value (1 and up).
     uint8_t add_port_driver(PortDriverDef d);
+    void add_housekeeping(HousekeepDef d);
 
     // Resolves the order of every hook. Throws std::invalid_argument for a
     // name used twice and a cycle in runs_before / runs_after.
@@ -182,6 +196,7 @@ class PipelineRegistry {
     std::vector<std::string> nh_kinds_;  // index 0 is kFirstFeatureNhKind
     std::vector<std::string> slots_;
     std::vector<PortDriverDef> drivers_;
+    std::vector<HousekeepDef> housekeeping_;
 };
 
 // PipelineRegistry::global().freeze(), once (on first use; the workers'

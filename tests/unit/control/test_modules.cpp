@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdio>
 #include <future>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -33,6 +34,7 @@
 
 #include "fwd/control/api.hpp"
 #include "fwd/control/controller.hpp"
+#include "fwd/control/ports.hpp"
 #include "fwd/control/routes.hpp"
 #include "fwd/dp/eal.hpp"
 #include "fwd/dp/meta.hpp"
@@ -601,6 +603,157 @@ TEST_F(Control, TapEndpointBeforeStartIsUnavailable) {
     // The default kind is tap.
     e = error_of("endpoint.add", {{"id", "pod2"}, {"netns", "ns1"}, {"ipv4", "10.70.0.3"}});
     EXPECT_EQ(e.code(), "unavailable");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Soft ports: ports a feature's driver does the I/O of (ports.hpp).
+
+PortsModule::SoftPort soft_port(std::string name, uint8_t driver, void *ctx,
+                                dp::PortRole role = dp::PortRole::kPod) {
+    PortsModule::SoftPort p;
+    p.name = std::move(name);
+    p.driver = driver;
+    p.ctx = ctx;
+    p.mac = net::MacAddr({0x02, 0x50, 0x00, 0x00, driver, static_cast<uint8_t>(role)});
+    p.role = role;
+    return p;
+}
+
+// Guards add_soft_port: ids from kFirstSoftPort up, its PortState written
+// whole (driver, ctx, MAC, role; what an earlier user of the id left in
+// vlan / tx_shared cleared); all kMaxSoftPorts ids usable and the next one
+// refused with ApiError "unavailable"; an id given back is given again.
+TEST_F(Control, SoftPortsTakeIdsFromTheFirstSoftPort) {
+    auto &ports = ctl_->need<PortsModule>();
+    int ctx_a = 0, ctx_b = 0, ctx_n = 0;
+    dp::PortState &dirty = tables_->port_mut(dp::kFirstSoftPort);
+    dirty.vlan = 7;
+    dirty.tx_shared = true;
+
+    PortsModule::SoftPort a = soft_port("tun_a", 3, &ctx_a);
+    uint16_t ia = ports.add_soft_port(a);
+    EXPECT_EQ(ia, dp::kFirstSoftPort);
+    const dp::PortState &pa = tables_->port(ia);
+    EXPECT_EQ(pa.driver, 3);
+    EXPECT_EQ(pa.driver_ctx, &ctx_a);
+    EXPECT_EQ(pa.mac, a.mac.bytes());
+    EXPECT_EQ(pa.role.load(), dp::PortRole::kPod);
+    EXPECT_EQ(pa.vlan, 0);
+    EXPECT_FALSE(pa.tx_shared);
+
+    uint16_t ib = ports.add_soft_port(soft_port("tun_b", 4, &ctx_b, dp::PortRole::kUplink));
+    EXPECT_EQ(ib, dp::kFirstSoftPort + 1);
+    EXPECT_EQ(tables_->port(ib).driver, 4);
+    EXPECT_EQ(tables_->port(ib).driver_ctx, &ctx_b);
+    EXPECT_EQ(tables_->port(ib).role.load(), dp::PortRole::kUplink) << "the role given";
+
+    size_t out_of_order = 0;
+    for (uint16_t i = 2; i < dp::kMaxSoftPorts; i++) {
+        uint16_t id = ports.add_soft_port(soft_port("tun" + std::to_string(i), 1, &ctx_n));
+        out_of_order += id != dp::kFirstSoftPort + i;
+    }
+    EXPECT_EQ(out_of_order, 0u);
+    ASSERT_EQ(ports.soft_ports().size(), dp::kMaxSoftPorts);
+    EXPECT_EQ(ports.soft_ports().begin()->first, dp::kFirstSoftPort);
+    EXPECT_EQ(ports.soft_ports().rbegin()->first, dp::kMaxPorts - 1);
+    EXPECT_EQ(ports.soft_ports().at(ia).name, "tun_a");
+    EXPECT_EQ(tables_->port(dp::kMaxPorts - 1).role.load(), dp::PortRole::kPod);
+
+    try {
+        ports.add_soft_port(soft_port("one_too_many", 1, &ctx_n));
+        ADD_FAILURE() << "soft port " << dp::kMaxSoftPorts + 1 << " given";
+    } catch (const ApiError &e) {
+        EXPECT_EQ(e.code(), "unavailable");
+    }
+    EXPECT_EQ(ports.soft_ports().size(), dp::kMaxSoftPorts);
+
+    // One given back in the middle: the next one gets its id.
+    const uint16_t freed = dp::kFirstSoftPort + 500;
+    as_worker([&] { ports.remove_soft_port(freed); });
+    EXPECT_EQ(ports.soft_ports().size(), dp::kMaxSoftPorts - 1);
+    uint16_t again = ports.add_soft_port(soft_port("tun_again", 2, &ctx_b));
+    EXPECT_EQ(again, freed);
+    EXPECT_EQ(tables_->port(again).driver, 2);
+    EXPECT_EQ(ports.soft_ports().at(again).name, "tun_again");
+}
+
+// Guards remove_soft_port: the port retired as retire() does it (role kNone
+// first, then it waits until the worker acknowledged kDropPort, which takes
+// the port's RX queue from it), its driver and ctx cleared, its id free; an
+// id that is not a soft port's is left alone.
+TEST_F(Control, RemovedSoftPortIsRetired) {
+    auto &ports = ctl_->need<PortsModule>();
+    int ctx = 0;
+    uint16_t id = ports.add_soft_port(soft_port("tun_gone", 5, &ctx));
+    uint16_t kept = ports.add_soft_port(soft_port("tun_kept", 5, &ctx));
+    ASSERT_NE(worker_->post({dp::WorkerCommand::Kind::kAddRxQueue, id, 0, 0}), 0u);
+    ASSERT_NE(worker_->post({dp::WorkerCommand::Kind::kAddRxQueue, kept, 0, 0}), 0u);
+    worker_->drain_commands();
+    ASSERT_EQ(worker_->rx_queue_count(), 2);
+
+    auto done = std::async(std::launch::async, [&] { ports.remove_soft_port(id); });
+    EXPECT_EQ(done.wait_for(200ms), std::future_status::timeout)
+        << "returned before the worker acknowledged kDropPort";
+    EXPECT_EQ(tables_->port(id).role.load(), dp::PortRole::kNone) << "role kNone first";
+    while (done.wait_for(1ms) != std::future_status::ready) {
+        worker_->drain_commands();
+    }
+    done.get();
+    EXPECT_EQ(worker_->rx_queue_count(), 1) << "the worker dropped the port's queue";
+    const dp::PortState &ps = tables_->port(id);
+    EXPECT_EQ(ps.driver, 0);
+    EXPECT_EQ(ps.driver_ctx, nullptr);
+    EXPECT_EQ(ports.soft_ports().count(id), 0u);
+    EXPECT_EQ(tables_->port(kept).role.load(), dp::PortRole::kPod) << "the other one stays";
+    EXPECT_EQ(tables_->port(kept).driver_ctx, &ctx);
+
+    // Not a soft port (an ethdev's id, one never given): nothing happens.
+    tables_->port_mut(0).role.store(dp::PortRole::kPod);
+    uint64_t acked = worker_->acked();
+    ports.remove_soft_port(0);
+    ports.remove_soft_port(dp::kFirstSoftPort + 77);
+    EXPECT_EQ(tables_->port(0).role.load(), dp::PortRole::kPod);
+    worker_->drain_commands();
+    EXPECT_EQ(worker_->acked(), acked) << "a command was posted";
+    EXPECT_EQ(ports.soft_ports().size(), 1u);
+}
+
+// Guards the stats op's soft port rows: one per soft port, with its id,
+// name and kind, and the fields its stats callback returns (none without
+// one).
+TEST_F(Control, StatsListSoftPortsWithTheirCallbacksFields) {
+    auto &ports = ctl_->need<PortsModule>();
+    int ctx = 0;
+    int calls = 0;
+    PortsModule::SoftPort a = soft_port("tun_stats", 1, &ctx);
+    a.stats = [&calls] {
+        calls++;
+        return json{{"rx_packets", 11}, {"tx_packets", 22}, {"tx_dropped", 3}};
+    };
+    uint16_t ia = ports.add_soft_port(a);
+    uint16_t ib = ports.add_soft_port(soft_port("tun_quiet", 1, &ctx, dp::PortRole::kUplink));
+    run_control();
+    json s = call("stats", json::object());
+    std::map<uint16_t, json> rows;
+    for (const json &r : s["ports"]) {
+        uint16_t id = r["port_id"];
+        if (id >= dp::kFirstSoftPort) {
+            rows[id] = r;
+        }
+    }
+    ASSERT_EQ(rows.size(), 2u) << s["ports"].dump();
+    json &ra = rows[ia];
+    EXPECT_EQ(ra["name"], "tun_stats");
+    EXPECT_EQ(ra["kind"], "pod");
+    EXPECT_EQ(ra["rx_packets"], 11);
+    EXPECT_EQ(ra["tx_packets"], 22);
+    EXPECT_EQ(ra["tx_dropped"], 3);
+    EXPECT_TRUE(ra.contains("link")) << ra.dump();
+    json &rb = rows[ib];
+    EXPECT_EQ(rb["name"], "tun_quiet");
+    EXPECT_EQ(rb["kind"], "uplink");
+    EXPECT_FALSE(rb.contains("rx_packets")) << rb.dump();
+    EXPECT_EQ(calls, 1);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -63,6 +63,11 @@ struct Seen {
     NhKind tunnel = NhKind::kNone;
     uint32_t underlay = kNhInvalid;  // the next hop the tunnel stage points packets at
     uint16_t slot = 0;
+    // shift_errors: where the ICMP errors to pod A go instead, and the
+    // (meta.l4_off, byte there) of each error it saw, every pass.
+    uint32_t reroute_to4 = 0;
+    Ip6 reroute_to6{};
+    std::vector<std::pair<uint16_t, uint8_t>> l4_seen;
 };
 Seen g_seen;
 
@@ -812,6 +817,50 @@ TEST_F(LocalL4, WhatAnL4StageTakesGoesNoFurther6) {
     EXPECT_EQ(out_.on(Side::kUplink).size(), 1u) << "the echo reply";
 }
 
+// A first fragment (more fragments set, offset 0) carries the L4 header but
+// not the whole datagram: an L4-port stage would decapsulate a cut inner
+// packet. Guards run_local_hook taking whole datagrams only (kMetaFragment,
+// not just kMetaLaterFragment): the first fragment goes on to the other
+// local stages and icmp4_local / icmp6_local as before.
+class LocalL4Fragments : public Pipelines {
+  protected:
+    void run_first_fragment(bool v6) {
+        PipelineRegistry r;
+        Hook h = v6 ? Hook::kIp6Local : Hook::kIp4Local;
+        r.add_stage(stage("any", h, v6 ? &keep_all<Hook::kIp6Local> : &keep_all<Hook::kIp4Local>));
+        r.add_stage(l4(v6 ? "udp6" : "udp4", h, v6 ? &l4_stage<2> : &l4_stage<0>, IPPROTO_UDP,
+                       kTunnelPort));
+        use(r);
+        g_seen.take = true;  // what the L4 stage gets goes no further
+        auto to_node = [&] {
+            return v6 ? from_uplink().ip6(kVia6, kNode6) : from_uplink().ip4(kVia4, kNode4);
+        };
+        auto first_fragment = [&] {
+            return v6 ? from_uplink().ip6(kVia6, kNode6).fragment(0, true)
+                      : from_uplink().ip4(kVia4, kNode4).mf();
+        };
+        Sent out = run({
+            {Side::kUplink, to_node().udp(2000, kTunnelPort).payload(16)},
+            {Side::kUplink, first_fragment().udp(2001, kTunnelPort).payload(16)},
+        });
+        const char *l4_name = v6 ? "udp6" : "udp4";
+        EXPECT_EQ(g_seen.sports[l4_name], std::vector<uint16_t>{2000}) << "the whole one only";
+        const char *hook = v6 ? "ip6_local" : "ip4_local";
+        EXPECT_EQ(g_seen.packets[hook], 1u) << "the first fragment went on";
+        EXPECT_EQ(drops(),
+                  want({{DropReason::kRouteBlackhole, 1}, {DropReason::kLocalUnhandled, 1}}));
+        EXPECT_TRUE(out.frames.empty());
+    }
+};
+
+TEST_F(LocalL4Fragments, FirstFragmentIsNotTaken4) {
+    run_first_fragment(false);
+}
+
+TEST_F(LocalL4Fragments, FirstFragmentIsNotTaken6) {
+    run_first_fragment(true);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Re-entry.
 
@@ -895,6 +944,152 @@ TEST_F(Reentry, OverfullReentryBurstIsDropped) {
     EXPECT_EQ(out.frames.size(), kBurst);
 }
 
+// Re-enters every packet with a meta.l3_off the worker must refuse, by the
+// outer source port: 1 / 4 at 0, 2 / 5 just below the 14 bytes an Ethernet
+// header needs, 3 / 6 past the end of the first segment (so far that not
+// even the Ethernet header before it is in it). Ports 1-3 as IPv4, 4-6 as IPv6.
+void bad_offset(Worker &w, Burst &b) {
+    count("bad_offset", b);
+    for (uint16_t i = 0; i < b.n; i++) {
+        rte_mbuf *m = b.pkts[i];
+        PktMeta &md = meta(m);
+        uint16_t s = sport(m);
+        switch ((s - 1) % 3) {
+            case 0:
+                md.l3_off = 0;
+                break;
+            case 1:
+                md.l3_off = kEthLen - 1;
+                break;
+            default:
+                md.l3_off = static_cast<uint16_t>(m->data_len + kEthLen + 1);
+                break;
+        }
+        if (s <= 3) {
+            w.reenter4(m);
+        } else {
+            w.reenter6(m);
+        }
+    }
+    b.n = 0;
+}
+
+// Guards Worker::reenter's offset check: an l3_off below 14 (no room for
+// the Ethernet header l2_rewrite writes) or past the first segment is
+// dropped as reentry_bad_offset, not cut into nonsense or read past the
+// data.
+TEST_F(Reentry, BadOffsetIsDropped) {
+    use_decap(&bad_offset);
+    std::vector<std::pair<Side, PacketBuilder>> in;
+    for (uint16_t s = 1; s <= 6; s++) {
+        PacketBuilder b =
+            s <= 3 ? from_uplink().ip4(kVia4, kNode4) : from_uplink().ip6(kVia6, kNode6);
+        in.emplace_back(Side::kUplink, std::move(b.udp(s, kTunnelPort).payload(inner4())));
+    }
+    Sent out = run(in);
+    EXPECT_TRUE(out.frames.empty());
+    EXPECT_EQ(drops(), want({{DropReason::kReentryBadOffset, 6}}));
+    EXPECT_EQ(g_seen.packets["bad_offset"], 6u) << "one pass each";
+}
+
+// On a local hook (every local packet, fragments included): a pretend
+// decapsulation of fragments. The inner packet after the outer IP + UDP
+// header re-enters with an Ethernet header copied in front of it and
+// meta.l3_off at it (the worker cuts what is before), and a stale
+// kMetaLocalOrigin on top of the outer's fragment flags.
+void decap_fragments(Worker &w, Burst &b) {
+    count("decap_fragments", b);
+    uint16_t k = 0;
+    for (uint16_t i = 0; i < b.n; i++) {
+        rte_mbuf *m = b.pkts[i];
+        PktMeta &md = meta(m);
+        if (!(md.flags & kMetaFragment)) {
+            b.pkts[k++] = m;
+            continue;
+        }
+        auto inner = static_cast<uint16_t>(md.l4_off + sizeof(rte_udp_hdr));
+        std::memmove(at<uint8_t>(m, inner - kEthLen), at<uint8_t>(m, 0), kEthLen);
+        bool v6 = (*at<uint8_t>(m, inner) >> 4) == 6;
+        at<rte_ether_hdr>(m, inner - kEthLen)->ether_type =
+            rte_cpu_to_be_16(v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
+        md.l3_off = inner;
+        md.flags |= kMetaLocalOrigin;
+        reenter_by_version(w, m);
+    }
+    b.n = k;
+}
+
+// Guards reenter4 / reenter6 clearing meta.flags: outer later fragments
+// (kMetaFragment | kMetaLaterFragment, plus the stale kMetaLocalOrigin)
+// carrying whole inner packets. Carried over, kMetaLaterFragment would
+// suppress the time exceeded about the inner packet with TTL 1,
+// kMetaLocalOrigin would keep the forwarded one's TTL, and kMetaFragment
+// would make icmp4_local drop the echo request.
+TEST_F(Reentry, OuterFlagsDoNotCarryOverToTheInnerPacket4) {
+    PipelineRegistry r;
+    r.add_stage(stage("decap_fragments4", Hook::kIp4Local, &decap_fragments));
+    use(r);
+    Bytes expiring = l3_of(from_uplink().ip4(kInnerSrc4, kPodB4).ttl(1).udp(5, 6).payload(16));
+    Bytes passing = l3_of(from_uplink().ip4(kInnerSrc4, kPodB4).udp(7, 8).payload(16));
+    Bytes echo = l3_of(from_uplink().ip4(kInnerSrc4, kGw4).echo_request(0x77, 1).payload(16));
+    auto later = [](const Bytes &inner) {
+        return from_uplink()
+            .ip4(kVia4, kNode4)
+            .frag_offset(100)
+            .udp(40000, kTunnelPort)
+            .payload(inner);
+    };
+    Sent out = run({{Side::kUplink, later(expiring)},
+                    {Side::kUplink, later(passing)},
+                    {Side::kUplink, later(echo)}});
+    // The three outer packets, then the inner echo (local too, not a fragment: kept).
+    EXPECT_EQ(g_seen.packets["decap_fragments"], 4u);
+    EXPECT_EQ(drops(), want({{DropReason::kIp4TtlExceeded, 1}}));
+    EXPECT_EQ(icmp_sent(), 1u);
+    auto to_b = out.on(Side::kPodB);
+    ASSERT_EQ(to_b.size(), 1u);
+    expect_inner_forwarded(*to_b[0], passing);
+    auto up = out.on(Side::kUplink);
+    ASSERT_EQ(up.size(), 2u) << "the time exceeded and the echo reply";
+    const Frame *err = nullptr, *reply = nullptr;
+    for (const Frame *f : up) {
+        ASSERT_TRUE(f->pkt.ip4.has_value());
+        (f->pkt.ip4->src == kGw4 ? reply : err) = f;
+    }
+    ASSERT_NE(err, nullptr);
+    ASSERT_NE(reply, nullptr);
+    check_icmp4_error(*err, 11, 0, 0, expiring);
+    EXPECT_EQ(reply->pkt.ip4->dst, kInnerSrc4);
+    ASSERT_GE(reply->pkt.l4().size(), 1u);
+    EXPECT_EQ(reply->pkt.l4()[0], 0) << "echo reply";
+}
+
+TEST_F(Reentry, OuterFlagsDoNotCarryOverToTheInnerPacket6) {
+    PipelineRegistry r;
+    r.add_stage(stage("decap_fragments6", Hook::kIp6Local, &decap_fragments));
+    use(r);
+    Bytes expiring =
+        l3_of(from_uplink().ip6(kInnerSrc6, kPodB6).hop_limit(1).udp(5, 6).payload(16));
+    Bytes passing = l3_of(from_uplink().ip6(kInnerSrc6, kPodB6).udp(7, 8).payload(16));
+    auto later = [](const Bytes &inner) {
+        return from_uplink()
+            .ip6(kVia6, kNode6)
+            .fragment(100, false)
+            .udp(40000, kTunnelPort)
+            .payload(inner);
+    };
+    Sent out = run({{Side::kUplink, later(expiring)}, {Side::kUplink, later(passing)}});
+    EXPECT_EQ(g_seen.packets["decap_fragments"], 2u);
+    EXPECT_EQ(drops(), want({{DropReason::kIp6HopLimitExceeded, 1}}));
+    EXPECT_EQ(icmp_sent(), 1u);
+    auto to_b = out.on(Side::kPodB);
+    ASSERT_EQ(to_b.size(), 1u);
+    expect_inner_forwarded(*to_b[0], passing);
+    auto up = out.on(Side::kUplink);
+    ASSERT_EQ(up.size(), 1u) << "the time exceeded";
+    check_icmp6_error(*up[0], 3, 0, 0, expiring);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reroute.
 
@@ -970,6 +1165,147 @@ TEST_F(Pipelines, EndlessRerouteIsCut) {
     EXPECT_EQ(drops(), want({{DropReason::kReentryLoop, 1}}));
     EXPECT_EQ(worker().gen4_.n, 0) << "left for the next burst";
     EXPECT_EQ(g_seen.packets["reroute_always"], 1 + Worker::kMaxReentries);
+}
+
+// On kIp4Output / kIp6Output: every packet built here (kMetaLocalOrigin)
+// has its (meta.l4_off, byte there) recorded. An ICMP error to pod A, on its
+// first pass, is sent to g_seen.reroute_to4 / reroute_to6 instead, with 8
+// bytes put in front of the frame (meta.l3_off / l4_off moved along, as a
+// stage that builds outer headers might leave them), and routed again.
+constexpr uint16_t kShift = 8;
+
+template <bool kV6>
+void shift_errors(Worker &w, Burst &b) {
+    count(kV6 ? "shift_errors6" : "shift_errors4", b);
+    uint16_t k = 0;
+    for (uint16_t i = 0; i < b.n; i++) {
+        rte_mbuf *m = b.pkts[i];
+        PktMeta &md = meta(m);
+        if (!(md.flags & kMetaLocalOrigin)) {
+            b.pkts[k++] = m;
+            continue;
+        }
+        g_seen.l4_seen.emplace_back(md.l4_off, *at<uint8_t>(m, md.l4_off));
+        bool to_pod_a;
+        if constexpr (kV6) {
+            auto *ip = at<rte_ipv6_hdr>(m, md.l3_off);
+            to_pod_a = std::memcmp(ip->dst_addr, kPodA6.data(), 16) == 0;
+            if (to_pod_a) {
+                std::memcpy(ip->dst_addr, g_seen.reroute_to6.data(), 16);
+            }
+        } else {
+            auto *ip = at<rte_ipv4_hdr>(m, md.l3_off);
+            to_pod_a = ip->dst_addr == rte_cpu_to_be_32(kPodA4);
+            if (to_pod_a) {
+                ip->dst_addr = rte_cpu_to_be_32(g_seen.reroute_to4);
+                ip->hdr_checksum = 0;
+                ip->hdr_checksum = rte_ipv4_cksum(ip);
+            }
+        }
+        if (!to_pod_a) {
+            b.pkts[k++] = m;
+            continue;
+        }
+        if (rte_pktmbuf_prepend(m, kShift) == nullptr) {
+            ADD_FAILURE() << "no headroom";
+            w.drop(m, DropReason::kNoRoute);
+            continue;
+        }
+        std::memset(at<uint8_t>(m, 0), 0xab, kShift);
+        md.l3_off += kShift;
+        md.l4_off += kShift;
+        if constexpr (kV6) {
+            w.reroute6(m);
+        } else {
+            w.reroute4(m);
+        }
+    }
+    b.n = k;
+}
+
+class RerouteBuilt : public Pipelines {
+  protected:
+    // A packet from pod A with TTL / hop limit 1 to the uplink: its time
+    // exceeded, to pod A, goes through shift_errors.
+    Sent run_expiring(bool v6) {
+        PipelineRegistry r;
+        if (v6) {
+            r.add_stage(stage("shift_errors6", Hook::kIp6Output, &shift_errors<true>));
+        } else {
+            r.add_stage(stage("shift_errors4", Hook::kIp4Output, &shift_errors<false>));
+        }
+        use(r);
+        return run(Side::kPodA, v6 ? from_pod_a().ip6(kPodA6, kVia6).hop_limit(1).udp(1, 2)
+                                   : from_pod_a().ip4(kPodA4, kVia4).ttl(1).udp(1, 2));
+    }
+};
+
+// Guards reroute4 keeping kMetaLocalOrigin (the error is not TTL-decremented
+// on its second way out) and the cut taking meta.l4_off along (the output
+// stage finds the ICMP type at l4_off on the second pass), and the frame
+// leaving without the 8 bytes.
+TEST_F(RerouteBuilt, ErrorKeepsLocalOriginAndItsL4Offset4) {
+    g_seen.reroute_to4 = kPodB4;
+    Sent out = run_expiring(false);
+    EXPECT_EQ(drops(), want({{DropReason::kIp4TtlExceeded, 1}}));
+    EXPECT_EQ(icmp_sent(), 1u);
+    constexpr uint16_t kL4 = kEthLen + sizeof(rte_ipv4_hdr);
+    EXPECT_EQ(g_seen.l4_seen, (std::vector<std::pair<uint16_t, uint8_t>>{{kL4, 11}, {kL4, 11}}));
+    ASSERT_EQ(out.frames.size(), 1u);
+    const Frame &f = out.frames[0];
+    check_eth_to(f, Side::kPodB, kTypeIp4);
+    ASSERT_TRUE(f.pkt.ip4.has_value());
+    EXPECT_EQ(f.pkt.ip4->ttl, 64) << "built here: no TTL taken off";
+    EXPECT_TRUE(f.pkt.ip4->header_checksum_ok);
+    EXPECT_EQ(f.pkt.ip4->dst, kPodB4);
+    EXPECT_EQ(f.pkt.ip4->src, kNode4);
+    EXPECT_EQ(f.pkt.frame.size(), kEthLen + f.pkt.ip4->total_length) << "the 8 bytes cut";
+    ASSERT_GE(f.pkt.l4().size(), 8u);
+    EXPECT_EQ(f.pkt.l4()[0], 11);
+    EXPECT_TRUE(f.pkt.l4_checksum_ok());
+}
+
+TEST_F(RerouteBuilt, ErrorKeepsLocalOriginAndItsL4Offset6) {
+    g_seen.reroute_to6 = kPodB6;
+    Sent out = run_expiring(true);
+    EXPECT_EQ(drops(), want({{DropReason::kIp6HopLimitExceeded, 1}}));
+    EXPECT_EQ(icmp_sent(), 1u);
+    constexpr uint16_t kL4 = kEthLen + sizeof(rte_ipv6_hdr);
+    EXPECT_EQ(g_seen.l4_seen, (std::vector<std::pair<uint16_t, uint8_t>>{{kL4, 3}, {kL4, 3}}));
+    ASSERT_EQ(out.frames.size(), 1u);
+    const Frame &f = out.frames[0];
+    check_eth_to(f, Side::kPodB, kTypeIp6);
+    ASSERT_TRUE(f.pkt.ip6.has_value());
+    EXPECT_EQ(f.pkt.ip6->hop_limit, 64) << "built here: no hop limit taken off";
+    EXPECT_EQ(f.pkt.ip6->dst, kPodB6);
+    EXPECT_EQ(f.pkt.frame.size(), kEthLen + 40u + f.pkt.ip6->payload_length) << "the 8 bytes cut";
+    ASSERT_GE(f.pkt.l4().size(), 8u);
+    EXPECT_EQ(f.pkt.l4()[0], 3);
+}
+
+// Guards the same l4_off through icmp4_error: the rerouted error cannot be
+// routed, and icmp4_error must find it an ICMP error (the type at l4_off)
+// and send nothing about it. With l4_off still 8 bytes on, it reads the
+// quoted packet's first byte and sends an error about an error.
+TEST_F(RerouteBuilt, UnroutableErrorCausesNoError4) {
+    g_seen.reroute_to4 = kUnreachable4;
+    Sent out = run_expiring(false);
+    EXPECT_TRUE(out.frames.empty());
+    EXPECT_EQ(drops(), want({{DropReason::kIp4TtlExceeded, 1},
+                             {DropReason::kRouteUnreachable, 1},
+                             {DropReason::kIcmpErrorSuppressed, 1}}));
+    EXPECT_EQ(icmp_sent(), 1u) << "only the time exceeded";
+    EXPECT_EQ(g_seen.l4_seen.size(), 1u);
+}
+
+TEST_F(RerouteBuilt, UnroutableErrorCausesNoError6) {
+    g_seen.reroute_to6 = kUnreachable6;
+    Sent out = run_expiring(true);
+    EXPECT_TRUE(out.frames.empty());
+    EXPECT_EQ(drops(), want({{DropReason::kIp6HopLimitExceeded, 1},
+                             {DropReason::kRouteUnreachable, 1},
+                             {DropReason::kIcmpErrorSuppressed, 1}}));
+    EXPECT_EQ(icmp_sent(), 1u) << "only the time exceeded";
 }
 
 // ---------------------------------------------------------------------------------------------

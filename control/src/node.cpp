@@ -114,7 +114,8 @@ class NodeModule final : public Module {
             json row{{"port_id", pid},
                      {"name", sp.name},
                      {"kind", role_name(role)},
-                     {"link", ports_.link_json(pid)}};
+                     // no ethdev link: up while attached, unless its driver says more
+                     {"link", json{{"up", role != dp::PortRole::kNone}, {"events", 0}}}};
             if (sp.stats) {
                 row.update(sp.stats());
             }

@@ -67,18 +67,20 @@ void PortsModule::stop() {
     }
 }
 
-void PortsModule::retire(uint16_t port) {
+bool PortsModule::retire(uint16_t port) {
     ctx_.tables().port_mut(port).role.store(dp::PortRole::kNone, std::memory_order_release);
     // Every worker: no lookup still sends to it, no TX buffer holds it.
     ctx_.tables().synchronize();
+    bool all = true;
     for (unsigned w = 0; w < ctx_.workers().size(); w++) {
         try {
             ctx_.worker_do(w, {dp::WorkerCommand::Kind::kDropPort, port, 0, 0});
         } catch (const std::exception &) {
-            // A stuck worker is reported by its own stats; keep tearing down.
+            all = false;  // a stuck worker is reported by its own stats; keep tearing down
         }
     }
     ctx_.tables().synchronize();
+    return all;
 }
 
 uint16_t PortsModule::add_soft_port(SoftPort p) {
@@ -101,16 +103,19 @@ uint16_t PortsModule::add_soft_port(SoftPort p) {
     return id;
 }
 
-void PortsModule::remove_soft_port(uint16_t port) {
+bool PortsModule::remove_soft_port(uint16_t port) {
     auto it = soft_.find(port);
     if (it == soft_.end()) {
-        return;
+        return true;
     }
-    retire(port);
+    bool all = retire(port);
     dp::PortState &ps = ctx_.tables().port_mut(port);
-    ps.driver = 0;
-    ps.driver_ctx = nullptr;
+    if (all) {
+        ps.driver = 0;
+        ps.driver_ctx = nullptr;
+    }
     soft_.erase(it);
+    return all;
 }
 
 bool PortsModule::send_frame(const uint8_t *frame, size_t len) {

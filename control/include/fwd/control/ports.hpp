@@ -47,9 +47,10 @@ class PortsModule final : public Module {
     nlohmann::json link_json(uint16_t port) const;
     // Takes a port from the workers: role kNone, a grace period, every worker
     // drops its queues and TX buffer of the port, another grace period. Then
-    // nothing reads the port and it may be destroyed. Never throws (a stuck
-    // worker is reported by its own stats).
-    void retire(uint16_t port);
+    // nothing reads the port and it may be destroyed. Never throws; false
+    // when a worker did not acknowledge (it is stuck: reported by its own
+    // stats), so it may still touch the port.
+    bool retire(uint16_t port);
     // A complete Ethernet frame out of the uplink, through a worker (the
     // workers own the TX queues). False when there is no uplink, no mbuf,
     // or every worker's ring is full.
@@ -60,7 +61,9 @@ class PortsModule final : public Module {
     // our MAC, the role last, with release); throws ApiError "unavailable"
     // when all kMaxSoftPorts are taken. Its stats callback fills its row of
     // the stats op (rx_packets, tx_packets, ...). remove_soft_port retires
-    // it (retire()) and gives the id back; the caller frees ctx afterwards.
+    // it (retire()) and gives the id back; the caller frees ctx afterwards,
+    // unless it returns false: a stuck worker may still call the driver with
+    // ctx, which then must stay (leaked rather than used after free).
     struct SoftPort {
         std::string name;
         uint8_t driver = 0;
@@ -70,7 +73,7 @@ class PortsModule final : public Module {
         std::function<nlohmann::json()> stats;
     };
     uint16_t add_soft_port(SoftPort p);
-    void remove_soft_port(uint16_t port);
+    bool remove_soft_port(uint16_t port);
     // Soft ports by id, for the stats op.
     const std::map<uint16_t, SoftPort> &soft_ports() const { return soft_; }
 

@@ -274,7 +274,10 @@ class Worker {
     // the 14 bytes before it is cut off; meta.in_port kept) once this burst
     // is done, at most kMaxReentries passes in a row (then dropped as
     // reentry_loop); a full re-entry burst drops it as reentry_full, an
-    // l3_off below 14 or beyond the first segment as reentry_bad_offset.
+    // l3_off below 14 or past the first segment's data as reentry_bad_offset.
+    // The 14 bytes before the IP header are its Ethernet header from then on
+    // (icmp*_local answers to its source MAC): a stage that decapsulates a
+    // tunnel without an inner Ethernet header writes one there.
     void reenter4(rte_mbuf *m) { reenter(again4_, m, true); }
     void reenter6(rte_mbuf *m) { reenter(again6_, m, true); }
     // A packet built or rebuilt here (meta.l3_off set; kMetaLocalOrigin
@@ -317,7 +320,11 @@ class Worker {
         if (likely(port < kFirstSoftPort)) {
             return rte_eth_rx_burst(port, queue, pkts, kBurst);
         }
-        return soft_io(port, queue, pkts, kBurst, true);
+        uint16_t n = soft_io(port, queue, pkts, kBurst, true);
+        for (uint16_t i = 0; i < n; i++) {
+            pkts[i]->port = port;  // eth_input reads it; a driver's mbufs need not say
+        }
+        return n;
     }
     uint16_t soft_io(uint16_t port, uint16_t queue, rte_mbuf **pkts, uint16_t n, bool rx);
     void send(uint16_t port);  // tx_burst of the port's buffer
@@ -358,11 +365,13 @@ class Worker {
         // headers a stage took off) is cut.
         PktMeta &md = meta(m);
         if (md.l3_off != RTE_ETHER_HDR_LEN) {
-            const uint16_t cut = md.l3_off - RTE_ETHER_HDR_LEN;
-            if (md.l3_off < RTE_ETHER_HDR_LEN || rte_pktmbuf_adj(m, cut) == nullptr) {
+            // The IP header must start in the first segment, 14 bytes in or more.
+            if (md.l3_off < RTE_ETHER_HDR_LEN || md.l3_off >= m->data_len) {
                 drop(m, DropReason::kReentryBadOffset);
                 return;
             }
+            const uint16_t cut = md.l3_off - RTE_ETHER_HDR_LEN;
+            rte_pktmbuf_adj(m, cut);
             md.l3_off = RTE_ETHER_HDR_LEN;
             md.l4_off = md.l4_off > cut ? md.l4_off - cut : 0;
         }

@@ -288,7 +288,9 @@ json EndpointsModule::get(const json &args) const {
     if (it == endpoints_.end()) {
         throw ApiError("not_found", "no endpoint '" + id + "'");
     }
-    return to_json(it->second);
+    json j = to_json(it->second);
+    j["port_stats"] = kind_of(it->second).stats(it->second);
+    return j;
 }
 
 json EndpointsModule::list() const {

@@ -1,6 +1,8 @@
 // Port kind "vhost-user": DPDK and VM pods. Each pod has a net_vhost port of
 // its own on a vhost-user socket; the pod (a VM, or a container running
 // virtio-user) connects to it, as client or server.
+#include <rte_ethdev.h>
+
 #include "api_args.hpp"
 #include "fwd/control/endpoints.hpp"
 #include "fwd/control/ports.hpp"
@@ -81,6 +83,16 @@ class VhostKind final : public PortKind {
         } catch (const std::exception &) {
             // destroy_port attempted every step; what is left is the EAL's.
         }
+    }
+
+    json stats(const Endpoint &e) const override {
+        rte_eth_stats st{};
+        if (rte_eth_stats_get(e.port_id, &st) != 0) {
+            return nullptr;
+        }
+        return json{{"rx_packets", st.ipackets}, {"rx_bytes", st.ibytes},
+                    {"tx_packets", st.opackets}, {"tx_bytes", st.obytes},
+                    {"rx_missed", st.imissed},   {"tx_errors", st.oerrors}};
     }
 
     void describe(const Endpoint &e, json &j) const override {

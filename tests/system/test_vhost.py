@@ -86,6 +86,9 @@ def test_vhost_pod_exchanges_traffic_with_tap_pod(daemon_factory, netns_factory)
     st = d.stats()
     vport = [p for p in st["ports"] if p["port_id"] == ep["port_id"]][0]
     assert vport["rx_packets"] >= got
+    # the port kind counts the vhost pod's own port (endpoint.get)
+    pst = d.ctl("endpoint", "get", "--id", "vpod")["port_stats"]
+    assert pst["rx_packets"] >= got and pst["rx_packets"] == vport["rx_packets"], (pst, vport)
     # ... and its departure: the link is down again
     assert vport["link"]["up"] is False and vport["link"]["events"] >= 2, vport
 

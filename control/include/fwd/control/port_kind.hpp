@@ -19,6 +19,9 @@
 //              the port any more
 //   detach     removes what attach made; with_link false at shutdown (the
 //              kind's stop() takes the rest). Never throws.
+// And: describe (its fields of the endpoint's JSON), stats (its port
+// counters), describe_node (node.get). No op changes a live endpoint's MTU
+// yet; set_mtu comes with the op that needs it.
 // Every step after attach tolerates the ones before it having failed.
 #pragma once
 
@@ -89,6 +92,10 @@ class PortKind {
     virtual void deactivate(Endpoint &) {}
     virtual void detach(Endpoint &e, bool with_link) = 0;
     virtual void describe(const Endpoint &, nlohmann::json &) const {}
+    // The endpoint's port counters (endpoint.get's "port_stats": rx_packets,
+    // tx_packets, ...); null when the kind cannot count one pod's packets
+    // (pods sharing a port).
+    virtual nlohmann::json stats(const Endpoint &) const { return nullptr; }
     virtual void describe_node(nlohmann::json &, const Endpoints &) const {}
 };
 

@@ -1,16 +1,18 @@
 // The control core (controller.hpp) and its modules (module.hpp): a
 // Controller with a minimal config (no uplink, one worker) makes every module
-// linked into this binary — the built-in ones and two of this file's own,
-// probe_base and probe (which depends on routes and probe_base); the test
+// linked into this binary — the built-in ones and three of this file's own,
+// probe_base, probe (which depends on routes and probe_base) and
+// endpoint_watch (a subscriber to the endpoints module's events); the test
 // thread plays the worker (it drains the worker's commands while an op or
 // the shutdown waits for them). Module order and lookup, the op table and
 // its argument checks, the node-wide views, routes through the real routes
-// module, the life of a module, punt handlers, endpoint kinds, and RCU
-// defer / reclaim.
+// module, the life of a module, punt handlers, endpoint kinds, endpoint
+// events, soft ports, and RCU defer / reclaim.
 //
 // Starting the Controller starts every module for real: the endpoints
 // module's tap kind makes the shared pod tap (a kernel interface, named
-// after this process). Those tests need root and skip without it.
+// after this process). Those tests need root and skip without it; the
+// endpoint event tests also make network namespaces (ip netns) as pods.
 #include <gtest/gtest.h>
 #include <net/if.h>
 #include <rte_eal.h>
@@ -25,20 +27,24 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "fwd/control/api.hpp"
 #include "fwd/control/controller.hpp"
+#include "fwd/control/endpoints.hpp"
 #include "fwd/control/ports.hpp"
 #include "fwd/control/routes.hpp"
 #include "fwd/dp/eal.hpp"
 #include "fwd/dp/meta.hpp"
 #include "fwd/util/registry.hpp"
+#include "fwd/vhost/netns.hpp"
 
 namespace fwd::control::test {
 namespace {
@@ -136,6 +142,97 @@ class Probe final : public Module {
 
 FWD_ON_LOAD(register_module<ProbeBase>({}));
 FWD_ON_LOAD(register_module<Probe>({RoutesModule::kName, ProbeBase::kName}));
+
+// Endpoint events (EndpointsModule::subscribe) as a module that keeps state
+// per pod sees them: endpoint_watch subscribes twice in its constructor
+// ("a", then "b") and records every event with what was in the RIB, the
+// tables and the pod's namespace at that moment. "b" refuses (throws
+// ApiError) at g_watch_refuse_at.
+struct EpEvent {
+    EndpointsModule::Event event;
+    char who;  // 'a' or 'b'
+    std::string id;
+    std::string netns;
+    std::string ifname;
+    std::string mac;
+    std::optional<net::Ip4Addr> ipv4;
+    std::optional<net::Ip6Addr> ipv6;
+    uint32_t nh;
+    uint16_t port_id;
+    bool rib4 = false, rib6 = false;  // its /32, /128 in the RIB (source endpoint)
+    bool fib4 = false, fib6 = false;  // the tables' lookups of its addresses give its next hop
+    bool pod_if = false;              // its interface exists in its namespace
+};
+std::vector<EpEvent> g_ep_events;  // written on the control (or main) thread
+std::optional<EndpointsModule::Event> g_watch_refuse_at;
+
+const char *event_name(EndpointsModule::Event e) {
+    switch (e) {
+        case EndpointsModule::Event::kAttached:
+            return "attached";
+        case EndpointsModule::Event::kLive:
+            return "live";
+        case EndpointsModule::Event::kRemoving:
+            return "removing";
+    }
+    return "?";
+}
+
+// The tables' IPv4 / IPv6 lookups: the next hop, kNhInvalid on a miss.
+uint32_t lookup4(const dp::Tables &t, net::Ip4Addr a) {
+    uint32_t nh = dp::kNhInvalid;
+    return rte_lpm_lookup(t.lpm4(), a.host(), &nh) == 0 ? nh : dp::kNhInvalid;
+}
+uint32_t lookup6(const dp::Tables &t, const net::Ip6Addr &a) {
+    uint8_t ip[1][16];
+    std::copy(a.bytes().begin(), a.bytes().end(), ip[0]);
+    uint64_t nh = dp::kNhInvalid;
+    if (rte_fib6_lookup_bulk(t.fib6(), ip, &nh, 1) != 0) {
+        return dp::kNhInvalid;
+    }
+    return static_cast<uint32_t>(nh);
+}
+
+bool pod_interface_exists(const std::string &netns, const std::string &ifname) {
+    try {
+        return vhost::inspect_pod_interface(netns, ifname).exists;
+    } catch (const std::exception &) {
+        return false;
+    }
+}
+
+class EndpointWatch final : public Module {
+  public:
+    static constexpr const char *kName = "endpoint_watch";
+    explicit EndpointWatch(ControlContext &ctx)
+        : routes_(ctx.need<RoutesModule>()), tables_(ctx.tables()) {
+        auto &eps = ctx.need<EndpointsModule>();
+        eps.subscribe([this](EndpointsModule::Event ev, const Endpoint &e) { record('a', ev, e); });
+        eps.subscribe([this](EndpointsModule::Event ev, const Endpoint &e) {
+            record('b', ev, e);
+            if (g_watch_refuse_at == ev) {
+                throw ApiError("invalid_argument", "endpoint_watch refuses " + e.id);
+            }
+        });
+    }
+
+  private:
+    void record(char who, EndpointsModule::Event ev, const Endpoint &e) {
+        EpEvent r{ev, who, e.id, e.netns, e.ifname, e.mac.str(), e.ipv4, e.ipv6, e.nh, e.port_id};
+        Rib &rib = routes_.rib();
+        r.rib4 = e.ipv4 && rib.get(net::Prefix4{*e.ipv4, 32}, RouteSource::kEndpoint) != nullptr;
+        r.rib6 = e.ipv6 && rib.get(net::Prefix6{*e.ipv6, 128}, RouteSource::kEndpoint) != nullptr;
+        r.fib4 = e.ipv4 && e.nh != dp::kNhInvalid && lookup4(tables_, *e.ipv4) == e.nh;
+        r.fib6 = e.ipv6 && e.nh != dp::kNhInvalid && lookup6(tables_, *e.ipv6) == e.nh;
+        r.pod_if = pod_interface_exists(e.netns, e.ifname);
+        g_ep_events.push_back(std::move(r));
+    }
+
+    RoutesModule &routes_;
+    const dp::Tables &tables_;
+};
+
+FWD_ON_LOAD(register_module<EndpointWatch>({EndpointsModule::kName, RoutesModule::kName}));
 
 // A module type no one registered.
 struct NotBuiltIn : Module {
@@ -754,6 +851,208 @@ TEST_F(Control, StatsListSoftPortsWithTheirCallbacksFields) {
     EXPECT_EQ(rb["kind"], "uplink");
     EXPECT_FALSE(rb.contains("rx_packets")) << rb.dump();
     EXPECT_EQ(calls, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoint events: what endpoint_watch (above) is told, and when.
+
+// A started Controller (the shared pod tap) and a network namespace of its
+// own as the pods' (deleted at the end).
+class EndpointEvents : public Control {
+  protected:
+    void SetUp() override {
+        g_ep_events.clear();
+        g_watch_refuse_at.reset();
+        Control::SetUp();
+        if (geteuid() != 0) {
+            GTEST_SKIP() << "needs root: the pod tap and a network namespace";
+        }
+        netns_ = make_netns("fwdtcev");
+        ASSERT_FALSE(netns_.empty());
+        ASSERT_TRUE(start_all());
+    }
+    void TearDown() override {
+        Control::TearDown();
+        for (const std::string &ns : made_) {
+            EXPECT_EQ(std::system(("ip netns del " + ns).c_str()), 0) << ns;
+        }
+    }
+    // A network namespace named prefix<pid> (one pod each: a pod's gateway
+    // routes are its namespace's); "" when it cannot be made.
+    std::string make_netns(const std::string &prefix) {
+        std::string ns = prefix + std::to_string(getpid());
+        if (std::system(("ip netns add " + ns).c_str()) != 0) {
+            ADD_FAILURE() << "ip netns add " << ns;
+            return "";
+        }
+        made_.push_back(ns);
+        return ns;
+    }
+
+    // endpoint.add's arguments of a tap pod: 10.70.0.<n>, fd00:70::<n>, in
+    // netns (netns_ when empty).
+    json pod(const std::string &id, int n, const std::string &ifname = "eth0",
+             const std::string &netns = "") const {
+        return json{{"id", id},
+                    {"netns", netns.empty() ? netns_ : netns},
+                    {"ifname", ifname},
+                    {"ipv4", "10.70.0." + std::to_string(n)},
+                    {"ipv6", "fd00:70::" + std::to_string(n)}};
+    }
+    // The events so far as "<who>:<event>:<id>"; forgets them with clear.
+    static std::vector<std::string> events(bool clear = false) {
+        std::vector<std::string> v;
+        for (const EpEvent &e : g_ep_events) {
+            v.push_back(std::string(1, e.who) + ":" + event_name(e.event) + ":" + e.id);
+        }
+        if (clear) {
+            g_ep_events.clear();
+        }
+        return v;
+    }
+    // No trace of pod n: no endpoint, no route in the RIB or the tables, no
+    // interface in the namespace.
+    void expect_gone(int n, const std::string &ifname = "eth0") {
+        EXPECT_EQ(call("endpoint.list", json::object())["endpoints"], json::array());
+        EXPECT_EQ(call("route.list", {{"source", "endpoint"}})["total"], 0);
+        EXPECT_EQ(call("tables", json::object())["endpoints"], 0);
+        auto a4 = net::Ip4Addr::parse("10.70.0." + std::to_string(n));
+        auto a6 = net::Ip6Addr::parse("fd00:70::" + std::to_string(n));
+        ASSERT_TRUE(a4 && a6);
+        EXPECT_EQ(lookup4(*tables_, *a4), dp::kNhInvalid) << "still in the LPM";
+        EXPECT_EQ(lookup6(*tables_, *a6), dp::kNhInvalid) << "still in the FIB";
+        EXPECT_FALSE(pod_interface_exists(netns_, ifname)) << ifname << " left in " << netns_;
+    }
+
+    std::string netns_;
+    std::vector<std::string> made_;  // namespaces to delete
+};
+
+// Guards the order of an add's events (kAttached, then kLive, each to the
+// subscribers in subscription order) and what each finds: at kAttached the
+// pod's interface and next hop exist but neither its /32 nor its /128 is in
+// the RIB or the tables (a feature programs its state before the pod's
+// first packet can arrive); at kLive both routes are live. The endpoint
+// given is the one endpoint.add answers with.
+TEST_F(EndpointEvents, AddTellsAttachedThenLive) {
+    json r = call("endpoint.add", pod("pod-ev1", 2));
+    ASSERT_EQ(events(), (std::vector<std::string>{"a:attached:pod-ev1", "b:attached:pod-ev1",
+                                                  "a:live:pod-ev1", "b:live:pod-ev1"}));
+    for (const EpEvent &e : g_ep_events) {
+        SCOPED_TRACE(std::string(1, e.who) + " " + event_name(e.event));
+        EXPECT_EQ(e.netns, netns_);
+        EXPECT_EQ(e.ifname, "eth0");
+        EXPECT_EQ(e.mac, r["mac"]);
+        EXPECT_EQ(e.port_id, r["port_id"]);
+        ASSERT_TRUE(e.ipv4 && e.ipv6);
+        EXPECT_EQ(e.ipv4->str(), "10.70.0.2");
+        EXPECT_EQ(e.ipv6->str(), "fd00:70::2");
+        EXPECT_NE(e.nh, dp::kNhInvalid) << "no next hop yet";
+        EXPECT_EQ(e.nh, g_ep_events[0].nh);
+        EXPECT_TRUE(e.pod_if) << "no interface in the pod yet";
+        const bool live = e.event == EndpointsModule::Event::kLive;
+        EXPECT_EQ(e.rib4, live) << "the /32 in the RIB";
+        EXPECT_EQ(e.rib6, live) << "the /128 in the RIB";
+        EXPECT_EQ(e.fib4, live) << "the /32 in the tables";
+        EXPECT_EQ(e.fib6, live) << "the /128 in the tables";
+    }
+    EXPECT_EQ(call("route.list", {{"source", "endpoint"}})["total"], 2);
+}
+
+// Guards endpoint.del's event: kRemoving, to the subscribers in reverse
+// order, while the pod's routes are still in the RIB and the tables and its
+// interface still exists; once del answered all three are gone.
+TEST_F(EndpointEvents, DelTellsRemovingWhileTheRoutesExist) {
+    call("endpoint.add", pod("pod-ev1", 2));
+    const uint32_t nh = g_ep_events.at(0).nh;
+    events(true);
+    EXPECT_EQ(call("endpoint.del", {{"id", "pod-ev1"}}),
+              (json{{"id", "pod-ev1"}, {"deleted", true}}));
+    ASSERT_EQ(events(), (std::vector<std::string>{"b:removing:pod-ev1", "a:removing:pod-ev1"}));
+    for (const EpEvent &e : g_ep_events) {
+        SCOPED_TRACE(std::string(1, e.who));
+        EXPECT_EQ(e.nh, nh);
+        EXPECT_TRUE(e.rib4 && e.rib6) << "routes left the RIB before kRemoving";
+        EXPECT_TRUE(e.fib4 && e.fib6) << "routes left the tables before kRemoving";
+        EXPECT_TRUE(e.pod_if) << "interface gone before kRemoving";
+    }
+    expect_gone(2);
+}
+
+// Guards a refusal at kAttached: endpoint.add fails with the subscriber's
+// code and message and undoes everything (no endpoint, no route, no macvlan
+// in the namespace); the subscribers told of kAttached are told kRemoving
+// (reverse order), and nobody kLive. The same endpoint can then be added.
+TEST_F(EndpointEvents, RefusalAtAttachedUndoesTheEndpoint) {
+    g_watch_refuse_at = EndpointsModule::Event::kAttached;
+    ApiError e = error_of("endpoint.add", pod("pod-ev1", 2));
+    EXPECT_EQ(e.code(), "invalid_argument");
+    EXPECT_STREQ(e.what(), "endpoint_watch refuses pod-ev1");
+    EXPECT_EQ(events(), (std::vector<std::string>{"a:attached:pod-ev1", "b:attached:pod-ev1",
+                                                  "b:removing:pod-ev1", "a:removing:pod-ev1"}));
+    expect_gone(2);
+    EXPECT_EQ(call("node.get", json::object())["pod_tap"]["endpoints"], 0);
+
+    g_watch_refuse_at.reset();
+    events(true);
+    json r = call("endpoint.add", pod("pod-ev1", 2));
+    EXPECT_EQ(r["id"], "pod-ev1");
+    EXPECT_EQ(events(), (std::vector<std::string>{"a:attached:pod-ev1", "b:attached:pod-ev1",
+                                                  "a:live:pod-ev1", "b:live:pod-ev1"}));
+    EXPECT_EQ(call("route.list", {{"source", "endpoint"}})["total"], 2);
+}
+
+// Guards a refusal at kRemoving: it is ignored; the removal goes on, the
+// other subscribers are still told, and nothing of the pod stays.
+TEST_F(EndpointEvents, RefusalAtRemovingDoesNotStopTheRemoval) {
+    call("endpoint.add", pod("pod-ev1", 2));
+    events(true);
+    g_watch_refuse_at = EndpointsModule::Event::kRemoving;
+    EXPECT_EQ(call("endpoint.del", {{"id", "pod-ev1"}}),
+              (json{{"id", "pod-ev1"}, {"deleted", true}}));
+    EXPECT_EQ(events(), (std::vector<std::string>{"b:removing:pod-ev1", "a:removing:pod-ev1"}));
+    expect_gone(2);
+}
+
+// Guards shutdown: every endpoint still there is told kRemoving (each to
+// the subscribers in reverse order) while its routes still exist; the pod
+// tap's destruction takes the macvlans with it.
+TEST_F(EndpointEvents, ShutdownTellsRemovingForEachEndpoint) {
+    const std::string ns2 = make_netns("fwdtcev2_");
+    ASSERT_FALSE(ns2.empty());
+    call("endpoint.add", pod("pod-ev1", 2));
+    call("endpoint.add", pod("pod-ev2", 3, "eth0", ns2));
+    ASSERT_TRUE(pod_interface_exists(netns_, "eth0"));
+    ASSERT_TRUE(pod_interface_exists(ns2, "eth0"));
+    events(true);
+    ctl_->offline();
+    stop_control();
+    as_worker([&] { ctl_->shutdown(); });
+    started_ = false;
+    std::vector<std::string> seen = events();
+    ASSERT_EQ(seen.size(), 4u) << ::testing::PrintToString(seen);
+    std::map<std::string, std::string> order;  // id: who, in order
+    for (const EpEvent &e : g_ep_events) {
+        EXPECT_EQ(e.event, EndpointsModule::Event::kRemoving);
+        order[e.id] += e.who;
+        EXPECT_TRUE(e.rib4 && e.rib6 && e.fib4 && e.fib6) << e.id << ": routes gone before";
+    }
+    EXPECT_EQ(order, (std::map<std::string, std::string>{{"pod-ev1", "ba"}, {"pod-ev2", "ba"}}));
+    EXPECT_FALSE(pod_interface_exists(netns_, "eth0"));
+    EXPECT_FALSE(pod_interface_exists(ns2, "eth0"));
+}
+
+// Guards endpoint.get's port_stats: null for a tap endpoint (kernel pods
+// share the tap, whose counters are no one pod's); the rest of get's answer
+// is add's.
+TEST_F(EndpointEvents, TapEndpointHasNoPortStats) {
+    json r = call("endpoint.add", pod("pod-ev1", 2));
+    json g = call("endpoint.get", {{"id", "pod-ev1"}});
+    ASSERT_TRUE(g.contains("port_stats")) << g.dump();
+    EXPECT_TRUE(g["port_stats"].is_null()) << g["port_stats"].dump();
+    g.erase("port_stats");
+    EXPECT_EQ(g, r);
+    EXPECT_EQ(r["port"], "shared");
 }
 
 // ---------------------------------------------------------------------------------------------

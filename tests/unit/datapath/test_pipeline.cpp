@@ -3,8 +3,10 @@
 // and given to the fixture's worker. Order and the checks of the registry;
 // what each hook sees and what its stages may do with a packet (keep it,
 // drop it, re-enter it, reroute it); L4-port stages on the local hooks;
-// feature next-hop kinds; port taps; per-stage counters; worker slots.
-// The test stages record what they saw in g_seen (cleared before each test).
+// feature next-hop kinds; port taps; per-stage counters; worker slots;
+// housekeeping functions (when run_once() calls them).
+// The test stages record what they saw in g_seen (cleared before each test),
+// the housekeeping functions in g_hk.
 #include <rte_ip.h>
 #include <rte_ring.h>
 #include <rte_udp.h>
@@ -1590,6 +1592,253 @@ TEST_F(Pipelines, WorkerSlotsAreNumberedAndKeptPerWorker) {
         EXPECT_EQ(full.add_worker_slot("s" + std::to_string(i)), i);
     }
     invalid([&] { full.add_worker_slot("one_too_many"); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Housekeeping functions (PipelineRegistry::add_housekeeping): Worker::run_once()
+// calls them once the loop's commands are drained, on every idle loop and on
+// every 64th busy loop in a row; never inside a burst.
+
+constexpr uint64_t kHousekeepEvery = 64;  // worker.cpp's kHousekeepLoops
+
+// What the housekeeping functions and the burst markers saw.
+struct HkSeen {
+    std::string order;            // one letter per housekeeping call
+    uint64_t loop = 0;            // the test's count of run_once() calls, the current one
+    std::vector<uint64_t> at;     // loop at each call of 'a'
+    std::vector<uint64_t> acked;  // the worker's acked() at each call of 'a'
+    bool in_burst = false;        // between a burst's ip4_input and ip4_output stages
+    uint64_t mid_burst = 0;       // housekeeping calls made while in_burst
+};
+HkSeen g_hk;
+
+template <char C>
+void housekeep(Worker &w) {
+    g_hk.order += C;
+    g_hk.mid_burst += g_hk.in_burst ? 1 : 0;
+    if (C == 'a') {
+        g_hk.at.push_back(g_hk.loop);
+        g_hk.acked.push_back(w.acked());
+    }
+}
+
+// Burst markers: forwarded packets pass ip4_input, then ip4_output.
+void burst_begins(Worker &, Burst &b) {
+    g_hk.in_burst = b.n != 0;
+}
+void burst_ends(Worker &, Burst &) {
+    g_hk.in_burst = false;
+}
+
+HousekeepDef housekeep_def(std::string name, HousekeepFn fn) {
+    HousekeepDef d;
+    d.name = std::move(name);
+    d.fn = fn;
+    return d;
+}
+
+class Housekeeping : public Pipelines {
+  protected:
+    void SetUp() override {
+        g_hk = HkSeen{};
+        Pipelines::SetUp();
+    }
+    // A pipeline with housekeeping functions a then b and the burst markers;
+    // the worker polls pod A's RX queue.
+    void use_housekeeping() {
+        PipelineRegistry r;
+        r.add_housekeeping(housekeep_def("hk_a", &housekeep<'a'>));
+        r.add_housekeeping(housekeep_def("hk_b", &housekeep<'b'>));
+        r.add_stage(stage("burst_begins", Hook::kIp4Input, &burst_begins));
+        r.add_stage(stage("burst_ends", Hook::kIp4Output, &burst_ends));
+        const Pipeline &p = use(r);
+        ASSERT_EQ(p.n_housekeeping, 2);
+        worker().post({WorkerCommand::Kind::kAddRxQueue, lab().port(Side::kPodA), 0, 0});
+        worker().drain_commands();
+    }
+    // Lab::add_port names pod A's RX ring dpt0rx.
+    void put_a_to_b() {
+        rte_ring *rx = rte_ring_lookup("dpt0rx");
+        ASSERT_NE(rx, nullptr);
+        rte_mbuf *m = from_pod_a()
+                          .ip4(kPodA4, kPodB4)
+                          .udp(1, 2)
+                          .payload(10)
+                          .mbuf(lab().pool(), lab().port(Side::kPodA));
+        ASSERT_NE(m, nullptr);
+        ASSERT_EQ(rte_ring_enqueue(rx, m), 0);
+    }
+    // One run_once(), with a packet from pod A to pod B offered (busy) or
+    // not. Whether the loop received it is up to the worker's RX back-off
+    // (a queue may be skipped for a loop or two after an idle one), so the
+    // rule is applied to what run_once() returned: housekeeping is due on a
+    // loop that received nothing and on the 64th busy loop since the last
+    // call. Returns the packets received.
+    uint16_t loop(bool busy) {
+        g_hk.loop++;
+        if (busy) {
+            put_a_to_b();
+        }
+        uint16_t n = worker().run_once();
+        if (n == 0 || ++busy_since_ == kHousekeepEvery) {
+            due_.push_back(g_hk.loop);
+            busy_since_ = 0;
+            due_busy_ += n != 0 ? 1 : 0;
+        }
+        received_ += n;
+        EXPECT_EQ(drain_tx().size(), n) << "loop " << g_hk.loop;
+        return n;
+    }
+    void loops(bool busy, uint64_t n) {
+        for (uint64_t i = 0; i < n; i++) {
+            loop(busy);
+        }
+    }
+    static std::string times(const std::string &s, size_t n) {
+        std::string r;
+        for (size_t i = 0; i < n; i++) {
+            r += s;
+        }
+        return r;
+    }
+
+    std::vector<uint64_t> due_;  // the loops housekeeping was due on
+    uint64_t due_busy_ = 0;      // of them, busy loops
+    uint64_t busy_since_ = 0;
+    uint64_t received_ = 0;
+};
+
+// Guards: every idle loop calls every housekeeping function once, in the
+// order they were registered; making the worker calls none.
+TEST_F(Housekeeping, EveryIdleLoopCallsThemInOrder) {
+    use_housekeeping();
+    EXPECT_EQ(g_hk.order, "") << "called before the first loop";
+    loops(false, 10);
+    EXPECT_EQ(g_hk.order, times("ab", 10));
+    EXPECT_EQ(g_hk.at, (std::vector<uint64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
+    EXPECT_EQ(g_hk.at, due_);
+}
+
+// Guards: busy loops call them once every 64 in a row (not every loop, not
+// never), with per-stage counters off and on (two builds of the loop); an
+// idle loop calls them and starts the count again; no call is made between
+// a burst's input and output stages.
+TEST_F(Housekeeping, BusyLoopsCallThemOnceEvery64) {
+    use_housekeeping();
+    // A fresh worker: 64 busy loops in a row before the first call.
+    loops(true, kHousekeepEvery - 1);
+    EXPECT_EQ(g_hk.order, "") << "called on a busy loop before the 64th";
+    loop(true);
+    EXPECT_EQ(g_hk.at, std::vector<uint64_t>{kHousekeepEvery});
+    EXPECT_EQ(g_hk.order, "ab");
+    for (bool profile : {false, true}) {
+        SCOPED_TRACE(profile ? "stage stats on" : "stage stats off");
+        worker().set_stage_stats(profile);
+        const uint64_t before = due_busy_;
+        loop(false);  // an idle loop: a call, and the count starts again
+        EXPECT_EQ(g_hk.at.back(), g_hk.loop);
+        loops(true, 300);
+        loop(false);
+        loops(true, kHousekeepEvery + 10);
+        EXPECT_EQ(g_hk.at, due_);
+        EXPECT_GE(due_busy_ - before, 5u) << "too few runs of 64 busy loops to tell";
+    }
+    EXPECT_EQ(g_hk.order, times("ab", due_.size()));
+    EXPECT_LT(due_.size() * 32, g_hk.loop) << "called on (nearly) every loop";
+    EXPECT_EQ(g_hk.mid_burst, 0u) << "called inside a burst";
+    EXPECT_FALSE(g_hk.in_burst);
+    EXPECT_EQ(worker().stats().rx_packets.get(), received_);
+    EXPECT_EQ(received_, kHousekeepEvery + 2 * (300 + kHousekeepEvery + 10)) << "packets lost";
+    EXPECT_EQ(drops(), want({}));
+}
+
+// Guards: the parts of the loop a test or a feature may run on their own
+// (process(), poll_once(), drain_commands()) never call housekeeping: only
+// run_once() does.
+TEST_F(Housekeeping, NothingButRunOnceCallsThem) {
+    use_housekeeping();
+    std::vector<std::pair<Side, PacketBuilder>> burst;
+    for (int i = 0; i < 20; i++) {
+        burst.emplace_back(Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).udp(1, 2));
+    }
+    EXPECT_EQ(run(burst).on(Side::kPodB).size(), 20u);  // process(), flush_tx()
+    for (int i = 0; i < 3; i++) {
+        put_a_to_b();
+    }
+    EXPECT_EQ(worker().poll_once(), 3);
+    EXPECT_EQ(worker().poll_once(), 0);
+    EXPECT_EQ(drain_tx().size(), 3u);
+    ASSERT_NE(worker().post({WorkerCommand::Kind::kSync, 0, 0, 0}), 0u);
+    worker().drain_commands();
+    EXPECT_EQ(g_hk.order, "");
+    EXPECT_FALSE(g_hk.in_burst);
+}
+
+// Guards: housekeeping runs after the loop drained the worker's commands
+// (a function sees every command posted before its loop acknowledged), on
+// idle loops and on the 64th busy loop; the busy loops before that one
+// drain no command and call no housekeeping.
+TEST_F(Housekeeping, TheyRunAfterTheLoopsCommands) {
+    use_housekeeping();
+    uint64_t seq = worker().post({WorkerCommand::Kind::kSync, 0, 0, 0});
+    ASSERT_NE(seq, 0u);
+    EXPECT_LT(worker().acked(), seq);
+    loop(false);
+    ASSERT_EQ(g_hk.acked.size(), 1u);
+    EXPECT_EQ(g_hk.acked[0], seq) << "housekeeping ran before the commands";
+
+    // Busy until a busy loop called them: every later call is due on a busy loop.
+    while (due_busy_ == 0 && g_hk.loop < 1000) {
+        loop(true);
+    }
+    ASSERT_EQ(due_busy_, 1u);
+    for (uint64_t after : {uint64_t{0}, uint64_t{10}, kHousekeepEvery - 1}) {
+        SCOPED_TRACE("posted " + std::to_string(after) + " busy loops after a call");
+        loops(true, after);
+        const size_t calls = g_hk.acked.size();
+        const uint64_t s = worker().post({WorkerCommand::Kind::kSync, 0, 0, 0});
+        ASSERT_NE(s, 0u);
+        while (g_hk.acked.size() == calls && g_hk.loop < 10000) {
+            EXPECT_NE(loop(true), 0) << "an idle loop amid the busy ones";
+            if (g_hk.acked.size() == calls) {
+                EXPECT_LT(worker().acked(), s) << "drained on a loop without housekeeping";
+            }
+        }
+        ASSERT_EQ(g_hk.acked.size(), calls + 1);
+        EXPECT_EQ(g_hk.acked.back(), s) << "housekeeping ran before the commands";
+        EXPECT_EQ(g_hk.at.back(), due_.back()) << "not the 64th busy loop";
+    }
+    EXPECT_EQ(g_hk.at, due_);
+}
+
+// Guards add_housekeeping's checks: a function required, a name once, a
+// valid name, at most kMaxHousekeeping; what it refused leaves no trace (the
+// first of a name used twice is the one called).
+TEST_F(Housekeeping, RegistryChecksThem) {
+    EXPECT_EQ(default_pipeline().n_housekeeping, 0) << "this binary registers none";
+    PipelineRegistry r;
+    std::string e = invalid([&] { r.add_housekeeping(housekeep_def("nofn", nullptr)); });
+    EXPECT_NE(e.find("'nofn'"), std::string::npos) << e;
+    for (const std::string &bad : std::vector<std::string>{"", "Upper", "dash-name", "dot.name",
+                                                           "space name", std::string(33, 'a')}) {
+        invalid([&] { r.add_housekeeping(housekeep_def(bad, &housekeep<'x'>)); });
+    }
+    r.add_housekeeping(housekeep_def("hk_a", &housekeep<'a'>));
+    e = invalid([&] { r.add_housekeeping(housekeep_def("hk_a", &housekeep<'b'>)); });
+    EXPECT_NE(e.find("'hk_a'"), std::string::npos) << e;
+    r.add_housekeeping(housekeep_def(std::string(32, 'z'), &housekeep<'c'>));
+    for (size_t i = 2; i < kMaxHousekeeping; i++) {
+        r.add_housekeeping(housekeep_def("hk" + std::to_string(i), &housekeep<'c'>));
+    }
+    e = invalid([&] { r.add_housekeeping(housekeep_def("one_too_many", &housekeep<'x'>)); });
+    EXPECT_NE(e.find("'one_too_many'"), std::string::npos) << e;
+
+    const Pipeline &p = use(r);
+    ASSERT_EQ(p.n_housekeeping, kMaxHousekeeping);
+    EXPECT_EQ(p.housekeeping[0], &housekeep<'a'>);
+    EXPECT_EQ(p.stage_count(), kStageCount) << "housekeeping functions are no stages";
+    worker().run_once();
+    EXPECT_EQ(g_hk.order, "a" + times("c", kMaxHousekeeping - 1));
 }
 
 }  // namespace

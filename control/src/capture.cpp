@@ -351,8 +351,16 @@ class CaptureModule final : public Module {
         }
         const cap::Sessions *set = next->n != 0 ? next.release() : nullptr;
         const cap::Sessions *old = current_;
-        for (auto &w : workers_) {
-            w->sessions.store(set, std::memory_order_release);
+        // The taps cost nothing while disarmed: armed only while a capture runs.
+        for (size_t i = 0; i < workers_.size(); i++) {
+            workers_[i]->sessions.store(set, std::memory_order_release);
+            dp::Worker *w = ctx_.workers()[i];
+            for (auto [point, name] : {std::pair{dp::TapPoint::kRx, "capture_rx"},
+                                       std::pair{dp::TapPoint::kTx, "capture_tx"}}) {
+                if (int tap = w->pipeline().tap_index(point, name); tap >= 0) {
+                    w->set_tap_armed(point, static_cast<uint8_t>(tap), set != nullptr);
+                }
+            }
         }
         current_ = set;
         if (old != nullptr) {

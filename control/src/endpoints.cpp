@@ -205,8 +205,8 @@ json EndpointsModule::add(const json &args) {
         if (e.nh == dp::kNhInvalid) {
             throw ApiError("unavailable", "next-hop table full");
         }
-        e.announced = true;
         for (const auto &s : subscribers_) {
+            e.announced++;  // told before it is called: a refusal is undone for it too
             s(Event::kAttached, e);
         }
         Rib &rib = routes_.rib();
@@ -228,23 +228,26 @@ json EndpointsModule::add(const json &args) {
         remove(e);
         throw;
     }
+    // The pod is live: nothing can refuse it any more.
     for (const auto &s : subscribers_) {
-        s(Event::kLive, e);
+        try {
+            s(Event::kLive, e);
+        } catch (...) {
+            // Logged by the subscriber if it cares; the endpoint stands.
+        }
     }
     auto [it, ok] = endpoints_.emplace(e.id, std::move(e));
     return to_json(it->second);
 }
 
 void EndpointsModule::remove(Endpoint &e, bool with_link) {
-    if (e.announced) {
-        for (auto it = subscribers_.rbegin(); it != subscribers_.rend(); ++it) {
-            try {
-                (*it)(Event::kRemoving, e);
-            } catch (const std::exception &) {
-                // A removal goes on whatever a subscriber thinks of it.
-            }
+    // The subscribers that were told of it, in reverse.
+    while (e.announced > 0) {
+        try {
+            subscribers_[--e.announced](Event::kRemoving, e);
+        } catch (...) {
+            // A removal goes on whatever a subscriber thinks of it.
         }
-        e.announced = false;
     }
     Rib &rib = routes_.rib();
     if (e.ipv4) {

@@ -194,6 +194,9 @@ Pipeline PipelineRegistry::freeze() const {
     }
     for (const auto &t : taps_) {
         Pipeline::TapList &l = p.taps[static_cast<size_t>(t.point)];
+        if (t.armed) {
+            l.armed |= static_cast<uint8_t>(1u << l.n);
+        }
         l.e[l.n++] = Pipeline::TapEntry{t.fn, claim(t.name)};
     }
     p.slot_names = slots_;
@@ -204,6 +207,16 @@ Pipeline PipelineRegistry::freeze() const {
         p.housekeeping[p.n_housekeeping++] = h.fn;
     }
     return p;
+}
+
+int Pipeline::tap_index(TapPoint p, std::string_view name) const {
+    const TapList &l = taps[static_cast<size_t>(p)];
+    for (uint8_t i = 0; i < l.n; i++) {
+        if (stage_names[l.e[i].stage] == name) {
+            return i;
+        }
+    }
+    return -1;
 }
 
 size_t Pipeline::stage_id(std::string_view name) const {

@@ -29,6 +29,9 @@ Worker::Worker(unsigned index, const Tables &tables, rte_mempool *pool, const Id
       pool_(pool),
       idle_(idle),
       qsbr_(qsbr) {
+    for (size_t p = 0; p < kTapPointCount; p++) {
+        taps_armed_[p].store(pipeline_.taps[p].armed, std::memory_order_relaxed);
+    }
     uint64_t hz = rte_get_tsc_hz();
     icmp_bucket_.init(icmp_per_sec, hz);
     punt_bucket_.init(punt_per_sec, hz);
@@ -271,11 +274,11 @@ void Worker::send(uint16_t port) {
 void Worker::send_now(uint16_t port) {
     TxBuf &b = txb_[port];
     const PortState &ps = tables_.port(port);
-    if (unlikely(pipeline_.taps[static_cast<size_t>(TapPoint::kTx)].n != 0)) {
+    if (uint8_t armed = taps_armed(TapPoint::kTx); unlikely(armed != 0)) {
         if (profile_) {
-            run_taps<true>(TapPoint::kTx, port, b.pkts, b.n);
+            run_taps<true>(TapPoint::kTx, armed, port, b.pkts, b.n);
         } else {
-            run_taps<false>(TapPoint::kTx, port, b.pkts, b.n);
+            run_taps<false>(TapPoint::kTx, armed, port, b.pkts, b.n);
         }
     }
     uint16_t sent;
@@ -370,10 +373,12 @@ void Worker::run_local_hook(Hook h, Burst &b) {
 }
 
 template <bool Profile>
-void Worker::run_taps(TapPoint p, uint16_t port, rte_mbuf *const *pkts, uint16_t n) {
+void Worker::run_taps(TapPoint p, uint8_t armed, uint16_t port, rte_mbuf *const *pkts, uint16_t n) {
     const Pipeline::TapList &l = pipeline_.taps[static_cast<size_t>(p)];
     for (uint8_t i = 0; i < l.n; i++) {
-        timed<Profile>(l.e[i].stage, n, [&] { l.e[i].fn(*this, port, pkts, n); });
+        if (armed & (1u << i)) {
+            timed<Profile>(l.e[i].stage, n, [&] { l.e[i].fn(*this, port, pkts, n); });
+        }
     }
 }
 
@@ -541,10 +546,11 @@ uint16_t Worker::poll_once_impl() {
             continue;
         }
         r.backoff = 0;
+        r.skip = 0;  // an empty poll in an idle loop left one: it has packets now
         stats_.rx_packets.add(n);
         total += n;
-        if (unlikely(pipeline_.taps[static_cast<size_t>(TapPoint::kRx)].n != 0)) {
-            run_taps<Profile>(TapPoint::kRx, r.port, pkts, n);
+        if (uint8_t armed = taps_armed(TapPoint::kRx); unlikely(armed != 0)) {
+            run_taps<Profile>(TapPoint::kRx, armed, r.port, pkts, n);
         }
         process_impl<Profile>(pkts, n);
     }

@@ -90,7 +90,8 @@ uint16_t worker_slot() {
 }
 
 FWD_ON_LOAD(g_slot = PipelineRegistry::global().add_worker_slot("capture");
-            PipelineRegistry::global().add_tap({"capture_rx", TapPoint::kRx, tap<kRx>});
-            PipelineRegistry::global().add_tap({"capture_tx", TapPoint::kTx, tap<kTx>}));
+            // armed by the control side while a capture runs
+            PipelineRegistry::global().add_tap({"capture_rx", TapPoint::kRx, tap<kRx>, false});
+            PipelineRegistry::global().add_tap({"capture_tx", TapPoint::kTx, tap<kTx>, false}));
 
 }  // namespace fwd::dp::capture

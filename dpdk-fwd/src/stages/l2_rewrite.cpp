@@ -5,7 +5,8 @@
 //        Ethernet header (next hop's MAC, our MAC on that port).
 // Next:  the TX buffer of the next hop's port (Worker::tx).
 // Drops: nh_kind_unhandled (a next hop of a feature's kind that no output
-//        stage took: the feature is missing or broken).
+//        stage took: the feature is missing or broken; looked for only in a
+//        burst route marked feature_nh).
 #include "fwd/dp/pkt.hpp"
 #include "fwd/dp/stages.hpp"
 
@@ -18,12 +19,13 @@ namespace {
 template <bool kV6>
 void rewrite(Worker &w, Burst &in) {
     const Tables &t = w.tables();
+    const bool feature_nh = in.feature_nh;  // route let a feature's next hop in
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
         const PktMeta &md = meta(m);
         const NextHop &nh = t.nh(md.nh);
-        if (unlikely(static_cast<uint8_t>(load_kind(nh)) >=
-                     static_cast<uint8_t>(NhKind::kFirstFeature))) {
+        if (unlikely(feature_nh) &&
+            static_cast<uint8_t>(load_kind(nh)) >= static_cast<uint8_t>(NhKind::kFirstFeature)) {
             w.drop(m, DropReason::kNhKindUnhandled);
             continue;
         }

@@ -12,7 +12,8 @@
 //        Ports are left out for fragments (first or later), so every fragment
 //        of a datagram takes the member the datagram does. The member is then
 //        checked like any next hop below.
-// Sets:  meta.nh (the member's id for ECMP).
+// Sets:  meta.nh (the member's id for ECMP); out.feature_nh when a next hop
+//        of a feature's kind went out.
 // Next:  out (-> the output hook, then l2_rewrite) for kPod, kVia and the
 //        kinds features own (NhKind::kFirstFeature and up, pipeline.hpp);
 //        kResolve (neighbor not known yet): after the port and MTU checks,
@@ -160,6 +161,9 @@ void decide(Worker &w, rte_mbuf *m, uint32_t id, uint32_t l3_len, bool df, Burst
     if (kind == NhKind::kResolve) {
         w.punt(m, PuntReason::kResolve);
         return;
+    }
+    if (static_cast<uint8_t>(kind) >= static_cast<uint8_t>(NhKind::kFirstFeature)) {
+        out.feature_nh = true;
     }
     out.push(m);
 }

@@ -55,9 +55,9 @@ struct Endpoint {
     unsigned worker = 0;     // polls the only RX queue; with one queue per worker, queue 0
     uint16_t rx_queues = 1;  // the shared tap has one per worker (worker w polls queue w)
     uint32_t nh = dp::kNhInvalid;
-    bool attached = false;   // attach() returned
-    bool active = false;     // activate() returned
-    bool announced = false;  // subscribers were told of it (EndpointsModule::Event)
+    bool attached = false;  // attach() returned
+    bool active = false;    // activate() returned
+    size_t announced = 0;   // subscribers told of it (EndpointsModule::Event), in order
     // Who asked for the endpoint (the CNI attachment: network, container_id, ifname, handle,
     // k8s namespace and pod): an object of strings, kept and shown, never interpreted here.
     nlohmann::json owner = nlohmann::json::object();

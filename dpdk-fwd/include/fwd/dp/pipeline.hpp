@@ -48,7 +48,8 @@
 //
 // Housekeeping: a function the worker calls with its commands, every 64
 // busy loops and on every idle one (a connection table's ageing, say),
-// never in the middle of a burst. add_housekeeping().
+// never in the middle of a burst. add_housekeeping(). It runs after the
+// loop's TX flush: what it sends leaves with the next loop's.
 //
 // Per-worker state: add_worker_slot() names a pointer every worker keeps
 // for the feature (Worker::slot); its control side fills it before the
@@ -105,6 +106,10 @@ struct TapDef {
     std::string name;  // unique among stages and taps
     TapPoint point;
     TapFn fn;
+    // false: it runs only once its feature arms it in each worker
+    // (Worker::set_tap_armed): a tap that is idle most of the time (capture)
+    // then costs one load per burst.
+    bool armed = true;
 };
 
 struct PortDriverDef {
@@ -144,6 +149,7 @@ struct Pipeline {
     };
     struct TapList {
         uint8_t n = 0;
+        uint8_t armed = 0;  // bit i: tap i runs from the worker's start
         std::array<TapEntry, kMaxTaps> e{};
     };
     std::array<List, kHookCount> hooks{};
@@ -162,6 +168,8 @@ struct Pipeline {
     std::vector<std::string> slot_names;
 
     size_t stage_count() const { return stage_names.size(); }
+    // The index of a tap at its point (Worker::set_tap_armed); -1 when none.
+    int tap_index(TapPoint p, std::string_view name) const;
     // The id of a stage by name; SIZE_MAX when none.
     size_t stage_id(std::string_view name) const;
     const List &hook(Hook h) const { return hooks[static_cast<size_t>(h)]; }

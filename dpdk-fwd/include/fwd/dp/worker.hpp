@@ -29,6 +29,9 @@ inline constexpr uint16_t kMaxRxQueues = 64;
 
 struct Burst {
     uint16_t n = 0;
+    // route4 / route6 set it when a packet whose next hop has a feature's
+    // kind went in: only then does l2_rewrite look at each next hop's kind.
+    bool feature_nh = false;
     rte_mbuf *pkts[kBurst];
     void push(rte_mbuf *m) { pkts[n++] = m; }
 };
@@ -265,6 +268,18 @@ class Worker {
     rte_mempool *pool() const { return pool_; }
     WorkerStats &stats_mut() { return stats_; }
     const Pipeline &pipeline() const { return pipeline_; }
+    // A tap runs only while armed ([C] writes, [W] reads once per burst): a
+    // tap registered with armed = false (capture) costs nothing until its
+    // feature arms it. index: its place at its tap point (Pipeline::tap_index).
+    void set_tap_armed(TapPoint p, uint8_t index, bool on) {
+        auto &mask = taps_armed_[static_cast<size_t>(p)];
+        uint8_t bit = static_cast<uint8_t>(1u << index);
+        if (on) {
+            mask.fetch_or(bit, std::memory_order_release);
+        } else {
+            mask.fetch_and(static_cast<uint8_t>(~bit), std::memory_order_release);
+        }
+    }
     // A feature's per-worker pointer (PipelineRegistry::add_worker_slot):
     // [C] set before the worker runs, [W] read by the feature's stages.
     void *slot(uint16_t i) const { return slots_[i]; }
@@ -352,7 +367,10 @@ class Worker {
     template <bool Profile>
     void run_local_hook(Hook h, Burst &b);
     template <bool Profile>
-    void run_taps(TapPoint p, uint16_t port, rte_mbuf *const *pkts, uint16_t n);
+    void run_taps(TapPoint p, uint8_t armed, uint16_t port, rte_mbuf *const *pkts, uint16_t n);
+    uint8_t taps_armed(TapPoint p) const {
+        return taps_armed_[static_cast<size_t>(p)].load(std::memory_order_acquire);
+    }
     // fresh: a packet that goes through ip*_input again starts with no flags
     // (the outer packet's fragment flags are not the inner one's).
     void reenter(Burst &b, rte_mbuf *m, bool fresh) {
@@ -425,6 +443,8 @@ class Worker {
     Burst again6_;
     // [C] before run(), [W] after: the features' per-worker pointers
     std::array<void *, kMaxWorkerSlots> slots_{};
+    // [C] writes (set_tap_armed), [W] reads: the taps that run, a bit each
+    std::array<std::atomic<uint8_t>, kTapPointCount> taps_armed_{};
 
     // [W] idle state
     uint32_t empty_polls_ = 0;

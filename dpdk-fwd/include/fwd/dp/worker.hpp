@@ -321,12 +321,14 @@ class Worker {
     // that gets its first packet is listed for flush_tx().
     void enqueue(uint16_t port, rte_mbuf *m) {
         TxBuf &b = txb_[port];
-        if (!b.listed) {
+        const uint16_t n = b.n;
+        if (n == 0 && !b.listed) {  // listed stays set when a full buffer went out
             b.listed = true;
             pending_[n_pending_++] = port;
         }
-        b.pkts[b.n++] = m;
-        if (b.n == kBurst) {
+        b.pkts[n] = m;
+        b.n = n + 1;
+        if (n + 1 == kBurst) {
             send(port);
         }
     }

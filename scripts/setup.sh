@@ -44,3 +44,4 @@ if [ ! -d build ]; then
   meson setup build -Dwerror=true >/dev/null
 fi
 ninja -C build
+echo "setup: done in ${SECONDS}s"

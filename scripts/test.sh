@@ -12,7 +12,8 @@ results=$(mktemp -d /tmp/fwd-results.XXXXXX)
 trap 'rm -rf "$results"' EXIT
 status=0
 
-step() { printf '\n=== %s ===\n' "$*"; }
+# each step says how long the run has taken so far: where CI's time goes is in its log
+step() { printf '\n=== %s [%ds] ===\n' "$*" "$SECONDS"; }
 
 # gtest_stage STAGE BUILDDIR [VAR=VALUE ...]: the unit and component suites of BUILDDIR with
 # the variables set. $results/STAGE/ gets each meson test's XML (scripts/gtest_wrap.sh), what
@@ -49,9 +50,10 @@ step "tests of the test report"
   --junitxml="$results/scripts.xml" || status=1
 
 step "system tests"
-FWD_BUILD="$top/build" /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/system \
+FWD_BUILD="$top/build" /usr/bin/python3 -m pytest -v -p no:cacheprovider --durations=25 tests/system \
   --junitxml="$results/system.xml" "$@" || status=1
 
+step "report"
 /usr/bin/python3 scripts/count_results.py "$results" --meson plain --meson asan \
   --pytest scripts --pytest system || status=1
 exit $status

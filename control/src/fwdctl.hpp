@@ -109,6 +109,9 @@ void print_fields(const json &obj, const std::vector<const char *> &keys, std::o
 // A counter of a result; 0 when absent or not a count. Never throws (as cell()).
 uint64_t count_of(const json &obj, const char *key);
 
+// The neighbors of a node.get or neighbor.list result as a table.
+void print_neighbors(const json &result, std::ostream &out);
+
 // num / den with one decimal and unit; "-" when den is 0.
 std::string ratio(double num, uint64_t den, const char *unit = "");
 

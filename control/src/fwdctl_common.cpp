@@ -152,6 +152,15 @@ ArgOptions::Arg &ArgOptions::add(std::string key, bool is_integer) {
     return *args_.back();
 }
 
+void print_neighbors(const json &result, std::ostream &out) {
+    Table table({{"IP"}, {"MAC"}, {"STATE"}, {"REFS", true}, {"QUEUED", true}, {"AGE-MS", true}});
+    for (const auto &n : array_field(result, "neighbors")) {
+        table.add_row({cell(n, "ip"), cell(n, "mac"), cell(n, "state"), cell(n, "refs"),
+                       cell(n, "queued"), cell(n, "age_ms")});
+    }
+    table.print(out);
+}
+
 CLI::App *add_request_command(CLI::App &parent, const std::string &name, const std::string &help,
                               const std::string &op, Command &command,
                               std::function<void(const json &, std::ostream &)> print,

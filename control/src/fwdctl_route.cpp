@@ -1,12 +1,14 @@
 // fwdctl route add | del | list, node, neighbor list, tables: the daemon's routing state.
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "fwd/control/rib.hpp"
 #include "fwdctl.hpp"
 
 namespace fwd::control::fwdctl {
@@ -75,6 +77,10 @@ void print_route_list(const json &result, std::ostream &out) {
         if (r.contains("endpoint")) {
             via = "endpoint " + cell(r, "endpoint");
         }
+        if (r.contains(
+                "node")) {  // an overlay tunnel: the node and its address (outer destination)
+            via = "node " + cell(r, "node");
+        }
         table.add_row({cell(r, "prefix"), cell(r, "source"), cell(r, "kind"),
                        via.empty() ? "-" : via, cell(r, "active") == "true" ? "yes" : "no"});
     }
@@ -129,7 +135,8 @@ void add_route_commands(CLI::App &app, Command &command) {
 
     CLI::App *list = group->add_subcommand("list", "list routes of every source");
     list->add_option("--source", o->source, "only this source")
-        ->check(CLI::IsMember({"endpoint", "static", "ipam", "bgp"}));
+        ->check(CLI::IsMember(
+            std::vector<std::string>(std::begin(kRouteSourceNames), std::end(kRouteSourceNames))));
     list->add_option("--family", o->family, "ipv4 or ipv6")->check(CLI::IsMember({"ipv4", "ipv6"}));
     list->add_option("--prefix", o->prefix, "only this prefix");
     list->add_option("--limit", o->limit, "at most this many");
@@ -151,39 +158,7 @@ void add_route_commands(CLI::App &app, Command &command) {
     });
 }
 
-void print_neighbors(const json &result, std::ostream &out) {
-    Table table({{"IP"}, {"MAC"}, {"STATE"}, {"REFS", true}, {"QUEUED", true}, {"AGE-MS", true}});
-    for (const auto &n : array_field(result, "neighbors")) {
-        table.add_row({cell(n, "ip"), cell(n, "mac"), cell(n, "state"), cell(n, "refs"),
-                       cell(n, "queued"), cell(n, "age_ms")});
-    }
-    table.print(out);
-}
-
-void add_node_commands(CLI::App &app, Command &command) {
-    add_request_command(
-        app, "node", "show the node: addresses, MTU, uplink, host tap, neighbors", "node.get",
-        command, [](const json &r, std::ostream &out) {
-            print_fields(r, {"node_name", "ipv4", "ipv6", "mtu"}, out);
-            const json &up = r.contains("uplink") ? r["uplink"] : json();
-            out << "uplink    "
-                << (up.is_object() ? cell(up, "devargs") + "  mac " + cell(up, "mac")
-                                   : std::string("-"))
-                << '\n';
-            const json &ht = r.contains("host_tap") ? r["host_tap"] : json();
-            out << "host tap  " << cell(ht, "name") << '\n';
-            const json &ip = r.contains("ipam") ? r["ipam"] : json();
-            out << "ipam      ";
-            if (ip.is_object()) {
-                out << cell(ip, "store") << "  blocks " << cell(ip, "blocks") << "  borrowed "
-                    << cell(ip, "borrowed") << "  "
-                    << (ip.value("ok", false) ? "in sync" : "ERROR " + cell(ip, "last_error"));
-            } else {
-                out << "-";
-            }
-            out << '\n' << '\n';
-            print_neighbors(r, out);
-        });
+void add_neighbor_commands(CLI::App &app, Command &command) {
     CLI::App *group = app.add_subcommand("neighbor", "next-hop neighbors on the uplink");
     group->require_subcommand(1);
     add_request_command(*group, "list", "list neighbors and their states", "neighbor.list", command,
@@ -199,10 +174,10 @@ void add_node_commands(CLI::App &app, Command &command) {
                         });
 }
 
-// route, then node, neighbor and tables, in this --help order.
+// route, then neighbor and tables, in this --help order.
 void add_routing_commands(CLI::App &app, Command &command) {
     add_route_commands(app, command);
-    add_node_commands(app, command);
+    add_neighbor_commands(app, command);
 }
 
 }  // namespace

@@ -167,6 +167,35 @@ IpamSync::~IpamSync() {
     stop();
 }
 
+void IpamSync::follow(std::string name, FollowFn fn) {
+    followers_.push_back(Follower{std::move(name), std::move(fn)});
+}
+
+void IpamSync::run_followers(int64_t rev) {
+    for (auto &f : followers_) {
+        if (f.done_revision == rev) {
+            continue;
+        }
+        std::string error;
+        try {
+            f.fn(*store_, alloc_, rev);
+            f.done_revision = rev;
+        } catch (const std::exception &e) {
+            error = e.what();
+        }
+        std::lock_guard g(mu_);
+        f.runs++;
+        if (!error.empty()) {
+            f.errors++;
+            if (error != f.last_error) {
+                std::fprintf(stderr, "dpdk-fwd: %s: %s\n", f.name.c_str(), error.c_str());
+            }
+            f.last_error = error;
+        }
+        f.ok = error.empty();
+    }
+}
+
 void IpamSync::start() {
     if (!cfg_.bird_include.empty() && !std::filesystem::exists(cfg_.bird_include)) {
         write_include(bird_include_text(node_, cfg_.store, {}));
@@ -261,6 +290,8 @@ void IpamSync::round() {
             // Only now: a failed file write is retried on the next round.
             seen_revision_ = rev;
         }
+        // The node's own routes first: a follower failing does not hold them up.
+        run_followers(rev);
         if (bird_dirty_ && !cfg_.bird_socket.empty()) {
             reconfigure_bird();
         }
@@ -327,7 +358,13 @@ void IpamSync::reconfigure_bird() {
 
 nlohmann::json IpamSync::status() const {
     std::lock_guard g(mu_);
+    nlohmann::json followers = nlohmann::json::object();
+    for (const auto &f : followers_) {
+        followers[f.name] = {
+            {"runs", f.runs}, {"errors", f.errors}, {"ok", f.ok}, {"last_error", f.last_error}};
+    }
     return nlohmann::json{{"store", cfg_.store},
+                          {"followers", followers},
                           {"node", node_},
                           {"revision", revision_},
                           {"blocks", blocks_},

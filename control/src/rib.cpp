@@ -18,20 +18,18 @@ std::optional<AnyPrefix> parse_any_prefix(const std::string &s) {
 }
 
 namespace {
-constexpr std::array<const char *, kRouteSourceCount> kSourceNames = {"endpoint", "static", "ipam",
-                                                                      "bgp"};
 net::Family family_of(const AnyPrefix &p) {
     return std::holds_alternative<net::Prefix4>(p) ? net::Family::kIp4 : net::Family::kIp6;
 }
 }  // namespace
 
 const char *route_source_name(RouteSource s) {
-    return kSourceNames[static_cast<size_t>(s)];
+    return kRouteSourceNames[static_cast<size_t>(s)];
 }
 
 std::optional<RouteSource> parse_route_source(const std::string &s) {
     for (size_t i = 0; i < kRouteSourceCount; i++) {
-        if (s == kSourceNames[i]) {
+        if (s == kRouteSourceNames[i]) {
             return static_cast<RouteSource>(i);
         }
     }

@@ -281,6 +281,46 @@ TEST_F(IpamSyncTest, FailuresAreCountedAndRetried) {
     EXPECT_EQ(applied_.size(), 1u);
 }
 
+// Followers (the overlay) run on the sync's rounds: once per store revision,
+// again after a failure although the store did not move, and their failures
+// are counted under their name without failing the node's own routes.
+TEST_F(IpamSyncTest, FollowersRunOncePerRevisionAndRetryFailures) {
+    auto sync = make_sync();
+    std::vector<int64_t> seen;
+    bool fail = false;
+    sync->follow("overlay", [&](ipam::Store &s, ipam::Allocator &a, int64_t rev) {
+        EXPECT_EQ(&s, store_.get());
+        EXPECT_FALSE(a.pools().empty());  // the sync's own allocator, on the same store
+        seen.push_back(rev);
+        if (fail) {
+            throw std::runtime_error("node registry refused n1");
+        }
+    });
+    sync->sync_once();
+    ASSERT_EQ(seen.size(), 1u);
+    sync->sync_once();  // nothing moved
+    EXPECT_EQ(seen.size(), 1u);
+    assign("a", "n1", 1, 0);
+    fail = true;
+    sync->sync_once();
+    ASSERT_EQ(seen.size(), 2u);
+    EXPECT_GT(seen[1], seen[0]);
+    EXPECT_EQ(applied_.size(), 2u) << "the node's own routes do not wait for a follower";
+    auto st = sync->status();
+    EXPECT_EQ(st["followers"]["overlay"]["ok"], false);
+    EXPECT_EQ(st["followers"]["overlay"]["errors"], 1);
+    EXPECT_EQ(st["followers"]["overlay"]["last_error"], "node registry refused n1");
+    fail = false;
+    sync->sync_once();  // the same revision, retried
+    ASSERT_EQ(seen.size(), 3u);
+    EXPECT_EQ(seen[2], seen[1]);
+    st = sync->status();
+    EXPECT_EQ(st["followers"]["overlay"]["ok"], true);
+    EXPECT_EQ(st["followers"]["overlay"]["runs"], 3);
+    sync->sync_once();
+    EXPECT_EQ(seen.size(), 3u);
+}
+
 // The include file cannot be written (its directory is missing): counted,
 // and written on a later round although the store did not change.
 TEST_F(IpamSyncTest, IncludeFileWriteFailureIsRetried) {

@@ -15,6 +15,12 @@
 // Every release_empty_blocks_s / 4 (at most every minute) it also gives back
 // the node's blocks that have been empty for release_empty_blocks_s.
 //
+// Followers: features whose state also comes from the store (the overlay's
+// routes to other nodes' blocks) run on the same thread after the node's own
+// routes, so the store's revision is polled once: each is called when the
+// revision moved or its own last call threw, and its failures are counted
+// under its name.
+//
 // A failure (store unreachable, apply refused, birdc failing) is counted and
 // kept as last_error; the thread retries on the next round and never stops
 // the daemon. The include file is written at start() when it does not exist
@@ -59,6 +65,12 @@ class IpamSync {
     IpamSync(const IpamSync &) = delete;
     IpamSync &operator=(const IpamSync &) = delete;
 
+    // A follower's work for one revision, on the sync's thread; throws on
+    // failure (retried next round). The allocator is the sync's own.
+    using FollowFn = std::function<void(ipam::Store &, ipam::Allocator &, int64_t revision)>;
+    // Before start().
+    void follow(std::string name, FollowFn fn);
+
     // Writes the include file if missing, then starts the thread. The first
     // round runs at once.
     void start();
@@ -74,6 +86,7 @@ class IpamSync {
   private:
     void loop();
     void round();
+    void run_followers(int64_t rev);
     void write_include(const std::string &text);
     void reconfigure_bird();
 
@@ -109,6 +122,18 @@ class IpamSync {
     size_t borrowed_ = 0;
     std::string last_error_;  // the last failure, kept after recovery
     bool last_ok_ = false;    // the last round succeeded
+    struct Follower {
+        std::string name;
+        FollowFn fn;
+        // [sync thread] the revision it last ran for without failing (-1: none)
+        int64_t done_revision = -1;
+        // guarded by mu_
+        uint64_t runs = 0;
+        uint64_t errors = 0;
+        std::string last_error;
+        bool ok = false;
+    };
+    std::vector<Follower> followers_;  // fixed once started
     std::thread thread_;
 };
 

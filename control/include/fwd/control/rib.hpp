@@ -34,8 +34,29 @@ inline std::string prefix_str(const AnyPrefix &p) {
 }
 std::optional<AnyPrefix> parse_any_prefix(const std::string &s);
 
-enum class RouteSource : uint8_t { kEndpoint = 0, kStatic, kIpam, kBgp };
-inline constexpr size_t kRouteSourceCount = 4;
+// Where routes come from, in precedence order: for one prefix the first
+// source that has a route wins. endpoint: a pod's /32, /128; static: the
+// config and the API; ipam: the node's own blocks (blackholes); overlay:
+// other nodes' blocks from the cluster store (VXLAN, IP-in-IP, or native in
+// one subnet); bgp: what BIRD learned.
+#define FWD_ROUTE_SOURCES(X) \
+    X(kEndpoint, "endpoint") \
+    X(kStatic, "static")     \
+    X(kIpam, "ipam")         \
+    X(kOverlay, "overlay")   \
+    X(kBgp, "bgp")
+
+enum class RouteSource : uint8_t {
+#define FWD_ROUTE_SOURCE_ENUM(name, str) name,
+    FWD_ROUTE_SOURCES(FWD_ROUTE_SOURCE_ENUM)
+#undef FWD_ROUTE_SOURCE_ENUM
+};
+inline constexpr const char *kRouteSourceNames[] = {
+#define FWD_ROUTE_SOURCE_NAME(name, str) str,
+    FWD_ROUTE_SOURCES(FWD_ROUTE_SOURCE_NAME)
+#undef FWD_ROUTE_SOURCE_NAME
+};
+inline constexpr size_t kRouteSourceCount = std::size(kRouteSourceNames);
 const char *route_source_name(RouteSource s);
 std::optional<RouteSource> parse_route_source(const std::string &s);
 

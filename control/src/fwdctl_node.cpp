@@ -1,0 +1,106 @@
+// fwdctl node: this node (node.get: addresses, MTU, uplink, host tap, IPAM, overlay, neighbors).
+// fwdctl node list: the cluster's nodes as this node last read them from the store (the node.list
+// op, control/src/overlay.cpp): addresses, VTEP MACs, tunnel addresses, and how this node reaches
+// each one's blocks (vxlan, ipip, native) with the number of routes.
+#include <ostream>
+#include <string>
+
+#include "fwdctl.hpp"
+
+namespace fwd::control::fwdctl {
+
+namespace {
+
+std::string spec_cell(const json &node, const char *key) {
+    const json &spec = node.contains("spec") ? node["spec"] : json::object();
+    return cell(spec, key);
+}
+
+std::string bgp_cell(const json &node, const char *key) {
+    const json &spec = node.contains("spec") ? node["spec"] : json::object();
+    const json &bgp = spec.contains("bgp") ? spec["bgp"] : json::object();
+    return cell(bgp, key);
+}
+
+void print_nodes(const json &result, std::ostream &out) {
+    Table table({{"NAME"},
+                 {"IPV4"},
+                 {"IPV6"},
+                 {"VTEP-MAC"},
+                 {"VTEP-MAC-V6"},
+                 {"TUNNEL4"},
+                 {"TUNNEL6"},
+                 {"REACHED-BY"},
+                 {"ROUTES", true}});
+    for (const auto &n : array_field(result, "nodes")) {
+        std::string name = cell(n.contains("metadata") ? n["metadata"] : json::object(), "name");
+        std::string via;
+        if (n.value("self", false)) {
+            via = "(this node)";
+        } else if (n.contains("via") && n["via"].is_object()) {
+            for (const auto &[k, v] : n["via"].items()) {
+                via += (via.empty() ? "" : ",") + k;
+            }
+        }
+        table.add_row({name, bgp_cell(n, "ipv4Address"), bgp_cell(n, "ipv6Address"),
+                       spec_cell(n, "vxlanTunnelMACAddr"), spec_cell(n, "vxlanTunnelMACAddrV6"),
+                       spec_cell(n, "ipv4VXLANTunnelAddr"), spec_cell(n, "ipv6VXLANTunnelAddr"),
+                       via.empty() ? "-" : via, cell(n, "routes")});
+    }
+    table.print(out);
+    for (const auto &r : array_field(result, "refused")) {
+        out << "refused " << cell(r, "key") << ": " << cell(r, "error") << '\n';
+    }
+}
+
+void print_node(const json &r, std::ostream &out) {
+    print_fields(r, {"node_name", "ipv4", "ipv6", "mtu"}, out);
+    const json &up = r.contains("uplink") ? r["uplink"] : json();
+    out << "uplink    "
+        << (up.is_object() ? cell(up, "devargs") + "  mac " + cell(up, "mac") : std::string("-"))
+        << '\n';
+    const json &ht = r.contains("host_tap") ? r["host_tap"] : json();
+    out << "host tap  " << cell(ht, "name") << '\n';
+    const json &ip = r.contains("ipam") ? r["ipam"] : json();
+    out << "ipam      ";
+    if (ip.is_object()) {
+        out << cell(ip, "store") << "  blocks " << cell(ip, "blocks") << "  borrowed "
+            << cell(ip, "borrowed") << "  "
+            << (ip.value("ok", false) ? "in sync" : "ERROR " + cell(ip, "last_error"));
+    } else {
+        out << "-";
+    }
+    out << '\n';
+    const json &ov = r.contains("overlay") ? r["overlay"] : json();
+    out << "overlay   ";
+    if (ov.is_object() && ov.value("enabled", false)) {
+        out << "vni " << cell(ov, "vni") << "  vtep " << cell(ov, "vtep_mac4") << " / "
+            << cell(ov, "vtep_mac6") << "  tunnels " << cell(ov, "tunnels") << "  routes "
+            << cell(ov, "routes");
+    } else {
+        out << "-";
+    }
+    out << '\n' << '\n';
+    print_neighbors(r, out);
+}
+
+void add_node_commands(CLI::App &app, Command &command) {
+    CLI::App *node = app.add_subcommand(
+        "node", "show the node: addresses, MTU, uplink, IPAM, overlay, neighbors");
+    node->add_subcommand("list", "the cluster's nodes and how this node reaches each")
+        ->callback([&command] {
+            command.request = Request{"node.list", json::object(), print_nodes};
+        });
+    // A subcommand's callback runs before its parent's: `node list` has set its request.
+    node->callback([node, &command] {
+        if (node->get_subcommands().empty()) {
+            command.request = Request{"node.get", json::object(), print_node};
+        }
+    });
+}
+
+}  // namespace
+
+FWD_ON_LOAD(register_group("node", 25, add_node_commands));
+
+}  // namespace fwd::control::fwdctl

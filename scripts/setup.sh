@@ -14,6 +14,8 @@ PACKAGES=(
   bird2
   libcurl4-openssl-dev etcd-server etcd-client
   libyaml-cpp-dev
+  # SHA-1 of node names (derived VXLAN VTEP MACs, as Calico derives them)
+  libssl-dev
   containernetworking-plugins
   # the perf harness (perf/run.py): OVS-DPDK and l3fwd as references, callgrind, the chart
   openvswitch-switch-dpdk make valgrind python3-matplotlib lua5.4

@@ -1206,6 +1206,33 @@ NodeRoutes Allocator::node_routes(const std::string &node) {
     return r;
 }
 
+std::map<std::string, NodeRoutes> Allocator::cluster_routes() {
+    std::map<std::string, NodeRoutes> out;
+    const auto blocks = load_all<Block>("blocks/");
+    std::map<Cidr, const Block *> by_cidr;
+    for (const auto &b : blocks) {
+        by_cidr[b.value.cidr] = &b.value;
+    }
+    // A confirmed claim counts while the block names the same node (as confirmed_blocks()).
+    for (const auto &a : load_all<Affinity>("affinity/")) {
+        auto it = by_cidr.find(a.value.cidr);
+        if (a.value.state == AffinityState::kConfirmed && it != by_cidr.end() &&
+            it->second->affinity == a.value.node) {
+            out[a.value.node].blocks.push_back(a.value.cidr);
+        }
+    }
+    // Borrowed: allocated to a node other than the block's (as allocations() marks them).
+    for (const auto &b : blocks) {
+        for (uint32_t i = 0; i < b.value.allocations.size(); ++i) {
+            const auto &a = b.value.allocations[i];
+            if (a && !a->node.empty() && b.value.affinity != a->node) {
+                out[a->node].borrowed.push_back(b.value.cidr.nth(i));
+            }
+        }
+    }
+    return out;
+}
+
 std::vector<Finding> Allocator::check() {
     // One list of the whole prefix: a consistent snapshot on stores where
     // a list is atomic.

@@ -9,9 +9,11 @@ namespace fwd::ipam {
 
 using nlohmann::json;
 
-PoolError::PoolError(std::string pool, std::string field, const std::string &why)
-    : IpamError("IP pool '" + pool + "': " + field + ": " + why),
-      pool_(std::move(pool)),
+FieldError::FieldError(std::string_view kind, std::string name, std::string field,
+                       const std::string &why)
+    : IpamError(std::string(kind) + " '" + name + "': " + (field.empty() ? "" : field + ": ") +
+                why),
+      name_(std::move(name)),
       field_(std::move(field)) {}
 
 std::optional<Cidr> Cidr::parse(std::string_view s, bool allow_host_bits) {
@@ -198,24 +200,30 @@ namespace {
 const Cidr kLinkLocal4 = *Cidr::parse("169.254.0.0/16");
 const Cidr kLinkLocal6 = *Cidr::parse("fe80::/10");
 
-bool valid_name(const std::string &n) {
-    // A Kubernetes resource name (DNS subdomain).
+}  // namespace
+
+bool is_dns1123_subdomain(std::string_view n) {
     if (n.empty() || n.size() > 253) {
         return false;
     }
-    for (char c : n) {
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) {
+    auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    for (size_t start = 0;;) {
+        const size_t dot = n.find('.', start);
+        const std::string_view label = n.substr(start, dot - start);  // npos: to the end
+        if (label.empty() || !alnum(label.front()) || !alnum(label.back()) ||
+            !std::all_of(label.begin(), label.end(),
+                         [&](char c) { return alnum(c) || c == '-'; })) {
             return false;
         }
+        if (dot == std::string_view::npos) {
+            return true;
+        }
+        start = dot + 1;
     }
-    return std::isalnum(static_cast<unsigned char>(n.front())) &&
-           std::isalnum(static_cast<unsigned char>(n.back()));
 }
 
-}  // namespace
-
 void validate_pool(const IpPool &p, const std::vector<IpPool> &others) {
-    if (!valid_name(p.name)) {
+    if (!is_dns1123_subdomain(p.name)) {
         throw PoolError(p.name, "name", "not a valid resource name (lower case, digits, '-', '.')");
     }
     const bool v4 = p.cidr.is_v4();

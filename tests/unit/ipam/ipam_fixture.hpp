@@ -1,5 +1,5 @@
 // Shared helpers of the allocator tests: a MemStore, a hand-driven clock,
-// and pool / request builders.
+// and pool / request / node record builders.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -8,6 +8,7 @@
 
 #include "fwd/ipam/allocator.hpp"
 #include "fwd/ipam/mem_store.hpp"
+#include "fwd/ipam/node.hpp"
 
 namespace fwd::ipam {
 inline void PrintTo(const Cidr &c, std::ostream *os) {
@@ -35,6 +36,19 @@ inline net::IpAddr ip(const char *s) {
 }
 inline Cidr cidr(const char *s) {
     return *Cidr::parse(s);
+}
+
+// A node record with the given addresses ("10.10.10.1/24"); nullptr: none of that family.
+inline NodeRecord node(const std::string &name, const char *v4, const char *v6 = nullptr) {
+    NodeRecord n;
+    n.name = name;
+    if (v4) {
+        n.ipv4 = IfAddr::parse(v4);
+    }
+    if (v6) {
+        n.ipv6 = IfAddr::parse(v6);
+    }
+    return n;
 }
 
 inline AssignRequest request(const std::string &cid, const std::string &node, int n4, int n6) {

@@ -189,6 +189,10 @@ class Allocator {
     std::vector<net::IpAddr> addresses(const std::string &handle);
     std::vector<Cidr> confirmed_blocks(const std::string &node);
     NodeRoutes node_routes(const std::string &node);
+    // node_routes() of every node that has a confirmed block or a borrowed address, from one
+    // listing of the blocks and one of the affinities, not a read per node (what the overlay
+    // routes need each time the cluster changes).
+    std::map<std::string, NodeRoutes> cluster_routes();
     // Like `calicoctl ipam check`; empty when consistent.
     std::vector<Finding> check();
 

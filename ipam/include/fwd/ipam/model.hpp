@@ -26,16 +26,25 @@ class IpamError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// A pool that breaks a rule; names the pool and the field.
-class PoolError : public IpamError {
+// A named object (a pool, a node) that breaks a rule; names the object and the field.
+// what(): "<kind> '<name>': <field>: <why>" (no field part when field is empty).
+class FieldError : public IpamError {
   public:
-    PoolError(std::string pool, std::string field, const std::string &why);
-    const std::string &pool() const { return pool_; }
+    FieldError(std::string_view kind, std::string name, std::string field, const std::string &why);
+    const std::string &name() const { return name_; }
     const std::string &field() const { return field_; }
 
   private:
-    std::string pool_;
+    std::string name_;
     std::string field_;
+};
+
+// A pool that breaks a rule; names the pool and the field.
+class PoolError : public FieldError {
+  public:
+    PoolError(std::string pool, std::string field, const std::string &why)
+        : FieldError("IP pool", std::move(pool), std::move(field), why) {}
+    const std::string &pool() const { return name(); }
 };
 
 // An IPv4 or IPv6 prefix (the two strong prefix types behind one value).
@@ -79,6 +88,10 @@ class Cidr {
 U128 to_u128(const net::IpAddr &a);
 net::IpAddr from_u128(net::Family f, U128 v);
 std::string family_name(net::Family f);  // "IPv4" / "IPv6"
+
+// A Kubernetes resource name (pools, nodes): at most 253 characters, dot-separated labels of
+// lower-case letters, digits and '-', each starting and ending with a letter or digit.
+bool is_dns1123_subdomain(std::string_view name);
 
 // vxlanMode / ipipMode. Operator names (None, VXLAN, VXLANCrossSubnet) are
 // accepted on input as `encapsulation`.

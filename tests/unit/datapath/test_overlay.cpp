@@ -683,6 +683,26 @@ TEST_F(Overlay, VxlanDecap6DeliversToThePod) {
     }
 }
 
+// Bytes after the UDP datagram inside the outer IP packet are not the
+// inner packet's: cut with the UDP length.
+TEST_F(Overlay, VxlanDecapCutsWhatFollowsTheUdpDatagram) {
+    Bytes f = vxlan_frame(Vx{.inner = inner4()});
+    f.insert(f.end(), 6, 0xab);
+    const uint16_t tlen = static_cast<uint16_t>(get16(f, kEth + 2) + 6);
+    f[kEth + 2] = static_cast<uint8_t>(tlen >> 8);
+    f[kEth + 3] = static_cast<uint8_t>(tlen);
+    f[kEth + 10] = f[kEth + 11] = 0;
+    const uint16_t c = inet_checksum(std::span<const uint8_t>(f).subspan(kEth, 20));
+    f[kEth + 10] = static_cast<uint8_t>(c >> 8);
+    f[kEth + 11] = static_cast<uint8_t>(c);
+    Sent out = run_frame(Side::kUplink, f);
+    EXPECT_EQ(drops(), want({}));
+    auto a = out.on(Side::kPodA);
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(Bytes(a[0]->pkt.l3().begin(), a[0]->pkt.l3().end()), aged(inner4(), 1));
+    EXPECT_EQ(a[0]->pkt.frame.size(), kEth + inner4().size());
+}
+
 TEST_F(Overlay, VxlanDecapAcceptsChecksumsThePortVouchedFor) {
     Vx v{.bad_checksum = true, .inner = inner4()};
     Sent out = run_frame(Side::kUplink, vxlan_frame(v), RTE_MBUF_F_RX_L4_CKSUM_GOOD);

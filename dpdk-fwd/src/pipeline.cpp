@@ -49,19 +49,23 @@ void PipelineRegistry::add_stage(StageDef d) {
         throw std::invalid_argument("stage '" + d.name +
                                     "': an L4 port is only for the ip4_local / ip6_local hooks");
     }
-    if (d.l4_proto != 0 && d.l4_proto != IPPROTO_UDP && d.l4_proto != IPPROTO_TCP) {
-        throw std::invalid_argument("stage '" + d.name + "': l4_proto must be UDP or TCP");
+    const bool port_proto = d.l4_proto == IPPROTO_UDP || d.l4_proto == IPPROTO_TCP;
+    if (d.l4_port != 0 && !port_proto) {
+        throw std::invalid_argument("stage '" + d.name + "': an L4 port needs l4_proto UDP or TCP");
     }
-    if ((d.l4_proto == 0) != (d.l4_port == 0)) {
-        throw std::invalid_argument("stage '" + d.name + "': give both l4_proto and l4_port");
+    if (port_proto && d.l4_port == 0) {
+        throw std::invalid_argument("stage '" + d.name +
+                                    "': UDP and TCP stages take one port (l4_port)");
     }
     size_t on_hook = 0;
     for (const auto &s : stages_) {
         on_hook += s.hook == d.hook ? 1 : 0;
         if (d.l4_proto != 0 && s.hook == d.hook && s.l4_proto == d.l4_proto &&
             s.l4_port == d.l4_port) {
-            throw std::invalid_argument("stages '" + s.name + "' and '" + d.name +
-                                        "' both take L4 port " + std::to_string(d.l4_port));
+            throw std::invalid_argument("stages '" + s.name + "' and '" + d.name + "' both take " +
+                                        (d.l4_port != 0
+                                             ? "L4 port " + std::to_string(d.l4_port)
+                                             : "protocol " + std::to_string(d.l4_proto)));
         }
     }
     if (on_hook == kMaxHookStages) {
@@ -186,6 +190,7 @@ Pipeline PipelineRegistry::freeze() const {
                     continue;
                 }
                 l.e[l.n++] = Pipeline::Entry{d.fn, claim(d.name), d.l4_proto, d.l4_port};
+                l.n_proto += d.l4_proto != 0 && d.l4_port == 0 ? 1 : 0;
             }
             if (pass == 0) {
                 l.n_l4 = l.n;

@@ -332,19 +332,28 @@ void Worker::run_local_hook(Hook h, Burst &b) {
     if (l.n_l4 != 0) {
         // Each L4-port stage takes the packets of its protocol and port,
         // whole datagrams only (no fragment: a first one would decapsulate
-        // to a cut inner packet, a later one has no L4 header); the rest stay.
+        // to a cut inner packet, a later one has no L4 header); each
+        // protocol stage every packet of its protocol, fragments included
+        // (it drops them); the rest stay.
         Burst taken[kMaxHookStages];
         uint16_t k = 0;
         for (uint16_t i = 0; i < b.n; i++) {
             rte_mbuf *m = b.pkts[i];
             const PktMeta &md = meta(m);
             uint8_t owner = l.n_l4;
-            if (md.l4_off != 0 && !(md.flags & kMetaFragment) &&
-                (md.l4_proto == IPPROTO_UDP || md.l4_proto == IPPROTO_TCP) &&
-                seg_avail(m, md.l4_off) >= 4) {
-                uint16_t dport = rte_be_to_cpu_16(*at<rte_be16_t>(m, md.l4_off + 2));
+            if (md.l4_proto == IPPROTO_UDP || md.l4_proto == IPPROTO_TCP) {
+                if (md.l4_off != 0 && !(md.flags & kMetaFragment) && seg_avail(m, md.l4_off) >= 4) {
+                    uint16_t dport = rte_be_to_cpu_16(*at<rte_be16_t>(m, md.l4_off + 2));
+                    for (uint8_t j = 0; j < l.n_l4; j++) {
+                        if (l.e[j].l4_proto == md.l4_proto && l.e[j].l4_port == dport) {
+                            owner = j;
+                            break;
+                        }
+                    }
+                }
+            } else if (l.n_proto != 0 && md.l4_off != 0) {
                 for (uint8_t j = 0; j < l.n_l4; j++) {
-                    if (l.e[j].l4_proto == md.l4_proto && l.e[j].l4_port == dport) {
+                    if (l.e[j].l4_proto == md.l4_proto && l.e[j].l4_port == 0) {
                         owner = j;
                         break;
                     }

@@ -5,13 +5,10 @@
 //        control thread flips kVia <-> kResolve in place); for kGroup, the
 //        group's members and the flow's addresses, protocol and ports;
 //        PortState of the next hop's port.
-// ECMP (kGroup): one member per flow, by a CRC32 hash of
-//        IPv4: source, destination, protocol, and TCP / UDP ports;
-//        IPv6: source, destination, upper-layer protocol (meta.l4_proto,
-//              after the extension headers), and TCP / UDP ports.
-//        Ports are left out for fragments (first or later), so every fragment
-//        of a datagram takes the member the datagram does. The member is then
-//        checked like any next hop below.
+// ECMP (kGroup): one member per flow, by the flow hash of flow_hash.hpp
+//        (addresses, protocol, TCP / UDP ports; no ports for fragments, so
+//        every fragment of a datagram takes the member the datagram does).
+//        The member is then checked like any next hop below.
 // Sets:  meta.nh (the member's id for ECMP); out.feature_nh when a next hop
 //        of a feature's kind went out.
 // Next:  out (-> the output hook, then l2_rewrite) for kPod, kVia and the
@@ -28,8 +25,7 @@
 //        RFC 1191), ip4_mtu_exceeded (no DF: fragmentation is not done),
 //        ip6_too_big (ICMPv6 packet too big, RFC 8201), and the punt drops
 //        (punt_rate_limited, punt_ring_full).
-#include <rte_hash_crc.h>
-
+#include "fwd/dp/flow_hash.hpp"
 #include "fwd/dp/pkt.hpp"
 #include "fwd/dp/stages.hpp"
 
@@ -41,56 +37,6 @@ constexpr uint8_t kIcmp4DestUnreach = 3;
 constexpr uint8_t kIcmp6DestUnreach = 1;
 constexpr uint8_t kIcmp6TooBig = 2;
 constexpr uint32_t kFlowSeed = 0x5eed1e55;
-
-// The TCP / UDP port pair of a packet that carries it whole, else 0.
-uint32_t flow_ports(const rte_mbuf *m, const PktMeta &md, uint8_t proto) {
-    if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP) || (md.flags & kMetaFragment) ||
-        md.l4_off == 0) {
-        return 0;
-    }
-    uint32_t buf;
-    const void *p = rte_pktmbuf_read(m, md.l4_off, sizeof(buf), &buf);
-    if (p == nullptr) {
-        return 0;
-    }
-    uint32_t ports;
-    std::memcpy(&ports, p, sizeof(ports));
-    return ports;
-}
-
-// CRC32 is linear: flows differing in a few bits could all land on one
-// member. A multiply-xorshift finish spreads every input bit over the word.
-uint32_t mix(uint32_t h) {
-    h ^= h >> 16;
-    h *= 0x7feb352d;
-    h ^= h >> 15;
-    h *= 0x846ca68b;
-    h ^= h >> 16;
-    return h;
-}
-
-uint32_t flow_hash4(rte_mbuf *m, const PktMeta &md) {
-    const auto *ip = at<rte_ipv4_hdr>(m, md.l3_off);
-    uint8_t proto = ip->next_proto_id;
-    uint32_t h = rte_hash_crc_4byte(ip->src_addr, kFlowSeed);
-    h = rte_hash_crc_4byte(ip->dst_addr, h);
-    h = rte_hash_crc_4byte(proto, h);
-    return mix(rte_hash_crc_4byte(flow_ports(m, md, proto), h));
-}
-
-uint32_t flow_hash6(rte_mbuf *m, const PktMeta &md) {
-    const auto *ip = at<rte_ipv6_hdr>(m, md.l3_off);
-    uint8_t proto = md.l4_off != 0 ? md.l4_proto : ip->proto;
-    uint64_t addrs[4];  // copied: the header is not 8-byte aligned
-    std::memcpy(addrs, ip->src_addr, 16);
-    std::memcpy(addrs + 2, ip->dst_addr, 16);
-    uint32_t h = kFlowSeed;
-    for (uint64_t a : addrs) {
-        h = rte_hash_crc_8byte(a, h);
-    }
-    h = rte_hash_crc_4byte(proto, h);
-    return mix(rte_hash_crc_4byte(flow_ports(m, md, proto), h));
-}
 
 // Where one routed packet goes: forwarded (appended to out), punted or
 // dropped. id: what the route points at.
@@ -113,7 +59,7 @@ void decide(Worker &w, rte_mbuf *m, uint32_t id, uint32_t l3_len, bool df, Burst
             err(kIcmp4DestUnreach, 0, kIcmp6DestUnreach, 0, 0, DropReason::kEcmpBadGroup);
             return;
         }
-        uint32_t h = kV6 ? flow_hash6(m, md) : flow_hash4(m, md);
+        uint32_t h = kV6 ? flow_hash6(m, md, kFlowSeed) : flow_hash4(m, md, kFlowSeed);
         // Multiply-shift: the hash's high bits pick, no division.
         auto pick = static_cast<uint32_t>((uint64_t{h} * g.group_n) >> 32);
         id = t.group_member(g.group, pick);

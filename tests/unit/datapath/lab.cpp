@@ -33,16 +33,6 @@ net::Prefix6 prefix6(const Ip6 &a, uint8_t len) {
     return net::Prefix6{to_addr6(a), len};
 }
 
-NextHop make_nh(NhKind kind, uint16_t port, const Mac &dst, const Mac &src, uint16_t mtu) {
-    NextHop nh{};
-    nh.kind = kind;
-    nh.port = port;
-    nh.dst_mac = dst;
-    nh.src_mac = src;
-    nh.mtu = mtu;
-    return nh;
-}
-
 [[noreturn]] void fatal(const std::string &what) {
     std::fprintf(stderr, "datapath lab: %s\n", what.c_str());
     std::abort();
@@ -55,6 +45,16 @@ void check_rc(int rc, const char *what) {
 }
 
 }  // namespace
+
+NextHop make_nh(NhKind kind, uint16_t port, const Mac &dst, const Mac &src, uint16_t mtu) {
+    NextHop nh{};
+    nh.kind = kind;
+    nh.port = port;
+    nh.dst_mac = dst;
+    nh.src_mac = src;
+    nh.mtu = mtu;
+    return nh;
+}
 
 const char *side_name(Side s) {
     switch (s) {
@@ -264,6 +264,60 @@ std::vector<Frame> drain_tx() {
         }
     }
     return out;
+}
+
+// --- what tests add to the tables ---
+
+uint32_t TestRoutes::nh(const NextHop &n) {
+    uint32_t id = Lab::get().tables().nh_alloc(n);
+    EXPECT_NE(id, kNhInvalid) << "next-hop table full";
+    if (id != kNhInvalid) {
+        nhs_.push_back(id);
+    }
+    return id;
+}
+
+uint32_t TestRoutes::group(const std::vector<uint32_t> &members) {
+    uint32_t g =
+        Lab::get().tables().group_alloc(members.data(), static_cast<uint8_t>(members.size()));
+    EXPECT_NE(g, kGroupInvalid);
+    if (g != kGroupInvalid) {
+        groups_.push_back(g);
+    }
+    return g;
+}
+
+void TestRoutes::add4(const net::Prefix4 &p, uint32_t nh) {
+    int rc = Lab::get().tables().add4(p, nh);
+    EXPECT_EQ(rc, 0) << "add4 " << p.str();
+    if (rc == 0) {
+        routes4_.push_back(p);
+    }
+}
+
+void TestRoutes::add6(const net::Prefix6 &p, uint32_t nh) {
+    int rc = Lab::get().tables().add6(p, nh);
+    EXPECT_EQ(rc, 0) << "add6 " << p.str();
+    if (rc == 0) {
+        routes6_.push_back(p);
+    }
+}
+
+void TestRoutes::release() {
+    Tables &t = Lab::get().tables();
+    for (const auto &p : routes4_) {
+        EXPECT_EQ(t.del4(p), 0);
+    }
+    for (const auto &p : routes6_) {
+        EXPECT_EQ(t.del6(p), 0);
+    }
+    for (uint32_t id : nhs_) {
+        t.nh_free(id);
+    }
+    for (uint32_t g : groups_) {
+        t.group_free(g);
+    }
+    *this = TestRoutes{};
 }
 
 // --- fixture ---

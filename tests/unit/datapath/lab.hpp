@@ -26,6 +26,7 @@
 #include "fwd/dp/drop.hpp"
 #include "fwd/dp/tables.hpp"
 #include "fwd/dp/worker.hpp"
+#include "fwd/net/addr.hpp"
 #include "packet_builder.hpp"
 
 namespace fwd::dp::test {
@@ -132,6 +133,27 @@ class WithoutDefaultRoutes {
     ~WithoutDefaultRoutes();
     WithoutDefaultRoutes(const WithoutDefaultRoutes &) = delete;
     WithoutDefaultRoutes &operator=(const WithoutDefaultRoutes &) = delete;
+};
+
+// A next hop as the control thread writes one.
+NextHop make_nh(NhKind kind, uint16_t port, const Mac &dst, const Mac &src, uint16_t mtu);
+
+// Next hops, ECMP groups and routes a test adds to the lab's tables, as the
+// control thread would: taken out again by release() (routes first, then
+// the next hops and groups they pointed at).
+class TestRoutes {
+  public:
+    uint32_t nh(const NextHop &n);  // a failure when the table is full
+    uint32_t group(const std::vector<uint32_t> &members);
+    void add4(const net::Prefix4 &p, uint32_t nh);
+    void add6(const net::Prefix6 &p, uint32_t nh);
+    void release();
+
+  private:
+    std::vector<net::Prefix4> routes4_;
+    std::vector<net::Prefix6> routes6_;
+    std::vector<uint32_t> nhs_;
+    std::vector<uint32_t> groups_;
 };
 
 // The fixture: a fresh Worker per test; checks that every mbuf is back in

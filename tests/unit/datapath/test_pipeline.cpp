@@ -863,6 +863,78 @@ TEST_F(LocalL4Fragments, FirstFragmentIsNotTaken6) {
     run_first_fragment(true);
 }
 
+// A local stage may take a whole protocol other than UDP and TCP (l4_proto
+// set, l4_port 0: IP-in-IP takes protocol 4). It gets every packet of that
+// protocol to a local address, fragments included (the protocol is known for
+// every one, so the stage can drop them with its reason); other protocols go
+// on to the other stages as before, UDP / TCP to their port stages.
+template <int kId>
+void proto_stage(Worker &w, Burst &b) {
+    static const char *const kNames[] = {"ipip4", "ipv6in6"};
+    count(kNames[kId], b);
+    if (g_seen.take) {
+        filter(w, b, DropReason::kRouteBlackhole, [](rte_mbuf *) { return false; });
+    }
+}
+
+TEST_F(Pipelines, LocalProtocolStageTakesEveryPacketOfItsProtocol) {
+    constexpr uint8_t kIpip = 4, kIpv6 = 41, kGre = 47;
+    PipelineRegistry r;
+    r.add_stage(l4("ipip4", Hook::kIp4Local, &proto_stage<0>, kIpip, 0));
+    r.add_stage(l4("ipv6in6", Hook::kIp6Local, &proto_stage<1>, kIpv6, 0));
+    r.add_stage(l4("udp4", Hook::kIp4Local, &l4_stage<0>, IPPROTO_UDP, kTunnelPort));
+    r.add_stage(stage("local4", Hook::kIp4Local, &keep_all<Hook::kIp4Local>));
+    r.add_stage(stage("local6", Hook::kIp6Local, &keep_all<Hook::kIp6Local>));
+    const Pipeline &p = use(r);
+    EXPECT_EQ(p.hook(Hook::kIp4Local).n_l4, 2);
+    EXPECT_EQ(p.hook(Hook::kIp4Local).n_proto, 1);
+    EXPECT_EQ(p.hook(Hook::kIp6Local).n_l4, 1);
+    EXPECT_EQ(p.hook(Hook::kIp6Local).n_proto, 1);
+    EXPECT_EQ(p.hook(Hook::kIp4Input).n_proto, 0);
+    g_seen.take = true;
+    auto to_node4 = [] { return from_uplink().ip4(kVia4, kNode4); };
+    auto to_node6 = [] { return from_uplink().ip6(kVia6, kNode6); };
+    Sent out = run({
+        {Side::kUplink, to_node4().next_proto(kIpip).payload(20)},
+        {Side::kUplink, to_node4().next_proto(kIpip).mf().payload(16)},
+        {Side::kUplink, to_node4().next_proto(kIpip).frag_offset(2).payload(8)},
+        {Side::kUplink, to_node4().next_proto(kGre).payload(20)},
+        {Side::kUplink, to_node4().udp(3000, kTunnelPort).payload(8)},
+        {Side::kPodB, from_pod_b().ip4(kPodB4, kGw4).echo_request()},
+        {Side::kUplink, to_node6().next_proto(kIpv6).payload(40)},
+        {Side::kUplink, to_node6().fragment(0, true).next_proto(kIpv6).payload(40)},
+        {Side::kUplink, to_node6().fragment(8, false).next_proto(kIpv6).payload(16)},
+        {Side::kUplink, to_node6().next_proto(kIpip).payload(20)},
+        {Side::kPodB, from_pod_b().ip6(kPodB6, kGw6).echo_request()},
+    });
+    EXPECT_EQ(g_seen.packets["ipip4"], 3u) << "whole, first and later fragment";
+    EXPECT_EQ(g_seen.calls["ipip4"], 1u);
+    EXPECT_EQ(g_seen.packets["ipv6in6"], 3u);
+    EXPECT_EQ(g_seen.sports["udp4"], std::vector<uint16_t>{3000});
+    EXPECT_EQ(g_seen.packets["ip4_local"], 2u) << "GRE and the echo went on";
+    EXPECT_EQ(g_seen.packets["ip6_local"], 2u) << "protocol 4 over IPv6 and the echo went on";
+    EXPECT_EQ(drops(), want({{DropReason::kRouteBlackhole, 7}, {DropReason::kLocalUnhandled, 2}}));
+    EXPECT_EQ(out.on(Side::kPodB).size(), 2u) << "the echo replies";
+    EXPECT_EQ(out.frames.size(), 2u);
+}
+
+TEST_F(Pipelines, LocalProtocolStagesAreChecked) {
+    PipelineRegistry r;
+    auto fn = &letter<'a'>;
+    r.add_stage(l4("p4", Hook::kIp4Local, fn, 4, 0));
+    std::string e = invalid([&] { r.add_stage(l4("p4b", Hook::kIp4Local, fn, 4, 0)); });
+    EXPECT_NE(e.find("protocol 4"), std::string::npos) << e;
+    r.add_stage(l4("p4v6", Hook::kIp6Local, fn, 4, 0));  // another hook
+    invalid([&] { r.add_stage(l4("p4in", Hook::kIp4Input, fn, 4, 0)); });
+    e = invalid([&] { r.add_stage(l4("tcp0", Hook::kIp4Local, fn, IPPROTO_TCP, 0)); });
+    EXPECT_NE(e.find("port"), std::string::npos) << e;
+    invalid([&] { r.add_stage(l4("gre1", Hook::kIp4Local, fn, 47, 1)); });
+    Pipeline p = r.freeze();
+    EXPECT_EQ(p.hook(Hook::kIp4Local).n_l4, 1);
+    EXPECT_EQ(p.hook(Hook::kIp4Local).n_proto, 1);
+    EXPECT_EQ(p.hook(Hook::kIp6Local).n_proto, 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Re-entry.
 

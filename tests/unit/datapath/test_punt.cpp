@@ -72,19 +72,7 @@ Bytes untagged(const Bytes &tagged) {
 class Punt : public DatapathTest {
   protected:
     void TearDown() override {
-        Tables &t = lab().tables();
-        for (const auto &p : routes4_) {
-            EXPECT_EQ(t.del4(p), 0);
-        }
-        for (const auto &p : routes6_) {
-            EXPECT_EQ(t.del6(p), 0);
-        }
-        for (uint32_t id : nhs_) {
-            t.nh_free(id);
-        }
-        for (uint32_t g : groups_) {
-            t.group_free(g);
-        }
+        added_.release();
         set_host_punt(false);
         DatapathTest::TearDown();
     }
@@ -103,35 +91,25 @@ class Punt : public DatapathTest {
         nh.dst_mac = dst;
         nh.src_mac = s == Side::kUplink ? kUplinkMac : kGwMac;
         nh.mtu = mtu;
-        uint32_t id = lab().tables().nh_alloc(nh);
-        EXPECT_NE(id, kNhInvalid);
-        nhs_.push_back(id);
-        return id;
+        return added_.nh(nh);
     }
 
     // An ECMP next hop over members, as the control thread makes one.
     uint32_t add_group(const std::vector<uint32_t> &members) {
-        uint32_t g =
-            lab().tables().group_alloc(members.data(), static_cast<uint8_t>(members.size()));
-        EXPECT_NE(g, kGroupInvalid);
-        groups_.push_back(g);
+        uint32_t g = added_.group(members);
         NextHop nh{};
         nh.kind = NhKind::kGroup;
         nh.group = g;
         nh.group_n = static_cast<uint8_t>(members.size());
-        uint32_t id = lab().tables().nh_alloc(nh);
-        nhs_.push_back(id);
-        return id;
+        return added_.nh(nh);
     }
 
     // 10.68.0.0/16 and fd00:68::/32 through next hop id.
     void route_test_nets(uint32_t id) {
         net::Prefix4 p4{net::Ip4Addr::from_host(kTestNet4), 16};
         net::Prefix6 p6{net::Ip6Addr::from_bytes(kTestNet6.data()), 32};
-        ASSERT_EQ(lab().tables().add4(p4, id), 0);
-        routes4_.push_back(p4);
-        ASSERT_EQ(lab().tables().add6(p6, id), 0);
-        routes6_.push_back(p6);
+        added_.add4(p4, id);
+        added_.add6(p6, id);
     }
 
     // Everything the worker punted, in order; the mbufs go back to the pool.
@@ -203,10 +181,7 @@ class Punt : public DatapathTest {
     }
 
   private:
-    std::vector<net::Prefix4> routes4_;
-    std::vector<net::Prefix6> routes6_;
-    std::vector<uint32_t> nhs_;
-    std::vector<uint32_t> groups_;
+    TestRoutes added_;
 };
 
 // --- the punt reasons ---

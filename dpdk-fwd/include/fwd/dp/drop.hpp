@@ -71,7 +71,30 @@ namespace fwd::dp {
     X(kReentryFull, "reentry_full", "too many packets re-entering the path in one burst")   \
     X(kReentryLoop, "reentry_loop", "re-entered the path more than Worker::kMaxReentries")  \
     X(kReentryBadOffset, "reentry_bad_offset",                                              \
-      "re-entering packet whose IP header is not 14 bytes or more into its first segment")
+      "re-entering packet whose IP header is not 14 bytes or more into its first segment")  \
+    X(kVxlanFromPod, "vxlan_from_pod", "VXLAN sent by a pod (Felix drops it)")              \
+    X(kVxlanFragment, "vxlan_fragment", "VXLAN in an outer IP fragment")                    \
+    X(kVxlanTruncated, "vxlan_truncated", "VXLAN, inner Ethernet or IP header cut")         \
+    X(kVxlanDisabled, "vxlan_disabled", "VXLAN to us, overlay off for its family")          \
+    X(kVxlanUnknownPeer, "vxlan_unknown_peer", "VXLAN from no known node address")          \
+    X(kVxlanBadFlags, "vxlan_bad_flags", "VXLAN header without the I flag")                 \
+    X(kVxlanBadVni, "vxlan_bad_vni", "VXLAN VNI not ours (no host tap)")                    \
+    X(kVxlanBadInnerMac, "vxlan_bad_inner_mac", "inner destination MAC not our VTEP")       \
+    X(kVxlanBadInnerType, "vxlan_bad_inner_type", "inner ethertype not IPv4 / IPv6")        \
+    X(kVxlanInnerSource, "vxlan_inner_source", "inner source in no IP pool")                \
+    X(kVxlanZeroChecksum6, "vxlan_zero_checksum6", "VXLAN over IPv6, UDP checksum 0")       \
+    X(kVxlanBadChecksum, "vxlan_bad_checksum", "VXLAN outer UDP checksum wrong")            \
+    X(kIpipFromPod, "ipip_from_pod", "IP-in-IP sent by a pod (Felix drops it)")             \
+    X(kIpipFragment, "ipip_fragment", "IP-in-IP in an outer IP fragment")                   \
+    X(kIpipTruncated, "ipip_truncated", "IP-in-IP inner IPv4 header cut")                   \
+    X(kIpipDisabled, "ipip_disabled", "IP-in-IP to us, not enabled here")                   \
+    X(kIpipUnknownPeer, "ipip_unknown_peer", "IP-in-IP from no known node address")         \
+    X(kIpipInnerSource, "ipip_inner_source", "IP-in-IP inner source in no pool")            \
+    X(kEncapNoOverlay, "encap_no_overlay", "tunnel next hop, worker has no overlay")        \
+    X(kEncapBadTunnel, "encap_bad_tunnel", "tunnel next hop names a bad tunnel")            \
+    X(kEncapNoHeadroom, "encap_no_headroom", "no mbuf headroom for outer headers")          \
+    X(kEncapBadUnderlay, "encap_bad_underlay", "underlay next hop not via / resolve")       \
+    X(kEncapMtuExceeded, "encap_mtu_exceeded", "outer packet above the underlay MTU")
 
 enum class DropReason : uint16_t {
 #define FWD_DROP_ENUM(name, str, desc) name,

@@ -18,8 +18,14 @@
 //                            icmp*_local answers or punts them. A stage
 //                            registered with l4_proto / l4_port gets only
 //                            that protocol and destination port (grout's
-//                            l4_input_register_port: VXLAN takes UDP 4789);
-//                            one without gets every local packet.
+//                            l4_input_register_port: VXLAN takes UDP 4789),
+//                            whole datagrams only; one with l4_proto and
+//                            l4_port 0 (a protocol other than UDP and TCP)
+//                            gets every packet of that protocol, fragments
+//                            included (IP-in-IP takes protocol 4: the
+//                            protocol is known for every fragment, so the
+//                            stage drops them with its own reason); one
+//                            without gets every local packet.
 //
 // The stages of a hook run in the order their runs_before / runs_after names
 // give (a name that is not registered is ignored: the feature is not built
@@ -97,7 +103,8 @@ struct StageDef {
     std::vector<std::string> runs_before;
     std::vector<std::string> runs_after;
     // kIp4Local / kIp6Local only: take just this protocol (IPPROTO_UDP or
-    // IPPROTO_TCP) and destination port; 0: every local packet.
+    // IPPROTO_TCP) and destination port; or, with l4_port 0, every packet of
+    // this protocol (any other than UDP and TCP); 0 and 0: every local packet.
     uint8_t l4_proto = 0;
     uint16_t l4_port = 0;
 };
@@ -140,7 +147,8 @@ struct Pipeline {
     };
     struct List {
         uint8_t n = 0;
-        uint8_t n_l4 = 0;  // local hooks: the first n_l4 entries demultiplex by L4 port
+        uint8_t n_l4 = 0;     // local hooks: the first n_l4 entries demultiplex by L4 port
+        uint8_t n_proto = 0;  // of those, the ones taking a whole protocol (l4_port 0)
         std::array<Entry, kMaxHookStages> e{};
     };
     struct TapEntry {
@@ -181,7 +189,9 @@ class PipelineRegistry {
     static PipelineRegistry &global();
 
     // Throw std::invalid_argument for a bad definition (empty name, no fn,
-    // l4 on a hook that is not local, too many stages on one hook).
+    // l4 on a hook that is not local, a port without UDP or TCP, UDP or TCP
+    // without a port, a protocol or port taken twice on a hook, too many
+    // stages on one hook).
     void add_stage(StageDef d);
     void add_tap(TapDef d);
     // A next-hop kind of the feature's own; name shows in route listings.

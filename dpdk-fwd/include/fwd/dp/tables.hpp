@@ -74,6 +74,7 @@ struct alignas(32) NextHop {
     NhKind kind;
     uint8_t group_n;  // kGroup: members, 1..kMaxGroupPaths
     uint32_t group;   // kGroup: index of the group (group_alloc)
+                      // vxlan / ipip kinds: index of the Tunnel (overlay.hpp)
     uint8_t pad_[8];
 };
 static_assert(sizeof(NextHop) == 32);

@@ -1,0 +1,118 @@
+// The overlay tables (overlay.hpp) and the registrations the overlay stages
+// share: the worker slot and the two next-hop kinds.
+#include "fwd/dp/overlay.hpp"
+
+#include <rte_byteorder.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "fwd/dp/pipeline.hpp"
+#include "fwd/util/registry.hpp"
+
+namespace fwd::dp::overlay {
+
+namespace {
+
+// True when the first len bits of a and p are equal.
+bool prefix_match6(const uint8_t *a, const uint8_t *p, uint8_t len) {
+    const uint8_t whole = len / 8;
+    if (std::memcmp(a, p, whole) != 0) {
+        return false;
+    }
+    const uint8_t rest = len % 8;
+    if (rest == 0) {
+        return true;
+    }
+    const auto mask = static_cast<uint8_t>(0xff00u >> rest);
+    return ((a[whole] ^ p[whole]) & mask) == 0;
+}
+
+}  // namespace
+
+bool DecapConfig::is_peer4(uint32_t addr_be) const {
+    return std::binary_search(peers4.begin(), peers4.end(), addr_be);
+}
+
+bool DecapConfig::is_peer6(const uint8_t *addr) const {
+    std::array<uint8_t, 16> a;
+    std::memcpy(a.data(), addr, 16);
+    return std::binary_search(peers6.begin(), peers6.end(), a);
+}
+
+bool DecapConfig::in_pool4(uint32_t addr_be) const {
+    const uint32_t a = rte_be_to_cpu_32(addr_be);
+    for (const net::Prefix4 &p : pools4) {
+        const uint32_t mask = p.len == 0 ? 0 : ~uint32_t{0} << (32 - std::min<uint8_t>(p.len, 32));
+        if ((a & mask) == p.addr.host()) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool DecapConfig::in_pool6(const uint8_t *addr) const {
+    for (const net::Prefix6 &p : pools6) {
+        if (prefix_match6(addr, p.addr.data(), std::min<uint8_t>(p.len, 128))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+OverlayTables::OverlayTables() : tunnels_(kMaxTunnels, Tunnel{}), used_(kMaxTunnels, false) {
+    free_.reserve(kMaxTunnels);
+    for (uint32_t i = kMaxTunnels; i-- > 0;) {
+        free_.push_back(i);  // 0 is handed out first
+    }
+}
+
+uint32_t OverlayTables::tunnel_alloc(const Tunnel &t) {
+    const bool bad = (t.type == TunnelType::kIpip && t.v6) ||
+                     (t.type != TunnelType::kVxlan && t.type != TunnelType::kIpip) ||
+                     t.vni > kMaxVni || t.underlay_nh == kNhInvalid ||
+                     t.underlay_nh >= kMaxNextHops;
+    if (bad || free_.empty()) {
+        return UINT32_MAX;
+    }
+    const uint32_t i = free_.back();
+    free_.pop_back();
+    tunnels_[i] = t;
+    used_[i] = true;
+    // The next hop naming this entry is published after this store.
+    std::atomic_thread_fence(std::memory_order_release);
+    return i;
+}
+
+void OverlayTables::tunnel_free(uint32_t i) {
+    if (!in_use(i)) {
+        return;
+    }
+    tunnels_[i] = Tunnel{};
+    used_[i] = false;
+    free_.push_back(i);
+}
+
+const DecapConfig *OverlayTables::swap_decap(const DecapConfig *next) {
+    return decap_.exchange(next, std::memory_order_acq_rel);
+}
+
+uint16_t worker_slot() {
+    static const uint16_t slot = PipelineRegistry::global().add_worker_slot("overlay");
+    return slot;
+}
+
+NhKind vxlan_nh_kind() {
+    static const NhKind kind = PipelineRegistry::global().add_nh_kind("vxlan");
+    return kind;
+}
+
+NhKind ipip_nh_kind() {
+    static const NhKind kind = PipelineRegistry::global().add_nh_kind("ipip");
+    return kind;
+}
+
+// Registered at load, whether or not a stage asks first.
+FWD_ON_LOAD(worker_slot(); vxlan_nh_kind(); ipip_nh_kind());
+
+}  // namespace fwd::dp::overlay

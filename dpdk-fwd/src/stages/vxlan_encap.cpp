@@ -1,0 +1,270 @@
+// vxlan_encap4 / vxlan_encap6 (Hook::kIp4Output / kIp6Output) and
+// ipip_encap (kIp4Output): the overlays' output stages (overlay.hpp).
+// Each takes the packets whose next hop has its kind (vxlan_nh_kind(),
+// ipip_nh_kind()) and leaves the others as they are; a burst route did not
+// mark feature_nh holds none and costs one test.
+// Reads: meta.nh's NextHop (kind with an acquire load; group: the tunnel
+//        index); the worker's OverlayTables (slot "overlay") and the Tunnel;
+//        the inner header (TTL / hop limit, TOS / traffic class, DF; the
+//        flow's addresses, protocol and ports for the UDP source port); the
+//        underlay NextHop (kind with an acquire load, port, MTU) and its
+//        port's role.
+// Sets:  the inner TTL / hop limit - 1 (RFC 1624 checksum update), unless
+//        the packet was built here (kMetaLocalOrigin): route4 / route6 took
+//        the forwarding decision, ip4_input / ip6_input already answered a
+//        TTL / hop limit <= 1 with time exceeded. Then the outer headers, as
+//        Linux's devices in Calico's setup write them (test_overlay.cpp
+//        compares with frames a kernel sent, linux_vxlan.py):
+//   VXLAN (RFC 7348): outer Ethernet (14 bytes, written by l2_rewrite) +
+//        IPv4 (20) / IPv6 (40) + UDP (8) + VXLAN (8); the frame's own
+//        Ethernet header becomes the inner one (the tunnel's VTEP MACs, the
+//        inner family's ethertype).
+//        IPv4: TOS = the inner ECN field with CE sent as ECT(0), DSCP 0
+//              (Linux's INET_ECN_encapsulate with the device's TOS 0); ID
+//              from a per-worker counter; DF clear; TTL 64; header checksum.
+//        IPv6: traffic class as that TOS, flow label 0, hop limit 64.
+//        UDP:  source port 49152-65535 from the inner flow's hash
+//              (flow_hash.hpp; RFC 7348 section 5), destination 4789,
+//              checksum computed for both families (Linux's vxlan device
+//              made without IFLA_VXLAN_UDP_CSUM, as Felix makes it, computes
+//              it over IPv4 too; IPv6 requires it).
+//        VXLAN: flags I (0x08), the tunnel's VNI.
+//   IP-in-IP (IPv4 only; Linux's tunl0 as Felix sets it up: TTL 0, TOS 0,
+//        no PMTU discovery): an outer IPv4 header of protocol 4 before the
+//        inner one; TTL copied from the inner (after the decrement), DF
+//        copied from the inner, TOS as for VXLAN, ID from the counter.
+//        meta.l3_off / l4_off / l4_proto then describe the outer packet,
+//        flags = kMetaLocalOrigin (neither l2_rewrite nor a later kTxRouted
+//        takes a hop off the outer TTL), meta.nh = the tunnel's underlay
+//        next hop.
+// Next:  a kVia underlay: the burst (l2_rewrite writes the outer Ethernet
+//        header from it); kResolve: punted (PuntReason::kResolve) after the
+//        port and MTU checks, finished by kTxRouted once the neighbour is
+//        known.
+// Drops: encap_no_overlay (no OverlayTables in the worker's slot),
+//        encap_bad_tunnel (group out of range, a freed entry, another type
+//        or family), encap_no_headroom, encap_bad_underlay (an underlay next
+//        hop neither kVia nor kResolve), port_down, encap_mtu_exceeded (the
+//        outer packet above the underlay's MTU: the tunnel next hop's MTU
+//        was set too high), and the punt drops (punt_rate_limited,
+//        punt_ring_full).
+#include <rte_udp.h>
+#include <rte_vxlan.h>
+
+#include "fwd/dp/flow_hash.hpp"
+#include "fwd/dp/overlay.hpp"
+#include "fwd/dp/pkt.hpp"
+#include "fwd/dp/worker.hpp"
+#include "fwd/util/registry.hpp"
+
+namespace fwd::dp::overlay {
+
+namespace {
+
+constexpr uint16_t kEthLen = RTE_ETHER_HDR_LEN;
+constexpr uint8_t kOuterTtl = 64;           // Linux: the route's hop limit, ip_default_ttl
+constexpr uint32_t kPortSeed = 0x0ddba115;  // not ECMP's: the two choices stay apart
+constexpr uint16_t kSrcPortMin = 49152;     // RFC 7348 section 5: 49152-65535
+constexpr uint32_t kVxlanFlagI = 0x08000000;
+
+// [W] the outer IPv4 IDs this worker's thread hands out (a worker has a
+// thread of its own; the interface gives the feature no per-worker state).
+// Linux counts per destination; a counter per worker keeps IDs apart for
+// one destination as long as the workers do not wrap into each other's
+// (each starts 2048 * its index further on).
+thread_local uint16_t t_ip_id = 0;
+
+uint16_t next_ip_id(const Worker &w) {
+    return static_cast<uint16_t>(t_ip_id++ + (w.index() << 11));
+}
+
+// RFC 6040 as Linux applies it: the outer ECN field is the inner one, but
+// CE leaves as ECT(0); no DSCP.
+uint8_t outer_tos(uint8_t inner_tos) {
+    const uint8_t ecn = inner_tos & 0x3;
+    return ecn == 0x3 ? 0x2 : ecn;
+}
+
+void write_outer4(rte_ipv4_hdr *o, uint8_t tos, uint16_t len, uint16_t id, rte_be16_t df,
+                  uint8_t ttl, uint8_t proto, const Tunnel &tn) {
+    o->version_ihl = RTE_IPV4_VHL_DEF;
+    o->type_of_service = tos;
+    o->total_length = rte_cpu_to_be_16(len);
+    o->packet_id = rte_cpu_to_be_16(id);
+    o->fragment_offset = df;
+    o->time_to_live = ttl;
+    o->next_proto_id = proto;
+    o->src_addr = tn.src4;
+    o->dst_addr = tn.dst4;
+    o->hdr_checksum = 0;
+    o->hdr_checksum = rte_ipv4_cksum(o);
+}
+
+// meta describes the outer packet from now on; built here, it loses no hop.
+void outer_meta(PktMeta &md, uint16_t l4_off, uint8_t proto) {
+    md.l3_off = kEthLen;
+    md.l4_off = l4_off;
+    md.l4_proto = proto;
+    md.flags = kMetaLocalOrigin;
+}
+
+// Cuts `cut` bytes off the front, then makes room for `add` more. false
+// when the headroom is short.
+bool make_room(rte_mbuf *m, uint16_t cut, uint16_t add) {
+    if (cut != 0) {
+        rte_pktmbuf_adj(m, cut);
+    }
+    return rte_pktmbuf_prepend(m, add) != nullptr;
+}
+
+template <bool kV6>
+bool vxlan_one(Worker &w, rte_mbuf *m, const Tunnel &tn) {
+    PktMeta &md = meta(m);
+    const uint32_t hash = kV6 ? flow_hash6(m, md, kPortSeed) : flow_hash4(m, md, kPortSeed);
+    uint8_t tos;
+    if constexpr (kV6) {
+        auto *ip = at<rte_ipv6_hdr>(m, md.l3_off);
+        if (!(md.flags & kMetaLocalOrigin)) {
+            ip->hop_limits--;
+        }
+        tos = static_cast<uint8_t>(rte_be_to_cpu_32(ip->vtc_flow) >> 20);
+    } else {
+        auto *ip = at<rte_ipv4_hdr>(m, md.l3_off);
+        if (!(md.flags & kMetaLocalOrigin)) {
+            ip4_dec_ttl(ip);
+        }
+        tos = ip->type_of_service;
+    }
+    constexpr uint16_t kIpLen = kV6 ? sizeof(rte_ipv6_hdr) : sizeof(rte_ipv4_hdr);
+    constexpr uint16_t kL4 = kEthLen + kIpLen;
+    // Before the frame's own Ethernet header (the inner one from now on).
+    constexpr uint16_t kAdd = kL4 + sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr);
+    if (!make_room(m, static_cast<uint16_t>(md.l3_off - kEthLen), kAdd)) {
+        w.drop(m, DropReason::kEncapNoHeadroom);
+        return false;
+    }
+    write_eth(at<rte_ether_hdr>(m, kAdd), tn.inner_dst_mac.data(), tn.inner_src_mac.data(),
+              kV6 ? RTE_BE16(RTE_ETHER_TYPE_IPV6) : RTE_BE16(RTE_ETHER_TYPE_IPV4));
+    auto *vx = at<rte_vxlan_hdr>(m, kL4 + sizeof(rte_udp_hdr));
+    vx->vx_flags = RTE_BE32(kVxlanFlagI);
+    vx->vx_vni = rte_cpu_to_be_32(tn.vni << 8);
+    const auto udp_len = static_cast<uint16_t>(m->pkt_len - kL4);
+    auto *udp = at<rte_udp_hdr>(m, kL4);
+    udp->src_port = rte_cpu_to_be_16(static_cast<uint16_t>(kSrcPortMin | (hash >> 18)));
+    udp->dst_port = RTE_BE16(kVxlanPort);
+    udp->dgram_len = rte_cpu_to_be_16(udp_len);
+    udp->dgram_cksum = 0;
+    if constexpr (kV6) {
+        auto *o = at<rte_ipv6_hdr>(m, kEthLen);
+        o->vtc_flow = rte_cpu_to_be_32((6u << 28) | (uint32_t{outer_tos(tos)} << 20));
+        o->payload_len = rte_cpu_to_be_16(udp_len);
+        o->proto = IPPROTO_UDP;
+        o->hop_limits = kOuterTtl;
+        std::memcpy(o->src_addr, tn.src6.data(), 16);
+        std::memcpy(o->dst_addr, tn.dst6.data(), 16);
+        udp->dgram_cksum = rte_ipv6_udptcp_cksum_mbuf(m, o, kL4);
+    } else {
+        auto *o = at<rte_ipv4_hdr>(m, kEthLen);
+        write_outer4(o, outer_tos(tos), static_cast<uint16_t>(m->pkt_len - kEthLen), next_ip_id(w),
+                     0, kOuterTtl, IPPROTO_UDP, tn);
+        udp->dgram_cksum = rte_ipv4_udptcp_cksum_mbuf(m, o, kL4);
+    }
+    outer_meta(md, kL4, IPPROTO_UDP);
+    return true;
+}
+
+bool ipip_one(Worker &w, rte_mbuf *m, const Tunnel &tn) {
+    PktMeta &md = meta(m);
+    auto *ip = at<rte_ipv4_hdr>(m, md.l3_off);
+    if (!(md.flags & kMetaLocalOrigin)) {
+        ip4_dec_ttl(ip);
+    }
+    const uint8_t ttl = ip->time_to_live;
+    const uint8_t tos = ip->type_of_service;
+    const rte_be16_t df = ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG);
+    constexpr uint16_t kAdd = kEthLen + sizeof(rte_ipv4_hdr);  // before the inner header
+    if (!make_room(m, md.l3_off, kAdd)) {
+        w.drop(m, DropReason::kEncapNoHeadroom);
+        return false;
+    }
+    write_outer4(at<rte_ipv4_hdr>(m, kEthLen), outer_tos(tos),
+                 static_cast<uint16_t>(m->pkt_len - kEthLen), next_ip_id(w), df, ttl, IPPROTO_IPIP,
+                 tn);
+    outer_meta(md, kAdd, IPPROTO_IPIP);
+    return true;
+}
+
+// The encapsulated packet goes out through the tunnel's underlay next hop:
+// true when it stays in the burst (kVia), false when punted or dropped.
+bool to_underlay(Worker &w, rte_mbuf *m, const Tunnel &tn) {
+    const Tables &t = w.tables();
+    PktMeta &md = meta(m);
+    md.nh = tn.underlay_nh;
+    const NextHop &u = t.nh(tn.underlay_nh);
+    const NhKind kind = load_kind(u);
+    if (kind != NhKind::kVia && kind != NhKind::kResolve) {
+        w.drop(m, DropReason::kEncapBadUnderlay);
+        return false;
+    }
+    if (t.port(u.port).role.load(std::memory_order_acquire) == PortRole::kNone) {
+        w.drop(m, DropReason::kPortDown);
+        return false;
+    }
+    if (m->pkt_len - md.l3_off > u.mtu) {
+        w.drop(m, DropReason::kEncapMtuExceeded);
+        return false;
+    }
+    if (kind == NhKind::kResolve) {
+        w.punt(m, PuntReason::kResolve);
+        return false;
+    }
+    return true;
+}
+
+template <TunnelType kType, bool kV6>
+void encap(Worker &w, Burst &b) {
+    if (!b.feature_nh) {
+        return;
+    }
+    const NhKind kind = kType == TunnelType::kVxlan ? vxlan_nh_kind() : ipip_nh_kind();
+    const Tables &t = w.tables();
+    const auto *ov = static_cast<const OverlayTables *>(w.slot(worker_slot()));
+    uint16_t k = 0;
+    for (uint16_t i = 0; i < b.n; i++) {
+        rte_mbuf *m = b.pkts[i];
+        const NextHop &nh = t.nh(meta(m).nh);
+        if (load_kind(nh) != kind) {
+            b.pkts[k++] = m;
+            continue;
+        }
+        if (ov == nullptr) {
+            w.drop(m, DropReason::kEncapNoOverlay);
+            continue;
+        }
+        const Tunnel *tn = nh.group < kMaxTunnels ? &ov->tunnel(nh.group) : nullptr;
+        if (tn == nullptr || tn->type != kType || tn->v6 != kV6 || tn->underlay_nh == kNhInvalid ||
+            tn->underlay_nh >= kMaxNextHops) {
+            w.drop(m, DropReason::kEncapBadTunnel);
+            continue;
+        }
+        const bool built =
+            kType == TunnelType::kVxlan ? vxlan_one<kV6>(w, m, *tn) : ipip_one(w, m, *tn);
+        if (built && to_underlay(w, m, *tn)) {
+            b.pkts[k++] = m;
+        }
+    }
+    b.n = k;
+}
+
+}  // namespace
+
+FWD_ON_LOAD(auto &r = PipelineRegistry::global(); r.add_stage(
+    {.name = "vxlan_encap4", .hook = Hook::kIp4Output, .fn = &encap<TunnelType::kVxlan, false>});
+            r.add_stage({.name = "vxlan_encap6",
+                         .hook = Hook::kIp6Output,
+                         .fn = &encap<TunnelType::kVxlan, true>});
+            r.add_stage({.name = "ipip_encap",
+                         .hook = Hook::kIp4Output,
+                         .fn = &encap<TunnelType::kIpip, false>}));
+
+}  // namespace fwd::dp::overlay

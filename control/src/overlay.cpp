@@ -391,11 +391,11 @@ class OverlayModule final : public Module {
         }
         t.vni = ocfg_.vni;
         TunnelState s;
-        s.underlay = key.dst;
-        t.underlay_nh = neighbors_.via_ref(key.dst);
+        s.underlay = underlay_for(key.dst);
+        t.underlay_nh = neighbors_.via_ref(s.underlay);
         s.index = tables_.tunnel_alloc(t);
         if (s.index == UINT32_MAX) {
-            neighbors_.via_unref(key.dst);
+            neighbors_.via_unref(s.underlay);
             throw std::runtime_error("the tunnel table is full");
         }
         dp::NextHop nh{};
@@ -410,10 +410,47 @@ class OverlayModule final : public Module {
         s.nh = ctx_.tables().nh_alloc(nh);
         if (s.nh == dp::kNhInvalid) {
             tables_.tunnel_free(s.index);
-            neighbors_.via_unref(key.dst);
+            neighbors_.via_unref(s.underlay);
             throw std::runtime_error("the next-hop table is full");
         }
         return s;
+    }
+
+    // Where the outer packets to a node go first: the node itself when it is
+    // on our subnet, else the next hop of the static or BGP route that covers
+    // its address (the ToR between node subnets: CrossSubnet's other case).
+    // Chosen when the tunnel is made; a later change of that route is not
+    // followed (the tunnel is remade when the node's record changes).
+    net::IpAddr underlay_for(const net::IpAddr &dst) const {
+        const NodeConfig &cfg = ctx_.cfg();
+        const bool v6 = dst.family() == net::Family::kIp6;
+        if (v6 ? cfg.node_ip6 && cfg.node_ip6->subnet().contains(dst.v6())
+               : cfg.node_ip4 && cfg.node_ip4->subnet().contains(dst.v4())) {
+            return dst;
+        }
+        std::optional<net::IpAddr> best;
+        int best_len = -1;
+        for (const auto &r : routes_.rib().list(std::nullopt, dst.family())) {
+            if (!r.active || r.target.kind != RouteTarget::Kind::kVia || r.target.vias.empty()) {
+                continue;
+            }
+            int len = -1;
+            if (v6) {
+                const auto &p = std::get<net::Prefix6>(r.prefix);
+                len = p.contains(dst.v6()) ? p.len : -1;
+            } else {
+                const auto &p = std::get<net::Prefix4>(r.prefix);
+                len = p.contains(dst.v4()) ? p.len : -1;
+            }
+            if (len > best_len) {
+                best_len = len;
+                best = r.target.vias.front();
+            }
+        }
+        if (!best) {
+            throw std::runtime_error("no route to the node's address " + dst.str());
+        }
+        return *best;
     }
 
     // No route points at t any more (published): its next hop and entry go

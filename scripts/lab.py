@@ -347,8 +347,12 @@ def down():
     if st["pods"] and st["etcd"] and etcd and alive(etcd):
         try:
             used = sum(p["used"] for p in ipam_show(st)["pools"])
-            log(f"pods deleted through the CNI plugin (DEL): {len(st['pods'])}; "
-                f"addresses still held in IPAM: {used}")
+            pods_held = sum(len(ipam_show(st, "--handle", f"{NETWORK}.{p['cid']}")["addresses"])
+                            for p in st["pods"])
+            log(f"pods deleted through the CNI plugin (DEL): {len(st['pods'])}; their addresses "
+                f"still held in IPAM: {pods_held}; all addresses held: {used}"
+                + (" (the nodes' VXLAN tunnel addresses)" if used and not pods_held
+                   and st.data.get("profile") == "vxlan" else ""))
         except (AssertionError, ValueError, KeyError) as e:
             log(f"IPAM after DEL: {e}")
     # BIRDs, then daemons, then etcd: reverse start order

@@ -778,10 +778,11 @@ def fam_label(st):
     return "+".join(str(f) for f in fams(st))
 
 
-def converged(st):
+def converged(st, kinds=True):
     """Missing routes per node: its own blocks as ipam blackholes; the others' blocks by
     BGP (with the ToR's loopbacks) or, in the default profile, by the overlay module as
-    VXLAN or native ("via") routes as the pool's mode and the two nodes' subnets say."""
+    VXLAN or native ("via") routes as the pool's mode and the two nodes' subnets say
+    (kinds=False: any kind; the bring-up waits for that, the table checks the kinds)."""
     blocks = store_blocks(st)
     missing = {}
     for name, n in st["nodes"].items():
@@ -796,7 +797,7 @@ def converged(st):
             for b, owner in others.items():
                 want = expected_wire(st, name, owner, 6 if ":" in b else 4)
                 kind = "vxlan" if want == "vxlan" else "via"
-                if ov.get(b, {}).get("kind") != kind:
+                if b not in ov or (kinds and ov[b].get("kind") != kind):
                     miss.append(f"{b} as {kind} (have {ov.get(b, {}).get('kind')})")
         if miss:
             missing[name] = miss
@@ -1168,8 +1169,11 @@ def up(args):
         log(f"pods: {args.pods} per node through the CNI plugin (ADD)")
         add_pods(st, all_nodes, args.pods)
         t_conv = time.monotonic()
-        wait_until(lambda: not converged(st)[0], 30, interval=0.2,
-                   what="every node to route every block")
+        try:
+            wait_until(lambda: not converged(st, kinds=False)[0], 30, interval=0.2,
+                       what="every node to route every block")
+        except AssertionError as e:
+            raise RuntimeError(f"{e}: missing {converged(st, kinds=False)[0]}") from None
         log(f"routes converged {time.monotonic() - t_conv:.1f} s after the last ADD")
     except KeyboardInterrupt:
         raise

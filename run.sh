@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two entry points of dpdk-fwd on a fresh Debian 12 machine, as root:
-#   ./run.sh demo   a three-node lab (BGP, etcd, pods through the CNI plugin) and its checks;
-#                   it stays up: ./run.sh demo --down takes it down
+#   ./run.sh demo   a four-node lab (VXLAN, no BGP, etcd, pods through the CNI plugin) and
+#                   its checks; --bgp: the BGP lab; it stays up: ./run.sh demo --down takes it down
 #   ./run.sh test   every test: unit, component, sanitizer build, system
 # and the benchmark (perf/README.md): ./run.sh perf [--smoke]
 set -euo pipefail
@@ -15,5 +15,5 @@ case "${1:-}" in
   test) shift; scripts/setup.sh && exec scripts/test.sh "$@" ;;
   # the perf harness (perf/README.md): a benchmark, not one of the two main commands
   perf) shift; scripts/setup.sh && exec /usr/bin/python3 perf/run.py "$@" ;;
-  *) echo "usage: sudo ./run.sh demo [--down | --status] | test | perf [--smoke]" >&2; exit 2 ;;
+  *) echo "usage: sudo ./run.sh demo [--bgp] [--ipv4-only | --ipv6-only] [--down | --status] | test | perf [--smoke]" >&2; exit 2 ;;
 esac

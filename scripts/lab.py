@@ -1,35 +1,47 @@
 #!/usr/bin/env python3
-"""The lab: a three-node dpdk-fwd cluster on one machine, Calico-style.
+"""The lab: a dpdk-fwd cluster on one machine, Calico-style.
 
-  lab.py            take down a lab that is still up, bring a new one up, run the
-                    checks, print the result table; the lab stays up (exit 1 if a
-                    check failed)
-  lab.py --down     take the lab down (a no-op when nothing is up)
-  lab.py --status   what is up, and how to poke at it
+  lab.py              take down a lab that is still up, bring a new one up, run the
+                      checks, print the result table; the lab stays up (exit 1 if a
+                      check failed)
+  lab.py --bgp        the BGP profile instead of the default one (below)
+  lab.py --ipv4-only / --ipv6-only
+                      the nodes and pods have addresses of that family only; the rows
+                      of the other family are left out (default profile only)
+  lab.py --down       take the lab down, whichever profile is up (a no-op when nothing is)
+  lab.py --status     what is up, and how to poke at it
 
-Topology (every name below is fixed, so a fresh shell finds it again):
+The default profile is the cluster the project is modelled on (Calico in VXLAN mode):
 
-  lab-tor      a Linux router: loopbacks 1.1.1.1/32 and 2001:db8::1/128, bridge br0 with
-               10.10.10.1/24 and fd00:10:10::1/64 (the node subnet), IP forwarding on;
-               etcd on 10.10.10.1:2379 (the cluster's IPAM store); BIRD peering with
-               every node (AS 64512, iBGP): it announces its loopbacks and learns the
-               pod blocks, so pods reach the loopbacks and the ToR routes back to pods.
-  lab-node1..3 one dpdk-fwd each (10.10.10.10-12, fd00:10:10::10-12): its uplink is a
-               net_tap moved onto the ToR's bridge (node1-up ...), its host tap fwdhost
-               carries the node addresses for the node's own stack (BIRD, etcd client);
-               BGP routes imported from the kernel table; an `ipam` section on the etcd
-               store writing the BIRD include file. BIRD: Calico's default, AS 64512,
-               full node-to-node iBGP mesh (plus the ToR).
-  lab-pod-1a.. the pods, two per node: network namespaces attached by the CNI plugin
-               (build/cni-shim/dpdk-fwd-cni, run like kubelet runs it, through
-               tests/system/cnitool.py) with the network list configs/cni/10-dpdk-fwd.conflist
-               (a per-node copy that names the node's API socket).
+  lab-tor      a Linux router: loopbacks 1.1.1.1/32 and 2001:db8::1/128; bridge br0 with
+               10.10.10.1/24 and fd00:10:10::1/64 (node subnet 1), bridge br1 with
+               10.10.20.1/24 and fd00:10:20::1/64 (node subnet 2), routing between them;
+               etcd on 10.10.10.1:2379 (the cluster store). No BGP: it knows the node
+               subnets and its loopbacks, no pod network. nftables counters on the ports
+               of its bridges (table bridge lab) count VXLAN and bare pod frames.
+  lab-node1..3 dpdk-fwd on subnet 1 (10.10.10.10-12, fd00:10:10::10-12), lab-node4 on
+               subnet 2 (10.10.20.10, fd00:10:20::10): an uplink net_tap moved onto the
+               ToR's bridge, a host tap fwdhost with the node addresses (the etcd client),
+               a static default route via the ToR (dataplane and host stack), an `ipam`
+               section on the ToR's etcd: each node registers itself (addresses, VTEP
+               MACs, tunnel addresses) and routes to the others' blocks from the block
+               affinities (overlay module).
+  pools        configs/lab/ippools.yaml: 192.168.0.0/16 /26 CrossSubnet (native among
+               nodes 1-3, VXLAN to and from node4), fd00:10:244::/48 /122 VXLAN always,
+               both natOutgoing (not built yet: issue 15; pods do not reach the loopbacks).
 
-IP pools 192.168.0.0/16 (/26 blocks) and fd00:10:244::/48 (/122 blocks) come from
-configs/lab/ippools.yaml through `fwdctl apply -f`.
+The BGP profile (--bgp) is the earlier lab: nodes 1-3 on subnet 1 only, BIRD on every node
+and on the ToR (AS 64512, node-to-node mesh plus the ToR, which announces its loopbacks and
+learns the pod blocks), pools without encapsulation (configs/lab/ippools-bgp.yaml), `bgp`
+in the daemons' configs (routes BIRD puts in the kernel become dataplane routes).
 
-State (PIDs with their start times, namespaces, pods, paths), configs and logs live in
-/run/dpdk-fwd-lab; `--down` works from it alone."""
+In both, the pods (lab-pod-1a..) are network namespaces attached by the CNI plugin
+(build/cni-shim/dpdk-fwd-cni, run like kubelet runs it, through tests/system/cnitool.py)
+with the network list configs/cni/10-dpdk-fwd.conflist (a per-node copy that names the
+node's API socket).
+
+State (the profile, PIDs with their start times, namespaces, pods, paths), configs and logs
+live in /run/dpdk-fwd-lab; `--down` works from it alone."""
 import argparse
 import ipaddress
 import itertools
@@ -55,13 +67,12 @@ STATE = STATE_DIR / "state.json"
 CNI_PLUGIN_DIR = BUILD / "cni-shim"
 CNI_PLUGIN = CNI_PLUGIN_DIR / "dpdk-fwd-cni"
 CONFLIST = ROOT / "configs" / "cni" / "10-dpdk-fwd.conflist"
-POOLS_YAML = ROOT / "configs" / "lab" / "ippools.yaml"
+POOLS_YAML = {"vxlan": ROOT / "configs" / "lab" / "ippools.yaml",
+              "bgp": ROOT / "configs" / "lab" / "ippools-bgp.yaml"}
 XFER = ROOT / "tests" / "system" / "tcp_xfer.py"
 
 TOR = "lab-tor"
-BRIDGE = "br0"
-TOR4, TOR6 = "10.10.10.1", "fd00:10:10::1"
-TOR_MAC = "02:00:0a:0a:0a:01"
+TOR4, TOR6 = "10.10.10.1", "fd00:10:10::1"  # etcd listens here (subnet 1)
 LOOP4, LOOP6 = "1.1.1.1", "2001:db8::1"
 POOL4, POOL6 = ipaddress.ip_network("192.168.0.0/16"), ipaddress.ip_network("fd00:10:244::/48")
 HOST_TAP = "fwdhost"
@@ -72,7 +83,8 @@ K8S_NAMESPACE = "default"
 NETWORK = "k8s-pod-network"
 
 # Each daemon: 128 MiB of hugepages, tables sized for a lab (thousands of routes, not
-# the default 131072 per family), so three nodes leave room for others on the machine.
+# the default 131072 per family), so four nodes (512 MiB) leave room for others on the
+# machine.
 MEMORY_MB = 128
 TABLES = {"ipv4_routes": 16384, "ipv6_routes": 16384, "ipv4_tbl8s": 2048, "ipv6_tbl8s": 8192}
 # Idle back-off of the workers: three polling daemons share the machine's cores. 1 ms
@@ -80,27 +92,53 @@ TABLES = {"ipv4_routes": 16384, "ipv6_routes": 16384, "ipv4_tbl8s": 2048, "ipv6_
 # here (lab idle, 30 s): the whole lab uses 5.8 % of one core with 1 ms and the store
 # polled every second; 7.6 % polled every 500 ms, 10.4 % with the default 500 us sleep
 # on top; 4.1 % with 5 ms sleeps (what is left is the control threads' 10 ms tick).
+# The default profile's four daemons (and etcd): 5.4 % over 10 s, about 1.1 % per daemon.
 IDLE = {"enabled": True, "spin_polls": 100, "pause_polls": 1000, "max_sleep_us": 1000}
 IPAM_SYNC_MS = 1000
 
 
+class Subnet:
+    """A node subnet: a bridge of the ToR with the ToR's addresses (.1, ::1) on it."""
+
+    def __init__(self, bridge, net4, net6, mac):
+        self.bridge = bridge
+        self.net4, self.net6 = ipaddress.ip_network(net4), ipaddress.ip_network(net6)
+        self.gw4, self.gw6 = str(self.net4[1]), str(self.net6[1])
+        # a fixed MAC: a bridge otherwise takes its lowest port's, and changes it as the
+        # nodes' uplinks join, under the neighbor entries the dataplanes already hold
+        self.mac = mac
+
+
+SUBNETS = (Subnet("br0", "10.10.10.0/24", "fd00:10:10::/64", "02:00:0a:0a:0a:01"),
+           Subnet("br1", "10.10.20.0/24", "fd00:10:20::/64", "02:00:0a:0a:14:01"))
+
+
 class Node:
-    def __init__(self, i, cores):
+    def __init__(self, i, cores, subnet, k, families):
+        """The i-th node (node1..), the k-th (from 0) on its subnet."""
         self.i = i
         self.name = f"node{i}"
         self.ns = f"lab-node{i}"
-        self.ipv4 = f"10.10.10.{9 + i}"
-        self.ipv6 = f"fd00:10:10::{9 + i}"  # ::10 .. ::12, as written
-        self.mac = "02:00:0a:0a:0a:%02x" % (9 + i)
+        self.subnet = subnet
+        host4 = subnet.net4.network_address + 10 + k
+        self.ipv4 = str(host4) if 4 in families else None
+        # ::10 .. ::12, as written (the IPv4 host numbers read as hex digits)
+        self.ipv6 = f"{subnet.net6.network_address}{10 + k}" if 6 in families else None
+        self.mac = "02:00:" + ":".join(f"{b:02x}" for b in host4.packed)
         self.uplink = f"{self.name}-up"
         # the worker polls on its own core; main and control (mostly asleep) on the next
         self.worker_core = cores[(i - 1) % len(cores)]
         self.control_core = cores[i % len(cores)]
 
 
-def nodes(count=3):
+def nodes(profile, families):
+    """bgp: node1-3 on subnet 1. vxlan: node1-3 on subnet 1, node4 on subnet 2."""
     cores = sorted(os.sched_getaffinity(0))
-    return [Node(i, cores) for i in range(1, count + 1)]
+    placed = [SUBNETS[0]] * 3 + ([SUBNETS[1]] if profile == "vxlan" else [])
+    out = []
+    for i, sub in enumerate(placed, 1):
+        out.append(Node(i, cores, sub, sum(1 for n in out if n.subnet is sub), families))
+    return out
 
 
 # ---------------------------------------------------------------- state and processes
@@ -242,13 +280,17 @@ def cni():
     return cnitool
 
 
-def node_conflist(node, sock):
+def node_conflist(node, sock, families):
     """The network list as the node's kubelet would find it in /etc/cni/net.d, with this
-    node's daemon socket."""
+    node's daemon socket (and, in a single-family lab, addresses of that family only)."""
     conf = json.loads(CONFLIST.read_text())
     for p in conf["plugins"]:
         if p.get("type") == "dpdk-fwd-cni":
             p["dpdk_fwd_socket"] = sock
+            for fam in (4, 6):
+                if fam not in families:
+                    p["ipam"][f"assign_ipv{fam}"] = "false"
+                    p["ipam"].pop(f"ipv{fam}_pools", None)
     return conf
 
 
@@ -305,8 +347,12 @@ def down():
     if st["pods"] and st["etcd"] and etcd and alive(etcd):
         try:
             used = sum(p["used"] for p in ipam_show(st)["pools"])
-            log(f"pods deleted through the CNI plugin (DEL): {len(st['pods'])}; "
-                f"addresses still held in IPAM: {used}")
+            pods_held = sum(len(ipam_show(st, "--handle", f"{NETWORK}.{p['cid']}")["addresses"])
+                            for p in st["pods"])
+            log(f"pods deleted through the CNI plugin (DEL): {len(st['pods'])}; their addresses "
+                f"still held in IPAM: {pods_held}; all addresses held: {used}"
+                + (" (the nodes' VXLAN tunnel addresses)" if used and not pods_held
+                   and st.data.get("profile") == "vxlan" else ""))
         except (AssertionError, ValueError, KeyError) as e:
             log(f"IPAM after DEL: {e}")
     # BIRDs, then daemons, then etcd: reverse start order
@@ -327,9 +373,13 @@ def down():
 
 # ---------------------------------------------------------------- up
 
-def preflight():
-    missing = [str(p) for p in (DAEMON, FWDCTL, BIRDC, Etcd.BINARY, POOLS_YAML)
+def preflight(lab):
+    missing = [str(p) for p in (DAEMON, FWDCTL, Etcd.BINARY, POOLS_YAML[lab.profile])
                if not os.path.exists(p)]
+    if lab.profile == "bgp" and not os.path.exists(BIRDC):
+        missing.append(BIRDC)
+    if not shutil.which("nft"):
+        missing.append("nft (nftables: the ToR's counters)")
     if not os.path.exists(CNI_PLUGIN):
         missing.append(f"{CNI_PLUGIN} (the CNI plugin)")
     if not os.path.exists(CONFLIST):
@@ -341,32 +391,75 @@ def preflight():
     if missing:
         raise SystemExit("lab: missing: " + ", ".join(missing) + " (scripts/setup.sh builds)")
     free = int(re.search(r"HugePages_Free:\s+(\d+)", pathlib.Path("/proc/meminfo").read_text())[1])
-    need = 3 * MEMORY_MB // 2
+    need = len(lab.nodes) * MEMORY_MB // 2
     if free < need:
-        raise SystemExit(f"lab: {free} free 2 MiB hugepages, {need} needed (3 x {MEMORY_MB} MiB)")
+        raise SystemExit(f"lab: {free} free 2 MiB hugepages, {need} needed "
+                         f"({len(lab.nodes)} x {MEMORY_MB} MiB)")
 
 
-def up_tor(st):
+# The ToR's counters: every frame that enters a port of its bridges (bridge prerouting, so
+# a frame is counted once, at the port it came in on, whether the ToR switches or routes
+# it). VXLAN by its outer header; bare pod traffic by a source inside a pool.
+TOR_NFT = f"""table bridge lab {{
+    counter vxlan4 {{}}
+    counter vxlan6 {{}}
+    counter pod4 {{}}
+    counter pod6 {{}}
+    chain ports {{
+        type filter hook prerouting priority 0; policy accept;
+        ip protocol udp udp dport 4789 counter name vxlan4
+        ip6 nexthdr udp udp dport 4789 counter name vxlan6
+        ip saddr {POOL4} counter name pod4
+        ip6 saddr {POOL6} counter name pod6
+    }}
+}}
+"""
+
+
+def up_tor(st, lab):
     st.add("namespaces", TOR)
     tor = Netns(TOR)
     # the ToR: no IPv6 on its bridge ports (the uplink taps), forwarding on
     tor.run("sysctl -qw net.ipv6.conf.default.disable_ipv6=1")
     tor.run("sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1")
-    br = Bridge(tor, BRIDGE)
-    # a fixed MAC: a bridge otherwise takes its lowest port's, and changes it as the nodes'
-    # uplinks join, under the neighbor entries the dataplanes already hold for the ToR
-    tor.run(f"ip link set {BRIDGE} address {TOR_MAC}")
-    tor.run(f"sysctl -qw net.ipv6.conf.{BRIDGE}.accept_dad=0 "
-            f"net.ipv6.conf.{BRIDGE}.disable_ipv6=0")
-    tor.run(f"ip addr add {TOR4}/24 dev {BRIDGE}")
-    tor.run(f"ip addr add {TOR6}/64 dev {BRIDGE} nodad")
+    bridges = {}
+    for sub in lab.subnets:
+        br = bridges[sub.bridge] = Bridge(tor, sub.bridge)
+        tor.run(f"ip link set {br.name} address {sub.mac}")
+        tor.run(f"sysctl -qw net.ipv6.conf.{br.name}.accept_dad=0 "
+                f"net.ipv6.conf.{br.name}.disable_ipv6=0")
+        tor.run(f"ip addr add {sub.gw4}/{sub.net4.prefixlen} dev {br.name}")
+        tor.run(f"ip addr add {sub.gw6}/{sub.net6.prefixlen} dev {br.name} nodad")
     tor.run(f"ip addr add {LOOP4}/32 dev lo")
     tor.run(f"ip addr add {LOOP6}/128 dev lo")
-    return tor, br
+    (STATE_DIR / "tor.nft").write_text(TOR_NFT)
+    tor.run(f"nft -f {STATE_DIR / 'tor.nft'}")
+    return tor, bridges
 
 
-def up_etcd(st, tor):
-    etcd = Etcd(STATE_DIR, "etcd", ns=tor, host=TOR4)
+def tor_counters():
+    """{vxlan4, vxlan6, pod4, pod6: packets} from the ToR's nftables counters."""
+    r = sh(f"ip netns exec {TOR} nft -j list counters table bridge lab")
+    return {c["counter"]["name"]: c["counter"]["packets"]
+            for c in json.loads(r.stdout)["nftables"] if "counter" in c}
+
+
+def pools_yaml(lab):
+    """The profile's pool file; with one family, a copy with that family's pools only."""
+    src = POOLS_YAML[lab.profile]
+    if lab.families == {4, 6}:
+        return src
+    docs = [d for d in src.read_text().split("\n---\n")
+            if (":" in re.search(r"cidr:\s*(\S+)", d)[1]) == (6 in lab.families)]
+    out = STATE_DIR / src.name
+    out.write_text("\n---\n".join(docs))
+    return out
+
+
+def up_etcd(st, tor, lab):
+    # on the node network: IPv4 when the nodes have it, else IPv6
+    host = TOR4 if 4 in lab.families else f"[{TOR6}]"
+    etcd = Etcd(STATE_DIR, "etcd", ns=tor, host=host)
     try:
         etcd.start()
     finally:
@@ -374,9 +467,10 @@ def up_etcd(st, tor):
             record_process(st, "etcd", "etcd", etcd.proc)
     st.data["etcd"] = {"url": etcd.url, "spec": etcd.spec(ETCD_PREFIX), "dir": str(etcd.dir)}
     st.save()
-    r = etcd.run([FWDCTL, "apply", "-f", POOLS_YAML, "--store", st["etcd"]["spec"]])
+    pools = pools_yaml(lab)
+    r = etcd.run([FWDCTL, "apply", "-f", pools, "--store", st["etcd"]["spec"]])
     if r.returncode != 0:
-        raise RuntimeError(f"fwdctl apply -f {POOLS_YAML}: {r.stdout}{r.stderr}")
+        raise RuntimeError(f"fwdctl apply -f {pools}: {r.stdout}{r.stderr}")
     for line in r.stdout.splitlines():
         log(f"  {line}")
     return etcd
@@ -387,22 +481,34 @@ def node_peers(node, all_nodes):
     return peers + [Peer("tor", TOR4, TOR6)]
 
 
-def up_node(st, node, br, etcd):
+def node_sections(lab, node, etcd, include, bird_sock):
+    """The profile's part of a node's daemon config."""
+    ipam = {"store": etcd.spec(ETCD_PREFIX), "sync_ms": IPAM_SYNC_MS}
+    if lab.profile == "bgp":
+        return {"bgp": {"table": 254, "protocols": [12]},
+                "ipam": {**ipam, "bird_include": str(include), "bird_socket": str(bird_sock)}}
+    # a node's default route points at the ToR on its subnet, as on any Calico node
+    gws = ([("0.0.0.0/0", node.subnet.gw4)] if node.ipv4 else []) + \
+          ([("::/0", node.subnet.gw6)] if node.ipv6 else [])
+    return {"ipam": ipam, "routes": [{"prefix": p, "via": gw} for p, gw in gws]}
+
+
+def up_node(st, lab, node, bridges, etcd):
     st.add("namespaces", node.ns)
     ns = Netns(node.ns)
     include = STATE_DIR / f"{node.name}.ipam.conf"
     bird_sock = STATE_DIR / f"{node.name}.bird.ctl"  # fwdlab.Bird's socket path
     prefix = f"lab-{node.name}"
-    extra = uplink_daemon_config(node.name, node.worker_core, node.mac, f"{node.ipv4}/24",
-                                 f"{node.ipv6}/64", extra={
+    v4 = f"{node.ipv4}/{node.subnet.net4.prefixlen}" if node.ipv4 else None
+    v6 = f"{node.ipv6}/{node.subnet.net6.prefixlen}" if node.ipv6 else None
+    extra = uplink_daemon_config(node.name, node.worker_core, node.mac, v4, v6, extra={
         "eal": {"file_prefix": prefix, "in_memory": True, "memory_mb": MEMORY_MB},
         "host": {"tap": HOST_TAP},
-        "bgp": {"table": 254, "protocols": [12]},
-        "ipam": {"store": etcd.spec(ETCD_PREFIX), "sync_ms": IPAM_SYNC_MS,
-                 "bird_include": str(include), "bird_socket": str(bird_sock)},
+        **node_sections(lab, node, etcd, include, bird_sock),
         "idle": IDLE,
         "tables": TABLES,
     })
+    extra["node"] = {k: v for k, v in extra["node"].items() if v is not None}
     extra["uplink"]["devargs"] = f"net_tap_{node.name},iface={node.uplink}"
     extra["cores"]["main"] = extra["cores"]["control"] = node.control_core
     st.add("eal_prefixes", prefix)
@@ -417,14 +523,22 @@ def up_node(st, node, br, etcd):
     finally:
         if d.proc is not None:
             record_process(st, "dpdk-fwd", f"{node.name} dpdk-fwd", d.proc, sock=d.sock)
-    br.adopt(node.uplink, ns)
+    bridges[node.subnet.bridge].adopt(node.uplink, ns)
+    if lab.profile == "vxlan":
+        # the node's own stack (the etcd client) leaves by the ToR too: node4 reaches etcd
+        # on the other subnet only so
+        for fam, gw in ((4, node.subnet.gw4 if node.ipv4 else None),
+                        (6, node.subnet.gw6 if node.ipv6 else None)):
+            if gw:
+                ns.run(f"ip -{fam} route replace default via {gw} dev {HOST_TAP}")
     conflist = STATE_DIR / "cni" / node.name / CONFLIST.name
     conflist.parent.mkdir(parents=True, exist_ok=True)
-    conflist.write_text(json.dumps(node_conflist(node, d.sock), indent=2))
+    conflist.write_text(json.dumps(node_conflist(node, d.sock, lab.families), indent=2))
     st.data["nodes"][node.name] = {
         "netns": node.ns, "ipv4": node.ipv4, "ipv6": node.ipv6, "sock": d.sock,
-        "config": str(d.config), "log": str(d.log), "include": str(include),
-        "conflist": str(conflist), "uplink": node.uplink, "worker_core": node.worker_core}
+        "subnet": node.subnet.bridge, "config": str(d.config), "log": str(d.log),
+        "include": str(include), "conflist": str(conflist), "uplink": node.uplink,
+        "worker_core": node.worker_core}
     st.save()
     return ns
 
@@ -513,42 +627,90 @@ def add_pods(st, all_nodes, per_node):
 
 # ---------------------------------------------------------------- checks
 
+PASS, FAIL, TODO = "PASS", "FAIL", "TODO"
+NEEDS_NAT = "needs natOutgoing (issue 15)"
+
+
 class Checks:
+    """The result table. A row's result is PASS, FAIL, or TODO: a check of something not
+    built yet (it says what it needs), neither passed nor failed. Its `on ToR` column says
+    what crossed the ToR while the row ran (read from the ToR's counters): vxlan, native
+    (bare pod frames), none, mixed; `-` where the row measures no traffic."""
+
     def __init__(self):
         self.rows = []
         self.progress = True
 
-    def add(self, check, subject, family, ok, detail):
-        self.rows.append((check, subject, family, bool(ok), detail))
+    def add(self, check, subject, family, ok, detail, wire="-"):
+        result = TODO if ok == TODO else PASS if ok else FAIL
+        self.rows.append((check, subject, family, wire, result, detail))
         if self.progress:
-            print("." if ok else "F", end="", flush=True)
+            print({PASS: ".", FAIL: "F", TODO: "t"}[result], end="", flush=True)
 
-    def run(self, check, subject, family, fn):
+    def run(self, check, subject, family, fn, wire="-"):
         try:
             ok, detail = fn()
         except Exception as e:  # noqa: BLE001 - a check that breaks is a failed check
             ok, detail = False, f"error: {e}".splitlines()[0][:160]
-        self.add(check, subject, family, ok, detail)
+        self.add(check, subject, family, ok, detail, wire)
         return ok
 
+    def run_wired(self, check, subject, family, fn, expect):
+        """run(), and what crossed the ToR meanwhile must be `expect` (None: not checked)."""
+        fam = 6 if family == "v6" else 4
+        before = tor_counters()
+        try:
+            ok, detail = fn()
+        except Exception as e:  # noqa: BLE001 - a check that breaks is a failed check
+            ok, detail = False, f"error: {e}".splitlines()[0][:160]
+        wire, seen = wire_delta(before, tor_counters(), fam)
+        if expect is not None and wire != expect:
+            ok, seen = (False if ok != TODO else ok), f"{seen}, want {expect}"
+        self.add(check, subject, family, ok, f"{detail}; {seen}", wire)
+        return ok
+
+    def count(self, result):
+        return sum(1 for r in self.rows if r[4] == result)
+
     def failed(self):
-        return sum(1 for r in self.rows if not r[3])
+        return self.count(FAIL)
 
     def table(self):
-        head = ("check", "between / what", "fam", "result", "detail")
-        w = [max(len(str(r[i])) for r in self.rows + [head]) for i in range(3)]
-        out = [f"{head[0]:<{w[0]}}  {head[1]:<{w[1]}}  {head[2]:<{w[2]}}  {head[3]:<6}  {head[4]}",
-               f"{'-' * w[0]}  {'-' * w[1]}  {'-' * w[2]}  ------  {'-' * 6}"]
-        for check, subject, fam, ok, detail in self.rows:
-            out.append(f"{check:<{w[0]}}  {subject:<{w[1]}}  {fam:<{w[2]}}  "
-                       f"{'PASS' if ok else 'FAIL':<6}  {detail}")
+        head = ("check", "between / what", "fam", "on ToR", "result", "detail")
+        w = [max(len(str(r[i])) for r in self.rows + [head]) for i in range(4)]
+        out = [f"{head[0]:<{w[0]}}  {head[1]:<{w[1]}}  {head[2]:<{w[2]}}  {head[3]:<{w[3]}}  "
+               f"{head[4]:<6}  {head[5]}",
+               f"{'-' * w[0]}  {'-' * w[1]}  {'-' * w[2]}  {'-' * w[3]}  ------  {'-' * 6}"]
+        for check, subject, fam, wire, result, detail in self.rows:
+            out.append(f"{check:<{w[0]}}  {subject:<{w[1]}}  {fam:<{w[2]}}  {wire:<{w[3]}}  "
+                       f"{result:<6}  {detail}")
         return "\n".join(out)
 
 
-def ping(ns, addr, count=3):
+def wire_delta(before, after, fam):
+    """What crossed the ToR between two counter readings, for one family's traffic (IPv4
+    pods: VXLAN with an IPv4 outer header; IPv6 pods: an IPv6 one, as Calico's pools)."""
+    vx = after[f"vxlan{fam}"] - before[f"vxlan{fam}"]
+    bare = after[f"pod{fam}"] - before[f"pod{fam}"]
+    wire = ("mixed" if vx and bare else "vxlan" if vx else "native" if bare else "none")
+    return wire, f"ToR: {vx} VXLAN, {bare} bare"
+
+
+def expected_wire(st, a, b, fam):
+    """How pod traffic from node a to node b crosses the ToR: not at all on one node; BGP
+    profile: bare; IPv4 (CrossSubnet): bare inside a subnet, VXLAN across; IPv6: VXLAN."""
+    if a == b:
+        return "none"
+    if st["profile"] == "bgp":
+        return "native"
+    same = st["nodes"][a]["subnet"] == st["nodes"][b]["subnet"]
+    return "native" if fam == 4 and same else "vxlan"
+
+
+def ping(ns, addr, count=3, wait=2):
     """count echo requests 0.2 s apart; PASS when every one is answered."""
     fam = "-6" if ":" in addr else "-4"
-    r = ns.run(f"ping {fam} -c {count} -i 0.2 -W 2 {addr}", check=False, timeout=30)
+    r = ns.run(f"ping {fam} -c {count} -i 0.2 -W {wait} {addr}", check=False, timeout=30)
     seqs = {int(x) for x in re.findall(r"icmp_seq=(\d+) ttl", r.stdout)}
     lost = sorted(set(range(1, count + 1)) - seqs)
     m = re.search(r"= [\d.]+/([\d.]+)/", r.stdout)
@@ -608,38 +770,108 @@ def store_blocks(st):
     return {b["cidr"]: b["node"] for b in ipam_show(st)["blocks"]}
 
 
-def converged(st):
-    """Missing routes per node: every other node's blocks and the ToR's loopbacks by BGP,
-    its own as ipam blackholes."""
+def fams(st):
+    return [f for f in (4, 6) if f in st["families"]]
+
+
+def fam_label(st):
+    return "+".join(str(f) for f in fams(st))
+
+
+def converged(st, kinds=True):
+    """Missing routes per node: its own blocks as ipam blackholes; the others' blocks by
+    BGP (with the ToR's loopbacks) or, in the default profile, by the overlay module as
+    VXLAN or native ("via") routes as the pool's mode and the two nodes' subnets say
+    (kinds=False: any kind; the bring-up waits for that, the table checks the kinds)."""
     blocks = store_blocks(st)
     missing = {}
     for name, n in st["nodes"].items():
-        bgp, ipam = routes(n["sock"], "bgp"), routes(n["sock"], "ipam")
-        want_bgp = [b for b, owner in blocks.items() if owner != name] + [f"{LOOP4}/32",
-                                                                          f"{LOOP6}/128"]
-        want_ipam = [b for b, owner in blocks.items() if owner == name]
-        miss = [b for b in want_bgp if b not in bgp] + [b for b in want_ipam if b not in ipam]
+        ipam = routes(n["sock"], "ipam")
+        miss = [b for b, owner in blocks.items() if owner == name and b not in ipam]
+        others = {b: owner for b, owner in blocks.items() if owner not in (name, None)}
+        if st["profile"] == "bgp":
+            bgp = routes(n["sock"], "bgp")
+            miss += [b for b in list(others) + [f"{LOOP4}/32", f"{LOOP6}/128"] if b not in bgp]
+        else:
+            ov = routes(n["sock"], "overlay")
+            for b, owner in others.items():
+                want = expected_wire(st, name, owner, 6 if ":" in b else 4)
+                kind = "vxlan" if want == "vxlan" else "via"
+                if b not in ov or (kinds and ov[b].get("kind") != kind):
+                    miss.append(f"{b} as {kind} (have {ov.get(b, {}).get('kind')})")
         if miss:
             missing[name] = miss
     return missing, blocks
+
+
+def registry_complete(st):
+    """Nodes whose registry (node.list) lacks another node, or a VTEP of a lab family."""
+    want = set(st["nodes"])
+    short = {}
+    for name, n in st["nodes"].items():
+        got = {x["metadata"]["name"]: x for x in api_call(n["sock"], "node.list")["nodes"]}
+        lack = sorted(want - set(got))
+        for other in sorted(want & set(got)):
+            spec = got[other].get("spec", {})
+            for f, keys in ((4, ("vxlanTunnelMACAddr", "ipv4VXLANTunnelAddr")),
+                            (6, ("vxlanTunnelMACAddrV6", "ipv6VXLANTunnelAddr"))):
+                if f in st["families"]:
+                    lack += [f"{other}.{k}" for k in keys if not spec.get(k)]
+        if lack:
+            short[name] = lack
+    return short
 
 
 def run_checks(st, tcp_bytes):
     c = Checks()
     pods = {p["name"]: p for p in st["pods"]}
     ns = {name: NsRef(p["netns"]) for name, p in pods.items()}
+    both = fam_label(st)
 
-    # BGP: every session of every node and of the ToR
-    for name, n in list(st["nodes"].items()) + [("tor", st["tor"])]:
-        def bgp_up(n=n, name=name):
-            got = bird_ref(name, n).protocols()
-            up = [p for p in n["protocols"] if got.get(p, ("", ""))[1].startswith("Established")]
-            down = sorted(set(n["protocols"]) - set(up))
-            return not down, (f"{len(up)}/{len(n['protocols'])} sessions Established"
-                              + (f"; not: {', '.join(down)}" if down else ""))
-        c.run("bgp sessions", name, "4+6", bgp_up)
+    if st["profile"] == "bgp":
+        # BGP: every session of every node and of the ToR
+        for name, n in list(st["nodes"].items()) + [("tor", st["tor"])]:
+            def bgp_up(n=n, name=name):
+                got = bird_ref(name, n).protocols()
+                up = [p for p in n["protocols"]
+                      if got.get(p, ("", ""))[1].startswith("Established")]
+                down = sorted(set(n["protocols"]) - set(up))
+                return not down, (f"{len(up)}/{len(n['protocols'])} sessions Established"
+                                  + (f"; not: {', '.join(down)}" if down else ""))
+            c.run("bgp sessions", name, "4+6", bgp_up)
+    else:
+        # the node registry: every node knows every node, with its VTEPs and tunnel addresses
+        short = registry_complete(st)
+        for name, n in st["nodes"].items():
+            def registry(name=name, n=n):
+                got = api_call(n["sock"], "node.list")["nodes"]
+                how = sorted(f"{x['metadata']['name']}:{','.join(sorted(x.get('via', {})))}"
+                             for x in got if not x.get("self"))
+                return name not in short, (f"{len(got)} nodes; reached by " + " ".join(how)
+                                           if name not in short else f"missing {short[name]}")
+            c.run("node registry", name, both, registry)
 
-    # routes: each dataplane has the others' blocks and the loopbacks (BGP), its own (ipam)
+        # the ToR knows the node subnets and its loopbacks, no pod network
+        def tor_routes():
+            # every table, every type (a default route would cover the pools as well)
+            inside, count = [], 0
+            for f, pool in ((4, POOL4), (6, POOL6)):
+                if f not in st["families"]:
+                    continue
+                for r in json.loads(sh(f"ip -n {TOR} -j -{f} route show table all").stdout):
+                    count += 1
+                    dst = {"default": "::/0" if f == 6 else "0.0.0.0/0"}.get(r["dst"], r["dst"])
+                    if ipaddress.ip_network(dst, strict=False).overlaps(pool):
+                        inside.append(f"{r.get('type', '')} {r['dst']} {r.get('dev', '')}")
+            subnets = sorted({n["subnet"] for n in st["nodes"].values()})
+            return not inside, (f"{count} routes in all tables (node subnets on {' '.join(subnets)}, "
+                                f"loopbacks, local), none covering "
+                                + " or ".join(str(p) for f, p in ((4, POOL4), (6, POOL6))
+                                              if f in st["families"])
+                                if not inside else f"routes into the pools: {inside}")
+        c.run("ToR routes", "no pod network", both, tor_routes)
+
+    # routes: each dataplane has the others' blocks and its own (ipam)
     t0 = time.monotonic()
     missing, blocks = converged(st)
     while missing and time.monotonic() - t0 < 20:
@@ -647,22 +879,31 @@ def run_checks(st, tcp_bytes):
         missing, blocks = converged(st)
     for name, n in st["nodes"].items():
         mine = sorted(b for b, o in blocks.items() if o == name)
-        c.add("routes", name, "4+6", name not in missing,
-              f"own blocks {' '.join(mine)}; {len(blocks) - len(mine)} others' blocks + "
-              f"2 loopbacks by BGP" if name not in missing else f"missing {missing[name]}")
+        if name in missing:
+            detail = f"missing {missing[name]}"
+        elif st["profile"] == "bgp":
+            detail = (f"own blocks {' '.join(mine)}; {len(blocks) - len(mine)} others' blocks + "
+                      f"2 loopbacks by BGP")
+        else:
+            kinds = {}
+            for r in routes(n["sock"], "overlay").values():
+                kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
+            detail = (f"own blocks {' '.join(mine)}; others' by the overlay: "
+                      + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())))
+        c.add("routes", name, both, name not in missing, detail)
 
-    # each pod: one address of each family from the pools, /32 and /128 on eth0, as the CNI
-    # result says and as IPAM holds them for the pod; Calico's gateways as default routes
+    # each pod: one address of each lab family from the pools, /32 and /128 on eth0, as the
+    # CNI result says and as IPAM holds them for the pod; Calico's gateways as default routes
     for name, p in pods.items():
         def addrs(name=name, p=p):
             v4, v6 = pod_addresses(ns[name])
             problems = []
-            if not (len(v4) == 1 and v4[0].endswith("/32")
-                    and ipaddress.ip_interface(v4[0]).ip in POOL4):
-                problems.append(f"IPv4 {v4} (want one /32 from {POOL4})")
-            if not (len(v6) == 1 and v6[0].endswith("/128")
-                    and ipaddress.ip_interface(v6[0]).ip in POOL6):
-                problems.append(f"IPv6 {v6} (want one /128 from {POOL6})")
+            for f, got, pool, plen in ((4, v4, POOL4, "/32"), (6, v6, POOL6, "/128")):
+                want = 1 if f in st["families"] else 0
+                if not (len(got) == want and all(a.endswith(plen) and
+                                                  ipaddress.ip_interface(a).ip in pool
+                                                  for a in got)):
+                    problems.append(f"IPv{f} {got} (want {want} {plen} from {pool})")
             if sorted(v4 + v6) != sorted(p.get("ips", [])):
                 problems.append(f"the CNI result says {p.get('ips')}")
             held = ipam_show(st, "--handle", f"{NETWORK}.{p['cid']}")["addresses"]
@@ -672,63 +913,92 @@ def run_checks(st, tcp_bytes):
                 problems.append(f"IPAM handle holds {held}")
             r4 = ns[name].run("ip -4 route show default", check=False).stdout
             r6 = ns[name].run("ip -6 route show default", check=False).stdout
-            if "via 169.254.1.1 dev eth0" not in r4 or f"via {CALICO_GW6} dev eth0" not in r6:
-                problems.append(f"default routes {r4.strip()!r} {r6.strip()!r}")
+            if 4 in st["families"] and "via 169.254.1.1 dev eth0" not in r4:
+                problems.append(f"IPv4 default route {r4.strip()!r}")
+            if 6 in st["families"] and f"via {CALICO_GW6} dev eth0" not in r6:
+                problems.append(f"IPv6 default route {r6.strip()!r}")
             return not problems, f"eth0 {' '.join(v4 + v6)}" + (
                 "" if not problems else "; " + "; ".join(problems))
-        c.run("pod addresses", f"{name} ({p['node']})", "4+6", addrs)
+        c.run("pod addresses", f"{name} ({p['node']})", both, addrs)
 
     def addr_of(name, fam):
         v4, v6 = pod_addresses(ns[name])
-        return str(ipaddress.ip_interface((v4 if fam == "IPv4" else v6)[0]).ip)
+        return str(ipaddress.ip_interface((v4 if fam == 4 else v6)[0]).ip)
 
     by_node = {}
     for name, p in pods.items():
         by_node.setdefault(p["node"], []).append(name)
     names = sorted(by_node)
     same = [(v[0], v[1]) for v in by_node.values() if len(v) > 1]
-    # across nodes: a ring, node1 -> node2 -> node3 -> node1 (all pairs get a ping below)
+    # across nodes: a ring, node1 -> node2 -> ... -> node1 (all pairs get a ping below)
     cross = [(by_node[a][0], by_node[names[(i + 1) % len(names)]][0])
              for i, a in enumerate(names)] if len(names) > 1 else []
-    # a pod of each node reaches the ToR's loopbacks (learned from the ToR by BGP)
+
+    def wire(a, b, fam):
+        return expected_wire(st, pods[a]["node"], pods[b]["node"], fam)
+
+    # a pod of each node reaches the ToR's loopbacks: learned by BGP in the BGP profile; in
+    # the default one the ToR has no route back to the pools, so it takes NAT (not built)
     for node in names:
         a = by_node[node][0]
-        for fam, dst in (("v4", LOOP4), ("v6", LOOP6)):
-            c.run("ping ToR loop", f"{a} -> {dst}", fam, lambda a=a, dst=dst: ping(ns[a], dst))
+        for fam, dst in ((4, LOOP4), (6, LOOP6)):
+            if fam not in st["families"]:
+                continue
+            if st["profile"] == "bgp":
+                c.run_wired("ping ToR loop", f"{a} -> {dst}", f"v{fam}",
+                            lambda a=a, dst=dst: ping(ns[a], dst), "native")
+            else:
+                def no_nat(a=a, dst=dst):
+                    ok, _ = ping(ns[a], dst, count=1, wait=1)
+                    return TODO, (f"{NEEDS_NAT}; " + ("answered" if ok else
+                                  "no answer: the ToR has no route back to the pools"))
+                c.run_wired("ping ToR loop", f"{a} -> {dst}", f"v{fam}", no_nat, None)
 
     port = 5200
     for kind, pairs in (("same node", same), ("across nodes", cross)):
         for a, b in pairs:
-            for fam in ("IPv4", "IPv6"):
-                c.run(f"ping {kind}", f"{a} -> {b}", fam.replace("IP", ""),
-                      lambda a=a, b=b, fam=fam: ping(ns[a], addr_of(b, fam)))
+            for fam in fams(st):
+                c.run_wired(f"ping {kind}", f"{a} -> {b}", f"v{fam}",
+                            lambda a=a, b=b, fam=fam: ping(ns[a], addr_of(b, fam)),
+                            wire(a, b, fam))
         for a, b in pairs:
-            for fam in ("IPv4", "IPv6"):
+            for fam in fams(st):
                 port += 1
-                c.run(f"tcp {kind}", f"{a} -> {b}", fam.replace("IP", ""),
-                      lambda a=a, b=b, fam=fam, port=port: tcp(ns[a], ns[b], addr_of(b, fam),
-                                                               port, tcp_bytes))
+                c.run_wired(f"tcp {kind}", f"{a} -> {b}", f"v{fam}",
+                            lambda a=a, b=b, fam=fam, port=port: tcp(ns[a], ns[b], addr_of(b, fam),
+                                                                     port, tcp_bytes),
+                            wire(a, b, fam))
 
-    # every ordered pair of pods, both families: one ping each
+    # every ordered pair of pods: one ping each, and each crossed the ToR as it should
     def all_pairs(fam):
-        bad, n = [], 0
+        bad, odd, n, seen = [], [], 0, {}
+        before = tor_counters()
         for a, b in itertools.permutations(sorted(pods), 2):
             n += 1
             ok, _ = ping(ns[a], addr_of(b, fam), count=1)
+            after = tor_counters()
+            got, _ = wire_delta(before, after, fam)
+            before = after
+            seen[got] = seen.get(got, 0) + 1
             if not ok:
                 bad.append(f"{a}->{b}")
-        return not bad, (f"{n - len(bad)}/{n} pairs answer"
-                         + (f"; failed: {' '.join(bad)}" if bad else ""))
-    for fam in ("IPv4", "IPv6"):
-        c.run("ping all pairs", f"{len(pods)} pods", fam.replace("IP", ""),
-              lambda fam=fam: all_pairs(fam))
+            elif got != wire(a, b, fam):
+                odd.append(f"{a}->{b} {got} (want {wire(a, b, fam)})")
+        return not bad and not odd, (
+            f"{n - len(bad)}/{n} pairs answer; on the ToR: "
+            + ", ".join(f"{v} {k}" for k, v in sorted(seen.items()))
+            + (f"; failed: {' '.join(bad)}" if bad else "")
+            + (f"; wrong way: {' '.join(odd)}" if odd else ""))
+    for fam in fams(st):
+        c.run("ping all pairs", f"{len(pods)} pods", f"v{fam}", lambda fam=fam: all_pairs(fam),
+              "per pair")
 
-    # packet capture on a pod's port (fwdctl capture): its echoes both ways, both families
+    # packet capture on a pod's port (fwdctl capture): its echoes both ways, each family
     if cross:
         a, b = cross[0]
-        c.run("capture", f"{a} ({pods[a]['node']})", "4+6",
-              lambda a=a, b=b: capture(st, pods[a], ns[a], addr_of(b, "IPv4"),
-                                       addr_of(b, "IPv6")))
+        c.run("capture", f"{a} ({pods[a]['node']})", both,
+              lambda a=a, b=b: capture(st, pods[a], ns[a],
+                                       {f: addr_of(b, f) for f in fams(st)}))
 
     # the IPAM store is consistent: nothing leaked or doubled
     def ipam_check():
@@ -737,29 +1007,32 @@ def run_checks(st, tcp_bytes):
         used = sum(1 for p in pods.values() for _ in p.get("ips", []))
         return r.returncode == 0, (f"clean: {used} addresses, {len(blocks)} blocks"
                                    if r.returncode == 0 else r.stdout.strip()[-160:])
-    c.run("ipam check", "etcd store", "4+6", ipam_check)
+    c.run("ipam check", "etcd store", both, ipam_check)
     return c
 
 
-def capture(st, pod, ns, dst4, dst6):
-    """fwdctl capture's ops on the pod's endpoint while it pings dst4 and dst6: the pcap the
-    daemon writes holds the requests it sent and the replies it got, IPv4 and IPv6."""
+def capture(st, pod, ns, dsts):
+    """fwdctl capture's ops on the pod's endpoint while it pings dsts ({family: address}):
+    the pcap the daemon writes holds the requests it sent and the replies it got."""
     from scapy.all import ICMP, IP, IPv6, ICMPv6EchoReply, ICMPv6EchoRequest, rdpcap
     sock = st["nodes"][pod["node"]]["sock"]
     out = STATE_DIR / f"capture-{pod['name']}.pcap"
     cap = api_call(sock, "capture.start", {"port": f"{NETWORK}.{pod['cid']}.eth0",
                                            "file": str(out)})
-    ns.run(f"ping -4 -c 2 -i 0.2 -W 2 {dst4}", check=False, timeout=30)
-    ns.run(f"ping -6 -c 2 -i 0.2 -W 2 {dst6}", check=False, timeout=30)
+    for f, dst in dsts.items():
+        ns.run(f"ping -{f} -c 2 -i 0.2 -W 2 {dst}", check=False, timeout=30)
     done = api_call(sock, "capture.stop", {"id": cap["id"]})
     pkts = rdpcap(str(out))
-    req4 = sum(1 for p in pkts if ICMP in p and p[ICMP].type == 8 and p[IP].dst == dst4)
-    rep4 = sum(1 for p in pkts if ICMP in p and p[ICMP].type == 0 and p[IP].src == dst4)
-    req6 = sum(1 for p in pkts if ICMPv6EchoRequest in p and p[IPv6].dst == dst6)
-    rep6 = sum(1 for p in pkts if ICMPv6EchoReply in p and p[IPv6].src == dst6)
-    ok = (req4, rep4, req6, rep6) == (2, 2, 2, 2) and done["packets"] == len(pkts)
-    return ok, (f"{len(pkts)} frames in {shown(out)}: echo {req4}+{rep4} (v4) {req6}+{rep6} (v6) "
-                f"of 2+2 each")
+    got = {}
+    if 4 in dsts:
+        got[4] = (sum(1 for p in pkts if ICMP in p and p[ICMP].type == 8 and p[IP].dst == dsts[4]),
+                  sum(1 for p in pkts if ICMP in p and p[ICMP].type == 0 and p[IP].src == dsts[4]))
+    if 6 in dsts:
+        got[6] = (sum(1 for p in pkts if ICMPv6EchoRequest in p and p[IPv6].dst == dsts[6]),
+                  sum(1 for p in pkts if ICMPv6EchoReply in p and p[IPv6].src == dsts[6]))
+    ok = all(v == (2, 2) for v in got.values()) and done["packets"] == len(pkts)
+    return ok, (f"{len(pkts)} frames in {shown(out)}: echo "
+                + " ".join(f"{q}+{r} (v{f})" for f, (q, r) in got.items()) + " of 2+2 each")
 
 
 def idle_cpu(st, seconds=10):
@@ -782,17 +1055,28 @@ def shown(path):
 def how_to_poke(st):
     n1 = st["nodes"]["node1"]
     pods = st["pods"]
-    other = next((p for p in pods if p["node"] != "node1"), pods[-1]) if pods else None
+    far = [p for p in pods if p["node"] != "node1"]
+    other = far[-1] if far else (pods[-1] if pods else None)
     dst = other["ips"][0].split("/")[0] if other and other.get("ips") else "192.168.0.64"
     fwdctl = shown(FWDCTL)
     cmds = [
         (f"ip netns exec lab-pod-1a ping {dst}", "pod-1a (node1) to a pod on another node"),
         ("ip netns exec lab-pod-1a ip addr", "a pod's side: eth0, /32 and /128, routes"),
         (f"{fwdctl} -s {n1['sock']} endpoint list", "node1's dataplane: route list, stats, node"),
-        (f"birdc -s {n1['bird_sock']} show protocols", "node1's BGP sessions (show route)"),
+    ]
+    if st["profile"] == "bgp":
+        cmds += [(f"birdc -s {n1['bird_sock']} show protocols", "node1's BGP sessions (show route)"),
+                 (f"ip netns exec {TOR} ip route", "the ToR learned the pod blocks by BGP")]
+    else:
+        cmds += [(f"{fwdctl} -s {n1['sock']} node list", "the node registry as node1 sees it"),
+                 (f"{fwdctl} -s {n1['sock']} route list --source overlay",
+                  "node1's routes to other nodes' blocks: vxlan or via"),
+                 (f"ip netns exec {TOR} nft list counters table bridge lab",
+                  "what crossed the ToR: VXLAN, bare pod frames"),
+                 (f"ip netns exec {TOR} ip route", "the ToR: node subnets and loopbacks only")]
+    cmds += [
         (f"ip netns exec {TOR} {fwdctl} ipam show --store {st['etcd']['spec']}",
          "pools, blocks, nodes"),
-        (f"ip netns exec {TOR} ip route", "the ToR learned the pod blocks by BGP"),
         ("./run.sh demo --status", "what is up; configs and logs in " + str(STATE_DIR)),
         ("./run.sh demo --down", "take it all down"),
     ]
@@ -802,54 +1086,94 @@ def how_to_poke(st):
         for c, why in cmds])
 
 
+def describe(st):
+    fam = {(4, 6): "dual-stack", (4,): "IPv4 only", (6,): "IPv6 only"}[tuple(st["families"])]
+    return {"bgp": "BGP profile", "vxlan": "default profile (VXLAN, no BGP)"}[st["profile"]] + \
+        f", {fam}, {len(st.data.get('planned', st['nodes']))} nodes"
+
+
 def status():
     if not STATE.exists():
         log("nothing is up")
         return 0
     st = State.load()
-    print(f"lab up since {st['created']} (state {STATE})")
+    print(f"lab up since {st['created']} (state {STATE}): {describe(st)}")
     for p in st["processes"]:
         print(f"  {p['name']:<16} pid {p['pid']:<8} {'running' if alive(p) else 'NOT RUNNING'}")
+    for name, n in st["nodes"].items():
+        print(f"  {name:<16} {n['netns']} on {n['subnet']}: "
+              + " ".join(a for a in (n.get("ipv4"), n.get("ipv6")) if a))
     for p in st["pods"]:
         print(f"  {p['name']:<16} on {p['node']}: {' '.join(p.get('ips', []))}")
-    if "bird_sock" in st["nodes"].get("node1", {}) and st["etcd"]:
+    complete = len(st["nodes"]) == len(st.data.get("planned", [])) and st["etcd"]
+    if complete and (st["profile"] != "bgp" or "bird_sock" in st["nodes"]["node1"]):
         print(how_to_poke(st))
     return 0
 
 
+class Lab:
+    """What to bring up: the profile ("vxlan", the default, or "bgp") and the families."""
+
+    def __init__(self, profile, families):
+        self.profile = profile
+        self.families = set(families)
+        self.nodes = nodes(profile, self.families)
+        self.subnets = [s for s in SUBNETS if any(n.subnet is s for n in self.nodes)]
+
+
 def up(args):
-    preflight()
+    lab = Lab("bgp" if args.bgp else "vxlan",
+              (4,) if args.ipv4_only else (6,) if args.ipv6_only else (4, 6))
+    preflight(lab)
     if STATE_DIR.exists():
         log(f"a previous lab is up ({STATE_DIR}): taking it down first")
         down()
     STATE_DIR.mkdir(parents=True)
     os.chmod(STATE_DIR, 0o755)
     st = State()
+    st.data.update({"profile": lab.profile, "families": sorted(lab.families),
+                    "planned": [n.name for n in lab.nodes]})
     st.save()
-    all_nodes = nodes()
+    all_nodes = lab.nodes
+    log(f"{describe(st)}")
     t0 = time.monotonic()
     try:
-        log(f"ToR {TOR}: bridge {BRIDGE} {TOR4}/24 {TOR6}/64, loopbacks {LOOP4} {LOOP6}")
-        tor, br = up_tor(st)
-        log(f"etcd on {TOR4}:2379; IP pools from {POOLS_YAML.relative_to(ROOT)}")
-        etcd = up_etcd(st, tor)
+        log(f"ToR {TOR}: " + ", ".join(f"bridge {s.bridge} {s.gw4}/{s.net4.prefixlen} "
+                                      f"{s.gw6}/{s.net6.prefixlen}" for s in lab.subnets)
+            + f"; loopbacks {LOOP4} {LOOP6}; nftables counters on the bridge ports")
+        tor, bridges = up_tor(st, lab)
+        etcd_host = TOR4 if 4 in lab.families else TOR6
+        log(f"etcd on {etcd_host} port 2379; IP pools from "
+            f"{POOLS_YAML[lab.profile].relative_to(ROOT)}")
+        etcd = up_etcd(st, tor, lab)
         node_ns = {}
         for node in all_nodes:
             log(f"{node.name}: dpdk-fwd (worker on core {node.worker_core}, control on "
-                f"{node.control_core}), {node.ipv4} {node.ipv6}, uplink {node.uplink} on {BRIDGE}")
-            node_ns[node.name] = up_node(st, node, br, etcd)
-        # BGP once every dataplane is plugged in: a first SYN lost to a peer that is not
-        # there yet costs a TCP retransmission back-off (1, 3, 7, 15, 31 s)
-        log("BIRD: the ToR, then each node (AS 64512, node-to-node mesh + the ToR)")
-        up_tor_bird(st, tor, all_nodes)
-        for node in all_nodes:
-            up_node_bird(st, node, node_ns[node.name], all_nodes)
-        log(f"BGP: every session Established in {wait_bgp(st, 60):.1f} s")
+                f"{node.control_core}), {' '.join(a for a in (node.ipv4, node.ipv6) if a)}, "
+                f"uplink {node.uplink} on {node.subnet.bridge}")
+            node_ns[node.name] = up_node(st, lab, node, bridges, etcd)
+        if lab.profile == "bgp":
+            # BGP once every dataplane is plugged in: a first SYN lost to a peer that is not
+            # there yet costs a TCP retransmission back-off (1, 3, 7, 15, 31 s)
+            log("BIRD: the ToR, then each node (AS 64512, node-to-node mesh + the ToR)")
+            up_tor_bird(st, tor, all_nodes)
+            for node in all_nodes:
+                up_node_bird(st, node, node_ns[node.name], all_nodes)
+            log(f"BGP: every session Established in {wait_bgp(st, 60):.1f} s")
+        else:
+            t_reg = time.monotonic()
+            wait_until(lambda: not registry_complete(st), 60, interval=0.2,
+                       what="every node in every node's registry, with VTEPs and tunnel "
+                            "addresses")
+            log(f"node registry complete on every node in {time.monotonic() - t_reg:.1f} s")
         log(f"pods: {args.pods} per node through the CNI plugin (ADD)")
         add_pods(st, all_nodes, args.pods)
         t_conv = time.monotonic()
-        wait_until(lambda: not converged(st)[0], 30, interval=0.2,
-                   what="every node to route every block")
+        try:
+            wait_until(lambda: not converged(st, kinds=False)[0], 30, interval=0.2,
+                       what="every node to route every block")
+        except AssertionError as e:
+            raise RuntimeError(f"{e}: missing {converged(st, kinds=False)[0]}") from None
         log(f"routes converged {time.monotonic() - t_conv:.1f} s after the last ADD")
     except KeyboardInterrupt:
         raise
@@ -873,7 +1197,7 @@ def up(args):
     st.save()
     log(f"up in {t_up:.1f} s")
 
-    log("checks (. passed, F failed) ", end="")
+    log("checks (. passed, F failed, t not built yet) ", end="")
     t1 = time.monotonic()
     c = run_checks(st, args.tcp_mbytes << 20)
     t_checks = time.monotonic() - t1
@@ -902,8 +1226,11 @@ def up(args):
     print("\n" + c.table())
     failed = c.failed()
     print(f"\ndrops counted by the dataplanes: {drops or 'none'}")
+    todo = [r for r in c.rows if r[4] == TODO]
     print(f"lab up in {t_up:.1f} s, checks in {t_checks:.1f} s; "
-          f"{len(c.rows) - failed} passed, {failed} failed\n")
+          f"{c.count(PASS)} passed, {failed} failed, {len(todo)} not built yet"
+          + (f" ({'; '.join(sorted({r[5].split(';')[0] for r in todo}))})" if todo else "")
+          + "\n")
     print(how_to_poke(st))
     return 1 if failed else 0
 
@@ -917,6 +1244,11 @@ def main():
     ap.add_argument("--tcp-mbytes", type=int, default=32, help="TCP transfer per check, MiB")
     ap.add_argument("--idle-seconds", type=int, default=10, help="idle CPU sample length")
     ap.add_argument("--keep", action="store_true", help="leave a failed bring-up up")
+    ap.add_argument("--bgp", action="store_true",
+                    help="the BGP profile: BIRD on the nodes and the ToR, pools without overlay")
+    one = ap.add_mutually_exclusive_group()
+    one.add_argument("--ipv4-only", action="store_true", help="nodes and pods with IPv4 only")
+    one.add_argument("--ipv6-only", action="store_true", help="nodes and pods with IPv6 only")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("lab: needs root (namespaces, taps, hugepages)")
@@ -926,6 +1258,8 @@ def main():
         return status()
     if not 1 <= args.pods <= 26:
         ap.error("--pods: 1 to 26 per node")
+    if args.bgp and (args.ipv4_only or args.ipv6_only):
+        ap.error("--bgp runs dual-stack only (its BIRD mesh is written for both families)")
     try:
         return up(args)
     except KeyboardInterrupt:

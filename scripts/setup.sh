@@ -10,6 +10,8 @@ PACKAGES=(
   libnl-3-dev libnl-route-3-dev libboost-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libgtest-dev libcli11-dev libpcap-dev
   iproute2 iputils-ping iperf3 tcpdump procps psmisc kmod
+  # the lab ToR's counters (scripts/lab.py)
+  nftables
   python3 python3-pytest python3-scapy
   bird2
   libcurl4-openssl-dev etcd-server etcd-client

@@ -117,6 +117,11 @@ class OverlayModule final : public Module {
         if (sync == nullptr) {
             return;  // no cluster store: nothing to follow
         }
+        if (!ports_.uplink()) {
+            // A node without an uplink reaches no other node: it registers
+            // nothing and takes no tunnel address (a single-node setup).
+            return;
+        }
         self_ = self_record();
         sync->follow("overlay", [this](ipam::Store &s, ipam::Allocator &a, int64_t rev) {
             sync_round(s, a, rev);

@@ -23,7 +23,6 @@
 #include "fwd/dp/overlay.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
@@ -53,32 +52,15 @@ struct OverlayConfig {
     std::map<std::string, std::string> labels;  // the node's labels (pool nodeSelector)
 };
 
-const char *via_name(ipam::OverlayRoute::Via v) {
-    switch (v) {
-        case ipam::OverlayRoute::Via::kVxlan:
-            return "vxlan";
-        case ipam::OverlayRoute::Via::kIpip:
-            return "ipip";
-        case ipam::OverlayRoute::Via::kNative:
-            return "native";
-    }
-    return "unknown";
-}
-
+// ipam::to_string's inverse, for the routes the sync hands over as JSON.
 std::optional<ipam::OverlayRoute::Via> parse_via(const std::string &s) {
     for (auto v : {ipam::OverlayRoute::Via::kVxlan, ipam::OverlayRoute::Via::kIpip,
                    ipam::OverlayRoute::Via::kNative}) {
-        if (s == via_name(v)) {
+        if (s == ipam::to_string(v)) {
             return v;
         }
     }
     return std::nullopt;
-}
-
-int64_t wall_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
 }
 
 class OverlayModule final : public Module {
@@ -207,7 +189,7 @@ class OverlayModule final : public Module {
 
     // One round: our record up to date, then the routes from what the store holds.
     void sync_round(ipam::Store &store, ipam::Allocator &alloc, int64_t rev) {
-        const int64_t t0 = wall_ms();
+        const uint64_t t0 = ControlContext::now_ms();
         ipam::NodeRecord me = *self_;
         std::vector<ipam::IpPool> pools = alloc.pools();
         // A tunnel address per family that a VXLAN pool serves (Calico gives
@@ -238,7 +220,7 @@ class OverlayModule final : public Module {
         json jr = json::array();
         for (const auto &r : routes) {
             jr.push_back({{"prefix", r.prefix.str()},
-                          {"via", via_name(r.via)},
+                          {"via", ipam::to_string(r.via)},
                           {"node", r.node},
                           {"next_hop", r.next_hop.str()}});
         }
@@ -264,7 +246,7 @@ class OverlayModule final : public Module {
         if (desired != last_sent_) {
             json args = desired;
             args["revision"] = rev;
-            args["read_ms"] = wall_ms() - t0;
+            args["read_ms"] = ControlContext::now_ms() - t0;
             ctx_.call("overlay.apply", args);
             last_sent_ = std::move(desired);
         }

@@ -136,7 +136,8 @@ def cluster(tmpdir_short, netns_factory, daemon_factory):
             ns = netns_factory(f"v{plan.name[-1]}")
             extra = uplink_daemon_config(tag, core, MAC[plan.name], plan.ipv4, plan.ipv6, extra={
                 "host": {"tap": "fwdhost", "punt_rate_pps": 20000},
-                "ipam": {"store": spec, "sync_ms": 100},
+                # empty blocks go back after 1 s, so a block release is seen in the test
+                "ipam": {"store": spec, "sync_ms": 100, "release_empty_blocks_s": 1},
             })
             d = daemon_factory(plan.name, extra=extra, netns=ns)
             br.adopt(uplink_ifname(tag), ns)
@@ -224,11 +225,6 @@ def test_registry_vteps_and_routes_from_affinities(cluster, netns_factory):
         "outer IPv4 without DF, as Linux's vxlan device sends it"
     assert not vxlan_drops(n1) and not vxlan_drops(n2), (vxlan_drops(n1), vxlan_drops(n2))
 
-    # the block goes when node2 gives its addresses back: node1 forgets the route
-    n2.ctl("endpoint", "del", "--id", p2.name)
-    for h in ("node2pod-0",):
-        r = c.etcd.run([FWDCTL, "ipam", "release", "--store", c.spec, "--handle", h])
-        assert r.returncode == 0, r.stdout + r.stderr
     record_results("vxlan_routes", {"claim_to_routed_s": round(claim_to_route, 2),
                                     "converge_s": round(took, 2), "sync_ms": 100})
 
@@ -262,6 +258,103 @@ def test_crosssubnet_routes_natively_in_one_subnet(cluster, netns_factory):
     assert dump.count(f"icmp and host {a2}") >= 2, dump.dump()
     assert dump.count(f"icmp6 and host {b2} and ip6[40] = 128") >= 1, dump.dump()  # echo request
     assert dump.count(f"icmp6 and host {b2} and ip6[40] = 129") >= 1, dump.dump()  # and reply
+
+
+def put_node(c, name, v4, v6):
+    """A Node record as calico-node writes it, straight into the store (etcdctl)."""
+    record = {"apiVersion": "projectcalico.org/v3", "kind": "Node", "metadata": {"name": name},
+              "spec": {"bgp": {"ipv4Address": v4, "ipv6Address": v6},
+                       "vxlanTunnelMACAddr": vtep_mac(name, False),
+                       "vxlanTunnelMACAddrV6": vtep_mac(name, True)}}
+    etcdctl(c, "put", REGISTRY + name, json.dumps(record))
+
+
+def etcdctl(c, *args):
+    r = c.etcd.run(["env", "ETCDCTL_API=3", "etcdctl", "--endpoints", c.etcd.url, *args])
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def routes_to(d, blocks):
+    """{block: "<kind> <node> <address>"} of the overlay routes to those blocks on d."""
+    r = overlay_routes(d)
+    return {b: f"{r[b]['kind']} {r[b].get('node', '')}" if b in r else None for b in blocks}
+
+
+def test_nodes_join_move_conflict_leave_and_blocks_go(cluster, netns_factory):
+    """What changes in the cluster reaches both nodes' tables without a restart: a node joins
+    (its record appears after its block), moves (new addresses), conflicts with another
+    record (both left out, the rest keep their routes), leaves (its record goes); a block
+    claimed by a real node is released when it empties (ipam.release_empty_blocks_s)."""
+    c = cluster
+    n1, n2 = c.nodes["node1"].d, c.nodes["node2"].d
+    both = (n1, n2)
+
+    def settle(blocks, want, what):
+        wait_until(lambda: all(routes_to(d, blocks) == want for d in both), 20, interval=0.05,
+                   what=what)
+
+    # node3 has a block before it has a record: nobody routes it, both nodes say why
+    (a4, a6), = allocate(c.etcd, c.spec, "node3", "node3pod")
+    blocks = (block_of(a4), block_of(a6))
+    wait_until(lambda: all(any(f"of node 'node3': the node is not in the node registry" in p
+                               for p in d.ctl("node")["overlay"]["problems"]) for d in both),
+               20, interval=0.05, what="node3's block named as unroutable")
+    assert routes_to(n1, blocks) == {blocks[0]: None, blocks[1]: None}
+    # join
+    put_node(c, "node3", "10.0.0.3/24", "fd00::3/64")
+    settle(blocks, {blocks[0]: "vxlan node3 10.0.0.3", blocks[1]: "vxlan node3 fd00::3"},
+           "node3's blocks as VXLAN routes on both nodes")
+    tunnels = n1.ctl("node")["overlay"]["tunnels"]
+    # its addresses change: the routes follow, the old tunnels go
+    put_node(c, "node3", "10.0.0.13/24", "fd00::13/64")
+    settle(blocks, {blocks[0]: "vxlan node3 10.0.0.13", blocks[1]: "vxlan node3 fd00::13"},
+           "node3's new addresses on both nodes")
+    wait_until(lambda: n1.ctl("node")["overlay"]["tunnels"] == tunnels, 10, interval=0.05,
+               what="node3's old tunnels retired")
+    # node4 claims node3's IPv4 address: neither record is used, each error names the other;
+    # node2 keeps its routes on node1
+    def node2_blocks_on_n1():
+        return [b for b, r in overlay_routes(n1).items() if r.get("node", "").startswith("node2 ")]
+    wait_until(lambda: len(node2_blocks_on_n1()) == 2, 20, interval=0.05,
+               what="node2's two blocks (its tunnel addresses') on node1")
+    node2_blocks = node2_blocks_on_n1()
+    put_node(c, "node4", "10.0.0.13/24", "fd00::14/64")
+
+    def refused():
+        got = {x["key"].rsplit("/", 1)[1]: x["error"] for x in n1.ctl("node", "list")["refused"]}
+        return (set(got) == {"node3", "node4"} and "is also held by node 'node4'" in got["node3"]
+                and "is also held by node 'node3'" in got["node4"])
+    wait_until(refused, 20, interval=0.05, what="node3 and node4 refused, each naming the other")
+    settle(blocks, {blocks[0]: None, blocks[1]: None}, "node3's routes withdrawn")
+    assert all(overlay_routes(n1)[b]["node"].startswith("node2 ") for b in node2_blocks)
+    names = {x["metadata"]["name"] for x in n1.ctl("node", "list")["nodes"]}
+    assert names == {"node1", "node2"}, names
+    # the conflict resolved: node3 is back
+    etcdctl(c, "del", REGISTRY + "node4")
+    settle(blocks, {blocks[0]: "vxlan node3 10.0.0.13", blocks[1]: "vxlan node3 fd00::13"},
+           "node3 back after the conflict")
+    # leave
+    etcdctl(c, "del", REGISTRY + "node3")
+    settle(blocks, {blocks[0]: None, blocks[1]: None}, "node3's routes gone on both nodes")
+    wait_until(lambda: n1.ctl("node")["overlay"]["tunnels"] == tunnels - 2, 10, interval=0.05,
+               what="node3's tunnels retired")
+
+    # block release: node2 fills its first blocks (with its tunnel addresses) and claims a
+    # second of each family; when those empty, node2 gives them back and node1 forgets them
+    got = allocate(c.etcd, c.spec, "node2", "fill", count=64)
+    second = {block_of(a) for pair in got for a in pair} - set(node2_blocks)
+    assert len(second) == 2, (second, node2_blocks)
+    wait_until(lambda: all(overlay_routes(n1).get(b, {}).get("kind") == "vxlan" for b in second),
+               20, interval=0.05, what="node2's second blocks on node1")
+    in_second = [i for i, pair in enumerate(got) if any(block_of(a) in second for a in pair)]
+    for i in in_second:
+        r = c.etcd.run([FWDCTL, "ipam", "release", "--store", c.spec, "--handle", f"fill-{i}"])
+        assert r.returncode == 0, r.stdout + r.stderr
+    wait_until(lambda: not second & set(overlay_routes(n1)), 20, interval=0.1,
+               what="node2's emptied blocks released and gone from node1")
+    assert all(b in overlay_routes(n1) for b in node2_blocks), "node2's first blocks stay"
+    assert n2.ctl("node")["ipam"]["blocks_released"] >= 2
 
 
 def linux_node(c, netns_factory):

@@ -18,7 +18,9 @@
 //          datagrams only: checked for the contract's sake; a protocol
 //          stage gets them all) vxlan_fragment / ipip_fragment;
 //        overlay off (no tables, no DecapConfig) or the family / IP-in-IP
-//          not enabled: vxlan_disabled / ipip_disabled;
+//          not enabled: punted to the host unchanged (PuntReason::kHost: the
+//          node's own stack may use the port or protocol) with
+//          NodeAddrs::host_punt, else vxlan_disabled / ipip_disabled;
 //        VXLAN: the UDP length below UDP + VXLAN + inner Ethernet or beyond
 //          the frame, the headers not in the first segment: vxlan_truncated;
 //        outer source not a known node (DecapConfig::peers4 / peers6):
@@ -123,7 +125,8 @@ Outcome vxlan_check(const Worker &w, rte_mbuf *m, const DecapConfig *dc) {
         }
     }
     if (dc == nullptr || !(kV6 ? dc->vxlan6 : dc->vxlan4)) {
-        return drop(DropReason::kVxlanDisabled);
+        // Port 4789 is not ours on this node: the node's own stack may use it.
+        return node.host_punt ? Outcome{Verdict::kHost} : drop(DropReason::kVxlanDisabled);
     }
     const uint32_t l4 = md.l4_off;
     if (seg_avail(m, l4) < kVxlanLen + kEthLen) {
@@ -215,7 +218,7 @@ Outcome ipip_check(const Worker &w, rte_mbuf *m, const DecapConfig *dc) {
         return {Verdict::kKeep};
     }
     if (dc == nullptr || !dc->ipip) {
-        return drop(DropReason::kIpipDisabled);
+        return node.host_punt ? Outcome{Verdict::kHost} : drop(DropReason::kIpipDisabled);
     }
     if (!dc->is_peer4(ip->src_addr)) {
         return drop(DropReason::kIpipUnknownPeer);

@@ -733,6 +733,32 @@ TEST_F(Overlay, OtherVniGoesToTheHostWithAHostTap) {
     EXPECT_EQ(p[0].second, f) << "handed over unchanged";
 }
 
+// With the overlay off (or the family, or IP-in-IP, not enabled) port 4789 and protocol 4 are
+// the node's own: to the host tap when there is one, unchanged.
+TEST_F(Overlay, OverlayOffGoesToTheHostWithAHostTap) {
+    set_host_punt(true);
+    change_decap([](DecapConfig &d) {
+        d.vxlan6 = false;
+        d.ipip = false;
+    });
+    const Bytes v6 = vxlan_frame(Vx{.v6 = true, .inner = inner6()});
+    const Bytes ipip = ipip_frame(Side::kUplink, kRemote4, inner4());
+    EXPECT_TRUE(run_frame(Side::kUplink, v6).frames.empty());
+    EXPECT_TRUE(run_frame(Side::kUplink, ipip).frames.empty());
+    ov_->swap_decap(nullptr);
+    const Bytes v4 = vxlan_frame(Vx{.inner = inner4()});
+    EXPECT_TRUE(run_frame(Side::kUplink, v4).frames.empty());
+    EXPECT_EQ(drops(), want({}));
+    auto p = punted();
+    ASSERT_EQ(p.size(), 3u);
+    for (size_t i = 0; i < 3; i++) {
+        EXPECT_EQ(p[i].first, PuntReason::kHost);
+    }
+    EXPECT_EQ(p[0].second, v6);
+    EXPECT_EQ(p[1].second, ipip);
+    EXPECT_EQ(p[2].second, v4);
+}
+
 // Not to the node's address (to 169.254.1.1): left to icmp4_local, as without the feature.
 TEST_F(Overlay, VxlanToAnotherLocalAddressIsLeftAlone) {
     Sent out = run_frame(Side::kUplink, vxlan_frame(Vx{.dst4 = kGw4, .inner = inner4()}));

@@ -75,7 +75,7 @@ namespace fwd::dp {
     X(kVxlanFromPod, "vxlan_from_pod", "VXLAN sent by a pod (Felix drops it)")              \
     X(kVxlanFragment, "vxlan_fragment", "VXLAN in an outer IP fragment")                    \
     X(kVxlanTruncated, "vxlan_truncated", "VXLAN, inner Ethernet or IP header cut")         \
-    X(kVxlanDisabled, "vxlan_disabled", "VXLAN to us, overlay off for its family")          \
+    X(kVxlanDisabled, "vxlan_disabled", "VXLAN to us, overlay off here, no host tap")        \
     X(kVxlanUnknownPeer, "vxlan_unknown_peer", "VXLAN from no known node address")          \
     X(kVxlanBadFlags, "vxlan_bad_flags", "VXLAN header without the I flag")                 \
     X(kVxlanBadVni, "vxlan_bad_vni", "VXLAN VNI not ours (no host tap)")                    \
@@ -87,7 +87,7 @@ namespace fwd::dp {
     X(kIpipFromPod, "ipip_from_pod", "IP-in-IP sent by a pod (Felix drops it)")             \
     X(kIpipFragment, "ipip_fragment", "IP-in-IP in an outer IP fragment")                   \
     X(kIpipTruncated, "ipip_truncated", "IP-in-IP inner IPv4 header cut")                   \
-    X(kIpipDisabled, "ipip_disabled", "IP-in-IP to us, not enabled here")                   \
+    X(kIpipDisabled, "ipip_disabled", "IP-in-IP to us, not enabled here, no host tap")      \
     X(kIpipUnknownPeer, "ipip_unknown_peer", "IP-in-IP from no known node address")         \
     X(kIpipInnerSource, "ipip_inner_source", "IP-in-IP inner source in no pool")            \
     X(kEncapNoOverlay, "encap_no_overlay", "tunnel next hop, worker has no overlay")        \

@@ -29,7 +29,8 @@
 // Per worker: the worker slot "overlay" (worker_slot()) holds the
 // OverlayTables*; the control side sets it in every worker before they run.
 // A worker whose slot is empty drops tunnel next hops (encap_no_overlay) and
-// tunnel packets (vxlan_disabled, ipip_disabled).
+// hands tunnel packets to the host tap (without one: vxlan_disabled,
+// ipip_disabled).
 #pragma once
 
 #include <array>

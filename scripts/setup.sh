@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   meson ninja-build pkg-config g++ clang-format
+  # meson compiles through ccache when it is there: a rebuild of unchanged sources (another
+  # checkout, the next CI run on this machine) is a cache hit
+  ccache
   dpdk dpdk-dev libdpdk-dev dpdk-doc
   libnl-3-dev libnl-route-3-dev libboost-dev libspdlog-dev libfmt-dev
   nlohmann-json3-dev libgtest-dev libcli11-dev libpcap-dev
@@ -43,6 +46,8 @@ fi
 echo "setup: $(cat /proc/sys/vm/nr_hugepages) hugepages reserved"
 mkdir -p /var/run/netns
 
+# ccache keys on paths relative to the checkout, so two checkouts share hits
+export CCACHE_BASEDIR="$PWD"
 # Build (release-ish, warnings as errors). Debug info is line tables only (-g1): backtraces
 # keep their file:line, and the build takes a fifth less time than with full -g.
 if [ ! -d build ]; then

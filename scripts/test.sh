@@ -37,6 +37,7 @@ step "unit and component tests"
 gtest_stage plain build
 
 step "sanitizer build (address, undefined)"
+export CCACHE_BASEDIR="$top"  # as scripts/setup.sh: checkouts share ccache hits
 if [ ! -d build-asan ]; then
   # -O1 and line tables (-g1): the sanitizers' reports keep their file:line, and this second
   # build of every source takes about half the time of -O2 -g.

@@ -344,6 +344,32 @@ def test_bad_input_is_refused_and_writes_nothing(store, tmp_path, case):
     assert fwdctl_json(store, "ipam", "show") == before
 
 
+def test_ipam_load_lays_out_blocks_and_addresses(store, tmp_path):
+    """ipam_load --claim / --ip: another node's blocks and fixed addresses, in the store's
+    own pools (the perf harness's remote nodes)."""
+    apply(store, tmp_path, "v1.yaml", V1_POOL)    # 10.20.0.0/16 in /28 blocks
+
+    def layout(*args):
+        return subprocess.run([str(IPAM_LOAD), "--store", store.spec, *args],
+                              capture_output=True, text=True, timeout=120)
+
+    r = layout("--node", "n1", "--claim", "10.20.0.16/28", "--claim", "10.20.0.32/28",
+               "--ip", "10.20.0.17", "--ip", "10.20.0.33", "--handle-prefix", "n1-pod")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"claimed": 2, "allocated": 2}, \
+        r.stdout + r.stderr
+    shown = fwdctl_json(store, "ipam", "show", "--node", "n1")
+    assert [(b["cidr"], b["state"], b["used"]) for b in shown["blocks"]] == \
+        [("10.20.0.16/28", "confirmed", 1), ("10.20.0.32/28", "confirmed", 1)]
+    assert sorted((a["address"], a["handle"], a["borrowed"]) for a in shown["allocations"]) == \
+        [("10.20.0.17", "n1-pod-0", False), ("10.20.0.33", "n1-pod-1", False)]
+    assert "load-v4" not in pools(store)     # no load pools in this mode
+    r = layout("--node", "n2", "--claim", "10.20.0.16/28")
+    assert r.returncode == 1 and "held by another node" in r.stderr, r.stderr
+    r = layout("--node", "n2", "--ip", "10.20.0.17", "--handle-prefix", "n2")
+    assert r.returncode != 0, r.stdout
+    fwdctl(store, "ipam", "check")
+
+
 def test_missing_file_and_unreachable_store(store, tmp_path):
     r = fwdctl(store, "apply", "-f", str(tmp_path / "nope.yaml"), check=False)
     assert r.returncode == 2 and "cannot read" in r.stderr and "nope.yaml" in r.stderr

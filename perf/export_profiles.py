@@ -3,7 +3,9 @@
 
     /usr/bin/python3 perf/export_profiles.py [--out perf/profiles] [scenario ...]
 
-For each scenario of perf/scenarios/ (default: all) it writes, under --out:
+For each scenario of perf/scenarios/ (default: all those whose device under test is a
+config file alone: Scenario.profiles; not the VXLAN ones, which need an IPAM store filled
+first) it writes, under --out:
 
     pcap/<name>.pcap      the scenario's packet set (Scenario.build_pcap), with
                           fixed timestamps (1 us apart) so the file is reproducible
@@ -405,13 +407,15 @@ def main(argv=None) -> int:
     ap.add_argument("names", nargs="*", help="scenarios to export (default: all)")
     args = ap.parse_args(argv)
 
-    known = common.load_scenarios(Path(args.scenarios))
+    known = {n: sc for n, sc in common.load_scenarios(Path(args.scenarios)).items()
+             if sc.profiles}
     if not known:
         ap.error(f"no scenarios in {args.scenarios}")
     names = args.names or sorted(known)
     for n in names:
         if n not in known:
-            ap.error(f"unknown scenario '{n}' (known: {', '.join(sorted(known))})")
+            ap.error(f"unknown scenario '{n}' (with a hardware profile: "
+                     f"{', '.join(sorted(known))})")
     out = Path(args.out)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}

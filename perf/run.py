@@ -134,6 +134,12 @@ def main(argv=None) -> int:
     if "dpdk-fwd" not in keys:
         keys = ["dpdk-fwd"] + keys   # every ratio is to dpdk-fwd
     refs = make_references(keys)
+    # a scenario compared through another one's figures (VXLAN through ipv4-64's l3fwd)
+    # needs that one measured in the same run
+    added = [b for n in names for k, b in scenarios[n].baselines.items()
+             if k in keys and b not in names]
+    added = list(dict.fromkeys(added))
+    names = [n for n in scenarios if n in names or n in added]
 
     own_scratch = args.scratch is None
     scratch = Path(args.scratch or tempfile.mkdtemp(prefix="dpdk-fwd-perf.", dir="/var/tmp"))
@@ -150,6 +156,9 @@ def main(argv=None) -> int:
     facts = machine_facts(tsc)
     log(f"perf: {len(names)} scenario(s) x {len(refs)} implementations x {args.runs} run(s) "
         f"of {args.seconds:g} s; scratch {scratch}")
+    if added:
+        log(f"perf: also {', '.join(added)}: the other scenarios' ratios divide by figures "
+            f"measured there")
     failures: list[str] = []
     results: dict = {"facts": facts, "args": {"runs": args.runs, "seconds": args.seconds,
                                               "warmup": args.warmup, "smoke": args.smoke},
@@ -164,11 +173,12 @@ def main(argv=None) -> int:
             ctx = Ctx(scratch, pcap, sc, table, build, HERE.parent, log)
             entry = {"title": sc.title, "family": sc.family, "table": table.describe(),
                      "mean_wire_bytes": sc.mean_wire_bytes(), "packets": sc.packets,
-                     "refs": {}}
+                     "wire_bytes": {ref.key: sc.wire_bytes(ref.key) for ref in refs},
+                     "traffic": sc.traffic(), "baselines": sc.baselines,
+                     "targets": sc.targets(), "refs": {}}
             results["scenarios"][name] = entry
             for ref in refs:
-                why = None if ref.key in sc.references else "not in this scenario"
-                why = why or ref.applies(sc)
+                why = sc.not_run(ref.key) or ref.applies(sc)
                 entry["refs"][ref.key] = {"label": ref.label, "runs": [], "na": why,
                                           "error": None, "extra": {}}
             for run_i in range(args.runs):

@@ -1,7 +1,7 @@
-// fwdctl ipam show | check | release, fwdctl apply -f | delete -f: the IPAM datastore itself,
-// the way calicoctl talks to Calico's datastore. No daemon is involved: a command's CLI11
-// callback hands fwdctl's main() the function to run (Command::local) instead of a request for
-// the daemon.
+// fwdctl ipam show | check | release, fwdctl apply -f | delete -f: the IPAM datastore and the
+// node registry beside it (IPPool, IPAMConfiguration, Node), the way calicoctl talks to
+// Calico's datastore. No daemon is involved: a command's CLI11 callback hands fwdctl's main()
+// the function to run (Command::local) instead of a request for the daemon.
 //
 // The store: --store SPEC, else $FWD_IPAM_STORE, else ipam::kDefaultStoreSpec.
 // Exit codes, as for the rest of fwdctl: 0 success, 1 an error (or `ipam check` found
@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fwd/ipam/allocator.hpp"
+#include "fwd/ipam/node.hpp"
 #include "fwd/ipam/open_store.hpp"
 #include "fwd/ipam/resource.hpp"
 #include "fwdctl.hpp"
@@ -490,12 +491,45 @@ std::string resource_label(const ipam::Resource &r) {
     return r.origin.kind + " '" + r.origin.name + "'";
 }
 
-// Writes a validated plan in one transaction: all of it or, on a failure, nothing.
-int execute(Ipam &ipam, const std::vector<ipam::PlannedChange> &plan, const IpamOptions &o) {
-    // One transaction: every change or none.
+// The origin of the plan's resource of that kind and name, to put before an error about it.
+std::string origin_of(const std::vector<ipam::PlannedChange> &plan, bool node,
+                      const std::string &name) {
+    auto it = std::find_if(plan.begin(), plan.end(), [&](const ipam::PlannedChange &c) {
+        const auto &r = c.resource;
+        return node ? r.is_node() && r.node().name == name : r.is_pool() && r.pool().name == name;
+    });
+    return it != plan.end() ? it->resource.origin.str() + ": " : "";
+}
+
+// Every node of the plan, as the registry's check wants them.
+std::vector<ipam::NodeRecord> planned_nodes(const std::vector<ipam::PlannedChange> &plan) {
+    std::vector<ipam::NodeRecord> out;
+    for (const auto &c : plan) {
+        if (c.resource.is_node()) {
+            out.push_back(c.resource.node());
+        }
+    }
+    return out;
+}
+
+// Writes a validated plan: the pools and the IPAM configuration in one transaction (all of it
+// or, on a failure, nothing), then the nodes one by one through the registry (apply checked
+// every one of them before: a writer racing this one can still make a node's put fail, and
+// the message then says what was written).
+int execute(Ipam &ipam, ipam::NodeRegistry &registry, const std::vector<ipam::PlannedChange> &plan,
+            const IpamOptions &o) {
     ipam::Allocator::PoolChanges changes;
+    std::vector<const ipam::PlannedChange *> node_changes;
+    bool pools = false;  // a pool or the IPAM configuration is in the plan
     for (const auto &c : plan) {
         const auto &r = c.resource;
+        if (r.is_node()) {
+            if (c.action != ipam::PlannedChange::Action::kUnchanged) {
+                node_changes.push_back(&c);
+            }
+            continue;
+        }
+        pools = true;
         switch (c.action) {
             case ipam::PlannedChange::Action::kCreate:
             case ipam::PlannedChange::Action::kUpdate:
@@ -517,17 +551,33 @@ int execute(Ipam &ipam, const std::vector<ipam::PlannedChange> &plan, const Ipam
         }
     }
     try {
-        ipam.alloc.apply(changes);
+        if (pools) {
+            ipam.alloc.apply(changes);
+        }
     } catch (const ipam::PoolError &e) {
-        auto it = std::find_if(plan.begin(), plan.end(), [&](const ipam::PlannedChange &c) {
-            return c.resource.is_pool() && c.resource.pool().name == e.pool();
-        });
-        std::cerr << "fwdctl: " << (it != plan.end() ? it->resource.origin.str() + ": " : "")
-                  << e.what() << "\nfwdctl: nothing was written\n";
+        std::cerr << "fwdctl: " << origin_of(plan, false, e.pool()) << e.what()
+                  << "\nfwdctl: nothing was written\n";
         return kExitError;
     } catch (const ipam::IpamError &e) {
         std::cerr << "fwdctl: " << e.what() << "\nfwdctl: nothing was written\n";
         return kExitError;
+    }
+    for (size_t i = 0; i < node_changes.size(); ++i) {
+        const auto &c = *node_changes[i];
+        try {
+            if (c.action == ipam::PlannedChange::Action::kDelete) {
+                registry.remove(c.resource.node().name);
+            } else {
+                registry.put(c.resource.node());
+            }
+        } catch (const ipam::IpamError &e) {
+            std::cerr << "fwdctl: " << c.resource.origin.str() << ": " << e.what() << '\n'
+                      << "fwdctl: written before it: "
+                      << (pools ? "the pools and the IPAM configuration, " : "") << i
+                      << " node(s); not written: this node and the " << node_changes.size() - i - 1
+                      << " after it\n";
+            return kExitError;
+        }
     }
     json out = json::array();
     for (const auto &c : plan) {
@@ -546,16 +596,62 @@ int execute(Ipam &ipam, const std::vector<ipam::PlannedChange> &plan, const Ipam
     return kExitOk;
 }
 
+// The registry's records of the nodes the resources name (a malformed one counts as absent:
+// applying the node writes over it).
+std::vector<ipam::NodeRecord> stored_nodes(ipam::NodeRegistry &registry,
+                                           const std::vector<ipam::Resource> &resources) {
+    std::vector<ipam::NodeRecord> out;
+    for (const auto &r : resources) {
+        if (!r.is_node()) {
+            continue;
+        }
+        try {
+            if (auto n = registry.get(r.node().name)) {
+                out.push_back(std::move(*n));
+            }
+        } catch (const ipam::NodeError &) {
+            // malformed: no record to compare with, the apply writes over it
+        }
+    }
+    return out;
+}
+
+// The names of the nodes the resources name that have a record (readable or not).
+std::vector<std::string> stored_node_names(ipam::NodeRegistry &registry,
+                                           const std::vector<ipam::Resource> &resources) {
+    std::vector<std::string> out;
+    for (const auto &r : resources) {
+        if (r.is_node() && registry.exists(r.node().name)) {
+            out.push_back(r.node().name);
+        }
+    }
+    return out;
+}
+
 int apply(const IpamOptions &o) {
     const auto resources = read_resources(o.file);  // before the store: bad input writes nothing
     Ipam ipam(o.store);
-    return execute(ipam, ipam::plan_apply(resources, ipam.alloc.pools(), ipam.alloc.config()), o);
+    ipam::NodeRegistry registry(*ipam.store);
+    const auto plan = ipam::plan_apply(resources, ipam.alloc.pools(), ipam.alloc.config(),
+                                       stored_nodes(registry, resources));
+    if (const auto nodes = planned_nodes(plan); !nodes.empty()) {
+        try {
+            registry.check(nodes);  // every node before any write: all or nothing
+        } catch (const ipam::NodeError &e) {
+            std::cerr << "fwdctl: " << origin_of(plan, true, e.node()) << e.what()
+                      << "\nfwdctl: nothing was written\n";
+            return kExitError;
+        }
+    }
+    return execute(ipam, registry, plan, o);
 }
 
 int remove(const IpamOptions &o) {
     const auto resources = read_resources(o.file);
     Ipam ipam(o.store);
-    const auto plan = ipam::plan_delete(resources, ipam.alloc.pools());
+    ipam::NodeRegistry registry(*ipam.store);
+    const auto plan =
+        ipam::plan_delete(resources, ipam.alloc.pools(), stored_node_names(registry, resources));
     // All or nothing: no pool goes while any of them still holds addresses.
     std::map<std::string, uint64_t> used;
     for (const auto &u : ipam.alloc.pool_usage()) {
@@ -574,7 +670,7 @@ int remove(const IpamOptions &o) {
         std::cerr << "fwdctl: nothing deleted\n";
         return kExitError;
     }
-    return execute(ipam, plan, o);
+    return execute(ipam, registry, plan, o);
 }
 
 // The --store option of one command. Each has its own variable: CLI11 fills an option from
@@ -649,12 +745,12 @@ void add_ipam_commands(CLI::App &app, Command &command) {
     });
 
     add_file_command(app, "apply",
-                     "create or update Calico IPPool / IPAMConfiguration resources (YAML or "
-                     "JSON); all or nothing",
+                     "create or update Calico IPPool / IPAMConfiguration / Node resources (YAML "
+                     "or JSON); every one checked before any is written",
                      o, apply, local);
     add_file_command(app, "delete",
-                     "delete the IPPools of a resource file (refused while one holds "
-                     "addresses); an IPAMConfiguration goes back to its defaults",
+                     "delete the IPPools (refused while one holds addresses) and Nodes of a "
+                     "resource file; an IPAMConfiguration goes back to its defaults",
                      o, remove, local);
 }
 

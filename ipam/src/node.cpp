@@ -206,6 +206,18 @@ std::vector<Claim> claims(const NodeRecord &n) {
     return out;
 }
 
+// Throws NodeError when `other` holds one of n's claims (`mine`: claims(n)).
+void refuse_clash(const NodeRecord &n, const std::vector<Claim> &mine, const NodeRecord &other) {
+    for (const Claim &theirs : claims(other)) {
+        for (const Claim &c : mine) {
+            if (c.id == theirs.id) {
+                throw NodeError(n.name, c.field,
+                                c.what + " is already held by " + holder(other, theirs));
+            }
+        }
+    }
+}
+
 std::string decode_name(const json &j) {
     if (j.is_object() && j.contains("metadata") && j["metadata"].is_object() &&
         j["metadata"].contains("name") && j["metadata"]["name"].is_string()) {
@@ -386,14 +398,7 @@ void NodeRegistry::put(const NodeRecord &n) {
                 own_rev = kv.mod_revision;
                 continue;
             }
-            for (const Claim &theirs : claims(other)) {
-                for (const Claim &c : mine) {
-                    if (c.id == theirs.id) {
-                        throw NodeError(n.name, c.field,
-                                        c.what + " is already held by " + holder(other, theirs));
-                    }
-                }
-            }
+            refuse_clash(n, mine, other);
         }
         if (store_.txn({{serial_key, serial ? serial->mod_revision : 0}, {own_key, own_rev}},
                        {{Operation::Kind::kPut, own_key, json(n).dump()},
@@ -404,6 +409,38 @@ void NodeRegistry::put(const NodeRecord &n) {
     throw ConflictError("node registry: gave up on registering node '" + n.name + "' after " +
                         std::to_string(max_retries_) + " conflicting writes (" + store_.describe() +
                         ")");
+}
+
+void NodeRegistry::check(const std::vector<NodeRecord> &batch) {
+    std::map<std::string, size_t> turn;  // key -> the batch index that writes it
+    std::vector<std::vector<Claim>> mine;
+    for (size_t i = 0; i < batch.size(); ++i) {
+        validate_node(batch[i]);
+        if (!turn.emplace(key(batch[i].name), i).second) {
+            throw NodeError(batch[i].name, "metadata.name", "given twice");
+        }
+        mine.push_back(claims(batch[i]));
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+        for (size_t j = 0; j < i; ++j) {
+            refuse_clash(batch[i], mine[i], batch[j]);
+        }
+    }
+    for (const auto &kv : store_.list(prefix_ + "nodes/")) {
+        NodeRecord other;
+        try {
+            other = json::parse(kv.value).get<NodeRecord>();
+        } catch (const std::exception &) {
+            continue;  // a malformed record holds nothing that can be read, as in put()
+        }
+        auto t = turn.find(kv.key);
+        for (size_t i = 0; i < batch.size(); ++i) {
+            // Replaced by batch[t] once its turn came (batch[i] itself included).
+            if (t == turn.end() || t->second > i) {
+                refuse_clash(batch[i], mine[i], other);
+            }
+        }
+    }
 }
 
 bool NodeRegistry::remove(const std::string &name) {

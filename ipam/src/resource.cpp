@@ -1,4 +1,5 @@
-// Calico resource texts (YAML or JSON) to pools and the IPAM configuration; see the header.
+// Calico resource texts (YAML or JSON) to pools, the IPAM configuration and node records; see
+// the header.
 //
 // Both syntaxes become one nlohmann::json value per document first (YAML scalars typed the
 // way Go's YAML decoder, and so calicoctl, types them), so one strict decoder reads both.
@@ -222,15 +223,18 @@ json typed_fields(const json &obj, const std::map<std::string, Type> &fields,
     return out;
 }
 
-// The reason of a PoolError without its "IP pool 'x': field: " prefix (the origin says that).
-std::string reason(const PoolError &e) {
-    const std::string prefix = "IP pool '" + e.pool() + "': " + e.field() + ": ";
+// The reason of a FieldError without its "<kind> 'x': field: " prefix (the origin says that):
+// kind "IP pool" for a PoolError, "node" for a NodeError.
+std::string reason(const FieldError &e, std::string_view kind) {
+    const std::string prefix =
+        std::string(kind) + " '" + e.name() + "': " + (e.field().empty() ? "" : e.field() + ": ");
     const std::string what = e.what();
     return what.starts_with(prefix) ? what.substr(prefix.size()) : what;
 }
 
 ResourceError pool_error(const ResourceOrigin &o, const PoolError &e) {
-    return ResourceError(o, e.field() == "name" ? "metadata.name" : "spec." + e.field(), reason(e));
+    return ResourceError(o, e.field() == "name" ? "metadata.name" : "spec." + e.field(),
+                         reason(e, "IP pool"));
 }
 
 // A Calico field dpdk-fwd does not implement: only its default is accepted.
@@ -305,6 +309,19 @@ IpamConfig decode_config(const json &spec_in, const ResourceOrigin &o) {
     return c;
 }
 
+// A Node as the registry reads it (node.hpp's from_json: the same fields, the same checks).
+NodeRecord decode_node(const json &obj, ResourceOrigin &o) {
+    const json &meta = obj.contains("metadata") ? obj["metadata"] : json();
+    if (meta.is_object() && meta.contains("name") && meta["name"].is_string()) {
+        o.name = meta["name"].get<std::string>();
+    }
+    try {
+        return obj.get<NodeRecord>();
+    } catch (const NodeError &e) {
+        throw ResourceError(o, e.field(), reason(e, "node"));
+    }
+}
+
 bool is_config_kind(const std::string &kind) {
     return kind == "IPAMConfiguration" || kind == "IPAMConfig";
 }
@@ -359,12 +376,18 @@ Resource decode_resource(const json &obj, ResourceOrigin o) {
         throw ResourceError(o, "", "not a resource (want a mapping with apiVersion and kind)");
     }
     o.kind = string_field(obj, "kind", o, "");
-    if (o.kind != "IPPool" && !is_config_kind(o.kind)) {
+    if (o.kind != "IPPool" && o.kind != "Node" && !is_config_kind(o.kind)) {
         throw ResourceError(o, "kind",
                             "unknown kind '" + o.kind +
-                                "' (want IPPool, IPAMConfiguration / IPAMConfig, or a List)");
+                                "' (want IPPool, IPAMConfiguration / IPAMConfig, Node, or a List)");
     }
     const std::string api = string_field(obj, "apiVersion", o, "");
+    if (o.kind == "Node" && api != kApiV3) {
+        // The registry keeps Calico's v3 Node; Kubernetes' own Node (v1) is another resource.
+        throw ResourceError(
+            o, "apiVersion",
+            "unknown apiVersion '" + api + "' for Node (want " + std::string(kApiV3) + ")");
+    }
     if (api != kApiV3 && api != kApiCrd) {
         throw ResourceError(o, "apiVersion",
                             "unknown apiVersion '" + api + "' for " + o.kind + " (want " +
@@ -375,6 +398,10 @@ Resource decode_resource(const json &obj, ResourceOrigin o) {
             key != "status") {
             throw ResourceError(o, key, "unknown field");
         }
+    }
+    if (o.kind == "Node") {
+        NodeRecord n = decode_node(obj, o);
+        return Resource{std::move(n), o};
     }
     o.name = decode_name(obj.contains("metadata") ? obj["metadata"] : json(), o);
     const json spec = obj.contains("spec") ? obj["spec"] : json();
@@ -390,7 +417,7 @@ bool is_list_kind(const json &obj) {
     }
     const auto kind = obj["kind"].get<std::string>();
     return kind == "List" || kind == "IPPoolList" || kind == "IPAMConfigurationList" ||
-           kind == "IPAMConfigList";
+           kind == "IPAMConfigList" || kind == "NodeList";
 }
 
 // A list's items; a typed list (IPPoolList) lends its kind and apiVersion to items without them.
@@ -433,7 +460,9 @@ void decode_list(const json &list, ResourceOrigin o, std::vector<Resource> &out)
 void check_unique(const std::vector<Resource> &rs) {
     std::map<std::string, const Resource *> seen;
     for (const auto &r : rs) {
-        const std::string key = r.is_pool() ? "IPPool/" + r.pool().name : "IPAMConfig";
+        const std::string key = r.is_pool()   ? "IPPool/" + r.pool().name
+                                : r.is_node() ? "Node/" + r.node().name
+                                              : "IPAMConfig";
         auto [it, fresh] = seen.emplace(key, &r);
         if (!fresh) {
             throw ResourceError(r.origin, "metadata.name",
@@ -528,11 +557,21 @@ std::optional<IpPool> find_pool(const std::vector<IpPool> &pools, const std::str
     return std::nullopt;
 }
 
+std::optional<NodeRecord> find_node(const std::vector<NodeRecord> &nodes, const std::string &name) {
+    for (const auto &n : nodes) {
+        if (n.name == name) {
+            return n;
+        }
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 std::vector<PlannedChange> plan_apply(const std::vector<Resource> &resources,
                                       const std::vector<IpPool> &existing,
-                                      const IpamConfig &current_config) {
+                                      const IpamConfig &current_config,
+                                      const std::vector<NodeRecord> &existing_nodes) {
     // The pools as they will be once everything is applied: what each one must not overlap.
     std::map<std::string, IpPool> after;
     for (const auto &p : existing) {
@@ -549,8 +588,13 @@ std::vector<PlannedChange> plan_apply(const std::vector<Resource> &resources,
     }
     std::vector<PlannedChange> plan;
     for (const auto &r : resources) {
-        PlannedChange c{PlannedChange::Action::kUpdate, r, std::nullopt};
-        if (r.is_pool()) {
+        PlannedChange c{PlannedChange::Action::kUpdate, r, std::nullopt, std::nullopt};
+        if (r.is_node()) {
+            c.old_node = find_node(existing_nodes, r.node().name);
+            c.action = !c.old_node               ? PlannedChange::Action::kCreate
+                       : *c.old_node == r.node() ? PlannedChange::Action::kUnchanged
+                                                 : PlannedChange::Action::kUpdate;
+        } else if (r.is_pool()) {
             c.old_pool = find_pool(existing, r.pool().name);
             try {
                 if (c.old_pool) {
@@ -574,11 +618,18 @@ std::vector<PlannedChange> plan_apply(const std::vector<Resource> &resources,
 }
 
 std::vector<PlannedChange> plan_delete(const std::vector<Resource> &resources,
-                                       const std::vector<IpPool> &existing) {
+                                       const std::vector<IpPool> &existing,
+                                       const std::vector<std::string> &existing_nodes) {
     std::vector<PlannedChange> plan;
     for (const auto &r : resources) {
-        PlannedChange c{PlannedChange::Action::kDelete, r, std::nullopt};
-        if (r.is_pool()) {
+        PlannedChange c{PlannedChange::Action::kDelete, r, std::nullopt, std::nullopt};
+        if (r.is_node()) {
+            if (std::find(existing_nodes.begin(), existing_nodes.end(), r.node().name) ==
+                existing_nodes.end()) {
+                throw ResourceError(r.origin, "metadata.name",
+                                    "no node named '" + r.node().name + "' in the registry");
+            }
+        } else if (r.is_pool()) {
             c.old_pool = find_pool(existing, r.pool().name);
             if (!c.old_pool) {
                 throw ResourceError(r.origin, "metadata.name",

@@ -11,6 +11,11 @@
 //       Prints one JSON line at the end: {"allocations", "seconds", "rate"}.
 //   ipam_load --store ... --check   Allocator::check() findings as JSON lines; exit 1 if any.
 //   ipam_load --store ... --list    every allocation as a JSON line {handle, address, node, block}.
+//   ipam_load --store ... --node N [--claim CIDR]... [--ip ADDR... --handle-prefix P [--start S]]
+//       A cluster's state laid out by hand (the perf harness's remote nodes), in the pools the
+//       store already has (no load pools): each --claim block claimed for N (confirmed), then
+//       each --ip address allocated to N with handle P-S, P-(S+1), ... Fails (exit 1) when a
+//       block is another node's or an address is taken. Prints {"claimed", "allocated"}.
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -20,6 +25,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "fwd/ipam/allocator.hpp"
 #include "fwd/ipam/open_store.hpp"
@@ -119,6 +125,41 @@ int run_load(Allocator &a, const std::string &node, const std::string &prefix, i
     return 0;
 }
 
+int run_layout(Allocator &a, const std::string &node, const std::vector<std::string> &blocks,
+               const std::vector<std::string> &ips, const std::string &prefix, int start) {
+    int claimed = 0;
+    for (const auto &s : blocks) {
+        auto c = Cidr::parse(s);
+        if (!c) {
+            std::cerr << "ipam_load: --claim " << s << ": not a CIDR\n";
+            return 2;
+        }
+        if (!a.claim_block(node, *c)) {
+            std::cerr << "ipam_load: block " << s << " is held by another node\n";
+            return 1;
+        }
+        ++claimed;
+    }
+    int allocated = 0;
+    for (const auto &s : ips) {
+        auto ip = fwd::net::IpAddr::parse(s);
+        if (!ip) {
+            std::cerr << "ipam_load: --ip " << s << ": not an address\n";
+            return 2;
+        }
+        AssignRequest r;
+        r.handle = prefix + "-" + std::to_string(start + allocated);
+        r.node = node;
+        r.attrs.node = node;
+        r.attrs.container_id = r.handle;
+        r.fixed = {*ip};
+        a.assign(r);  // throws when the address is taken or in no pool
+        ++allocated;
+    }
+    std::cout << nlohmann::json{{"claimed", claimed}, {"allocated", allocated}}.dump() << std::endl;
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -126,6 +167,7 @@ int main(int argc, char **argv) {
     std::string store_spec, node, prefix;
     int count = 0, start = 0, report_fd = -1;
     bool dual = false, recover = false, check = false, list = false;
+    std::vector<std::string> claim_blocks, fixed_ips;
     app.add_option("--store", store_spec, "embedded:<dir> or etcd:<url>[,prefix]")->required();
     app.add_option("--node", node, "node name");
     app.add_option("--count", count, "allocations to make");
@@ -136,6 +178,11 @@ int main(int argc, char **argv) {
     app.add_flag("--recover", recover, "release handle <prefix>-<start> first");
     app.add_flag("--check", check, "print check() findings; exit 1 if any");
     app.add_flag("--list", list, "print every allocation");
+    app.add_option("--claim", claim_blocks,
+                   "claim this block of a pool for --node (repeatable; no load pools)");
+    app.add_option("--ip", fixed_ips,
+                   "allocate this address to --node, handles <prefix>-<start>... (repeatable; "
+                   "no load pools)");
     CLI11_PARSE(app, argc, argv);
     try {
         auto store = open_store(store_spec);
@@ -161,6 +208,14 @@ int main(int argc, char **argv) {
                           << "\n";
             }
             return 0;
+        }
+        if (!claim_blocks.empty() || !fixed_ips.empty()) {
+            if (node.empty() || (!fixed_ips.empty() && prefix.empty())) {
+                std::cerr << "ipam_load: --claim needs --node; --ip needs --node and "
+                             "--handle-prefix\n";
+                return 2;
+            }
+            return run_layout(a, node, claim_blocks, fixed_ips, prefix, start);
         }
         if (node.empty() || prefix.empty() || count < 0) {
             std::cerr << "ipam_load: --node, --handle-prefix and --count are needed\n";

@@ -152,9 +152,46 @@ class Scenario:
     references: tuple[str, ...] = ALL_REFERENCES
     seed: int = 1
     order: int = 50                  # place in the report (lower first)
+    # References this scenario compares with through another scenario of the same run:
+    # {reference key: scenario name}. The runner adds that scenario when it was not asked
+    # for; the report divides by the reference's figure there (e.g. l3fwd, which routes
+    # but does not run VXLAN, through ipv4-64).
+    baselines: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Exported for hardware generators (perf/export_profiles.py, perf/run.py --rfc2544):
+    # only scenarios whose device under test is a config file alone.
+    profiles: bool = True
+    # dpdk-fwd's drop counters over a window may not exceed this share of what it took in
+    # (None: not checked); above it the scenario fails, naming the reasons.
+    max_fwd_drop: Optional[float] = None
 
     def table(self) -> Table:
         return calico_table(self.family, self.packets, self.seed)
+
+    def not_run(self, key: str) -> Optional[str]:
+        """None when reference `key` measures this scenario, else why not (shown as n/a)."""
+        return None if key in self.references else "not in this scenario"
+
+    def wire_bytes(self, key: str) -> float:
+        """Mean frame size on the wire of what reference `key` sends."""
+        return self.mean_wire_bytes()
+
+    def traffic(self) -> str:
+        """What the packet set holds, for the report."""
+        return (f"{self.packets} packets, one flow each; 45% to local pods, 45% to remote "
+                f"blocks, 10% outside the pool")
+
+    def targets(self) -> Optional[list[tuple[str, float, str]]]:
+        """(reference key, goal of dpdk-fwd / it, what) for the report; None: the
+        report's own targets for the scenario's family."""
+        return None
+
+    def dpdkfwd_config(self, ctx: "Ctx", cfg: dict, fwd: "Reference") -> None:
+        """Changes dpdk-fwd's config (a dict made from the table's static routes) before
+        each start; fwd is the DpdkFwd starting."""
+
+    def dpdkfwd_ready(self, ctx: "Ctx", fwd: "Reference", timeout: float) -> None:
+        """Returns once the started daemon is set up for this scenario; raises
+        Unavailable saying what is missing after `timeout` seconds."""
 
     def frame_sizes(self) -> list[int]:
         """Wire size of each packet, in packet order (the mix interleaved)."""

@@ -5,6 +5,11 @@ a pinned MAC, the local blocks blackholed, each pod a /32 (/128) via itself
 with its own MAC, a default route via the gateway. Counters come from the
 daemon's API (`fwdctl --json stats`): the uplink port's packets, and the
 worker's per-stage packet and cycle counters when the daemon has them.
+
+A scenario may set the daemon up its own way (Scenario.dpdkfwd_config: the VXLAN
+scenarios give it an IPAM store and take the remote blocks out of the static
+routes), say when it is ready (Scenario.dpdkfwd_ready) and bound its drops
+(Scenario.max_fwd_drop: a window that dropped more fails, naming the reasons).
 """
 from __future__ import annotations
 
@@ -56,6 +61,16 @@ class DpdkFwd(Reference):
     def _fwdctl(self, ctx: Ctx) -> Path:
         return ctx.build / "control" / "fwdctl"
 
+    def fwdctl_json(self, *args: str) -> dict:
+        """One fwdctl command against the running daemon, its --json result."""
+        r = subprocess.run([str(self._fwdctl(self._ctx)), "-s", str(self.dir / "api.sock"),
+                            "--json", *args], capture_output=True, text=True,
+                           timeout=120 if self.wrapper else 20)
+        if r.returncode != 0:
+            raise RuntimeError(f"fwdctl {' '.join(args)}: "
+                               f"{r.stderr.strip() or r.stdout.strip()}")
+        return json.loads(r.stdout)
+
     def prepare(self, ctx: Ctx) -> None:
         for p in (self._bin(ctx), self._fwdctl(ctx)):
             if not os.access(p, os.X_OK):
@@ -64,7 +79,7 @@ class DpdkFwd(Reference):
     def config(self, ctx: Ctx, name: str) -> dict:
         """The daemon's config for this scenario."""
         routes = static_routes(ctx.table)
-        return {
+        cfg = {
             "node_name": "perf",
             "eal": {"file_prefix": name, "in_memory": not self.no_huge, "no_huge": self.no_huge,
                     "memory_mb": 512, "extra_args": self.extra_eal},
@@ -81,6 +96,8 @@ class DpdkFwd(Reference):
             "routes": routes,
             **({"stage_stats": True} if self.stage_stats else {}),
         }
+        ctx.scenario.dpdkfwd_config(ctx, cfg, self)
+        return cfg
 
     def start(self, ctx: Ctx) -> None:
         name = f"pf{os.getpid() % 100000}f"
@@ -94,29 +111,35 @@ class DpdkFwd(Reference):
         self._stats_a = self._stats_b = None
         log = self.dir / "daemon.log"
         self.proc = Proc(self.wrapper + [str(self._bin(ctx)), "--config", str(cfg_path)], log)
-        end = time.monotonic() + (600 if self.wrapper else 30)
+        timeout = 600 if self.wrapper else 30
+        end = time.monotonic() + timeout
+        ready = False
         while time.monotonic() < end:
             if not self.proc.alive():
                 tail = self.proc.tail()
                 self.stop()
                 raise Unavailable(f"dpdk-fwd exited while starting:\n{tail}")
             try:
-                if self.counters().tx > 0:
+                tx = self.counters().tx
+                if not ready:   # the API answers: the scenario's own setup, then packets
+                    ctx.scenario.dpdkfwd_ready(ctx, self, timeout)
+                    ready = True
+                    continue
+                if tx > 0:
                     return
             except (RuntimeError, OSError, ValueError, KeyError, subprocess.TimeoutExpired):
                 pass
+            except Unavailable as e:
+                self.stop()
+                raise Unavailable(f"dpdk-fwd is not set up for {ctx.scenario.name}: {e}") \
+                    from None
             time.sleep(0.2)
         tail = self.proc.tail()
         self.stop()
         raise Unavailable(f"dpdk-fwd forwarded nothing in time:\n{tail}")
 
     def stats(self) -> dict:
-        r = subprocess.run([str(self._fwdctl(self._ctx)), "-s", str(self.dir / "api.sock"),
-                            "--json", "stats"], capture_output=True, text=True,
-                           timeout=120 if self.wrapper else 20)
-        if r.returncode != 0:
-            raise RuntimeError(r.stderr.strip() or r.stdout.strip())
-        return json.loads(r.stdout)
+        return self.fwdctl_json("stats")
 
     def counters(self) -> Counters:
         st = self.stats()
@@ -144,6 +167,14 @@ class DpdkFwd(Reference):
                 for k, v in wb.get("stages", {}).items()}
         out["drops"] = {k: v - a["drops"].get(k, 0) for k, v in b["drops"].items()
                         if v - a["drops"].get(k, 0) > 0}
+        limit = self._ctx.scenario.max_fwd_drop
+        dropped, rx = sum(out["drops"].values()), max(1, out["rx_packets"])
+        if limit is not None and dropped > limit * rx:
+            reasons = ", ".join(f"{k} {v}" for k, v in
+                                sorted(out["drops"].items(), key=lambda kv: -kv[1]))
+            raise Unavailable(f"dpdk-fwd dropped {dropped} of the {rx} packets it took in "
+                              f"during the window ({dropped / rx:.2%}, at most {limit:.1%} "
+                              f"allowed); by reason: {reasons}")
         return out
 
     def stop(self) -> None:

@@ -14,9 +14,10 @@ TARGETS = [
 ]
 
 
-STAGE_ORDER = ["rx", "rx_empty", "eth_input", "arp_input", "ip4_input", "icmp4_local", "route4",
-               "l2_rewrite4", "ip6_input", "icmp6_local", "route6", "l2_rewrite6",
-               "icmp_errors", "tx", "drop_free"]
+STAGE_ORDER = ["rx", "rx_empty", "eth_input", "arp_input", "vxlan_decap4", "ipip_decap",
+               "ip4_input", "icmp4_local", "route4", "vxlan_encap4", "ipip_encap", "l2_rewrite4",
+               "vxlan_decap6", "ip6_input", "icmp6_local", "route6", "vxlan_encap6",
+               "l2_rewrite6", "icmp_errors", "tx", "drop_free"]
 
 
 def summarize(ref: dict, tsc: float) -> dict | None:
@@ -36,6 +37,19 @@ def summarize(ref: dict, tsc: float) -> dict | None:
             "busy": share, "capacity": med / share,
             "cycles": tsc * share / (med * 1e6),
             "drop": statistics.median(r["drop_ratio"] for r in runs)}
+
+
+def compared(res: dict, sc: dict, key: str, tsc: float) -> tuple[dict | None, str | None]:
+    """A reference's figures for a scenario's ratio: its own, or, when it does not run the
+    scenario, those of the scenario named in its baselines (measured in the same run);
+    (summary or None, that scenario's name or None)."""
+    own = summarize(sc["refs"][key], tsc) if key in sc["refs"] else None
+    if own:
+        return own, None
+    base = sc.get("baselines", {}).get(key)
+    ref = res["scenarios"].get(base, {}).get("refs", {}).get(key) if base else None
+    s = ref and summarize(ref, tsc)
+    return (s, base) if s else (None, None)
 
 
 def stage_rows(fwd: dict) -> tuple[list, dict]:
@@ -94,23 +108,29 @@ def markdown(res: dict, chart: str | None) -> str:
     L.append("")
     for name, sc in res["scenarios"].items():
         L.append(f"## {sc['title']} (`{name}`)\n")
-        L.append(f"Table: {sc['table']}. {sc['packets']} packets, one flow each; "
-                 f"45% to local pods, 45% to remote blocks, 10% outside the pool. "
-                 f"Mean frame {sc['mean_wire_bytes']:.0f} B on the wire.\n")
+        traffic = sc.get("traffic") or (f"{sc['packets']} packets, one flow each; 45% to "
+                                        f"local pods, 45% to remote blocks, 10% outside the pool")
+        L.append(f"Table: {sc['table']}. {traffic}. Mean frame {sc['mean_wire_bytes']:.0f} B "
+                 f"on the wire.\n")
         fwd = summarize(sc["refs"]["dpdk-fwd"], tsc)
         L.append("| implementation | Mpps (median) | min - max | core busy | cycles/packet | "
                  "Gbit/s (L2) | drop | runs | dpdk-fwd / this |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for key, r in sc["refs"].items():
-            s = summarize(r, tsc)
+            s, base = compared(res, sc, key, tsc)
             if s is None:
                 why = r["na"] and f"n/a: {r['na']}" or f"could not run: " \
                     f"{(r['error'] or 'no run').splitlines()[0][:120]}"
                 L.append(f"| {r['label']} | {why} | | | | | | 0 | |")
                 continue
-            gbps = s["mpps"] * sc["mean_wire_bytes"] * 8 / 1000
+            label = r["label"]
+            wire = sc.get("wire_bytes", {}).get(key, sc["mean_wire_bytes"])
+            if base:   # not run here: its figures on the baseline scenario, said so
+                label = f"{label} on `{base}` (n/a here: {r['na']})"
+                wire = res["scenarios"][base]["mean_wire_bytes"]
+            gbps = s["mpps"] * wire * 8 / 1000
             ratio = fwd["mpps"] / s["capacity"] if fwd else None
-            L.append(f"| {r['label']} | {s['mpps']:.2f} | {s['min']:.2f} - {s['max']:.2f} | "
+            L.append(f"| {label} | {s['mpps']:.2f} | {s['min']:.2f} - {s['max']:.2f} | "
                      f"{s['busy']:.0%} | {s['cycles']:.1f} | {gbps:.1f} | {s['drop']:.2%} | "
                      f"{s['n']} | {fmt(ratio)} |")
         L.append("")
@@ -161,15 +181,18 @@ def markdown(res: dict, chart: str | None) -> str:
     L.append("|---|---|---:|---:|---|")
     for name, sc in res["scenarios"].items():
         fwd = summarize(sc["refs"]["dpdk-fwd"], tsc)
-        for fam, key, goal, what in TARGETS:
-            if fam is not None and fam != sc["family"]:
-                continue
+        targets = sc.get("targets")
+        if targets is None:
+            targets = [(key, goal, what) for fam, key, goal, what in TARGETS
+                       if fam is None or fam == sc["family"]]
+        for key, goal, what in targets:
             r = sc["refs"].get(key)
-            s = r and summarize(r, tsc)
+            s, base = compared(res, sc, key, tsc) if r else (None, None)
             if not fwd or not s:
                 continue
             now = fwd["mpps"] / s["capacity"]
-            L.append(f"| {name} | {r['label']} ({what}) | {goal:.1f} | {now:.2f} | "
+            on = f" on `{base}`" if base else ""
+            L.append(f"| {name} | {r['label']}{on} ({what}) | {goal:.1f} | {now:.2f} | "
                      f"{'yes' if now >= goal else 'no'} |")
     L.append("")
     notes: dict[str, list[str]] = {}  # a note said by several references once

@@ -634,12 +634,12 @@ def main(argv: Optional[Sequence[str]] = None, scenarios: Optional[Sequence[str]
     if str(PERF) not in sys.path:
         sys.path.insert(0, str(PERF))
     from harness import common
-    known = common.load_scenarios(PERF / "scenarios")
+    known = {n: sc for n, sc in common.load_scenarios(PERF / "scenarios").items() if sc.profiles}
     names = list(scenarios or []) + args.scenario + args.names
     names = list(dict.fromkeys(names)) or list(known)
     for n in names:
         if n not in known:
-            ap.error(f"unknown scenario '{n}' (known: {', '.join(known)})")
+            ap.error(f"unknown scenario '{n}' (with a hardware profile: {', '.join(known)})")
     try:
         check_arguments(args.loss_ratio, args.resolution, args.trial_seconds, args.max_trials)
     except ValueError as e:

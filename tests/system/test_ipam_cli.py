@@ -326,6 +326,11 @@ BAD_INPUTS = {
     "overlap in file": (V1_POOL + "---\n" + V1_POOL.replace("crd-v4", "other"),
                         "overlaps pool"),
     "unknown field": (V1_POOL.replace("natOutgoing", "natOutgoin"), "spec.natOutgoin"),
+    "bad node address": ("apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: nx}\n"
+                         "spec: {bgp: {ipv4Address: 10.0.0.1/40}}\n",
+                         "Node 'nx': spec.bgp.ipv4Address: '10.0.0.1/40': prefix length"),
+    "node of the CRD group": ("apiVersion: crd.projectcalico.org/v1\nkind: Node\n"
+                              "metadata: {name: nx}\n", "for Node (want projectcalico.org/v3)"),
 }
 
 
@@ -342,6 +347,95 @@ def test_bad_input_is_refused_and_writes_nothing(store, tmp_path, case):
     assert r.stdout == ""
     assert "bad.yaml" in r.stderr and message in r.stderr, r.stderr
     assert fwdctl_json(store, "ipam", "show") == before
+
+
+# ---- Node: the node registry's records, as calicoctl writes Calico's ----
+
+NODES = """\
+apiVersion: projectcalico.org/v3
+kind: NodeList
+items:
+- metadata: {name: node-a, labels: {zone: a}}
+  spec:
+    bgp: {ipv4Address: 10.10.10.11/24, ipv6Address: "fd00:10:10::11/64"}
+- metadata: {name: node-b}
+  spec:
+    bgp: {ipv4Address: 10.10.10.12/24}
+    vxlanTunnelMACAddr: "66:00:00:00:00:0b"
+"""
+
+
+def test_apply_and_delete_nodes(store, tmp_path):
+    r = apply(store, tmp_path, "nodes.yaml", NODES)
+    assert r.stdout == "Node 'node-a' created\nNode 'node-b' created\n", r.stdout + r.stderr
+    r = fwdctl(store, "apply", "-f", str(tmp_path / "nodes.yaml"), "--json")
+    assert [(x["kind"], x["name"], x["action"]) for x in json.loads(r.stdout)["resources"]] == \
+        [("Node", "node-a", "unchanged"), ("Node", "node-b", "unchanged")]
+    # node-b moves; a pool in the same file goes in too
+    moved = NODES.replace("10.10.10.12/24", "10.10.10.13/24")
+    r = apply(store, tmp_path, "moved.yaml", V1_POOL + "---\n" + moved)
+    assert r.stdout == ("IPPool 'crd-v4' created\nNode 'node-a' unchanged\n"
+                        "Node 'node-b' updated\n"), r.stdout
+    # node-b's old address is free again, its new one is not
+    r = apply(store, tmp_path, "cd.yaml",
+              "apiVersion: projectcalico.org/v3\nkind: NodeList\nitems:\n"
+              "- metadata: {name: node-c}\n  spec: {bgp: {ipv4Address: 10.10.10.12/24}}\n"
+              "- metadata: {name: node-d}\n  spec: {bgp: {ipv4Address: 10.10.10.13/24}}\n",
+              check=False)
+    assert r.returncode == 1 and "item 2, Node 'node-d': node 'node-d': spec.bgp.ipv4Address: " \
+        "IPv4 address 10.10.10.13 is already held by node 'node-b'" in r.stderr, r.stderr
+    r = fwdctl(store, "delete", "-f", str(tmp_path / "nodes.yaml"))
+    assert r.stdout == "Node 'node-a' deleted\nNode 'node-b' deleted\n", r.stdout
+    r = fwdctl(store, "delete", "-f", str(tmp_path / "nodes.yaml"), check=False)
+    assert r.returncode == 1 and "no node named 'node-a' in the registry" in r.stderr, r.stderr
+    assert "crd-v4" in pools(store)
+
+
+def test_conflicting_node_is_refused_and_writes_nothing(store, tmp_path):
+    apply(store, tmp_path, "nodes.yaml", NODES)
+    # a pool and two nodes: the second holds node-a's address, so nothing is written
+    text = (V1_POOL + "---\napiVersion: projectcalico.org/v3\nkind: Node\n"
+            "metadata: {name: node-c}\nspec: {bgp: {ipv4Address: 10.10.10.21/24}}\n"
+            "---\napiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: node-d}\n"
+            "spec: {bgp: {ipv4Address: 10.10.10.11/16}}\n")
+    r = apply(store, tmp_path, "bad.yaml", text, check=False)
+    assert r.returncode == 1 and r.stdout == "", r.stdout
+    assert "bad.yaml:19: document 3, Node 'node-d': node 'node-d': spec.bgp.ipv4Address: IPv4 " \
+        "address 10.10.10.11 is already held by node 'node-a' (spec.bgp.ipv4Address)" \
+        in r.stderr, r.stderr
+    assert "nothing was written" in r.stderr
+    assert "crd-v4" not in pools(store)
+    r = fwdctl(store, "apply", "-f", str(tmp_path / "nodes.yaml"), "--json")
+    assert all(x["action"] == "unchanged" for x in json.loads(r.stdout)["resources"])
+    # node-c was not written either: applied alone, it is created
+    r = apply(store, tmp_path, "c.yaml", text.split("---\n")[1])
+    assert r.stdout == "Node 'node-c' created\n", r.stdout
+
+
+def test_ipam_load_lays_out_blocks_and_addresses(store, tmp_path):
+    """ipam_load --claim / --ip: another node's blocks and fixed addresses, in the store's
+    own pools (the perf harness's remote nodes)."""
+    apply(store, tmp_path, "v1.yaml", V1_POOL)    # 10.20.0.0/16 in /28 blocks
+
+    def layout(*args):
+        return subprocess.run([str(IPAM_LOAD), "--store", store.spec, *args],
+                              capture_output=True, text=True, timeout=120)
+
+    r = layout("--node", "n1", "--claim", "10.20.0.16/28", "--claim", "10.20.0.32/28",
+               "--ip", "10.20.0.17", "--ip", "10.20.0.33", "--handle-prefix", "n1-pod")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"claimed": 2, "allocated": 2}, \
+        r.stdout + r.stderr
+    shown = fwdctl_json(store, "ipam", "show", "--node", "n1")
+    assert [(b["cidr"], b["state"], b["used"]) for b in shown["blocks"]] == \
+        [("10.20.0.16/28", "confirmed", 1), ("10.20.0.32/28", "confirmed", 1)]
+    assert sorted((a["address"], a["handle"], a["borrowed"]) for a in shown["allocations"]) == \
+        [("10.20.0.17", "n1-pod-0", False), ("10.20.0.33", "n1-pod-1", False)]
+    assert "load-v4" not in pools(store)     # no load pools in this mode
+    r = layout("--node", "n2", "--claim", "10.20.0.16/28")
+    assert r.returncode == 1 and "held by another node" in r.stderr, r.stderr
+    r = layout("--node", "n2", "--ip", "10.20.0.17", "--handle-prefix", "n2")
+    assert r.returncode != 0, r.stdout
+    fwdctl(store, "ipam", "check")
 
 
 def test_missing_file_and_unreachable_store(store, tmp_path):

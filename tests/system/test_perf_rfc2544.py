@@ -703,7 +703,8 @@ def test_pktgen_script_sweep_under_mock(exported, tmp_path):
 def test_committed_profiles_match_the_scenarios():
     """perf/profiles/ was exported from the current perf/scenarios/ (checked by
     the manifest and the files' hashes, without re-exporting)."""
-    scenarios = common.load_scenarios(PERF / "scenarios")
+    scenarios = {n: sc for n, sc in common.load_scenarios(PERF / "scenarios").items()
+                 if sc.profiles}   # the VXLAN ones need an IPAM store: software harness only
     if not scenarios:
         pytest.skip("no scenarios yet")
     prof = PERF / "profiles"

@@ -334,6 +334,61 @@ TYPED_TEST(NodeRegistryTest, ConflictingAddressesAndMacsAreRefused) {
     EXPECT_EQ(names(this->reg_.list().nodes), (std::vector<std::string>{"a", "b"}));
 }
 
+// check(): what the puts of a batch would meet, in order, with nothing written.
+TYPED_TEST(NodeRegistryTest, CheckRefusesWhatPutWouldAndWritesNothing) {
+    NodeRecord a = node("a", "10.0.0.1/24", "fd00::1/64");
+    a.vtep_mac4 = mac("02:00:00:00:00:04");
+    this->reg_.put(a);
+    const int64_t rev = this->store().revision();
+    // Against a stored record of another node: named as put() names it.
+    EXPECT_EQ(refusal([&] { this->reg_.check({node("b", "10.0.0.1/16")}); }),
+              "node 'b': spec.bgp.ipv4Address: IPv4 address 10.0.0.1 is already held by node "
+              "'a' (spec.bgp.ipv4Address)");
+    // Within the batch: the later record is refused, naming the earlier one.
+    NodeRecord c = node("c", "10.0.0.3/24");
+    c.vtep_mac4 = mac("02:00:00:00:00:0c");
+    NodeRecord d = node("d", "10.0.0.4/24");
+    d.vtep_mac4 = mac("02:00:00:00:00:0c");
+    EXPECT_EQ(refusal([&] {
+                  this->reg_.check({c, d});
+              }),
+              "node 'd': spec.vxlanTunnelMACAddr: IPv4 VTEP MAC 02:00:00:00:00:0c is already "
+              "held by node 'c' (spec.vxlanTunnelMACAddr)");
+    // One name twice; an invalid record.
+    EXPECT_NE(refusal([&] {
+                  this->reg_.check({c, node("c", "10.0.0.5/24")});
+              }).find("node 'c': metadata.name: given twice"),
+              std::string::npos);
+    EXPECT_NE(
+        refusal([&] { this->reg_.check({node("Bad_Name", "10.0.0.6/24")}); }).find("metadata.name"),
+        std::string::npos);
+    EXPECT_EQ(this->store().revision(), rev);
+    // A clean batch passes, and so does a's own record again (it replaces itself).
+    this->reg_.check({a, c, node("e", "10.0.0.5/24")});
+    EXPECT_EQ(this->store().revision(), rev);
+    EXPECT_EQ(names(this->reg_.list().nodes), std::vector<std::string>{"a"});
+}
+
+TYPED_TEST(NodeRegistryTest, CheckFollowsTheOrderThePutsHappenIn) {
+    this->reg_.put(node("a", "10.0.0.1/24"));
+    this->reg_.put(node("b", "10.0.0.2/24"));
+    // a moves off 10.0.0.1 first, then b takes it: each put finds its way free.
+    const std::vector<NodeRecord> moves{node("a", "10.0.0.9/24"), node("b", "10.0.0.1/24")};
+    this->reg_.check(moves);
+    // The other order meets a's stored record still holding it: refused, as the put would be.
+    EXPECT_EQ(refusal([&] {
+                  this->reg_.check({node("b", "10.0.0.1/24"), node("a", "10.0.0.9/24")});
+              }),
+              "node 'b': spec.bgp.ipv4Address: IPv4 address 10.0.0.1 is already held by node "
+              "'a' (spec.bgp.ipv4Address)");
+    for (const auto &n : moves) {
+        this->reg_.put(n);
+    }
+    EXPECT_EQ(this->reg_.get("b")->ipv4->str(), "10.0.0.1/24");
+    EXPECT_TRUE(this->reg_.exists("a"));
+    EXPECT_FALSE(this->reg_.exists("z"));
+}
+
 TYPED_TEST(NodeRegistryTest, ListRefusesBothRecordsOfAConflictAndKeepsTheRest) {
     this->reg_.put(node("a", "10.0.0.1/24"));
     this->reg_.put(node("c", "10.0.0.3/24"));

@@ -458,5 +458,112 @@ TEST(ResourcePlan, Delete) {
     }
 }
 
+// ---- Node (the node registry's records) ----
+
+// A Node as calicoctl writes one, and as fwdctl apply -f takes it.
+std::string node_doc(const std::string &name, const std::string &v4,
+                     const std::string &extra = "") {
+    return "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n  name: " + name +
+           "\n  labels: {zone: a}\nspec:\n  bgp:\n    ipv4Address: " + v4 + "\n" + extra + "---\n";
+}
+
+TEST(ResourceNode, YamlJsonAndListsDecodeAsTheRegistryReadsThem) {
+    auto rs = parse(node_doc("node1", "10.10.10.11/24",
+                             "    ipv6Address: fd00:10:10::11/64\n"
+                             "  vxlanTunnelMACAddr: 66:00:00:00:00:11\n") +
+                    pool_doc("p", "10.9.0.0/16"));
+    ASSERT_EQ(rs.size(), 2u);
+    ASSERT_TRUE(rs[0].is_node());
+    EXPECT_FALSE(rs[0].is_pool());
+    EXPECT_TRUE(rs[1].is_pool());
+    const NodeRecord &n = rs[0].node();
+    EXPECT_EQ(n.name, "node1");
+    EXPECT_EQ(n.ipv4->str(), "10.10.10.11/24");
+    EXPECT_EQ(n.ipv6->str(), "fd00:10:10::11/64");
+    EXPECT_EQ(n.vtep_mac4->str(), "66:00:00:00:00:11");
+    EXPECT_FALSE(n.vtep_mac6);
+    EXPECT_EQ(n.labels.at("zone"), "a");
+    EXPECT_EQ(rs[0].origin.kind, "Node");
+    EXPECT_EQ(rs[0].origin.name, "node1");
+    // The registry's own JSON (to_json) is a resource file too.
+    auto js = parse_resources(nlohmann::json(n).dump(), "node.json");
+    ASSERT_EQ(js.size(), 1u);
+    EXPECT_EQ(js[0].node(), n);
+    // A NodeList lends its kind and apiVersion to items without them.
+    auto l = parse(
+        "apiVersion: projectcalico.org/v3\nkind: NodeList\nitems:\n"
+        "- metadata: {name: a}\n  spec: {bgp: {ipv4Address: 10.0.0.1/24}}\n"
+        "- metadata: {name: b}\n  spec: {bgp: {ipv6Address: fd00::2/64}}\n");
+    ASSERT_EQ(l.size(), 2u);
+    EXPECT_EQ(l[1].node().ipv6->str(), "fd00::2/64");
+    EXPECT_EQ(l[1].origin.item, 2);
+}
+
+TEST(ResourceNode, RefusalsNameTheDocumentTheNodeAndTheField) {
+    auto e = parse_error(pool_doc("p", "10.9.0.0/16") +
+                         node_doc("node1", "10.10.10.11/40"));  // length out of range
+    EXPECT_EQ(e.field(), "spec.bgp.ipv4Address");
+    EXPECT_EQ(e.origin().document, 2);
+    EXPECT_EQ(e.origin().name, "node1");
+    EXPECT_EQ(std::string(e.what()),
+              "pools.yaml:7: document 2, Node 'node1': spec.bgp.ipv4Address: "
+              "'10.10.10.11/40': prefix length out of range 0..32");
+    e = parse_error(node_doc("node1", "fd00::1/64"));
+    EXPECT_NE(std::string(e.what()).find("is not an IPv4 address"), std::string::npos) << e.what();
+    EXPECT_EQ(parse_error(node_doc("node1", "10.0.0.1/24", "  asNumber: 64512\n")).field(),
+              "spec.asNumber");
+    EXPECT_EQ(
+        parse_error(node_doc("node1", "10.0.0.1/24", "  vxlanTunnelMACAddr: 01:00:5e:00:00:01\n"))
+            .field(),
+        "spec.vxlanTunnelMACAddr");
+    EXPECT_EQ(parse_error(node_doc("Node_1", "10.0.0.1/24")).field(), "metadata.name");
+    // Calico's v3 Node only: the CRD group has no Node, Kubernetes' v1 Node is another thing.
+    e = parse_error("apiVersion: crd.projectcalico.org/v1\nkind: Node\nmetadata: {name: a}\n");
+    EXPECT_EQ(e.field(), "apiVersion");
+    EXPECT_NE(std::string(e.what()).find("for Node (want projectcalico.org/v3)"), std::string::npos)
+        << e.what();
+    // One node twice in a file; a node and a pool may share a name.
+    e = parse_error(node_doc("a", "10.0.0.1/24") + node_doc("a", "10.0.0.2/24"));
+    EXPECT_EQ(e.field(), "metadata.name");
+    EXPECT_EQ(e.origin().document, 2);
+    EXPECT_EQ(parse(node_doc("a", "10.0.0.1/24") + pool_doc("a", "10.9.0.0/16")).size(), 2u);
+}
+
+TEST(ResourcePlan, NodesCreatedUpdatedUnchangedDeleted) {
+    NodeRecord stored_a;
+    stored_a.name = "a";
+    stored_a.ipv4 = IfAddr::parse("10.0.0.1/24");
+    stored_a.labels["zone"] = "a";
+    NodeRecord stored_b = stored_a;
+    stored_b.name = "b";
+    stored_b.ipv4 = IfAddr::parse("10.0.0.2/24");
+    auto rs = parse(node_doc("a", "10.0.0.1/24") + node_doc("b", "10.0.0.9/24") +
+                    node_doc("c", "10.0.0.3/24") + pool_doc("p", "10.9.0.0/16"));
+    auto plan = plan_apply(rs, {}, IpamConfig{}, {stored_a, stored_b});
+    ASSERT_EQ(plan.size(), 4u);
+    EXPECT_EQ(plan[0].action, PlannedChange::Action::kUnchanged);
+    EXPECT_EQ(plan[1].action, PlannedChange::Action::kUpdate);
+    ASSERT_TRUE(plan[1].old_node);
+    EXPECT_EQ(plan[1].old_node->ipv4->str(), "10.0.0.2/24");
+    EXPECT_EQ(plan[2].action, PlannedChange::Action::kCreate);
+    EXPECT_FALSE(plan[2].old_node);
+    EXPECT_EQ(plan[3].action, PlannedChange::Action::kCreate);
+    // Without the stored records every node is new.
+    EXPECT_EQ(plan_apply(rs, {}, IpamConfig{})[0].action, PlannedChange::Action::kCreate);
+
+    auto del = plan_delete(parse(node_doc("a", "10.0.0.1/24")), {}, {"a", "b"});
+    ASSERT_EQ(del.size(), 1u);
+    EXPECT_EQ(del[0].action, PlannedChange::Action::kDelete);
+    EXPECT_TRUE(del[0].resource.is_node());
+    try {
+        plan_delete(parse(node_doc("a", "10.0.0.1/24") + node_doc("z", "10.0.0.26/24")), {}, {"a"});
+        ADD_FAILURE() << "deleting an unknown node passed";
+    } catch (const ResourceError &e) {
+        EXPECT_EQ(e.origin().document, 2);
+        EXPECT_EQ(e.field(), "metadata.name");
+        EXPECT_NE(std::string(e.what()).find("no node named 'z'"), std::string::npos);
+    }
+}
+
 }  // namespace
 }  // namespace fwd::ipam

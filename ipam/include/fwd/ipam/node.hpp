@@ -105,10 +105,19 @@ class NodeRegistry {
     // of): the error names the other node and the address. Throws ConflictError after too
     // many conflicting writes in a row, StoreError when the store fails.
     void put(const NodeRecord &n);
+    // Checks a batch of records as put() would check each when they are put in order, writing
+    // nothing (fwdctl apply -f checks every Node of a file before it writes any): each valid,
+    // no name twice, and nothing of batch[i] (address, tunnel address, VTEP MAC) held by a
+    // record batch[i] would meet: batch[0..i-1], and the stored records of every other node
+    // except those batch[0..i-1] replaced. Throws NodeError naming the node, the field and
+    // the holder; StoreError when the store fails.
+    void check(const std::vector<NodeRecord> &batch);
     // False when there was no record of that name.
     bool remove(const std::string &name);
     // The record, or nullopt; throws NodeError when the stored record is malformed.
     std::optional<NodeRecord> get(const std::string &name);
+    // True when a record of that name is stored, readable or not.
+    bool exists(const std::string &name) { return store_.get(key(name)).has_value(); }
 
     struct Listing {
         std::vector<NodeRecord> nodes;  // the valid, unconflicted records, sorted by name

@@ -478,19 +478,21 @@ class OverlayModule final : public Module {
         if (self_->vtep_mac6) {
             d->vtep_mac6 = self_->vtep_mac6->bytes();
         }
+        std::vector<uint32_t> peers4;
+        std::vector<std::array<uint8_t, 16>> peers6;
         for (const auto &[name, n] : nodes) {
             if (name == self_->name) {
                 continue;
             }
             if (n.ipv4) {
-                d->peers4.push_back(n.ipv4->addr.v4().be().raw());
+                peers4.push_back(n.ipv4->addr.v4().be().raw());
             }
             if (n.ipv6) {
-                d->peers6.push_back(n.ipv6->addr.v6().bytes());
+                peers6.push_back(n.ipv6->addr.v6().bytes());
             }
         }
-        std::sort(d->peers4.begin(), d->peers4.end());
-        std::sort(d->peers6.begin(), d->peers6.end());
+        d->peers4.assign(peers4);
+        d->peers6.assign(peers6);
         if (const ov::DecapConfig *old = tables_.swap_decap(d.release())) {
             ctx_.defer([old] { delete old; });
         }

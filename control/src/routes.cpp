@@ -609,7 +609,11 @@ json RoutesModule::route_list(const json &args) {
     if (auto it = args.find("source"); it != args.end() && !it->is_null()) {
         src = it->is_string() ? parse_route_source(it->get<std::string>()) : std::nullopt;
         if (!src) {
-            bad("source must be one of endpoint, static, ipam, bgp");
+            std::string names;
+            for (const char *n : kRouteSourceNames) {
+                names += (names.empty() ? "" : ", ") + std::string(n);
+            }
+            bad("source must be one of " + names);
         }
     }
     std::optional<net::Family> fam;

@@ -28,16 +28,100 @@ bool prefix_match6(const uint8_t *a, const uint8_t *p, uint8_t len) {
     return ((a[whole] ^ p[whole]) & mask) == 0;
 }
 
+// Slot counts: a power of two at least twice the entries.
+uint32_t slots_for(size_t n) {
+    uint32_t s = 1;
+    while (s < 2 * n) {
+        s <<= 1;
+    }
+    return s;
+}
+
+uint32_t hash4(uint32_t a) {
+    return static_cast<uint32_t>((uint64_t{a} * 0x9E3779B97F4A7C15ull) >> 32);
+}
+
+uint32_t hash6(uint64_t hi, uint64_t lo) {
+    return hash4(static_cast<uint32_t>((hi ^ (lo * 0x9E3779B97F4A7C15ull)) >> 32) ^
+                 static_cast<uint32_t>(lo));
+}
+
 }  // namespace
 
+void AddrSet4::assign(const std::vector<uint32_t> &addrs_be) {
+    slots_.assign(slots_for(addrs_be.size()), 0);
+    mask_ = static_cast<uint32_t>(slots_.size() - 1);
+    n_ = 0;
+    for (uint32_t a : addrs_be) {
+        if (a == 0 || contains(a)) {
+            continue;
+        }
+        uint32_t i = hash4(a) & mask_;
+        while (slots_[i] != 0) {
+            i = (i + 1) & mask_;
+        }
+        slots_[i] = a;
+        n_++;
+    }
+}
+
+bool AddrSet4::contains(uint32_t a) const noexcept {
+    if (a == 0) {
+        return false;
+    }
+    for (uint32_t i = hash4(a) & mask_;; i = (i + 1) & mask_) {
+        if (slots_[i] == a) {
+            return true;
+        }
+        if (slots_[i] == 0) {
+            return false;
+        }
+    }
+}
+
+void AddrSet6::assign(const std::vector<std::array<uint8_t, 16>> &addrs) {
+    slots_.assign(slots_for(addrs.size()), {0, 0});
+    mask_ = static_cast<uint32_t>(slots_.size() - 1);
+    n_ = 0;
+    for (const auto &a : addrs) {
+        std::array<uint64_t, 2> v;
+        std::memcpy(v.data(), a.data(), 16);
+        if ((v[0] | v[1]) == 0 || contains(a.data())) {
+            continue;
+        }
+        uint32_t i = hash6(v[0], v[1]) & mask_;
+        while ((slots_[i][0] | slots_[i][1]) != 0) {
+            i = (i + 1) & mask_;
+        }
+        slots_[i] = v;
+        n_++;
+    }
+}
+
+bool AddrSet6::contains(const uint8_t *addr) const noexcept {
+    uint64_t hi, lo;
+    std::memcpy(&hi, addr, 8);
+    std::memcpy(&lo, addr + 8, 8);
+    if ((hi | lo) == 0) {
+        return false;
+    }
+    for (uint32_t i = hash6(hi, lo) & mask_;; i = (i + 1) & mask_) {
+        const auto &s = slots_[i];
+        if (s[0] == hi && s[1] == lo) {
+            return true;
+        }
+        if ((s[0] | s[1]) == 0) {
+            return false;
+        }
+    }
+}
+
 bool DecapConfig::is_peer4(uint32_t addr_be) const {
-    return std::binary_search(peers4.begin(), peers4.end(), addr_be);
+    return peers4.contains(addr_be);
 }
 
 bool DecapConfig::is_peer6(const uint8_t *addr) const {
-    std::array<uint8_t, 16> a;
-    std::memcpy(a.data(), addr, 16);
-    return std::binary_search(peers6.begin(), peers6.end(), a);
+    return peers6.contains(addr);
 }
 
 bool DecapConfig::in_pool4(uint32_t addr_be) const {

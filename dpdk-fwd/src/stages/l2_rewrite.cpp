@@ -19,7 +19,7 @@ namespace {
 template <bool kV6>
 void rewrite(Worker &w, Burst &in) {
     const Tables &t = w.tables();
-    const bool feature_nh = in.feature_nh;  // route let a feature's next hop in
+    const bool feature_nh = in.feature_nh != 0;  // route let a feature's next hop in
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
         const PktMeta &md = meta(m);

@@ -9,8 +9,8 @@
 //        (addresses, protocol, TCP / UDP ports; no ports for fragments, so
 //        every fragment of a datagram takes the member the datagram does).
 //        The member is then checked like any next hop below.
-// Sets:  meta.nh (the member's id for ECMP); out.feature_nh when a next hop
-//        of a feature's kind went out.
+// Sets:  meta.nh (the member's id for ECMP); in out.feature_nh the
+//        feature_nh_bit of each feature's kind of next hop that went out.
 // Next:  out (-> the output hook, then l2_rewrite) for kPod, kVia and the
 //        kinds features own (NhKind::kFirstFeature and up, pipeline.hpp);
 //        kResolve (neighbor not known yet): after the port and MTU checks,
@@ -109,7 +109,7 @@ void decide(Worker &w, rte_mbuf *m, uint32_t id, uint32_t l3_len, bool df, Burst
         return;
     }
     if (static_cast<uint8_t>(kind) >= static_cast<uint8_t>(NhKind::kFirstFeature)) {
-        out.feature_nh = true;
+        out.feature_nh |= feature_nh_bit(kind);
     }
     out.push(m);
 }

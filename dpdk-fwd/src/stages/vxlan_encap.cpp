@@ -2,7 +2,7 @@
 // ipip_encap (kIp4Output): the overlays' output stages (overlay.hpp).
 // Each takes the packets whose next hop has its kind (vxlan_nh_kind(),
 // ipip_nh_kind()) and leaves the others as they are; a burst route did not
-// mark feature_nh holds none and costs one test.
+// mark with the kind's feature_nh_bit holds none and costs one test.
 // Reads: meta.nh's NextHop (kind with an acquire load; group: the tunnel
 //        index); the worker's OverlayTables (slot "overlay") and the Tunnel;
 //        the inner header (TTL / hop limit, TOS / traffic class, DF; the
@@ -223,10 +223,10 @@ bool to_underlay(Worker &w, rte_mbuf *m, const Tunnel &tn) {
 
 template <TunnelType kType, bool kV6>
 void encap(Worker &w, Burst &b) {
-    if (!b.feature_nh) {
+    const NhKind kind = kType == TunnelType::kVxlan ? vxlan_nh_kind() : ipip_nh_kind();
+    if (!(b.feature_nh & feature_nh_bit(kind))) {
         return;
     }
-    const NhKind kind = kType == TunnelType::kVxlan ? vxlan_nh_kind() : ipip_nh_kind();
     const Tables &t = w.tables();
     const auto *ov = static_cast<const OverlayTables *>(w.slot(worker_slot()));
     uint16_t k = 0;

@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -36,6 +37,8 @@
 namespace fwd::dp::test {
 namespace {
 
+using overlay::AddrSet4;
+using overlay::AddrSet6;
 using overlay::DecapConfig;
 using overlay::OverlayTables;
 using overlay::Tunnel;
@@ -287,10 +290,8 @@ class Overlay : public DatapathTest {
         d.vxlan4 = d.vxlan6 = d.ipip = true;
         d.vtep_mac4 = kVtepMac4;
         d.vtep_mac6 = kVtepMac6;
-        d.peers4 = {be32(ip4("192.168.50.5")), be32(kRemote4), be32(ip4("192.168.50.30"))};
-        std::sort(d.peers4.begin(), d.peers4.end());
-        d.peers6 = {kRemote6, ip6("fd00:50::5"), ip6("fd00:50::30")};
-        std::sort(d.peers6.begin(), d.peers6.end());
+        d.peers4.assign({be32(ip4("192.168.50.5")), be32(kRemote4), be32(ip4("192.168.50.30"))});
+        d.peers6.assign({kRemote6, ip6("fd00:50::5"), ip6("fd00:50::30")});
         d.pools4 = {p4(ip4("10.65.0.0"), 16)};
         d.pools6 = {p6(ip6("fd00:65::"), 32)};
         return d;
@@ -978,6 +979,64 @@ INSTANTIATE_TEST_SUITE_P(Reasons, OverlayDrop, ::testing::ValuesIn(kDropCases),
                          });
 
 // Every reason the feature added has a case above.
+// The node address sets: every member found, nothing else, whatever the size.
+TEST(OverlayAddrSets, MembersAndOnlyMembers) {
+    std::mt19937 rng(7);
+    for (size_t n : {0u, 1u, 2u, 3u, 16u, 17u, 1000u}) {
+        std::vector<uint32_t> in4;
+        std::vector<std::array<uint8_t, 16>> in6;
+        std::set<uint32_t> want4;
+        std::set<std::array<uint8_t, 16>> want6;
+        while (want4.size() < n) {
+            uint32_t a = rng() | 1;  // never zero
+            in4.push_back(a);
+            want4.insert(a);
+            std::array<uint8_t, 16> b{};
+            for (auto &x : b) {
+                x = static_cast<uint8_t>(rng());
+            }
+            b[15] |= 1;
+            in6.push_back(b);
+            want6.insert(b);
+        }
+        // duplicates and the all-zero address are not counted
+        if (n > 0) {
+            in4.push_back(in4[0]);
+            in6.push_back(in6[0]);
+        }
+        in4.push_back(0);
+        in6.push_back({});
+        AddrSet4 s4;
+        AddrSet6 s6;
+        s4.assign(in4);
+        s6.assign(in6);
+        EXPECT_EQ(s4.size(), n);
+        EXPECT_EQ(s6.size(), n);
+        for (uint32_t a : want4) {
+            EXPECT_TRUE(s4.contains(a)) << n;
+        }
+        for (const auto &a : want6) {
+            EXPECT_TRUE(s6.contains(a.data())) << n;
+        }
+        EXPECT_FALSE(s4.contains(0));
+        const std::array<uint8_t, 16> zero{};
+        EXPECT_FALSE(s6.contains(zero.data()));
+        size_t false4 = 0, false6 = 0;
+        for (int i = 0; i < 20000; i++) {
+            uint32_t a = rng() & ~1u;  // even: never one of the members above
+            false4 += s4.contains(a) && a != 0;
+            std::array<uint8_t, 16> b{};
+            for (auto &x : b) {
+                x = static_cast<uint8_t>(rng());
+            }
+            b[15] &= 0xfe;
+            false6 += s6.contains(b.data());
+        }
+        EXPECT_EQ(false4, 0u) << n;
+        EXPECT_EQ(false6, 0u) << n;
+    }
+}
+
 TEST(OverlayDropReasons, EachHasACase) {
     std::set<std::string> covered;
     for (const DropSetup &c : kDropCases) {
@@ -1199,8 +1258,8 @@ TEST_F(LinuxVxlan, DecapTakesLinuxFramesToThePod) {
     change_decap([&](DecapConfig &d) {
         d.vtep_mac4 = m("vtep_mac4");
         d.vtep_mac6 = m("vtep_mac6");
-        d.peers4 = {be32(a4("linux_node4"))};
-        d.peers6 = {a6("linux_node6")};
+        d.peers4.assign({be32(a4("linux_node4"))});
+        d.peers6.assign({a6("linux_node6")});
         d.pools4 = {p4(ip4("10.65.0.0"), 16)};
         d.pools6 = {p6(ip6("fd00:65::"), 32)};
     });

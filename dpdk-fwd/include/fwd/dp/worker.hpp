@@ -27,11 +27,18 @@ namespace fwd::dp {
 inline constexpr uint16_t kBurst = 32;
 inline constexpr uint16_t kMaxRxQueues = 64;
 
+// A bit per feature next-hop kind (kinds past the 32nd share the last bit).
+constexpr uint32_t feature_nh_bit(NhKind k) {
+    const unsigned i = static_cast<uint8_t>(k) - static_cast<uint8_t>(NhKind::kFirstFeature);
+    return uint32_t{1} << (i < 31 ? i : 31);
+}
+
 struct Burst {
     uint16_t n = 0;
-    // route4 / route6 set it when a packet whose next hop has a feature's
-    // kind went in: only then does l2_rewrite look at each next hop's kind.
-    bool feature_nh = false;
+    // route4 / route6 set feature_nh_bit(kind) for each feature's next-hop
+    // kind that went in: only then does l2_rewrite look at each next hop's
+    // kind, and a feature's output stage at the burst.
+    uint32_t feature_nh = 0;
     rte_mbuf *pkts[kBurst];
     void push(rte_mbuf *m) { pkts[n++] = m; }
 };

@@ -94,11 +94,15 @@ bool udp_cksum_ok(const rte_mbuf *m, const void *ip, uint32_t l4_off, uint16_t u
     }
     sum += rte_cpu_to_be_16(IPPROTO_UDP);
     sum += rte_cpu_to_be_16(udp_len);
-    uint16_t data;
-    if (rte_raw_cksum_mbuf(m, l4_off, udp_len, &data) != 0) {
-        return false;
+    if (seg_avail(m, l4_off) >= udp_len) {  // in the first segment: the flat sum
+        sum = __rte_raw_cksum(rte_pktmbuf_mtod_offset(m, const uint8_t *, l4_off), udp_len, sum);
+    } else {
+        uint16_t data;
+        if (rte_raw_cksum_mbuf(m, l4_off, udp_len, &data) != 0) {
+            return false;
+        }
+        sum += data;
     }
-    sum += data;
     return __rte_raw_cksum_reduce(sum) == 0xffff;
 }
 

@@ -162,12 +162,15 @@ bool vxlan_one(Worker &w, rte_mbuf *m, const Tunnel &tn) {
         o->hop_limits = kOuterTtl;
         std::memcpy(o->src_addr, tn.src6.data(), 16);
         std::memcpy(o->dst_addr, tn.dst6.data(), 16);
-        udp->dgram_cksum = rte_ipv6_udptcp_cksum_mbuf(m, o, kL4);
+        // one segment (the common case): the flat sum, no walk over segments
+        udp->dgram_cksum = m->nb_segs == 1 ? rte_ipv6_udptcp_cksum(o, udp)
+                                           : rte_ipv6_udptcp_cksum_mbuf(m, o, kL4);
     } else {
         auto *o = at<rte_ipv4_hdr>(m, kEthLen);
         write_outer4(o, outer_tos(tos), static_cast<uint16_t>(m->pkt_len - kEthLen), next_ip_id(w),
                      0, kOuterTtl, IPPROTO_UDP, tn);
-        udp->dgram_cksum = rte_ipv4_udptcp_cksum_mbuf(m, o, kL4);
+        udp->dgram_cksum = m->nb_segs == 1 ? rte_ipv4_udptcp_cksum(o, udp)
+                                           : rte_ipv4_udptcp_cksum_mbuf(m, o, kL4);
     }
     outer_meta(md, kL4, IPPROTO_UDP);
     return true;

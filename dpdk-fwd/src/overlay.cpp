@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "fwd/dp/pipeline.hpp"
+#include "fwd/dp/pkt.hpp"
 #include "fwd/util/registry.hpp"
 
 namespace fwd::dp::overlay {
@@ -44,6 +45,35 @@ uint32_t hash4(uint32_t a) {
 uint32_t hash6(uint64_t hi, uint64_t lo) {
     return hash4(static_cast<uint32_t>((hi ^ (lo * 0x9E3779B97F4A7C15ull)) >> 32) ^
                  static_cast<uint32_t>(lo));
+}
+
+// Tunnel::udp_sum: the fields in the order and at the (even) offsets the
+// packet has them, so the 16-bit words pair up as they do there.
+uint32_t vxlan_fixed_sum(const Tunnel &t) {
+    uint8_t b[32 + 2 + 2 + 8 + RTE_ETHER_HDR_LEN];
+    size_t n = 0;
+    auto put = [&](const void *p, size_t len) {
+        std::memcpy(b + n, p, len);
+        n += len;
+    };
+    if (t.v6) {
+        put(t.src6.data(), 16);
+        put(t.dst6.data(), 16);
+    } else {
+        put(&t.src4, 4);
+        put(&t.dst4, 4);
+    }
+    const uint16_t proto = rte_cpu_to_be_16(IPPROTO_UDP), port = rte_cpu_to_be_16(kVxlanPort);
+    put(&proto, 2);
+    put(&port, 2);
+    const uint32_t flags = rte_cpu_to_be_32(kVxlanFlagI), vni = rte_cpu_to_be_32(t.vni << 8);
+    put(&flags, 4);
+    put(&vni, 4);
+    put(t.inner_dst_mac.data(), 6);
+    put(t.inner_src_mac.data(), 6);
+    const uint16_t type = rte_cpu_to_be_16(t.v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
+    put(&type, 2);
+    return __rte_raw_cksum_reduce(raw_sum(b, static_cast<uint32_t>(n), 0));
 }
 
 }  // namespace
@@ -162,6 +192,7 @@ uint32_t OverlayTables::tunnel_alloc(const Tunnel &t) {
     const uint32_t i = free_.back();
     free_.pop_back();
     tunnels_[i] = t;
+    tunnels_[i].udp_sum = t.type == TunnelType::kVxlan ? vxlan_fixed_sum(t) : 0;
     used_[i] = true;
     // The next hop naming this entry is published after this store.
     std::atomic_thread_fence(std::memory_order_release);

@@ -60,7 +60,6 @@ namespace fwd::dp::overlay {
 namespace {
 
 constexpr uint16_t kEthLen = RTE_ETHER_HDR_LEN;
-constexpr uint32_t kVxlanFlagI = 0x08000000;
 constexpr uint32_t kVxlanLen = sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr);
 
 enum class Verdict : uint8_t { kDecap, kKeep, kHost, kDrop };
@@ -88,14 +87,14 @@ template <bool kV6>
 bool udp_cksum_ok(const rte_mbuf *m, const void *ip, uint32_t l4_off, uint16_t udp_len) {
     uint32_t sum;
     if constexpr (kV6) {
-        sum = __rte_raw_cksum(static_cast<const rte_ipv6_hdr *>(ip)->src_addr, 32, 0);
+        sum = raw_sum(static_cast<const rte_ipv6_hdr *>(ip)->src_addr, 32, 0);
     } else {
-        sum = __rte_raw_cksum(&static_cast<const rte_ipv4_hdr *>(ip)->src_addr, 8, 0);
+        sum = raw_sum(&static_cast<const rte_ipv4_hdr *>(ip)->src_addr, 8, 0);
     }
     sum += rte_cpu_to_be_16(IPPROTO_UDP);
     sum += rte_cpu_to_be_16(udp_len);
     if (seg_avail(m, l4_off) >= udp_len) {  // in the first segment: the flat sum
-        sum = __rte_raw_cksum(rte_pktmbuf_mtod_offset(m, const uint8_t *, l4_off), udp_len, sum);
+        sum = raw_sum(rte_pktmbuf_mtod_offset(m, const uint8_t *, l4_off), udp_len, sum);
     } else {
         uint16_t data;
         if (rte_raw_cksum_mbuf(m, l4_off, udp_len, &data) != 0) {
@@ -119,7 +118,7 @@ Outcome vxlan_check(const Worker &w, rte_mbuf *m, const DecapConfig *dc) {
     const void *ip = at<uint8_t>(m, md.l3_off);
     if constexpr (kV6) {
         const auto *ip6 = static_cast<const rte_ipv6_hdr *>(ip);
-        if (!node.has_ip6 || std::memcmp(ip6->dst_addr, node.ip6.data(), 16) != 0) {
+        if (!node.has_ip6 || !eq16(ip6->dst_addr, node.ip6.data())) {
             return {Verdict::kKeep};
         }
     } else {
@@ -168,7 +167,7 @@ Outcome vxlan_check(const Worker &w, rte_mbuf *m, const DecapConfig *dc) {
     }
     const auto *eth = at<rte_ether_hdr>(m, l4 + kVxlanLen);
     const auto &vtep = kV6 ? dc->vtep_mac6 : dc->vtep_mac4;
-    if (std::memcmp(eth->dst_addr.addr_bytes, vtep.data(), 6) != 0) {
+    if (!eq6(eth->dst_addr.addr_bytes, vtep.data())) {
         return drop(DropReason::kVxlanBadInnerMac);
     }
     const bool inner6 = eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV6);

@@ -48,6 +48,7 @@
 //        outer packet above the underlay's MTU: the tunnel next hop's MTU
 //        was set too high), and the punt drops (punt_rate_limited,
 //        punt_ring_full).
+#include <rte_prefetch.h>
 #include <rte_udp.h>
 #include <rte_vxlan.h>
 
@@ -65,7 +66,6 @@ constexpr uint16_t kEthLen = RTE_ETHER_HDR_LEN;
 constexpr uint8_t kOuterTtl = 64;           // Linux: the route's hop limit, ip_default_ttl
 constexpr uint32_t kPortSeed = 0x0ddba115;  // not ECMP's: the two choices stay apart
 constexpr uint16_t kSrcPortMin = 49152;     // RFC 7348 section 5: 49152-65535
-constexpr uint32_t kVxlanFlagI = 0x08000000;
 
 // [W] the outer IPv4 IDs this worker's thread hands out (a worker has a
 // thread of its own; the interface gives the feature no per-worker state).
@@ -85,8 +85,17 @@ uint8_t outer_tos(uint8_t inner_tos) {
     return ecn == 0x3 ? 0x2 : ecn;
 }
 
+// The header checksum is summed from the values, not read back from the
+// header just written (loads over fresh narrower stores stall store
+// forwarding: a fifth of the IPv4 encapsulation's cycles).
 void write_outer4(rte_ipv4_hdr *o, uint8_t tos, uint16_t len, uint16_t id, rte_be16_t df,
                   uint8_t ttl, uint8_t proto, const Tunnel &tn) {
+    const uint32_t s = rte_be_to_cpu_32(tn.src4), d = rte_be_to_cpu_32(tn.dst4);
+    uint32_t sum = ((uint32_t{RTE_IPV4_VHL_DEF} << 8) | tos) + len + id + rte_be_to_cpu_16(df) +
+                   ((uint32_t{ttl} << 8) | proto) + (s >> 16) + (s & 0xffff) + (d >> 16) +
+                   (d & 0xffff);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
     o->version_ihl = RTE_IPV4_VHL_DEF;
     o->type_of_service = tos;
     o->total_length = rte_cpu_to_be_16(len);
@@ -96,8 +105,7 @@ void write_outer4(rte_ipv4_hdr *o, uint8_t tos, uint16_t len, uint16_t id, rte_b
     o->next_proto_id = proto;
     o->src_addr = tn.src4;
     o->dst_addr = tn.dst4;
-    o->hdr_checksum = 0;
-    o->hdr_checksum = rte_ipv4_cksum(o);
+    o->hdr_checksum = rte_cpu_to_be_16(static_cast<uint16_t>(~sum));
 }
 
 // meta describes the outer packet from now on; built here, it loses no hop.
@@ -121,15 +129,33 @@ template <bool kV6>
 bool vxlan_one(Worker &w, rte_mbuf *m, const Tunnel &tn) {
     PktMeta &md = meta(m);
     const uint32_t hash = kV6 ? flow_hash6(m, md, kPortSeed) : flow_hash4(m, md, kPortSeed);
+    // What the inner packet adds to the outer UDP checksum (one segment),
+    // summed before this stage writes into it: an IPv4 header's own sum is
+    // 0xffff (its checksum is right, and stays right through the TTL
+    // update), so only what follows it counts; an IPv6 header is summed
+    // whole, the hop limit's decrement taken off after.
+    const bool flat = m->nb_segs == 1;
+    uint32_t inner_sum = 0;
     uint8_t tos;
     if constexpr (kV6) {
         auto *ip = at<rte_ipv6_hdr>(m, md.l3_off);
+        if (flat) {
+            inner_sum = __rte_raw_cksum_reduce(raw_sum(ip, m->pkt_len - md.l3_off, 0));
+        }
         if (!(md.flags & kMetaLocalOrigin)) {
             ip->hop_limits--;
+            // one less in the hop limit byte: the word (next header, hop
+            // limit) in native order loses 0x0100 (on a little-endian CPU)
+            inner_sum += static_cast<uint16_t>(~rte_cpu_to_be_16(1));
         }
         tos = static_cast<uint8_t>(rte_be_to_cpu_32(ip->vtc_flow) >> 20);
     } else {
         auto *ip = at<rte_ipv4_hdr>(m, md.l3_off);
+        if (flat) {
+            const uint32_t ihl = (ip->version_ihl & 0xfu) * 4u;
+            inner_sum = __rte_raw_cksum_reduce(raw_sum(
+                reinterpret_cast<const uint8_t *>(ip) + ihl, m->pkt_len - md.l3_off - ihl, 0));
+        }
         if (!(md.flags & kMetaLocalOrigin)) {
             ip4_dec_ttl(ip);
         }
@@ -150,10 +176,20 @@ bool vxlan_one(Worker &w, rte_mbuf *m, const Tunnel &tn) {
     vx->vx_vni = rte_cpu_to_be_32(tn.vni << 8);
     const auto udp_len = static_cast<uint16_t>(m->pkt_len - kL4);
     auto *udp = at<rte_udp_hdr>(m, kL4);
-    udp->src_port = rte_cpu_to_be_16(static_cast<uint16_t>(kSrcPortMin | (hash >> 18)));
+    const rte_be16_t sport = rte_cpu_to_be_16(static_cast<uint16_t>(kSrcPortMin | (hash >> 18)));
+    const rte_be16_t len_be = rte_cpu_to_be_16(udp_len);
+    udp->src_port = sport;
     udp->dst_port = RTE_BE16(kVxlanPort);
-    udp->dgram_len = rte_cpu_to_be_16(udp_len);
+    udp->dgram_len = len_be;
     udp->dgram_cksum = 0;
+    // the tunnel's fixed part, the source port, the length twice (pseudo-
+    // header and UDP header), the inner packet
+    uint32_t udp_sum = 0;
+    if (flat) {
+        udp_sum = tn.udp_sum + sport + 2u * len_be + inner_sum;  // each at most 17 bits
+        const auto ck = static_cast<uint16_t>(~__rte_raw_cksum_reduce(udp_sum));
+        udp_sum = ck == 0 ? 0xffff : ck;
+    }
     if constexpr (kV6) {
         auto *o = at<rte_ipv6_hdr>(m, kEthLen);
         o->vtc_flow = rte_cpu_to_be_32((6u << 28) | (uint32_t{outer_tos(tos)} << 20));
@@ -162,15 +198,14 @@ bool vxlan_one(Worker &w, rte_mbuf *m, const Tunnel &tn) {
         o->hop_limits = kOuterTtl;
         std::memcpy(o->src_addr, tn.src6.data(), 16);
         std::memcpy(o->dst_addr, tn.dst6.data(), 16);
-        // one segment (the common case): the flat sum, no walk over segments
-        udp->dgram_cksum = m->nb_segs == 1 ? rte_ipv6_udptcp_cksum(o, udp)
-                                           : rte_ipv6_udptcp_cksum_mbuf(m, o, kL4);
+        udp->dgram_cksum = flat ? static_cast<uint16_t>(udp_sum)
+                                : rte_ipv6_udptcp_cksum_mbuf(m, o, kL4);
     } else {
         auto *o = at<rte_ipv4_hdr>(m, kEthLen);
         write_outer4(o, outer_tos(tos), static_cast<uint16_t>(m->pkt_len - kEthLen), next_ip_id(w),
                      0, kOuterTtl, IPPROTO_UDP, tn);
-        udp->dgram_cksum = m->nb_segs == 1 ? rte_ipv4_udptcp_cksum(o, udp)
-                                           : rte_ipv4_udptcp_cksum_mbuf(m, o, kL4);
+        udp->dgram_cksum = flat ? static_cast<uint16_t>(udp_sum)
+                                : rte_ipv4_udptcp_cksum_mbuf(m, o, kL4);
     }
     outer_meta(md, kL4, IPPROTO_UDP);
     return true;
@@ -232,6 +267,11 @@ void encap(Worker &w, Burst &b) {
     }
     const Tables &t = w.tables();
     const auto *ov = static_cast<const OverlayTables *>(w.slot(worker_slot()));
+    // The outer headers go into the headroom, a cache line RX did not touch:
+    // ask for every packet's line first, so the misses overlap.
+    for (uint16_t i = 0; i < b.n; i++) {
+        rte_prefetch0_write(rte_pktmbuf_mtod(b.pkts[i], uint8_t *) - RTE_CACHE_LINE_SIZE);
+    }
     uint16_t k = 0;
     for (uint16_t i = 0; i < b.n; i++) {
         rte_mbuf *m = b.pkts[i];

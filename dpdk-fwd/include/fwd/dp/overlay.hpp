@@ -44,6 +44,7 @@
 namespace fwd::dp::overlay {
 
 inline constexpr uint16_t kVxlanPort = 4789;  // Calico / FelixConfiguration default
+inline constexpr uint32_t kVxlanFlagI = 0x08000000;  // RFC 7348: a valid VNI
 inline constexpr uint32_t kDefaultVni = 4096;
 inline constexpr uint32_t kMaxTunnels = 4096;
 // Outer Ethernet, IP, UDP and VXLAN headers / inner Ethernet header, as
@@ -67,6 +68,13 @@ struct Tunnel {  // one remote node's tunnel end for one outer family
     // A next hop (kVia, or kResolve while its neighbour is unknown) to dst
     // out of the uplink.
     uint32_t underlay_nh;
+    // Set by tunnel_alloc (what a caller gives is replaced): VXLAN, the one's
+    // complement sum (pkt.hpp raw_sum) of what the tunnel fixes in the outer
+    // UDP checksum: the pseudo-header's addresses and protocol, the UDP
+    // destination port, the VXLAN header, the inner Ethernet header. The
+    // stage adds the rest instead of reading back headers it just wrote
+    // (loads over fresh narrower stores stall store forwarding).
+    uint32_t udp_sum = 0;
 };
 
 // Node addresses the workers look up once per tunnel packet: open

@@ -34,6 +34,59 @@ inline uint16_t csum_update16(uint16_t cksum, uint16_t old_w, uint16_t new_w) {
     return static_cast<uint16_t>(~sum);
 }
 
+// The one's complement sum of len bytes (any alignment) added to sum, in
+// native byte order like __rte_raw_cksum and reduced the same way
+// (__rte_raw_cksum_reduce), but 8 bytes a step where that adds 2: a VXLAN
+// datagram around a 64-byte frame was 50 dependent adds, a third of the
+// encapsulation's cycles. Two 32-bit halves per step into 64 bits cannot
+// overflow; 2^32 and 2^16 are both 1 modulo 0xffff, so the folds keep the
+// sum.
+inline uint32_t raw_sum(const void *buf, uint32_t len, uint32_t sum) {
+    const auto *p = static_cast<const uint8_t *>(buf);
+    uint64_t acc = sum;
+    for (; len >= 8; p += 8, len -= 8) {
+        uint64_t w;
+        std::memcpy(&w, p, 8);
+        acc += (w & 0xffffffffu) + (w >> 32);
+    }
+    if (len >= 4) {
+        uint32_t w;
+        std::memcpy(&w, p, 4);
+        acc += w;
+        p += 4;
+        len -= 4;
+    }
+    if (len >= 2) {
+        uint16_t w;
+        std::memcpy(&w, p, 2);
+        acc += w;
+        p += 2;
+        len -= 2;
+    }
+    if (len != 0) {
+        uint16_t w = 0;
+        std::memcpy(&w, p, 1);
+        acc += w;
+    }
+    acc = (acc >> 32) + (acc & 0xffffffffu);
+    acc = (acc >> 32) + (acc & 0xffffffffu);
+    return static_cast<uint32_t>(acc);
+}
+
+// The checksum of a UDP datagram of udp_len bytes in the first segment (its
+// checksum field zero while summing), from a pseudo-header's addresses
+// (8 bytes for IPv4, 32 for IPv6, contiguous as in the IP headers); 0 goes
+// out as 0xffff (RFC 768).
+inline uint16_t udp_cksum(const void *addrs, uint32_t addrs_len, const void *udp,
+                          uint16_t udp_len) {
+    uint32_t sum = raw_sum(addrs, addrs_len, 0);
+    sum += rte_cpu_to_be_16(IPPROTO_UDP);
+    sum += rte_cpu_to_be_16(udp_len);
+    sum = raw_sum(udp, udp_len, sum);
+    const auto ck = static_cast<uint16_t>(~__rte_raw_cksum_reduce(sum));
+    return ck == 0 ? 0xffff : ck;
+}
+
 // True when an IPv4 header of hlen bytes (in the first segment) carries a
 // right checksum: its one's complement sum is 0xffff. The usual 20-byte
 // header is summed as five 32-bit words (rte_raw_cksum's byte loop took
@@ -64,6 +117,27 @@ inline void ip4_dec_ttl(rte_ipv4_hdr *ip) {
     auto new_w = rte_cpu_to_be_16(static_cast<uint16_t>(rte_be_to_cpu_16(old_w) - 0x0100));
     std::memcpy(&ip->time_to_live, &new_w, 2);
     ip->hdr_checksum = csum_update16(ip->hdr_checksum, old_w, new_w);
+}
+
+// Equality of 6 and 16 bytes as two loads a side (std::memcmp of a length
+// the compiler does not inline is a libc call on the packet path).
+inline bool eq6(const void *a, const void *b) {
+    uint32_t a0, b0;
+    uint16_t a1, b1;
+    std::memcpy(&a0, a, 4);
+    std::memcpy(&b0, b, 4);
+    std::memcpy(&a1, static_cast<const uint8_t *>(a) + 4, 2);
+    std::memcpy(&b1, static_cast<const uint8_t *>(b) + 4, 2);
+    return ((a0 ^ b0) | static_cast<uint32_t>(a1 ^ b1)) == 0;
+}
+
+inline bool eq16(const void *a, const void *b) {
+    uint64_t a0, a1, b0, b1;
+    std::memcpy(&a0, a, 8);
+    std::memcpy(&a1, static_cast<const uint8_t *>(a) + 8, 8);
+    std::memcpy(&b0, b, 8);
+    std::memcpy(&b1, static_cast<const uint8_t *>(b) + 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
 }
 
 inline void write_eth(rte_ether_hdr *eth, const uint8_t *dst, const uint8_t *src,

@@ -16,16 +16,47 @@
 //   anything else:    addresses + protocol
 //
 // Ownership: ONE SHARED TABLE, lock-free readers, writers serialised.
-// Measured on this machine (2 cores, shared with other builds; TSC cycles per
-// operation, median of 5 runs, keys as FlowKey, lookups of established flows
-// at random, inserts of new flows into an empty table up to the count;
-// "1M x 2 threads" is one table of 1M shared by both threads for the shared
-// rows, a table of 512k each for the per-worker row):
+// Measured on this machine (2 cores at 2.1 GHz, shared with other builds:
+// load average 2.4 to 3.4 during the run), TSC cycles per operation per
+// thread, median of 5 runs (min-max); keys are FlowKey, two per flow, half
+// IPv4 half IPv6; lookups of established flows at random, one at a time;
+// inserts of new flows into an empty table up to the count. "2 threads":
+// per-worker = a table of half the flows each; shared = one table, both
+// threads looking up any flow and inserting disjoint halves at once.
 //
-//   build/perf/ct_bench (ninja -C build perf/ct_bench), see RESULTS below
-//   RESULTS
+//   ninja -C build perf/ct_bench && build/perf/ct_bench
 //
-// Why shared, whatever the few cycles above say:
+//   | variant                  | thr | flows | lookup          | insert           |
+//   |--------------------------|----:|------:|-----------------|------------------|
+//   | per-worker rte_hash      | 1   | 10k   | 100 (100-105)   | 303 (290-318)    |
+//   | shared rte_hash LF+MW    | 1   | 10k   | 104 (102-104)   | 410 (378-420)    |
+//   | ours (ConnTable, shared) | 1   | 10k   | 140 (136-144)   | 445 (425-451)    |
+//   | per-worker rte_hash      | 2   | 10k   | 89 (76-98)      | 286 (238-312)    |
+//   | shared rte_hash LF+MW    | 2   | 10k   | 97 (80-106)     | 2175 (1792-2495) |
+//   | ours (ConnTable, shared) | 2   | 10k   | 132 (110-144)   | 1958 (1100-2479) |
+//   | per-worker rte_hash      | 1   | 1M    | 362 (216-378)   | 719 (426-767)    |
+//   | shared rte_hash LF+MW    | 1   | 1M    | 350 (197-402)   | 909 (711-1072)   |
+//   | ours (ConnTable, shared) | 1   | 1M    | 472 (292-479)   | 856 (628-902)    |
+//   | per-worker rte_hash      | 2   | 1M    | 310 (199-1189)  | 540 (333-2041)   |
+//   | shared rte_hash LF+MW    | 2   | 1M    | 725 (338-1192)  | 2635 (2116-6396) |
+//   | ours (ConnTable, shared) | 2   | 1M    | 903 (301-1353)  | 3389 (2073-5856) |
+//
+// A second run at load 5 had every number higher and wider (1M, 2 threads:
+// lookups 763 / 821 / 1066, inserts 1747 / 5593 / 4595), same order. Read:
+// - Lookups: a shared table costs about what a private one does with one
+//   thread; with two, the 1M rows are dominated by cache misses (a shared
+//   table is twice each private one) and by the machine's noise. Ours is
+//   30 to 40% above rte_hash (it scans 8 signatures a bucket in scalar code
+//   and reads the flow entry to compare the key; rte_hash compares 16
+//   signatures with SIMD): a place to improve behind the same signature.
+// - Inserts: the real difference. Two threads inserting into one table pay
+//   the writer lock and the bouncing of its lines: 2000 to 3400 cycles a new
+//   flow against 300 to 540 in private tables, about 7x.
+// - ConnTable's index never refused a key at 100% of its capacity (the
+//   bench counts kIndexFull: 0 of 1M x 5 runs); first-fit placement instead
+//   of the less-loaded bucket refused 4686.
+//
+// Why shared, then:
 // - The reply of a NATed flow does not come back where the original left.
 //   SNAT: a pod's packet enters on the pod tap (queue picked by the kernel's
 //   tap queue selection, not by us), its reply enters on the uplink (RSS on
@@ -38,6 +69,14 @@
 //   queue map; impossible on the tap PMD and af_packet, and it divides the
 //   port range by the worker count). With one table the reply finds its flow
 //   on whichever worker it arrives.
+// - The shared table's price is paid once per flow (the insert premium,
+//   about 2000-3000 cycles with two workers creating at once); a handoff
+//   would be paid by every packet of the steered direction (a ring enqueue
+//   and dequeue and the mbuf's lines moving cores: a few hundred cycles a
+//   packet), and a flow of more than a few packets costs more that way.
+//   A per-worker table stays the better choice only where a NIC steers
+//   both directions home; the table's API (track / create / age) would not
+//   change for it.
 // - Lookups (every packet) stay lock-free: readers take no lock and write no
 //   shared line but the flow's own timestamp. Only new flows take the writer
 //   lock (one rte_spinlock for the index, held for the insert of two keys);

@@ -45,6 +45,8 @@ extern "C" {
 #include <utility>
 #include <vector>
 
+#include "bench_main.hpp"
+
 namespace fwd::perf {
 
 namespace {
@@ -535,33 +537,8 @@ int bench() {
 
 int main(int argc, char **argv) {
     // Fixed EAL arguments; anything given on the command line is appended.
-    std::string prefix = "--file-prefix=fwdbench" + std::to_string(getpid());
-    std::vector<std::string> args = {argv[0],
-                                     "-l",
-                                     "1",
-                                     "--in-memory",
-                                     "--no-pci",
-                                     "--no-telemetry",
-                                     "--log-level=*:warning",
-                                     prefix,
-                                     "--force-max-simd-bitwidth=512"};
-    for (int i = 1; i < argc; i++) {
-        args.emplace_back(argv[i]);
-    }
-    std::vector<char *> eal_argv;
-    for (auto &a : args) {
-        eal_argv.push_back(a.data());
-    }
-    if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-        std::fprintf(stderr, "rte_eal_init: %s\n", rte_strerror(rte_errno));
-        return 1;
-    }
-    int rc = 1;
-    try {
-        rc = fwd::perf::bench();
-    } catch (const std::exception &e) {
-        std::fprintf(stderr, "lookup_bench: %s\n", e.what());
-    }
-    rte_eal_cleanup();
-    return rc;
+    return fwd::perf::bench_main(argc, argv, "lookup_bench",
+                                 {"-l", "1", "--in-memory", "--no-pci", "--no-telemetry",
+                                  "--log-level=*:warning", "--force-max-simd-bitwidth=512"},
+                                 &fwd::perf::bench);
 }

@@ -25,6 +25,8 @@
 #include <nlohmann/json.hpp>
 
 #include "fwd/control/api.hpp"
+#include "fwd/ipam/document.hpp"
+#include "fwd/ipam/store.hpp"
 #include "fwd/util/registry.hpp"
 
 namespace fwd::control::fwdctl {
@@ -146,5 +148,39 @@ CLI::App *add_request_command(CLI::App &parent, const std::string &name, const s
                               const std::string &op, Command &command,
                               std::function<void(const json &, std::ostream &)> print,
                               const std::function<void(CLI::App *, ArgOptions &)> &setup = {});
+
+// ---------------------------------------------------------------------------------------------
+// Commands on the cluster store itself (fwdctl_ipam.cpp): no daemon involved.
+
+// Runs a store command; its failures become messages and exit codes (a store that cannot be
+// reached: kExitUnavailable, with how to choose another).
+int run_guarded(const std::function<int()> &command);
+
+// The --store option of one command (env FWD_IPAM_STORE), default ipam::kDefaultStoreSpec.
+std::shared_ptr<std::string> add_store_option(CLI::App *cmd);
+
+void print_json(const json &j);
+
+// ---------------------------------------------------------------------------------------------
+// `fwdctl apply -f` / `delete -f` take resources of several kinds, one file may mix them. Each
+// family of kinds is one entry, registered from its own file (FWD_ON_LOAD), so a new kind is a
+// new entry and no edit of the others. apply / delete run in two phases: every entry stages
+// its resources (decodes, validates, plans against the store: everything that can be refused
+// is refused here, nothing is written), then every entry writes, in registration order.
+struct FileKinds {
+    std::string name;   // "IPAM", "services": for messages
+    std::string kinds;  // "IPPool, IPAMConfiguration, Node": for an unknown kind's message
+    int order = 0;      // writing order, lowest first (the pools before what uses them)
+    bool (*handles)(std::string_view kind) = nullptr;
+    // The write step: appends {"kind", "name", "action", "document"} per resource to results;
+    // nonzero (after saying what was and was not written) when it fails.
+    using Write = std::function<int(json &results)>;
+    // Throws (any std::exception, what() naming the file, document and field) to refuse; may
+    // print warnings to stderr. del: `delete -f`.
+    Write (*stage)(const std::vector<ipam::RawResource> &resources, ipam::Store &store,
+                   bool del) = nullptr;
+};
+void register_file_kinds(FileKinds k);
+std::vector<FileKinds> registered_file_kinds();  // by order
 
 }  // namespace fwd::control::fwdctl

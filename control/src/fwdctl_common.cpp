@@ -16,7 +16,24 @@ std::vector<Group> &registry() {
     return groups;
 }
 
+// Likewise for the kinds of `apply -f`.
+std::vector<FileKinds> &file_kinds() {
+    static std::vector<FileKinds> kinds;
+    return kinds;
+}
+
 }  // namespace
+
+void register_file_kinds(FileKinds k) {
+    file_kinds().push_back(std::move(k));
+}
+
+std::vector<FileKinds> registered_file_kinds() {
+    auto v = file_kinds();
+    std::stable_sort(v.begin(), v.end(),
+                     [](const FileKinds &a, const FileKinds &b) { return a.order < b.order; });
+    return v;
+}
 
 void register_group(std::string name, int order, GroupFn fn) {
     registry().push_back(Group{std::move(name), order, fn});

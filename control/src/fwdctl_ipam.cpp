@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fwd/ipam/allocator.hpp"
+#include "fwd/ipam/document.hpp"
 #include "fwd/ipam/node.hpp"
 #include "fwd/ipam/open_store.hpp"
 #include "fwd/ipam/resource.hpp"
@@ -52,28 +53,6 @@ struct Ipam {
     ipam::Allocator alloc;
 };
 
-// Runs a command; its failures become messages and exit codes.
-int run_guarded(const std::function<int()> &command) {
-    int rc = kExitError;
-    try {
-        rc = command();
-    } catch (const CLI::Error &e) {
-        std::cerr << "fwdctl: " << e.what() << '\n';
-        rc = kExitUsage;
-    } catch (const std::invalid_argument &e) {
-        std::cerr << "fwdctl: " << e.what() << '\n';
-        rc = kExitUsage;
-    } catch (const ipam::StoreError &e) {
-        std::cerr << "fwdctl: IPAM store: " << e.what() << '\n'
-                  << "fwdctl: choose the store with --store or " << kStoreEnv << '\n';
-        rc = kExitUnavailable;
-    } catch (const std::exception &e) {
-        std::cerr << "fwdctl: " << e.what() << '\n';
-        rc = kExitError;
-    }
-    return rc;
-}
-
 // A JSON array of items, each converted by `one`.
 template <typename T, typename F>
 json json_array(const std::vector<T> &items, F one) {
@@ -82,10 +61,6 @@ json json_array(const std::vector<T> &items, F one) {
         a.push_back(one(item));
     }
     return a;
-}
-
-void print_json(const json &j) {
-    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
 }
 
 // Text columns, two spaces apart; `right` marks the numeric ones.
@@ -469,26 +444,18 @@ int release(const IpamOptions &o) {
 
 // ---- apply -f / delete -f ----
 
-std::vector<ipam::Resource> read_resources(const std::string &file) {
-    std::string text;
+std::string read_file(const std::string &file) {
+    std::ostringstream s;
     if (file == "-") {
-        std::ostringstream s;
         s << std::cin.rdbuf();
-        text = s.str();
-    } else {
-        std::ifstream in(file, std::ios::binary);
-        if (!in) {
-            throw CLI::ValidationError("-f", "cannot read " + file + ": " + std::strerror(errno));
-        }
-        std::ostringstream s;
-        s << in.rdbuf();
-        text = s.str();
+        return s.str();
     }
-    return ipam::parse_resources(text, file == "-" ? "<stdin>" : file);
-}
-
-std::string resource_label(const ipam::Resource &r) {
-    return r.origin.kind + " '" + r.origin.name + "'";
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+        throw CLI::ValidationError("-f", "cannot read " + file + ": " + std::strerror(errno));
+    }
+    s << in.rdbuf();
+    return s.str();
 }
 
 // The origin of the plan's resource of that kind and name, to put before an error about it.
@@ -516,8 +483,8 @@ std::vector<ipam::NodeRecord> planned_nodes(const std::vector<ipam::PlannedChang
 // or, on a failure, nothing), then the nodes one by one through the registry (apply checked
 // every one of them before: a writer racing this one can still make a node's put fail, and
 // the message then says what was written).
-int execute(Ipam &ipam, ipam::NodeRegistry &registry, const std::vector<ipam::PlannedChange> &plan,
-            const IpamOptions &o) {
+int execute(ipam::Allocator &alloc, ipam::NodeRegistry &registry,
+            const std::vector<ipam::PlannedChange> &plan, json &results) {
     ipam::Allocator::PoolChanges changes;
     std::vector<const ipam::PlannedChange *> node_changes;
     bool pools = false;  // a pool or the IPAM configuration is in the plan
@@ -552,7 +519,7 @@ int execute(Ipam &ipam, ipam::NodeRegistry &registry, const std::vector<ipam::Pl
     }
     try {
         if (pools) {
-            ipam.alloc.apply(changes);
+            alloc.apply(changes);
         }
     } catch (const ipam::PoolError &e) {
         std::cerr << "fwdctl: " << origin_of(plan, false, e.pool()) << e.what()
@@ -579,19 +546,11 @@ int execute(Ipam &ipam, ipam::NodeRegistry &registry, const std::vector<ipam::Pl
             return kExitError;
         }
     }
-    json out = json::array();
     for (const auto &c : plan) {
-        const auto action = ipam::to_string(c.action);
-        out.push_back({{"kind", c.resource.origin.kind},
-                       {"name", c.resource.origin.name},
-                       {"action", action},
-                       {"document", c.resource.origin.document}});
-        if (!o.as_json()) {
-            std::cout << resource_label(c.resource) << " " << action << '\n';
-        }
-    }
-    if (o.as_json()) {
-        print_json({{"resources", out}});
+        results.push_back({{"kind", c.resource.origin.kind},
+                           {"name", c.resource.origin.name},
+                           {"action", ipam::to_string(c.action)},
+                           {"document", c.resource.origin.document}});
     }
     return kExitOk;
 }
@@ -628,61 +587,110 @@ std::vector<std::string> stored_node_names(ipam::NodeRegistry &registry,
     return out;
 }
 
-int apply(const IpamOptions &o) {
-    const auto resources = read_resources(o.file);  // before the store: bad input writes nothing
-    Ipam ipam(o.store);
-    ipam::NodeRegistry registry(*ipam.store);
-    const auto plan = ipam::plan_apply(resources, ipam.alloc.pools(), ipam.alloc.config(),
-                                       stored_nodes(registry, resources));
-    if (const auto nodes = planned_nodes(plan); !nodes.empty()) {
+// The IPAM kinds' entry of `apply -f` / `delete -f`: pools, the IPAM configuration, nodes.
+FileKinds::Write stage_ipam(const std::vector<ipam::RawResource> &raw, ipam::Store &store,
+                            bool del) {
+    auto resources = ipam::decode_resources(raw);
+    // The allocator and the registry outlive this call: the write step uses them.
+    auto alloc = std::make_shared<ipam::Allocator>(store);
+    auto registry = std::make_shared<ipam::NodeRegistry>(store);
+    std::vector<ipam::PlannedChange> plan;
+    if (!del) {
+        plan = ipam::plan_apply(resources, alloc->pools(), alloc->config(),
+                                stored_nodes(*registry, resources));
+        if (const auto nodes = planned_nodes(plan); !nodes.empty()) {
+            try {
+                registry->check(nodes);  // every node before any write: all or nothing
+            } catch (const ipam::NodeError &e) {
+                throw std::runtime_error(origin_of(plan, true, e.node()) + e.what());
+            }
+        }
+    } else {
+        plan =
+            ipam::plan_delete(resources, alloc->pools(), stored_node_names(*registry, resources));
+        // No pool goes while any of them still holds addresses.
+        std::map<std::string, uint64_t> used;
+        for (const auto &u : alloc->pool_usage()) {
+            used[u.pool.name] = u.used;
+        }
+        std::string busy;
+        for (const auto &c : plan) {
+            if (c.resource.is_pool() && used[c.resource.pool().name] > 0) {
+                busy += (busy.empty() ? "" : "\nfwdctl: ") + c.resource.origin.str() +
+                        ": still has " + std::to_string(used[c.resource.pool().name]) +
+                        " allocated address(es); release them first (fwdctl ipam show)";
+            }
+        }
+        if (!busy.empty()) {
+            throw std::runtime_error(busy);
+        }
+    }
+    return [alloc, registry, plan = std::move(plan)](json &results) {
+        return execute(*alloc, *registry, plan, results);
+    };
+}
+
+// `apply -f FILE` / `delete -f FILE`: every kind's entry stages its resources, then each
+// writes. A kind no entry takes is refused before anything is read from the store.
+int apply_file(const IpamOptions &o, bool del) {
+    const std::string source = o.file == "-" ? "<stdin>" : o.file;
+    const auto raw = ipam::split_resources(read_file(o.file), source);
+    const auto kinds = registered_file_kinds();
+    std::vector<std::vector<ipam::RawResource>> mine(kinds.size());
+    for (const auto &r : raw) {
+        auto it = std::find_if(kinds.begin(), kinds.end(),
+                               [&](const FileKinds &k) { return k.handles(r.origin.kind); });
+        if (it == kinds.end()) {
+            std::string known;
+            for (const auto &k : kinds) {
+                known += (known.empty() ? "" : ", ") + k.kinds;
+            }
+            ipam::ResourceOrigin origin = r.origin;
+            origin.name.clear();
+            throw ipam::ResourceError(
+                origin, "kind",
+                "unknown kind '" + origin.kind + "' (want " + known + ", or a List of them)");
+        }
+        mine[static_cast<size_t>(it - kinds.begin())].push_back(r);
+    }
+    auto store = ipam::open_store(o.store);
+    std::vector<FileKinds::Write> writes;
+    for (size_t i = 0; i < kinds.size(); ++i) {
+        if (mine[i].empty()) {
+            continue;
+        }
         try {
-            registry.check(nodes);  // every node before any write: all or nothing
-        } catch (const ipam::NodeError &e) {
-            std::cerr << "fwdctl: " << origin_of(plan, true, e.node()) << e.what()
-                      << "\nfwdctl: nothing was written\n";
+            writes.push_back(kinds[i].stage(mine[i], *store, del));
+        } catch (const ipam::StoreError &) {
+            throw;
+        } catch (const std::exception &e) {
+            std::cerr << "fwdctl: " << e.what() << "\nfwdctl: nothing was written\n";
             return kExitError;
         }
     }
-    return execute(ipam, registry, plan, o);
+    json results = json::array();
+    for (auto &w : writes) {
+        if (int rc = w(results); rc != kExitOk) {
+            return rc;
+        }
+    }
+    if (o.as_json()) {
+        print_json({{"resources", results}});
+        return kExitOk;
+    }
+    for (const auto &r : results) {
+        std::cout << r["kind"].get<std::string>() << " '" << r["name"].get<std::string>() << "' "
+                  << r["action"].get<std::string>() << '\n';
+    }
+    return kExitOk;
+}
+
+int apply(const IpamOptions &o) {
+    return apply_file(o, false);
 }
 
 int remove(const IpamOptions &o) {
-    const auto resources = read_resources(o.file);
-    Ipam ipam(o.store);
-    ipam::NodeRegistry registry(*ipam.store);
-    const auto plan =
-        ipam::plan_delete(resources, ipam.alloc.pools(), stored_node_names(registry, resources));
-    // All or nothing: no pool goes while any of them still holds addresses.
-    std::map<std::string, uint64_t> used;
-    for (const auto &u : ipam.alloc.pool_usage()) {
-        used[u.pool.name] = u.used;
-    }
-    int busy = 0;
-    for (const auto &c : plan) {
-        if (c.resource.is_pool() && used[c.resource.pool().name] > 0) {
-            std::cerr << "fwdctl: " << c.resource.origin.str() << ": still has "
-                      << used[c.resource.pool().name]
-                      << " allocated address(es); release them first (fwdctl ipam show)\n";
-            ++busy;
-        }
-    }
-    if (busy > 0) {
-        std::cerr << "fwdctl: nothing deleted\n";
-        return kExitError;
-    }
-    return execute(ipam, registry, plan, o);
-}
-
-// The --store option of one command. Each has its own variable: CLI11 fills an option from
-// the environment even when its command is not the one used, so a shared variable would let
-// FWD_IPAM_STORE override the --store given to another command.
-std::shared_ptr<std::string> add_store_option(CLI::App *cmd) {
-    auto spec = std::make_shared<std::string>(ipam::kDefaultStoreSpec);
-    cmd->add_option("--store", *spec,
-                    "IPAM store: embedded:<dir> or etcd:<url>[;<url>...][,<key prefix>]")
-        ->envname(kStoreEnv)
-        ->capture_default_str();
-    return spec;
+    return apply_file(o, true);
 }
 
 // The callback of a command that works on the store given by `store`: it leaves the command
@@ -745,16 +753,59 @@ void add_ipam_commands(CLI::App &app, Command &command) {
     });
 
     add_file_command(app, "apply",
-                     "create or update Calico IPPool / IPAMConfiguration / Node resources (YAML "
-                     "or JSON); every one checked before any is written",
+                     "create or update Calico IPPool / IPAMConfiguration / Node and Kubernetes "
+                     "Service / EndpointSlice resources (YAML or JSON, kinds mixed); every one "
+                     "checked before any is written",
                      o, apply, local);
     add_file_command(app, "delete",
-                     "delete the IPPools (refused while one holds addresses) and Nodes of a "
-                     "resource file; an IPAMConfiguration goes back to its defaults",
+                     "delete the IPPools (refused while one holds addresses), Nodes, Services "
+                     "and EndpointSlices of a resource file; an IPAMConfiguration goes back to "
+                     "its defaults",
                      o, remove, local);
 }
 
 }  // namespace
+
+// Runs a command; its failures become messages and exit codes.
+int run_guarded(const std::function<int()> &command) {
+    int rc = kExitError;
+    try {
+        rc = command();
+    } catch (const CLI::Error &e) {
+        std::cerr << "fwdctl: " << e.what() << '\n';
+        rc = kExitUsage;
+    } catch (const std::invalid_argument &e) {
+        std::cerr << "fwdctl: " << e.what() << '\n';
+        rc = kExitUsage;
+    } catch (const ipam::StoreError &e) {
+        std::cerr << "fwdctl: IPAM store: " << e.what() << '\n'
+                  << "fwdctl: choose the store with --store or " << kStoreEnv << '\n';
+        rc = kExitUnavailable;
+    } catch (const std::exception &e) {
+        std::cerr << "fwdctl: " << e.what() << '\n';
+        rc = kExitError;
+    }
+    return rc;
+}
+
+// The --store option of one command. Each has its own variable: CLI11 fills an option from
+// the environment even when its command is not the one used, so a shared variable would let
+// FWD_IPAM_STORE override the --store given to another command.
+std::shared_ptr<std::string> add_store_option(CLI::App *cmd) {
+    auto spec = std::make_shared<std::string>(ipam::kDefaultStoreSpec);
+    cmd->add_option("--store", *spec,
+                    "IPAM store: embedded:<dir> or etcd:<url>[;<url>...][,<key prefix>]")
+        ->envname(kStoreEnv)
+        ->capture_default_str();
+    return spec;
+}
+
+void print_json(const json &j) {
+    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
+}
+
+FWD_ON_LOAD(register_file_kinds({"IPAM", "IPPool, IPAMConfiguration / IPAMConfig, Node", 10,
+                                 ipam::is_ipam_kind, stage_ipam}));
 
 FWD_ON_LOAD(register_group("ipam", 50, add_ipam_commands));
 

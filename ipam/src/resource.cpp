@@ -5,14 +5,12 @@
 // way Go's YAML decoder, and so calicoctl, types them), so one strict decoder reads both.
 #include "fwd/ipam/resource.hpp"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <climits>
-#include <cstdlib>
 #include <map>
 #include <set>
+
+#include "fwd/ipam/document.hpp"
 
 namespace fwd::ipam {
 
@@ -23,144 +21,6 @@ namespace {
 constexpr std::string_view kApiV3 = "projectcalico.org/v3";
 constexpr std::string_view kApiCrd = "crd.projectcalico.org/v1";
 constexpr std::string_view kConfigName = "default";
-
-// ---- text to JSON values ----
-
-struct Document {
-    json value;
-    int index = 0;  // 1-based
-    int line = 0;   // 1-based; 0: unknown
-};
-
-std::string trim_left(std::string_view s) {
-    size_t i = s.find_first_not_of(" \t\r\n");
-    return i == std::string_view::npos ? std::string() : std::string(s.substr(i));
-}
-
-// A plain YAML scalar typed as YAML 1.1 (Go's gopkg.in/yaml.v2, behind calicoctl) types it.
-json plain_scalar(const std::string &s) {
-    static const std::set<std::string> kNull{"", "~", "null", "Null", "NULL"};
-    static const std::set<std::string> kTrue{"true", "True", "TRUE", "yes", "Yes", "YES",
-                                             "y",    "Y",    "on",   "On",  "ON"};
-    static const std::set<std::string> kFalse{"false", "False", "FALSE", "no",  "No", "NO",
-                                              "n",     "N",     "off",   "Off", "OFF"};
-    if (kNull.contains(s)) {
-        return nullptr;
-    }
-    if (kTrue.contains(s)) {
-        return true;
-    }
-    if (kFalse.contains(s)) {
-        return false;
-    }
-    const char *begin = s.c_str();
-    char *end = nullptr;
-    errno = 0;
-    // Base 0: decimal, 0x hex and 0 octal, as YAML 1.1.
-    const long long i = std::strtoll(begin, &end, 0);
-    if (end != begin && *end == '\0' && errno == 0) {
-        return i;
-    }
-    if (s.find_first_of("0123456789") != std::string::npos &&
-        s.find_first_not_of("0123456789+-.eE") == std::string::npos) {
-        errno = 0;
-        const double d = std::strtod(begin, &end);
-        if (end != begin && *end == '\0' && errno == 0) {
-            return d;
-        }
-    }
-    return s;
-}
-
-json yaml_to_json(const YAML::Node &n, const ResourceOrigin &origin, const std::string &path) {
-    switch (n.Type()) {
-        case YAML::NodeType::Null:
-        case YAML::NodeType::Undefined:
-            return nullptr;
-        case YAML::NodeType::Scalar:
-            // "!" is a quoted scalar: always a string, as is an explicit !!str.
-            if (n.Tag() == "!" || n.Tag() == "tag:yaml.org,2002:str") {
-                return n.Scalar();
-            }
-            return plain_scalar(n.Scalar());
-        case YAML::NodeType::Sequence: {
-            json out = json::array();
-            for (size_t i = 0; i < n.size(); ++i) {
-                out.push_back(yaml_to_json(n[i], origin, path + "[" + std::to_string(i) + "]"));
-            }
-            return out;
-        }
-        case YAML::NodeType::Map: {
-            json out = json::object();
-            for (const auto &kv : n) {
-                const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
-                const std::string field = path.empty() ? key : path + "." + key;
-                if (!kv.first.IsScalar()) {
-                    ResourceOrigin o = origin;
-                    o.line = kv.first.Mark().line + 1;
-                    throw ResourceError(o, path, "a mapping key must be a plain value");
-                }
-                if (out.contains(key)) {
-                    ResourceOrigin o = origin;
-                    o.line = kv.first.Mark().line + 1;
-                    throw ResourceError(o, field, "duplicate key");
-                }
-                out[key] = yaml_to_json(kv.second, origin, field);
-            }
-            return out;
-        }
-    }
-    return nullptr;
-}
-
-std::vector<Document> load_yaml(const std::string &text, const std::string &source) {
-    std::vector<YAML::Node> nodes;
-    try {
-        nodes = YAML::LoadAll(text);
-    } catch (const YAML::Exception &e) {
-        ResourceOrigin o{source};
-        o.line = e.mark.is_null() ? 0 : e.mark.line + 1;
-        throw ResourceError(
-            o, "",
-            "bad YAML" +
-                (e.mark.is_null() ? std::string()
-                                  : " (column " + std::to_string(e.mark.column + 1) + ")") +
-                ": " + e.msg);
-    }
-    std::vector<Document> docs;
-    for (size_t i = 0; i < nodes.size(); ++i) {
-        ResourceOrigin o{source, static_cast<int>(i + 1)};
-        o.line = nodes[i].Mark().is_null() ? 0 : nodes[i].Mark().line + 1;
-        docs.push_back({yaml_to_json(nodes[i], o, ""), o.document, o.line});
-    }
-    return docs;
-}
-
-// JSON through nlohmann for JSON's own error messages; a repeated key is an error as in YAML.
-std::vector<Document> load_json(const std::string &text, const std::string &source) {
-    std::vector<std::set<std::string>> keys;  // per open object
-    auto no_duplicates = [&](int, json::parse_event_t ev, json &parsed) {
-        if (ev == json::parse_event_t::object_start) {
-            keys.emplace_back();
-        } else if (ev == json::parse_event_t::object_end) {
-            keys.pop_back();
-        } else if (ev == json::parse_event_t::key &&
-                   !keys.back().insert(parsed.get<std::string>()).second) {
-            throw ResourceError(ResourceOrigin{source, 1}, parsed.get<std::string>(),
-                                "duplicate key");
-        }
-        return true;
-    };
-    try {
-        return {{json::parse(text, no_duplicates), 1, 1}};
-    } catch (const json::parse_error &e) {
-        std::string why = e.what();
-        if (auto p = why.find("] "); why.starts_with("[json.exception") && p != std::string::npos) {
-            why = why.substr(p + 2);
-        }
-        throw ResourceError(ResourceOrigin{source}, "", "bad JSON: " + why);
-    }
-}
 
 // ---- JSON values to resources ----
 
@@ -411,52 +271,6 @@ Resource decode_resource(const json &obj, ResourceOrigin o) {
     return Resource{decode_config(spec, o), o};
 }
 
-bool is_list_kind(const json &obj) {
-    if (!obj.is_object() || !obj.contains("kind") || !obj["kind"].is_string()) {
-        return false;
-    }
-    const auto kind = obj["kind"].get<std::string>();
-    return kind == "List" || kind == "IPPoolList" || kind == "IPAMConfigurationList" ||
-           kind == "IPAMConfigList" || kind == "NodeList";
-}
-
-// A list's items; a typed list (IPPoolList) lends its kind and apiVersion to items without them.
-void decode_list(const json &list, ResourceOrigin o, std::vector<Resource> &out) {
-    o.kind = list["kind"].get<std::string>();
-    const std::string api = string_field(list, "apiVersion", o, "");
-    const bool generic = o.kind == "List";
-    if (generic ? api != "v1" && api != kApiV3 && api != kApiCrd
-                : api != kApiV3 && api != kApiCrd) {
-        throw ResourceError(o, "apiVersion", "unknown apiVersion '" + api + "' for " + o.kind);
-    }
-    for (const auto &[key, v] : list.items()) {
-        if (key != "apiVersion" && key != "kind" && key != "metadata" && key != "items") {
-            throw ResourceError(o, key, "unknown field");
-        }
-    }
-    const json items = list.contains("items") ? list["items"] : json::array();
-    if (!items.is_array() && !items.is_null()) {
-        throw ResourceError(o, "items", "want a list of resources");
-    }
-    const std::string item_kind = o.kind.substr(0, o.kind.size() - 4);
-    int i = 0;
-    for (const auto &item : items.is_null() ? json::array() : items) {
-        ResourceOrigin io = o;
-        io.kind.clear();
-        io.item = ++i;
-        json typed = item;
-        if (!generic && typed.is_object()) {
-            if (!typed.contains("kind")) {
-                typed["kind"] = item_kind;
-            }
-            if (!typed.contains("apiVersion")) {
-                typed["apiVersion"] = api;
-            }
-        }
-        out.push_back(decode_resource(typed, io));
-    }
-}
-
 void check_unique(const std::vector<Resource> &rs) {
     std::map<std::string, const Resource *> seen;
     for (const auto &r : rs) {
@@ -500,36 +314,25 @@ ResourceError::ResourceError(ResourceOrigin origin, std::string field, const std
       origin_(std::move(origin)),
       field_(std::move(field)) {}
 
-std::vector<Resource> parse_resources(std::string_view text, const std::string &source_name) {
-    const std::string body(text);
-    const std::string start = trim_left(body);
-    const bool is_json = start.starts_with("{") || start.starts_with("[");
-    std::vector<Document> docs =
-        is_json ? load_json(body, source_name) : load_yaml(body, source_name);
+bool is_ipam_kind(std::string_view kind) {
+    return kind == "IPPool" || kind == "Node" || is_config_kind(std::string(kind));
+}
+
+std::vector<Resource> decode_resources(const std::vector<RawResource> &raw) {
     std::vector<Resource> out;
-    for (const Document &d : docs) {
-        ResourceOrigin o{source_name, d.index, 0, d.line};
-        if (d.value.is_null()) {
-            continue;  // an empty document, e.g. after a trailing `---`
-        }
-        if (d.value.is_array()) {
-            int i = 0;
-            for (const auto &item : d.value) {
-                ResourceOrigin io = o;
-                io.item = ++i;
-                out.push_back(decode_resource(item, io));
-            }
-        } else if (is_list_kind(d.value)) {
-            decode_list(d.value, o, out);
-        } else {
-            out.push_back(decode_resource(d.value, o));
-        }
-    }
-    if (out.empty()) {
-        throw ResourceError(ResourceOrigin{source_name}, "", "no resources found");
+    for (const RawResource &r : raw) {
+        // The decoder names the resource itself, once it has read kind and name.
+        ResourceOrigin o = r.origin;
+        o.kind.clear();
+        o.name.clear();
+        out.push_back(decode_resource(r.value, o));
     }
     check_unique(out);
     return out;
+}
+
+std::vector<Resource> parse_resources(std::string_view text, const std::string &source_name) {
+    return decode_resources(split_resources(text, source_name));
 }
 
 std::string_view to_string(PlannedChange::Action a) {

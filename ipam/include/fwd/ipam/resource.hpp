@@ -49,6 +49,12 @@ class ResourceError : public IpamError {
     std::string field_;
 };
 
+// One resource of a file before decoding (fwd/ipam/document.hpp).
+struct RawResource;
+
+// True for the kinds decode_resources() reads: what `fwdctl apply -f` hands to IPAM.
+bool is_ipam_kind(std::string_view kind);
+
 struct Resource {
     // Pools normalized and validated on their own; nodes validated (validate_node).
     std::variant<IpPool, IpamConfig, NodeRecord> value;
@@ -66,6 +72,9 @@ struct Resource {
 // with another one (an address or VTEP MAC held twice) is the registry's to say
 // (NodeRegistry::check), as it needs the store.
 std::vector<Resource> parse_resources(std::string_view text, const std::string &source_name);
+// The same for resources already split from a file (split_resources), e.g. the IPAM kinds of
+// a file that holds other kinds too.
+std::vector<Resource> decode_resources(const std::vector<RawResource> &raw);
 
 struct PlannedChange {
     enum class Action { kCreate, kUpdate, kUnchanged, kDelete };

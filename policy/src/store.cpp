@@ -466,13 +466,13 @@ void ServiceRegistry::set_config(const ServiceConfig &c) {
         for (const auto &[a, owner] : u.ips) {
             const ipam::Cidr *r = c.range(a.family());
             if (r == nullptr || !r->contains(a)) {
-                throw std::invalid_argument("service cluster IP ranges: Service '" + owner +
+                throw ipam::ConflictError("service cluster IP ranges: Service '" + owner +
                                             "' holds " + a.str() + ", outside the new ranges");
             }
         }
         for (const auto &[p, owner] : u.node_ports) {
             if (p < c.node_port_min || p > c.node_port_max) {
-                throw std::invalid_argument("service node port range " + c.node_port_range() +
+                throw ipam::ConflictError("service node port range " + c.node_port_range() +
                                             ": Service '" + owner + "' holds port " +
                                             std::to_string(p));
             }

@@ -1,6 +1,7 @@
 // fwdctl service list | config, and the Service / EndpointSlice entry of `fwdctl apply -f` /
 // `delete -f`: Kubernetes Services as data in the cluster store (fwd/svc/store.hpp), the way
-// kubectl talks to the API server. No daemon is involved.
+// kubectl talks to the API server. No daemon is involved, except in `fwdctl service frontends`:
+// what a daemon compiled from the store for its node (control/src/services.cpp).
 #include <iostream>
 #include <map>
 #include <memory>
@@ -296,6 +297,48 @@ int config(const ListOptions &o) {
     return kExitOk;
 }
 
+// service frontends: what the daemon serves (the service.frontends op, control/src/services.cpp).
+void print_frontends(const json &r, std::ostream &out) {
+    Table table({{"SERVICE"},
+                 {"KIND"},
+                 {"FRONTEND"},
+                 {"PROTO"},
+                 {"BACKENDS"},
+                 {"NEW-FLOWS", true},
+                 {"NO-BACKEND"},
+                 {"FLAGS"}});
+    for (const auto &f : array_field(r, "frontends")) {
+        std::string backends;
+        int for_new = 0;
+        for (const auto &b : array_field(f, "backends")) {
+            backends += (backends.empty() ? "" : ",") + cell(b, "addr") + ":" + cell(b, "port");
+            for_new += b.value("new_flows", false) ? 1 : 0;
+        }
+        std::string flags;
+        auto flag = [&](bool on, const char *name) {
+            if (on) {
+                flags += (flags.empty() ? "" : ",") + std::string(name);
+            }
+        };
+        flag(!f.value("affinity_timeout", json()).is_null(), "affinity");
+        flag(f.value("local_only", false), "local-only");
+        flag(f.value("keep_source", false), "keep-source");
+        const bool v6 = cell(f, "addr").find(':') != std::string::npos;
+        table.add_row({cell(f, "service"), cell(f, "kind"),
+                       (v6 ? "[" + cell(f, "addr") + "]" : cell(f, "addr")) + ":" + cell(f, "port"),
+                       cell(f, "protocol"), backends.empty() ? "-" : backends,
+                       std::to_string(for_new), cell(f, "no_backend"),
+                       flags.empty() ? "-" : flags});
+    }
+    table.print(out);
+    for (const auto &n : array_field(r, "notes")) {
+        out << "note: " << n.get<std::string>() << '\n';
+    }
+    for (const auto &x : array_field(r, "refused")) {
+        out << "refused " << cell(x, "key") << ": " << cell(x, "error") << '\n';
+    }
+}
+
 void add_service_commands(CLI::App &app, Command &command) {
     std::function<int()> &local = command.local;
     auto o = std::make_shared<ListOptions>();
@@ -316,6 +359,13 @@ void add_service_commands(CLI::App &app, Command &command) {
                          "services with their ClusterIPs and NodePorts, endpoints per node, "
                          "slices waiting for their service, refused records")
         ->callback(run(list));
+    group
+        ->add_subcommand("frontends",
+                         "what the daemon serves (through its API socket): frontends (ClusterIP, "
+                         "NodePort, externalIP, LoadBalancer) with their backends")
+        ->callback([&command] {
+            command.request = Request{"service.frontends", json::object(), print_frontends};
+        });
     CLI::App *cfg = group->add_subcommand(
         "config",
         "show or set the service CIDRs (one per family, primary first) and the NodePort "

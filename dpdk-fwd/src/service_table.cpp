@@ -5,7 +5,9 @@
 
 #include <cstring>
 
+#include "fwd/dp/pipeline.hpp"
 #include "fwd/dp/pkt.hpp"
+#include "fwd/util/registry.hpp"
 
 namespace fwd::dp::svc {
 
@@ -124,5 +126,12 @@ bool ServiceTable::has_backend(const Frontend &f, const uint8_t *addr,
     }
     return false;
 }
+
+uint16_t worker_slot() {
+    static const uint16_t slot = PipelineRegistry::global().add_worker_slot("services");
+    return slot;
+}
+
+FWD_ON_LOAD(worker_slot());
 
 }  // namespace fwd::dp::svc

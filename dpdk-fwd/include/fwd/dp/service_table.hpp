@@ -20,6 +20,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -102,5 +103,22 @@ class ServiceTable {
     std::vector<uint32_t> slots_;  // frontend index + 1; 0 empty
     uint32_t mask_ = 0;
 };
+
+// What the worker slot "services" (worker_slot()) holds: the published
+// table, or nullptr when the node serves no service. [C] swap() with a
+// release store, the old table deleted after a grace period; [W] get() once
+// per burst.
+class ServiceTables {
+  public:
+    const ServiceTable *get() const { return cur_.load(std::memory_order_acquire); }
+    const ServiceTable *swap(const ServiceTable *next) {
+        return cur_.exchange(next, std::memory_order_acq_rel);
+    }
+
+  private:
+    std::atomic<const ServiceTable *> cur_{nullptr};
+};
+
+uint16_t worker_slot();
 
 }  // namespace fwd::dp::svc

@@ -83,8 +83,8 @@ class ServiceRegistry {
     // The stored configuration, or the defaults. Throws std::invalid_argument when the stored
     // record is malformed.
     ServiceConfig config();
-    // Replaces the configuration; refused (std::invalid_argument) while a Service holds an
-    // address or port the new one leaves out of its ranges.
+    // Replaces the configuration; refused (ipam::ConflictError) while a Service holds an
+    // address or port the new one leaves out of its ranges (std::invalid_argument: malformed).
     void set_config(const ServiceConfig &c);
 
     enum class Action { kCreate, kUpdate, kUnchanged, kDelete };

@@ -237,8 +237,7 @@ class ServicesModule final : public Module {
 
     json frontends() const {
         std::lock_guard g(mu_);
-        json out = shown_.is_null() ? json{{"frontends", json::array()}, {"notes", json::array()}}
-                                    : shown_;
+        json out = shown_;
         out["refused"] = refused_;
         out["revision"] = revision_;
         return out;
@@ -250,7 +249,7 @@ class ServicesModule final : public Module {
     svc::NodeInfo node_;
     json last_sent_;  // [sync thread]
     mutable std::mutex mu_;
-    json shown_;
+    json shown_ = json{{"frontends", json::array()}, {"notes", json::array()}};
     json refused_ = json::array();
     int64_t revision_ = -1;
     uint64_t applies_ = 0;

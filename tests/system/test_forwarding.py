@@ -121,7 +121,9 @@ def test_remove_pod_while_others_stream(daemon_factory, netns_factory):
         d.add_pod(ns, ipv4=ns.v4, ipv6=ns.v6)
         pods.append(ns)
     a, b, c, e, victim = pods
-    total = 200 * 1024 * 1024
+    # long enough to be still streaming after 1 s on a quiet machine (200 MiB once finished
+    # in under a second)
+    total = 800 * 1024 * 1024
     srv4 = b.popen(f"/usr/bin/python3 {XFER} server {b.v4} 5002")
     srv6 = e.popen(f"/usr/bin/python3 {XFER} server {e.v6} 5003")
     assert srv4.stdout.readline().strip() == "listening"

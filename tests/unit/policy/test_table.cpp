@@ -199,7 +199,8 @@ TEST(ServiceTable, NodePortExternalIpAndLoadBalancerFrontends) {
                     "  type: NodePort\n  ports:\n  - {name: http, port: 80, nodePort: "
                     "31000}\n") +
             slice("np-1", "np", "IPv4", kEndpoints4));
-    const Frontend *knp = k.table().find(ip("192.168.1.10"), Protocol::kTcp, 31000);
+    const ServiceTable kt = k.table();  // find() points into it: keep it alive
+    const Frontend *knp = kt.find(ip("192.168.1.10"), Protocol::kTcp, 31000);
     ASSERT_NE(knp, nullptr);
     EXPECT_FALSE(knp->keep_source);
     EXPECT_FALSE(knp->local_only);

@@ -108,7 +108,9 @@ class RteHashVariant : public Variant {
   public:
     explicit RteHashVariant(bool shared) : shared_(shared) {}
     ~RteHashVariant() override { free_all(); }
-    std::string name() const override { return shared_ ? "shared rte_hash LF" : "per-worker rte_hash"; }
+    std::string name() const override {
+        return shared_ ? "shared rte_hash LF" : "per-worker rte_hash";
+    }
     bool per_worker() const override { return !shared_; }
     void reset(unsigned threads, uint32_t flows) override {
         free_all();
@@ -128,7 +130,8 @@ class RteHashVariant : public Variant {
                                    : 0;
             rte_hash *h = rte_hash_create(&p);
             if (h == nullptr) {
-                throw std::runtime_error("rte_hash_create: " + std::string(rte_strerror(rte_errno)));
+                throw std::runtime_error("rte_hash_create: " +
+                                         std::string(rte_strerror(rte_errno)));
             }
             h_.push_back(h);
         }
@@ -137,8 +140,8 @@ class RteHashVariant : public Variant {
         rte_hash *h = h_[shared_ ? 0 : thread];
         uint32_t fail = 0;
         for (uint32_t i = first; i < first + n; i++) {
-            fail += rte_hash_add_key_data(h, &w.keys[2 * i], reinterpret_cast<void *>(
-                                                                 uintptr_t{2} * i)) != 0;
+            fail += rte_hash_add_key_data(h, &w.keys[2 * i],
+                                          reinterpret_cast<void *>(uintptr_t{2} * i)) != 0;
             fail += rte_hash_add_key_data(h, &w.keys[2 * i + 1],
                                           reinterpret_cast<void *>(uintptr_t{2} * i + 1)) != 0;
         }
@@ -286,10 +289,11 @@ int bench() {
     vars.push_back(std::move(ours));
 
     std::mt19937_64 rng(15);
-    std::printf("ct_bench: TSC %.2f GHz, %d runs, %u lookups per thread per run, %zu bytes per "
-                "flow in ConnTable\n\n",
-                static_cast<double>(rte_get_tsc_hz()) / 1e9, kRuns, kLookups,
-                dp::ct::ConnTable::bytes_per_flow());
+    std::printf(
+        "ct_bench: TSC %.2f GHz, %d runs, %u lookups per thread per run, %zu bytes per "
+        "flow in ConnTable\n\n",
+        static_cast<double>(rte_get_tsc_hz()) / 1e9, kRuns, kLookups,
+        dp::ct::ConnTable::bytes_per_flow());
     std::printf("| variant | threads | flows | lookup (cycles) | insert (cycles) |\n");
     std::printf("|---|---:|---:|---|---|\n");
     for (uint32_t flows : {10000u, 1000000u}) {
@@ -305,8 +309,8 @@ int bench() {
                     const uint32_t half = flows / threads;
                     std::atomic<uint64_t> fail{0};
                     auto ins = run_on(threads, [&](unsigned t) {
-                        fail += var.insert(t, w, t * half, t + 1 == threads ? flows - t * half
-                                                                            : half);
+                        fail +=
+                            var.insert(t, w, t * half, t + 1 == threads ? flows - t * half : half);
                     });
                     s[v].failures += fail;
                     for (size_t t = 0; t < ins.size(); t++) {
@@ -368,8 +372,8 @@ int bench() {
 }  // namespace fwd::perf
 
 int main(int argc, char **argv) {
-    return fwd::perf::bench_main(argc, argv, "ct_bench",
-                                 {"-l", "0,1", "--in-memory", "--no-pci", "--no-telemetry",
-                                  "--log-level=*:warning"},
-                                 &fwd::perf::bench);
+    return fwd::perf::bench_main(
+        argc, argv, "ct_bench",
+        {"-l", "0,1", "--in-memory", "--no-pci", "--no-telemetry", "--log-level=*:warning"},
+        &fwd::perf::bench);
 }

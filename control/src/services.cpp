@@ -123,21 +123,20 @@ std::vector<dsvc::FrontendSpec> specs_of(const json &frontends) {
             (f.at("keep_source").get<bool>() ? dsvc::kFeKeepSource : 0) |
             (nb == "reject" ? dsvc::kFeReject : 0) | (nb == "drop" ? dsvc::kFeDrop : 0) |
             (kind != "ClusterIP" ? dsvc::kFeExternal : 0));
-        s.affinity_timeout_s = f.at("affinity_timeout").is_null()
-                                   ? 0
-                                   : f.at("affinity_timeout").get<uint32_t>();
+        s.affinity_timeout_s =
+            f.at("affinity_timeout").is_null() ? 0 : f.at("affinity_timeout").get<uint32_t>();
         for (const auto &b : f.at("backends")) {
             const auto ba = net::IpAddr::parse(b.at("addr").get<std::string>());
             if (!ba || ba->family() != addr->family()) {
                 throw std::invalid_argument("services.apply: bad backend " + b.dump());
             }
-            s.backends.push_back(dsvc::Backend{
-                addr_bytes(*ba), rte_cpu_to_be_16(b.at("port").get<uint16_t>()),
-                static_cast<uint8_t>((b.at("local").get<bool>() ? dsvc::kBeLocal : 0) |
-                                     (b.at("ready").get<bool>() ? dsvc::kBeReady : 0) |
-                                     (b.at("serving").get<bool>() ? dsvc::kBeServing : 0) |
-                                     (b.at("terminating").get<bool>() ? dsvc::kBeTerminating
-                                                                       : 0))});
+            s.backends.push_back(
+                dsvc::Backend{addr_bytes(*ba), rte_cpu_to_be_16(b.at("port").get<uint16_t>()),
+                              static_cast<uint8_t>(
+                                  (b.at("local").get<bool>() ? dsvc::kBeLocal : 0) |
+                                  (b.at("ready").get<bool>() ? dsvc::kBeReady : 0) |
+                                  (b.at("serving").get<bool>() ? dsvc::kBeServing : 0) |
+                                  (b.at("terminating").get<bool>() ? dsvc::kBeTerminating : 0))});
             s.for_new.push_back(b.at("new_flows").get<bool>());
         }
         out.push_back(std::move(s));
@@ -157,9 +156,9 @@ class ServicesModule final : public Module {
                     .args = {"revision", "frontends", "notes", "refused"},
                     .fn = [this](const json &a) { return apply(a); },
                     .internal = true});
-        ctx.add_op({.name = "service.frontends",
-                    .args = {},
-                    .fn = [this](const json &) { return frontends(); }});
+        ctx.add_op({.name = "service.frontends", .args = {}, .fn = [this](const json &) {
+                        return frontends();
+                    }});
     }
 
     ~ServicesModule() override {

@@ -279,7 +279,7 @@ FlowKey FlowKey::inverted() const {
         if (proto == IPPROTO_ICMP) {
             r = t == kIcmpEchoRequest ? kIcmpEchoReply : t == kIcmpEchoReply ? kIcmpEchoRequest : t;
         } else {
-            r = t == kIcmp6EchoRequest   ? kIcmp6EchoReply
+            r = t == kIcmp6EchoRequest ? kIcmp6EchoReply
                 : t == kIcmp6EchoReply ? kIcmp6EchoRequest
                                        : t;
         }
@@ -421,12 +421,18 @@ std::string Config::validate() const {
         return "capacity must be 1.." + std::to_string(kMaxCapacity);
     }
     const std::pair<const char *, uint32_t> t[] = {
-        {"tcp_syn_sent", timeouts.tcp_syn_sent},   {"tcp_syn_recv", timeouts.tcp_syn_recv},
-        {"tcp_established", timeouts.tcp_established}, {"tcp_fin_wait", timeouts.tcp_fin_wait},
-        {"tcp_close_wait", timeouts.tcp_close_wait},   {"tcp_last_ack", timeouts.tcp_last_ack},
-        {"tcp_time_wait", timeouts.tcp_time_wait},     {"tcp_close", timeouts.tcp_close},
-        {"udp_unreplied", timeouts.udp_unreplied},     {"udp_replied", timeouts.udp_replied},
-        {"icmp", timeouts.icmp},                       {"generic", timeouts.generic},
+        {"tcp_syn_sent", timeouts.tcp_syn_sent},
+        {"tcp_syn_recv", timeouts.tcp_syn_recv},
+        {"tcp_established", timeouts.tcp_established},
+        {"tcp_fin_wait", timeouts.tcp_fin_wait},
+        {"tcp_close_wait", timeouts.tcp_close_wait},
+        {"tcp_last_ack", timeouts.tcp_last_ack},
+        {"tcp_time_wait", timeouts.tcp_time_wait},
+        {"tcp_close", timeouts.tcp_close},
+        {"udp_unreplied", timeouts.udp_unreplied},
+        {"udp_replied", timeouts.udp_replied},
+        {"icmp", timeouts.icmp},
+        {"generic", timeouts.generic},
     };
     for (const auto &[name, v] : t) {
         if (v == 0 || v > kMaxTimeout) {
@@ -667,9 +673,9 @@ bool tcp_window(Flow &f, Dir d, const Packet &p, bool liberal) {
     const uint32_t win = syn ? p.win : uint32_t{p.win} << f.scale[si];
     liberal = liberal || ((f.pflags[si] | f.pflags[ri]) & kPeerLiberal);
     const bool ok =
-        !before(s.maxend, p.seq) &&                                       // not past the window
-        (r.maxwin == 0 || !before(end, s.end - r.maxwin)) &&              // not a window behind
-        (!r_seen || !after(ack, r.end)) &&                                // acks what was sent
+        !before(s.maxend, p.seq) &&                           // not past the window
+        (r.maxwin == 0 || !before(end, s.end - r.maxwin)) &&  // not a window behind
+        (!r_seen || !after(ack, r.end)) &&                    // acks what was sent
         (!r_seen || !before(ack, r.end - std::max(s.maxwin, kMaxAckWindow)));  // not too old
     if (!ok && !liberal) {
         return false;
@@ -895,8 +901,8 @@ Result ConnTable::match_icmp_error(const rte_mbuf *m, const PktMeta &md, bool v6
     const uint32_t end = ip_end(m, md, v6);
     uint8_t buf[40];
     const uint8_t outer_proto = v6 ? uint8_t{IPPROTO_ICMPV6} : uint8_t{IPPROTO_ICMP};
-    const uint8_t *icmp = md.l4_off != 0 && md.l4_off + 8u <= end ? read(m, md.l4_off, 8, buf)
-                                                                 : nullptr;
+    const uint8_t *icmp =
+        md.l4_off != 0 && md.l4_off + 8u <= end ? read(m, md.l4_off, 8, buf) : nullptr;
     if (icmp == nullptr) {
         return done(Result::kIcmpErrorTruncated);
     }
@@ -1100,8 +1106,8 @@ size_t ConnTable::snapshot(uint32_t *cursor, const Filter &f, uint64_t now, Flow
             o.status = fl.status.load(std::memory_order_relaxed);
             o.changes = fl.changes;
             o.nat = {fl.nat_service, fl.nat_backend, fl.nat_flags};
-            const auto left = static_cast<int32_t>(fl.expires.load(std::memory_order_relaxed) -
-                                                   now_t);
+            const auto left =
+                static_cast<int32_t>(fl.expires.load(std::memory_order_relaxed) - now_t);
             o.expires_in_ms =
                 usable(fl, now_t) && left > 0 ? (uint64_t(left) << shift_) / tsc_per_ms : 0;
         }

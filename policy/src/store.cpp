@@ -467,14 +467,14 @@ void ServiceRegistry::set_config(const ServiceConfig &c) {
             const ipam::Cidr *r = c.range(a.family());
             if (r == nullptr || !r->contains(a)) {
                 throw ipam::ConflictError("service cluster IP ranges: Service '" + owner +
-                                            "' holds " + a.str() + ", outside the new ranges");
+                                          "' holds " + a.str() + ", outside the new ranges");
             }
         }
         for (const auto &[p, owner] : u.node_ports) {
             if (p < c.node_port_min || p > c.node_port_max) {
                 throw ipam::ConflictError("service node port range " + c.node_port_range() +
-                                            ": Service '" + owner + "' holds port " +
-                                            std::to_string(p));
+                                          ": Service '" + owner + "' holds port " +
+                                          std::to_string(p));
             }
         }
         if (store_.txn({{prefix_ + kConfig, cfg ? cfg->mod_revision : 0},

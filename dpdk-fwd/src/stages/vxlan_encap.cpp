@@ -153,8 +153,8 @@ bool vxlan_one(Worker &w, rte_mbuf *m, const Tunnel &tn) {
         auto *ip = at<rte_ipv4_hdr>(m, md.l3_off);
         if (flat) {
             const uint32_t ihl = (ip->version_ihl & 0xfu) * 4u;
-            inner_sum = __rte_raw_cksum_reduce(raw_sum(
-                reinterpret_cast<const uint8_t *>(ip) + ihl, m->pkt_len - md.l3_off - ihl, 0));
+            inner_sum = __rte_raw_cksum_reduce(raw_sum(reinterpret_cast<const uint8_t *>(ip) + ihl,
+                                                       m->pkt_len - md.l3_off - ihl, 0));
         }
         if (!(md.flags & kMetaLocalOrigin)) {
             ip4_dec_ttl(ip);
@@ -198,14 +198,14 @@ bool vxlan_one(Worker &w, rte_mbuf *m, const Tunnel &tn) {
         o->hop_limits = kOuterTtl;
         std::memcpy(o->src_addr, tn.src6.data(), 16);
         std::memcpy(o->dst_addr, tn.dst6.data(), 16);
-        udp->dgram_cksum = flat ? static_cast<uint16_t>(udp_sum)
-                                : rte_ipv6_udptcp_cksum_mbuf(m, o, kL4);
+        udp->dgram_cksum =
+            flat ? static_cast<uint16_t>(udp_sum) : rte_ipv6_udptcp_cksum_mbuf(m, o, kL4);
     } else {
         auto *o = at<rte_ipv4_hdr>(m, kEthLen);
         write_outer4(o, outer_tos(tos), static_cast<uint16_t>(m->pkt_len - kEthLen), next_ip_id(w),
                      0, kOuterTtl, IPPROTO_UDP, tn);
-        udp->dgram_cksum = flat ? static_cast<uint16_t>(udp_sum)
-                                : rte_ipv4_udptcp_cksum_mbuf(m, o, kL4);
+        udp->dgram_cksum =
+            flat ? static_cast<uint16_t>(udp_sum) : rte_ipv4_udptcp_cksum_mbuf(m, o, kL4);
     }
     outer_meta(md, kL4, IPPROTO_UDP);
     return true;

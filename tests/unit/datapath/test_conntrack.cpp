@@ -158,7 +158,8 @@ class Conntrack : public ::testing::TestWithParam<bool> {
         EXPECT_EQ(create(tcp(false, kSyn, 1000, 0, 64240, 0, wscale_a), 0, &h), Result::kCreated);
         EXPECT_EQ(state(h.flow), TcpState::kSynSent);
         Hit r;
-        EXPECT_EQ(track(tcp(true, kSyn | kAck, 5000, 1001, 65160, 0, wscale_b), 1, &r), Result::kOk);
+        EXPECT_EQ(track(tcp(true, kSyn | kAck, 5000, 1001, 65160, 0, wscale_b), 1, &r),
+                  Result::kOk);
         EXPECT_EQ(r.flow, h.flow);
         EXPECT_EQ(r.dir, Dir::kReply);
         EXPECT_EQ(state(h.flow), TcpState::kSynRecv);
@@ -312,8 +313,7 @@ TEST_P(Conntrack, TcpWindowScaling) {
 TEST_P(Conntrack, TcpNoScalingUnlessBothOffer) {
     handshake(7, 0xff);
     EXPECT_EQ(track(tcp(true, kAck, 5001, 1001, 1000), 3), Result::kOk);
-    EXPECT_EQ(track(tcp(false, kAck, 1001 + 100000, 5001, 502, 1000), 3),
-              Result::kTcpOutOfWindow);
+    EXPECT_EQ(track(tcp(false, kAck, 1001 + 100000, 5001, 502, 1000), 3), Result::kTcpOutOfWindow);
 }
 
 TEST_P(Conntrack, TcpLiberalConfigTurnsWindowChecksOff) {
@@ -524,8 +524,8 @@ TEST_P(Conntrack, AgeingRemovesExactlyTheExpired) {
         for (uint32_t i = 0; i < t_->capacity(); i += 8) {
             removed += t_->age(at(now), 8);
         }
-        const auto still = static_cast<uint32_t>(
-            std::count_if(flows.begin(), flows.end(), [&](const auto &f) { return f.second > now; }));
+        const auto still = static_cast<uint32_t>(std::count_if(
+            flows.begin(), flows.end(), [&](const auto &f) { return f.second > now; }));
         EXPECT_EQ(t_->in_use(), still) << "at " << now;
         EXPECT_EQ(before - t_->in_use(), removed) << "at " << now;
         for (const auto &[k, exp] : flows) {
@@ -717,12 +717,11 @@ INSTANTIATE_TEST_SUITE_P(Family, ConntrackPackets, ::testing::Values(false, true
 
 TEST_P(ConntrackPackets, ParsesTcpWithWindowScale) {
     // A SYN with MSS, NOP, window scale 9 (capped at 14 when larger).
-    Bytes tcp = {0x04, 0xd2, 0x00, 0x50,  0, 0, 0x03, 0xe8,  0, 0, 0, 0,
-                 0x80, 0x02, 0xfa, 0xf0,  0, 0, 0, 0,
-                 0x02, 0x04, 0x05, 0xb4,  0x01, 0x03, 0x03, 0x09,  0, 0, 0, 0};
+    Bytes tcp = {0x04, 0xd2, 0x00, 0x50, 0,    0,    0x03, 0xe8, 0, 0,    0,
+                 0,    0x80, 0x02, 0xfa, 0xf0, 0,    0,    0,    0, 0x02, 0x04,
+                 0x05, 0xb4, 0x01, 0x03, 0x03, 0x09, 0,    0,    0, 0};
     Packet p;
-    ASSERT_EQ(parse(mk(ip(false).next_proto(6).payload(tcp), 6), p),
-              Result::kOk);
+    ASSERT_EQ(parse(mk(ip(false).next_proto(6).payload(tcp), 6), p), Result::kOk);
     EXPECT_EQ(p.key, e_.base(6, 1234, 80));
     EXPECT_EQ(p.tcp_flags, kSyn);
     EXPECT_EQ(p.seq, 1000u);
@@ -731,31 +730,26 @@ TEST_P(ConntrackPackets, ParsesTcpWithWindowScale) {
     EXPECT_EQ(p.payload, 0u);
     tcp[27] = 20;
     tcp.insert(tcp.end(), {1, 2, 3});  // and 3 payload bytes
-    ASSERT_EQ(parse(mk(ip(false).next_proto(6).payload(tcp), 6), p),
-              Result::kOk);
+    ASSERT_EQ(parse(mk(ip(false).next_proto(6).payload(tcp), 6), p), Result::kOk);
     EXPECT_EQ(p.wscale, 14);
     EXPECT_EQ(p.payload, 3u);
     // The data offset points beyond the segment.
     Bytes cut(tcp.begin(), tcp.begin() + 24);
-    EXPECT_EQ(parse(mk(ip(false).next_proto(6).payload(cut), 6), p),
-              Result::kTruncated);
+    EXPECT_EQ(parse(mk(ip(false).next_proto(6).payload(cut), 6), p), Result::kTruncated);
 }
 
 TEST_P(ConntrackPackets, ParsesUdpEchoGenericAndRefusesTheRest) {
     Packet p;
     ASSERT_EQ(parse(mk(ip(true).udp(53, 5353), 17), p), Result::kOk);
     EXPECT_EQ(p.key, udp(true).key);
-    ASSERT_EQ(parse(mk(ip(false).echo_request(0x4242, 3), e_.v6 ? 58 : 1), p),
-              Result::kOk);
+    ASSERT_EQ(parse(mk(ip(false).echo_request(0x4242, 3), e_.v6 ? 58 : 1), p), Result::kOk);
     EXPECT_EQ(p.key, echo(false, true, 0x4242).key);
-    ASSERT_EQ(parse(mk(ip(false).next_proto(kProtoGre).payload(8), kProtoGre), p),
-              Result::kOk);
+    ASSERT_EQ(parse(mk(ip(false).next_proto(kProtoGre).payload(8), kProtoGre), p), Result::kOk);
     EXPECT_EQ(p.key, e_.base(kProtoGre, 0, 0));
     // A later fragment has no ports; a cut UDP header; ICMP that is no echo.
     EXPECT_EQ(parse(mk(ip(false).udp(1, 2), 17, 0, kMetaFragment | kMetaLaterFragment), p),
               Result::kFragment);
-    EXPECT_EQ(parse(mk(ip(false).next_proto(17).payload(3), 17), p),
-              Result::kTruncated);
+    EXPECT_EQ(parse(mk(ip(false).next_proto(17).payload(3), 17), p), Result::kTruncated);
     EXPECT_EQ(parse(mk(ip(false).icmp(e_.v6 ? 135 : 13, 0), e_.v6 ? 58 : 1), p),
               Result::kNotTracked);
     EXPECT_EQ(parse(mk(ip(false).icmp(e_.v6 ? 1 : 3, 0).payload(28), e_.v6 ? 58 : 1), p),
@@ -835,9 +829,8 @@ TEST_P(ConntrackPackets, IcmpErrorWithTruncatedOrGarbageQuote) {
     const Bytes qerr = no_eth(ip(false).icmp(e_.v6 ? 1 : 3, 0).payload(8).build());
     EXPECT_EQ(match(error_to(true, qerr, qerr.size())), Result::kIcmpErrorBadQuote);
     // A later fragment quoted (no ports in it).
-    const Bytes qfrag =
-        no_eth(e_.v6 ? ip(false).fragment(2, false).tcp(1234, 80).build()
-                     : ip(false).frag_offset(2).tcp(1234, 80).build());
+    const Bytes qfrag = no_eth(e_.v6 ? ip(false).fragment(2, false).tcp(1234, 80).build()
+                                     : ip(false).frag_offset(2).tcp(1234, 80).build());
     EXPECT_EQ(match(error_to(true, qfrag, qfrag.size())), Result::kIcmpErrorBadQuote);
     if (!e_.v6) {
         Bytes ihl = q;

@@ -54,8 +54,7 @@ TEST(ServiceTable, FindsByFamilyProtocolPortAndAddressOnly) {
     ServiceTable t({
         fe(false, a4("10.96.0.10"), IPPROTO_TCP, 80, {backend(a4("10.244.0.5"), 8080)}, {true}),
         fe(false, a4("10.96.0.10"), IPPROTO_UDP, 53, {backend(a4("10.244.0.6"), 53)}, {true}),
-        fe(true, a6("fd00:10:96::a"), IPPROTO_TCP, 80, {backend(a6("fd00:244::5"), 8080)},
-           {true}),
+        fe(true, a6("fd00:10:96::a"), IPPROTO_TCP, 80, {backend(a6("fd00:244::5"), 8080)}, {true}),
         // the same key again: the first is kept
         fe(false, a4("10.96.0.10"), IPPROTO_TCP, 80, {}, {}, svc::kFeReject),
     });
@@ -122,9 +121,9 @@ TEST(ServiceTable, NewFlowsSpreadOverAllowedBackendsOnly) {
 }
 
 TEST(ServiceTable, NoBackendForNewFlowsSaysWhatToDo) {
-    ServiceTable t({fe(true, a6("fd00:10:96::1"), IPPROTO_UDP, 53,
-                       {backend(a6("fd00:244::9"), 53, svc::kBeServing)}, {false},
-                       svc::kFeReject)});
+    ServiceTable t(
+        {fe(true, a6("fd00:10:96::1"), IPPROTO_UDP, 53,
+            {backend(a6("fd00:244::9"), 53, svc::kBeServing)}, {false}, svc::kFeReject)});
     const auto v6 = a6("fd00:10:96::1");
     const auto &f = t.frontend(t.find6(v6.data(), IPPROTO_UDP, rte_cpu_to_be_16(53)));
     EXPECT_EQ(t.pick(f, 1), UINT32_MAX);

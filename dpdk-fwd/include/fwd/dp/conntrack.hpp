@@ -129,27 +129,27 @@
 namespace fwd::dp::ct {
 
 // --- results: one list, counted per caller (Counters), named for drops ---
-#define FWD_CT_RESULTS(X)                                                                    \
-    X(kOk, "ok", "packet belongs to a flow; state updated")                                  \
-    X(kCreated, "created", "new flow created")                                               \
-    X(kNew, "new", "no flow: the caller may create one")                                     \
-    X(kTruncated, "truncated", "L4 header cut")                                              \
-    X(kFragment, "fragment", "later IP fragment: no L4 header to key on")                   \
-    X(kNotTracked, "not_tracked", "ICMP that is neither echo nor error")                     \
-    X(kIcmpError, "icmp_error", "an ICMP error: use match_icmp_error")                       \
-    X(kTcpNotSyn, "tcp_not_syn", "first packet of a TCP flow without SYN (loose off)")      \
-    X(kTcpBadFlags, "tcp_bad_flags", "TCP flag combination never valid")                     \
-    X(kIcmpNoRequest, "icmp_no_request", "ICMP echo reply with no request's flow")           \
-    X(kTcpInvalid, "tcp_invalid", "TCP segment invalid in the flow's state")                 \
-    X(kTcpIgnored, "tcp_ignored", "TCP segment ignored by the state machine (passed)")       \
-    X(kTcpOutOfWindow, "tcp_out_of_window", "TCP segment outside the window")                \
-    X(kTcpRstOutOfWindow, "tcp_rst_out_of_window", "TCP RST outside the window")             \
-    X(kTableFull, "table_full", "no free entry for a new flow")                              \
-    X(kIndexFull, "index_full", "both index buckets of a key full")                          \
-    X(kExists, "exists", "original tuple already a flow (look it up again)")                 \
-    X(kReplyExists, "reply_exists", "reply tuple already a flow (NAT: try another)")         \
-    X(kIcmpErrorTruncated, "icmp_error_truncated", "ICMP error quoting too little")          \
-    X(kIcmpErrorBadQuote, "icmp_error_bad_quote", "ICMP error quoting garbage")              \
+#define FWD_CT_RESULTS(X)                                                              \
+    X(kOk, "ok", "packet belongs to a flow; state updated")                            \
+    X(kCreated, "created", "new flow created")                                         \
+    X(kNew, "new", "no flow: the caller may create one")                               \
+    X(kTruncated, "truncated", "L4 header cut")                                        \
+    X(kFragment, "fragment", "later IP fragment: no L4 header to key on")              \
+    X(kNotTracked, "not_tracked", "ICMP that is neither echo nor error")               \
+    X(kIcmpError, "icmp_error", "an ICMP error: use match_icmp_error")                 \
+    X(kTcpNotSyn, "tcp_not_syn", "first packet of a TCP flow without SYN (loose off)") \
+    X(kTcpBadFlags, "tcp_bad_flags", "TCP flag combination never valid")               \
+    X(kIcmpNoRequest, "icmp_no_request", "ICMP echo reply with no request's flow")     \
+    X(kTcpInvalid, "tcp_invalid", "TCP segment invalid in the flow's state")           \
+    X(kTcpIgnored, "tcp_ignored", "TCP segment ignored by the state machine (passed)") \
+    X(kTcpOutOfWindow, "tcp_out_of_window", "TCP segment outside the window")          \
+    X(kTcpRstOutOfWindow, "tcp_rst_out_of_window", "TCP RST outside the window")       \
+    X(kTableFull, "table_full", "no free entry for a new flow")                        \
+    X(kIndexFull, "index_full", "both index buckets of a key full")                    \
+    X(kExists, "exists", "original tuple already a flow (look it up again)")           \
+    X(kReplyExists, "reply_exists", "reply tuple already a flow (NAT: try another)")   \
+    X(kIcmpErrorTruncated, "icmp_error_truncated", "ICMP error quoting too little")    \
+    X(kIcmpErrorBadQuote, "icmp_error_bad_quote", "ICMP error quoting garbage")        \
     X(kIcmpErrorNoFlow, "icmp_error_no_flow", "ICMP error quoting no known flow")
 
 enum class Result : uint8_t {
@@ -279,8 +279,8 @@ enum class TcpState : uint8_t {
 };
 inline constexpr size_t kTcpStateCount = static_cast<size_t>(TcpState::kCount);
 inline constexpr std::string_view kTcpStateNames[kTcpStateCount] = {
-    "none",      "syn_sent", "syn_recv",  "established", "fin_wait",
-    "close_wait", "last_ack", "time_wait", "close",      "syn_sent2"};
+    "none",       "syn_sent", "syn_recv",  "established", "fin_wait",
+    "close_wait", "last_ack", "time_wait", "close",       "syn_sent2"};
 
 // One direction's sequence space (Linux's ip_ct_tcp_state, simplified):
 // the sender's highest sequence sent (end), the highest it may send as the
@@ -338,9 +338,7 @@ struct alignas(64) Flow {
 
     L4Kind kind() const;
     // NatChange bits for packets of direction d.
-    uint8_t changes_for(Dir d) const {
-        return d == Dir::kOrig ? (changes & 0xf) : (changes >> 4);
-    }
+    uint8_t changes_for(Dir d) const { return d == Dir::kOrig ? (changes & 0xf) : (changes >> 4); }
     // The tuple a packet of direction d leaves with after the NAT.
     FlowKey translated(Dir d) const { return tuple[static_cast<size_t>(other(d))].inverted(); }
 };
@@ -400,8 +398,8 @@ class ConnTable {
     // kTcpNotSyn / kTcpBadFlags (TCP needs a SYN unless loose), kExists
     // (another worker created it: track() again), kReplyExists, kTableFull,
     // kIndexFull. An expired or flushed flow on either tuple is replaced.
-    Result create(const Packet &p, const FlowKey &reply, uint64_t now, const NatInfo &nat,
-                  Hit &hit, Counters &c) noexcept;
+    Result create(const Packet &p, const FlowKey &reply, uint64_t now, const NatInfo &nat, Hit &hit,
+                  Counters &c) noexcept;
     Result create(const Packet &p, uint64_t now, Hit &hit, Counters &c) noexcept {
         return create(p, p.key.inverted(), now, NatInfo{}, hit, c);
     }
@@ -409,8 +407,8 @@ class ConnTable {
     // packet it quotes. hit.dir is the error's own direction in that flow
     // (the quoted packet went the other way). kOk, kIcmpErrorTruncated,
     // kIcmpErrorBadQuote, kIcmpErrorNoFlow. Does not refresh the flow.
-    Result match_icmp_error(const rte_mbuf *m, const PktMeta &md, bool v6, uint64_t now,
-                            Hit &hit, Counters &c) const noexcept;
+    Result match_icmp_error(const rte_mbuf *m, const PktMeta &md, bool v6, uint64_t now, Hit &hit,
+                            Counters &c) const noexcept;
     // Lookup only: the flow holding key (live, not expired), no update.
     bool lookup(const FlowKey &key, uint64_t now, Hit &hit) const noexcept;
 
@@ -470,7 +468,7 @@ class ConnTable {
     std::array<uint32_t, kTcpStateCount> tcp_ticks_{};
     uint32_t udp_unreplied_t_, udp_replied_t_, icmp_t_, generic_t_;
 
-    Flow *flows_ = nullptr;            // capacity_
+    Flow *flows_ = nullptr;                   // capacity_
     std::atomic<uint64_t> *slots_ = nullptr;  // n_buckets_ * 8
     uint32_t n_buckets_;
 

@@ -75,7 +75,7 @@ namespace fwd::dp {
     X(kVxlanFromPod, "vxlan_from_pod", "VXLAN sent by a pod (Felix drops it)")              \
     X(kVxlanFragment, "vxlan_fragment", "VXLAN in an outer IP fragment")                    \
     X(kVxlanTruncated, "vxlan_truncated", "VXLAN, inner Ethernet or IP header cut")         \
-    X(kVxlanDisabled, "vxlan_disabled", "VXLAN to us, overlay off here, no host tap")        \
+    X(kVxlanDisabled, "vxlan_disabled", "VXLAN to us, overlay off here, no host tap")       \
     X(kVxlanUnknownPeer, "vxlan_unknown_peer", "VXLAN from no known node address")          \
     X(kVxlanBadFlags, "vxlan_bad_flags", "VXLAN header without the I flag")                 \
     X(kVxlanBadVni, "vxlan_bad_vni", "VXLAN VNI not ours (no host tap)")                    \

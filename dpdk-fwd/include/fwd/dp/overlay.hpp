@@ -43,7 +43,7 @@
 
 namespace fwd::dp::overlay {
 
-inline constexpr uint16_t kVxlanPort = 4789;  // Calico / FelixConfiguration default
+inline constexpr uint16_t kVxlanPort = 4789;         // Calico / FelixConfiguration default
 inline constexpr uint32_t kVxlanFlagI = 0x08000000;  // RFC 7348: a valid VNI
 inline constexpr uint32_t kDefaultVni = 4096;
 inline constexpr uint32_t kMaxTunnels = 4096;

@@ -62,6 +62,26 @@ std::optional<net::IpAddr> first_free(const ipam::Cidr &range, const InUse &used
     return std::nullopt;
 }
 
+// What plan_delete removes under `full` (the key of kind's object `key`, "ns/name"): the
+// stored record, decoded, or only its name when it no longer decodes. Refused when absent.
+template <typename T>
+std::pair<ipam::KeyValue, T> stored_for_delete(ipam::Store &store, const std::string &kind,
+                                               const std::string &key, const std::string &full) {
+    auto kv = store.get(full);
+    if (!kv) {
+        throw ServiceError(kind + " '" + key + "'", "metadata.name",
+                           "Not found: no " + kind + " " + json_quoted(key) + " in the store");
+    }
+    T obj;
+    try {
+        obj = json::parse(kv->value).get<T>();
+    } catch (const std::exception &) {
+        obj.ns = key.substr(0, key.find('/'));
+        obj.name = key.substr(key.find('/') + 1);
+    }
+    return {std::move(*kv), std::move(obj)};
+}
+
 }  // namespace
 
 // ---- configuration ----
@@ -627,20 +647,9 @@ ServiceRegistry::Plan ServiceRegistry::plan_delete(const std::vector<std::string
     const InUse use = in_use();
     bool allocations_moved = false;
     for (const auto &key : service_keys) {
-        const auto kv = store_.get(service_key(key));
-        if (!kv) {
-            throw ServiceError("Service '" + key + "'", "metadata.name",
-                               "Not found: no Service " + json_quoted(key) + " in the store");
-        }
-        Service s;
-        try {
-            s = json::parse(kv->value).get<Service>();
-        } catch (const std::exception &) {
-            s.ns = key.substr(0, key.find('/'));
-            s.name = key.substr(key.find('/') + 1);
-        }
-        plan.compares.push_back({kv->key, kv->mod_revision});
-        plan.ops.push_back({Kind::kDelete, kv->key, ""});
+        auto [kv, s] = stored_for_delete<Service>(store_, "Service", key, service_key(key));
+        plan.compares.push_back({kv.key, kv.mod_revision});
+        plan.ops.push_back({Kind::kDelete, kv.key, ""});
         for (const auto &[a, owner] : use.ips) {
             if (owner == key) {
                 plan.ops.push_back({Kind::kDelete, ip_key(a), ""});
@@ -656,20 +665,10 @@ ServiceRegistry::Plan ServiceRegistry::plan_delete(const std::vector<std::string
         plan.changes.push_back({Action::kDelete, std::move(s)});
     }
     for (const auto &key : slice_keys) {
-        const auto kv = store_.get(slice_key(key));
-        if (!kv) {
-            throw ServiceError("EndpointSlice '" + key + "'", "metadata.name",
-                               "Not found: no EndpointSlice " + json_quoted(key) + " in the store");
-        }
-        EndpointSlice s;
-        try {
-            s = json::parse(kv->value).get<EndpointSlice>();
-        } catch (const std::exception &) {
-            s.ns = key.substr(0, key.find('/'));
-            s.name = key.substr(key.find('/') + 1);
-        }
-        plan.compares.push_back({kv->key, kv->mod_revision});
-        plan.ops.push_back({Kind::kDelete, kv->key, ""});
+        auto [kv, s] =
+            stored_for_delete<EndpointSlice>(store_, "EndpointSlice", key, slice_key(key));
+        plan.compares.push_back({kv.key, kv.mod_revision});
+        plan.ops.push_back({Kind::kDelete, kv.key, ""});
         plan.changes.push_back({Action::kDelete, std::move(s)});
     }
     if (allocations_moved) {

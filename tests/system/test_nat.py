@@ -17,6 +17,7 @@ Then what the table must refuse: a reply of no flow, a TCP segment out of the wi
 dropped with its name in `fwdctl stats`.
 """
 import ipaddress
+import json
 import pathlib
 import subprocess
 import time
@@ -24,7 +25,7 @@ import types
 
 import pytest
 
-from fwdlab import (BUILD, FWDCTL, Bridge, record_results, uplink_daemon_config,
+from fwdlab import (BUILD, DAEMON, FWDCTL, Bridge, record_results, uplink_daemon_config,
                     uplink_ifname, wait_until)
 
 IPAM_LOAD = BUILD / "ipam" / "tools" / "ipam_load"
@@ -313,3 +314,33 @@ def test_refusals_have_names(net):
     assert bad.returncode != 0 and "'state'" in bad.stderr, bad.stderr
     assert d.ctl("conntrack", "flush", "--proto", "tcp")["flushed"] >= 1
     assert d.ctl("conntrack", "count", "--proto", "tcp")["count"] == 0
+
+
+@pytest.mark.parametrize("section,value,message", [
+    ("conntrack", {"capacity": 0}, "conntrack.capacity: expected an integer from 1 to 67108864"),
+    ("conntrack", {"timeouts": {"tcp_established": 0}},
+     "conntrack.timeouts.tcp_established: expected an integer from 1 to 1728000"),
+    ("conntrack", {"timeouts": {"tcp_establish": 5}},
+     'conntrack.timeouts.tcp_establish: unknown field "tcp_establish"'),
+    ("conntrack", {"tcp_loose": "yes"}, "conntrack.tcp_loose: expected true or false"),
+    ("nat", {"port_range": "2000-1000"}, "nat.port_range: expected a port range"),
+    ("nat", {"port_range": "0:10"}, "nat.port_range: expected a port range"),
+    ("nat", {"ports": "1-2"}, 'nat.ports: unknown field "ports"; known fields: port_range'),
+])
+def test_config_errors_name_the_key(tmp_path, section, value, message):
+    cfg = {"node_name": "n", "node": {"ipv4": "10.0.0.1/24", "mtu": 1500},
+           "cores": {"main": 0, "control": 0, "workers": [{"core": 1}]},
+           "api_socket": str(tmp_path / "s"), section: value}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+    r = subprocess.run([str(DAEMON), "--check-config", "--config", str(path)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr, r.stderr
+    ok = dict(cfg)
+    ok[section] = {"capacity": 1000, "timeouts": {"udp_unreplied": 5}} if section == "conntrack" \
+        else {"port_range": "32768:60999"}
+    path.write_text(json.dumps(ok))
+    r = subprocess.run([str(DAEMON), "--check-config", "--config", str(path)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr

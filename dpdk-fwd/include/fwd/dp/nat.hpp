@@ -121,6 +121,7 @@ struct NatTables {
 struct alignas(64) NatWorker {
     NatTables *tables = nullptr;
     ct::Counters *counters = nullptr;
+    uint64_t next_age_tsc = 0;  // [W] the housekeeping's next ageing slice (ct_age)
 };
 
 uint16_t worker_slot();  // add_worker_slot("nat")

@@ -178,8 +178,8 @@ json flow_json(const ct::FlowInfo &fi) {
         const uint8_t ch = dir == 0 ? (fi.changes & 0xf) : (fi.changes >> 4);
         for (int b = 0; b < 4; b++) {
             if (ch & (1 << b)) {
-                changes += (changes.empty() ? "" : ",") + std::string(dir == 0 ? "orig." : "reply.") +
-                           names[b];
+                changes += (changes.empty() ? "" : ",") +
+                           std::string(dir == 0 ? "orig." : "reply.") + names[b];
             }
         }
     }
@@ -206,15 +206,15 @@ ConntrackModule::ConntrackModule(ControlContext &ctx)
       counters_(std::make_unique<ct::Counters[]>(std::max<size_t>(ctx.workers().size(), 1))) {
     std::vector<std::string> list_args = kFilterArgs;
     list_args.push_back("limit");
-    ctx.add_op({.name = "conntrack.list",
-                .args = list_args,
-                .fn = [this](const json &a) { return list(a); }});
-    ctx.add_op({.name = "conntrack.count",
-                .args = kFilterArgs,
-                .fn = [this](const json &a) { return count(a); }});
-    ctx.add_op({.name = "conntrack.flush",
-                .args = kFilterArgs,
-                .fn = [this](const json &a) { return flush(a); }});
+    ctx.add_op({.name = "conntrack.list", .args = list_args, .fn = [this](const json &a) {
+                    return list(a);
+                }});
+    ctx.add_op({.name = "conntrack.count", .args = kFilterArgs, .fn = [this](const json &a) {
+                    return count(a);
+                }});
+    ctx.add_op({.name = "conntrack.flush", .args = kFilterArgs, .fn = [this](const json &a) {
+                    return flush(a);
+                }});
 }
 
 ConntrackModule::~ConntrackModule() = default;
@@ -304,9 +304,7 @@ void ConntrackModule::describe_tables(json &out) const {
 }
 
 FWD_ON_LOAD(register_module<ConntrackModule>({}));
-FWD_ON_LOAD(register_config_section<ConntrackConfig>("conntrack",
-                                                     {"capacity", "tcp_loose", "tcp_liberal",
-                                                      "timeouts"},
-                                                     parse_conntrack));
+FWD_ON_LOAD(register_config_section<ConntrackConfig>(
+    "conntrack", {"capacity", "tcp_loose", "tcp_liberal", "timeouts"}, parse_conntrack));
 
 }  // namespace fwd::control

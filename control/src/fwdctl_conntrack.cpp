@@ -59,8 +59,8 @@ void add_conntrack_commands(CLI::App &app, Command &command) {
         },
         filters);
     add_request_command(
-        *group, "flush", "remove tracked flows (all, or those the filters take)",
-        "conntrack.flush", command,
+        *group, "flush", "remove tracked flows (all, or those the filters take)", "conntrack.flush",
+        command,
         [](const json &r, std::ostream &out) { out << "flushed " << cell(r, "flushed") << '\n'; },
         filters);
 }

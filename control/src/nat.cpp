@@ -100,9 +100,8 @@ class NatModule final : public Module {
             ws[i]->set_slot(nat::worker_slot(), &workers_[i]);
         }
         enabled_ = true;
-        sync->follow("nat", [this](ipam::Store &, ipam::Allocator &a, int64_t rev) {
-            sync_round(a, rev);
-        });
+        sync->follow(
+            "nat", [this](ipam::Store &, ipam::Allocator &a, int64_t rev) { sync_round(a, rev); });
     }
 
     void stop() override {
@@ -182,7 +181,7 @@ class NatModule final : public Module {
     const nat::PortRange ports_;
     nat::NatTables tables_;
     std::unique_ptr<nat::NatWorker[]> workers_;  // by worker index
-    bool enabled_ = false;                        // set in start(), read-only after
+    bool enabled_ = false;                       // set in start(), read-only after
 
     json last_sent_;  // [sync thread]
 

@@ -350,8 +350,7 @@ DropReason snat_one(Worker &w, NatWorker &nw, const NatConfig &cfg, rte_mbuf *m,
     ct::Hit hit;
     if (r == Result::kIcmpError) {
         r = ct.match_icmp_error(m, md, kV6, now, hit, *nw.counters);
-        return r == Result::kOk ? error_translate<kV6>(m, ct.flow(hit.flow), hit.dir)
-                                : drop_for(r);
+        return r == Result::kOk ? error_translate<kV6>(m, ct.flow(hit.flow), hit.dir) : drop_for(r);
     }
     if (r != Result::kOk) {
         return drop_for(r);
@@ -406,8 +405,8 @@ void nat_input(Worker &w, Burst &b) {
 enum class Local : uint8_t { kKeep, kReroute, kDrop };
 
 template <bool kV6>
-Local local_one(ct::ConnTable &ct, NatWorker &nw, const NodeAddrs &node, rte_mbuf *m,
-                uint64_t now, DropReason &why) {
+Local local_one(ct::ConnTable &ct, NatWorker &nw, const NodeAddrs &node, rte_mbuf *m, uint64_t now,
+                DropReason &why) {
     const PktMeta &md = meta(m);
     const uint32_t l3 = md.l3_off;
     if constexpr (kV6) {
@@ -505,9 +504,7 @@ void nat_local(Worker &w, Burst &b) {
 FWD_ON_LOAD(auto &r = PipelineRegistry::global();
             r.add_stage({.name = "nat4", .hook = Hook::kIp4Input, .fn = &nat_input<false>});
             r.add_stage({.name = "nat6", .hook = Hook::kIp6Input, .fn = &nat_input<true>});
-            r.add_stage(
-                {.name = "nat4_local", .hook = Hook::kIp4Local, .fn = &nat_local<false>});
-            r.add_stage(
-                {.name = "nat6_local", .hook = Hook::kIp6Local, .fn = &nat_local<true>}));
+            r.add_stage({.name = "nat4_local", .hook = Hook::kIp4Local, .fn = &nat_local<false>});
+            r.add_stage({.name = "nat6_local", .hook = Hook::kIp6Local, .fn = &nat_local<true>}));
 
 }  // namespace fwd::dp::nat

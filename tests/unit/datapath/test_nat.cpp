@@ -143,8 +143,8 @@ class Nat : public DatapathTest {
 // --- both directions, both families, TCP, UDP, echo ---
 
 TEST_F(Nat, Udp4OutAndBack) {
-    Parsed o = one(Side::kPodA, from_pod_a().ip4(kPodA4, kOut4).udp(40000, 53).payload(20),
-                   Side::kUplink);
+    Parsed o =
+        one(Side::kPodA, from_pod_a().ip4(kPodA4, kOut4).udp(40000, 53).payload(20), Side::kUplink);
     ASSERT_TRUE(o.ip4);
     EXPECT_EQ(o.ip4->src, kNode4);
     EXPECT_EQ(o.ip4->dst, kOut4);
@@ -167,8 +167,8 @@ TEST_F(Nat, Udp4OutAndBack) {
 }
 
 TEST_F(Nat, Udp6OutAndBack) {
-    Parsed o = one(Side::kPodA, from_pod_a().ip6(kPodA6, kOut6).udp(40000, 53).payload(20),
-                   Side::kUplink);
+    Parsed o =
+        one(Side::kPodA, from_pod_a().ip6(kPodA6, kOut6).udp(40000, 53).payload(20), Side::kUplink);
     ASSERT_TRUE(o.ip6);
     EXPECT_EQ(o.ip6->src, kNode6);
     EXPECT_EQ(o.ip6->dst, kOut6);
@@ -249,25 +249,25 @@ TEST_F(Nat, Tcp6Handshake) {
 }
 
 TEST_F(Nat, Echo4) {
-    Parsed o = one(Side::kPodA, from_pod_a().ip4(kPodA4, kOut4).echo_request(0x4242, 1),
-                   Side::kUplink);
+    Parsed o =
+        one(Side::kPodA, from_pod_a().ip4(kPodA4, kOut4).echo_request(0x4242, 1), Side::kUplink);
     EXPECT_EQ(o.ip4->src, kNode4);
     EXPECT_EQ(get16(o.l4(), 4), 0x4242);
     EXPECT_TRUE(o.l4_checksum_ok());
-    Parsed r = one(Side::kUplink, from_uplink().ip4(kOut4, kNode4).icmp(0, 0, 0x42420001),
-                   Side::kPodA);
+    Parsed r =
+        one(Side::kUplink, from_uplink().ip4(kOut4, kNode4).icmp(0, 0, 0x42420001), Side::kPodA);
     EXPECT_EQ(r.ip4->dst, kPodA4);
     EXPECT_EQ(get16(r.l4(), 4), 0x4242);
     EXPECT_TRUE(r.l4_checksum_ok());
 }
 
 TEST_F(Nat, Echo6) {
-    Parsed o = one(Side::kPodA, from_pod_a().ip6(kPodA6, kOut6).echo_request(0x4242, 1),
-                   Side::kUplink);
+    Parsed o =
+        one(Side::kPodA, from_pod_a().ip6(kPodA6, kOut6).echo_request(0x4242, 1), Side::kUplink);
     EXPECT_EQ(o.ip6->src, kNode6);
     EXPECT_TRUE(o.l4_checksum_ok());
-    Parsed r = one(Side::kUplink, from_uplink().ip6(kOut6, kNode6).icmp(129, 0, 0x42420001),
-                   Side::kPodA);
+    Parsed r =
+        one(Side::kUplink, from_uplink().ip6(kOut6, kNode6).icmp(129, 0, 0x42420001), Side::kPodA);
     EXPECT_EQ(r.ip6->dst, kPodA6);
     EXPECT_TRUE(r.l4_checksum_ok());
 }
@@ -300,9 +300,10 @@ TEST_F(Nat, PortCollisionTakesAnother) {
     EXPECT_EQ(get16(ea.l4(), 4), 7);
     EXPECT_NE(get16(eb.l4(), 4), 7);
     EXPECT_TRUE(eb.l4_checksum_ok());
-    Parsed rb = one(Side::kUplink,
-                    from_uplink().ip4(kOut4, kNode4).icmp(0, 0, uint32_t{get16(eb.l4(), 4)} << 16 | 1),
-                    Side::kPodB);
+    Parsed rb =
+        one(Side::kUplink,
+            from_uplink().ip4(kOut4, kNode4).icmp(0, 0, uint32_t{get16(eb.l4(), 4)} << 16 | 1),
+            Side::kPodB);
     EXPECT_EQ(get16(rb.l4(), 4), 7);
     EXPECT_TRUE(rb.l4_checksum_ok());
     EXPECT_EQ(drops(), want({}));
@@ -338,8 +339,8 @@ TEST_F(Nat, OtherPoolsAndStrangersUntouched) {
 
 // Traffic to the node's address that is no flow's stays the node's own.
 TEST_F(Nat, NodeTrafficUntouched) {
-    Parsed r = one(Side::kUplink, from_uplink().ip4(kOut4, kNode4).echo_request(9, 1),
-                   Side::kUplink);
+    Parsed r =
+        one(Side::kUplink, from_uplink().ip4(kOut4, kNode4).echo_request(9, 1), Side::kUplink);
     EXPECT_EQ(r.ip4->src, kNode4);  // answered by icmp4_local
     EXPECT_EQ(ct().in_use(), 0u);
 }
@@ -404,11 +405,11 @@ TEST_F(Nat, IcmpErrorAboutEcho) {
 // node, quoting the packet as the far end sent it.
 TEST_F(Nat, IcmpErrorFromPodTranslated) {
     one(Side::kPodA, from_pod_a().ip4(kPodA4, kOut4).udp(42000, 53), Side::kUplink);
-    Parsed got = one(Side::kUplink, from_uplink().ip4(kOut4, kNode4).udp(53, 42000).payload(4),
-                     Side::kPodA);
+    Parsed got =
+        one(Side::kUplink, from_uplink().ip4(kOut4, kNode4).udp(53, 42000).payload(4), Side::kPodA);
     Bytes quote(got.l3().begin(), got.l3().end());
-    Parsed e = one(Side::kPodA, from_pod_a().ip4(kPodA4, kOut4).icmp(3, 3).payload(quote),
-                   Side::kUplink);
+    Parsed e =
+        one(Side::kPodA, from_pod_a().ip4(kPodA4, kOut4).icmp(3, 3).payload(quote), Side::kUplink);
     EXPECT_EQ(e.ip4->src, kNode4);
     EXPECT_TRUE(e.ip4->header_checksum_ok);
     EXPECT_TRUE(e.l4_checksum_ok());
@@ -533,9 +534,7 @@ const NatDropCase kDropCases[] = {
     {"nat_fragment", DropReason::kNatFragment,
      [](NatDrop &) { return std::vector{a4(pa4().mf().udp(1, 53).payload(16))}; }},
     {"nat_fragment6", DropReason::kNatFragment,
-     [](NatDrop &) {
-         return std::vector{a4(pa6().fragment(0, true).udp(1, 53).payload(16))};
-     }},
+     [](NatDrop &) { return std::vector{a4(pa6().fragment(0, true).udp(1, 53).payload(16))}; }},
     {"nat_no_node_addr", DropReason::kNatNoNodeAddr,
      [](NatDrop &d) {
          d.node_without_addrs();
@@ -601,8 +600,8 @@ TEST(NatDropReasons, EachHasACase) {
     for (size_t i = 0; i < kDropReasonCount; i++) {
         const auto r = static_cast<DropReason>(i);
         const std::string_view name = drop_reason_name(r);
-        if ((name.starts_with("ct_") || name.starts_with("nat_")) && r != DropReason::kCtIndexFull &&
-            r != DropReason::kCtBusy) {
+        if ((name.starts_with("ct_") || name.starts_with("nat_")) &&
+            r != DropReason::kCtIndexFull && r != DropReason::kCtBusy) {
             EXPECT_TRUE(covered.count(r)) << name << " has no test";
         }
     }

@@ -28,7 +28,8 @@ The default profile is the cluster the project is modelled on (Calico in VXLAN m
                affinities (overlay module).
   pools        configs/lab/ippools.yaml: 192.168.0.0/16 /26 CrossSubnet (native among
                nodes 1-3, VXLAN to and from node4), fd00:10:244::/48 /122 VXLAN always,
-               both natOutgoing (not built yet: issue 15; pods do not reach the loopbacks).
+               both natOutgoing: pods reach the loopbacks with the node's address as their
+               source (the nodes' natOutgoing; the ToR has no route back to the pools).
 
 The BGP profile (--bgp) is the earlier lab: nodes 1-3 on subnet 1 only, BIRD on every node
 and on the ToR (AS 64512, node-to-node mesh plus the ToR, which announces its loopbacks and
@@ -52,6 +53,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -70,6 +72,7 @@ CONFLIST = ROOT / "configs" / "cni" / "10-dpdk-fwd.conflist"
 POOLS_YAML = {"vxlan": ROOT / "configs" / "lab" / "ippools.yaml",
               "bgp": ROOT / "configs" / "lab" / "ippools-bgp.yaml"}
 XFER = ROOT / "tests" / "system" / "tcp_xfer.py"
+NAT_PEER = ROOT / "tests" / "system" / "nat_peer.py"
 
 TOR = "lab-tor"
 TOR4, TOR6 = "10.10.10.1", "fd00:10:10::1"  # etcd listens here (subnet 1)
@@ -628,7 +631,6 @@ def add_pods(st, all_nodes, per_node):
 # ---------------------------------------------------------------- checks
 
 PASS, FAIL, TODO = "PASS", "FAIL", "TODO"
-NEEDS_NAT = "needs natOutgoing (issue 15)"
 
 
 class Checks:
@@ -743,6 +745,34 @@ def tcp(src, dst, addr, port, nbytes):
                        f"sent {sent}, received {got}")
     return True, (f"{nbytes * 8 / dt / 1e9:.2f} Gbit/s ({nbytes >> 20} MiB in {dt:.2f} s, "
                   "sha256 match)")
+
+
+def tcp_to_tor(src, dst, port, node_addr, nbytes):
+    """TCP from a pod to a server on the ToR's loopback (nat_peer.py): PASS when the content
+    arrives whole and the ToR saw the node's address as the source (natOutgoing)."""
+    srv = subprocess.Popen(["ip", "netns", "exec", TOR, "/usr/bin/python3", str(NAT_PEER),
+                            "tcp-server", dst, str(port)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        if srv.stdout.readline().strip() != "listening":
+            return False, f"server did not start: {srv.stderr.read()[-200:]}"
+        cli = src.run(f"/usr/bin/python3 {NAT_PEER} tcp-client {dst} {port} {nbytes} "
+                      f"{40000 + port}", check=False, timeout=180)
+        out, _ = srv.communicate(timeout=60)
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
+    lines = out.splitlines()
+    peer = lines[0].split() if lines else ["?", "?"]
+    seen = str(ipaddress.ip_address(peer[0].removeprefix("::ffff:"))) if peer[0] != "?" else "?"
+    whole = cli.returncode == 0 and len(lines) > 1 and lines[1] == cli.stdout.strip()
+    if not whole:
+        return False, f"client exit {cli.returncode}: {cli.stderr.strip()[-120:]}; got {lines}"
+    if seen != node_addr:
+        return False, f"the ToR saw {seen}:{peer[1]}, want the node's {node_addr}"
+    return True, (f"the ToR saw {seen}:{peer[1]} (the node, source port kept); "
+                  f"{nbytes >> 20} MiB sha256 match")
 
 
 def pod_addresses(ns):
@@ -948,11 +978,24 @@ def run_checks(st, tcp_bytes):
                 c.run_wired("ping ToR loop", f"{a} -> {dst}", f"v{fam}",
                             lambda a=a, dst=dst: ping(ns[a], dst), "native")
             else:
-                def no_nat(a=a, dst=dst):
-                    ok, _ = ping(ns[a], dst, count=1, wait=1)
-                    return TODO, (f"{NEEDS_NAT}; " + ("answered" if ok else
-                                  "no answer: the ToR has no route back to the pools"))
-                c.run_wired("ping ToR loop", f"{a} -> {dst}", f"v{fam}", no_nat, None)
+                # natOutgoing: the ToR has no route back to the pools, so an answer means
+                # the node translated; no pod address crosses the ToR ("none")
+                c.run_wired("ping ToR loop", f"{a} -> {dst}", f"v{fam}",
+                            lambda a=a, dst=dst: ping(ns[a], dst), "none")
+    if st["profile"] != "bgp":
+        # TCP to the loopbacks: the ToR sees the node's address as the source, the content
+        # arrives whole
+        nat_port = 5100
+        for node in names:
+            a = by_node[node][0]
+            for fam, dst in ((4, LOOP4), (6, LOOP6)):
+                if fam not in st["families"]:
+                    continue
+                nat_port += 1
+                src = str(ipaddress.ip_interface(st["nodes"][node][f"ipv{fam}"]).ip)
+                c.run_wired("tcp ToR loop", f"{a} -> {dst}", f"v{fam}",
+                            lambda a=a, dst=dst, src=src, port=nat_port:
+                            tcp_to_tor(ns[a], dst, port, src, tcp_bytes), "none")
 
     port = 5200
     for kind, pairs in (("same node", same), ("across nodes", cross)):

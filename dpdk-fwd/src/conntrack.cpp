@@ -1066,6 +1066,13 @@ bool Filter::matches(const FlowKey &orig, const FlowKey &reply, TcpState st, L4K
             return false;
         }
     }
+    auto same = [&](const std::optional<Addr> &a, const std::array<uint8_t, 16> &b) {
+        return !a || (orig.family == a->family &&
+                      std::memcmp(b.data(), a->bytes.data(), a->family == 6 ? 16 : 4) == 0);
+    };
+    if (!same(src, orig.src) || !same(dst, orig.dst)) {
+        return false;
+    }
     if (port) {
         if (!has_ports(orig.proto)) {
             return false;

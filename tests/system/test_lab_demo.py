@@ -1,9 +1,9 @@
 """The README's main command end to end: scripts/demo.sh (what `./run.sh demo` runs) brings
 up the lab in its default profile (four dpdk-fwd nodes on two subnets of a ToR without BGP,
 VXLAN routes from the node registry and the block affinities, pods through the CNI plugin):
-every row of its check table passes, except the rows that need natOutgoing (issue 15, not
-built yet), which say so; the ToR's counters show IPv4 native inside a subnet and VXLAN across,
-IPv6 VXLAN always. Run again with --bgp while that lab is up, it takes the old one down first
+every row of its check table passes, the pods' pings and TCP to the ToR's loopbacks too
+(natOutgoing: the ToR sees the node's address, no pod address crosses it); the ToR's counters
+show IPv4 native inside a subnet and VXLAN across, IPv6 VXLAN always. Run again with --bgp while that lab is up, it takes the old one down first
 and brings up the BGP profile (BIRD mesh with the ToR), every row passing. `scripts/demo.sh
 --down` leaves nothing behind (no lab namespace, none of the processes it started, no state
 dir, no hugepage files) and a second `--down` is a no-op. The single-family variants
@@ -27,9 +27,9 @@ DEMO = ROOT / "scripts" / "demo.sh"
 STATE_DIR = pathlib.Path("/run/dpdk-fwd-lab")
 ROW = re.compile(r"^(?P<check>\S.*?)\s{2,}(?P<what>\S.*?)\s{2,}(?P<fam>\S+)\s{2,}"
                  r"(?P<wire>\S+(?: \S+)?)\s{2,}(?P<result>PASS|FAIL|TODO)\s{2,}(?P<detail>.*)$")
-# the rows that wait for natOutgoing (issue 15): pods to the ToR's loopbacks, default profile
+# pods to the ToR's loopbacks: natOutgoing in the default profile, BGP routes in the other
 NAT_ROW = "ping ToR loop"
-NEEDS_NAT = "needs natOutgoing (issue 15)"
+NAT_TCP_ROW = "tcp ToR loop"
 
 
 def demo(*args, timeout=900):
@@ -72,15 +72,12 @@ def lab_namespaces():
     return [line.split()[0] for line in out.splitlines() if line.startswith("lab-")]
 
 
-def assert_all_pass(r, nat_todo):
-    """Every row PASS; with nat_todo, the natOutgoing rows (and only they) TODO instead,
-    saying what they need."""
+def assert_all_pass(r):
+    """Every row PASS."""
     out = r.stdout + r.stderr
     assert "check" in r.stdout, out
     rows = table(r.stdout)
-    bad = [row for row in rows
-           if row["result"] != ("TODO" if nat_todo and row["check"] == NAT_ROW else "PASS")
-           or (row["result"] == "TODO" and NEEDS_NAT not in row["detail"])]
+    bad = [row for row in rows if row["result"] != "PASS"]
     assert not bad, "\n".join(f"{f['check']} {f['what']} {f['fam']}: {f['result']} {f['detail']}"
                               for f in bad) + "\n" + out[-6000:]
     assert r.returncode == 0, out[-6000:]
@@ -101,16 +98,21 @@ def test_lab_demo_up_checks_and_down():
         r = demo()
         if STATE_DIR.exists():
             first = state()
-        rows = assert_all_pass(r, nat_todo=True)
+        rows = assert_all_pass(r)
         checks = {(row["check"], row["what"], row["fam"]) for row in rows}
         # the default profile: the node registry on every node, a ToR without pod routes,
         # every pod's addresses, pod to pod on one node and across nodes, IPv4 and IPv6,
-        # ping and TCP; the pods' way to the ToR's loopbacks waits for NAT
+        # ping and TCP; the pods reach the ToR's loopbacks through natOutgoing
         for node in ("node1", "node2", "node3", "node4"):
             assert ("node registry", node, "4+6") in checks
         assert ("ToR routes", "no pod network", "4+6") in checks
         assert count(rows, "pod addresses") == 8
         assert count(rows, NAT_ROW, "v4") == 4 and count(rows, NAT_ROW, "v6") == 4
+        assert count(rows, NAT_TCP_ROW, "v4") == 4 and count(rows, NAT_TCP_ROW, "v6") == 4
+        # natOutgoing: no pod address on the ToR, the node's address as the source
+        assert wires(rows, NAT_ROW, "v4") == wires(rows, NAT_TCP_ROW, "v6") == {"none"}
+        assert all("the ToR saw 10.10." in row["detail"] or "the ToR saw fd00:10:" in row["detail"]
+                   for row in rows if row["check"] == NAT_TCP_ROW)
         for kind in ("ping same node", "ping across nodes", "tcp same node", "tcp across nodes"):
             for fam in ("v4", "v6"):
                 assert count(rows, kind, fam) == 4, (kind, fam)
@@ -134,7 +136,7 @@ def test_lab_demo_up_checks_and_down():
         # the BGP profile while the default one is up: the old lab goes first
         r = demo("--bgp", "--tcp-mbytes", "8", "--idle-seconds", "2")
         assert "a previous lab is up" in r.stdout, r.stdout
-        rows = assert_all_pass(r, nat_todo=False)
+        rows = assert_all_pass(r)
         checks = {(row["check"], row["what"], row["fam"]) for row in rows}
         for node in ("node1", "node2", "node3", "tor"):
             assert ("bgp sessions", node, "4+6") in checks
@@ -170,17 +172,19 @@ def assert_down(down, st):
 @pytest.mark.parametrize("only,fam,other", [("--ipv4-only", "4", "6"), ("--ipv6-only", "6", "4")])
 def test_lab_demo_single_family(only, fam, other):
     """The default profile with nodes and pods of one family: every row of that family
-    passes (the natOutgoing rows say TODO), no row is of the other family."""
+    passes (natOutgoing to the ToR's loopback of that family too), no row is of the other
+    family."""
     st = None
     try:
         r = demo(only, "--pods", "1", "--tcp-mbytes", "4", "--idle-seconds", "2")
         if STATE_DIR.exists():
             st = state()
-        rows = assert_all_pass(r, nat_todo=True)
+        rows = assert_all_pass(r)
         assert st and st["families"] == [int(fam)]
         assert not [row for row in rows if other in row["fam"]], r.stdout
         assert count(rows, "ping across nodes", f"v{fam}") == 4
         assert count(rows, NAT_ROW, f"v{fam}") == 4
+        assert count(rows, NAT_TCP_ROW, f"v{fam}") == 4
         assert wires(rows, "tcp across nodes", f"v{fam}") == (
             {"native", "vxlan"} if fam == "4" else {"vxlan"})
     finally:

@@ -330,6 +330,13 @@ PacketBuilder &PacketBuilder::tcp(uint16_t sport, uint16_t dport, uint8_t flags)
     put16(l4_hdr_, 0);       // urgent pointer
     return *this;
 }
+PacketBuilder &PacketBuilder::tcp_seq(uint32_t seq, uint32_t ack) {
+    for (int i = 0; i < 4; i++) {
+        l4_hdr_[4 + i] = static_cast<uint8_t>(seq >> (24 - 8 * i));
+        l4_hdr_[8 + i] = static_cast<uint8_t>(ack >> (24 - 8 * i));
+    }
+    return *this;
+}
 PacketBuilder &PacketBuilder::bad_l4_checksum() {
     bad_l4_csum_ = true;
     return *this;

@@ -105,6 +105,8 @@ class PacketBuilder {
     PacketBuilder &nd_option_ll(uint8_t type, const Mac &m);  // 1: source, 2: target LL address
     PacketBuilder &udp(uint16_t sport, uint16_t dport);
     PacketBuilder &tcp(uint16_t sport, uint16_t dport, uint8_t flags = 0x02);
+    // After tcp(): the sequence and acknowledgment numbers (default 0x01020304, 0).
+    PacketBuilder &tcp_seq(uint32_t seq, uint32_t ack);
     PacketBuilder &bad_l4_checksum();
 
     // --- payload and framing ---

@@ -369,6 +369,8 @@ struct Filter {
         std::array<uint8_t, 16> bytes;  // IPv4: the first 4, network order
     };
     std::optional<Addr> addr;
+    // The original tuple's source / destination (as the first packet had them).
+    std::optional<Addr> src, dst;
     uint8_t family = 0;            // 0: both
     std::optional<uint16_t> port;  // host order; only flows with ports match
     std::optional<uint8_t> proto;

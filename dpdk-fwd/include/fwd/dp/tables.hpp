@@ -183,6 +183,8 @@ class Tables {
     size_t memory_bytes() const;
     // Waits until every online worker passed a quiescent point.
     void synchronize();
+    // The workers' RCU (other tables that free after a grace period: conntrack).
+    rte_rcu_qsbr *qsbr() const { return qsbr_; }
 
   private:
     rte_fib6 *create_fib6() const;

@@ -1,0 +1,129 @@
+// NAT, the datapath side: natOutgoing (Calico's source NAT of pool traffic
+// leaving all pools, ../shared/CALICO.md "NAT") on the connection tracking
+// core (conntrack.hpp). What the stages read (src/stages/nat.cpp), written by
+// the control thread only.
+//
+// What is tracked: only flows a NAT translates. A packet that no NAT rule
+// wants (its source in no natOutgoing pool, or its destination in a pool)
+// is never looked up: route-only traffic pays a pool check, not a table
+// lookup. The replies of a source-NATed flow come to the node's address and
+// are looked up on the local hook.
+//
+// The rule, per new flow (PoolTable::snat):
+//   source in a pool with natOutgoing (disabled or not)
+//   AND destination in no pool at all, enabled or disabled, pools whose only
+//   use is LoadBalancer excepted
+//   -> source address := the node's address of the family (NodeAddrs), the
+//      source port (ICMP echo: the identifier) kept when the translated tuple
+//      is free, else the next free one of the range (choose_port).
+// Service DNAT slots in before this decision (a frontend lookup on the
+// destination, the backend in NatInfo, the same translate / reverse code).
+//
+// Publication:
+//   NatConfig  [C] builds an immutable one, swap_config (release); deletes
+//              the old one after a grace period. [W] loads it once per burst.
+//   the table  [C] set (NatTables::ct) before the workers run, never changed
+//              while they do; the ConnTable is the conntrack module's.
+// Per worker: the slot "nat" (worker_slot()) holds a NatWorker*; empty: the
+// stages do nothing (no NAT on this node: no ipam section).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "fwd/dp/conntrack.hpp"
+#include "fwd/net/addr.hpp"
+
+namespace fwd::dp::nat {
+
+enum PoolFlags : uint8_t {
+    kPoolNatOutgoing = 1 << 0,
+    kPoolDisabled = 1 << 1,
+    kPoolLoadBalancerOnly = 1 << 2,  // allowedUses [LoadBalancer]: not "a pool" for natOutgoing
+};
+
+struct Pool4 {
+    uint32_t net;   // host order, masked
+    uint32_t mask;  // host order
+    uint8_t flags;
+};
+struct Pool6 {
+    std::array<uint64_t, 2> net;  // network order words, masked
+    std::array<uint64_t, 2> mask;
+    uint8_t flags;
+};
+
+// Every IP pool of both families (from the IPAM store). Worker side noexcept.
+class PoolTable {
+  public:
+    void add(const net::Prefix4 &p, uint8_t flags);
+    void add(const net::Prefix6 &p, uint8_t flags);
+    size_t size4() const { return v4_.size(); }
+    size_t size6() const { return v6_.size(); }
+    bool any_nat() const { return nat4_ || nat6_; }
+
+    // natOutgoing applies to a packet from src to dst (addresses in network
+    // order, as in the header).
+    bool snat4(uint32_t src_be, uint32_t dst_be) const noexcept;
+    bool snat6(const uint8_t *src, const uint8_t *dst) const noexcept;
+    bool nat4() const { return nat4_; }
+    bool nat6() const { return nat6_; }
+
+  private:
+    // The flags of the pool holding a (0 when none; pools do not overlap).
+    uint8_t find4(uint32_t a_host) const noexcept;
+    uint8_t find6(const uint8_t *a) const noexcept;
+
+    std::vector<Pool4> v4_;
+    std::vector<Pool6> v6_;
+    bool nat4_ = false, nat6_ = false;  // some pool of the family has natOutgoing
+};
+
+// FelixConfiguration natPortRange; lo 0: unset, Linux masquerade's choice
+// by the original port (below 512: 1-511, below 1024: 600-1023, else
+// 1024-65535).
+struct PortRange {
+    uint16_t lo = 0, hi = 0;
+};
+
+struct NatConfig {  // immutable once published
+    PoolTable pools;
+    PortRange ports;
+};
+
+// The range a source port is taken from (TCP, UDP): natPortRange when set,
+// else Linux's by the original port. ICMP identifiers: 0-65535 always.
+PortRange port_range_for(const PortRange &cfg, uint8_t proto, uint16_t orig);
+
+// Port choice, Linux's nf_nat_l4proto_unique_tuple in our own words: the
+// original when inside the range (the caller tries it first), else from a
+// per-flow start (hash) onwards, up to 128 tries, then rounds of half as
+// many from other starts down to 16. The n-th candidate (n from 0), or -1
+// when the search is over (exhausted).
+int port_candidate(const PortRange &r, uint32_t hash, uint32_t n);
+inline constexpr uint32_t kMaxPortTries = 128 + 64 + 32 + 16;
+
+struct NatTables {
+    ct::ConnTable *ct = nullptr;  // [C] before the workers run
+    std::atomic<const NatConfig *> cfg{nullptr};
+    const NatConfig *config() const { return cfg.load(std::memory_order_acquire); }
+    // Release store; returns the old one, to delete after a grace period.
+    const NatConfig *swap_config(const NatConfig *next) {
+        return cfg.exchange(next, std::memory_order_acq_rel);
+    }
+};
+
+// A worker's NAT state: the shared tables and its own counters of the
+// tracker's results (the conntrack module's, one per worker: written by
+// this worker only, summed by the control thread).
+struct alignas(64) NatWorker {
+    NatTables *tables = nullptr;
+    ct::Counters *counters = nullptr;
+    uint64_t next_age_tsc = 0;  // [W] the housekeeping's next ageing slice (ct_age)
+};
+
+uint16_t worker_slot();  // add_worker_slot("nat")
+
+}  // namespace fwd::dp::nat

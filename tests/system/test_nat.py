@@ -1,0 +1,346 @@
+"""natOutgoing end to end, IPv4 and IPv6, against Linux's own NAT as the reference.
+
+  tor (namespace): bridge br0 10.0.0.254/24 fd00::254/64, loopbacks 1.1.1.1/32 and
+       2001:db8::1/128, NO route to the pools: a pod's packet that comes back needs NAT
+   |-- node1: dpdk-fwd 10.0.0.1/24 fd00::1/64, default route via the ToR; an ipam section on
+   |          an embedded store whose pools (10.244.0.0/16, fd00:244::/48) are natOutgoing;
+   |          pods a and b (namespaces through the daemon) with addresses from IPAM
+   `-- linux1: a Linux node 10.0.0.3/24 fd00::3/64 configured as the reference: nftables
+              masquerade of pool sources to destinations in no pool (Calico's rule), pods
+              a and b behind veths (Calico's pod-side setup)
+
+The same cases run from both nodes' pods to the ToR's loopbacks: ping with a given ICMP
+identifier, UDP and TCP (content checked) from given source ports, and two pods using one
+source port to one destination (the second must move). What the ToR sees must agree: the
+node's own address as the source, the identifier / port kept when free, moved when not.
+Then what the table must refuse: a reply of no flow, a TCP segment out of the window, each
+dropped with its name in `fwdctl stats`.
+"""
+import ipaddress
+import json
+import pathlib
+import subprocess
+import time
+import types
+
+import pytest
+
+from fwdlab import (BUILD, DAEMON, FWDCTL, Bridge, record_results, uplink_daemon_config,
+                    uplink_ifname, wait_until)
+
+IPAM_LOAD = BUILD / "ipam" / "tools" / "ipam_load"
+PEER = pathlib.Path(__file__).resolve().parent / "nat_peer.py"
+PY = "/usr/bin/python3"
+LOOP4, LOOP6 = "1.1.1.1", "2001:db8::1"
+TOR4, TOR6 = "10.0.0.254", "fd00::254"
+POOL4, POOL6 = "10.244.0.0/16", "fd00:244::/48"
+NODE = types.SimpleNamespace(addr4="10.0.0.1", addr6="fd00::1")
+LINUX = types.SimpleNamespace(addr4="10.0.0.3", addr6="fd00::3",
+                              pods={"a": ("10.244.200.2", "fd00:244:0:200::2"),
+                                    "b": ("10.244.200.3", "fd00:244:0:200::3")})
+
+POOLS_YAML = f"""apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: default-ipv4-ippool
+spec:
+  cidr: {POOL4}
+  blockSize: 26
+  natOutgoing: true
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: default-ipv6-ippool
+spec:
+  cidr: {POOL6}
+  blockSize: 122
+  natOutgoing: true
+"""
+
+# Calico's rule as Felix writes it for iptables, in nftables: source in a natOutgoing pool,
+# destination in no pool at all -> masquerade.
+NFT = f"""table ip nat {{
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr {POOL4} ip daddr != {POOL4} masquerade
+  }}
+}}
+table ip6 nat {{
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip6 saddr {POOL6} ip6 daddr != {POOL6} masquerade
+  }}
+}}
+"""
+
+
+def linux_pod(node, pod, name, v4, v6):
+    """Calico's pod-side setup behind a veth on a Linux node."""
+    host_if = f"cali{name}"
+    node.run(f"ip link add {host_if} type veth peer name eth0 netns {pod.name}")
+    node.run(f"sysctl -qw net.ipv4.conf.{host_if}.proxy_arp=1")
+    node.run(f"ip link set {host_if} up")
+    node.run(f"ip addr add fe80::1/64 dev {host_if} nodad")
+    node.run(f"ip route add {v4}/32 dev {host_if}")
+    node.run(f"ip -6 route add {v6}/128 dev {host_if}")
+    pod.run("sysctl -qw net.ipv6.conf.eth0.accept_dad=0")
+    pod.run("ip link set eth0 up")
+    pod.run(f"ip addr add {v4}/32 dev eth0")
+    pod.run(f"ip addr add {v6}/128 dev eth0 nodad")
+    pod.run("ip route add 169.254.1.1 dev eth0 scope link")
+    pod.run("ip route add default via 169.254.1.1 dev eth0")
+    pod.run("ip -6 route add default via fe80::1 dev eth0")
+
+
+@pytest.fixture
+def net(tmpdir_short, netns_factory, daemon_factory):
+    tor = netns_factory("ntor")
+    br = Bridge(tor)
+    tor.run(f"sysctl -qw net.ipv6.conf.{br.name}.disable_ipv6=0")
+    tor.run(f"ip addr add {TOR4}/24 dev {br.name}")
+    tor.run(f"ip addr add {TOR6}/64 dev {br.name} nodad")
+    tor.run(f"ip addr add {LOOP4}/32 dev lo")
+    tor.run(f"ip addr add {LOOP6}/128 dev lo")
+    tor.run("sysctl -qw net.ipv4.conf.all.rp_filter=0")
+
+    # the dpdk-fwd node, its store embedded, the pools in it before it starts
+    store = f"embedded:{tmpdir_short}/ipam"
+    pools = pathlib.Path(tmpdir_short) / "pools.yaml"
+    pools.write_text(POOLS_YAML)
+    r = subprocess.run([FWDCTL, "apply", "--store", store, "-f", str(pools)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    ns1 = netns_factory("nn1")
+    extra = uplink_daemon_config("na", 1, "02:00:00:00:01:01", f"{NODE.addr4}/24",
+                                 f"{NODE.addr6}/64", extra={
+                                     "ipam": {"store": store, "sync_ms": 100},
+                                     "routes": [{"prefix": "0.0.0.0/0", "via": TOR4},
+                                                {"prefix": "::/0", "via": TOR6}],
+                                     "conntrack": {"capacity": 4096,
+                                                   "timeouts": {"udp_unreplied": 30}},
+                                 })
+    d = daemon_factory("node1", extra=extra, netns=ns1)
+    br.adopt(uplink_ifname("na"), ns1)
+    wait_until(lambda: len(d.ctl("node")["nat"]["pools"]) == 2, 20, interval=0.1,
+               what="the pools in the dataplane")
+    pods = {}
+    for name in ("a", "b"):
+        r = subprocess.run([IPAM_LOAD, "--store", store, "--node", "node1", "--count", "1",
+                            "--handle-prefix", f"nat{name}", "--dual", "--report-fd", "1"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        (a4, a6), = [line.split()[1:] for line in r.stdout.splitlines()
+                     if line.startswith(f"nat{name}-")]
+        ns = netns_factory(f"np{name}")
+        d.add_pod(ns, ipv4=a4, ipv6=a6)
+        pods[name] = types.SimpleNamespace(ns=ns, v4=a4, v6=a6)
+
+    # the Linux node
+    lin = netns_factory("nl1")
+    br.plug_veth(lin, "nl1port")
+    lin.run("sysctl -qw net.ipv6.conf.eth0.accept_dad=0")
+    lin.run("ip link set eth0 up")
+    lin.run(f"ip addr add {LINUX.addr4}/24 dev eth0")
+    lin.run(f"ip addr add {LINUX.addr6}/64 dev eth0 nodad")
+    lin.run(f"ip route add default via {TOR4}")
+    lin.run(f"ip -6 route add default via {TOR6}")
+    lin.run("sysctl -qw net.ipv4.ip_forward=1")
+    lin.run("sysctl -qw net.ipv6.conf.all.forwarding=1")
+    nft = pathlib.Path(tmpdir_short) / "nat.nft"
+    nft.write_text(NFT)
+    lin.run(f"nft -f {nft}")
+    lpods = {}
+    for name, (v4, v6) in LINUX.pods.items():
+        ns = netns_factory(f"nq{name}")
+        linux_pod(lin, ns, name, v4, v6)
+        lpods[name] = types.SimpleNamespace(ns=ns, v4=v4, v6=v6)
+    yield types.SimpleNamespace(tor=tor, br=br, d=d, pods=pods, lin=lin, lpods=lpods,
+                                tmp=tmpdir_short)
+
+
+def tor_peer(tor, proto, dst, port, client):
+    """Runs a server on the ToR, the client (a callable) against it; returns what the ToR
+    saw as the peer (address, port) and the client's result."""
+    srv = tor.popen(f"{PY} {PEER} {proto}-server {dst} {port}")
+    try:
+        assert srv.stdout.readline().strip() == "listening", srv.stderr.read()
+        res = client()
+        out, err = srv.communicate(timeout=30)
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
+    lines = out.split("\n")
+    peer = lines[0].split()
+    return (str(ipaddress.ip_address(peer[0].removeprefix("::ffff:"))), int(peer[1])), lines, res
+
+
+def ping_ids(tor, pod, dst, ident, tmp, tag):
+    """Pings dst from pod with ICMP identifier ident; returns (answered, {(src, id)}) the
+    ToR saw in echo requests (tcpdump on its loopback side: the bridge)."""
+    fam = 6 if ":" in dst else 4
+    pcap = f"{tmp}/{tag}.pcap"
+    dump = tor.popen(f"tcpdump -i br0 -n -U -w {pcap} {'icmp6' if fam == 6 else 'icmp'}")
+    assert "listening on" in dump.stderr.readline()
+    r = pod.run(f"ping -{fam} -c 2 -W 2 -e {ident} {dst}", check=False, timeout=20)
+    time.sleep(0.3)
+    dump.terminate()
+    dump.communicate(timeout=10)
+    out = subprocess.run(["tcpdump", "-n", "-r", pcap], capture_output=True, text=True,
+                         timeout=30).stdout
+    seen = set()
+    for line in out.splitlines():
+        if "echo request" in line:
+            src = line.split(" IP6 " if fam == 6 else " IP ")[1].split(" > ")[0]
+            ident_seen = int(line.split(" id ")[1].split(",")[0])
+            seen.add((src, ident_seen))
+    return r.returncode == 0, seen
+
+
+def cases(c, node_addr, pods, tag):
+    """What the ToR sees of one node's pods: {case: value}, with the node's own address
+    written as "node"."""
+    got = {}
+    a, b = pods["a"], pods["b"]
+
+    def who(addr):
+        return "node" if addr in (node_addr.addr4, node_addr.addr6) else addr
+
+    for fam, dst in ((4, LOOP4), (6, LOOP6)):
+        ok, seen = ping_ids(c.tor, a.ns, dst, 4321, c.tmp, f"{tag}-ping{fam}")
+        got[f"ping{fam}"] = (ok, sorted((who(s), i) for s, i in seen))
+        port = 7000 + fam
+        (peer, _, res) = tor_peer(
+            c.tor, "udp", dst, port,
+            lambda: a.ns.run(f"{PY} {PEER} udp-client {dst} {port} 40001", check=False))
+        got[f"udp{fam}"] = (res.returncode == 0, who(peer[0]), peer[1])
+        port = 7100 + fam
+        peer, lines, res = tor_peer(
+            c.tor, "tcp", dst, port,
+            lambda: a.ns.run(f"{PY} {PEER} tcp-client {dst} {port} 3000000 40002",
+                             check=False, timeout=60))
+        got[f"tcp{fam}"] = (res.returncode == 0 and lines[1] == res.stdout.strip(),
+                            who(peer[0]), peer[1])
+        # two pods, one source port, one destination: the first keeps it, the second moves
+        moved = []
+        for p, port in ((a, 7200 + fam), (b, 7200 + fam)):
+            peer, _, res = tor_peer(
+                c.tor, "udp", dst, port,
+                lambda p=p, port=port: p.ns.run(
+                    f"{PY} {PEER} udp-client {dst} {port} 40003", check=False))
+            moved.append((res.returncode == 0, who(peer[0]), peer[1]))
+        got[f"collide{fam}"] = (moved[0], moved[1][:2], moved[1][2] != 40003,
+                                moved[1][2] >= 1024)
+    return got
+
+
+def test_nat_outgoing_agrees_with_linux(net):
+    c = net
+    # the UDP collision case needs the first flow alive while the second starts: both
+    # nodes keep an unreplied... the first one was replied; it stays (udp_replied 120 s)
+    ours = cases(c, NODE, c.pods, "dpdk")
+    linux = cases(c, LINUX, c.lpods, "linux")
+    want = {
+        "ping4": (True, [("node", 4321)]), "ping6": (True, [("node", 4321)]),
+        "udp4": (True, "node", 40001), "udp6": (True, "node", 40001),
+        "tcp4": (True, "node", 40002), "tcp6": (True, "node", 40002),
+        "collide4": ((True, "node", 40003), (True, "node"), True, True),
+        "collide6": ((True, "node", 40003), (True, "node"), True, True),
+    }
+    assert linux == want, f"the reference itself: {linux}"
+    assert ours == linux, f"dpdk-fwd {ours}\nlinux    {linux}"
+    # the flows are in the table, translated
+    flows = c.d.ctl("conntrack", "list", "--family", "4")["flows"]
+    assert any(f["nat"] == "snat" and f["orig"].startswith("tcp ") and LOOP4 in f["orig"]
+               for f in flows), flows
+    n = c.d.ctl("conntrack", "count")["count"]
+    assert n >= 10, n
+    drops = {k: v for k, v in c.d.stats()["drops"].items() if v and k.startswith(("ct_", "nat_"))}
+    assert not drops, drops
+    record_results("nat_outgoing", {"flows": n, "agree_with_linux": True})
+
+
+def test_refusals_have_names(net):
+    c = net
+    d, a = c.d, c.pods["a"]
+
+    def drops():
+        return d.stats()["drops"]
+
+    # a reply of no flow: UDP and a TCP SYN/ACK to the node's address (no host stack here)
+    before = drops()
+    c.tor.run(f"{PY} -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+              f"s.bind(('{LOOP4}', 53)); s.sendto(b'x', ('{NODE.addr4}', 45678))\"")
+    c.tor.run(f"{PY} {PEER} tcp-raw {LOOP4} 80 {NODE.addr4} 45679 12345")
+    wait_until(lambda: drops().get("local_unhandled", 0) >= before.get("local_unhandled", 0) + 2,
+               10, interval=0.1, what="the stray replies dropped as local_unhandled")
+
+    # a TCP segment out of the window of an established flow, through the ToR
+    srv = c.tor.popen(f"{PY} {PEER} tcp-server {LOOP4} 7300")
+    cli = None
+    try:
+        assert srv.stdout.readline().strip() == "listening"
+        cli = a.ns.popen(f"{PY} {PEER} tcp-client {LOOP4} 7300 0 40100", stdin=subprocess.PIPE)
+        assert cli.stdout.readline().strip() == "connected", cli.stderr.read()
+        peer = srv.stdout.readline().split()
+        assert peer[0] == NODE.addr4, peer
+        before = drops()
+        # one of two sequence numbers half the space apart is outside any window
+        for seq in (123456, 123456 + (1 << 31)):
+            c.tor.run(f"{PY} {PEER} tcp-raw {LOOP4} 7300 {NODE.addr4} {peer[1]} {seq}")
+        wait_until(lambda: drops().get("ct_tcp_out_of_window", 0)
+                   > before.get("ct_tcp_out_of_window", 0), 10, interval=0.1,
+                   what="ct_tcp_out_of_window")
+        # the connection still works
+        cli.stdin.close()
+        cli.wait(timeout=20)
+        out, _ = srv.communicate(timeout=20)
+        assert out.split() == ["10", out.split()[1]], out
+    finally:
+        for p in (srv, cli):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    out = subprocess.run([FWDCTL, "-s", d.sock, "stats"], capture_output=True, text=True,
+                         timeout=30).stdout
+    assert "ct_tcp_out_of_window" in out and "conntrack" in out, out
+    # fwdctl conntrack: count, filters, flush
+    out = subprocess.run([FWDCTL, "-s", d.sock, "conntrack", "list", "--proto", "tcp",
+                          "--dst", LOOP4], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and LOOP4 in out.stdout, out.stdout + out.stderr
+    bad = subprocess.run([FWDCTL, "-s", d.sock, "conntrack", "list", "--state", "nonsense"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "'state'" in bad.stderr, bad.stderr
+    assert d.ctl("conntrack", "flush", "--proto", "tcp")["flushed"] >= 1
+    assert d.ctl("conntrack", "count", "--proto", "tcp")["count"] == 0
+
+
+@pytest.mark.parametrize("section,value,message", [
+    ("conntrack", {"capacity": 0}, "conntrack.capacity: expected an integer from 1 to 67108864"),
+    ("conntrack", {"timeouts": {"tcp_established": 0}},
+     "conntrack.timeouts.tcp_established: expected an integer from 1 to 1728000"),
+    ("conntrack", {"timeouts": {"tcp_establish": 5}},
+     'conntrack.timeouts.tcp_establish: unknown field "tcp_establish"'),
+    ("conntrack", {"tcp_loose": "yes"}, "conntrack.tcp_loose: expected true or false"),
+    ("nat", {"port_range": "2000-1000"}, "nat.port_range: expected a port range"),
+    ("nat", {"port_range": "0:10"}, "nat.port_range: expected a port range"),
+    ("nat", {"ports": "1-2"}, 'nat.ports: unknown field "ports"; known fields: port_range'),
+])
+def test_config_errors_name_the_key(tmp_path, section, value, message):
+    cfg = {"node_name": "n", "node": {"ipv4": "10.0.0.1/24", "mtu": 1500},
+           "cores": {"main": 0, "control": 0, "workers": [{"core": 1}]},
+           "api_socket": str(tmp_path / "s"), section: value}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+    r = subprocess.run([str(DAEMON), "--check-config", "--config", str(path)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr, r.stderr
+    ok = dict(cfg)
+    ok[section] = {"capacity": 1000, "timeouts": {"udp_unreplied": 5}} if section == "conntrack" \
+        else {"port_range": "32768:60999"}
+    path.write_text(json.dumps(ok))
+    r = subprocess.run([str(DAEMON), "--check-config", "--config", str(path)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr

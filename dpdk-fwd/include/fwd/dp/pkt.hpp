@@ -117,16 +117,18 @@ inline bool ip4_hdr_cksum_ok(const rte_ipv4_hdr *ip, uint32_t hlen) {
     return rte_raw_cksum(ip, hlen) == 0xffff;
 }
 
-// Decrements the IPv4 TTL, updating the header checksum incrementally. TTL
-// and protocol share one 16-bit word, TTL its high byte in network order:
-// the word is read once and written once (a byte store followed by a word
-// load of the same bytes stalls store forwarding, about 10 cycles a packet).
+// Decrements the IPv4 TTL (at least 1), updating the header checksum
+// incrementally: RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), where m is the
+// TTL / protocol word before and m' after. Loaded in host order the word's
+// TTL is its low byte, so m' = m - 1 and ~m + m' is the constant 0xfffe:
+// the word itself is never read (a byte store followed by a word load of
+// the same bytes stalls store forwarding, about 10 cycles a packet), and
+// ~HC + 0xfffe is below 0x20000, so one fold carries it all.
 inline void ip4_dec_ttl(rte_ipv4_hdr *ip) {
-    uint16_t old_w;
-    std::memcpy(&old_w, &ip->time_to_live, 2);
-    auto new_w = rte_cpu_to_be_16(static_cast<uint16_t>(rte_be_to_cpu_16(old_w) - 0x0100));
-    std::memcpy(&ip->time_to_live, &new_w, 2);
-    ip->hdr_checksum = csum_update16(ip->hdr_checksum, old_w, new_w);
+    ip->time_to_live--;
+    uint32_t sum = static_cast<uint16_t>(~ip->hdr_checksum) + uint32_t{0xfffe};
+    sum = (sum & 0xffff) + (sum >> 16);
+    ip->hdr_checksum = static_cast<uint16_t>(~sum);
 }
 
 // Equality of 6 and 16 bytes as two loads a side (std::memcmp of a length

@@ -20,41 +20,58 @@ namespace {
 
 constexpr uint32_t kGateway4 = 0xa9fe0101;  // 169.254.1.1
 
+// Loopback, multicast, class E; 255.255.255.255 (broadcast) is in class E.
 bool bad_source(uint32_t s) {
     uint8_t top = s >> 24;
-    return top == 127 || top >= 224 || s == 0xffffffff;  // loopback, multicast, class E, broadcast
+    return top == 127 || top >= 224;
 }
 
 }  // namespace
 
 void ip4_input(Worker &w, Burst &in, IpNext &out) {
+    // Per burst: the node's address (the gateway's again when it has none,
+    // so one compare each stands for both tests of the local decision).
     const NodeAddrs &node = w.tables().node();
+    const uint32_t node4 = node.has_ip4 ? node.ip4.host() : kGateway4;
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
         PktMeta &md = meta(m);
-        uint32_t avail = m->pkt_len - md.l3_off;
-        if (avail < sizeof(rte_ipv4_hdr) || seg_avail(m, md.l3_off) < sizeof(rte_ipv4_hdr)) {
+        const uint32_t l3_off = md.l3_off;
+        uint32_t avail = m->pkt_len - l3_off;
+        uint32_t seg = seg_avail(m, l3_off);
+        if (avail < sizeof(rte_ipv4_hdr) || seg < sizeof(rte_ipv4_hdr)) {
             w.drop(m, DropReason::kIp4Truncated);
             continue;
         }
-        auto *ip = at<rte_ipv4_hdr>(m, md.l3_off);
-        if ((ip->version_ihl >> 4) != 4) {
-            w.drop(m, DropReason::kIp4BadVersion);
-            continue;
-        }
-        uint32_t hlen = (ip->version_ihl & 0xf) * 4u;
-        if (hlen < sizeof(rte_ipv4_hdr)) {
-            w.drop(m, DropReason::kIp4BadIhl);
-            continue;
-        }
-        if (hlen > seg_avail(m, md.l3_off)) {
-            w.drop(m, DropReason::kIp4Truncated);
-            continue;
-        }
-        if ((m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) != RTE_MBUF_F_RX_IP_CKSUM_GOOD &&
-            !ip4_hdr_cksum_ok(ip, hlen)) {
-            w.drop(m, DropReason::kIp4BadChecksum);
-            continue;
+        auto *ip = at<rte_ipv4_hdr>(m, l3_off);
+        uint32_t hlen = sizeof(rte_ipv4_hdr);
+        const bool cksum_checked =
+            (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+        if (likely(ip->version_ihl == 0x45)) {
+            // Version 4, no options: the header is in the first segment
+            // (seg >= 20), so only the checksum is left to check.
+            if (!cksum_checked && !ip4_hdr_cksum_ok(ip, hlen)) {
+                w.drop(m, DropReason::kIp4BadChecksum);
+                continue;
+            }
+        } else {
+            if ((ip->version_ihl >> 4) != 4) {
+                w.drop(m, DropReason::kIp4BadVersion);
+                continue;
+            }
+            hlen = (ip->version_ihl & 0xf) * 4u;
+            if (hlen < sizeof(rte_ipv4_hdr)) {
+                w.drop(m, DropReason::kIp4BadIhl);
+                continue;
+            }
+            if (hlen > seg) {
+                w.drop(m, DropReason::kIp4Truncated);
+                continue;
+            }
+            if (!cksum_checked && !ip4_hdr_cksum_ok(ip, hlen)) {
+                w.drop(m, DropReason::kIp4BadChecksum);
+                continue;
+            }
         }
         uint32_t tlen = rte_be_to_cpu_16(ip->total_length);
         if (tlen < hlen) {
@@ -70,29 +87,29 @@ void ip4_input(Worker &w, Burst &in, IpNext &out) {
         }
         uint32_t src = rte_be_to_cpu_32(ip->src_addr);
         uint32_t dst = rte_be_to_cpu_32(ip->dst_addr);
-        if (bad_source(src)) {
-            w.drop(m, DropReason::kIp4BadSource);
-            continue;
-        }
         uint8_t dtop = dst >> 24;
-        if (dtop == 127 || dtop == 0) {
-            w.drop(m, DropReason::kIp4MartianDest);
+        // One test for the usual packet: a source below 224 other than
+        // 127/8, a destination in 1..223 other than 127/8; the exact reason
+        // only when one of them fails.
+        if (unlikely(bad_source(src) || static_cast<uint8_t>(dtop - 1) >= 223 || dtop == 127)) {
+            if (bad_source(src)) {
+                w.drop(m, DropReason::kIp4BadSource);
+            } else if (dtop == 127 || dtop == 0) {
+                w.drop(m, DropReason::kIp4MartianDest);
+            } else {
+                w.drop(m, DropReason::kIp4Multicast);
+            }
             continue;
         }
-        if (dtop >= 224) {
-            w.drop(m, DropReason::kIp4Multicast);
-            continue;
-        }
-        uint16_t frag = rte_be_to_cpu_16(ip->fragment_offset);
-        if (frag & (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) {
+        if (unlikely(ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK))) {
             md.flags |= kMetaFragment;
-            if (frag & RTE_IPV4_HDR_OFFSET_MASK) {
+            if (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK)) {
                 md.flags |= kMetaLaterFragment;
             }
         }
-        md.l4_off = md.l3_off + hlen;
+        md.l4_off = static_cast<uint16_t>(l3_off + hlen);
         md.l4_proto = ip->next_proto_id;
-        if (dst == kGateway4 || (node.has_ip4 && dst == node.ip4.host())) {
+        if (dst == kGateway4 || dst == node4) {
             out.local.push(m);
             continue;
         }

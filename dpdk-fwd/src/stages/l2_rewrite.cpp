@@ -7,12 +7,20 @@
 // Drops: nh_kind_unhandled (a next hop of a feature's kind that no output
 //        stage took: the feature is missing or broken; looked for only in a
 //        burst route marked feature_nh).
+#include <cstddef>
+#include <cstring>
+
 #include "fwd/dp/pkt.hpp"
 #include "fwd/dp/stages.hpp"
 
 namespace fwd::dp {
 
 namespace {
+
+// The next hop's two MACs lie side by side in the order of an Ethernet
+// header: one 12-byte copy (8 + 4) writes both.
+static_assert(offsetof(NextHop, src_mac) == offsetof(NextHop, dst_mac) + 6);
+static_assert(offsetof(rte_ether_hdr, src_addr) == offsetof(rte_ether_hdr, dst_addr) + 6);
 
 // Decrements the TTL / hop limit unless the packet was built here, writes the
 // Ethernet header from the next hop and queues the packet on its port.
@@ -36,8 +44,9 @@ void rewrite(Worker &w, Burst &in) {
                 ip4_dec_ttl(at<rte_ipv4_hdr>(m, md.l3_off));
             }
         }
-        write_eth(at<rte_ether_hdr>(m, 0), nh.dst_mac.data(), nh.src_mac.data(),
-                  kV6 ? RTE_BE16(RTE_ETHER_TYPE_IPV6) : RTE_BE16(RTE_ETHER_TYPE_IPV4));
+        auto *eth = at<rte_ether_hdr>(m, 0);
+        std::memcpy(eth, nh.dst_mac.data(), 2 * RTE_ETHER_ADDR_LEN);
+        eth->ether_type = kV6 ? RTE_BE16(RTE_ETHER_TYPE_IPV6) : RTE_BE16(RTE_ETHER_TYPE_IPV4);
         w.tx(nh.port, m);
     }
 }

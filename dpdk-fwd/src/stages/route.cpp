@@ -114,6 +114,21 @@ void decide(Worker &w, rte_mbuf *m, uint32_t id, uint32_t l3_len, bool df, Burst
     out.push(m);
 }
 
+// The usual packet: a pod or via next hop whose port is up and whose MTU it
+// fits goes straight to out (true); decide() sorts out everything else with
+// the same tests in its own order.
+inline bool straight_out(const Tables &t, rte_mbuf *m, uint32_t id, uint32_t l3_len, Burst &out) {
+    const NextHop &nh = t.nh(id);
+    const NhKind kind = load_kind(nh);
+    if ((kind == NhKind::kPod || kind == NhKind::kVia) && l3_len <= nh.mtu &&
+        t.port(nh.port).role.load(std::memory_order_acquire) != PortRole::kNone) {
+        meta(m).nh = id;
+        out.push(m);
+        return true;
+    }
+    return false;
+}
+
 }  // namespace
 
 void route4(Worker &w, Burst &in, Burst &out) {
@@ -126,14 +141,19 @@ void route4(Worker &w, Burst &in, Burst &out) {
         auto *ip = at<rte_ipv4_hdr>(in.pkts[i], meta(in.pkts[i]).l3_off);
         dst[i] = rte_be_to_cpu_32(ip->dst_addr);
     }
-    rte_lpm_lookup_bulk(w.tables().lpm4(), dst, hop, in.n);
-    const uint32_t dflt = w.tables().default4();
+    const Tables &t = w.tables();
+    rte_lpm_lookup_bulk(t.lpm4(), dst, hop, in.n);
+    const uint32_t dflt = t.default4();
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
         uint32_t id = (hop[i] & RTE_LPM_LOOKUP_SUCCESS) ? (hop[i] & 0x00ffffff) : dflt;
         auto *ip = at<rte_ipv4_hdr>(m, meta(m).l3_off);
+        const uint32_t l3_len = rte_be_to_cpu_16(ip->total_length);
+        if (likely(straight_out(t, m, id, l3_len, out))) {
+            continue;
+        }
         bool df = (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG)) != 0;
-        decide<false>(w, m, id, rte_be_to_cpu_16(ip->total_length), df, out);
+        decide<false>(w, m, id, l3_len, df, out);
     }
 }
 
@@ -144,11 +164,16 @@ void route6(Worker &w, Burst &in, Burst &out) {
         auto *ip = at<rte_ipv6_hdr>(in.pkts[i], meta(in.pkts[i]).l3_off);
         std::memcpy(dst[i], ip->dst_addr, 16);
     }
-    rte_fib6_lookup_bulk(w.tables().fib6(), dst, hop, in.n);
+    const Tables &t = w.tables();
+    rte_fib6_lookup_bulk(t.fib6(), dst, hop, in.n);
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
         auto id = static_cast<uint32_t>(hop[i]);
-        decide<true>(w, m, id, m->pkt_len - meta(m).l3_off, true, out);
+        const uint32_t l3_len = m->pkt_len - meta(m).l3_off;
+        if (likely(straight_out(t, m, id, l3_len, out))) {
+            continue;
+        }
+        decide<true>(w, m, id, l3_len, true, out);
     }
 }
 

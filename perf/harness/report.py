@@ -145,7 +145,7 @@ def nat_lines(sc: dict) -> list[str]:
             for k, v in c.items():
                 tot[k] = tot.get(k, 0) + v
         lim = [w.get("limit") for w in km]
-        L.append("Linux conntrack in the windows (all runs, /proc/net/stat/nf_conntrack and "
+        L.append("Linux conntrack in the windows (all runs: nf_conntrack_count's growth and "
                  "the masquerade rule's counter): " +
                  ", ".join(f"{k} {v}" for k, v in sorted(tot.items())) +
                  f"; limit by run: {', '.join(map(str, lim))}\n")

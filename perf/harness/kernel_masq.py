@@ -32,9 +32,8 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Optional
 
-from .common import Counters, Ctx, Proc, Scenario, Unavailable, run
+from .common import Counters, Ctx, Proc, Unavailable, run
 from .kernel import GEN_IF, MAIN_CORE, KernelRouting
 
 CT_MAX = Path("/proc/sys/net/netfilter/nf_conntrack_max")
@@ -85,9 +84,6 @@ class KernelMasquerade(KernelRouting):
         self.notes = list(self.base_notes)
         self._saved: dict[Path, str] = {}
         self._ct_marks: list[dict] = []
-
-    def applies(self, sc: Scenario) -> Optional[str]:
-        return super().applies(sc)
 
     def prepare(self, ctx: Ctx) -> None:
         super().prepare(ctx)

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import common
-from .common import Counters, Ctx, Proc, Scenario, Unavailable, Window
+from .common import Ctx, Proc, Scenario, Unavailable, Window
 
 POOLS = {4: ("perf-nat-ipv4", "192.168.0.0/16", 26), 6: ("perf-nat-ipv6", "fd00:10:244::/48", 122)}
 NODE_ADDR = {4: common.NODE4.split("/")[0], 6: common.NODE6.split("/")[0]}

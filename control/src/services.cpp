@@ -14,8 +14,11 @@
 // frontends, backends, flags; the notes of the compile: services not served,
 // slices waiting for their service, conflicts). node.get shows "services".
 //
-// The NAT stage that translates new flows to these backends is not built
-// yet: the table is published, nothing in the packet path reads it.
+// The NAT stages (dpdk-fwd/src/stages/nat.cpp) read the published table once
+// per burst: new flows to a frontend are destination-NATed to a backend,
+// replies reverse-translated. Their connection table exists whenever this
+// module publishes anything: both need the cluster store (an ipam section
+// with its sync), and the nat module's start() requires the table then.
 #include "fwd/dp/service_table.hpp"
 
 #include <netinet/in.h>

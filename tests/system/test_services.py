@@ -246,6 +246,14 @@ def test_cluster_ip_both_families_both_backends(svc_net):
     assert flows and all(f["nat"] == "dnat" for f in flows), flows
     out = fwdctl("-s", c.d.sock, "conntrack", "list", "--dst", WEB6).stdout
     assert "dnat" in out and WEB6 in out, out
+    # the flows per frontend (TCP's in time_wait still count)
+    fes = c.d.ctl("service", "frontends")["frontends"]
+    web4 = next(f for f in fes if f["addr"] == WEB4 and f["port"] == 80)
+    assert web4["flows"] >= 16, web4
+    empty4 = next(f for f in fes if f["addr"] == EMPTY4 and f["port"] == 80)
+    assert empty4["flows"] == 0, empty4
+    out = fwdctl("-s", c.d.sock, "service", "frontends").stdout
+    assert "FLOWS" in out, out
 
 
 def test_no_endpoint_is_refused(svc_net):

@@ -16,6 +16,7 @@
 
 #include "api_args.hpp"
 #include "fwd/control/config_sections.hpp"
+#include "fwd/dp/nat.hpp"
 #include "fwd/net/addr.hpp"
 #include "fwd/util/registry.hpp"
 
@@ -168,9 +169,14 @@ ct::Filter parse_filter(const json &args) {
 }
 
 json flow_json(const ct::FlowInfo &fi) {
+    // dp::nat::NatFlags: "snat" (natOutgoing), "dnat" (a service),
+    // "dnat+snat" (a service with the client's source to the node).
     std::string nat;
-    if (fi.nat.flags & 1) {
-        nat = "snat";
+    if (fi.nat.flags & dp::nat::kNatDnat) {
+        nat = "dnat";
+    }
+    if (fi.nat.flags & dp::nat::kNatSnat) {
+        nat += nat.empty() ? "snat" : "+snat";
     }
     std::string changes;
     const char *names[] = {"src", "dst", "sport", "dport"};

@@ -306,6 +306,7 @@ void print_frontends(const json &r, std::ostream &out) {
                  {"BACKENDS"},
                  {"NEW-FLOWS", true},
                  {"NO-BACKEND"},
+                 {"FLOWS", true},
                  {"FLAGS"}});
     for (const auto &f : array_field(r, "frontends")) {
         std::string backends;
@@ -328,7 +329,7 @@ void print_frontends(const json &r, std::ostream &out) {
                        (v6 ? "[" + cell(f, "addr") + "]" : cell(f, "addr")) + ":" + cell(f, "port"),
                        cell(f, "protocol"), backends.empty() ? "-" : backends,
                        std::to_string(for_new), cell(f, "no_backend"),
-                       flags.empty() ? "-" : flags});
+                       f.contains("flows") ? cell(f, "flows") : "-", flags.empty() ? "-" : flags});
     }
     table.print(out);
     for (const auto &n : array_field(r, "notes")) {

@@ -8,9 +8,11 @@
 //     table and the port range), publishes it with a release store and
 //     deletes the old one after a grace period.
 //
-// With an ipam section only (the pools live in the store): start() asks the
-// conntrack module for its table and fills every worker's "nat" slot. No
-// ipam section: no pools, no natOutgoing, no table; the stages skip.
+// With an ipam section only (the pools and the services live in the store):
+// start() asks the conntrack module for its table and fills every worker's
+// "nat" slot, so the table exists whenever the services module can publish
+// a service table (it follows the same sync). No ipam section: no pools, no
+// services, no table; the stages skip.
 //
 // The "nat" section: {"port_range": "1024-65535"} (FelixConfiguration
 // natPortRange, "lo-hi" or "lo:hi"); unset, Linux masquerade's choice.

@@ -11,19 +11,29 @@
 //     (fwd/dp/service_table.hpp) and swaps it into every worker's slot
 //     "services"; the old one is deleted after a grace period.
 // Ops: services.apply (internal), service.frontends (what this node serves:
-// frontends, backends, flags; the notes of the compile: services not served,
-// slices waiting for their service, conflicts). node.get shows "services".
+// frontends, backends, flags, the live DNAT flows of each; the notes of the
+// compile: services not served, slices waiting for their service,
+// conflicts). node.get shows "services".
 //
-// The NAT stage that translates new flows to these backends is not built
-// yet: the table is published, nothing in the packet path reads it.
+// The NAT stages (dpdk-fwd/src/stages/nat.cpp) read the published table once
+// per burst: new flows to a frontend are destination-NATed to a backend,
+// replies reverse-translated. Their connection table exists whenever this
+// module publishes anything: both need the cluster store (an ipam section
+// with its sync), and the nat module's start() requires the table then.
 #include "fwd/dp/service_table.hpp"
 
 #include <netinet/in.h>
 #include <rte_byteorder.h>
 
-#include <mutex>
+#include <rte_cycles.h>
 
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "fwd/control/conntrack_module.hpp"
 #include "fwd/control/ipam_module.hpp"
+#include "fwd/dp/nat.hpp"
 #include "fwd/svc/store.hpp"
 #include "fwd/svc/table.hpp"
 #include "fwd/util/registry.hpp"
@@ -144,11 +154,33 @@ std::vector<dsvc::FrontendSpec> specs_of(const json &frontends) {
     return out;
 }
 
+// The live DNAT flows of the connection table by their frontend (the original
+// tuple's destination address, protocol and port: a flow's NatInfo::service
+// is an index into the table version that made it, not a stable name).
+using FrontendKey = std::tuple<uint8_t, std::array<uint8_t, 16>, uint8_t, uint16_t>;
+
+std::map<FrontendKey, uint64_t> dnat_flows(dp::ct::ConnTable &t) {
+    std::map<FrontendKey, uint64_t> n;
+    std::vector<dp::ct::FlowInfo> buf(4096);
+    const uint64_t now = rte_rdtsc();
+    for (uint32_t cur = 0; cur < t.capacity();) {
+        const size_t got = t.snapshot(&cur, {}, now, buf.data(), buf.size());
+        for (size_t i = 0; i < got; i++) {
+            const dp::ct::FlowInfo &f = buf[i];
+            if ((f.nat.flags & dp::nat::kNatDnat) && f.expires_in_ms != 0) {
+                n[{f.orig.family, f.orig.dst, f.orig.proto, f.orig.dport.host()}]++;
+            }
+        }
+    }
+    return n;
+}
+
 class ServicesModule final : public Module {
   public:
     static constexpr const char *kName = "services";
 
-    explicit ServicesModule(ControlContext &ctx) : ctx_(ctx), ipam_(ctx.need<IpamModule>()) {
+    explicit ServicesModule(ControlContext &ctx)
+        : ctx_(ctx), ipam_(ctx.need<IpamModule>()), conntrack_(ctx.need<ConntrackModule>()) {
         for (dp::Worker *w : ctx.workers()) {
             w->set_slot(dsvc::worker_slot(), &tables_);
         }
@@ -237,6 +269,20 @@ class ServicesModule final : public Module {
     json frontends() const {
         std::lock_guard g(mu_);
         json out = shown_;
+        if (dp::ct::ConnTable *t = conntrack_.table()) {
+            const auto flows = dnat_flows(*t);
+            for (json &f : out["frontends"]) {
+                const auto addr = net::IpAddr::parse(f.at("addr").get<std::string>());
+                const auto proto = parse_protocol(f.at("protocol").get<std::string>());
+                if (!addr || !proto) {
+                    continue;
+                }
+                const auto it =
+                    flows.find({static_cast<uint8_t>(addr->family() == net::Family::kIp6 ? 6 : 4),
+                                addr_bytes(*addr), ip_proto(*proto), f.at("port").get<uint16_t>()});
+                f["flows"] = it == flows.end() ? 0 : it->second;
+            }
+        }
         out["refused"] = refused_;
         out["revision"] = revision_;
         return out;
@@ -244,6 +290,7 @@ class ServicesModule final : public Module {
 
     ControlContext &ctx_;
     IpamModule &ipam_;
+    ConntrackModule &conntrack_;
     dsvc::ServiceTables tables_;
     svc::NodeInfo node_;
     json last_sent_;  // [sync thread]
@@ -256,6 +303,6 @@ class ServicesModule final : public Module {
 
 }  // namespace
 
-FWD_ON_LOAD(register_module<ServicesModule>({IpamModule::kName}));
+FWD_ON_LOAD(register_module<ServicesModule>({IpamModule::kName, ConntrackModule::kName}));
 
 }  // namespace fwd::control

@@ -27,6 +27,28 @@ uint32_t key_hash(bool v6, const uint8_t *addr, uint8_t proto, uint16_t port_be)
     return static_cast<uint32_t>(h >> 32) ^ static_cast<uint32_t>(h);
 }
 
+uint32_t addr_hash(bool v6, const uint8_t *addr) {
+    return key_hash(v6, addr, 0, 0);
+}
+
+bool all_zero(const uint8_t *a, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// The smallest power of two of at least 2n slots (at least 2).
+size_t set_size(size_t n) {
+    size_t s = 2;
+    while (s < 2 * n) {
+        s <<= 1;
+    }
+    return s;
+}
+
 bool same_addr(bool v6, const uint8_t *a, const uint8_t *b) {
     if (v6) {
         return eq16(a, b);
@@ -47,6 +69,12 @@ ServiceTable::ServiceTable(const std::vector<FrontendSpec> &specs) {
     slots_.assign(n_slots, 0);
     mask_ = n_slots - 1;
     frontends_.reserve(specs.size());
+    size_t n_backends = 0;
+    for (const FrontendSpec &s : specs) {
+        n_backends += s.backends.size();
+    }
+    be4_.assign(set_size(n_backends), 0);
+    be6_.assign(set_size(n_backends), std::array<uint8_t, 16>{});
     for (const FrontendSpec &s : specs) {
         const uint16_t port_be = rte_cpu_to_be_16(s.port);
         if (find(s.v6, s.addr.data(), s.proto, port_be) != kNoFrontend) {
@@ -70,6 +98,7 @@ ServiceTable::ServiceTable(const std::vector<FrontendSpec> &specs) {
                 new_.push_back(f.first_backend + static_cast<uint32_t>(i));
             }
             backends_.push_back(s.backends[i]);
+            add_backend_addr(s.v6, s.backends[i].addr);
         }
         f.n_new = static_cast<uint32_t>(new_.size()) - f.first_new;
         const auto idx = static_cast<uint32_t>(frontends_.size());
@@ -79,6 +108,66 @@ ServiceTable::ServiceTable(const std::vector<FrontendSpec> &specs) {
             i = (i + 1) & mask_;
         }
         slots_[i] = idx + 1;
+        n_frontends_[f.v6 ? 1 : 0]++;
+    }
+}
+
+void ServiceTable::add_backend_addr(bool v6, const std::array<uint8_t, 16> &a) {
+    if (all_zero(a.data(), v6 ? 16 : 4)) {
+        return;
+    }
+    if (v6) {
+        const auto mask = static_cast<uint32_t>(be6_.size() - 1);
+        for (uint32_t i = addr_hash(true, a.data()) & mask;; i = (i + 1) & mask) {
+            if (eq16(be6_[i].data(), a.data())) {
+                return;
+            }
+            if (all_zero(be6_[i].data(), 16)) {
+                be6_[i] = a;
+                return;
+            }
+        }
+    }
+    uint32_t be;
+    std::memcpy(&be, a.data(), 4);
+    uint8_t key[8] = {};
+    std::memcpy(key, &be, 4);
+    const auto mask = static_cast<uint32_t>(be4_.size() - 1);
+    for (uint32_t i = addr_hash(false, key) & mask;; i = (i + 1) & mask) {
+        if (be4_[i] == be) {
+            return;
+        }
+        if (be4_[i] == 0) {
+            be4_[i] = be;
+            return;
+        }
+    }
+}
+
+bool ServiceTable::is_backend4(uint32_t addr_be) const noexcept {
+    uint8_t key[8] = {};
+    std::memcpy(key, &addr_be, 4);
+    const auto mask = static_cast<uint32_t>(be4_.size() - 1);
+    for (uint32_t i = addr_hash(false, key) & mask;; i = (i + 1) & mask) {
+        if (be4_[i] == addr_be) {
+            return addr_be != 0;
+        }
+        if (be4_[i] == 0) {
+            return false;
+        }
+    }
+}
+
+bool ServiceTable::is_backend6(const uint8_t *addr) const noexcept {
+    const auto mask = static_cast<uint32_t>(be6_.size() - 1);
+    for (uint32_t i = addr_hash(true, addr) & mask;; i = (i + 1) & mask) {
+        const std::array<uint8_t, 16> &s = be6_[i];
+        if (eq16(s.data(), addr)) {
+            return !all_zero(addr, 16);
+        }
+        if (all_zero(s.data(), 16)) {
+            return false;
+        }
     }
 }
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import types
 import uuid
 
 
@@ -222,6 +223,29 @@ def uplink_daemon_config(tag, core, mac, ipv4, ipv6, mtu=1500, extra=None):
     }
     cfg.update(extra or {})
     return cfg
+
+
+def tor_bridge(tor, addr4, addr6):
+    """A ToR in namespace tor: a bridge for the nodes' uplinks with addr4/24 and addr6/64."""
+    br = Bridge(tor)
+    tor.run(f"sysctl -qw net.ipv6.conf.{br.name}.disable_ipv6=0")
+    tor.run(f"ip addr add {addr4}/24 dev {br.name}")
+    tor.run(f"ip addr add {addr6}/64 dev {br.name} nodad")
+    return br
+
+
+def ipam_pod(daemon, store, node, handle, ns):
+    """A pod in namespace ns on daemon, its IPv4 and IPv6 addresses allocated on node in the
+    store by ipam_load (the real allocator) under handle; returns (ns, v4, v6) as a
+    SimpleNamespace."""
+    r = subprocess.run([str(BUILD / "ipam" / "tools" / "ipam_load"), "--store", store,
+                        "--node", node, "--count", "1", "--handle-prefix", handle, "--dual",
+                        "--report-fd", "1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (v4, v6), = [line.split()[1:] for line in r.stdout.splitlines()
+                 if line.startswith(f"{handle}-")]
+    daemon.add_pod(ns, ipv4=v4, ipv6=v6)
+    return types.SimpleNamespace(ns=ns, v4=v4, v6=v6)
 
 
 def uplink_ifname(tag):

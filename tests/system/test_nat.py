@@ -25,10 +25,9 @@ import types
 
 import pytest
 
-from fwdlab import (BUILD, DAEMON, FWDCTL, Bridge, record_results, uplink_daemon_config,
+from fwdlab import (DAEMON, FWDCTL, ipam_pod, record_results, tor_bridge, uplink_daemon_config,
                     uplink_ifname, wait_until)
 
-IPAM_LOAD = BUILD / "ipam" / "tools" / "ipam_load"
 PEER = pathlib.Path(__file__).resolve().parent / "nat_peer.py"
 PY = "/usr/bin/python3"
 LOOP4, LOOP6 = "1.1.1.1", "2001:db8::1"
@@ -96,10 +95,7 @@ def linux_pod(node, pod, name, v4, v6):
 @pytest.fixture
 def net(tmpdir_short, netns_factory, daemon_factory):
     tor = netns_factory("ntor")
-    br = Bridge(tor)
-    tor.run(f"sysctl -qw net.ipv6.conf.{br.name}.disable_ipv6=0")
-    tor.run(f"ip addr add {TOR4}/24 dev {br.name}")
-    tor.run(f"ip addr add {TOR6}/64 dev {br.name} nodad")
+    br = tor_bridge(tor, TOR4, TOR6)
     tor.run(f"ip addr add {LOOP4}/32 dev lo")
     tor.run(f"ip addr add {LOOP6}/128 dev lo")
     tor.run("sysctl -qw net.ipv4.conf.all.rp_filter=0")
@@ -124,17 +120,8 @@ def net(tmpdir_short, netns_factory, daemon_factory):
     br.adopt(uplink_ifname("na"), ns1)
     wait_until(lambda: len(d.ctl("node")["nat"]["pools"]) == 2, 20, interval=0.1,
                what="the pools in the dataplane")
-    pods = {}
-    for name in ("a", "b"):
-        r = subprocess.run([IPAM_LOAD, "--store", store, "--node", "node1", "--count", "1",
-                            "--handle-prefix", f"nat{name}", "--dual", "--report-fd", "1"],
-                           capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stdout + r.stderr
-        (a4, a6), = [line.split()[1:] for line in r.stdout.splitlines()
-                     if line.startswith(f"nat{name}-")]
-        ns = netns_factory(f"np{name}")
-        d.add_pod(ns, ipv4=a4, ipv6=a6)
-        pods[name] = types.SimpleNamespace(ns=ns, v4=a4, v6=a6)
+    pods = {name: ipam_pod(d, store, "node1", f"nat{name}", netns_factory(f"np{name}"))
+            for name in ("a", "b")}
 
     # the Linux node
     lin = netns_factory("nl1")

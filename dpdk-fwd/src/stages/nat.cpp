@@ -1,49 +1,95 @@
 // nat4 / nat6 (Hook::kIp4Input / kIp6Input) and nat4_local / nat6_local
-// (Hook::kIp4Local / kIp6Local): connection tracking and natOutgoing
-// (nat.hpp), one stage per family and place.
+// (Hook::kIp4Local / kIp6Local): connection tracking, Kubernetes Service
+// DNAT and natOutgoing (nat.hpp, service_table.hpp), one stage per family
+// and place.
 //
 // One stage does both the tracking and the translation: today conntrack
 // serves NAT only, and only flows that NAT translates are tracked, so the
-// NAT decision comes first (a pool check) and the lookup only for the
+// NAT decision comes first (cheap checks) and the lookup only for the
 // packets it selects. When stateful policy comes, the lookup moves to a ct
 // stage before it, handing the flow in the packet's metadata.
 //
 // nat4 / nat6, packets to be routed:
 // Reads: meta (l3_off, l4_off, l4_proto, flags); the worker's NatWorker
-//        (slot "nat") and its published NatConfig, once per burst; the node
-//        addresses (NodeAddrs); the IP addresses, L4 ports, TCP header.
-// Takes: packets natOutgoing selects (PoolTable::snat4 / snat6; others stay
-//        as they are, not tracked). A packet of a known flow is tracked
-//        (TCP states and windows) and translated as its flow says for its
-//        direction; a new flow gets the node's address as its source and a
-//        source port (echo identifier) by choose_port: the original when
-//        the reply tuple is free, else the next free one of the range.
-//        ICMP errors a pod sends about a flow (the quote of a packet it
-//        got) are translated with it (error_translate).
+//        (slot "nat"), its published NatConfig and the published service
+//        table (slot "services"), once per burst; the node addresses
+//        (NodeAddrs); the IP addresses, L4 ports, TCP header.
+// Skips: the whole burst when the family has no natOutgoing pool and no
+//        service frontend.
+// Looks up (conntrack) only a packet that is
+//        - to a frontend (destination address, protocol, port: a ClusterIP,
+//          externalIP or LoadBalancer address of the family),
+//        - natOutgoing's (PoolTable::snat4 / snat6),
+//        - from a backend address (ServiceTable::is_backend*: maybe a reply
+//          of a DNAT flow), or
+//        - an ICMP error while a service table is published (it may quote a
+//          DNAT flow whatever its outer addresses are);
+//        route-only traffic pays these checks (two table probes), no lookup.
+// Takes: a packet of a known flow (the lookup comes first, whatever else
+//        the packet is): tracked (TCP states and windows) and translated as
+//        its flow says for its direction (a reply: the source becomes the
+//        frontend's address and port). A new flow to a frontend: a backend
+//        by choose_backend (the one place where it is chosen; session
+//        affinity goes there), reply tuple backend -> client, plus SNAT to
+//        the node's address where dnat_create says (hairpin; external
+//        frontend, externalTrafficPolicy Cluster, remote backend;
+//        natOutgoing toward the backend). Else a new natOutgoing flow: the
+//        node's address as its source and a source port (echo identifier)
+//        by create_nat: the original when the reply tuple is free, else the
+//        next free one of the range. ICMP errors about a flow, either
+//        direction, are translated with it (error_translate: outer
+//        addresses the flow changes, the quoted header as its sender sent
+//        it).
+// Ends:  a DNAT flow whose backend the current table no longer lists for
+//        its frontend (or whose frontend went), when its client sends
+//        again: that packet is a new flow's and takes a new backend. What
+//        the client sees: UDP / SCTP go on with the new backend; TCP: with
+//        tcp_loose (the default) the segment is picked up towards the new
+//        backend, which knows no such connection and answers with a RST
+//        that reaches the client from the service address (connection
+//        reset at once, as Cilium does); with tcp_loose off the segment is
+//        dropped as ct_tcp_not_syn (the client's retransmissions time out).
+//        A backend's packets of a flow whose backend went still pass until
+//        the client's next packet or the flow's expiry. A frontend gone
+//        whole: its packets are no longer looked up (unless natOutgoing's)
+//        and go out untranslated; the flows expire.
 // Sets:  addresses, ports / identifier, IPv4 header checksum, L4 checksum
 //        (RFC 1624 incremental; IPv6 and ICMPv6 through the pseudo-header;
 //        an IPv4 UDP checksum of 0 stays 0).
-// Next:  the same burst (route4 / route6).
+// Next:  the same burst (route4 / route6): a backend on another node is
+//        routed as any packet (node routes, VXLAN).
 // Drops: ct_* for each refusal of the tracker (truncated, not tracked, TCP
 //        not SYN / bad flags / invalid / out of window / RST out of window,
 //        echo reply with no request, table or index full, busy, ICMP error
-//        truncated / bad quote / no flow); nat_fragment (no reassembly: a
-//        fragment of a flow to translate), nat_no_node_addr,
-//        nat_ports_exhausted, nat_headers_split (headers beyond the first
-//        segment).
+//        truncated / bad quote / no flow: the last only for natOutgoing's
+//        packets, other ICMP errors about no flow pass); nat_fragment (no
+//        reassembly: a fragment of a new flow to translate, or the first
+//        fragment of a flow's reply; later fragments of a reply pass
+//        untranslated), nat_no_node_addr, nat_ports_exhausted,
+//        nat_headers_split (headers beyond the first segment);
+//        svc_no_endpoint (a new flow to a frontend with no ready endpoint,
+//        kFeReject: ICMP port unreachable, type 3 code 3 / ICMPv6 type 1
+//        code 4, queued by icmp4_error / icmp6_error, rate limited);
+//        svc_no_local_endpoint (kFeDrop: the traffic policy allows no
+//        endpoint here; dropped, as kube-proxy).
 //
 // nat4_local / nat6_local, packets to the node's address (the replies of
-// source-NATed flows):
-// Takes: a packet of a known flow (tracked, then translated back: the
-//        destination becomes the pod), and an ICMP error quoting one (outer
+// source-NATed flows, NodePorts):
+// Takes: a packet of a known flow (tracked, then translated: a reply goes
+//        back to its client, a NodePort flow's packet to its backend), a
+//        new flow to a NodePort frontend (the node's address, protocol,
+//        nodePort: DNAT as above), and an ICMP error quoting a flow (outer
 //        destination and quoted header translated, both checksums).
 //        Anything else stays for icmp*_local (the node's own traffic).
 // Next:  Worker::reroute4 / reroute6 (route, output hook, l2_rewrite: the
 //        TTL / hop limit loses one, as through Linux's NAT).
-// Drops: the tracker's refusals of a known flow's packet (ct_tcp_*),
-//        nat_headers_split, ip4_ttl_exceeded / ip6_hop_limit_exceeded (a
-//        reply that arrives with nothing left to forward with).
+// Drops: the tracker's refusals of a known flow's packet (ct_tcp_*), those
+//        of a new NodePort flow (as nat4 / nat6, svc_* included),
+//        nat_headers_split, nat_fragment (a fragment to a NodePort),
+//        ip4_ttl_exceeded / ip6_hop_limit_exceeded (a packet that arrives
+//        with nothing left to forward with).
 #include <rte_cycles.h>
+#include <rte_hash_crc.h>
 #include <rte_ip.h>
 #include <rte_tcp.h>
 #include <rte_udp.h>
@@ -52,6 +98,8 @@
 
 #include "fwd/dp/nat.hpp"
 #include "fwd/dp/pkt.hpp"
+#include "fwd/dp/service_table.hpp"
+#include "fwd/dp/stages.hpp"
 #include "fwd/dp/worker.hpp"
 #include "fwd/util/registry.hpp"
 
@@ -64,7 +112,6 @@ using ct::FlowKey;
 using ct::Result;
 
 constexpr DropReason kPass = DropReason::kCount;  // no drop: the packet goes on
-constexpr uint8_t kNatSnat = 1;                   // NatInfo::flags
 
 DropReason drop_for(Result r) {
     switch (r) {
@@ -119,6 +166,33 @@ bool is_icmp(uint8_t proto) {
     return proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6;
 }
 
+// SCTP's checksum (RFC 4960 appendix B, CRC32c over the SCTP packet with
+// the field zero, stored as Linux's sctp_compute_cksum does) summed again
+// after a port changed. The packet at l3 must be whole before end (an ICMP
+// error's quote often is not: its checksum is left, no one checks it) and in
+// the first segment (false otherwise).
+template <bool kV6>
+bool sctp_crc(rte_mbuf *m, uint32_t l3, uint32_t l4, uint32_t end) {
+    uint32_t len;
+    if constexpr (kV6) {
+        len = rte_be_to_cpu_16(at<rte_ipv6_hdr>(m, l3)->payload_len) + 40u;
+    } else {
+        len = rte_be_to_cpu_16(at<rte_ipv4_hdr>(m, l3)->total_length);
+    }
+    const uint32_t pkt_end = l3 + len;
+    if (pkt_end > end || pkt_end < l4 + 12) {
+        return true;  // a cut quote
+    }
+    if (seg_avail(m, 0) < pkt_end) {
+        return false;
+    }
+    uint8_t *crc = at<uint8_t>(m, l4 + 8);
+    std::memset(crc, 0, 4);
+    const uint32_t v = ~rte_hash_crc(at<uint8_t>(m, l4), pkt_end - l4, 0xffffffffu);
+    std::memcpy(crc, &v, 4);  // little-endian on the wire, as Linux writes it
+    return true;
+}
+
 // Writes the addresses and ports of `out` that differ from the packet's
 // (IP header at l3, L4 header of proto at l4, the packet ending at end),
 // keeping the checksums right. The L4 checksum is updated only when it lies
@@ -131,8 +205,10 @@ bool rewrite(rte_mbuf *m, uint32_t l3, uint32_t l4, uint8_t proto, uint32_t end,
     if (seg_avail(m, 0) < std::min(l4 + hdr, end) || l4 + 4 > end) {
         return false;
     }
+    const bool sctp = proto == IPPROTO_SCTP;
     const uint32_t ck_off = proto == IPPROTO_TCP ? 16 : proto == IPPROTO_UDP ? 6 : 2;
-    uint16_t *ck = l4 + ck_off + 2 <= end ? at<uint16_t>(m, l4 + ck_off) : nullptr;
+    // SCTP's CRC32c covers no pseudo-header: summed again below when a port changed.
+    uint16_t *ck = !sctp && l4 + ck_off + 2 <= end ? at<uint16_t>(m, l4 + ck_off) : nullptr;
     if (ck != nullptr && !kV6 && proto == IPPROTO_UDP && *ck == 0) {
         ck = nullptr;  // IPv4 UDP without a checksum stays without
     }
@@ -164,10 +240,15 @@ bool rewrite(rte_mbuf *m, uint32_t l3, uint32_t l4, uint8_t proto, uint32_t end,
             const uint16_t id = out.sport.raw();
             change(at<uint8_t>(m, l4 + 4), &id, 2, nullptr, true);
         }
-    } else if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP) {
+    } else if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || sctp) {
         const uint16_t sp = out.sport.raw(), dp = out.dport.raw();
+        const bool ports_change = std::memcmp(at<uint8_t>(m, l4), &sp, 2) != 0 ||
+                                  std::memcmp(at<uint8_t>(m, l4 + 2), &dp, 2) != 0;
         change(at<uint8_t>(m, l4), &sp, 2, nullptr, true);
         change(at<uint8_t>(m, l4 + 2), &dp, 2, nullptr, true);
+        if (sctp && ports_change && !sctp_crc<kV6>(m, l3, l4, end)) {
+            return false;
+        }
     }
     if (ck != nullptr && proto == IPPROTO_UDP && *ck == 0) {
         *ck = 0xffff;  // RFC 768: a computed 0 goes out as all ones
@@ -283,42 +364,110 @@ uint32_t flow_mix(const FlowKey &k) {
 
 // A new natOutgoing flow: reply tuple to the node's address, the source
 // port (echo: identifier) kept when free, else the range searched.
+// What a stage reads once per burst.
+struct Ctx {
+    Worker &w;
+    NatWorker &nw;
+    ct::ConnTable &ct;
+    const NatConfig *cfg;          // nullptr until the pools are published
+    bool snat_on;                  // some pool of the family has natOutgoing
+    const svc::ServiceTable *svc;  // nullptr: no frontend of the family
+    const NodeAddrs &node;
+    uint64_t now;
+};
+
 template <bool kV6>
-DropReason snat_create(NatWorker &nw, const NatConfig &cfg, const NodeAddrs &node,
-                       const ct::Packet &p, uint64_t now, ct::Hit &hit) {
-    ct::ConnTable &ct = *nw.tables->ct;
-    if (!(kV6 ? node.has_ip6 : node.has_ip4)) {
-        return DropReason::kNatNoNodeAddr;
+const svc::ServiceTable *services_of(Worker &w) {
+    const auto *st = static_cast<const svc::ServiceTables *>(w.slot(svc::worker_slot()));
+    const svc::ServiceTable *t = st != nullptr ? st->get() : nullptr;
+    return t != nullptr && t->has_family(kV6) ? t : nullptr;
+}
+
+bool has_ports(uint8_t proto) {
+    return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+}
+
+// The frontend a packet is addressed to (destination, protocol, port), or
+// svc::kNoFrontend.
+template <bool kV6>
+uint32_t frontend_of(const svc::ServiceTable &t, rte_mbuf *m) {
+    const PktMeta &md = meta(m);
+    if (!has_ports(md.l4_proto) || (md.flags & kMetaLaterFragment) ||
+        seg_avail(m, 0) < md.l4_off + 4u) {
+        return svc::kNoFrontend;
     }
-    FlowKey reply = p.key.inverted();
+    const uint16_t dport = *at<uint16_t>(m, md.l4_off + 2);
     if constexpr (kV6) {
-        std::memcpy(reply.dst.data(), node.ip6.data(), 16);
+        return t.find6(at<rte_ipv6_hdr>(m, md.l3_off)->dst_addr, md.l4_proto, dport);
     } else {
-        const uint32_t a = node.ip4.be().raw();
-        std::memcpy(reply.dst.data(), &a, 4);
+        return t.find4(at<rte_ipv4_hdr>(m, md.l3_off)->dst_addr, md.l4_proto, dport);
     }
-    const ct::NatInfo info{.flags = kNatSnat};
+}
+
+// An ICMP / ICMPv6 error (which may quote a DNAT flow whatever its outer
+// addresses are: a router's frag-needed to the client, a client's port
+// unreachable to the frontend). Rare packets: looked up whenever a service
+// table is published.
+template <bool kV6>
+bool is_icmp_error(rte_mbuf *m) {
+    const PktMeta &md = meta(m);
+    if (md.l4_proto != (kV6 ? uint8_t{IPPROTO_ICMPV6} : uint8_t{IPPROTO_ICMP}) ||
+        (md.flags & kMetaLaterFragment) || seg_avail(m, 0) < md.l4_off + 1u) {
+        return false;
+    }
+    const uint8_t type = *at<uint8_t>(m, md.l4_off);
+    return kV6 ? type < 128 : (type == 3 || type == 4 || type == 5 || type == 11 || type == 12);
+}
+
+// Sets k.dst to the node's address of the family; false without one.
+template <bool kV6>
+bool to_node(const NodeAddrs &node, FlowKey &k) {
+    if constexpr (kV6) {
+        if (!node.has_ip6) {
+            return false;
+        }
+        std::memcpy(k.dst.data(), node.ip6.data(), 16);
+    } else {
+        if (!node.has_ip4) {
+            return false;
+        }
+        const uint32_t a = node.ip4.be().raw();
+        std::memcpy(k.dst.data(), &a, 4);
+    }
+    return true;
+}
+
+// A new flow with the reply tuple `reply`. The port the reply comes back to
+// (reply.dport; echo: the identifier) is kept when the tuple is free, else
+// searched as Linux does: natOutgoing within the range (natPortRange or
+// masquerade's by the original port); a DNAT-only flow keeps the client's
+// port unless two flows would share one reply tuple (a client reaching two
+// services with one backend from one port: the second gets another port, as
+// Linux's nf_nat_used_tuple).
+template <bool kV6>
+DropReason create_nat(const Ctx &c, const ct::Packet &p, FlowKey reply, const ct::NatInfo &info,
+                      ct::Hit &hit) {
     const uint8_t proto = p.key.proto;
     const bool icmp = is_icmp(proto);
-    const bool ports =
-        icmp || proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+    const bool ports = icmp || has_ports(proto);
     // The field the reply tuple keeps our port in: a reply's destination
     // port; an echo's identifier (sport of both tuples).
     net::Be16 &field = icmp ? reply.sport : reply.dport;
     const uint16_t orig = field.host();
-    const PortRange range = port_range_for(cfg.ports, proto, orig);
+    const PortRange range =
+        port_range_for(c.cfg != nullptr ? c.cfg->ports : PortRange{}, proto, orig);
     auto attempt = [&]() {
-        Result r = ct.create(p, reply, now, info, hit, *nw.counters);
+        Result r = c.ct.create(p, reply, c.now, info, hit, *c.nw.counters);
         if (r == Result::kExists) {
             // Another worker created it since our lookup: it is ours to use.
-            r = ct.track(p, now, hit, *nw.counters);
+            r = c.ct.track(p, c.now, hit, *c.nw.counters);
             if (r == Result::kNew) {
                 return DropReason::kCtBusy;
             }
         }
         return r == Result::kReplyExists ? DropReason::kNatPortsExhausted : drop_for(r);
     };
-    if (!ports || (orig >= range.lo && orig <= range.hi)) {
+    if (!ports || !(info.flags & kNatSnat) || (orig >= range.lo && orig <= range.hi)) {
         const DropReason r = attempt();
         if (r != DropReason::kNatPortsExhausted || !ports) {
             return r;
@@ -338,65 +487,231 @@ DropReason snat_create(NatWorker &nw, const NatConfig &cfg, const NodeAddrs &nod
     }
 }
 
+// A new natOutgoing flow: reply tuple to the node's address.
 template <bool kV6>
-DropReason snat_one(Worker &w, NatWorker &nw, const NatConfig &cfg, rte_mbuf *m, uint64_t now) {
+DropReason snat_create(const Ctx &c, const ct::Packet &p, ct::Hit &hit) {
+    FlowKey reply = p.key.inverted();
+    if (!to_node<kV6>(c.node, reply)) {
+        return DropReason::kNatNoNodeAddr;
+    }
+    return create_nat<kV6>(c, p, reply, ct::NatInfo{.flags = kNatSnat}, hit);
+}
+
+// ---------------------------------------------------------------------------
+// THE place where a new service flow's backend is chosen (issue 15).
+// Today: a hash of the client's whole tuple (addresses, ports, protocol) over
+// the backends a new flow may take (ServiceTable::pick), so the connections
+// of one client spread over them.
+// Session affinity (sessionAffinity ClientIP: Frontend::flags & kFeAffinity,
+// Frontend::affinity_timeout_s) wires in here and nowhere else: when the
+// frontend has kFeAffinity, look up (frontend address, protocol, port,
+// client address) in the affinity table (fwd/dp/affinity.hpp); a live entry
+// whose backend the frontend still lists for new flows wins; otherwise
+// pick() and record the choice with the frontend's timeout. c.now is the
+// TSC for the timeout; c.w the worker (its slot for the affinity table).
+// Returns a backend index of t, or UINT32_MAX when the frontend has none
+// for new flows (its kFeReject / kFeDrop then says what the flow gets).
+// ---------------------------------------------------------------------------
+uint32_t choose_backend([[maybe_unused]] const Ctx &c, const svc::ServiceTable &t,
+                        const svc::Frontend &fe, const FlowKey &client) noexcept {
+    return t.pick(fe, flow_mix(client));
+}
+
+// A new flow to frontend fe: DNAT to a backend (reply tuple: backend ->
+// client), and SNAT to the node's address too where kube-proxy does it:
+//   hairpin: the backend is the client itself (a pod would drop a packet
+//     from its own address as martian), whatever the traffic policy;
+//   an external frontend (NodePort, externalIP, LoadBalancer) with
+//     externalTrafficPolicy Cluster and a backend on another node (so the
+//     reply returns through this node); never with Local (kFeKeepSource),
+//     and not for a local backend (it replies through us anyway, and sees
+//     the client's address);
+//   natOutgoing toward the backend (pools: the client in a natOutgoing pool,
+//     the backend in none: a host-network endpoint outside the pools), as
+//     Calico's masquerade sees the destination after kube-proxy's DNAT.
+template <bool kV6>
+DropReason dnat_create(const Ctx &c, uint32_t fe_idx, const ct::Packet &p, ct::Hit &hit) {
+    const svc::ServiceTable &t = *c.svc;
+    const svc::Frontend &fe = t.frontend(fe_idx);
+    const uint32_t bi = choose_backend(c, t, fe, p.key);
+    if (bi == UINT32_MAX) {
+        return (fe.flags & svc::kFeReject) ? DropReason::kSvcNoEndpoint
+                                           : DropReason::kSvcNoLocalEndpoint;
+    }
+    const svc::Backend &b = t.backend(bi);
+    constexpr size_t kLen = kV6 ? 16 : 4;
+    FlowKey reply = p.key.inverted();
+    std::memcpy(reply.src.data(), b.addr.data(), kLen);
+    reply.sport = net::Be16::from_raw(b.port_be);
+    const bool hairpin = std::memcmp(b.addr.data(), p.key.src.data(), kLen) == 0;
+    bool snat = hairpin;
+    if (!snat && !(fe.flags & svc::kFeKeepSource)) {
+        snat = ((fe.flags & svc::kFeExternal) && !(b.flags & svc::kBeLocal));
+        if (!snat && c.snat_on) {
+            if constexpr (kV6) {
+                snat = c.cfg->pools.snat6(p.key.src.data(), b.addr.data());
+            } else {
+                uint32_t s, d;
+                std::memcpy(&s, p.key.src.data(), 4);
+                std::memcpy(&d, b.addr.data(), 4);
+                snat = c.cfg->pools.snat4(s, d);
+            }
+        }
+    }
+    if (snat && !to_node<kV6>(c.node, reply)) {
+        return DropReason::kNatNoNodeAddr;
+    }
+    const ct::NatInfo info{.service = fe_idx,
+                           .backend = bi,
+                           .flags = static_cast<uint8_t>(kNatDnat | (snat ? kNatSnat : 0))};
+    return create_nat<kV6>(c, p, reply, info, hit);
+}
+
+// Whether hit is a DNAT flow's packet from its client (fe: the frontend the
+// packet is addressed to, found in the current table) whose backend the
+// table no longer lists for that frontend (or the frontend went).
+bool backend_gone(const Ctx &c, const ct::Hit &hit, uint32_t fe) {
+    const ct::Flow &f = c.ct.flow(hit.flow);
+    if (!(f.nat_flags & kNatDnat) || hit.dir != Dir::kOrig) {
+        return false;
+    }
+    if (c.svc == nullptr || fe == svc::kNoFrontend) {
+        return true;
+    }
+    const FlowKey &back = f.tuple[static_cast<size_t>(Dir::kReply)];
+    return !c.svc->has_backend(c.svc->frontend(fe), back.src.data(), back.sport.raw());
+}
+
+enum class Step : uint8_t { kTranslated, kUntouched, kDrop };
+
+// The packet p of m after parse(): a known flow's packet is tracked and
+// translated; a DNAT flow's packet from the client whose backend is gone
+// ends that flow and is a new flow's; a new flow is made to frontend fe when
+// there is one (DNAT), else by natOutgoing when snat, else the packet is not
+// ours (kUntouched). local: the local hook, where a flow whose direction
+// changes nothing is the node's own traffic (kUntouched).
+template <bool kV6>
+Step flow_step(const Ctx &c, rte_mbuf *m, const ct::Packet &p, uint32_t fe, bool snat, bool local,
+               DropReason &why) {
+    ct::Hit hit;
+    const Result r = c.ct.track(p, c.now, hit, *c.nw.counters);
+    if (r != Result::kNew) {
+        if (local && c.ct.flow(hit.flow).changes_for(hit.dir) == 0) {
+            return Step::kUntouched;
+        }
+        why = drop_for(r);
+        if (why != kPass) {
+            return Step::kDrop;
+        }
+        if (!backend_gone(c, hit, fe)) {
+            why = translate<kV6>(c.ct, m, hit);
+            return why == kPass ? Step::kTranslated : Step::kDrop;
+        }
+        c.ct.end(hit.flow);
+    }
+    if (fe != svc::kNoFrontend) {
+        why = dnat_create<kV6>(c, fe, p, hit);
+    } else if (snat) {
+        why = snat_create<kV6>(c, p, hit);
+    } else {
+        return Step::kUntouched;
+    }
+    if (why == kPass) {
+        why = translate<kV6>(c.ct, m, hit);
+    }
+    return why == kPass ? Step::kTranslated : Step::kDrop;
+}
+
+// A first fragment that belongs to a flow (later ones carry no ports: they
+// pass untranslated, there is no reassembly).
+template <bool kV6>
+bool fragment_of_flow(const Ctx &c, rte_mbuf *m) {
     const PktMeta &md = meta(m);
-    ct::ConnTable &ct = *nw.tables->ct;
+    ct::Packet p;
+    ct::Hit hit;
+    return !(md.flags & kMetaLaterFragment) && ct::parse(m, md, kV6, p) == Result::kOk &&
+           c.ct.lookup(p.key, c.now, hit);
+}
+
+template <bool kV6>
+DropReason input_one(const Ctx &c, rte_mbuf *m) {
+    const PktMeta &md = meta(m);
+    const uint32_t l3 = md.l3_off;
+    bool snat = false, back = false, icmp_err = false;
+    uint32_t fe = svc::kNoFrontend;
+    if constexpr (kV6) {
+        const auto *ip = at<rte_ipv6_hdr>(m, l3);
+        snat = c.snat_on && c.cfg->pools.snat6(ip->src_addr, ip->dst_addr);
+        back = c.svc != nullptr && c.svc->is_backend6(ip->src_addr);
+    } else {
+        const auto *ip = at<rte_ipv4_hdr>(m, l3);
+        snat = c.snat_on && c.cfg->pools.snat4(ip->src_addr, ip->dst_addr);
+        back = c.svc != nullptr && c.svc->is_backend4(ip->src_addr);
+    }
+    if (c.svc != nullptr) {
+        fe = frontend_of<kV6>(*c.svc, m);
+        icmp_err = is_icmp_error<kV6>(m);
+    }
+    const bool creates = snat || fe != svc::kNoFrontend;
+    if (!creates && !back && !icmp_err) {
+        return kPass;  // route-only traffic: not looked up
+    }
     if (md.flags & kMetaFragment) {
-        return DropReason::kNatFragment;
+        return creates || fragment_of_flow<kV6>(c, m) ? DropReason::kNatFragment : kPass;
     }
     ct::Packet p;
     Result r = ct::parse(m, md, kV6, p);
-    ct::Hit hit;
     if (r == Result::kIcmpError) {
-        r = ct.match_icmp_error(m, md, kV6, now, hit, *nw.counters);
-        return r == Result::kOk ? error_translate<kV6>(m, ct.flow(hit.flow), hit.dir) : drop_for(r);
+        ct::Hit hit;
+        r = c.ct.match_icmp_error(m, md, kV6, c.now, hit, *c.nw.counters);
+        if (r == Result::kOk) {
+            return error_translate<kV6>(m, c.ct.flow(hit.flow), hit.dir);
+        }
+        return snat ? drop_for(r) : kPass;  // about no flow: not ours unless natOutgoing's
     }
     if (r != Result::kOk) {
-        return drop_for(r);
+        return creates ? drop_for(r) : kPass;
     }
-    r = ct.track(p, now, hit, *nw.counters);
-    if (r == Result::kNew) {
-        const DropReason d = snat_create<kV6>(nw, cfg, w.tables().node(), p, now, hit);
-        if (d != kPass) {
-            return d;
-        }
-    } else if (drop_for(r) != kPass) {
-        return drop_for(r);
+    DropReason why = kPass;
+    flow_step<kV6>(c, m, p, fe, snat, false, why);
+    return why;
+}
+
+// Drops m with why; a new flow to a service with no endpoint gets an ICMP /
+// ICMPv6 port unreachable quoting it (kube-proxy's REJECT).
+template <bool kV6>
+void drop_or_reject(Worker &w, rte_mbuf *m, DropReason why) {
+    if (why != DropReason::kSvcNoEndpoint) {
+        w.drop(m, why);
+    } else if constexpr (kV6) {
+        icmp6_error(w, m, 1, 4, 0, why);
+    } else {
+        icmp4_error(w, m, 3, 3, 0, why);
     }
-    return translate<kV6>(ct, m, hit);
 }
 
 template <bool kV6>
 void nat_input(Worker &w, Burst &b) {
     auto *nw = static_cast<NatWorker *>(w.slot(worker_slot()));
-    if (nw == nullptr) {
+    if (nw == nullptr || nw->tables->ct == nullptr) {
         return;
     }
     const NatConfig *cfg = nw->tables->config();
-    // Service DNAT adds its frontend check here: then this test is "no
-    // natOutgoing pool and no service of the family".
-    if (cfg == nullptr || !(kV6 ? cfg->pools.nat6() : cfg->pools.nat4())) {
+    const bool snat_on = cfg != nullptr && (kV6 ? cfg->pools.nat6() : cfg->pools.nat4());
+    const svc::ServiceTable *st = services_of<kV6>(w);
+    // Nothing to do: no natOutgoing pool and no service of the family.
+    if (!snat_on && st == nullptr) {
         return;
     }
-    const uint64_t now = rte_rdtsc();
+    const Ctx c{w, *nw, *nw->tables->ct, cfg, snat_on, st, w.tables().node(), rte_rdtsc()};
     uint16_t k = 0;
     for (uint16_t i = 0; i < b.n; i++) {
         rte_mbuf *m = b.pkts[i];
-        const uint32_t l3 = meta(m).l3_off;
-        bool snat;
-        if constexpr (kV6) {
-            const auto *ip = at<rte_ipv6_hdr>(m, l3);
-            snat = cfg->pools.snat6(ip->src_addr, ip->dst_addr);
-        } else {
-            const auto *ip = at<rte_ipv4_hdr>(m, l3);
-            snat = cfg->pools.snat4(ip->src_addr, ip->dst_addr);
-        }
-        const DropReason d = snat ? snat_one<kV6>(w, *nw, *cfg, m, now) : kPass;
+        const DropReason d = input_one<kV6>(c, m);
         if (d == kPass) {
             b.pkts[k++] = m;
         } else {
-            w.drop(m, d);
+            drop_or_reject<kV6>(w, m, d);
         }
     }
     b.n = k;
@@ -405,47 +720,46 @@ void nat_input(Worker &w, Burst &b) {
 enum class Local : uint8_t { kKeep, kReroute, kDrop };
 
 template <bool kV6>
-Local local_one(ct::ConnTable &ct, NatWorker &nw, const NodeAddrs &node, rte_mbuf *m, uint64_t now,
-                DropReason &why) {
+Local local_one(const Ctx &c, rte_mbuf *m, DropReason &why) {
     const PktMeta &md = meta(m);
     const uint32_t l3 = md.l3_off;
     if constexpr (kV6) {
         const auto *ip = at<rte_ipv6_hdr>(m, l3);
-        if (!node.has_ip6 || !eq16(ip->dst_addr, node.ip6.data())) {
+        if (!c.node.has_ip6 || !eq16(ip->dst_addr, c.node.ip6.data())) {
             return Local::kKeep;
         }
     } else {
         const auto *ip = at<rte_ipv4_hdr>(m, l3);
-        if (!node.has_ip4 || ip->dst_addr != node.ip4.be().raw()) {
+        if (!c.node.has_ip4 || ip->dst_addr != c.node.ip4.be().raw()) {
             return Local::kKeep;
         }
     }
     const uint8_t proto = md.l4_proto;
     if ((md.flags & kMetaLaterFragment) ||
-        !(proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP ||
-          proto == (kV6 ? uint8_t{IPPROTO_ICMPV6} : uint8_t{IPPROTO_ICMP}))) {
+        !(has_ports(proto) || proto == (kV6 ? uint8_t{IPPROTO_ICMPV6} : uint8_t{IPPROTO_ICMP}))) {
         return Local::kKeep;
     }
     ct::Packet p;
     Result r = ct::parse(m, md, kV6, p);
-    ct::Hit hit;
     if (r == Result::kIcmpError) {
-        if (ct.match_icmp_error(m, md, kV6, now, hit, *nw.counters) != Result::kOk ||
-            ct.flow(hit.flow).changes_for(hit.dir) == 0) {
+        ct::Hit hit;
+        if (c.ct.match_icmp_error(m, md, kV6, c.now, hit, *c.nw.counters) != Result::kOk ||
+            c.ct.flow(hit.flow).changes_for(hit.dir) == 0) {
             return Local::kKeep;  // about none of our flows: the node's own
         }
-        why = error_translate<kV6>(m, ct.flow(hit.flow), hit.dir);
+        why = error_translate<kV6>(m, c.ct.flow(hit.flow), hit.dir);
     } else {
         if (r != Result::kOk) {
             return Local::kKeep;
         }
-        r = ct.track(p, now, hit, *nw.counters);
-        if (r == Result::kNew || ct.flow(hit.flow).changes_for(hit.dir) == 0) {
-            return Local::kKeep;
+        // A NodePort: a frontend at the node's own address.
+        const uint32_t fe = c.svc != nullptr ? frontend_of<kV6>(*c.svc, m) : svc::kNoFrontend;
+        if (fe != svc::kNoFrontend && (md.flags & kMetaFragment)) {
+            why = DropReason::kNatFragment;
+            return Local::kDrop;
         }
-        why = drop_for(r);
-        if (why == kPass) {
-            why = translate<kV6>(ct, m, hit);
+        if (flow_step<kV6>(c, m, p, fe, false, true, why) == Step::kUntouched) {
+            return Local::kKeep;
         }
     }
     if (why != kPass) {
@@ -473,19 +787,20 @@ void nat_local(Worker &w, Burst &b) {
     if (nw == nullptr || nw->tables->ct == nullptr) {
         return;
     }
-    ct::ConnTable &ct = *nw->tables->ct;
-    const NodeAddrs &node = w.tables().node();
-    const uint64_t now = rte_rdtsc();
+    const NatConfig *cfg = nw->tables->config();
+    const bool snat_on = cfg != nullptr && (kV6 ? cfg->pools.nat6() : cfg->pools.nat4());
+    const Ctx c{
+        w, *nw, *nw->tables->ct, cfg, snat_on, services_of<kV6>(w), w.tables().node(), rte_rdtsc()};
     uint16_t k = 0;
     for (uint16_t i = 0; i < b.n; i++) {
         rte_mbuf *m = b.pkts[i];
         DropReason why = kPass;
-        switch (local_one<kV6>(ct, *nw, node, m, now, why)) {
+        switch (local_one<kV6>(c, m, why)) {
             case Local::kKeep:
                 b.pkts[k++] = m;
                 break;
             case Local::kDrop:
-                w.drop(m, why);
+                drop_or_reject<kV6>(w, m, why);
                 break;
             case Local::kReroute:
                 if constexpr (kV6) {

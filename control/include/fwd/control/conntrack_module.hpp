@@ -4,7 +4,8 @@
 // conntrack.count / conntrack.flush (fwdctl conntrack).
 //
 // The table exists only once a feature asks for it (require(), from the
-// feature's start(): natOutgoing with an ipam section); a node without one
+// feature's start(): the nat module with an ipam section, for natOutgoing
+// and service DNAT alike); a node without one
 // allocates nothing and its stages skip with one load per burst. Ageing runs
 // in the workers' housekeeping (ct_age, src/nat.cpp), a slice at a time.
 #pragma once

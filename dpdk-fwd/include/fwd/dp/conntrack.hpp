@@ -101,7 +101,8 @@
 // lookups; create() replaces it in place of a new one, ageing frees it.
 //
 // Threads:
-//   track, create, match_icmp_error   any worker (RCU reader, online)
+//   track, create, match_icmp_error,
+//   lookup, end                       any worker (RCU reader, online)
 //   age                               one caller at a time (a worker's
 //                                     housekeeping or the control thread);
 //                                     a second concurrent caller returns 0
@@ -413,6 +414,12 @@ class ConnTable {
                             Counters &c) const noexcept;
     // Lookup only: the flow holding key (live, not expired), no update.
     bool lookup(const FlowKey &key, uint64_t now, Hit &hit) const noexcept;
+    // Ends flow i now (a worker's decision, e.g. a DNAT flow whose backend
+    // is gone): marked dying as flush() does, so lookups no longer see it and
+    // create() replaces it; ageing frees it. No lock: one atomic or.
+    void end(uint32_t i) noexcept {
+        flows_[i].status.fetch_or(kStatusDying, std::memory_order_relaxed);
+    }
 
     const Flow &flow(uint32_t i) const { return flows_[i]; }
     Flow &flow(uint32_t i) { return flows_[i]; }

@@ -94,7 +94,7 @@ namespace fwd::dp {
     X(kEncapBadTunnel, "encap_bad_tunnel", "tunnel next hop names a bad tunnel")            \
     X(kEncapNoHeadroom, "encap_no_headroom", "no mbuf headroom for outer headers")          \
     X(kEncapBadUnderlay, "encap_bad_underlay", "underlay next hop not via / resolve")       \
-    X(kEncapMtuExceeded, "encap_mtu_exceeded", "outer packet above the underlay MTU")      \
+    X(kEncapMtuExceeded, "encap_mtu_exceeded", "outer packet above the underlay MTU")       \
     X(kCtTruncated, "ct_truncated", "tracked packet with its L4 header cut")                \
     X(kCtNotTracked, "ct_not_tracked", "ICMP to NAT that is neither echo nor error")        \
     X(kCtTcpNotSyn, "ct_tcp_not_syn", "new TCP flow without SYN (tcp_loose off)")           \
@@ -105,13 +105,17 @@ namespace fwd::dp {
     X(kCtTcpRstOutOfWindow, "ct_tcp_rst_out_of_window", "TCP RST outside the window")       \
     X(kCtTableFull, "ct_table_full", "connection table full: new flow refused")             \
     X(kCtIndexFull, "ct_index_full", "connection index buckets full: new flow refused")     \
-    X(kCtBusy, "ct_busy", "flow created by another worker at the same instant, then gone") \
+    X(kCtBusy, "ct_busy", "flow created by another worker at the same instant, then gone")  \
     X(kCtIcmpErrorTruncated, "ct_icmp_error_truncated", "ICMP error quoting too little")    \
     X(kCtIcmpErrorBadQuote, "ct_icmp_error_bad_quote", "ICMP error quoting garbage")        \
     X(kCtIcmpErrorNoFlow, "ct_icmp_error_no_flow", "ICMP error to NAT about no flow")       \
     X(kNatFragment, "nat_fragment", "IP fragment of a flow to translate (no reassembly)")   \
     X(kNatNoNodeAddr, "nat_no_node_addr", "natOutgoing, node has no address of the family") \
     X(kNatPortsExhausted, "nat_ports_exhausted", "natOutgoing found no free source port")   \
+    X(kSvcNoEndpoint, "svc_no_endpoint",                                                    \
+      "new flow to a service with no ready endpoint (port unreachable sent)")               \
+    X(kSvcNoLocalEndpoint, "svc_no_local_endpoint",                                         \
+      "new flow to a service whose traffic policy allows no endpoint here")                 \
     X(kNatHeadersSplit, "nat_headers_split", "headers to translate not in the first segment")
 
 enum class DropReason : uint16_t {

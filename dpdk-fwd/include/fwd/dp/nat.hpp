@@ -16,8 +16,11 @@
 //   -> source address := the node's address of the family (NodeAddrs), the
 //      source port (ICMP echo: the identifier) kept when the translated tuple
 //      is free, else the next free one of the range (choose_port).
-// Service DNAT slots in before this decision (a frontend lookup on the
-// destination, the backend in NatInfo, the same translate / reverse code).
+// Service DNAT (Kubernetes Services, service_table.hpp) comes before this
+// decision: a packet to a frontend (address, protocol, port) that no flow
+// has is a new DNAT flow, its reply tuple the backend's; the flow lookup
+// always comes first, so a packet that is both a flow's and natOutgoing's
+// is the flow's. The stages' contract (src/stages/nat.cpp) says the rest.
 //
 // Publication:
 //   NatConfig  [C] builds an immutable one, swap_config (release); deletes
@@ -25,7 +28,9 @@
 //   the table  [C] set (NatTables::ct) before the workers run, never changed
 //              while they do; the ConnTable is the conntrack module's.
 // Per worker: the slot "nat" (worker_slot()) holds a NatWorker*; empty: the
-// stages do nothing (no NAT on this node: no ipam section).
+// stages do nothing (no NAT on this node: no ipam section, hence no cluster
+// store, no pools and no services either). The service table comes from the
+// worker slot "services" (svc::worker_slot()).
 #pragma once
 
 #include <array>
@@ -122,6 +127,13 @@ struct alignas(64) NatWorker {
     NatTables *tables = nullptr;
     ct::Counters *counters = nullptr;
     uint64_t next_age_tsc = 0;  // [W] the housekeeping's next ageing slice (ct_age)
+};
+
+// NatInfo::flags of the flows the stages create (fwdctl conntrack shows them).
+enum NatFlags : uint8_t {
+    kNatSnat = 1 << 0,  // source to the node's address (natOutgoing, or a service's SNAT)
+    kNatDnat = 1 << 1,  // destination to a service backend (NatInfo::service / backend:
+                        // the frontend and backend indexes in the table that made it)
 };
 
 uint16_t worker_slot();  // add_worker_slot("nat")

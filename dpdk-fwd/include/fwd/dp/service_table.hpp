@@ -17,6 +17,12 @@
 // connections of one client spread over them; a frontend with none says
 // what a new flow gets instead (reject: ICMP port unreachable, as
 // kube-proxy; drop).
+//
+// Backend addresses: the set of every backend address of every frontend
+// (is_backend4 / is_backend6), built with the table, so the NAT stage looks
+// up the connection table only for packets that may be a backend's replies:
+// route-only traffic pays one probe of this set (open addressing, at most
+// half full: one or two probes).
 #pragma once
 
 #include <array>
@@ -92,16 +98,29 @@ class ServiceTable {
     // of the frontend's: a flow whose backend went is ended by the caller.
     bool has_backend(const Frontend &f, const uint8_t *addr, uint16_t port_be) const noexcept;
 
+    // Whether some frontend lists a backend at this address (any port).
+    bool is_backend4(uint32_t addr_be) const noexcept;
+    bool is_backend6(const uint8_t *addr) const noexcept;
+    // Whether the table has a frontend of the family (the NAT stage skips a
+    // family that has none and no natOutgoing pool).
+    bool has_family(bool v6) const { return n_frontends_[v6 ? 1 : 0] != 0; }
+
     size_t size() const { return frontends_.size(); }
 
   private:
     uint32_t find(bool v6, const uint8_t *addr, uint8_t proto, uint16_t port_be) const noexcept;
+    void add_backend_addr(bool v6, const std::array<uint8_t, 16> &a);
 
     std::vector<Frontend> frontends_;
     std::vector<Backend> backends_;
     std::vector<uint32_t> new_;    // backend indexes, per frontend a run
     std::vector<uint32_t> slots_;  // frontend index + 1; 0 empty
     uint32_t mask_ = 0;
+    std::array<size_t, 2> n_frontends_{};  // by family: [0] IPv4, [1] IPv6
+    // Backend address sets, open addressing, all zeros empty (neither
+    // 0.0.0.0 nor :: is a backend); sizes a power of two, at most half full.
+    std::vector<uint32_t> be4_;
+    std::vector<std::array<uint8_t, 16>> be6_;
 };
 
 // What the worker slot "services" (worker_slot()) holds: the published

@@ -14,9 +14,12 @@
 // a service table (it follows the same sync). No ipam section: no pools, no
 // services, no table; the stages skip.
 //
-// The "nat" section: {"port_range": "1024-65535"} (FelixConfiguration
-// natPortRange, "lo-hi" or "lo:hi"); unset, Linux masquerade's choice.
-// node.get shows "nat".
+// The "nat" section: {"port_range": "1024-65535", "affinity_capacity":
+// 65536}: port_range is FelixConfiguration natPortRange ("lo-hi" or
+// "lo:hi"; unset, Linux masquerade's choice); affinity_capacity the clients
+// sessionAffinity ClientIP remembers (one entry per client and frontend,
+// 168 bytes each, made with the conntrack table). node.get shows "nat"
+// (with the affinity entries held); stats the affinity results.
 #include "fwd/dp/nat.hpp"
 
 #include <memory>
@@ -37,6 +40,7 @@ namespace {
 
 struct NatSectionConfig {
     nat::PortRange ports;  // lo 0: unset
+    uint32_t affinity_capacity = 65536;
 };
 
 NatSectionConfig parse_nat(const config::Object &o, const NodeConfig &) {
@@ -62,6 +66,9 @@ NatSectionConfig parse_nat(const config::Object &o, const NodeConfig &) {
         }
         c.ports = {static_cast<uint16_t>(lo), static_cast<uint16_t>(hi)};
     }
+    if (auto f = o.get("affinity_capacity")) {
+        c.affinity_capacity = f->integer<uint32_t>(1, dp::svc::kMaxAffinityCapacity);
+    }
     return c;
 }
 
@@ -74,6 +81,7 @@ class NatModule final : public Module {
           ipam_(ctx.need<IpamModule>()),
           conntrack_(ctx.need<ConntrackModule>()),
           ports_(ctx.cfg().section<NatSectionConfig>("nat").ports),
+          affinity_capacity_(ctx.cfg().section<NatSectionConfig>("nat").affinity_capacity),
           workers_(std::make_unique<nat::NatWorker[]>(std::max<size_t>(ctx.workers().size(), 1))) {
         ctx.add_op({.name = "nat.apply",
                     .args = {"pools", "revision"},
@@ -95,6 +103,8 @@ class NatModule final : public Module {
             return;  // no store, no pools: no natOutgoing
         }
         tables_.ct = &conntrack_.require();
+        affinity_ = std::make_unique<dp::svc::AffinityTable>(affinity_capacity_);
+        tables_.affinity = affinity_.get();
         const auto &ws = ctx_.workers();
         for (size_t i = 0; i < ws.size(); i++) {
             workers_[i].tables = &tables_;
@@ -117,12 +127,23 @@ class NatModule final : public Module {
         out["nat"] = json{{"enabled", enabled_},
                           {"pools", pools_},
                           {"port_range", ports_.lo == 0 ? json() : json(range_str())},
+                          {"affinity", affinity_ ? json{{"capacity", affinity_->capacity()},
+                                                        {"entries", affinity_->count()}}
+                                                 : json()},
                           {"revision", revision_}};
     }
 
     void counters(json &out) const override {
         if (enabled_) {
-            out["nat"] = json{{"applies", applies_}, {"pools", pools_.size()}};
+            json aff = json::object();
+            for (size_t r = 0; r < dp::svc::kAffinityResultCount; r++) {
+                uint64_t n = 0;
+                for (size_t i = 0; i < std::max<size_t>(ctx_.workers().size(), 1); i++) {
+                    n += workers_[i].affinity.get(static_cast<dp::svc::AffinityResult>(r));
+                }
+                aff[std::string(dp::svc::kAffinityResultInfo[r].name)] = n;
+            }
+            out["nat"] = json{{"applies", applies_}, {"pools", pools_.size()}, {"affinity", aff}};
         }
     }
 
@@ -181,6 +202,8 @@ class NatModule final : public Module {
     IpamModule &ipam_;
     ConntrackModule &conntrack_;
     const nat::PortRange ports_;
+    const uint32_t affinity_capacity_;
+    std::unique_ptr<dp::svc::AffinityTable> affinity_;  // [C] made in start()
     nat::NatTables tables_;
     std::unique_ptr<nat::NatWorker[]> workers_;  // by worker index
     bool enabled_ = false;                       // set in start(), read-only after
@@ -196,6 +219,7 @@ class NatModule final : public Module {
 }  // namespace
 
 FWD_ON_LOAD(register_module<NatModule>({IpamModule::kName, ConntrackModule::kName}));
-FWD_ON_LOAD(register_config_section<NatSectionConfig>("nat", {"port_range"}, parse_nat));
+FWD_ON_LOAD(register_config_section<NatSectionConfig>("nat", {"port_range", "affinity_capacity"},
+                                                      parse_nat));
 
 }  // namespace fwd::control

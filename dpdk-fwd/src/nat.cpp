@@ -128,7 +128,8 @@ uint16_t worker_slot() {
 
 namespace {
 
-// A worker's housekeeping: a slice of 1024 entries aged at most once a
+// A worker's housekeeping: a slice of 1024 entries (and 1024 slots of the
+// affinity table, when it holds any) aged at most once a
 // millisecond per worker (one worker at a time: age() refuses a second
 // caller), none while the table holds nothing: the housekeeping runs on
 // every idle loop, and an idle node must stay idle. A 1M-flow table goes
@@ -143,6 +144,9 @@ void age(Worker &w) {
         return;
     }
     nw->next_age_tsc = now + rte_get_tsc_hz() / 1000;
+    if (svc::AffinityTable *aff = nw->tables->affinity; aff != nullptr && aff->count() != 0) {
+        aff->age(now, 1024);
+    }
     ct::ConnTable &ct = *nw->tables->ct;
     if (ct.in_use() == 0 && ct.pending_free() == 0) {
         return;

@@ -216,6 +216,17 @@ bool ServiceTable::has_backend(const Frontend &f, const uint8_t *addr,
     return false;
 }
 
+uint32_t ServiceTable::new_flow_backend(const Frontend &f, const uint8_t *addr,
+                                        uint16_t port_be) const noexcept {
+    for (uint32_t i = f.first_new; i < f.first_new + f.n_new; i++) {
+        const Backend &b = backends_[new_[i]];
+        if (b.port_be == port_be && same_addr(f.v6, b.addr.data(), addr)) {
+            return new_[i];
+        }
+    }
+    return UINT32_MAX;
+}
+
 uint16_t worker_slot() {
     static const uint16_t slot = PipelineRegistry::global().add_worker_slot("services");
     return slot;

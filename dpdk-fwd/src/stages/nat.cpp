@@ -512,9 +512,29 @@ DropReason snat_create(const Ctx &c, const ct::Packet &p, ct::Hit &hit) {
 // Returns a backend index of t, or UINT32_MAX when the frontend has none
 // for new flows (its kFeReject / kFeDrop then says what the flow gets).
 // ---------------------------------------------------------------------------
-uint32_t choose_backend([[maybe_unused]] const Ctx &c, const svc::ServiceTable &t,
-                        const svc::Frontend &fe, const FlowKey &client) noexcept {
-    return t.pick(fe, flow_mix(client));
+uint32_t choose_backend(const Ctx &c, const svc::ServiceTable &t, const svc::Frontend &fe,
+                        const FlowKey &client) noexcept {
+    svc::AffinityTable *aff = c.nw.tables->affinity;
+    if (!(fe.flags & svc::kFeAffinity) || aff == nullptr) {
+        return t.pick(fe, flow_mix(client));
+    }
+    // sessionAffinity ClientIP: the client's backend while it may take new
+    // flows and the client was seen within the timeout; else a pick, then
+    // remembered (a full table: this flow goes without, counted).
+    const svc::AffinityKey key = svc::AffinityKey::of(fe, client.src.data());
+    svc::AffinityTarget to;
+    if (aff->lookup(key, c.now, fe.affinity_timeout_s, to, c.nw.affinity)) {
+        const uint32_t kept = t.new_flow_backend(fe, to.addr.data(), to.port.raw());
+        if (kept != UINT32_MAX) {
+            return kept;
+        }
+    }
+    const uint32_t bi = t.pick(fe, flow_mix(client));
+    if (bi != UINT32_MAX) {
+        aff->remember(key, svc::AffinityTarget::of(t.backend(bi), fe.v6), c.now,
+                      fe.affinity_timeout_s, c.nw.affinity);
+    }
+    return bi;
 }
 
 // A new flow to frontend fe: DNAT to a backend (reply tuple: backend ->

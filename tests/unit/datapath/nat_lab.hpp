@@ -69,6 +69,8 @@ class Nat : public DatapathTest {
         rte_rcu_qsbr_init(qsbr_, 1);
         ct_ = std::make_unique<ct::ConnTable>(ct_config(), rte_get_tsc_hz(), qsbr_);
         tables_.ct = ct_.get();
+        affinity_ = std::make_unique<svc::AffinityTable>(256);
+        tables_.affinity = affinity_.get();
         set_ports({});
         nw_.tables = &tables_;
         nw_.counters = &counters_;
@@ -120,7 +122,9 @@ class Nat : public DatapathTest {
         services_.swap(svc_tables_.back().get());
     }
     uint64_t result(ct::Result r) const { return counters_.get(r); }
+    uint64_t affinity_result(svc::AffinityResult r) const { return nw_.affinity.get(r); }
     ct::ConnTable &ct() { return *ct_; }
+    svc::AffinityTable &affinity() { return *affinity_; }
 
   public:
     Sent send(Side s, const PacketBuilder &b) { return run(s, b); }
@@ -138,6 +142,7 @@ class Nat : public DatapathTest {
   private:
     rte_rcu_qsbr *qsbr_ = nullptr;
     std::unique_ptr<ct::ConnTable> ct_;
+    std::unique_ptr<svc::AffinityTable> affinity_;
     std::unique_ptr<NatConfig> cfg_;
     NatTables tables_;
     NatWorker nw_;

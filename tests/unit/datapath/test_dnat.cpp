@@ -44,6 +44,7 @@ const Addr kVipReject{ip4("10.96.0.20"), ip6("fd00:96::14")};  // no endpoint
 const Addr kVipDrop{ip4("10.96.0.21"), ip6("fd00:96::15")};    // none allowed here
 const Addr kVipHair{ip4("10.96.0.30"), ip6("fd00:96::1e")};    // -> A itself
 const Addr kVipHost{ip4("10.96.0.50"), ip6("fd00:96::32")};    // -> a host outside the pools
+const Addr kVipSticky{ip4("10.96.0.70"), ip6("fd00:96::46")};  // ClientIP: B, remote
 const Addr kHostEp{ip4("203.0.113.77"), ip6("2001:db8:99::77")};
 const Addr kExt{ip4("203.0.113.100"), ip6("2001:db8:99::100")};       // Cluster -> remote
 const Addr kExtLocal{ip4("203.0.113.101"), ip6("2001:db8:99::101")};  // Local -> remote
@@ -89,8 +90,10 @@ svc::FrontendSpec fe(bool v6, const Addr &a, uint8_t proto, uint16_t port, uint8
 }
 
 // The lab's services, both families. vip_backends: those of kVip.
-std::vector<svc::FrontendSpec> services(const std::vector<BackendSpec> &vip_backends = {
-                                            {kB, true}}) {
+// sticky_backends: those of kVipSticky (sessionAffinity ClientIP, 60 s).
+std::vector<svc::FrontendSpec> services(const std::vector<BackendSpec> &vip_backends = {{kB, true}},
+                                        const std::vector<BackendSpec> &sticky_backends = {
+                                            {kB, true}, {kRemote, false}}) {
     std::vector<svc::FrontendSpec> out;
     for (bool v6 : {false, true}) {
         for (uint8_t proto : {uint8_t{IPPROTO_TCP}, uint8_t{IPPROTO_UDP}, kSctp}) {
@@ -108,6 +111,9 @@ std::vector<svc::FrontendSpec> services(const std::vector<BackendSpec> &vip_back
         out.push_back(fe(v6, kVipRemote, IPPROTO_UDP, 80, 0, {{kRemote, false}}));
         out.push_back(fe(v6, kVipDrop, IPPROTO_UDP, 80, svc::kFeDrop, {}));
         out.push_back(fe(v6, kVipHost, IPPROTO_TCP, 443, 0, {{kHostEp, false}}));
+        auto sticky = fe(v6, kVipSticky, IPPROTO_UDP, 80, svc::kFeAffinity, sticky_backends);
+        sticky.affinity_timeout_s = 60;
+        out.push_back(sticky);
     }
     return out;
 }
@@ -307,6 +313,42 @@ TEST_F(Dnat, NewFlowsSpreadOverBackends) {
         EXPECT_GT(by_side[Side::kUplink], 8);
         EXPECT_EQ(by_side[Side::kPodB] + by_side[Side::kUplink], 64);
     }
+    EXPECT_EQ(drops(), want({}));
+}
+
+// sessionAffinity ClientIP: every new flow of one client lands on the
+// backend its first flow took, while that backend takes new flows and the
+// client was seen within the timeout; another client is free to go
+// elsewhere; a backend that stops taking new flows loses its clients.
+TEST_F(Dnat, ClientIpAffinityKeepsOneBackend) {
+    for (bool v6 : {false, true}) {
+        std::map<Side, int> by_side;
+        for (uint16_t port = 21000; port < 21032; port++) {
+            Sent s = run(Side::kPodA, ip(from_pod_a(), v6, kA, kVipSticky).udp(port, 80));
+            ASSERT_EQ(s.frames.size(), 1u);
+            by_side[s.frames[0].side]++;
+            EXPECT_TRUE(sums(s.frames[0].pkt));
+        }
+        ASSERT_EQ(by_side.size(), 1u) << "one client, 32 flows, one backend";
+        const Side kept = by_side.begin()->first;
+        // Without affinity the same 32 flows spread (NewFlowsSpreadOverBackends).
+        // The kept backend stops taking new flows: the client moves, for good.
+        const bool b_kept = kept == Side::kPodB;
+        set_services(services({{kB, true}}, {{kB, true, !b_kept}, {kRemote, false, b_kept}}));
+        const Side other = b_kept ? Side::kUplink : Side::kPodB;
+        for (uint16_t port = 21100; port < 21108; port++) {
+            one(Side::kPodA, ip(from_pod_a(), v6, kA, kVipSticky).udp(port, 80), other);
+        }
+        set_services(services());
+        for (uint16_t port = 21200; port < 21208; port++) {
+            one(Side::kPodA, ip(from_pod_a(), v6, kA, kVipSticky).udp(port, 80), other);
+        }
+        ct().flush({});
+        affinity().flush();
+    }
+    EXPECT_EQ(affinity_result(svc::AffinityResult::kStored), 2u);    // each family's first flow
+    EXPECT_EQ(affinity_result(svc::AffinityResult::kReplaced), 2u);  // and its move
+    EXPECT_GE(affinity_result(svc::AffinityResult::kHit), 2u * (31 + 7 + 8));
     EXPECT_EQ(drops(), want({}));
 }
 

@@ -38,6 +38,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "fwd/dp/affinity.hpp"
 #include "fwd/dp/conntrack.hpp"
 #include "fwd/net/addr.hpp"
 
@@ -112,6 +113,9 @@ inline constexpr uint32_t kMaxPortTries = 128 + 64 + 32 + 16;
 
 struct NatTables {
     ct::ConnTable *ct = nullptr;  // [C] before the workers run
+    // sessionAffinity ClientIP: the client's backend per frontend (the nat
+    // module's, sized by nat.affinity_capacity); [C] before the workers run.
+    svc::AffinityTable *affinity = nullptr;
     std::atomic<const NatConfig *> cfg{nullptr};
     const NatConfig *config() const { return cfg.load(std::memory_order_acquire); }
     // Release store; returns the old one, to delete after a grace period.
@@ -126,7 +130,8 @@ struct NatTables {
 struct alignas(64) NatWorker {
     NatTables *tables = nullptr;
     ct::Counters *counters = nullptr;
-    uint64_t next_age_tsc = 0;  // [W] the housekeeping's next ageing slice (ct_age)
+    svc::AffinityCounters affinity;  // [W] this worker's affinity results
+    uint64_t next_age_tsc = 0;       // [W] the housekeeping's next ageing slice (ct_age)
 };
 
 // NatInfo::flags of the flows the stages create (fwdctl conntrack shows them).

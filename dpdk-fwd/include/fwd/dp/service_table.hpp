@@ -97,6 +97,11 @@ class ServiceTable {
     // Whether an existing flow's backend (its address and port) is still one
     // of the frontend's: a flow whose backend went is ended by the caller.
     bool has_backend(const Frontend &f, const uint8_t *addr, uint16_t port_be) const noexcept;
+    // The index of that backend when a new flow may still take it (ready,
+    // allowed by the traffic policy), else UINT32_MAX: session affinity
+    // keeps a client on its backend only while it is one of those.
+    uint32_t new_flow_backend(const Frontend &f, const uint8_t *addr,
+                              uint16_t port_be) const noexcept;
 
     // Whether some frontend lists a backend at this address (any port).
     bool is_backend4(uint32_t addr_be) const noexcept;

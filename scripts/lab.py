@@ -73,6 +73,7 @@ POOLS_YAML = {"vxlan": ROOT / "configs" / "lab" / "ippools.yaml",
               "bgp": ROOT / "configs" / "lab" / "ippools-bgp.yaml"}
 XFER = ROOT / "tests" / "system" / "tcp_xfer.py"
 NAT_PEER = ROOT / "tests" / "system" / "nat_peer.py"
+SVC_ECHO = ROOT / "tests" / "system" / "svc_echo.py"
 
 TOR = "lab-tor"
 TOR4, TOR6 = "10.10.10.1", "fd00:10:10::1"  # etcd listens here (subnet 1)
@@ -98,6 +99,15 @@ TABLES = {"ipv4_routes": 16384, "ipv6_routes": 16384, "ipv4_tbl8s": 2048, "ipv6_
 # The default profile's four daemons (and etcd): 5.4 % over 10 s, about 1.1 % per daemon.
 IDLE = {"enabled": True, "spin_polls": 100, "pause_polls": 1000, "max_sleep_us": 1000}
 IPAM_SYNC_MS = 1000
+
+# Services (applied into etcd with fwdctl apply once the pods are up): "echo", dual-stack
+# NodePort with two backends (the first pod of the first and of the last node, each running
+# tests/system/svc_echo.py on SVC_TARGET); "echo-sticky", the same backends with
+# sessionAffinity ClientIP; "empty", a ClusterIP service with no endpoint (rejected).
+SVC_NS = "default"
+SVC_IPS = {"echo": ("10.96.0.10", "fd00:10:96::10"), "echo-sticky": ("10.96.0.11", "fd00:10:96::11"),
+           "empty": ("10.96.0.12", "fd00:10:96::12")}
+SVC_PORT, SVC_TARGET, SVC_NODEPORT = 80, 8080, 30080
 
 
 class Subnet:
@@ -628,6 +638,156 @@ def add_pods(st, all_nodes, per_node):
             log(f"  {name} on {node.name}: {' '.join(pod['ips'])}")
 
 
+def services_yaml(st, backends):
+    """The lab's Services and EndpointSlices. backends: [(pod name, node, {family: addr})]."""
+    fams_ = st["families"]
+    families = [f"IPv{f}" for f in fams_]
+    policy = "RequireDualStack" if len(fams_) == 2 else "SingleStack"
+    docs = []
+    for name, extra in (("echo", "  type: NodePort\n  externalTrafficPolicy: Cluster\n"),
+                        ("echo-sticky", "  sessionAffinity: ClientIP\n  sessionAffinityConfig:\n"
+                                        "    clientIP: {timeoutSeconds: 600}\n"),
+                        ("empty", "")):
+        ips = [a for f, a in zip((4, 6), SVC_IPS[name]) if f in fams_]
+        node_port = f", nodePort: {SVC_NODEPORT}" if name == "echo" else ""
+        docs.append(f"""apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {SVC_NS}}}
+spec:
+{extra}  ipFamilyPolicy: {policy}
+  ipFamilies: [{', '.join(families)}]
+  clusterIPs: [{', '.join(ips)}]
+  ports:
+    - {{name: echo, port: {SVC_PORT}, targetPort: {SVC_TARGET}, protocol: TCP{node_port}}}
+""")
+        if name == "empty":
+            continue
+        for f in fams_:
+            eps = "".join(f"""  - addresses: ["{addrs[f]}"]
+    nodeName: {node}
+    targetRef: {{kind: Pod, name: {pod}, namespace: {K8S_NAMESPACE}}}
+    conditions: {{ready: true, serving: true, terminating: false}}
+""" for pod, node, addrs in backends)
+            docs.append(f"""apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}-v{f}
+  namespace: {SVC_NS}
+  labels: {{kubernetes.io/service-name: {name}}}
+addressType: IPv{f}
+endpoints:
+{eps}ports:
+  - {{name: echo, port: {SVC_TARGET}, protocol: TCP}}
+""")
+    return "---\n".join(docs)
+
+
+def up_services(st):
+    """The backends' servers, then the Services and slices into etcd; waits until every node
+    serves them (service.frontends)."""
+    pods = {p["name"]: p for p in st["pods"]}
+    names = sorted({p["node"] for p in st["pods"]}, key=lambda n: int(n[4:]))
+    backend_pods = [next(p for p in st["pods"] if p["node"] == n)
+                    for n in dict.fromkeys((names[0], names[-1]))]
+    backends = []
+    for p in backend_pods:
+        v4, v6 = pod_addresses(NsRef(p["netns"]))
+        addrs = {4: v4, 6: v6}
+        backends.append((p["name"], p["node"],
+                         {f: str(ipaddress.ip_interface(addrs[f][0]).ip) for f in st["families"]}))
+        srv = NsRef(p["netns"]).popen(f"/usr/bin/python3 {SVC_ECHO} server {p['name']} "
+                                      f"{SVC_TARGET}", stdin=subprocess.DEVNULL)
+        record_process(st, "svc-echo", f"{p['name']} svc-echo", srv)
+        if srv.stdout.readline().strip() != "listening":
+            raise RuntimeError(f"{p['name']}: svc_echo.py did not start: {srv.stderr.read()}")
+    st.data["services"] = {"backends": [b[0] for b in backends]}
+    st.save()
+    path = STATE_DIR / "services.yaml"
+    path.write_text(services_yaml(st, backends))
+    r = sh(f"ip netns exec {TOR} {FWDCTL} apply -f {path} --store '{st['etcd']['spec']}'",
+           check=False)
+    if r.returncode != 0:
+        raise RuntimeError(f"fwdctl apply -f {path}: {r.stdout}{r.stderr}")
+    # ClusterIP x families x 3 services, NodePort x the node's addresses
+    want = 3 * len(st["families"]) + len(st["families"])
+
+    def served():
+        return {name: len(api_call(n["sock"], "service.frontends")["frontends"])
+                for name, n in st["nodes"].items()}
+    t0 = time.monotonic()
+    wait_until(lambda: all(v == want for v in served().values()), 30, interval=0.1,
+               what=f"every node serving {want} frontends")
+    return backends, time.monotonic() - t0
+
+
+def svc_client(ns, addr, port, count):
+    """(answers, errors): the backend lines of count connections to addr:port from ns."""
+    r = ns.run(f"/usr/bin/python3 {SVC_ECHO} client {addr} {port} {count}", check=False,
+               timeout=30 + 4 * count)
+    lines = r.stdout.splitlines()
+    return ([ln.split() for ln in lines if not ln.startswith("error")],
+            [ln for ln in lines if ln.startswith("error")] or
+            ([f"exit {r.returncode}: {r.stderr.strip()[-120:]}"] if r.returncode else []))
+
+
+def service_checks(c, st, ns, by_node):
+    """The Service rows: ClusterIP from a pod of every node, both backends take flows,
+    hairpin, ClientIP affinity, NodePort from the ToR, a service with no endpoint rejected."""
+    backends = st["services"]["backends"]
+    both = set(backends)
+
+    def reach(src, name, fam, count, want_all=False, sticky=False):
+        addr = SVC_IPS[name][0 if fam == 4 else 1]
+        got, errors = svc_client(src, addr, SVC_PORT, count)
+        seen = sorted({g[0] for g in got})
+        if errors:
+            return False, f"{len(got)}/{count} answered; {errors[0]}"
+        if not set(seen) <= both:
+            return False, f"answered by {seen}, not a backend of {sorted(both)}"
+        if want_all and set(seen) != both:
+            return False, f"{count} connections all to {seen}"
+        if sticky and len(seen) != 1:
+            return False, f"{count} connections spread over {seen} (want one backend)"
+        return True, f"{count}/{count} answered by {', '.join(seen)}"
+
+    for node in sorted(by_node, key=lambda n: int(n[4:])):
+        # a client that is not a backend (the node's last pod)
+        cl = by_node[node][-1]
+        for fam in fams(st):
+            c.run("svc ClusterIP", f"{cl} -> echo", f"v{fam}",
+                  lambda cl=cl, fam=fam: reach(ns[cl], "echo", fam, 4))
+    first = by_node[sorted(by_node, key=lambda n: int(n[4:]))[0]][-1]
+    for fam in fams(st):
+        c.run("svc both backends", f"{first} -> echo x16", f"v{fam}",
+              lambda fam=fam: reach(ns[first], "echo", fam, 16, want_all=True))
+        c.run("svc affinity", f"{first} -> echo-sticky x8", f"v{fam}",
+              lambda fam=fam: reach(ns[first], "echo-sticky", fam, 8, sticky=True))
+        # hairpin: a backend reaching its own service lands on itself about half the time
+        c.run("svc hairpin", f"{backends[0]} -> echo x16", f"v{fam}",
+              lambda fam=fam: reach(ns[backends[0]], "echo", fam, 16, want_all=True))
+
+        def rejected(fam=fam):
+            addr = SVC_IPS["empty"][0 if fam == 4 else 1]
+            r = ns[first].run(f"/usr/bin/python3 {SVC_ECHO} refused {addr} {SVC_PORT}",
+                              check=False, timeout=30)
+            return r.returncode == 0, ("connection refused (ICMP port unreachable)"
+                                       if r.returncode == 0 else r.stdout.strip()[-120:])
+        c.run("svc no endpoint", f"{first} -> empty", f"v{fam}", rejected)
+    # NodePort from outside the cluster: the ToR to every node's address
+    tor = NsRef(TOR)
+    for name, n in st["nodes"].items():
+        for fam in fams(st):
+            addr = str(ipaddress.ip_interface(n[f"ipv{fam}"]).ip)
+
+            def nodeport(addr=addr, node=name):
+                got, errors = svc_client(tor, addr, SVC_NODEPORT, 4)
+                if errors:
+                    return False, f"{len(got)}/4 answered; {errors[0]}"
+                seen = sorted({f"{g[0]} (saw {g[1]})" for g in got})
+                return all(g[0] in both for g in got), f"4/4 answered by {', '.join(seen)}"
+            c.run("svc NodePort", f"ToR -> {name}:{SVC_NODEPORT}", f"v{fam}", nodeport)
+
+
 # ---------------------------------------------------------------- checks
 
 PASS, FAIL, TODO = "PASS", "FAIL", "TODO"
@@ -1043,6 +1203,9 @@ def run_checks(st, tcp_bytes):
               lambda a=a, b=b: capture(st, pods[a], ns[a],
                                        {f: addr_of(b, f) for f in fams(st)}))
 
+    if st.data.get("services"):
+        service_checks(c, st, ns, by_node)
+
     # the IPAM store is consistent: nothing leaked or doubled
     def ipam_check():
         r = sh(f"ip netns exec {TOR} {FWDCTL} ipam check --store '{st['etcd']['spec']}'",
@@ -1218,6 +1381,11 @@ def up(args):
         except AssertionError as e:
             raise RuntimeError(f"{e}: missing {converged(st, kinds=False)[0]}") from None
         log(f"routes converged {time.monotonic() - t_conv:.1f} s after the last ADD")
+        log(f"services: echo (NodePort {SVC_NODEPORT}), echo-sticky (ClientIP affinity), empty "
+            "(no endpoint) into etcd; backends run tests/system/svc_echo.py")
+        backends, t_svc = up_services(st)
+        log(f"  backends {', '.join(f'{b[0]} ({b[1]})' for b in backends)}; every node serves "
+            f"them {t_svc:.1f} s after the apply")
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 - reported with the logs, then taken down

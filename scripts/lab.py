@@ -73,7 +73,7 @@ POOLS_YAML = {"vxlan": ROOT / "configs" / "lab" / "ippools.yaml",
               "bgp": ROOT / "configs" / "lab" / "ippools-bgp.yaml"}
 XFER = ROOT / "tests" / "system" / "tcp_xfer.py"
 NAT_PEER = ROOT / "tests" / "system" / "nat_peer.py"
-SVC_ECHO = ROOT / "tests" / "system" / "svc_echo.py"
+SVC_PEER = ROOT / "tests" / "system" / "svc_peer.py"
 
 TOR = "lab-tor"
 TOR4, TOR6 = "10.10.10.1", "fd00:10:10::1"  # etcd listens here (subnet 1)
@@ -102,7 +102,7 @@ IPAM_SYNC_MS = 1000
 
 # Services (applied into etcd with fwdctl apply once the pods are up): "echo", dual-stack
 # NodePort with two backends (the first pod of the first and of the last node, each running
-# tests/system/svc_echo.py on SVC_TARGET); "echo-sticky", the same backends with
+# tests/system/svc_peer.py on SVC_TARGET); "echo-sticky", the same backends with
 # sessionAffinity ClientIP; "empty", a ClusterIP service with no endpoint (rejected).
 SVC_NS = "default"
 SVC_IPS = {"echo": ("10.96.0.10", "fd00:10:96::10"), "echo-sticky": ("10.96.0.11", "fd00:10:96::11"),
@@ -695,11 +695,11 @@ def up_services(st):
         addrs = {4: v4, 6: v6}
         backends.append((p["name"], p["node"],
                          {f: str(ipaddress.ip_interface(addrs[f][0]).ip) for f in st["families"]}))
-        srv = NsRef(p["netns"]).popen(f"/usr/bin/python3 {SVC_ECHO} server {p['name']} "
-                                      f"{SVC_TARGET}", stdin=subprocess.DEVNULL)
+        srv = NsRef(p["netns"]).popen(f"/usr/bin/python3 {SVC_PEER} serve {p['name']} "
+                                      f"{SVC_TARGET} {SVC_TARGET}", stdin=subprocess.DEVNULL)
         record_process(st, "svc-echo", f"{p['name']} svc-echo", srv)
         if srv.stdout.readline().strip() != "listening":
-            raise RuntimeError(f"{p['name']}: svc_echo.py did not start: {srv.stderr.read()}")
+            raise RuntimeError(f"{p['name']}: svc_peer.py did not start: {srv.stderr.read()}")
     st.data["services"] = {"backends": [b[0] for b in backends]}
     st.save()
     path = STATE_DIR / "services.yaml"
@@ -721,13 +721,14 @@ def up_services(st):
 
 
 def svc_client(ns, addr, port, count):
-    """(answers, errors): the backend lines of count connections to addr:port from ns."""
-    r = ns.run(f"/usr/bin/python3 {SVC_ECHO} client {addr} {port} {count}", check=False,
+    """(answers, errors): the backend lines ("NAME SRC_ADDR SRC_PORT": who answered and the
+    source it saw) of count TCP connections to addr:port from ns."""
+    r = ns.run(f"/usr/bin/python3 {SVC_PEER} ask tcp {addr} {port} {count}", check=False,
                timeout=30 + 4 * count)
-    lines = r.stdout.splitlines()
-    return ([ln.split() for ln in lines if not ln.startswith("error")],
-            [ln for ln in lines if ln.startswith("error")] or
-            ([f"exit {r.returncode}: {r.stderr.strip()[-120:]}"] if r.returncode else []))
+    lines = [ln for ln in r.stdout.splitlines() if not ln.startswith("from ")]
+    got = [ln.split() for ln in lines if ln not in ("refused", "timeout")]
+    return got, ([f"{ln} after {len(got)}" for ln in lines if ln in ("refused", "timeout")] or
+                 ([f"exit {r.returncode}: {r.stderr.strip()[-120:]}"] if r.returncode else []))
 
 
 def service_checks(c, st, ns, by_node):
@@ -768,10 +769,11 @@ def service_checks(c, st, ns, by_node):
 
         def rejected(fam=fam):
             addr = SVC_IPS["empty"][0 if fam == 4 else 1]
-            r = ns[first].run(f"/usr/bin/python3 {SVC_ECHO} refused {addr} {SVC_PORT}",
+            r = ns[first].run(f"/usr/bin/python3 {SVC_PEER} ask tcp {addr} {SVC_PORT}",
                               check=False, timeout=30)
-            return r.returncode == 0, ("connection refused (ICMP port unreachable)"
-                                       if r.returncode == 0 else r.stdout.strip()[-120:])
+            return r.returncode == 3, ("connection refused (ICMP port unreachable)"
+                                       if r.returncode == 3 else
+                                       f"exit {r.returncode}: {r.stdout.strip()[-120:]}")
         c.run("svc no endpoint", f"{first} -> empty", f"v{fam}", rejected)
     # NodePort from outside the cluster: the ToR to every node's address
     tor = NsRef(TOR)
@@ -1382,7 +1384,7 @@ def up(args):
             raise RuntimeError(f"{e}: missing {converged(st, kinds=False)[0]}") from None
         log(f"routes converged {time.monotonic() - t_conv:.1f} s after the last ADD")
         log(f"services: echo (NodePort {SVC_NODEPORT}), echo-sticky (ClientIP affinity), empty "
-            "(no endpoint) into etcd; backends run tests/system/svc_echo.py")
+            "(no endpoint) into etcd; backends run tests/system/svc_peer.py")
         backends, t_svc = up_services(st)
         log(f"  backends {', '.join(f'{b[0]} ({b[1]})' for b in backends)}; every node serves "
             f"them {t_svc:.1f} s after the apply")

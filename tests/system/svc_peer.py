@@ -4,9 +4,11 @@
 serve NAME TCP_PORT UDP_PORT  answer every TCP connection and UDP datagram, IPv4 and IPv6,
                               with "NAME <peer addr> <peer port>"; print "listening", then
                               run until killed
-ask tcp|udp ADDR PORT         one question; print the answer and "from <addr> <port>" (the
-                              address and port it came from); exit 3 when refused (ICMP /
-                              ICMPv6 port unreachable: ECONNREFUSED), 1 on a timeout
+ask tcp|udp ADDR PORT [COUNT] one question (COUNT, one after another, each from a new source
+                              port); print the answer and "from <addr> <port>" (the address
+                              and port it came from) for each; exit 3 when refused (ICMP /
+                              ICMPv6 port unreachable: ECONNREFUSED), 1 on a timeout (the
+                              first failure ends the run)
 """
 import select
 import socket
@@ -81,7 +83,10 @@ def main():
     if sys.argv[1] == "serve":
         serve(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "ask":
-        sys.exit(ask(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+        for _ in range(int(sys.argv[5]) if len(sys.argv) > 5 else 1):
+            rc = ask(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+            if rc != 0:
+                sys.exit(rc)
     else:
         sys.exit(f"unknown command {sys.argv[1]}")
 

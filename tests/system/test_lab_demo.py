@@ -3,7 +3,8 @@ up the lab in its default profile (four dpdk-fwd nodes on two subnets of a ToR w
 VXLAN routes from the node registry and the block affinities, pods through the CNI plugin):
 every row of its check table passes, the pods' pings and TCP to the ToR's loopbacks too
 (natOutgoing: the ToR sees the node's address, no pod address crosses it); the ToR's counters
-show IPv4 native inside a subnet and VXLAN across, IPv6 VXLAN always. Run again with --bgp while that lab is up, it takes the old one down first
+show IPv4 native inside a subnet and VXLAN across, IPv6 VXLAN always; Services (ClusterIP from
+every node, NodePort from the ToR, both backends, hairpin, ClientIP affinity, no endpoint). Run again with --bgp while that lab is up, it takes the old one down first
 and brings up the BGP profile (BIRD mesh with the ToR), every row passing. `scripts/demo.sh
 --down` leaves nothing behind (no lab namespace, none of the processes it started, no state
 dir, no hugepage files) and a second `--down` is a no-op. The single-family variants
@@ -123,11 +124,20 @@ def test_lab_demo_up_checks_and_down():
             assert wires(rows, f"{kind} same node", "v6") == {"none"}
             assert wires(rows, f"{kind} across nodes", "v4") == {"native", "vxlan"}
             assert wires(rows, f"{kind} across nodes", "v6") == {"vxlan"}
+        # Services: a dual-stack NodePort service with backends on node1 and node4 reached from a
+        # pod of every node and from the ToR through every node; both backends, hairpin,
+        # ClientIP affinity, a service without endpoints refused
+        for fam in ("v4", "v6"):
+            assert count(rows, "svc ClusterIP", fam) == 4
+            assert count(rows, "svc NodePort", fam) == 4
+            for kind in ("svc both backends", "svc hairpin", "svc affinity", "svc no endpoint"):
+                assert count(rows, kind, fam) == 1, (kind, fam)
         assert "The lab stays up" in r.stdout and "--down" in r.stdout
         # the lab is up: its processes run
         assert first and all(running(p) for p in first["processes"]), first
         assert first["profile"] == "vxlan" and first["families"] == [4, 6]
-        assert len(first["processes"]) == 5  # etcd, 4 x dpdk-fwd; no BIRD anywhere
+        # etcd, 4 x dpdk-fwd, the 2 service backends' servers; no BIRD anywhere
+        assert len(first["processes"]) == 7
         assert {"lab-tor", "lab-node1", "lab-node2", "lab-node3", "lab-node4"} <= \
             set(lab_namespaces())
         status = demo("--status", timeout=60)
@@ -141,12 +151,14 @@ def test_lab_demo_up_checks_and_down():
         for node in ("node1", "node2", "node3", "tor"):
             assert ("bgp sessions", node, "4+6") in checks
         assert count(rows, NAT_ROW) == 6 and count(rows, "pod addresses") == 6
+        assert count(rows, "svc ClusterIP") == 6 and count(rows, "svc NodePort") == 6
         assert wires(rows, "tcp across nodes", "v4") == wires(rows, "tcp across nodes", "v6") \
             == {"native"}
         assert not any(running(p) for p in first["processes"]), first["processes"]
         first = state()
         assert first["profile"] == "bgp"
-        assert len(first["processes"]) == 8  # etcd, 3 x (dpdk-fwd, BIRD), the ToR's BIRD
+        # etcd, 3 x (dpdk-fwd, BIRD), the ToR's BIRD, 2 service backends
+        assert len(first["processes"]) == 10
     finally:
         down = demo("--down", timeout=300)
     assert_down(down, first)
@@ -185,6 +197,8 @@ def test_lab_demo_single_family(only, fam, other):
         assert count(rows, "ping across nodes", f"v{fam}") == 4
         assert count(rows, NAT_ROW, f"v{fam}") == 4
         assert count(rows, NAT_TCP_ROW, f"v{fam}") == 4
+        assert count(rows, "svc ClusterIP", f"v{fam}") == 4
+        assert count(rows, "svc affinity", f"v{fam}") == 1
         assert wires(rows, "tcp across nodes", f"v{fam}") == (
             {"native", "vxlan"} if fam == "4" else {"vxlan"})
     finally:

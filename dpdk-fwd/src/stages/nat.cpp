@@ -20,6 +20,11 @@
 //        - to a frontend (destination address, protocol, port: a ClusterIP,
 //          externalIP or LoadBalancer address of the family),
 //        - natOutgoing's (PoolTable::snat4 / snat6),
+//        - inbound: natOutgoing's rule reversed (from outside every pool to
+//          a natOutgoing pool: a NodePort another node forwards with its own
+//          address, a client on a network that routes the pools); a new one
+//          is tracked untranslated so that its replies are not taken for
+//          new natOutgoing flows (Linux masquerades new connections only),
 //        - from a backend address (ServiceTable::is_backend*: maybe a reply
 //          of a DNAT flow), or
 //        - an ICMP error while a service table is published (it may quote a
@@ -612,7 +617,7 @@ enum class Step : uint8_t { kTranslated, kUntouched, kDrop };
 // changes nothing is the node's own traffic (kUntouched).
 template <bool kV6>
 Step flow_step(const Ctx &c, rte_mbuf *m, const ct::Packet &p, uint32_t fe, bool snat, bool local,
-               DropReason &why) {
+               DropReason &why, bool inbound = false) {
     ct::Hit hit;
     const Result r = c.ct.track(p, c.now, hit, *c.nw.counters);
     if (r != Result::kNew) {
@@ -633,6 +638,12 @@ Step flow_step(const Ctx &c, rte_mbuf *m, const ct::Packet &p, uint32_t fe, bool
         why = dnat_create<kV6>(c, fe, p, hit);
     } else if (snat) {
         why = snat_create<kV6>(c, p, hit);
+    } else if (inbound) {
+        // Tracked untranslated, so that its replies are known as replies
+        // (not new flows natOutgoing would translate).
+        const Result cr = c.ct.create(p, c.now, hit, *c.nw.counters);
+        why = cr == Result::kExists || cr == Result::kReplyExists ? kPass : drop_for(cr);
+        return why == kPass ? Step::kUntouched : Step::kDrop;
     } else {
         return Step::kUntouched;
     }
@@ -657,22 +668,30 @@ template <bool kV6>
 DropReason input_one(const Ctx &c, rte_mbuf *m) {
     const PktMeta &md = meta(m);
     const uint32_t l3 = md.l3_off;
-    bool snat = false, back = false, icmp_err = false;
+    bool snat = false, inbound = false, back = false, icmp_err = false;
     uint32_t fe = svc::kNoFrontend;
+    // inbound: the reverse of natOutgoing's rule (from outside every pool to
+    // a natOutgoing pool): a connection opened from outside, such as a
+    // NodePort another node forwards with its own address as the source, or
+    // a client on a network that routes the pools. Tracked, so its replies
+    // leave untranslated, as Linux's masquerade (which NATs new connections
+    // only) leaves them.
     if constexpr (kV6) {
         const auto *ip = at<rte_ipv6_hdr>(m, l3);
         snat = c.snat_on && c.cfg->pools.snat6(ip->src_addr, ip->dst_addr);
+        inbound = c.snat_on && !snat && c.cfg->pools.snat6(ip->dst_addr, ip->src_addr);
         back = c.svc != nullptr && c.svc->is_backend6(ip->src_addr);
     } else {
         const auto *ip = at<rte_ipv4_hdr>(m, l3);
         snat = c.snat_on && c.cfg->pools.snat4(ip->src_addr, ip->dst_addr);
+        inbound = c.snat_on && !snat && c.cfg->pools.snat4(ip->dst_addr, ip->src_addr);
         back = c.svc != nullptr && c.svc->is_backend4(ip->src_addr);
     }
     if (c.svc != nullptr) {
         fe = frontend_of<kV6>(*c.svc, m);
         icmp_err = is_icmp_error<kV6>(m);
     }
-    const bool creates = snat || fe != svc::kNoFrontend;
+    const bool creates = snat || inbound || fe != svc::kNoFrontend;
     if (!creates && !back && !icmp_err) {
         return kPass;  // route-only traffic: not looked up
     }
@@ -693,7 +712,7 @@ DropReason input_one(const Ctx &c, rte_mbuf *m) {
         return creates ? drop_for(r) : kPass;
     }
     DropReason why = kPass;
-    flow_step<kV6>(c, m, p, fe, snat, false, why);
+    flow_step<kV6>(c, m, p, fe, snat, false, why, inbound);
     return why;
 }
 

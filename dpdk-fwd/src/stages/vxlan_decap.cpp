@@ -37,7 +37,9 @@
 //          vxlan_bad_inner_mac; inner ethertype not IPv4 / IPv6:
 //          vxlan_bad_inner_type;
 //        the inner IP header cut: vxlan_truncated / ipip_truncated;
-//        inner source in no IP pool: vxlan_inner_source / ipip_inner_source.
+//        inner source in no IP pool and not the outer source (the sending
+//        node's own traffic, e.g. a NodePort it SNATed to its address):
+//        vxlan_inner_source / ipip_inner_source.
 // Sets:  for a good packet: UDP padding trimmed (VXLAN); IP-in-IP: an
 //        Ethernet header (the outer frame's MACs, IPv4) in the 14 bytes
 //        before the inner header; meta.l3_off at the inner IP header, the 14
@@ -179,9 +181,18 @@ Outcome vxlan_check(const Worker &w, rte_mbuf *m, const DecapConfig *dc) {
     if (udp_len < kVxlanLen + kEthLen + inner_min || seg_avail(m, inner) < inner_min) {
         return drop(DropReason::kVxlanTruncated);
     }
-    const bool pool = inner6 ? dc->in_pool6(at<rte_ipv6_hdr>(m, inner)->src_addr)
-                             : dc->in_pool4(at<rte_ipv4_hdr>(m, inner)->src_addr);
-    if (!pool) {
+    // The inner source: a pool's, or the sending node's own address (its
+    // traffic to a pod, such as a NodePort connection it SNATed to itself).
+    bool ok;
+    if (inner6) {
+        const uint8_t *src = at<rte_ipv6_hdr>(m, inner)->src_addr;
+        ok = dc->in_pool6(src) ||
+             (kV6 && eq16(src, static_cast<const rte_ipv6_hdr *>(ip)->src_addr));
+    } else {
+        const uint32_t src = at<rte_ipv4_hdr>(m, inner)->src_addr;
+        ok = dc->in_pool4(src) || (!kV6 && src == static_cast<const rte_ipv4_hdr *>(ip)->src_addr);
+    }
+    if (!ok) {
         return drop(DropReason::kVxlanInnerSource);
     }
     return {Verdict::kDecap};
@@ -229,7 +240,8 @@ Outcome ipip_check(const Worker &w, rte_mbuf *m, const DecapConfig *dc) {
     if (md.l4_off == 0 || seg_avail(m, md.l4_off) < sizeof(rte_ipv4_hdr)) {
         return drop(DropReason::kIpipTruncated);
     }
-    if (!dc->in_pool4(at<rte_ipv4_hdr>(m, md.l4_off)->src_addr)) {
+    const uint32_t inner_src = at<rte_ipv4_hdr>(m, md.l4_off)->src_addr;
+    if (!dc->in_pool4(inner_src) && inner_src != ip->src_addr) {
         return drop(DropReason::kIpipInnerSource);
     }
     return {Verdict::kDecap};

@@ -690,7 +690,7 @@ TEST_F(Dnat, IcmpErrorFromRouterToClient) {
 // --- what is not the services' ---
 
 // A backend's own traffic: natOutgoing as before; to another pool not
-// tracked. Route-only traffic is not even looked up.
+// tracked. Route-only traffic (pod to pod) is not even looked up.
 TEST_F(Dnat, OtherTrafficAsBefore) {
     Parsed o = one(Side::kPodB, from_pod_b().ip4(kPodB4, kOut4).udp(49000, 53), Side::kUplink);
     EXPECT_EQ(o.ip4->src, kNode4);
@@ -699,9 +699,12 @@ TEST_F(Dnat, OtherTrafficAsBefore) {
     Parsed v = one(Side::kPodB, from_pod_b().ip4(kPodB4, kVia4).udp(49001, 53), Side::kUplink);
     EXPECT_EQ(v.ip4->src, kPodB4);  // a backend's packet: looked up, not a flow, untouched
     EXPECT_EQ(result(ct::Result::kNew), looked + 1);
-    one(Side::kUplink, from_uplink().ip4(kOut4, kPodA4).udp(1, 2), Side::kPodA);
-    one(Side::kUplink, from_uplink().ip6(kOut6, kPodB6).udp(1, 2), Side::kPodB);
-    EXPECT_EQ(result(ct::Result::kNew), looked + 1);  // not a backend: not looked up
+    one(Side::kPodB, from_pod_b().ip6(kPodB6, kVia6).udp(49001, 53), Side::kUplink);
+    EXPECT_EQ(result(ct::Result::kNew), looked + 2);
+    // From another pool (not a backend, not inbound: its source is a pool's)
+    one(Side::kUplink, from_uplink().ip4(kElsewhere4, kPodA4).udp(1, 2), Side::kPodA);
+    one(Side::kUplink, from_uplink().ip6(kElsewhere6, kPodB6).udp(1, 2), Side::kPodB);
+    EXPECT_EQ(result(ct::Result::kNew), looked + 2);  // not looked up
     EXPECT_EQ(ct().in_use(), 1u);
     EXPECT_EQ(drops(), want({}));
 }

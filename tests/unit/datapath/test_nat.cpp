@@ -210,10 +210,37 @@ TEST_F(Nat, OtherPoolsAndStrangersUntouched) {
     EXPECT_EQ(c.ip6->src, kPodA6);
     Parsed d = one(Side::kPodA, from_pod_a().ip6(kPodA6, kVia6).udp(1, 2), Side::kUplink);
     EXPECT_EQ(d.ip6->src, kPodA6);
-    Parsed e = one(Side::kUplink, from_uplink().ip4(kOut4, kPodA4).udp(1, 2), Side::kPodA);
-    EXPECT_EQ(e.ip4->src, kOut4);
     EXPECT_EQ(ct().in_use(), 0u);
     EXPECT_EQ(result(ct::Result::kNew), 0u);  // not even looked up
+    EXPECT_EQ(drops(), want({}));
+}
+
+// A connection opened from outside the pools to a pod (a NodePort another
+// node forwards with its own address, a network that routes the pools) is
+// tracked untranslated: the pod's replies leave with the pod's address, not
+// taken for new natOutgoing flows (Linux masquerades new connections only).
+// The pod's own new flows to the same host are still natOutgoing's.
+TEST_F(Nat, InboundConnectionRepliesUntranslated) {
+    for (bool v6 : {false, true}) {
+        auto in = [&](PacketBuilder b) { return v6 ? b.ip6(kOut6, kPodA6) : b.ip4(kOut4, kPodA4); };
+        auto out = [&](PacketBuilder b) {
+            return v6 ? b.ip6(kPodA6, kOut6) : b.ip4(kPodA4, kOut4);
+        };
+        Parsed syn =
+            one(Side::kUplink, in(from_uplink()).tcp(41000, 8080, 0x02).tcp_seq(0, 0), Side::kPodA);
+        EXPECT_TRUE(v6 ? syn.ip6->src == kOut6 : syn.ip4->src == kOut4);
+        Parsed sa = one(Side::kPodA, out(from_pod_a()).tcp(8080, 41000, 0x12).tcp_seq(700, 1),
+                        Side::kUplink);
+        EXPECT_TRUE(v6 ? sa.ip6->src == kPodA6 : sa.ip4->src == kPodA4) << "the reply kept";
+        EXPECT_EQ(get16(sa.l4(), 0), 8080);
+        Parsed u = one(Side::kUplink, in(from_uplink()).udp(41001, 53), Side::kPodA);
+        Parsed ur = one(Side::kPodA, out(from_pod_a()).udp(53, 41001), Side::kUplink);
+        EXPECT_TRUE(v6 ? ur.ip6->src == kPodA6 : ur.ip4->src == kPodA4);
+        EXPECT_TRUE(ur.l4_checksum_ok());
+        Parsed own = one(Side::kPodA, out(from_pod_a()).udp(41002, 53), Side::kUplink);
+        EXPECT_TRUE(v6 ? own.ip6->src == kNode6 : own.ip4->src == kNode4) << "natOutgoing";
+    }
+    EXPECT_EQ(ct().in_use(), 6u);  // per family: two inbound flows, one natOutgoing
     EXPECT_EQ(drops(), want({}));
 }
 

@@ -721,6 +721,20 @@ TEST_F(Overlay, IpipDecapDeliversToThePod) {
     EXPECT_EQ(Bytes(a[0]->pkt.l3().begin(), a[0]->pkt.l3().end()), aged(inner, 1));
 }
 
+// The sending node's own address as the inner source (a NodePort connection
+// it SNATed to itself, to a pod here): accepted, in each family and for
+// IP-in-IP. Another known node's address is not the sender's: dropped (the
+// drop cases: vxlan_inner_source_other_node, ...).
+TEST_F(Overlay, DecapAcceptsTheSendersOwnAddress) {
+    for (const Bytes &f : {vxlan_frame(Vx{.inner = inner4(kRemote4)}),
+                           vxlan_frame(Vx{.v6 = true, .inner = inner6(kRemote6)}),
+                           ipip_frame(Side::kUplink, kRemote4, inner4(kRemote4))}) {
+        Sent out = run_frame(Side::kUplink, f);
+        EXPECT_EQ(out.on(Side::kPodA).size(), 1u);
+    }
+    EXPECT_EQ(drops(), want({}));
+}
+
 // Another VNI is the node's own business: to the host tap when there is one.
 TEST_F(Overlay, OtherVniGoesToTheHostWithAHostTap) {
     set_host_punt(true);
@@ -860,6 +874,10 @@ const DropSetup kDropCases[] = {
      [](Overlay &) { return vx(Vx{.inner = inner4(kNoPool4)}); }},
     {"vxlan_inner_source6", DropReason::kVxlanInnerSource,
      [](Overlay &) { return vx(Vx{.v6 = true, .inner = inner6(kNoPool6)}); }},
+    {"vxlan_inner_source_other_node", DropReason::kVxlanInnerSource,
+     [](Overlay &) { return vx(Vx{.inner = inner4(ip4("192.168.50.30"))}); }},
+    {"vxlan_inner_source_other_family", DropReason::kVxlanInnerSource,
+     [](Overlay &) { return vx(Vx{.v6 = true, .inner = inner4(kRemote4)}); }},
     {"vxlan_zero_checksum6", DropReason::kVxlanZeroChecksum6,
      [](Overlay &) { return vx(Vx{.v6 = true, .zero_checksum = true, .inner = inner6()}); }},
     {"vxlan_bad_checksum", DropReason::kVxlanBadChecksum,

@@ -14,7 +14,11 @@ identifier, UDP and TCP (content checked) from given source ports, and two pods 
 source port to one destination (the second must move). What the ToR sees must agree: the
 node's own address as the source, the identifier / port kept when free, moved when not.
 Then what the table must refuse: a reply of no flow, a TCP segment out of the window, each
-dropped with its name in `fwdctl stats`.
+dropped with its name in `fwdctl stats`; a SYN flood past the table's capacity (ct_table_full)
+while an established connection goes on. Services: a ClusterIP (TCP, UDP, both families), a
+pod reaching itself through it, a service without endpoints, on the dpdk-fwd node and on the
+Linux node with kube-proxy's rules in nftables (DNAT, hairpin masquerade, REJECT): both ends
+must see the same.
 """
 import ipaddress
 import json
@@ -331,3 +335,194 @@ def test_config_errors_name_the_key(tmp_path, section, value, message):
     r = subprocess.run([str(DAEMON), "--check-config", "--config", str(path)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+FLOOD = """
+import sys
+from scapy.all import IP, IPv6, TCP, conf, send
+dst, n = sys.argv[1], int(sys.argv[2])
+ip = IPv6(dst=dst) if ":" in dst else IP(dst=dst)
+send([ip / TCP(sport=10000 + i, dport=9, flags="S", seq=i) for i in range(n)], verbose=0)
+"""
+
+
+def test_syn_flood_fills_the_table_established_flows_go_on(net):
+    """A pod floods SYNs (new flows) past the table's capacity (4096): the excess is dropped
+    as ct_table_full, the daemon keeps running, and a connection established before the
+    flood goes on through it (its data and FIN are translated both ways)."""
+    c = net
+    d, a, b = c.d, c.pods["a"], c.pods["b"]
+    flood = pathlib.Path(c.tmp) / "flood.py"
+    flood.write_text(FLOOD)
+    srv = c.tor.popen(f"{PY} {PEER} tcp-server {LOOP4} 7400")
+    cli = None
+    try:
+        assert srv.stdout.readline().strip() == "listening"
+        cli = a.ns.popen(f"{PY} {PEER} tcp-client {LOOP4} 7400 0 40200", stdin=subprocess.PIPE)
+        assert cli.stdout.readline().strip() == "connected", cli.stderr.read()
+        capacity = d.ctl("conntrack", "count")["capacity"]
+        assert capacity == 4096
+        before = d.stats()["drops"].get("ct_table_full", 0)
+        for dst in (LOOP4, LOOP6):
+            b.ns.run(f"{PY} {flood} {dst} 3000", timeout=300)
+        wait_until(lambda: d.stats()["drops"].get("ct_table_full", 0) > before, 20,
+                   interval=0.1, what="new flows refused as ct_table_full")
+        count = d.ctl("conntrack", "count")
+        assert count["in_use"] == capacity, count
+        # the established connection goes on: its close, both ways, through the full table
+        cli.stdin.close()
+        assert cli.wait(timeout=30) == 0, cli.stderr.read()
+        out, _ = srv.communicate(timeout=30)
+        lines = out.split("\n")
+        assert lines[0].split() == [NODE.addr4, "40200"], out  # natOutgoing, port kept
+        assert lines[1].split()[0] == "10", out  # all of it arrived
+        assert d.ctl("conntrack", "count")["capacity"] == capacity  # the daemon still answers
+    finally:
+        for p in (srv, cli):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+SVC_PEER = pathlib.Path(__file__).resolve().parent / "svc_peer.py"
+VIP = {4: "10.96.0.10", 6: "fd00:10:96::10"}
+VIP_EMPTY = {4: "10.96.0.12", 6: "fd00:10:96::12"}
+
+
+def services_yaml(backend):
+    """A dual-stack ClusterIP service web (TCP 80 -> 8080, UDP 80 -> 5353) on backend
+    ({family: address}), and a service empty without endpoints."""
+    docs = [f"""apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: default}}
+spec:
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
+  clusterIPs: [{VIP[4]}, {VIP[6]}]
+  ports:
+    - {{name: t, port: 80, targetPort: 8080, protocol: TCP}}
+    - {{name: u, port: 80, targetPort: 5353, protocol: UDP}}
+""", f"""apiVersion: v1
+kind: Service
+metadata: {{name: empty, namespace: default}}
+spec:
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
+  clusterIPs: [{VIP_EMPTY[4]}, {VIP_EMPTY[6]}]
+  ports:
+    - {{name: t, port: 80, protocol: TCP}}
+"""]
+    for f in (4, 6):
+        docs.append(f"""apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-v{f}
+  namespace: default
+  labels: {{kubernetes.io/service-name: web}}
+addressType: IPv{f}
+endpoints:
+  - addresses: ["{backend[f]}"]
+    nodeName: node1
+    conditions: {{ready: true}}
+ports:
+  - {{name: t, port: 8080, protocol: TCP}}
+  - {{name: u, port: 5353, protocol: UDP}}
+""")
+    return "---\n".join(docs)
+
+
+def linux_services_nft(backend):
+    """kube-proxy's rules for services_yaml() in nftables: DNAT of the ClusterIP to the
+    endpoint, REJECT (ICMP port unreachable) for the service without endpoints, masquerade
+    of a pod reaching itself through its service (KUBE-MARK-MASQ of hairpin traffic)."""
+    out = []
+    for f, tbl, icmp in ((4, "ip", "icmp"), (6, "ip6", "icmpv6")):
+        ep = backend[f] if f == 4 else f"[{backend[f]}]"
+        out.append(f"""table {tbl} svc {{
+  chain pre {{
+    type nat hook prerouting priority dstnat; policy accept;
+    {tbl} daddr {VIP[f]} tcp dport 80 dnat to {ep}:8080
+    {tbl} daddr {VIP[f]} udp dport 80 dnat to {ep}:5353
+  }}
+  chain post {{
+    type nat hook postrouting priority 99; policy accept;
+    {tbl} saddr {backend[f]} {tbl} daddr {backend[f]} masquerade
+  }}
+  chain forward_reject {{
+    type filter hook forward priority 0; policy accept;
+    {tbl} daddr {VIP_EMPTY[f]} tcp dport 80 reject with {icmp} type port-unreachable
+  }}
+}}
+""")
+    return "".join(out)
+
+
+def service_cases(client, backend_pod, node_addr):
+    """What the two ends of a service connection see, from client (a pod) and from the
+    backend pod itself (hairpin): {case: value}, addresses written as who they are."""
+    got = {}
+
+    def who(addr, c):
+        return {c.v4: "client", c.v6: "client", node_addr.addr4: "node",
+                node_addr.addr6: "node", VIP[4]: "vip", VIP[6]: "vip"}.get(addr, addr)
+
+    for fam in (4, 6):
+        for tag, c in (("pod", client), ("hairpin", backend_pod)):
+            for proto in ("tcp", "udp"):
+                r = c.ns.run(f"{PY} {SVC_PEER} ask {proto} {VIP[fam]} 80", check=False,
+                             timeout=30)
+                lines = r.stdout.split("\n")
+                if r.returncode != 0:
+                    got[f"{tag}-{proto}{fam}"] = ("failed", r.returncode, r.stdout)
+                    continue
+                name, saw, _ = lines[0].split()
+                src = lines[1].split()[1:]
+                # (who answered, the source the backend saw, where the answer came from)
+                got[f"{tag}-{proto}{fam}"] = (name, who(saw, c), who(src[0], c), int(src[1]))
+        r = client.ns.run(f"{PY} {SVC_PEER} ask tcp {VIP_EMPTY[fam]} 80", check=False,
+                          timeout=30)
+        got[f"empty{fam}"] = r.stdout.strip()
+    return got
+
+
+def test_service_dnat_agrees_with_linux(net):
+    """A ClusterIP service (TCP and UDP, both families), a pod reaching itself through it and
+    a service without endpoints, on the dpdk-fwd node and on the Linux node with
+    kube-proxy's rules in nftables: the backend and the client must see the same things
+    (the client's own address at the backend, the answer from the ClusterIP and its port;
+    the node's address at a backend reaching itself; port unreachable without endpoints)."""
+    c = net
+    d, a, b = c.d, c.pods["a"], c.pods["b"]
+    store = f"embedded:{c.tmp}/ipam"
+    svc = pathlib.Path(c.tmp) / "services.yaml"
+    svc.write_text(services_yaml({4: a.v4, 6: a.v6}))
+    r = subprocess.run([FWDCTL, "apply", "--store", store, "-f", str(svc)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    la, lb = c.lpods["a"], c.lpods["b"]
+    nft = pathlib.Path(c.tmp) / "svc.nft"
+    nft.write_text(linux_services_nft({4: la.v4, 6: la.v6}))
+    c.lin.run(f"nft -f {nft}")
+    wait_until(lambda: len(d.ctl("service", "frontends")["frontends"]) == 6, 30, interval=0.1,
+               what="the ClusterIPs published")
+    servers = []
+    try:
+        for ns in (a.ns, la.ns):
+            p = ns.popen(f"{PY} {SVC_PEER} serve backend 8080 5353")
+            servers.append(p)
+            assert p.stdout.readline().strip() == "listening", p.stderr.read()
+        ours = service_cases(b, a, NODE)
+        linux = service_cases(lb, la, LINUX)
+    finally:
+        for p in servers:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    record_results("service_dnat_vs_linux", {"dpdk-fwd": ours, "linux": linux})
+    assert ours == linux, f"dpdk-fwd {ours}\nlinux    {linux}"
+    # and what both saw is what kube-proxy gives
+    for fam in (4, 6):
+        for proto in ("tcp", "udp"):
+            assert ours[f"pod-{proto}{fam}"] == ("backend", "client", "vip", 80)
+            assert ours[f"hairpin-{proto}{fam}"] == ("backend", "node", "vip", 80)
+        assert ours[f"empty{fam}"] == "refused"

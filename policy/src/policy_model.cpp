@@ -86,7 +86,7 @@ ipam::Cidr decode_cidr(const Decoder &d, const std::string &s, const std::string
         d.fail(field, invalid(json_quoted(s), "invalid CIDR"));
     }
     const auto masked = ipam::Cidr::containing(loose->addr(), loose->len());
-    if (strict && masked != *loose) {
+    if (strict && !ipam::Cidr::parse(text, false)) {
         d.fail(field, invalid(json_quoted(s), "invalid CIDR: host bits are set (the network is " +
                                                   masked.str() + ")"));
     }
@@ -638,6 +638,7 @@ Policy decode_k8s(const json &obj, Decoder &d) {
     d.object(obj, "", {"apiVersion", "kind", "metadata", "spec"}, {"status"});
     Policy p;
     p.kind = PolicyKind::kKubernetes;
+    p.ns = "default";
     decode_metadata(d, obj, p.name, &p.ns, p.labels, &p.annotations);
     p.k8s_spec = d.object(obj.contains("spec") ? obj["spec"] : json(), "spec",
                           {"podSelector", "policyTypes", "ingress", "egress"});

@@ -60,8 +60,11 @@ double order_of(const Policy &p) {
 
 std::string Packet::str() const {
     auto ep = [&](const net::IpAddr &a, uint16_t port) {
+        if (!has_ports(*this)) {
+            return a.str();
+        }
         const std::string s = a.family() == net::Family::kIp6 ? "[" + a.str() + "]" : a.str();
-        return has_ports(*this) ? s + ":" + std::to_string(port) : s;
+        return s + ":" + std::to_string(port);
     };
     std::string out =
         ep(src, src_port) + " -> " + ep(dst, dst_port) + " " + Protocol{protocol}.str();

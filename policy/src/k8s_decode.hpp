@@ -202,4 +202,46 @@ void decode_metadata(Decoder &d, const json &obj, std::string &name, std::string
 // apiVersion must be `api`.
 void check_kind(const Decoder &d, const json &obj, const char *api);
 
+// Decodes every resource of a file into R {value, origin, warnings}: each must be a mapping
+// of a kind is_kind takes (else "unknown kind 'X' (want <kinds>)"); decode(json, Decoder &)
+// gives its value; its warnings name it. Then no two may share key(R) = {key, what to call
+// it} ("<what> is defined twice (also in <origin>)"). Throws ipam::ResourceError.
+template <typename R, typename Decode, typename Key>
+std::vector<R> decode_each(const std::vector<ipam::RawResource> &raw,
+                           bool (*is_kind)(std::string_view), const std::string &kinds,
+                           Decode &&decode, Key &&key) {
+    std::vector<R> out;
+    for (const auto &r : raw) {
+        ipam::ResourceOrigin o = r.origin;
+        o.name.clear();
+        if (!r.value.is_object()) {
+            throw ipam::ResourceError(o, "",
+                                      "not a resource (want a mapping with apiVersion and kind)");
+        }
+        if (!is_kind(o.kind)) {
+            throw ipam::ResourceError(o, "kind",
+                                      "unknown kind '" + o.kind + "' (want " + kinds + ")");
+        }
+        R res{{}, o, {}};
+        Decoder d(o, &res.warnings);
+        res.value = decode(r.value, d);
+        res.origin = d.origin();
+        for (auto &w : res.warnings) {
+            w.origin.name = res.origin.name;
+        }
+        out.push_back(std::move(res));
+    }
+    std::map<std::string, const R *> seen;
+    for (const auto &r : out) {
+        const auto [k, what] = key(r);
+        auto [it, fresh] = seen.emplace(k, &r);
+        if (!fresh) {
+            throw ipam::ResourceError(
+                r.origin, "metadata.name",
+                what + " is defined twice (also in " + it->second->origin.str() + ")");
+        }
+    }
+    return out;
+}
+
 }  // namespace fwd::k8s

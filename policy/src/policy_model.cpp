@@ -1315,44 +1315,15 @@ void validate(const Pod &p) {
 }
 
 std::vector<PolicyResource> decode_policy_resources(const std::vector<ipam::RawResource> &raw) {
-    std::vector<PolicyResource> out;
-    for (const auto &r : raw) {
-        ipam::ResourceOrigin o = r.origin;
-        o.name.clear();
-        if (!r.value.is_object()) {
-            throw ipam::ResourceError(o, "",
-                                      "not a resource (want a mapping with apiVersion and kind)");
-        }
-        if (!is_policy_kind(o.kind)) {
-            throw ipam::ResourceError(o, "kind",
-                                      "unknown kind '" + o.kind +
-                                          "' (want NetworkPolicy, GlobalNetworkPolicy, "
-                                          "Namespace or Pod)");
-        }
-        PolicyResource res{Namespace{}, o, {}};
-        Decoder d(o, &res.warnings);
-        res.value = decode_object(r.value, d);
-        res.origin = d.origin();
-        for (auto &w : res.warnings) {
-            w.origin.name = res.origin.name;
-        }
-        out.push_back(std::move(res));
-    }
-    std::map<std::string, const PolicyResource *> seen;
-    for (const auto &r : out) {
-        const std::string key =
-            describe(r.value) + (std::holds_alternative<Policy>(r.value) &&
-                                         std::get<Policy>(r.value).kind == PolicyKind::kKubernetes
-                                     ? " (networking.k8s.io/v1)"
-                                     : "");
-        auto [it, fresh] = seen.emplace(key, &r);
-        if (!fresh) {
-            throw ipam::ResourceError(
-                r.origin, "metadata.name",
-                key + " is defined twice (also in " + it->second->origin.str() + ")");
-        }
-    }
-    return out;
+    return decode_each<PolicyResource>(
+        raw, is_policy_kind, "NetworkPolicy, GlobalNetworkPolicy, Namespace or Pod",
+        [](const json &obj, Decoder &d) { return decode_object(obj, d); },
+        [](const PolicyResource &r) {
+            const auto *p = std::get_if<Policy>(&r.value);
+            const std::string what = describe(r.value);
+            return std::pair{what + (p && p->kind == PolicyKind::kKubernetes ? " (k8s)" : ""),
+                             what};
+        });
 }
 
 std::vector<PolicyResource> parse_policy_resources(std::string_view text,

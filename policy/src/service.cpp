@@ -755,52 +755,26 @@ void validate_endpoint_slice(const EndpointSlice &s) {
 }
 
 std::vector<ServiceResource> decode_service_resources(const std::vector<ipam::RawResource> &raw) {
-    std::vector<ServiceResource> out;
-    std::map<std::string, const ServiceResource *> seen;
-    for (const auto &r : raw) {
-        ipam::ResourceOrigin o = r.origin;
-        o.name.clear();
-        if (!r.value.is_object()) {
-            throw ipam::ResourceError(o, "",
-                                      "not a resource (want a mapping with apiVersion and kind)");
-        }
-        if (!is_service_kind(o.kind)) {
-            throw ipam::ResourceError(
-                o, "kind", "unknown kind '" + o.kind + "' (want Service or EndpointSlice)");
-        }
-        ServiceResource res{Service{}, o, {}};
-        Decoder d(o, &res.warnings);
-        if (o.kind == "Service") {
-            res.value = validated(d, [&] {
-                Service s = decode_service(r.value, d);
-                validate_service(s);
-                return s;
-            });
-        } else {
-            res.value = validated(d, [&] {
-                EndpointSlice s = decode_slice(r.value, d);
+    return decode_each<ServiceResource>(
+        raw, is_service_kind, "Service or EndpointSlice",
+        [](const json &obj, Decoder &d) -> std::variant<Service, EndpointSlice> {
+            if (d.origin().kind == "Service") {
+                return validated(d, [&] {
+                    Service s = decode_service(obj, d);
+                    validate_service(s);
+                    return s;
+                });
+            }
+            return validated(d, [&] {
+                EndpointSlice s = decode_slice(obj, d);
                 validate_endpoint_slice(s);
                 return s;
             });
-        }
-        res.origin = d.origin();
-        for (auto &w : res.warnings) {
-            w.origin.name = res.origin.name;
-        }
-        out.push_back(std::move(res));
-    }
-    for (const auto &r : out) {
-        const std::string key =
-            r.origin.kind + "/" + (r.is_service() ? r.service().key() : r.slice().key());
-        auto [it, fresh] = seen.emplace(key, &r);
-        if (!fresh) {
-            throw ipam::ResourceError(r.origin, "metadata.name",
-                                      "'" + key.substr(key.find('/') + 1) +
-                                          "' is defined twice (also in " +
-                                          it->second->origin.str() + ")");
-        }
-    }
-    return out;
+        },
+        [](const ServiceResource &r) {
+            const std::string name = r.is_service() ? r.service().key() : r.slice().key();
+            return std::pair{r.origin.kind + "/" + name, "'" + name + "'"};
+        });
 }
 
 std::vector<ServiceResource> parse_service_resources(std::string_view text,

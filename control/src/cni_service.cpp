@@ -6,7 +6,7 @@
 
 #include "api_args.hpp"
 #include "fwd/control/api.hpp"
-#include "fwd/ipam/selector.hpp"
+#include "fwd/label/selector.hpp"
 
 namespace fwd::control {
 namespace {
@@ -468,7 +468,7 @@ json CniService::status(const json &args) {
         // matches no labels, exactly what assign() checks.
         bool selected = false;
         try {
-            selected = ipam::Selector::parse(p.node_selector).matches(ipam::Labels{});
+            selected = label::Selector::parse(p.node_selector).matches(label::Labels{});
         } catch (const std::exception &) {
         }
         bool usable =

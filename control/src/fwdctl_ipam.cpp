@@ -753,14 +753,15 @@ void add_ipam_commands(CLI::App &app, Command &command) {
     });
 
     add_file_command(app, "apply",
-                     "create or update Calico IPPool / IPAMConfiguration / Node and Kubernetes "
-                     "Service / EndpointSlice resources (YAML or JSON, kinds mixed); every one "
-                     "checked before any is written",
+                     "create or update Calico IPPool / IPAMConfiguration / Node / NetworkPolicy "
+                     "/ GlobalNetworkPolicy and Kubernetes Service / EndpointSlice / "
+                     "NetworkPolicy / Namespace / Pod resources (YAML or JSON, kinds mixed); "
+                     "every one checked before any is written",
                      o, apply, local);
     add_file_command(app, "delete",
-                     "delete the IPPools (refused while one holds addresses), Nodes, Services "
-                     "and EndpointSlices of a resource file; an IPAMConfiguration goes back to "
-                     "its defaults",
+                     "delete the IPPools (refused while one holds addresses), Nodes, Services, "
+                     "EndpointSlices, policies, Namespaces and Pods of a resource file; an "
+                     "IPAMConfiguration goes back to its defaults",
                      o, remove, local);
 }
 

@@ -391,7 +391,7 @@ std::vector<IpPool> Allocator::select_pools(std::vector<IpPool> all, net::Family
     std::vector<IpPool> out;
     for (auto &p : chosen) {
         if (p.cidr.family() == f && !p.disabled && p.allows(use) &&
-            Selector::parse(p.node_selector).matches(labels)) {
+            label::Selector::parse(p.node_selector).matches(labels)) {
             out.push_back(std::move(p));
         }
     }

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "fwd/ipam/selector.hpp"
+#include "fwd/label/selector.hpp"
 
 namespace fwd::ipam {
 
@@ -251,8 +251,8 @@ void validate_pool(const IpPool &p, const std::vector<IpPool> &others) {
         throw PoolError(p.name, "vxlanMode", "IPIP and VXLAN cannot both be enabled");
     }
     try {
-        Selector::parse(p.node_selector);
-    } catch (const SelectorError &e) {
+        label::Selector::parse(p.node_selector);
+    } catch (const label::SelectorError &e) {
         throw PoolError(p.name, "nodeSelector", e.what());
     }
     if (p.allowed_uses.empty()) {

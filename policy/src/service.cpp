@@ -10,10 +10,12 @@
 #include <set>
 
 #include "fwd/ipam/model.hpp"
+#include "k8s_decode.hpp"
 
 namespace fwd::svc {
 
 using nlohmann::json;
+using namespace k8s;  // the API server's messages, names and the strict decoder
 
 namespace {
 
@@ -21,137 +23,10 @@ constexpr int kMaxPorts = 65535;
 constexpr size_t kMaxSliceEndpoints = 1000;
 constexpr size_t kMaxEndpointAddresses = 100;
 
-// ---- the API server's ways of saying what is wrong ----
-
-std::string json_quoted(const std::string &s) {
-    return json(s).dump();
-}
-
-std::string invalid(const std::string &value, const std::string &detail) {
-    return "Invalid value: " + value + ": " + detail;
-}
-
-std::string required(const std::string &detail = "") {
-    return detail.empty() ? "Required value" : "Required value: " + detail;
-}
-
-std::string unsupported(const std::string &value, std::initializer_list<const char *> supported) {
-    std::string s = "Unsupported value: " + json_quoted(value) + ": supported values: ";
-    bool first = true;
-    for (const char *v : supported) {
-        s += (first ? "" : ", ") + json_quoted(v);
-        first = false;
-    }
-    return s;
-}
-
-std::string duplicate(const std::string &value) {
-    return "Duplicate value: " + value;
-}
-
-std::string forbidden(const std::string &detail) {
-    return "Forbidden: " + detail;
-}
-
-std::string too_many(size_t n, size_t max) {
-    return "Too many: " + std::to_string(n) + ": must have at most " + std::to_string(max) +
-           " items";
-}
-
-// ---- names ----
-
-bool lower_alnum(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
-// "" when s is a DNS-1123 label (RFC 1123), else why not.
-std::string dns1123_label_error(std::string_view s) {
-    if (s.size() > 63) {
-        return "must be no more than 63 characters";
-    }
-    if (s.empty() || !lower_alnum(s.front()) || !lower_alnum(s.back()) ||
-        !std::all_of(s.begin(), s.end(), [](char c) { return lower_alnum(c) || c == '-'; })) {
-        return "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
-               "'-', and must start and end with an alphanumeric character";
-    }
-    return "";
-}
-
-// A Service's name: a DNS-1035 label (an RFC 1123 label starting with a letter).
-std::string dns1035_label_error(std::string_view s) {
-    if (s.size() > 63) {
-        return "must be no more than 63 characters";
-    }
-    if (s.empty() || !(s.front() >= 'a' && s.front() <= 'z') || !lower_alnum(s.back()) ||
-        !std::all_of(s.begin(), s.end(), [](char c) { return lower_alnum(c) || c == '-'; })) {
-        return "a DNS-1035 label must consist of lower case alphanumeric characters or '-', "
-               "start with an alphabetic character, and end with an alphanumeric character";
-    }
-    return "";
-}
-
-std::string dns1123_subdomain_error(std::string_view s) {
-    if (!ipam::is_dns1123_subdomain(s)) {
-        return "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-               "characters, '-' or '.', and must start and end with an alphanumeric character";
-    }
-    return "";
-}
-
-// A named port (IANA_SVC_NAME, RFC 6335).
-std::string port_name_error(std::string_view s) {
-    if (s.size() > 15) {
-        return "must be no more than 15 characters";
-    }
-    if (!std::all_of(s.begin(), s.end(), [](char c) { return lower_alnum(c) || c == '-'; })) {
-        return "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)";
-    }
-    if (s.find("--") != std::string_view::npos) {
-        return "must not contain consecutive hyphens";
-    }
-    if (std::none_of(s.begin(), s.end(), [](char c) { return c >= 'a' && c <= 'z'; })) {
-        return "must contain at least one letter (a-z)";
-    }
-    if (s.front() == '-' || s.back() == '-') {
-        return "must not begin or end with a hyphen";
-    }
-    return "";
-}
-
-// A label key ([prefix/]name) or value, as Kubernetes checks them.
-bool label_part_ok(std::string_view s) {
-    auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
-    return s.size() <= 63 && (s.empty() || (alnum(s.front()) && alnum(s.back()))) &&
-           std::all_of(s.begin(), s.end(),
-                       [&](char c) { return alnum(c) || c == '-' || c == '_' || c == '.'; });
-}
-
-std::string label_key_error(const std::string &key) {
-    const auto slash = key.find('/');
-    const std::string name = slash == std::string::npos ? key : key.substr(slash + 1);
-    if (slash != std::string::npos && !ipam::is_dns1123_subdomain(key.substr(0, slash))) {
-        return "prefix part " + dns1123_subdomain_error(key.substr(0, slash));
-    }
-    if (name.empty() || !label_part_ok(name)) {
-        return "name part must consist of alphanumeric characters, '-', '_' or '.', and must "
-               "start and end with an alphanumeric character (at most 63 characters)";
-    }
-    return "";
-}
-
 void validate_labels(const std::map<std::string, std::string> &labels, const std::string &path,
                      const std::string &object, bool check_values) {
-    for (const auto &[k, v] : labels) {
-        if (auto e = label_key_error(k); !e.empty()) {
-            throw ServiceError(object, path, invalid(json_quoted(k), e));
-        }
-        if (check_values && !label_part_ok(v)) {
-            throw ServiceError(object, path + "." + k,
-                               invalid(json_quoted(v),
-                                       "a valid label must be an empty string or consist of "
-                                       "alphanumeric characters, '-', '_' or '.', and must start "
-                                       "and end with an alphanumeric character (at most 63)"));
-        }
+    if (auto e = labels_error(labels, path, check_values)) {
+        throw ServiceError(object, e->field, e->why);
     }
 }
 
@@ -180,143 +55,6 @@ std::string external_ip_error(const net::IpAddr &a) {
 }
 
 // ---- decoding ----
-
-// One resource being decoded: its origin for errors, its warnings.
-class Decoder {
-  public:
-    Decoder(ipam::ResourceOrigin o, std::vector<Warning> *warnings)
-        : o_(std::move(o)), warnings_(warnings) {}
-
-    const ipam::ResourceOrigin &origin() const { return o_; }
-    void set_name(const std::string &name) { o_.name = name; }
-
-    [[noreturn]] void fail(const std::string &field, const std::string &why) const {
-        throw ipam::ResourceError(o_, field, why);
-    }
-    void warn(const std::string &field, const std::string &what) const {
-        if (warnings_ != nullptr) {
-            warnings_->push_back({o_, field, what});
-        }
-    }
-
-    // obj as a mapping (null: an empty one) whose keys are all known, dropped (set by the API
-    // server: accepted and forgotten) or not implemented (accepted, forgotten and warned of).
-    json object(
-        const json &obj, const std::string &path, std::initializer_list<const char *> known,
-        std::initializer_list<const char *> dropped = {},
-        std::initializer_list<std::pair<const char *, const char *>> not_implemented = {}) const {
-        if (obj.is_null()) {
-            return json::object();
-        }
-        if (!obj.is_object()) {
-            fail(path, "want a mapping, got " + obj.dump());
-        }
-        json out = json::object();
-        for (const auto &[key, v] : obj.items()) {
-            const std::string field = path.empty() ? key : path + "." + key;
-            auto is = [&](const char *k) { return key == k; };
-            if (std::any_of(known.begin(), known.end(), is)) {
-                if (!v.is_null()) {
-                    out[key] = v;
-                }
-                continue;
-            }
-            if (std::any_of(dropped.begin(), dropped.end(), is)) {
-                continue;
-            }
-            auto ni = std::find_if(not_implemented.begin(), not_implemented.end(),
-                                   [&](const auto &p) { return key == p.first; });
-            if (ni == not_implemented.end()) {
-                fail(field, "unknown field");
-            }
-            if (!v.is_null()) {
-                warn(field, std::string("not implemented: ") + ni->second);
-            }
-        }
-        return out;
-    }
-
-    std::optional<std::string> str(const json &obj, const char *key,
-                                   const std::string &path) const {
-        if (!obj.contains(key)) {
-            return std::nullopt;
-        }
-        if (!obj[key].is_string()) {
-            fail(join(path, key), "want a string, got " + obj[key].dump());
-        }
-        return obj[key].get<std::string>();
-    }
-    std::optional<int64_t> integer(const json &obj, const char *key,
-                                   const std::string &path) const {
-        if (!obj.contains(key)) {
-            return std::nullopt;
-        }
-        if (!obj[key].is_number_integer()) {
-            fail(join(path, key), "want an integer, got " + obj[key].dump());
-        }
-        return obj[key].get<int64_t>();
-    }
-    std::optional<bool> boolean(const json &obj, const char *key, const std::string &path) const {
-        if (!obj.contains(key)) {
-            return std::nullopt;
-        }
-        if (!obj[key].is_boolean()) {
-            fail(join(path, key), "want true or false, got " + obj[key].dump());
-        }
-        return obj[key].get<bool>();
-    }
-    json list(const json &obj, const char *key, const std::string &path) const {
-        if (!obj.contains(key)) {
-            return json::array();
-        }
-        if (!obj[key].is_array()) {
-            fail(join(path, key), "want a list, got " + obj[key].dump());
-        }
-        return obj[key];
-    }
-    std::vector<std::string> strings(const json &obj, const char *key,
-                                     const std::string &path) const {
-        std::vector<std::string> out;
-        const json l = list(obj, key, path);
-        for (size_t i = 0; i < l.size(); ++i) {
-            if (!l[i].is_string()) {
-                fail(join(path, key) + "[" + std::to_string(i) + "]",
-                     "want a string, got " + l[i].dump());
-            }
-            out.push_back(l[i].get<std::string>());
-        }
-        return out;
-    }
-    std::map<std::string, std::string> string_map(const json &obj, const char *key,
-                                                  const std::string &path) const {
-        std::map<std::string, std::string> out;
-        if (!obj.contains(key)) {
-            return out;
-        }
-        if (!obj[key].is_object()) {
-            fail(join(path, key), "want a mapping, got " + obj[key].dump());
-        }
-        for (const auto &[k, v] : obj[key].items()) {
-            if (!v.is_string()) {
-                fail(join(path, key) + "." + k, "want a string, got " + v.dump());
-            }
-            out[k] = v.get<std::string>();
-        }
-        return out;
-    }
-
-    static std::string join(const std::string &path, const std::string &key) {
-        return path.empty() ? key : path + "." + key;
-    }
-
-  private:
-    ipam::ResourceOrigin o_;
-    std::vector<Warning> *warnings_;
-};
-
-std::string at(const std::string &path, size_t i) {
-    return path + "[" + std::to_string(i) + "]";
-}
 
 std::optional<Protocol> parse_protocol(std::string_view s) {
     if (s == "TCP") {
@@ -355,47 +93,6 @@ uint16_t decode_port_number(const Decoder &d, const json &obj, const char *key,
                invalid(std::to_string(*v), "must be between 1 and 65535, inclusive"));
     }
     return static_cast<uint16_t>(*v);
-}
-
-// The metadata of either kind: name, namespace, labels (and annotations for a Service).
-// Returns the name; fills ns and the maps.
-void decode_metadata(Decoder &d, const json &obj, std::string &name, std::string &ns,
-                     std::map<std::string, std::string> &labels,
-                     std::map<std::string, std::string> *annotations) {
-    if (!obj.contains("metadata") || obj["metadata"].is_null()) {
-        d.fail("metadata", required());
-    }
-    const json meta = d.object(
-        obj["metadata"], "metadata", {"name", "namespace", "labels", "annotations"},
-        {"uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
-         "deletionGracePeriodSeconds", "managedFields", "selfLink"},
-        {{"generateName", "give metadata.name"},
-         {"ownerReferences", "no garbage collector runs here: delete it with fwdctl delete -f"},
-         {"finalizers", "no controller runs here to finalize it"}});
-    const auto n = d.str(meta, "name", "metadata");
-    if (!n || n->empty()) {
-        d.fail("metadata.name", required("name or generateName is required"));
-    }
-    name = *n;
-    d.set_name(name);
-    if (auto s = d.str(meta, "namespace", "metadata"); s && !s->empty()) {
-        ns = *s;
-    }
-    labels = d.string_map(meta, "labels", "metadata");
-    if (annotations != nullptr) {
-        *annotations = d.string_map(meta, "annotations", "metadata");
-    }
-}
-
-void check_kind(const Decoder &d, const json &obj, const char *api) {
-    const auto v = d.str(obj, "apiVersion", "");
-    if (!v) {
-        d.fail("apiVersion", required());
-    }
-    if (*v != api) {
-        d.fail("apiVersion",
-               "unknown apiVersion '" + *v + "' for " + d.origin().kind + " (want " + api + ")");
-    }
 }
 
 std::vector<net::IpAddr> decode_ips(const Decoder &d, const std::vector<std::string> &v,
@@ -536,7 +233,7 @@ Service decode_service(const json &obj, Decoder &d) {
     check_kind(d, obj, "v1");
     d.object(obj, "", {"apiVersion", "kind", "metadata", "spec", "status"});
     Service s;
-    decode_metadata(d, obj, s.name, s.ns, s.labels, &s.annotations);
+    decode_metadata(d, obj, s.name, &s.ns, s.labels, &s.annotations);
     const json spec = d.object(
         obj.contains("spec") ? obj["spec"] : json(), "spec",
         {"type", "clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "ports", "selector",
@@ -665,7 +362,7 @@ EndpointSlice decode_slice(const json &obj, Decoder &d) {
     check_kind(d, obj, "discovery.k8s.io/v1");
     d.object(obj, "", {"apiVersion", "kind", "metadata", "addressType", "endpoints", "ports"});
     EndpointSlice s;
-    decode_metadata(d, obj, s.name, s.ns, s.labels, nullptr);
+    decode_metadata(d, obj, s.name, &s.ns, s.labels, nullptr);
     const auto type = d.str(obj, "addressType", "");
     if (!type) {
         d.fail("addressType", required());
@@ -1058,52 +755,26 @@ void validate_endpoint_slice(const EndpointSlice &s) {
 }
 
 std::vector<ServiceResource> decode_service_resources(const std::vector<ipam::RawResource> &raw) {
-    std::vector<ServiceResource> out;
-    std::map<std::string, const ServiceResource *> seen;
-    for (const auto &r : raw) {
-        ipam::ResourceOrigin o = r.origin;
-        o.name.clear();
-        if (!r.value.is_object()) {
-            throw ipam::ResourceError(o, "",
-                                      "not a resource (want a mapping with apiVersion and kind)");
-        }
-        if (!is_service_kind(o.kind)) {
-            throw ipam::ResourceError(
-                o, "kind", "unknown kind '" + o.kind + "' (want Service or EndpointSlice)");
-        }
-        ServiceResource res{Service{}, o, {}};
-        Decoder d(o, &res.warnings);
-        if (o.kind == "Service") {
-            res.value = validated(d, [&] {
-                Service s = decode_service(r.value, d);
-                validate_service(s);
-                return s;
-            });
-        } else {
-            res.value = validated(d, [&] {
-                EndpointSlice s = decode_slice(r.value, d);
+    return decode_each<ServiceResource>(
+        raw, is_service_kind, "Service or EndpointSlice",
+        [](const json &obj, Decoder &d) -> std::variant<Service, EndpointSlice> {
+            if (d.origin().kind == "Service") {
+                return validated(d, [&] {
+                    Service s = decode_service(obj, d);
+                    validate_service(s);
+                    return s;
+                });
+            }
+            return validated(d, [&] {
+                EndpointSlice s = decode_slice(obj, d);
                 validate_endpoint_slice(s);
                 return s;
             });
-        }
-        res.origin = d.origin();
-        for (auto &w : res.warnings) {
-            w.origin.name = res.origin.name;
-        }
-        out.push_back(std::move(res));
-    }
-    for (const auto &r : out) {
-        const std::string key =
-            r.origin.kind + "/" + (r.is_service() ? r.service().key() : r.slice().key());
-        auto [it, fresh] = seen.emplace(key, &r);
-        if (!fresh) {
-            throw ipam::ResourceError(r.origin, "metadata.name",
-                                      "'" + key.substr(key.find('/') + 1) +
-                                          "' is defined twice (also in " +
-                                          it->second->origin.str() + ")");
-        }
-    }
-    return out;
+        },
+        [](const ServiceResource &r) {
+            const std::string name = r.is_service() ? r.service().key() : r.slice().key();
+            return std::pair{r.origin.kind + "/" + name, "'" + name + "'"};
+        });
 }
 
 std::vector<ServiceResource> parse_service_resources(std::string_view text,

@@ -29,10 +29,13 @@
 #include <vector>
 
 #include "fwd/ipam/model.hpp"
-#include "fwd/ipam/selector.hpp"
 #include "fwd/ipam/store.hpp"
+#include "fwd/label/selector.hpp"
 
 namespace fwd::ipam {
+
+// A node's labels, as a pool's nodeSelector reads them (the selector language is common/'s).
+using Labels = label::Labels;
 
 // No address left: names the family and the pools tried. Nothing was allocated.
 class ExhaustedError : public IpamError {

@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 
-#include "fwd/ipam/selector.hpp"
+#include "fwd/label/selector.hpp"
 
-namespace fwd::ipam {
+namespace fwd::label {
 namespace {
 
 bool m(const char *sel, const Labels &l) {
@@ -96,5 +96,62 @@ TEST(Selector, ErrorsNamePosition) {
     EXPECT_EQ(pos("zone not {'a'}"), 9);
 }
 
+TEST(Selector, GlobalIsItsOwnPrimary) {
+    const auto g = Selector::parse("global()");
+    EXPECT_TRUE(g.is_global());
+    EXPECT_TRUE(g.uses_global());
+    EXPECT_FALSE(g.is_all());
+    // No label set is a non-namespaced entity: the policy layer decides what global() selects.
+    EXPECT_FALSE(g.matches(kNode));
+    EXPECT_EQ(g.str(), "global()");
+    EXPECT_TRUE(Selector::parse("global() || has(zone)").uses_global());
+    EXPECT_FALSE(Selector::parse("global() || has(zone)").is_global());
+    EXPECT_FALSE(Selector::parse("has(zone)").uses_global());
+}
+
+TEST(Selector, AllAndDefault) {
+    EXPECT_TRUE(Selector().is_all());
+    EXPECT_TRUE(Selector::parse("").is_all());
+    EXPECT_TRUE(Selector::parse(" all() ").is_all());
+    EXPECT_FALSE(Selector::parse("!all()").is_all());
+    EXPECT_EQ(Selector().str(), "all()");
+}
+
+TEST(Selector, FunctionNamesAreKeysWithoutParenthesis) {
+    // As Calico's tokenizer: "all", "has" and "global" are functions only when '(' follows.
+    Labels l{{"all", "x"}, {"has", "y"}, {"global", "z"}};
+    EXPECT_TRUE(m("all == 'x' && has == 'y' && global == 'z'", l));
+    EXPECT_TRUE(m("has(has)", l));
+}
+
+TEST(Selector, BlanksAreSpacesAndTabs) {
+    EXPECT_TRUE(m("\tzone == 'a'\t&&\thas(rack) ", kNode));
+    // Calico's tokenizer knows no other blank: a newline is an unexpected character.
+    EXPECT_THROW(Selector::parse("zone == 'a'\n&& has(rack)"), SelectorError);
+}
+
+TEST(Selector, KeysUpTo512Characters) {
+    const std::string k512(512, 'k');
+    EXPECT_TRUE(m(("has(" + k512 + ")").c_str(), {{k512, ""}}));
+    try {
+        Selector::parse("has(" + k512 + "k)");
+        FAIL() << "a 513-character key parsed";
+    } catch (const SelectorError &e) {
+        EXPECT_EQ(e.position(), 4u);
+        EXPECT_EQ(e.why(), "label key longer than 512 characters");
+    }
+}
+
+TEST(Selector, ErrorsSayWhyApartFromWhere) {
+    try {
+        Selector::parse("app == 'a' &&");
+        FAIL();
+    } catch (const SelectorError &e) {
+        EXPECT_EQ(e.why(), "expected a label key, got the end");
+        EXPECT_EQ(e.position(), 13u);
+        EXPECT_STREQ(e.what(), "selector: expected a label key, got the end at position 13");
+    }
+}
+
 }  // namespace
-}  // namespace fwd::ipam
+}  // namespace fwd::label

@@ -2,20 +2,20 @@
 //   expr    := and ('||' and)*
 //   and     := unary ('&&' unary)*
 //   unary   := '!' unary | primary
-//   primary := '(' expr ')' | 'all()' | 'has(' key ')' | key op
+//   primary := '(' expr ')' | 'all()' | 'global()' | 'has(' key ')' | key op
 //   op      := ('=='|'!=') str | ['not'] 'in' '{' [str (',' str)*] '}'
 //            | 'contains' str | 'starts' 'with' str | 'ends' 'with' str
-#include "fwd/ipam/selector.hpp"
+#include "fwd/label/selector.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <vector>
 
-namespace fwd::ipam {
+namespace fwd::label {
 
 struct Selector::Node {
     enum class Kind {
         kAll,
+        kGlobal,
         kHas,
         kEq,
         kNe,
@@ -35,7 +35,9 @@ struct Selector::Node {
 };
 
 SelectorError::SelectorError(size_t pos, const std::string &why)
-    : std::runtime_error("selector: " + why + " at position " + std::to_string(pos)), pos_(pos) {}
+    : std::runtime_error("selector: " + why + " at position " + std::to_string(pos)),
+      pos_(pos),
+      why_(why) {}
 
 namespace {
 
@@ -43,9 +45,15 @@ using Node = Selector::Node;
 using Kind = Node::Kind;
 using NodeP = std::shared_ptr<const Node>;
 
+constexpr size_t kMaxKey = 512;  // Calico's LabelKeyMatcher
+
+bool blank(char c) {
+    return c == ' ' || c == '\t';
+}
+
 bool key_char(char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' ||
-           c == '/';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.' || c == '/';
 }
 
 class Parser {
@@ -67,7 +75,7 @@ class Parser {
 
   private:
     void skip() {
-        while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) {
+        while (i_ < s_.size() && blank(s_[i_])) {
             ++i_;
         }
     }
@@ -80,6 +88,15 @@ class Parser {
                 return false;
             }
             i_ += tok.size();
+            return true;
+        }
+        return false;
+    }
+    // name immediately followed by '(': consumes both.
+    bool call(std::string_view name) {
+        if (s_.substr(i_, name.size()) == name && i_ + name.size() < s_.size() &&
+            s_[i_ + name.size()] == '(') {
+            i_ += name.size() + 1;
             return true;
         }
         return false;
@@ -128,6 +145,10 @@ class Parser {
             throw SelectorError(
                 i_, i_ == s_.size() ? "expected a label key, got the end" : "expected a label key");
         }
+        if (i_ - start > kMaxKey) {
+            throw SelectorError(start,
+                                "label key longer than " + std::to_string(kMaxKey) + " characters");
+        }
         return std::string(s_.substr(start, i_ - start));
     }
     std::string str() {
@@ -153,13 +174,18 @@ class Parser {
             expect(")");
             return e;
         }
-        if (eat("all")) {
-            expect("(");
+        // As Calico's tokenizer: a function name is one only when '(' follows at once, so
+        // "all", "has" and "global" remain usable as label keys.
+        if (call("all")) {
             expect(")");
             return n;
         }
-        if (eat("has")) {
-            expect("(");
+        if (call("global")) {
+            expect(")");
+            n->kind = Kind::kGlobal;
+            return n;
+        }
+        if (call("has")) {
             n->kind = Kind::kHas;
             n->key = key();
             expect(")");
@@ -220,6 +246,8 @@ bool eval(const Node &n, const Labels &labels) {
     switch (n.kind) {
         case Kind::kAll:
             return true;
+        case Kind::kGlobal:
+            return false;
         case Kind::kHas:
             return has;
         case Kind::kEq:
@@ -263,6 +291,8 @@ std::string show(const Node &n) {
     switch (n.kind) {
         case Kind::kAll:
             return "all()";
+        case Kind::kGlobal:
+            return "global()";
         case Kind::kHas:
             return "has(" + n.key + ")";
         case Kind::kEq:
@@ -289,7 +319,13 @@ std::string show(const Node &n) {
     return "";
 }
 
+bool uses(const Node &n, Kind k) {
+    return n.kind == k || (n.l && uses(*n.l, k)) || (n.r && uses(*n.r, k));
+}
+
 }  // namespace
+
+Selector::Selector() : root_(std::make_shared<Node>()) {}
 
 Selector Selector::parse(std::string_view text) {
     Selector s;
@@ -305,4 +341,16 @@ std::string Selector::str() const {
     return show(*root_);
 }
 
-}  // namespace fwd::ipam
+bool Selector::is_all() const {
+    return root_->kind == Kind::kAll;
+}
+
+bool Selector::is_global() const {
+    return root_->kind == Kind::kGlobal;
+}
+
+bool Selector::uses_global() const {
+    return uses(*root_, Kind::kGlobal);
+}
+
+}  // namespace fwd::label

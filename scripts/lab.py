@@ -34,7 +34,8 @@ The default profile is the cluster the project is modelled on (Calico in VXLAN m
 The BGP profile (--bgp) is the earlier lab: nodes 1-3 on subnet 1 only, BIRD on every node
 and on the ToR (AS 64512, node-to-node mesh plus the ToR, which announces its loopbacks and
 learns the pod blocks), pools without encapsulation (configs/lab/ippools-bgp.yaml), `bgp`
-in the daemons' configs (routes BIRD puts in the kernel become dataplane routes).
+in the daemons' configs (routes BIRD puts in the kernel become dataplane routes) and, as in the
+default profile, a static default route via the ToR.
 
 In both, the pods (lab-pod-1a..) are network namespaces attached by the CNI plugin
 (build/cni-shim/dpdk-fwd-cni, run like kubelet runs it, through tests/system/cnitool.py)
@@ -497,13 +498,15 @@ def node_peers(node, all_nodes):
 def node_sections(lab, node, etcd, include, bird_sock):
     """The profile's part of a node's daemon config."""
     ipam = {"store": etcd.spec(ETCD_PREFIX), "sync_ms": IPAM_SYNC_MS}
-    if lab.profile == "bgp":
-        return {"bgp": {"table": 254, "protocols": [12]},
-                "ipam": {**ipam, "bird_include": str(include), "bird_socket": str(bird_sock)}}
-    # a node's default route points at the ToR on its subnet, as on any Calico node
+    # a node's default route points at the ToR on its subnet, as on any Calico node (in the
+    # BGP profile too: the ToR's own address and the other nodes' answer a NodePort through it)
     gws = ([("0.0.0.0/0", node.subnet.gw4)] if node.ipv4 else []) + \
           ([("::/0", node.subnet.gw6)] if node.ipv6 else [])
-    return {"ipam": ipam, "routes": [{"prefix": p, "via": gw} for p, gw in gws]}
+    routes = [{"prefix": p, "via": gw} for p, gw in gws]
+    if lab.profile == "bgp":
+        return {"bgp": {"table": 254, "protocols": [12]}, "routes": routes,
+                "ipam": {**ipam, "bird_include": str(include), "bird_socket": str(bird_sock)}}
+    return {"ipam": ipam, "routes": routes}
 
 
 def up_node(st, lab, node, bridges, etcd):

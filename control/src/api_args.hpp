@@ -10,6 +10,22 @@
 
 namespace fwd::control {
 
+// {result name: its count summed over the workers} for a per-worker table of
+// result counters (conntrack's, the affinity table's): info is the result
+// list (each with a .name), count(w, r) worker w's count of result r.
+template <class Info, size_t N, class Count>
+nlohmann::json sum_results(const Info (&info)[N], size_t workers, Count count) {
+    nlohmann::json out = nlohmann::json::object();
+    for (size_t r = 0; r < N; r++) {
+        uint64_t sum = 0;
+        for (size_t w = 0; w < workers; w++) {
+            sum += count(w, r);
+        }
+        out[std::string(info[r].name)] = sum;
+    }
+    return out;
+}
+
 [[noreturn]] inline void bad(const std::string &msg) {
     throw ApiError("invalid_argument", msg);
 }

@@ -286,14 +286,9 @@ void ConntrackModule::counters(json &out) const {
     if (!table_) {
         return;
     }
-    json results = json::object();
-    for (size_t r = 0; r < ct::kResultCount; r++) {
-        uint64_t sum = 0;
-        for (size_t w = 0; w < std::max<size_t>(ctx_.workers().size(), 1); w++) {
-            sum += counters_[w].get(static_cast<ct::Result>(r));
-        }
-        results[std::string(ct::kResultInfo[r].name)] = sum;
-    }
+    const json results = sum_results(
+        ct::kResultInfo, std::max<size_t>(ctx_.workers().size(), 1),
+        [&](size_t w, size_t r) { return counters_[w].get(static_cast<ct::Result>(r)); });
     out["conntrack"] = json{{"capacity", table_->capacity()},
                             {"in_use", table_->in_use()},
                             {"pending_free", table_->pending_free()},

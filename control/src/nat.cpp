@@ -135,14 +135,11 @@ class NatModule final : public Module {
 
     void counters(json &out) const override {
         if (enabled_) {
-            json aff = json::object();
-            for (size_t r = 0; r < dp::svc::kAffinityResultCount; r++) {
-                uint64_t n = 0;
-                for (size_t i = 0; i < std::max<size_t>(ctx_.workers().size(), 1); i++) {
-                    n += workers_[i].affinity.get(static_cast<dp::svc::AffinityResult>(r));
-                }
-                aff[std::string(dp::svc::kAffinityResultInfo[r].name)] = n;
-            }
+            const json aff = sum_results(
+                dp::svc::kAffinityResultInfo, std::max<size_t>(ctx_.workers().size(), 1),
+                [&](size_t w, size_t r) {
+                    return workers_[w].affinity.get(static_cast<dp::svc::AffinityResult>(r));
+                });
             out["nat"] = json{{"applies", applies_}, {"pools", pools_.size()}, {"affinity", aff}};
         }
     }

@@ -39,6 +39,22 @@ def wait_until(cond, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def ippools_yaml(pool4, pool6, mode4=None, mode6=None):
+    """The two natOutgoing pools of a test cluster as Calico IPPool YAML (blockSize 26 and 122),
+    with vxlanMode when given."""
+    docs = []
+    for f, cidr, size, mode in ((4, pool4, 26, mode4), (6, pool6, 122, mode6)):
+        docs.append(f"""apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: default-ipv{f}-ippool
+spec:
+  cidr: {cidr}
+  blockSize: {size}
+""" + (f"  vxlanMode: {mode}\n" if mode is not None else "") + "  natOutgoing: true\n")
+    return "---\n".join(docs)
+
+
 def record_results(name, results):
     """Prints measured numbers and, when FWD_RESULTS_DIR is set, writes them to
     $FWD_RESULTS_DIR/<name>.json."""

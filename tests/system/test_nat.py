@@ -29,8 +29,8 @@ import types
 
 import pytest
 
-from fwdlab import (DAEMON, FWDCTL, ipam_pod, record_results, tor_bridge, uplink_daemon_config,
-                    uplink_ifname, wait_until)
+from fwdlab import (DAEMON, FWDCTL, ipam_pod, ippools_yaml, record_results, tor_bridge,
+                    uplink_daemon_config, uplink_ifname, wait_until)
 
 PEER = pathlib.Path(__file__).resolve().parent / "nat_peer.py"
 PY = "/usr/bin/python3"
@@ -42,24 +42,7 @@ LINUX = types.SimpleNamespace(addr4="10.0.0.3", addr6="fd00::3",
                               pods={"a": ("10.244.200.2", "fd00:244:0:200::2"),
                                     "b": ("10.244.200.3", "fd00:244:0:200::3")})
 
-POOLS_YAML = f"""apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: default-ipv4-ippool
-spec:
-  cidr: {POOL4}
-  blockSize: 26
-  natOutgoing: true
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: default-ipv6-ippool
-spec:
-  cidr: {POOL6}
-  blockSize: 122
-  natOutgoing: true
-"""
+POOLS_YAML = ippools_yaml(POOL4, POOL6)
 
 # Calico's rule as Felix writes it for iptables, in nftables: source in a natOutgoing pool,
 # destination in no pool at all -> masquerade.

@@ -24,8 +24,8 @@ import types
 import pytest
 
 from birdconf import NODE1, NODE2
-from fwdlab import (BUILD, FWDCTL, Bridge, Etcd, record_results, uplink_daemon_config, uplink_ifname,
-                    wait_until)
+from fwdlab import (BUILD, FWDCTL, Bridge, Etcd, ippools_yaml, record_results,
+                    uplink_daemon_config, uplink_ifname, wait_until)
 
 IPAM_LOAD = BUILD / "ipam" / "tools" / "ipam_load"
 XFER = pathlib.Path(__file__).resolve().parent / "tcp_xfer.py"
@@ -39,26 +39,7 @@ LINUX = types.SimpleNamespace(name="linux1", ipv4="10.0.0.3/24", ipv6="fd00::3/6
 
 
 def pools_yaml(mode4, mode6):
-    return f"""apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: default-ipv4-ippool
-spec:
-  cidr: {POOL4}
-  blockSize: 26
-  vxlanMode: {mode4}
-  natOutgoing: true
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata:
-  name: default-ipv6-ippool
-spec:
-  cidr: {POOL6}
-  blockSize: 122
-  vxlanMode: {mode6}
-  natOutgoing: true
-"""
+    return ippools_yaml(POOL4, POOL6, mode4, mode6)
 
 
 def vtep_mac(node, v6):

@@ -50,8 +50,12 @@ def make_references(keys):
         elif k == "kernel":
             from harness.kernel import KernelRouting
             out.append(KernelRouting())
+        elif k == "kernel-masq":
+            from harness.kernel_masq import KernelMasquerade
+            out.append(KernelMasquerade())
         else:
-            raise SystemExit(f"unknown reference '{k}' (known: {', '.join(common.ALL_REFERENCES)})")
+            known = common.ALL_REFERENCES + common.EXTRA_REFERENCES
+            raise SystemExit(f"unknown reference '{k}' (known: {', '.join(known)})")
     return out
 
 
@@ -85,7 +89,8 @@ def main(argv=None) -> int:
                     help="one scenario (ipv4-64), one 1-second run, each reference, no callgrind")
     ap.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     ap.add_argument("--reference", action="append",
-                    help=f"only these implementations (repeatable; {', '.join(common.ALL_REFERENCES)})")
+                    help="only these implementations (repeatable; "
+                         f"{', '.join(common.ALL_REFERENCES + common.EXTRA_REFERENCES)})")
     ap.add_argument("--runs", type=int, default=5, help="runs per figure (median reported)")
     ap.add_argument("--seconds", type=float, default=3.0, help="measured window of a run")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds before the window")
@@ -130,7 +135,8 @@ def main(argv=None) -> int:
     for n in names:
         if n not in scenarios:
             ap.error(f"unknown scenario '{n}' (known: {', '.join(scenarios)})")
-    keys = args.reference or list(common.ALL_REFERENCES)
+    keys = args.reference or list(common.ALL_REFERENCES) + [
+        k for k in common.EXTRA_REFERENCES if any(k in scenarios[n].references for n in names)]
     if "dpdk-fwd" not in keys:
         keys = ["dpdk-fwd"] + keys   # every ratio is to dpdk-fwd
     refs = make_references(keys)
@@ -174,7 +180,7 @@ def main(argv=None) -> int:
             entry = {"title": sc.title, "family": sc.family, "table": table.describe(),
                      "mean_wire_bytes": sc.mean_wire_bytes(), "packets": sc.packets,
                      "wire_bytes": {ref.key: sc.wire_bytes(ref.key) for ref in refs},
-                     "traffic": sc.traffic(), "baselines": sc.baselines,
+                     "traffic": sc.traffic(), "baselines": sc.baselines, "counts": sc.counts,
                      "targets": sc.targets(), "refs": {}}
             results["scenarios"][name] = entry
             for ref in refs:
@@ -191,7 +197,7 @@ def main(argv=None) -> int:
                             log(f"{ref.label}: preparing")
                             ref.prepare(ctx)
                             prepared[ref.key] = True
-                        w = common.measure(ref, ctx, args.warmup, args.seconds)
+                        w = sc.measure(ref, ctx, args.warmup, args.seconds)
                     except Unavailable as e:
                         r["error"] = str(e)
                         failures.append(f"{name} / {ref.label}: {e}")
@@ -206,22 +212,23 @@ def main(argv=None) -> int:
                                       "drop_ratio": w.drop_ratio, "seconds": w.seconds})
                     if w.extra:
                         r["extra"].setdefault("windows", []).append(w.extra)
+                    unit = "M flows/s created" if sc.counts == "flows" else "Mpps"
                     log(f"{name} run {run_i + 1}/{args.runs}: {ref.label:28s} "
-                        f"{w.mpps:7.2f} Mpps  {tsc / (w.mpps * 1e6):7.1f} cycles/packet  "
+                        f"{w.mpps:7.3f} {unit}  {tsc / (w.mpps * 1e6):7.1f} cycles each  "
                         f"drop {w.drop_ratio:.2%}")
                     results["notes"][ref.key] = ref.notes
             fwd = entry["refs"]["dpdk-fwd"]
-            if fwd["runs"] and not fwd["error"]:
+            if fwd["runs"] and not fwd["error"] and sc.stage_profile:
                 # the stage breakdown: one more run with the counters on
                 from harness.dpdkfwd import DpdkFwd
                 try:
-                    w = common.measure(DpdkFwd(stage_stats=True), ctx, args.warmup, args.seconds)
+                    w = sc.measure(DpdkFwd(stage_stats=True), ctx, args.warmup, args.seconds)
                     fwd["profile"] = {"mpps": w.mpps, "extra": {"windows": [w.extra]}}
                     log(f"{name}: dpdk-fwd with stage counters on: {w.mpps:.2f} Mpps")
                 except Exception as e:
                     failures.append(f"{name} / dpdk-fwd stage counters: {e}")
                     log(f"{name} / dpdk-fwd stage counters: CANNOT RUN: {e}")
-            if not args.no_callgrind:
+            if not args.no_callgrind and sc.callgrind:
                 try:
                     from harness import callgrind
                     cg_build = build.parent / (build.name + "-perf-cg")

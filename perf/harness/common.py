@@ -135,11 +135,26 @@ def calico_table(family: int, n_dest: int, seed: int = 1) -> Table:
     return Table(family, routes, dests, REMOTE_NODES)
 
 
+def pools_yaml(pools: dict[int, tuple[str, str, int]], vxlan_mode: str) -> str:
+    """Calico IPPool resources, natOutgoing, one per family: {family: (name, cidr, block
+    size)} with the given vxlanMode ("Always", "Never"), no IP-in-IP."""
+    docs = []
+    for fam in sorted(pools):
+        name, cidr, size = pools[fam]
+        docs.append(f"apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: {name}\n"
+                    f"spec:\n  cidr: {cidr}\n  blockSize: {size}\n  vxlanMode: {vxlan_mode}\n"
+                    f"  ipipMode: Never\n  natOutgoing: true\n")
+    return "---\n".join(docs)
+
+
 # --- scenarios ----------------------------------------------------------------------
 
 PCAP_VERSION = 2  # bump when the packets or the table change
 
 ALL_REFERENCES = ("dpdk-fwd", "testpmd-io", "l3fwd-lpm", "l3fwd-fib", "ovs-dpdk", "kernel")
+# References only some scenarios run (the runner adds them when a scenario asked for lists
+# them): Linux conntrack + nftables masquerade (harness/kernel_masq.py, the NAT scenarios).
+EXTRA_REFERENCES = ("kernel-masq",)
 
 
 @dataclasses.dataclass
@@ -163,6 +178,13 @@ class Scenario:
     # dpdk-fwd's drop counters over a window may not exceed this share of what it took in
     # (None: not checked); above it the scenario fails, naming the reasons.
     max_fwd_drop: Optional[float] = None
+    # What a run's figure counts: "packets" (sent out, Mpps) or "flows" (connections created
+    # per second: the NAT scenarios' new flows, harness/nat.py)
+    counts: str = "packets"
+    # Instructions per packet under callgrind (perf/harness/callgrind.py) for this scenario
+    callgrind: bool = True
+    # One more dpdk-fwd run with its per-stage counters on (where the cycles go)
+    stage_profile: bool = True
 
     def table(self) -> Table:
         return calico_table(self.family, self.packets, self.seed)
@@ -192,6 +214,24 @@ class Scenario:
     def dpdkfwd_ready(self, ctx: "Ctx", fwd: "Reference", timeout: float) -> None:
         """Returns once the started daemon is set up for this scenario; raises
         Unavailable saying what is missing after `timeout` seconds."""
+
+    def dpdkfwd_counters(self, fwd: "Reference", stats: dict) -> None:
+        """Called with each reading of the daemon's counters (fwdctl stats)."""
+
+    def dpdkfwd_window(self, fwd: "Reference", extra: dict) -> None:
+        """Checks (raise Unavailable) or adds to dpdk-fwd's figures of a window."""
+
+    def dpdkfwd_stop(self, fwd: "Reference") -> None:
+        """Ends what dpdkfwd_ready started (before the daemon stops)."""
+
+    def ovs_flow_lines(self, table: "Table") -> Optional[tuple[list[str], str]]:
+        """OVS-DPDK's OpenFlow rules for this scenario and a note saying what they do; None:
+        one rule per route (harness/ovs.py)."""
+        return None
+
+    def measure(self, ref: "Reference", ctx: "Ctx", warmup: float, seconds: float) -> "Window":
+        """One run of ref on this scenario."""
+        return measure(ref, ctx, warmup, seconds)
 
     def frame_sizes(self) -> list[int]:
         """Wire size of each packet, in packet order (the mix interleaved)."""

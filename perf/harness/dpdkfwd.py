@@ -109,6 +109,8 @@ class DpdkFwd(Reference):
         cfg_path.write_text(json.dumps(cfg, indent=1))
         self._ctx = ctx
         self._stats_a = self._stats_b = None
+        self._worker_tid = None
+        self._oncpu = []
         log = self.dir / "daemon.log"
         self.proc = Proc(self.wrapper + [str(self._bin(ctx)), "--config", str(cfg_path)], log)
         timeout = 600 if self.wrapper else 30
@@ -142,11 +144,22 @@ class DpdkFwd(Reference):
         return self.fwdctl_json("stats")
 
     def counters(self) -> Counters:
+        """The uplink's packets in and out; out is the flows the conntrack table created
+        when the scenario counts flows (Scenario.counts)."""
         st = self.stats()
         t = time.monotonic()
         up = next(p for p in st["ports"] if p["kind"] == "uplink")
-        c = Counters(rx=up["rx_packets"], tx=up["tx_packets"], t=t)
+        tx = up["tx_packets"]
+        if self._ctx.scenario.counts == "flows":
+            tx = st["control"]["conntrack"]["results"]["created"]
+        c = Counters(rx=up["rx_packets"], tx=tx, t=t)
         self._stats_a, self._stats_b = self._stats_b, st
+        # the worker's time on its CPU (the 2 cores are shared): extra() tells its share
+        if self._worker_tid is None and self.proc is not None:
+            self._worker_tid = common.find_thread(self.proc.pid, "rte-worker-2")
+        self._oncpu = (self._oncpu + [(t, common.thread_oncpu_ns(self.proc.pid, self._worker_tid)
+                                       if self.proc is not None else None)])[-2:]
+        self._ctx.scenario.dpdkfwd_counters(self, st)
         return c
 
     def extra(self) -> dict:
@@ -167,6 +180,17 @@ class DpdkFwd(Reference):
                 for k, v in wb.get("stages", {}).items()}
         out["drops"] = {k: v - a["drops"].get(k, 0) for k, v in b["drops"].items()
                         if v - a["drops"].get(k, 0) > 0}
+        if len(self._oncpu) == 2 and None not in (self._oncpu[0][1], self._oncpu[1][1]):
+            (ta, na), (tb, nb) = self._oncpu
+            if tb > ta:
+                # share of the window the worker (lcore 2, rte-worker-2) was on its CPU
+                out["worker_cpu_share"] = round((nb - na) / 1e9 / (tb - ta), 3)
+        cta, ctb = (a.get("control", {}).get("conntrack"), b.get("control", {}).get("conntrack"))
+        if cta and ctb:
+            ra, rb = cta["results"], ctb["results"]
+            out["conntrack"] = {k: v - ra.get(k, 0) for k, v in rb.items()
+                                if v - ra.get(k, 0) > 0}
+            out["conntrack_in_use"] = ctb["in_use"]
         limit = self._ctx.scenario.max_fwd_drop
         dropped, rx = sum(out["drops"].values()), max(1, out["rx_packets"])
         if limit is not None and dropped > limit * rx:
@@ -175,9 +199,13 @@ class DpdkFwd(Reference):
             raise Unavailable(f"dpdk-fwd dropped {dropped} of the {rx} packets it took in "
                               f"during the window ({dropped / rx:.2%}, at most {limit:.1%} "
                               f"allowed); by reason: {reasons}")
+        self._ctx.scenario.dpdkfwd_window(self, out)
         return out
 
     def stop(self) -> None:
+        ctx = getattr(self, "_ctx", None)
+        if ctx is not None:
+            ctx.scenario.dpdkfwd_stop(self)
         if self.proc is not None:
             self.proc.stop(timeout=30 if not self.wrapper else 120)
             self.proc = None

@@ -154,6 +154,7 @@ class OvsDpdk(Reference):
         self._tools: dict[str, str] = {}
         self._pmd_tid: Optional[int] = None
         self._tsc: Optional[float] = None
+        self._nat = False
 
     # --- hooks --------------------------------------------------------------------
 
@@ -252,7 +253,9 @@ class OvsDpdk(Reference):
         self._vsctl("--timeout=60", "add-br", BRIDGE, "--", "set", "Bridge", BRIDGE,
                     "datapath_type=netdev", "fail_mode=secure")
         flows = d / "flows.txt"
-        lines = flow_lines(ctx.table)
+        custom = ctx.scenario.ovs_flow_lines(ctx.table)
+        lines, flows_note = custom if custom is not None else (flow_lines(ctx.table), None)
+        self._nat = custom is not None
         flows.write_text("\n".join(lines) + "\n")
         self._run("ovs-ofctl", "add-flows", f"unix:{d / (BRIDGE + '.mgmt')}", str(flows))
 
@@ -293,6 +296,8 @@ class OvsDpdk(Reference):
             f"OVS defaults otherwise: EMC on (emc-insert-inv-prob 100 = 1/100 inserts), "
             f"SMC off, megaflows on, 1 rxq",
         ]
+        if flows_note:
+            self.notes.append(f"{ctx.scenario.name}: {flows_note}")
 
     def counters(self) -> Counters:
         c = self._read_counters()
@@ -320,6 +325,14 @@ class OvsDpdk(Reference):
         out: dict = {}
         if self._megaflows is not None:
             out["megaflows"] = self._megaflows
+        if self._nat:
+            try:   # its conntrack's connections (the NAT scenarios)
+                r = self._appctl("dpctl/ct-stats-show")
+                m = re.search(r"Total:\s*(\d+)", r.stdout)
+                if m:
+                    out["ct_connections"] = int(m.group(1))
+            except Exception:
+                pass
         if len(self._snaps) < 2:
             return out
         a, b = self._snaps[-2], self._snaps[-1]

@@ -82,6 +82,76 @@ def stage_rows(fwd: dict) -> tuple[list, dict]:
     return rows, {"busy_cycles_per_pkt": busy / rx if rx else 0, "rx": rx}
 
 
+def nat_lines(sc: dict) -> list[str]:
+    """What the NAT scenarios (harness/nat.py) measured besides the rate: the conntrack
+    results in dpdk-fwd's windows, the generator's back-pressure, Linux's conntrack
+    counters, the 1M-flow table."""
+    L = []
+    wins = sc["refs"]["dpdk-fwd"].get("extra", {}).get("windows", [])
+    for w in wins:
+        if "ct_million" in w:
+            m = w["ct_million"]
+            mib = lambda b: f"{b / 2**20:.1f} MiB" if b else "n/a"
+            L.append("| conntrack at 1M flows | |\n|---|---:|")
+            for k, v in (("flows sent (flowgen)", m["flows_sent"]),
+                         ("flows created", m["created"]),
+                         ("flows tracked (`fwdctl conntrack count`)", m["tracked"]),
+                         ("capacity", m["capacity"]),
+                         ("bytes per flow (entry + index + free lists, per capacity)",
+                          m["bytes_per_flow"]),
+                         ("table (`fwdctl tables`)", mib(m["table_bytes"])),
+                         ("DPDK heap allocated, whole daemon", mib(m["heap_alloc_bytes"])),
+                         ("drops", ", ".join(f"{k} {v}" for k, v in m["drops"].items()) or
+                          "none"),
+                         ("filled in", f"{m['fill_seconds']} s")):
+                L.append(f"| {k} | {v} |")
+            L.append("")
+            break
+    cts = [w["conntrack"] for w in wins if w.get("conntrack")]
+    gen = [w["generator"] for w in wins if w.get("generator")]
+    if gen:
+        sh = sorted(g["short_share"] or 0 for g in gen)
+        L.append(f"dpdk-fwd's generator (flowgen on core 0): in the windows, "
+                 f"{sh[len(sh) // 2]:.0%} of its TX calls (median) found the memif ring "
+                 f"full (above ~10%: dpdk-fwd, not the generator, set the pace).\n")
+    if cts:
+        tot: dict = {}
+        for c in cts:
+            for k, v in c.items():
+                tot[k] = tot.get(k, 0) + v
+        L.append("dpdk-fwd's conntrack results in the windows (all runs): " +
+                 ", ".join(f"{k} {v}" for k, v in sorted(tot.items())) + "\n")
+    fr = sc["refs"]["dpdk-fwd"]
+    per_cpu = [r["mpps"] / w["worker_cpu_share"] for r, w in zip(fr["runs"], wins)
+               if w.get("worker_cpu_share")]
+    if per_cpu:
+        shares = sorted(w["worker_cpu_share"] for w in wins if w.get("worker_cpu_share"))
+        line = (f"The 2 cores are shared: dpdk-fwd's worker was on its CPU "
+                f"{shares[len(shares) // 2]:.0%} of the windows (median), "
+                f"{statistics.median(per_cpu):.3f} M a second of its own CPU time")
+        km = sc["refs"].get("kernel-masq", {}).get("extra", {}).get("windows", [])
+        ns = [w["cpu1_softirq_ns_per_pkt"] for w in km if w.get("cpu1_softirq_ns_per_pkt")]
+        if ns:
+            lin = 1e3 / statistics.median(ns)
+            line += (f"; Linux: {lin:.3f} M a second of CPU 1's softirq time (its median "
+                     f"{statistics.median(ns):.0f} ns each, tick-sampled); ratio on CPU time "
+                     f"{statistics.median(per_cpu) / lin:.2f}")
+        L.append(line + ".\n")
+    km = sc["refs"].get("kernel-masq", {}).get("extra", {}).get("windows", [])
+    kct = [w["conntrack"] for w in km if w.get("conntrack")]
+    if kct:
+        tot = {}
+        for c in kct:
+            for k, v in c.items():
+                tot[k] = tot.get(k, 0) + v
+        lim = [w.get("limit") for w in km]
+        L.append("Linux conntrack in the windows (all runs: nf_conntrack_count's growth and "
+                 "the masquerade rule's counter): " +
+                 ", ".join(f"{k} {v}" for k, v in sorted(tot.items())) +
+                 f"; limit by run: {', '.join(map(str, lim))}\n")
+    return L
+
+
 def fmt(x, spec=".2f", none="n/a"):
     return none if x is None else format(x, spec)
 
@@ -113,7 +183,13 @@ def markdown(res: dict, chart: str | None) -> str:
         L.append(f"Table: {sc['table']}. {traffic}. Mean frame {sc['mean_wire_bytes']:.0f} B "
                  f"on the wire.\n")
         fwd = summarize(sc["refs"]["dpdk-fwd"], tsc)
-        L.append("| implementation | Mpps (median) | min - max | core busy | cycles/packet | "
+        flows = sc.get("counts") == "flows"
+        if flows:
+            L.append("Here the figure is **new flows created per second** (millions), not "
+                     "packets; cycles are per flow created; drop = 1 - flows created / packets "
+                     "taken in.\n")
+        L.append(f"| implementation | {'M flows/s' if flows else 'Mpps'} (median) | min - max | "
+                 f"core busy | cycles/{'flow' if flows else 'packet'} | "
                  "Gbit/s (L2) | drop | runs | dpdk-fwd / this |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for key, r in sc["refs"].items():
@@ -141,6 +217,7 @@ def markdown(res: dict, chart: str | None) -> str:
                          f"({s['busy']:.0%} busy), so its Mpps is what was offered; at 100% "
                          f"it would forward about {s['capacity']:.2f} Mpps, which the ratio "
                          f"uses.\n")
+        L += nat_lines(sc)
         prof = sc["refs"]["dpdk-fwd"].get("profile")
         rows, tot = stage_rows(prof) if prof else ([], {})
         if rows:

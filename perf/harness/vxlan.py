@@ -127,13 +127,7 @@ class VxlanTable(Table):
 # --- the store ------------------------------------------------------------------------------
 
 def _pools_yaml() -> str:
-    docs = []
-    for fam in (4, 6):
-        name, cidr, size = POOLS[fam]
-        docs.append(f"apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: {name}\n"
-                    f"spec:\n  cidr: {cidr}\n  blockSize: {size}\n  vxlanMode: Always\n"
-                    f"  ipipMode: Never\n  natOutgoing: true\n")
-    return "---\n".join(docs)
+    return common.pools_yaml(POOLS, "Always")
 
 
 def _nodes_json(n: int) -> str:

@@ -337,18 +337,112 @@ DropReason error_translate(rte_mbuf *m, const ct::Flow &f, Dir d) {
     return kPass;
 }
 
-// A flow's packet of direction hit.dir: translated as the flow says.
+// translate() of what its fast path does not take (rewrite()).
 template <bool kV6>
-DropReason translate(ct::ConnTable &ct, rte_mbuf *m, const ct::Hit &hit) {
+[[gnu::noinline]] DropReason translate_any(rte_mbuf *m, const ct::Flow &f, Dir d) {
+    const PktMeta &md = meta(m);
+    return rewrite<kV6>(m, md.l3_off, md.l4_off, md.l4_proto, ip_end<kV6>(m, md.l3_off),
+                        f.translated(d))
+               ? kPass
+               : DropReason::kNatHeadersSplit;
+}
+
+// One's complement arithmetic on 32-bit words (RFC 1071: the sum of 16-bit
+// words is the sum of 32-bit words folded, in either byte order as long as
+// all are loaded alike): ~old + new summed over n bytes (n a multiple of 4),
+// then a checksum moved by such a sum (RFC 1624 eqn. 3, all fields at once).
+uint64_t csum_delta(const void *o, const void *n, uint32_t len) {
+    uint64_t d = 0;
+    for (uint32_t i = 0; i < len; i += 4) {
+        uint32_t a, b;
+        std::memcpy(&a, static_cast<const uint8_t *>(o) + i, 4);
+        std::memcpy(&b, static_cast<const uint8_t *>(n) + i, 4);
+        d += uint64_t{~a} + b;
+    }
+    return d;
+}
+uint16_t csum_apply(uint16_t ck, uint64_t d) {
+    d += static_cast<uint16_t>(~ck);
+    d = (d & 0xffffffffu) + (d >> 32);
+    d = (d & 0xffff) + (d >> 16);
+    d = (d & 0xffff) + (d >> 16);
+    d = (d & 0xffff) + (d >> 16);
+    return static_cast<uint16_t>(~d);
+}
+
+// A flow's packet of direction hit.dir: translated as the flow says. TCP, UDP
+// and echo with their whole header in the first segment and in the packet
+// (nearly all) are rewritten here: the new values are those of the flow's
+// other tuple (out = tuple[other(d)].inverted(): source <- its destination,
+// ports swapped, an echo's identifier its own), each checksum moved once for
+// all the fields that change. Anything else goes through rewrite().
+template <bool kV6>
+[[gnu::always_inline]] inline DropReason translate(ct::ConnTable &ct, rte_mbuf *m,
+                                                   const ct::Hit &hit) {
     const ct::Flow &f = ct.flow(hit.flow);
-    if (f.changes_for(hit.dir) == 0) {
+    const uint8_t ch = f.changes_for(hit.dir);
+    if (ch == 0) {
         return kPass;
     }
     const PktMeta &md = meta(m);
-    return rewrite<kV6>(m, md.l3_off, md.l4_off, md.l4_proto, ip_end<kV6>(m, md.l3_off),
-                        f.translated(hit.dir))
-               ? kPass
-               : DropReason::kNatHeadersSplit;
+    const uint32_t l3 = md.l3_off, l4 = md.l4_off, end = ip_end<kV6>(m, l3);
+    const uint8_t proto = md.l4_proto;
+    constexpr uint8_t kIcmp = kV6 ? uint8_t{IPPROTO_ICMPV6} : uint8_t{IPPROTO_ICMP};
+    const uint32_t hdr = proto == IPPROTO_TCP ? 20 : 8;
+    if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != kIcmp) || l4 + hdr > end ||
+        seg_avail(m, 0) < l4 + hdr) {
+        return translate_any<kV6>(m, f, hit.dir);
+    }
+    const FlowKey &t = f.tuple[static_cast<size_t>(other(hit.dir))];
+    constexpr uint32_t kAddr = kV6 ? 16 : 4, kSrc = kV6 ? 8 : 12, kDst = kSrc + kAddr;
+    uint8_t *ip = at<uint8_t>(m, l3);
+    uint8_t *l4h = at<uint8_t>(m, l4);
+    uint64_t d3 = 0;  // the addresses: IPv4 header, pseudo-header
+    if (ch & ct::kChangeSrcAddr) {
+        d3 += csum_delta(ip + kSrc, t.dst.data(), kAddr);
+        std::memcpy(ip + kSrc, t.dst.data(), kAddr);
+    }
+    if (ch & ct::kChangeDstAddr) {
+        d3 += csum_delta(ip + kDst, t.src.data(), kAddr);
+        std::memcpy(ip + kDst, t.src.data(), kAddr);
+    }
+    if constexpr (!kV6) {
+        if (d3 != 0) {
+            auto *h = reinterpret_cast<rte_ipv4_hdr *>(ip);
+            h->hdr_checksum = csum_apply(h->hdr_checksum, d3);
+        }
+    }
+    // ICMP (v4) has no pseudo-header; ICMPv6, TCP and UDP do.
+    uint64_t d4 = kV6 || proto != IPPROTO_ICMP ? d3 : 0;
+    uint32_t ck_off = 2;
+    if (proto == kIcmp) {
+        if (ch & ct::kChangeSrcPort) {  // the identifier, at 4 (with the sequence number)
+            uint8_t idseq[4];
+            const uint16_t id = t.sport.raw();
+            std::memcpy(idseq, &id, 2);
+            std::memcpy(idseq + 2, l4h + 6, 2);
+            d4 += csum_delta(l4h + 4, idseq, 4);
+            std::memcpy(l4h + 4, idseq, 2);
+        }
+    } else {
+        ck_off = proto == IPPROTO_TCP ? 16 : 6;
+        if (ch & (ct::kChangeSrcPort | ct::kChangeDstPort)) {
+            const uint32_t ports = t.dport.raw() | uint32_t{t.sport.raw()} << 16;
+            d4 += csum_delta(l4h, &ports, 4);
+            std::memcpy(l4h, &ports, 4);
+        }
+    }
+    uint16_t ck;
+    std::memcpy(&ck, l4h + ck_off, 2);
+    if (!kV6 && proto == IPPROTO_UDP && ck == 0) {
+        return kPass;  // IPv4 UDP without a checksum stays without
+    }
+    ck = csum_apply(ck, d4);
+    if (proto == IPPROTO_UDP && ck == 0) {
+        ck = 0xffff;  // RFC 768: a computed 0 goes out as all ones
+    }
+    std::memcpy(l4h + ck_off, &ck, 2);
+    return kPass;
 }
 
 uint32_t flow_mix(const FlowKey &k) {

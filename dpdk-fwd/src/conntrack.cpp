@@ -538,11 +538,9 @@ ConnTable::ConnTable(const Config &cfg, uint64_t tsc_hz, rte_rcu_qsbr *qsbr)
         throw;
     }
     for (uint32_t i = 0; i < capacity_; i++) {
-        rte_spinlock_init(&flows_[i].lock);
         free_[i].store(capacity_ - 1 - i, std::memory_order_relaxed);  // entry 0 first
     }
     n_free_.store(capacity_, std::memory_order_relaxed);
-    rte_spinlock_init(&wlock_);
 }
 
 ConnTable::~ConnTable() {
@@ -591,7 +589,9 @@ SlotMasks slot_masks_scalar(const std::atomic<uint64_t> *s, uint32_t sig) noexce
     return m;
 }
 
-SlotMasks slot_masks(const std::atomic<uint64_t> *s, uint32_t sig) noexcept {
+// slot_masks(), inlined into scan_locked().
+[[gnu::always_inline]] inline SlotMasks masks(const std::atomic<uint64_t> *s,
+                                              uint32_t sig) noexcept {
 #if defined(RTE_ARCH_X86_64) && defined(__AVX2__)
     // Two 32-byte loads for the 8 slots (a bucket is a cache line, aligned).
     const auto *p = reinterpret_cast<const __m256i *>(s);
@@ -611,6 +611,10 @@ SlotMasks slot_masks(const std::atomic<uint64_t> *s, uint32_t sig) noexcept {
 #endif
 }
 
+SlotMasks slot_masks(const std::atomic<uint64_t> *s, uint32_t sig) noexcept {
+    return masks(s, sig);
+}
+
 }  // namespace detail
 
 // One pass (detail::slot_masks: no branch per slot, half the slots are
@@ -622,7 +626,7 @@ uint32_t ConnTable::scan_locked(const FlowKey &k, const Lookup &l,
     uint32_t found = 0, best_free = 0;
     for (const uint32_t b : {l.b1, l.b2}) {
         std::atomic<uint64_t> *s = slots_ + size_t{b} * kSlotsPerBucket;
-        auto [empty, match] = detail::slot_masks(s, l.sig);
+        auto [empty, match] = detail::masks(s, l.sig);
         if (taken >= s && taken < s + kSlotsPerBucket) {
             empty &= ~(1u << (taken - s));
         }
@@ -854,9 +858,9 @@ Result ConnTable::track(const Packet &p, const Lookup &l, uint64_t now, Hit &hit
     }
     Result r = Result::kOk;
     if (f.kind() == L4Kind::kTcp) {
-        rte_spinlock_lock(&f.lock);
+        f.lock.lock();
         r = tcp_update(f, hit.dir, p, now_t);
-        rte_spinlock_unlock(&f.lock);
+        f.lock.unlock();
     } else {
         set_expiry(f, now_t + timeout(f));
     }
@@ -890,7 +894,7 @@ Result ConnTable::create(const Packet &p, const Lookup &lo, const FlowKey &reply
         return r;
     }
     const uint32_t now_t = ticks(now);
-    rte_spinlock_lock(&wlock_);
+    wlock_.lock();
     // One pass over each key's buckets: whether the key is there and where
     // it would go. A live flow on either refuses (the original's first); an
     // expired or flushed one makes way, unlinked, and both are scanned again.
@@ -916,7 +920,7 @@ Result ConnTable::create(const Packet &p, const Lookup &lo, const FlowKey &reply
         r = Result::kIndexFull;
     }
     if (r != Result::kCreated) {
-        rte_spinlock_unlock(&wlock_);
+        wlock_.unlock();
         c.count(r);
         return r;
     }
@@ -957,7 +961,7 @@ Result ConnTable::create(const Packet &p, const Lookup &lo, const FlowKey &reply
     sr->store((uint64_t{lr.sig} << 32) | slot_ref(i, Dir::kReply), std::memory_order_release);
     in_use_.store(in_use_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     hit = {i, Dir::kOrig};
-    rte_spinlock_unlock(&wlock_);
+    wlock_.unlock();
     c.count(r);
     return r;
 }
@@ -1064,7 +1068,7 @@ Result ConnTable::match_icmp_error(const rte_mbuf *m, const PktMeta &md, bool v6
 // --- ageing ---
 
 void ConnTable::reclaim() noexcept {
-    rte_spinlock_lock(&wlock_);
+    wlock_.lock();
     while (batch_n_ > 0) {
         const Batch &b = batches_[batch_head_];
         if (rte_rcu_qsbr_check(qsbr_, b.token, false) != 1) {
@@ -1081,7 +1085,7 @@ void ConnTable::reclaim() noexcept {
         batch_head_ = (batch_head_ + 1) % kMaxBatches;
         batch_n_--;
     }
-    rte_spinlock_unlock(&wlock_);
+    wlock_.unlock();
 }
 
 uint32_t ConnTable::age(uint64_t now, uint32_t max_slots) noexcept {
@@ -1099,17 +1103,17 @@ uint32_t ConnTable::age(uint64_t now, uint32_t max_slots) noexcept {
         if (!(st & kStatusLive) || usable(f, now_t)) {
             continue;
         }
-        rte_spinlock_lock(&wlock_);
+        wlock_.lock();
         // Checked again under the lock: create() may have replaced it.
         if ((f.status.load(std::memory_order_relaxed) & kStatusLive) && !usable(f, now_t)) {
             unlink_locked(i);
             unlinked++;
         }
-        rte_spinlock_unlock(&wlock_);
+        wlock_.unlock();
     }
     // Everything unlinked so far (here or by create) waits for the grace
     // period that starts now.
-    rte_spinlock_lock(&wlock_);
+    wlock_.lock();
     const uint32_t n = dead_n_.load(std::memory_order_relaxed);
     if (n > dead_batched_ && batch_n_ < kMaxBatches) {
         batches_[(batch_head_ + batch_n_) % kMaxBatches] = {rte_rcu_qsbr_start(qsbr_),
@@ -1117,7 +1121,7 @@ uint32_t ConnTable::age(uint64_t now, uint32_t max_slots) noexcept {
         batch_n_++;
         dead_batched_ = n;
     }
-    rte_spinlock_unlock(&wlock_);
+    wlock_.unlock();
     ageing_.store(false, std::memory_order_release);
     return unlinked;
 }
@@ -1171,7 +1175,7 @@ size_t ConnTable::snapshot(uint32_t *cursor, const Filter &f, uint64_t now, Flow
     const uint64_t tsc_per_ms = std::max<uint64_t>(tsc_hz_ / 1000, 1);
     size_t n = 0;
     while (*cursor < capacity_ && n < max) {
-        rte_spinlock_lock(&wlock_);  // no entry is reused or created meanwhile
+        wlock_.lock();  // no entry is reused or created meanwhile
         const uint32_t stop = std::min(capacity_, *cursor + kChunk);
         for (; *cursor < stop && n < max; ++*cursor) {
             const Flow &fl = flows_[*cursor];
@@ -1196,7 +1200,7 @@ size_t ConnTable::snapshot(uint32_t *cursor, const Filter &f, uint64_t now, Flow
             o.expires_in_ms =
                 usable(fl, now_t) && left > 0 ? (uint64_t(left) << shift_) / tsc_per_ms : 0;
         }
-        rte_spinlock_unlock(&wlock_);
+        wlock_.unlock();
     }
     return n;
 }
@@ -1220,7 +1224,7 @@ size_t ConnTable::flush(const Filter &f) {
     constexpr uint32_t kChunk = 256;
     size_t n = 0;
     for (uint32_t c = 0; c < capacity_; c += kChunk) {
-        rte_spinlock_lock(&wlock_);
+        wlock_.lock();
         for (uint32_t i = c; i < std::min(capacity_, c + kChunk); i++) {
             Flow &fl = flows_[i];
             const uint8_t st = fl.status.load(std::memory_order_relaxed);
@@ -1233,7 +1237,7 @@ size_t ConnTable::flush(const Filter &f) {
             fl.status.fetch_or(kStatusDying, std::memory_order_relaxed);
             n++;
         }
-        rte_spinlock_unlock(&wlock_);
+        wlock_.unlock();
     }
     return n;
 }

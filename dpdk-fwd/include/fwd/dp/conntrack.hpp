@@ -84,7 +84,7 @@
 //   change for it.
 // - Lookups (every packet) stay lock-free: readers take no lock and write no
 //   shared line but the flow's own timestamp. Only new flows take the writer
-//   lock (one rte_spinlock for the index, held for the insert of two keys);
+//   lock (one spin lock for the index, held for the insert of two keys);
 //   TCP state changes take the flow's own lock (uncontended unless both
 //   directions of one connection are on two cores at the same instant, as
 //   Linux's per-conntrack lock).
@@ -139,8 +139,8 @@
 #if defined(RTE_ARCH_X86_64) && defined(__SSE4_2__)
 #include <nmmintrin.h>
 #endif
+#include <rte_pause.h>
 #include <rte_rcu_qsbr.h>
-#include <rte_spinlock.h>
 
 #include <array>
 #include <atomic>
@@ -323,6 +323,25 @@ enum TcpPeerFlags : uint8_t {
     kPeerSeen = 1 << 2,     // its sequence space is known
 };
 
+// A test-and-set lock: an acquire exchange takes it, a release store lets it
+// go (a plain store on x86, where rte_spinlock_unlock is an xchg: a full
+// barrier, draining the stores before it, that every new flow and every TCP
+// packet would pay). 4 bytes; zero is free (entries are zeroed, not built).
+class SpinLock {
+  public:
+    void lock() noexcept {
+        while (v_.exchange(1, std::memory_order_acquire) != 0) {
+            while (v_.load(std::memory_order_relaxed) != 0) {
+                rte_pause();
+            }
+        }
+    }
+    void unlock() noexcept { v_.store(0, std::memory_order_release); }
+
+  private:
+    std::atomic<uint32_t> v_{0};
+};
+
 // --- the flow entry ---
 enum FlowStatus : uint8_t {
     kStatusLive = 1 << 0,     // in the index (cleared by unlink, before grace)
@@ -353,7 +372,7 @@ struct NatInfo {
 struct alignas(64) Flow {
     std::array<FlowKey, 2> tuple;   // [I] by Dir
     std::atomic<uint32_t> expires;  // [A] ticks (ConnTable::ticks), relaxed
-    rte_spinlock_t lock;            // TCP: state, peer, scale, pflags
+    SpinLock lock;                  // TCP: state, peer, scale, pflags
     std::atomic<uint8_t> state;     // [L] TcpState (TCP only); relaxed loads elsewhere
     std::atomic<uint8_t> status;    // [A] FlowStatus
     uint8_t changes;                // [I] NatChange of kOrig (low 4 bits), kReply (high 4)
@@ -587,7 +606,7 @@ class ConnTable {
     // The writer lock: index inserts and removals, the free stack, the dead
     // ring. Readers never take it. On lines of its own: every lookup reads
     // the fields above.
-    alignas(RTE_CACHE_LINE_SIZE) rte_spinlock_t wlock_;
+    alignas(RTE_CACHE_LINE_SIZE) SpinLock wlock_;
     // Stack of free entries, [0, n_free_); atomics for prefetch_new's
     // unlocked read only (relaxed; written under the lock).
     std::atomic<uint32_t> *free_ = nullptr;

@@ -32,6 +32,7 @@ extern "C" {
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -190,16 +191,10 @@ class OursVariant : public Variant {
     }
     uint32_t insert(unsigned thread, const Workload &w, uint32_t first, uint32_t n) override {
         uint32_t fail = 0;
-        dp::ct::Packet p;
         dp::ct::Hit h;
         for (uint32_t i = first; i < first + n; i++) {
-            p.key = w.keys[2 * i];
-            p.tcp_flags = 0x02;  // SYN: TCP flows start from one
-            const dp::ct::Result r = t_->create(p, w.keys[2 * i + 1], now_, {}, h, c_[thread]);
-            if (r != dp::ct::Result::kCreated) {
-                fail++;
-                index_full_ += r == dp::ct::Result::kIndexFull;
-            }
+            fail +=
+                refused(t_->create(syn(w.keys[2 * i]), w.keys[2 * i + 1], now_, {}, h, c_[thread]));
         }
         return fail;
     }
@@ -219,13 +214,82 @@ class OursVariant : public Variant {
     void release() override { t_.reset(); }
     uint64_t index_full() const { return index_full_.load(); }
 
-  private:
+  protected:
+    // A TCP flow's first packet: a SYN.
+    static dp::ct::Packet syn(const FlowKey &k) {
+        dp::ct::Packet p;
+        p.key = k;
+        p.tcp_flags = 0x02;
+        return p;
+    }
+    // 1 when create() refused the flow (index_full counted).
+    uint32_t refused(dp::ct::Result r) {
+        index_full_ += r == dp::ct::Result::kIndexFull;
+        return r != dp::ct::Result::kCreated;
+    }
     rte_rcu_qsbr *q_;
     std::unique_ptr<dp::ct::ConnTable> t_;
     uint64_t now_ = 0;
     dp::ct::Counters c_[2];
     std::atomic<uint64_t> index_full_{0};
     std::atomic<uint32_t> sink_{0};
+};
+
+// ConnTable as the NAT stages use it: bursts of kBurst keys in phases
+// (conntrack.hpp, Lookup): lookups prepare() every key, probe() every key,
+// then look each up; inserts do what a burst of new flows does, prepare()
+// and probe() the original, prepare() the reply and prefetch_new(), then
+// create() each flow with both lookups.
+class OursBurstVariant : public OursVariant {
+  public:
+    static constexpr uint32_t kBurst = 32;
+    using OursVariant::OursVariant;
+    std::string name() const override { return "ours, bursts of 32"; }
+    uint32_t insert(unsigned thread, const Workload &w, uint32_t first, uint32_t n) override {
+        uint32_t fail = 0;
+        dp::ct::Hit h;
+        dp::ct::Lookup lo[kBurst], lr[kBurst];
+        for (uint32_t b = first; b < first + n; b += kBurst) {
+            const uint32_t m = std::min(kBurst, first + n - b);
+            for (uint32_t j = 0; j < m; j++) {
+                t_->prepare(w.keys[2 * (b + j)], lo[j]);
+            }
+            for (uint32_t j = 0; j < m; j++) {
+                t_->probe(lo[j]);
+                t_->prepare(w.keys[2 * (b + j) + 1], lr[j]);
+                t_->prefetch_new(j);
+            }
+            for (uint32_t j = 0; j < m; j++) {
+                const uint32_t f = 2 * (b + j);
+                fail += refused(t_->create(syn(w.keys[f]), lo[j], w.keys[f + 1], lr[j], now_, {}, h,
+                                           c_[thread]));
+            }
+        }
+        return fail;
+    }
+    uint32_t lookup(unsigned, const FlowKey *keys, uint32_t n) override {
+        uint32_t miss = 0, sum = 0;
+        dp::ct::Lookup l[kBurst];
+        for (uint32_t b = 0; b < n; b += kBurst) {
+            const uint32_t m = std::min(kBurst, n - b);
+            for (uint32_t j = 0; j < m; j++) {
+                t_->prepare(keys[b + j], l[j]);
+            }
+            for (uint32_t j = 0; j < m; j++) {
+                t_->probe(l[j]);
+            }
+            for (uint32_t j = 0; j < m; j++) {
+                dp::ct::Hit h;
+                if (!t_->lookup(keys[b + j], l[j], now_, h)) {
+                    miss++;
+                } else {
+                    sum += h.flow;
+                }
+            }
+        }
+        sink_.fetch_add(sum, std::memory_order_relaxed);
+        return miss;
+    }
 };
 
 // Runs fn(thread) on `threads` lcores at once (the main one and lcore 1);
@@ -287,6 +351,23 @@ int bench() {
     auto ours = std::make_unique<OursVariant>(q);
     OursVariant *ours_p = ours.get();
     vars.push_back(std::move(ours));
+    auto burst = std::make_unique<OursBurstVariant>(q);
+    OursVariant *burst_p = burst.get();
+    vars.push_back(std::move(burst));
+    // CT_BENCH_ONLY=<substring>: only the variants whose name holds it;
+    // CT_BENCH_THREADS=1: one thread only (quick comparisons).
+    if (const char *only = std::getenv("CT_BENCH_ONLY"); only != nullptr) {
+        std::erase_if(vars,
+                      [&](const auto &v) { return v->name().find(only) == std::string::npos; });
+        for (OursVariant **o : {&ours_p, &burst_p}) {
+            if (std::none_of(vars.begin(), vars.end(),
+                             [&](const auto &v) { return v.get() == *o; })) {
+                *o = nullptr;
+            }
+        }
+    }
+    const bool one_thread = std::getenv("CT_BENCH_THREADS") != nullptr &&
+                            std::string(std::getenv("CT_BENCH_THREADS")) == "1";
 
     std::mt19937_64 rng(15);
     std::printf(
@@ -299,6 +380,9 @@ int bench() {
     for (uint32_t flows : {10000u, 1000000u}) {
         const Workload w = make_workload(flows, rng);
         for (unsigned threads : {1u, 2u}) {
+            if (one_thread && threads == 2) {
+                continue;
+            }
             std::vector<Sample> s(vars.size());
             for (int run = 0; run < kRuns; run++) {
                 for (size_t v = 0; v < vars.size(); v++) {
@@ -360,8 +444,13 @@ int bench() {
             }
         }
     }
-    std::printf("\nConnTable inserts refused as index_full: %lu\n",
-                static_cast<unsigned long>(ours_p->index_full()));
+    for (OursVariant *o : {ours_p, burst_p}) {
+        if (o != nullptr) {
+            std::printf("\n%s: inserts refused as index_full: %lu", o->name().c_str(),
+                        static_cast<unsigned long>(o->index_full()));
+        }
+    }
+    std::printf("\n");
     vars.clear();
     rte_free(q);
     return 0;

@@ -6,13 +6,16 @@
 #include <netinet/in.h>
 #include <rte_hash_crc.h>
 #include <rte_malloc.h>
+#include <rte_prefetch.h>
+#if defined(RTE_ARCH_X86_64)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <bit>
+#include <cstddef>
 #include <cstring>
 #include <stdexcept>
-
-#include "fwd/dp/flow_hash.hpp"
 
 namespace fwd::dp::ct {
 
@@ -167,8 +170,10 @@ Step tcp_step(TcpState s, Dir d, Seg g) {
 }
 
 // Reads n bytes at off into buf (or points into the segment); nullptr when
-// the packet is shorter.
-const uint8_t *read(const rte_mbuf *m, uint32_t off, uint32_t n, void *buf) {
+// the packet is shorter. Inlined with its callers below, as parse() runs for
+// every packet looked up.
+[[gnu::always_inline]] inline const uint8_t *read(const rte_mbuf *m, uint32_t off, uint32_t n,
+                                                  void *buf) {
     if (off + n > m->pkt_len) {
         return nullptr;
     }
@@ -187,19 +192,12 @@ net::Be16 be16_at(const uint8_t *p) {
     return net::Be16::from_raw(raw);
 }
 
-bool key_eq(const FlowKey &a, const FlowKey &b) {
-    uint64_t x[5], y[5];
-    std::memcpy(x, &a, sizeof(x));
-    std::memcpy(y, &b, sizeof(y));
-    return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
-}
-
 uint32_t slot_ref(uint32_t flow, Dir d) {
     return ((flow << 1) | static_cast<uint32_t>(d)) + 1;
 }
 
 // Where the IP packet ends (its length field, bounded by the frame).
-uint32_t ip_end(const rte_mbuf *m, const PktMeta &md, bool v6) {
+[[gnu::always_inline]] inline uint32_t ip_end(const rte_mbuf *m, const PktMeta &md, bool v6) {
     uint8_t buf[4];
     const uint8_t *p = read(m, md.l3_off + (v6 ? 4u : 2u), 2, buf);
     if (p == nullptr) {
@@ -209,18 +207,20 @@ uint32_t ip_end(const rte_mbuf *m, const PktMeta &md, bool v6) {
     return std::min<uint32_t>(md.l3_off + len, m->pkt_len);
 }
 
-// The key of an L4 header at l4 (bounded by end); the addresses are set by
-// the caller. kOk, kTruncated, kNotTracked, kIcmpError.
-Result l4_key(const rte_mbuf *m, uint32_t l4, uint32_t end, uint8_t proto, FlowKey &k) {
-    k.proto = proto;
+// The key's port word of an L4 header at l4 (bounded by end): the 4 bytes of
+// FlowKey::sport and dport as they lie in memory (TCP / UDP / SCTP: the ports
+// as in the header; echo: the identifier, then the type as from_host(type)).
+// kOk, kTruncated, kNotTracked, kIcmpError.
+[[gnu::always_inline]] inline Result l4_ports(const rte_mbuf *m, uint32_t l4, uint32_t end,
+                                              uint8_t proto, uint32_t &ports) {
     uint8_t buf[8];
+    ports = 0;
     if (has_ports(proto)) {
         const uint8_t *p = l4 + 4 <= end ? read(m, l4, 4, buf) : nullptr;
         if (p == nullptr) {
             return Result::kTruncated;
         }
-        k.sport = be16_at(p);
-        k.dport = be16_at(p + 2);
+        std::memcpy(&ports, p, 4);
         return Result::kOk;
     }
     if (is_icmp(proto)) {
@@ -234,12 +234,32 @@ Result l4_key(const rte_mbuf *m, uint32_t l4, uint32_t end, uint8_t proto, FlowK
         if (!echo_type(proto, p[0])) {
             return Result::kNotTracked;
         }
-        k.sport = be16_at(p + 4);
-        k.dport = net::Be16::from_host(p[0]);
+        const uint16_t id = be16_at(p + 4).raw(), type = net::Be16::from_host(p[0]).raw();
+        ports = id | uint32_t{type} << 16;
         return Result::kOk;
     }
     return Result::kOk;
 }
+
+// The key as the five words it is hashed and compared by, each written whole
+// (prepare() and key_eq() read it back word by word at once: a word put
+// together from smaller stores would wait for them to reach the cache).
+void put_key(FlowKey &k, uint64_t w0, uint64_t w1, uint64_t w2, uint64_t w3, uint64_t w4) {
+    auto *d = reinterpret_cast<uint8_t *>(&k);
+    std::memcpy(d, &w0, 8);
+    std::memcpy(d + 8, &w1, 8);
+    std::memcpy(d + 16, &w2, 8);
+    std::memcpy(d + 24, &w3, 8);
+    std::memcpy(d + 32, &w4, 8);
+}
+using detail::key_word;
+bool key_eq(const FlowKey &a, const FlowKey &b) {
+    return ((key_word(a, 0) ^ key_word(b, 0)) | (key_word(a, 1) ^ key_word(b, 1)) |
+            (key_word(a, 2) ^ key_word(b, 2)) | (key_word(a, 3) ^ key_word(b, 3)) |
+            (key_word(a, 4) ^ key_word(b, 4))) == 0;
+}
+static_assert(offsetof(FlowKey, sport) == 32 && offsetof(FlowKey, proto) == 36 &&
+              offsetof(FlowKey, family) == 37);
 
 }  // namespace
 
@@ -269,10 +289,9 @@ FlowKey FlowKey::v6(const uint8_t *src, const uint8_t *dst, uint8_t proto, net::
     return k;
 }
 
+// In words (put_key): the key is often hashed right after.
 FlowKey FlowKey::inverted() const {
-    FlowKey k = *this;
-    k.src = dst;
-    k.dst = src;
+    uint64_t w4 = key_word(*this, 4);
     if (is_icmp(proto)) {
         const uint16_t t = dport.host();
         uint16_t r = t;
@@ -283,11 +302,12 @@ FlowKey FlowKey::inverted() const {
                 : t == kIcmp6EchoReply ? kIcmp6EchoRequest
                                        : t;
         }
-        k.dport = net::Be16::from_host(r);
+        w4 = (w4 & ~uint64_t{0xffff0000}) | uint64_t{net::Be16::from_host(r).raw()} << 16;
     } else {
-        k.sport = dport;
-        k.dport = sport;
+        w4 = (w4 & ~uint64_t{0xffffffff}) | ((w4 >> 16) & 0xffff) | ((w4 & 0xffff) << 16);
     }
+    FlowKey k;
+    put_key(k, key_word(*this, 2), key_word(*this, 3), key_word(*this, 0), key_word(*this, 1), w4);
     return k;
 }
 
@@ -313,20 +333,6 @@ std::string FlowKey::str() const {
     return r;
 }
 
-L4Kind Flow::kind() const {
-    switch (tuple[0].proto) {
-        case IPPROTO_TCP:
-            return L4Kind::kTcp;
-        case IPPROTO_UDP:
-            return L4Kind::kUdp;
-        case IPPROTO_ICMP:
-        case IPPROTO_ICMPV6:
-            return L4Kind::kIcmp;
-        default:
-            return L4Kind::kGeneric;
-    }
-}
-
 std::string_view kind_name(L4Kind k) {
     switch (k) {
         case L4Kind::kTcp:
@@ -343,34 +349,74 @@ std::string_view kind_name(L4Kind k) {
 
 // --- parsing ---
 
+namespace {
+
+// A SYN's window scale option (p.wscale) from its n bytes of options at off.
+// Out of line: a SYN's only, it would make every packet's parse() costlier.
+[[gnu::noinline]] Result tcp_wscale(const rte_mbuf *m, uint32_t off, uint32_t n, Packet &p) {
+    uint8_t buf[40];
+    const uint8_t *o = read(m, off, n, buf);
+    if (o == nullptr) {
+        return Result::kTruncated;
+    }
+    for (uint32_t i = 0; i < n;) {
+        const uint8_t kind = o[i];
+        if (kind == 0) {
+            break;
+        }
+        if (kind == 1) {
+            i++;
+            continue;
+        }
+        if (i + 1 >= n || o[i + 1] < 2 || i + o[i + 1] > n) {
+            break;  // a malformed option list ends the scan, as Linux's
+        }
+        if (kind == 3 && o[i + 1] == 3) {
+            p.wscale = std::min<uint8_t>(o[i + 2], 14);
+        }
+        i += o[i + 1];
+    }
+    return Result::kOk;
+}
+
+}  // namespace
+
 Result parse(const rte_mbuf *m, const PktMeta &md, bool v6, Packet &p) {
     if (md.flags & kMetaLaterFragment) {
         return Result::kFragment;
     }
-    uint8_t buf[60];
+    uint8_t buf[32];
     const uint32_t end = ip_end(m, md, v6);
     const uint8_t proto = md.l4_proto;
+    // The key as FlowKey::v4 / v6 build it, in words (put_key).
+    const uint8_t *ip = read(m, md.l3_off + (v6 ? 8 : 12), v6 ? 32 : 8, buf);
+    if (ip == nullptr) {
+        return Result::kTruncated;
+    }
+    uint64_t w0, w1 = 0, w2, w3 = 0;
     if (v6) {
-        const uint8_t *ip = read(m, md.l3_off + 8, 32, buf);
-        if (ip == nullptr) {
-            return Result::kTruncated;
-        }
-        p.key = FlowKey::v6(ip, ip + 16, proto, {}, {});
+        std::memcpy(&w0, ip, 8);
+        std::memcpy(&w1, ip + 8, 8);
+        std::memcpy(&w2, ip + 16, 8);
+        std::memcpy(&w3, ip + 24, 8);
     } else {
-        const uint8_t *ip = read(m, md.l3_off + 12, 8, buf);
-        if (ip == nullptr) {
-            return Result::kTruncated;
-        }
         uint32_t s, d;
         std::memcpy(&s, ip, 4);
         std::memcpy(&d, ip + 4, 4);
-        p.key = FlowKey::v4(s, d, proto, {}, {});
+        w0 = s;
+        w2 = d;
     }
     const uint32_t l4 = md.l4_off;
     if (l4 == 0) {
         return Result::kTruncated;
     }
-    const Result r = l4_key(m, l4, end, proto, p.key);
+    uint32_t ports;
+    const Result r = l4_ports(m, l4, end, proto, ports);
+    put_key(p.key, w0, w1, w2, w3, ports | uint64_t{proto} << 32 | uint64_t{v6 ? 6u : 4u} << 40);
+    p.tcp_flags = 0;
+    p.wscale = 0xff;
+    p.win = 0;
+    p.seq = p.ack = p.payload = 0;
     if (r != Result::kOk || proto != IPPROTO_TCP) {
         return r;
     }
@@ -389,27 +435,7 @@ Result parse(const rte_mbuf *m, const PktMeta &md, bool v6, Packet &p) {
     p.payload = end - l4 - hlen;
     p.wscale = 0xff;
     if ((p.tcp_flags & kSyn) && hlen > 20) {
-        const uint8_t *o = read(m, l4 + 20, hlen - 20, buf);
-        if (o == nullptr) {
-            return Result::kTruncated;
-        }
-        for (uint32_t i = 0, n = hlen - 20; i < n;) {
-            const uint8_t kind = o[i];
-            if (kind == 0) {
-                break;
-            }
-            if (kind == 1) {
-                i++;
-                continue;
-            }
-            if (i + 1 >= n || o[i + 1] < 2 || i + o[i + 1] > n) {
-                break;  // a malformed option list ends the scan, as Linux's
-            }
-            if (kind == 3 && o[i + 1] == 3) {
-                p.wscale = std::min<uint8_t>(o[i + 2], 14);
-            }
-            i += o[i + 1];
-        }
+        return tcp_wscale(m, l4 + 20, hlen - 20, p);
     }
     return Result::kOk;
 }
@@ -453,8 +479,8 @@ uint32_t tick_shift(uint64_t hz) {
 }
 
 template <typename T>
-T *zalloc(const char *name, size_t n) {
-    void *p = rte_zmalloc(name, n * sizeof(T), RTE_CACHE_LINE_SIZE);
+T *zalloc(const char *name, size_t n, unsigned align = RTE_CACHE_LINE_SIZE) {
+    void *p = rte_zmalloc(name, n * sizeof(T), align);
     if (p == nullptr) {
         throw std::runtime_error(std::string("conntrack: no memory for ") + name);
     }
@@ -492,15 +518,18 @@ ConnTable::ConnTable(const Config &cfg, uint64_t tsc_hz, rte_rcu_qsbr *qsbr)
     icmp_t_ = t(to.icmp);
     generic_t_ = t(to.generic);
 
-    // Four slots a flow (two keys at half load), whole buckets.
-    n_buckets_ = std::max<uint32_t>(
-        static_cast<uint32_t>((uint64_t{capacity_} * kSlotsPerFlow + kSlotsPerBucket - 1) /
-                              kSlotsPerBucket),
-        2);
+    // Four slots a flow (two keys at half load), whole buckets, whole groups
+    // (a group: a power of two buckets, kGroupBuckets or all of them).
+    const auto need = static_cast<uint32_t>(
+        (uint64_t{capacity_} * kSlotsPerFlow + kSlotsPerBucket - 1) / kSlotsPerBucket);
+    n_buckets_ = need >= kGroupBuckets ? (need + kGroupBuckets - 1) / kGroupBuckets * kGroupBuckets
+                                       : std::bit_ceil(std::max<uint32_t>(need, 2));
+    group_mask_ = std::min(n_buckets_, kGroupBuckets) - 1;
     try {
         flows_ = zalloc<Flow>("ct_flows", capacity_);
-        slots_ = zalloc<std::atomic<uint64_t>>("ct_index", size_t{n_buckets_} * kSlotsPerBucket);
-        free_ = zalloc<uint32_t>("ct_free", capacity_);
+        slots_ = zalloc<std::atomic<uint64_t>>("ct_index", size_t{n_buckets_} * kSlotsPerBucket,
+                                               kGroupBuckets * kSlotsPerBucket * 8);
+        free_ = zalloc<std::atomic<uint32_t>>("ct_free", capacity_);
         dead_ = zalloc<uint32_t>("ct_dead", capacity_);
     } catch (...) {
         rte_free(flows_);
@@ -509,11 +538,9 @@ ConnTable::ConnTable(const Config &cfg, uint64_t tsc_hz, rte_rcu_qsbr *qsbr)
         throw;
     }
     for (uint32_t i = 0; i < capacity_; i++) {
-        rte_spinlock_init(&flows_[i].lock);
-        free_[i] = capacity_ - 1 - i;  // entry 0 is handed out first
+        free_[i].store(capacity_ - 1 - i, std::memory_order_relaxed);  // entry 0 first
     }
-    n_free_ = capacity_;
-    rte_spinlock_init(&wlock_);
+    n_free_.store(capacity_, std::memory_order_relaxed);
 }
 
 ConnTable::~ConnTable() {
@@ -523,25 +550,22 @@ ConnTable::~ConnTable() {
     rte_free(dead_);
 }
 
-ConnTable::Hashed ConnTable::hash(const FlowKey &k) const noexcept {
-    const uint32_t h = rte_hash_crc(&k, sizeof(k), cfg_.hash_seed);
-    // Range reduction by multiplication: any bucket count, no modulo.
-    const uint32_t b1 = static_cast<uint32_t>((uint64_t{h} * n_buckets_) >> 32);
-    const uint32_t sig = flow_mix(h) | 1;  // never 0: 0 is an empty slot
-    uint32_t b2 = static_cast<uint32_t>((uint64_t{flow_mix(sig)} * n_buckets_) >> 32);
-    if (b2 == b1) {
-        b2 = b1 + 1 == n_buckets_ ? 0 : b1 + 1;
+void ConnTable::prefetch_new(uint32_t k) const noexcept {
+    const uint32_t n = n_free_.load(std::memory_order_relaxed);
+    if (k < n) {
+        const auto *f = reinterpret_cast<const char *>(
+            &flows_[free_[n - 1 - k].load(std::memory_order_relaxed)]);
+        __builtin_prefetch(f, 1);
+        __builtin_prefetch(f + RTE_CACHE_LINE_SIZE, 1);
     }
-    return {b1, b2, sig};
 }
 
-uint32_t ConnTable::find(const FlowKey &k, const Hashed &h) const noexcept {
-    for (const uint32_t b : {h.b1, h.b2}) {
+uint32_t ConnTable::find(const FlowKey &k, const Lookup &l) const noexcept {
+    for (const uint32_t b : {l.b1, l.b2}) {
         const std::atomic<uint64_t> *s = slots_ + size_t{b} * kSlotsPerBucket;
         for (uint32_t i = 0; i < kSlotsPerBucket; i++) {
-            // Acquire: the entry was written before its slot (release).
             const uint64_t v = s[i].load(std::memory_order_acquire);
-            if (static_cast<uint32_t>(v >> 32) != h.sig) {
+            if (static_cast<uint32_t>(v >> 32) != l.sig) {
                 continue;
             }
             const uint32_t ref = static_cast<uint32_t>(v) - 1;
@@ -553,35 +577,79 @@ uint32_t ConnTable::find(const FlowKey &k, const Hashed &h) const noexcept {
     return 0;
 }
 
-bool ConnTable::insert_locked(const Hashed &h, uint32_t ref) noexcept {
-    std::atomic<uint64_t> *best = nullptr;
-    uint32_t best_free = 0;
-    for (const uint32_t b : {h.b1, h.b2}) {
+namespace detail {
+
+SlotMasks slot_masks_scalar(const std::atomic<uint64_t> *s, uint32_t sig) noexcept {
+    SlotMasks m{0, 0};
+    for (uint32_t i = 0; i < 8; i++) {
+        const uint64_t v = s[i].load(std::memory_order_relaxed);
+        m.empty |= uint32_t{v == 0} << i;
+        m.match |= uint32_t{static_cast<uint32_t>(v >> 32) == sig} << i;
+    }
+    return m;
+}
+
+// slot_masks(), inlined into scan_locked().
+[[gnu::always_inline]] inline SlotMasks masks(const std::atomic<uint64_t> *s,
+                                              uint32_t sig) noexcept {
+#if defined(RTE_ARCH_X86_64) && defined(__AVX2__)
+    // Two 32-byte loads for the 8 slots (a bucket is a cache line, aligned).
+    const auto *p = reinterpret_cast<const __m256i *>(s);
+    const __m256i a = _mm256_load_si256(p), b = _mm256_load_si256(p + 1);
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i hi = _mm256_set1_epi64x(static_cast<int64_t>(0xffffffff00000000ull));
+    const __m256i want = _mm256_set1_epi64x(static_cast<int64_t>(uint64_t{sig} << 32));
+    auto bits = [](__m256i x, __m256i y) {
+        return static_cast<uint32_t>(_mm256_movemask_pd(_mm256_castsi256_pd(x)) |
+                                     (_mm256_movemask_pd(_mm256_castsi256_pd(y)) << 4));
+    };
+    return {bits(_mm256_cmpeq_epi64(a, zero), _mm256_cmpeq_epi64(b, zero)),
+            bits(_mm256_cmpeq_epi64(_mm256_and_si256(a, hi), want),
+                 _mm256_cmpeq_epi64(_mm256_and_si256(b, hi), want))};
+#else
+    return slot_masks_scalar(s, sig);
+#endif
+}
+
+SlotMasks slot_masks(const std::atomic<uint64_t> *s, uint32_t sig) noexcept {
+    return masks(s, sig);
+}
+
+}  // namespace detail
+
+// One pass (detail::slot_masks: no branch per slot, half the slots are
+// empty at random) per bucket.
+uint32_t ConnTable::scan_locked(const FlowKey &k, const Lookup &l,
+                                const std::atomic<uint64_t> *taken,
+                                std::atomic<uint64_t> *&free) noexcept {
+    free = nullptr;
+    uint32_t found = 0, best_free = 0;
+    for (const uint32_t b : {l.b1, l.b2}) {
         std::atomic<uint64_t> *s = slots_ + size_t{b} * kSlotsPerBucket;
-        std::atomic<uint64_t> *first = nullptr;
-        uint32_t n = 0;
-        for (uint32_t i = 0; i < kSlotsPerBucket; i++) {
-            if (s[i].load(std::memory_order_relaxed) == 0) {
-                first = first != nullptr ? first : &s[i];
-                n++;
-            }
+        auto [empty, match] = detail::masks(s, l.sig);
+        if (taken >= s && taken < s + kSlotsPerBucket) {
+            empty &= ~(1u << (taken - s));
         }
+        for (; match != 0 && found == 0; match &= match - 1) {
+            const uint32_t ref =
+                static_cast<uint32_t>(s[std::countr_zero(match)].load(std::memory_order_relaxed)) -
+                1;
+            found = key_eq(flows_[ref >> 1].tuple[ref & 1], k) ? ref + 1 : 0;
+        }
+        const auto n = static_cast<uint32_t>(std::popcount(empty));
         if (n > best_free) {  // the less loaded bucket; the first on a tie
-            best = first;
+            free = s + std::countr_zero(empty);
             best_free = n;
         }
     }
-    if (best == nullptr) {
-        return false;
-    }
-    best->store((uint64_t{h.sig} << 32) | ref, std::memory_order_release);
-    return true;
+    return found;
 }
 
 void ConnTable::remove_locked(const FlowKey &k, uint32_t ref) noexcept {
-    const Hashed h = hash(k);
-    const uint64_t want = (uint64_t{h.sig} << 32) | ref;
-    for (const uint32_t b : {h.b1, h.b2}) {
+    Lookup l;
+    prepare(k, l);
+    const uint64_t want = (uint64_t{l.sig} << 32) | ref;
+    for (const uint32_t b : {l.b1, l.b2}) {
         std::atomic<uint64_t> *s = slots_ + size_t{b} * kSlotsPerBucket;
         for (uint32_t i = 0; i < kSlotsPerBucket; i++) {
             if (s[i].load(std::memory_order_relaxed) == want) {
@@ -605,14 +673,17 @@ void ConnTable::unlink_locked(uint32_t i) noexcept {
     in_use_.store(in_use_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
-bool ConnTable::usable(const Flow &f, uint32_t now_t) const noexcept {
+inline bool ConnTable::usable(const Flow &f, uint32_t now_t) const noexcept {
     const uint8_t st = f.status.load(std::memory_order_relaxed);
     return (st & (kStatusLive | kStatusDying)) == kStatusLive &&
            static_cast<int32_t>(now_t - f.expires.load(std::memory_order_relaxed)) < 0;
 }
 
-bool ConnTable::lookup(const FlowKey &key, uint64_t now, Hit &hit) const noexcept {
-    const uint32_t v = find(key, hash(key));
+bool ConnTable::lookup(const FlowKey &key, const Lookup &l, uint64_t now, Hit &hit) const noexcept {
+    uint32_t v = l.slot;
+    if (v != 0 && !key_eq(flows_[(v - 1) >> 1].tuple[(v - 1) & 1], key)) {
+        v = find(key, l);  // another key of the same signature first
+    }
     if (v == 0) {
         return false;
     }
@@ -703,7 +774,9 @@ void ConnTable::tcp_init(Flow &f, const Packet &p) noexcept {
     peer_init(f, Dir::kOrig, p, end);
 }
 
-Result ConnTable::tcp_update(Flow &f, Dir d, const Packet &p, uint32_t now_t) noexcept {
+// Out of line: track() of any other flow stays short.
+[[gnu::noinline]] Result ConnTable::tcp_update(Flow &f, Dir d, const Packet &p,
+                                               uint32_t now_t) noexcept {
     const Seg g = classify(p.tcp_flags);
     if (g == Seg::kBad) {
         return Result::kTcpBadFlags;
@@ -748,7 +821,7 @@ Result ConnTable::tcp_update(Flow &f, Dir d, const Packet &p, uint32_t now_t) no
     return Result::kOk;
 }
 
-uint32_t ConnTable::timeout(const Flow &f) const noexcept {
+inline uint32_t ConnTable::timeout(const Flow &f) const noexcept {
     switch (f.kind()) {
         case L4Kind::kTcp:
             return tcp_ticks_[f.state.load(std::memory_order_relaxed)];
@@ -763,9 +836,16 @@ uint32_t ConnTable::timeout(const Flow &f) const noexcept {
     return generic_t_;
 }
 
-Result ConnTable::track(const Packet &p, uint64_t now, Hit &hit, Counters &c) noexcept {
-    const uint32_t v = find(p.key, hash(p.key));
+Result ConnTable::track(const Packet &p, const Lookup &l, uint64_t now, Hit &hit, Counters &c,
+                        bool recheck) noexcept {
+    uint32_t v = l.slot;
+    if (v != 0 && !key_eq(flows_[(v - 1) >> 1].tuple[(v - 1) & 1], p.key)) {
+        v = find(p.key, l);  // another key of the same signature first
+    }
     const uint32_t now_t = ticks(now);
+    if (recheck && (v == 0 || !usable(flows_[(v - 1) >> 1], now_t))) {
+        v = find(p.key, l);
+    }
     if (v == 0 || !usable(flows_[(v - 1) >> 1], now_t)) {
         c.count(Result::kNew);
         return Result::kNew;
@@ -778,9 +858,9 @@ Result ConnTable::track(const Packet &p, uint64_t now, Hit &hit, Counters &c) no
     }
     Result r = Result::kOk;
     if (f.kind() == L4Kind::kTcp) {
-        rte_spinlock_lock(&f.lock);
+        f.lock.lock();
         r = tcp_update(f, hit.dir, p, now_t);
-        rte_spinlock_unlock(&f.lock);
+        f.lock.unlock();
     } else {
         set_expiry(f, now_t + timeout(f));
     }
@@ -788,8 +868,8 @@ Result ConnTable::track(const Packet &p, uint64_t now, Hit &hit, Counters &c) no
     return r;
 }
 
-Result ConnTable::create(const Packet &p, const FlowKey &reply, uint64_t now, const NatInfo &nat,
-                         Hit &hit, Counters &c) noexcept {
+Result ConnTable::create(const Packet &p, const Lookup &lo, const FlowKey &reply, const Lookup &lr,
+                         uint64_t now, const NatInfo &nat, Hit &hit, Counters &c) noexcept {
     const FlowKey &orig = p.key;
     Result r = Result::kCreated;
     TcpState state = TcpState::kNone;
@@ -814,32 +894,38 @@ Result ConnTable::create(const Packet &p, const FlowKey &reply, uint64_t now, co
         return r;
     }
     const uint32_t now_t = ticks(now);
-    const Hashed h0 = hash(orig), h1 = hash(reply);
-    rte_spinlock_lock(&wlock_);
-    // Expired and flushed flows on either tuple make way; live ones refuse.
-    if (const uint32_t v = find(orig, h0); v != 0) {
-        if (usable(flows_[(v - 1) >> 1], now_t)) {
-            r = Result::kExists;
-        } else {
-            unlink_locked((v - 1) >> 1);
+    wlock_.lock();
+    // One pass over each key's buckets: whether the key is there and where
+    // it would go. A live flow on either refuses (the original's first); an
+    // expired or flushed one makes way, unlinked, and both are scanned again.
+    std::atomic<uint64_t> *so = nullptr, *sr = nullptr;
+    while (true) {
+        const uint32_t vo = scan_locked(orig, lo, nullptr, so);
+        const uint32_t vr = scan_locked(reply, lr, so, sr);
+        const uint32_t v = vo != 0 ? vo : vr;
+        if (v == 0) {
+            break;
         }
-    }
-    if (const uint32_t v = r == Result::kCreated ? find(reply, h1) : 0; v != 0) {
         if (usable(flows_[(v - 1) >> 1], now_t)) {
-            r = Result::kReplyExists;
-        } else {
-            unlink_locked((v - 1) >> 1);
+            r = vo != 0 ? Result::kExists : Result::kReplyExists;
+            break;
         }
+        unlink_locked((v - 1) >> 1);
     }
-    if (r == Result::kCreated && n_free_ == 0) {
+    const uint32_t n_free = n_free_.load(std::memory_order_relaxed);
+    if (r == Result::kCreated && n_free == 0) {
         r = Result::kTableFull;
     }
+    if (r == Result::kCreated && (so == nullptr || sr == nullptr)) {
+        r = Result::kIndexFull;
+    }
     if (r != Result::kCreated) {
-        rte_spinlock_unlock(&wlock_);
+        wlock_.unlock();
         c.count(r);
         return r;
     }
-    const uint32_t i = free_[--n_free_];
+    const uint32_t i = free_[n_free - 1].load(std::memory_order_relaxed);
+    n_free_.store(n_free - 1, std::memory_order_relaxed);
     Flow &f = flows_[i];
     // Free for a grace period: no reader holds it.
     f.tuple = {orig, reply};
@@ -847,11 +933,13 @@ Result ConnTable::create(const Packet &p, const FlowKey &reply, uint64_t now, co
     f.nat_backend = nat.backend;
     f.nat_flags = nat.flags;
     auto diff = [](const FlowKey &in, const FlowKey &out) {
+        auto ne = [&](uint32_t i) { return key_word(in, i) != key_word(out, i); };
+        const uint64_t ports = key_word(in, 4) ^ key_word(out, 4);
         uint8_t ch = 0;
-        ch |= in.src != out.src ? kChangeSrcAddr : 0;
-        ch |= in.dst != out.dst ? kChangeDstAddr : 0;
-        ch |= in.sport != out.sport ? kChangeSrcPort : 0;
-        ch |= !is_icmp(in.proto) && in.dport != out.dport ? kChangeDstPort : 0;
+        ch |= ne(0) || ne(1) ? kChangeSrcAddr : 0;
+        ch |= ne(2) || ne(3) ? kChangeDstAddr : 0;
+        ch |= (ports & 0xffff) != 0 ? kChangeSrcPort : 0;
+        ch |= !is_icmp(in.proto) && (ports & 0xffff0000) != 0 ? kChangeDstPort : 0;
         return ch;
     };
     const FlowKey out0 = reply.inverted(), out1 = orig.inverted();
@@ -868,24 +956,12 @@ Result ConnTable::create(const Packet &p, const FlowKey &reply, uint64_t now, co
     f.state.store(static_cast<uint8_t>(state), std::memory_order_relaxed);
     f.status.store(kStatusLive, std::memory_order_relaxed);
     f.expires.store(now_t + timeout(f), std::memory_order_relaxed);
-    if (!insert_locked(h0, slot_ref(i, Dir::kOrig))) {
-        r = Result::kIndexFull;
-    } else if (!insert_locked(h1, slot_ref(i, Dir::kReply))) {
-        remove_locked(orig, slot_ref(i, Dir::kOrig));
-        r = Result::kIndexFull;
-    }
-    if (r == Result::kIndexFull) {
-        // A reader may have seen the orig slot: the entry goes through grace.
-        f.status.store(0, std::memory_order_relaxed);
-        const uint32_t n = dead_n_.load(std::memory_order_relaxed);
-        uint32_t tail = dead_head_ + n;
-        dead_[tail >= capacity_ ? tail - capacity_ : tail] = i;
-        dead_n_.store(n + 1, std::memory_order_relaxed);
-    } else {
-        in_use_.store(in_use_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-        hit = {i, Dir::kOrig};
-    }
-    rte_spinlock_unlock(&wlock_);
+    // Published: the entry before its slots (release), the original first.
+    so->store((uint64_t{lo.sig} << 32) | slot_ref(i, Dir::kOrig), std::memory_order_release);
+    sr->store((uint64_t{lr.sig} << 32) | slot_ref(i, Dir::kReply), std::memory_order_release);
+    in_use_.store(in_use_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    hit = {i, Dir::kOrig};
+    wlock_.unlock();
     c.count(r);
     return r;
 }
@@ -970,7 +1046,11 @@ Result ConnTable::match_icmp_error(const rte_mbuf *m, const PktMeta &md, bool v6
         proto = ip[9];
         l4 = q + ihl;
     }
-    const Result r = l4_key(m, l4, end, proto, k);
+    uint32_t ports;
+    const Result r = l4_ports(m, l4, end, proto, ports);
+    k.proto = proto;
+    k.sport = net::Be16::from_raw(static_cast<uint16_t>(ports));
+    k.dport = net::Be16::from_raw(static_cast<uint16_t>(ports >> 16));
     if (r == Result::kTruncated) {
         return done(Result::kIcmpErrorTruncated);
     }
@@ -988,14 +1068,16 @@ Result ConnTable::match_icmp_error(const rte_mbuf *m, const PktMeta &md, bool v6
 // --- ageing ---
 
 void ConnTable::reclaim() noexcept {
-    rte_spinlock_lock(&wlock_);
+    wlock_.lock();
     while (batch_n_ > 0) {
         const Batch &b = batches_[batch_head_];
         if (rte_rcu_qsbr_check(qsbr_, b.token, false) != 1) {
             break;
         }
         for (uint32_t j = 0; j < b.n; j++) {
-            free_[n_free_++] = dead_[dead_head_];
+            const uint32_t n = n_free_.load(std::memory_order_relaxed);
+            free_[n].store(dead_[dead_head_], std::memory_order_relaxed);
+            n_free_.store(n + 1, std::memory_order_relaxed);
             dead_head_ = dead_head_ + 1 == capacity_ ? 0 : dead_head_ + 1;
         }
         dead_n_.store(dead_n_.load(std::memory_order_relaxed) - b.n, std::memory_order_relaxed);
@@ -1003,7 +1085,7 @@ void ConnTable::reclaim() noexcept {
         batch_head_ = (batch_head_ + 1) % kMaxBatches;
         batch_n_--;
     }
-    rte_spinlock_unlock(&wlock_);
+    wlock_.unlock();
 }
 
 uint32_t ConnTable::age(uint64_t now, uint32_t max_slots) noexcept {
@@ -1021,17 +1103,17 @@ uint32_t ConnTable::age(uint64_t now, uint32_t max_slots) noexcept {
         if (!(st & kStatusLive) || usable(f, now_t)) {
             continue;
         }
-        rte_spinlock_lock(&wlock_);
+        wlock_.lock();
         // Checked again under the lock: create() may have replaced it.
         if ((f.status.load(std::memory_order_relaxed) & kStatusLive) && !usable(f, now_t)) {
             unlink_locked(i);
             unlinked++;
         }
-        rte_spinlock_unlock(&wlock_);
+        wlock_.unlock();
     }
     // Everything unlinked so far (here or by create) waits for the grace
     // period that starts now.
-    rte_spinlock_lock(&wlock_);
+    wlock_.lock();
     const uint32_t n = dead_n_.load(std::memory_order_relaxed);
     if (n > dead_batched_ && batch_n_ < kMaxBatches) {
         batches_[(batch_head_ + batch_n_) % kMaxBatches] = {rte_rcu_qsbr_start(qsbr_),
@@ -1039,7 +1121,7 @@ uint32_t ConnTable::age(uint64_t now, uint32_t max_slots) noexcept {
         batch_n_++;
         dead_batched_ = n;
     }
-    rte_spinlock_unlock(&wlock_);
+    wlock_.unlock();
     ageing_.store(false, std::memory_order_release);
     return unlinked;
 }
@@ -1093,7 +1175,7 @@ size_t ConnTable::snapshot(uint32_t *cursor, const Filter &f, uint64_t now, Flow
     const uint64_t tsc_per_ms = std::max<uint64_t>(tsc_hz_ / 1000, 1);
     size_t n = 0;
     while (*cursor < capacity_ && n < max) {
-        rte_spinlock_lock(&wlock_);  // no entry is reused or created meanwhile
+        wlock_.lock();  // no entry is reused or created meanwhile
         const uint32_t stop = std::min(capacity_, *cursor + kChunk);
         for (; *cursor < stop && n < max; ++*cursor) {
             const Flow &fl = flows_[*cursor];
@@ -1118,7 +1200,7 @@ size_t ConnTable::snapshot(uint32_t *cursor, const Filter &f, uint64_t now, Flow
             o.expires_in_ms =
                 usable(fl, now_t) && left > 0 ? (uint64_t(left) << shift_) / tsc_per_ms : 0;
         }
-        rte_spinlock_unlock(&wlock_);
+        wlock_.unlock();
     }
     return n;
 }
@@ -1142,7 +1224,7 @@ size_t ConnTable::flush(const Filter &f) {
     constexpr uint32_t kChunk = 256;
     size_t n = 0;
     for (uint32_t c = 0; c < capacity_; c += kChunk) {
-        rte_spinlock_lock(&wlock_);
+        wlock_.lock();
         for (uint32_t i = c; i < std::min(capacity_, c + kChunk); i++) {
             Flow &fl = flows_[i];
             const uint8_t st = fl.status.load(std::memory_order_relaxed);
@@ -1155,7 +1237,7 @@ size_t ConnTable::flush(const Filter &f) {
             fl.status.fetch_or(kStatusDying, std::memory_order_relaxed);
             n++;
         }
-        rte_spinlock_unlock(&wlock_);
+        wlock_.unlock();
     }
     return n;
 }

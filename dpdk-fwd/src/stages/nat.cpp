@@ -9,6 +9,15 @@
 // packets it selects. When stateful policy comes, the lookup moves to a ct
 // stage before it, handing the flow in the packet's metadata.
 //
+// A burst goes through the table in phases, so that the memory loads of all
+// its packets are in flight together: (1) the NAT decision, parse() and
+// prepare() (the key's hash; its index buckets start loading); (2) probe()
+// (the flow entry starts loading; for a likely new natOutgoing flow, its
+// reply tuple's buckets and the entry create() will take too); (3) packet
+// by packet in order: track, create, translate. The results are those of
+// one packet at a time: a packet whose key a create() of this burst may have
+// inserted after its probe is looked up again.
+//
 // nat4 / nat6, packets to be routed:
 // Reads: meta (l3_off, l4_off, l4_proto, flags); the worker's NatWorker
 //        (slot "nat"), its published NatConfig and the published service
@@ -364,18 +373,112 @@ DropReason error_translate(rte_mbuf *m, const ct::Flow &f, Dir d) {
     return kPass;
 }
 
-// A flow's packet of direction hit.dir: translated as the flow says.
+// translate() of what its fast path does not take (rewrite()).
 template <bool kV6>
-DropReason translate(ct::ConnTable &ct, rte_mbuf *m, const ct::Hit &hit) {
+[[gnu::noinline]] DropReason translate_any(rte_mbuf *m, const ct::Flow &f, Dir d) {
+    const PktMeta &md = meta(m);
+    return rewrite<kV6>(m, md.l3_off, md.l4_off, md.l4_proto, ip_end<kV6>(m, md.l3_off),
+                        f.translated(d))
+               ? kPass
+               : DropReason::kNatHeadersSplit;
+}
+
+// One's complement arithmetic on 32-bit words (RFC 1071: the sum of 16-bit
+// words is the sum of 32-bit words folded, in either byte order as long as
+// all are loaded alike): ~old + new summed over n bytes (n a multiple of 4),
+// then a checksum moved by such a sum (RFC 1624 eqn. 3, all fields at once).
+uint64_t csum_delta(const void *o, const void *n, uint32_t len) {
+    uint64_t d = 0;
+    for (uint32_t i = 0; i < len; i += 4) {
+        uint32_t a, b;
+        std::memcpy(&a, static_cast<const uint8_t *>(o) + i, 4);
+        std::memcpy(&b, static_cast<const uint8_t *>(n) + i, 4);
+        d += uint64_t{~a} + b;
+    }
+    return d;
+}
+uint16_t csum_apply(uint16_t ck, uint64_t d) {
+    d += static_cast<uint16_t>(~ck);
+    d = (d & 0xffffffffu) + (d >> 32);
+    d = (d & 0xffff) + (d >> 16);
+    d = (d & 0xffff) + (d >> 16);
+    d = (d & 0xffff) + (d >> 16);
+    return static_cast<uint16_t>(~d);
+}
+
+// A flow's packet of direction hit.dir: translated as the flow says. TCP, UDP
+// and echo with their whole header in the first segment and in the packet
+// (nearly all) are rewritten here: the new values are those of the flow's
+// other tuple (out = tuple[other(d)].inverted(): source <- its destination,
+// ports swapped, an echo's identifier its own), each checksum moved once for
+// all the fields that change. Anything else goes through rewrite().
+template <bool kV6>
+[[gnu::always_inline]] inline DropReason translate(ct::ConnTable &ct, rte_mbuf *m,
+                                                   const ct::Hit &hit) {
     const ct::Flow &f = ct.flow(hit.flow);
-    if (f.changes_for(hit.dir) == 0) {
+    const uint8_t ch = f.changes_for(hit.dir);
+    if (ch == 0) {
         return kPass;
     }
     const PktMeta &md = meta(m);
-    return rewrite<kV6>(m, md.l3_off, md.l4_off, md.l4_proto, ip_end<kV6>(m, md.l3_off),
-                        f.translated(hit.dir))
-               ? kPass
-               : DropReason::kNatHeadersSplit;
+    const uint32_t l3 = md.l3_off, l4 = md.l4_off, end = ip_end<kV6>(m, l3);
+    const uint8_t proto = md.l4_proto;
+    constexpr uint8_t kIcmp = kV6 ? uint8_t{IPPROTO_ICMPV6} : uint8_t{IPPROTO_ICMP};
+    const uint32_t hdr = proto == IPPROTO_TCP ? 20 : 8;
+    if ((proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != kIcmp) || l4 + hdr > end ||
+        seg_avail(m, 0) < l4 + hdr) {
+        return translate_any<kV6>(m, f, hit.dir);
+    }
+    const FlowKey &t = f.tuple[static_cast<size_t>(other(hit.dir))];
+    constexpr uint32_t kAddr = kV6 ? 16 : 4, kSrc = kV6 ? 8 : 12, kDst = kSrc + kAddr;
+    uint8_t *ip = at<uint8_t>(m, l3);
+    uint8_t *l4h = at<uint8_t>(m, l4);
+    uint64_t d3 = 0;  // the addresses: IPv4 header, pseudo-header
+    if (ch & ct::kChangeSrcAddr) {
+        d3 += csum_delta(ip + kSrc, t.dst.data(), kAddr);
+        std::memcpy(ip + kSrc, t.dst.data(), kAddr);
+    }
+    if (ch & ct::kChangeDstAddr) {
+        d3 += csum_delta(ip + kDst, t.src.data(), kAddr);
+        std::memcpy(ip + kDst, t.src.data(), kAddr);
+    }
+    if constexpr (!kV6) {
+        if (d3 != 0) {
+            auto *h = reinterpret_cast<rte_ipv4_hdr *>(ip);
+            h->hdr_checksum = csum_apply(h->hdr_checksum, d3);
+        }
+    }
+    // ICMP (v4) has no pseudo-header; ICMPv6, TCP and UDP do.
+    uint64_t d4 = kV6 || proto != IPPROTO_ICMP ? d3 : 0;
+    uint32_t ck_off = 2;
+    if (proto == kIcmp) {
+        if (ch & ct::kChangeSrcPort) {  // the identifier, at 4 (with the sequence number)
+            uint8_t idseq[4];
+            const uint16_t id = t.sport.raw();
+            std::memcpy(idseq, &id, 2);
+            std::memcpy(idseq + 2, l4h + 6, 2);
+            d4 += csum_delta(l4h + 4, idseq, 4);
+            std::memcpy(l4h + 4, idseq, 2);
+        }
+    } else {
+        ck_off = proto == IPPROTO_TCP ? 16 : 6;
+        if (ch & (ct::kChangeSrcPort | ct::kChangeDstPort)) {
+            const uint32_t ports = t.dport.raw() | uint32_t{t.sport.raw()} << 16;
+            d4 += csum_delta(l4h, &ports, 4);
+            std::memcpy(l4h, &ports, 4);
+        }
+    }
+    uint16_t ck;
+    std::memcpy(&ck, l4h + ck_off, 2);
+    if (!kV6 && proto == IPPROTO_UDP && ck == 0) {
+        return kPass;  // IPv4 UDP without a checksum stays without
+    }
+    ck = csum_apply(ck, d4);
+    if (proto == IPPROTO_UDP && ck == 0) {
+        ck = 0xffff;  // RFC 768: a computed 0 goes out as all ones
+    }
+    std::memcpy(l4h + ck_off, &ck, 2);
+    return kPass;
 }
 
 uint32_t flow_mix(const FlowKey &k) {
@@ -389,6 +492,17 @@ uint32_t flow_mix(const FlowKey &k) {
     return static_cast<uint32_t>(h);
 }
 
+// The signatures of the keys this burst's create()s inserted, as a filter
+// (256 bits, by a signature's top byte): a packet probed before them is
+// looked up again (track()'s recheck) only when its key may be one of them.
+// Only an insert can make a key the probe missed (or found on a dead flow)
+// a live flow's: creates that failed, unlinks and ends need no recheck.
+struct Made {
+    uint64_t bits[4] = {0, 0, 0, 0};
+    void add(uint32_t sig) { bits[sig >> 30] |= uint64_t{1} << ((sig >> 24) & 63); }
+    bool maybe(uint32_t sig) const { return (bits[sig >> 30] >> ((sig >> 24) & 63)) & 1; }
+};
+
 // A new natOutgoing flow: reply tuple to the node's address, the source
 // port (echo: identifier) kept when free, else the range searched.
 // What a stage reads once per burst.
@@ -401,6 +515,7 @@ struct Ctx {
     const svc::ServiceTable *svc;  // nullptr: no frontend of the family
     const NodeAddrs &node;
     uint64_t now;
+    Made &made;  // the burst's
 };
 
 template <bool kV6>
@@ -446,7 +561,9 @@ bool is_icmp_error(rte_mbuf *m) {
     return kV6 ? type < 128 : (type == 3 || type == 4 || type == 5 || type == 11 || type == 12);
 }
 
-// Sets k.dst to the node's address of the family; false without one.
+// Sets k.dst to the node's address of the family; false without one. IPv4:
+// the whole 8-byte word the address starts (the rest is zero in an IPv4
+// key), as the table hashes keys word by word.
 template <bool kV6>
 bool to_node(const NodeAddrs &node, FlowKey &k) {
     if constexpr (kV6) {
@@ -458,8 +575,8 @@ bool to_node(const NodeAddrs &node, FlowKey &k) {
         if (!node.has_ip4) {
             return false;
         }
-        const uint32_t a = node.ip4.be().raw();
-        std::memcpy(k.dst.data(), &a, 4);
+        const uint64_t a = node.ip4.be().raw();
+        std::memcpy(k.dst.data(), &a, 8);
     }
     return true;
 }
@@ -470,10 +587,11 @@ bool to_node(const NodeAddrs &node, FlowKey &k) {
 // masquerade's by the original port); a DNAT-only flow keeps the client's
 // port unless two flows would share one reply tuple (a client reaching two
 // services with one backend from one port: the second gets another port, as
-// Linux's nf_nat_used_tuple).
+// Linux's nf_nat_used_tuple). lo: p.key's lookup; rl: reply's, when the
+// burst prepared it (nullptr: prepared here).
 template <bool kV6>
-DropReason create_nat(const Ctx &c, const ct::Packet &p, FlowKey reply, const ct::NatInfo &info,
-                      ct::Hit &hit) {
+DropReason create_nat(const Ctx &c, const ct::Packet &p, const ct::Lookup &lo, FlowKey reply,
+                      const ct::Lookup *rl, const ct::NatInfo &info, ct::Hit &hit) {
     const uint8_t proto = p.key.proto;
     const bool icmp = is_icmp(proto);
     const bool ports = icmp || has_ports(proto);
@@ -483,11 +601,21 @@ DropReason create_nat(const Ctx &c, const ct::Packet &p, FlowKey reply, const ct
     const uint16_t orig = field.host();
     const PortRange range =
         port_range_for(c.cfg != nullptr ? c.cfg->ports : PortRange{}, proto, orig);
-    auto attempt = [&]() {
-        Result r = c.ct.create(p, reply, c.now, info, hit, *c.nw.counters);
-        if (r == Result::kExists) {
+    ct::Lookup lr;
+    auto attempt = [&](const ct::Lookup *prepared) {
+        if (prepared == nullptr) {
+            c.ct.prepare(reply, lr);
+            prepared = &lr;
+        }
+        Result r = c.ct.create(p, lo, reply, *prepared, c.now, info, hit, *c.nw.counters);
+        if (r == Result::kCreated) {
+            c.made.add(lo.sig);
+            c.made.add(prepared->sig);
+        } else if (r == Result::kExists) {
             // Another worker created it since our lookup: it is ours to use.
-            r = c.ct.track(p, c.now, hit, *c.nw.counters);
+            ct::Lookup l = lo;
+            c.ct.probe(l);
+            r = c.ct.track(p, l, c.now, hit, *c.nw.counters);
             if (r == Result::kNew) {
                 return DropReason::kCtBusy;
             }
@@ -495,7 +623,7 @@ DropReason create_nat(const Ctx &c, const ct::Packet &p, FlowKey reply, const ct
         return r == Result::kReplyExists ? DropReason::kNatPortsExhausted : drop_for(r);
     };
     if (!ports || !(info.flags & kNatSnat) || (orig >= range.lo && orig <= range.hi)) {
-        const DropReason r = attempt();
+        const DropReason r = attempt(rl);
         if (r != DropReason::kNatPortsExhausted || !ports) {
             return r;
         }
@@ -507,21 +635,23 @@ DropReason create_nat(const Ctx &c, const ct::Packet &p, FlowKey reply, const ct
             return DropReason::kNatPortsExhausted;
         }
         field = net::Be16::from_host(static_cast<uint16_t>(cand));
-        const DropReason r = attempt();
+        const DropReason r = attempt(nullptr);
         if (r != DropReason::kNatPortsExhausted) {
             return r;
         }
     }
 }
 
-// A new natOutgoing flow: reply tuple to the node's address.
+// A new natOutgoing flow: reply tuple to the node's address (rl: its lookup
+// when the burst prepared it, see snat_reply).
 template <bool kV6>
-DropReason snat_create(const Ctx &c, const ct::Packet &p, ct::Hit &hit) {
+DropReason snat_create(const Ctx &c, const ct::Packet &p, const ct::Lookup &lo,
+                       const ct::Lookup *rl, ct::Hit &hit) {
     FlowKey reply = p.key.inverted();
     if (!to_node<kV6>(c.node, reply)) {
         return DropReason::kNatNoNodeAddr;
     }
-    return create_nat<kV6>(c, p, reply, ct::NatInfo{.flags = kNatSnat}, hit);
+    return create_nat<kV6>(c, p, lo, reply, rl, ct::NatInfo{.flags = kNatSnat}, hit);
 }
 
 // ---------------------------------------------------------------------------
@@ -577,7 +707,8 @@ uint32_t choose_backend(const Ctx &c, const svc::ServiceTable &t, const svc::Fro
 //     the backend in none: a host-network endpoint outside the pools), as
 //     Calico's masquerade sees the destination after kube-proxy's DNAT.
 template <bool kV6>
-DropReason dnat_create(const Ctx &c, uint32_t fe_idx, const ct::Packet &p, ct::Hit &hit) {
+DropReason dnat_create(const Ctx &c, uint32_t fe_idx, const ct::Packet &p, const ct::Lookup &lo,
+                       ct::Hit &hit) {
     const svc::ServiceTable &t = *c.svc;
     const svc::Frontend &fe = t.frontend(fe_idx);
     const uint32_t bi = choose_backend(c, t, fe, p.key);
@@ -611,17 +742,11 @@ DropReason dnat_create(const Ctx &c, uint32_t fe_idx, const ct::Packet &p, ct::H
     const ct::NatInfo info{.service = fe_idx,
                            .backend = bi,
                            .flags = static_cast<uint8_t>(kNatDnat | (snat ? kNatSnat : 0))};
-    return create_nat<kV6>(c, p, reply, info, hit);
+    return create_nat<kV6>(c, p, lo, reply, nullptr, info, hit);
 }
 
-// Whether hit is a DNAT flow's packet from its client (fe: the frontend the
-// packet is addressed to, found in the current table) whose backend the
-// table no longer lists for that frontend (or the frontend went).
-bool backend_gone(const Ctx &c, const ct::Hit &hit, uint32_t fe) {
-    const ct::Flow &f = c.ct.flow(hit.flow);
-    if (!(f.nat_flags & kNatDnat) || hit.dir != Dir::kOrig) {
-        return false;
-    }
+// backend_gone() of a DNAT flow's packet from its client.
+[[gnu::noinline]] bool dnat_backend_gone(const Ctx &c, const ct::Flow &f, uint32_t fe) {
     if (c.svc == nullptr || fe == svc::kNoFrontend) {
         return true;
     }
@@ -629,19 +754,51 @@ bool backend_gone(const Ctx &c, const ct::Hit &hit, uint32_t fe) {
     return !c.svc->has_backend(c.svc->frontend(fe), back.src.data(), back.sport.raw());
 }
 
+// Whether hit is a DNAT flow's packet from its client (fe: the frontend the
+// packet is addressed to, found in the current table) whose backend the
+// table no longer lists for that frontend (or the frontend went).
+[[gnu::always_inline]] inline bool backend_gone(const Ctx &c, const ct::Hit &hit, uint32_t fe) {
+    const ct::Flow &f = c.ct.flow(hit.flow);
+    if (!(f.nat_flags & kNatDnat) || hit.dir != Dir::kOrig) {
+        return false;
+    }
+    return dnat_backend_gone(c, f, fe);
+}
+
 enum class Step : uint8_t { kTranslated, kUntouched, kDrop };
 
-// The packet p of m after parse(): a known flow's packet is tracked and
-// translated; a DNAT flow's packet from the client whose backend is gone
-// ends that flow and is a new flow's; a new flow is made to frontend fe when
-// there is one (DNAT), else by natOutgoing when snat, else the packet is not
-// ours (kUntouched). local: the local hook, where a flow whose direction
-// changes nothing is the node's own traffic (kUntouched).
+// What nat4 / nat6 do with a packet, decided in the burst's first phase.
+enum class Way : uint8_t {
+    kDone,  // nothing more: why says (kPass for route-only traffic)
+    kSlow,  // a fragment or an ICMP error: input_slow
+    kFlow,  // parsed, its key prepared: flow_step
+};
+
+// A packet between the phases of a burst.
+struct Pending {
+    ct::Packet p;
+    ct::Lookup l;   // p.key's
+    ct::Lookup rl;  // a new natOutgoing flow's reply tuple's (snat_reply), when has_rl
+    uint32_t fe = svc::kNoFrontend;
+    bool snat = false;
+    bool inbound = false;  // input_classify's
+    bool has_rl = false;
+    Way way = Way::kDone;
+    DropReason why = kPass;
+};
+
+// The packet q.p of m after parse(), its key probe()'d: a known flow's packet
+// is tracked and translated; a DNAT flow's packet from the client whose
+// backend is gone ends that flow and is a new flow's; a new flow is made to
+// frontend fe when there is one (DNAT), else by natOutgoing when snat, else
+// the packet is not ours (kUntouched). local: the local hook, where a flow
+// whose direction changes nothing is the node's own traffic (kUntouched).
+// c.made: the keys this burst created since the probe.
 template <bool kV6>
-Step flow_step(const Ctx &c, rte_mbuf *m, const ct::Packet &p, uint32_t fe, bool snat, bool local,
-               DropReason &why, bool inbound = false) {
+Step flow_step(const Ctx &c, rte_mbuf *m, const Pending &q, uint32_t fe, bool snat, bool local,
+               DropReason &why) {
     ct::Hit hit;
-    const Result r = c.ct.track(p, c.now, hit, *c.nw.counters);
+    const Result r = c.ct.track(q.p, q.l, c.now, hit, *c.nw.counters, c.made.maybe(q.l.sig));
     if (r != Result::kNew) {
         if (local && c.ct.flow(hit.flow).changes_for(hit.dir) == 0) {
             return Step::kUntouched;
@@ -657,13 +814,13 @@ Step flow_step(const Ctx &c, rte_mbuf *m, const ct::Packet &p, uint32_t fe, bool
         c.ct.end(hit.flow);
     }
     if (fe != svc::kNoFrontend) {
-        why = dnat_create<kV6>(c, fe, p, hit);
+        why = dnat_create<kV6>(c, fe, q.p, q.l, hit);
     } else if (snat) {
-        why = snat_create<kV6>(c, p, hit);
-    } else if (inbound) {
+        why = snat_create<kV6>(c, q.p, q.l, q.has_rl ? &q.rl : nullptr, hit);
+    } else if (q.inbound) {
         // Tracked untranslated, so that its replies are known as replies
         // (not new flows natOutgoing would translate).
-        const Result cr = c.ct.create(p, c.now, hit, *c.nw.counters);
+        const Result cr = c.ct.create(q.p, c.now, hit, *c.nw.counters);
         why = cr == Result::kExists || cr == Result::kReplyExists ? kPass : drop_for(cr);
         return why == kPass ? Step::kUntouched : Step::kDrop;
     } else {
@@ -673,6 +830,22 @@ Step flow_step(const Ctx &c, rte_mbuf *m, const ct::Packet &p, uint32_t fe, bool
         why = translate<kV6>(c.ct, m, hit);
     }
     return why == kPass ? Step::kTranslated : Step::kDrop;
+}
+
+// A packet whose key the probe found nowhere and that natOutgoing would make
+// a flow of (no frontend: a DNAT's reply tuple needs the backend's choice):
+// its reply tuple (snat_create's) is prepared now, so its buckets load with
+// the burst's and create() finds them there.
+template <bool kV6>
+void snat_reply(const Ctx &c, Pending &q) {
+    if (q.fe != svc::kNoFrontend || !q.snat) {
+        return;
+    }
+    FlowKey reply = q.p.key.inverted();
+    if (to_node<kV6>(c.node, reply)) {
+        c.ct.prepare(reply, q.rl);
+        q.has_rl = true;
+    }
 }
 
 // A first fragment that belongs to a flow (later ones carry no ports: they
@@ -686,12 +859,13 @@ bool fragment_of_flow(const Ctx &c, rte_mbuf *m) {
            c.ct.lookup(p.key, c.now, hit);
 }
 
+// nat4 / nat6, first phase: the NAT decision (cheap checks), then for a
+// packet to look up, parse() and prepare() (its buckets start loading).
 template <bool kV6>
-DropReason input_one(const Ctx &c, rte_mbuf *m) {
+Way input_classify(const Ctx &c, rte_mbuf *m, Pending &q) {
     const PktMeta &md = meta(m);
     const uint32_t l3 = md.l3_off;
-    bool snat = false, inbound = false, back = false, icmp_err = false;
-    uint32_t fe = svc::kNoFrontend;
+    bool back = false, icmp_err = false;
     // inbound: the reverse of natOutgoing's rule (from outside every pool to
     // a natOutgoing pool): a connection opened from outside, such as a
     // NodePort another node forwards with its own address as the source, or
@@ -700,42 +874,52 @@ DropReason input_one(const Ctx &c, rte_mbuf *m) {
     // only) leaves them.
     if constexpr (kV6) {
         const auto *ip = at<rte_ipv6_hdr>(m, l3);
-        snat = c.snat_on && c.cfg->pools.snat6(ip->src_addr, ip->dst_addr);
-        inbound = c.snat_on && !snat && c.cfg->pools.snat6(ip->dst_addr, ip->src_addr);
+        q.snat = c.snat_on && c.cfg->pools.snat6(ip->src_addr, ip->dst_addr);
+        q.inbound = c.snat_on && !q.snat && c.cfg->pools.snat6(ip->dst_addr, ip->src_addr);
         back = c.svc != nullptr && c.svc->is_backend6(ip->src_addr);
     } else {
         const auto *ip = at<rte_ipv4_hdr>(m, l3);
-        snat = c.snat_on && c.cfg->pools.snat4(ip->src_addr, ip->dst_addr);
-        inbound = c.snat_on && !snat && c.cfg->pools.snat4(ip->dst_addr, ip->src_addr);
+        q.snat = c.snat_on && c.cfg->pools.snat4(ip->src_addr, ip->dst_addr);
+        q.inbound = c.snat_on && !q.snat && c.cfg->pools.snat4(ip->dst_addr, ip->src_addr);
         back = c.svc != nullptr && c.svc->is_backend4(ip->src_addr);
     }
     if (c.svc != nullptr) {
-        fe = frontend_of<kV6>(*c.svc, m);
+        q.fe = frontend_of<kV6>(*c.svc, m);
         icmp_err = is_icmp_error<kV6>(m);
     }
-    const bool creates = snat || inbound || fe != svc::kNoFrontend;
+    const bool creates = q.snat || q.inbound || q.fe != svc::kNoFrontend;
     if (!creates && !back && !icmp_err) {
-        return kPass;  // route-only traffic: not looked up
+        return Way::kDone;  // route-only traffic: not looked up
     }
     if (md.flags & kMetaFragment) {
-        return creates || fragment_of_flow<kV6>(c, m) ? DropReason::kNatFragment : kPass;
+        return Way::kSlow;
     }
-    ct::Packet p;
-    Result r = ct::parse(m, md, kV6, p);
+    const Result r = ct::parse(m, md, kV6, q.p);
     if (r == Result::kIcmpError) {
-        ct::Hit hit;
-        r = c.ct.match_icmp_error(m, md, kV6, c.now, hit, *c.nw.counters);
-        if (r == Result::kOk) {
-            return error_translate<kV6>(m, c.ct.flow(hit.flow), hit.dir);
-        }
-        return snat ? drop_for(r) : kPass;  // about no flow: not ours unless natOutgoing's
+        return Way::kSlow;
     }
     if (r != Result::kOk) {
-        return creates ? drop_for(r) : kPass;
+        q.why = creates ? drop_for(r) : kPass;
+        return Way::kDone;
     }
-    DropReason why = kPass;
-    flow_step<kV6>(c, m, p, fe, snat, false, why, inbound);
-    return why;
+    c.ct.prepare(q.p.key, q.l);
+    return Way::kFlow;
+}
+
+// nat4 / nat6: a fragment or an ICMP error (input_classify's kSlow).
+template <bool kV6>
+DropReason input_slow(const Ctx &c, rte_mbuf *m, const Pending &q) {
+    const PktMeta &md = meta(m);
+    if (md.flags & kMetaFragment) {
+        const bool creates = q.snat || q.inbound || q.fe != svc::kNoFrontend;
+        return creates || fragment_of_flow<kV6>(c, m) ? DropReason::kNatFragment : kPass;
+    }
+    ct::Hit hit;
+    const Result r = c.ct.match_icmp_error(m, md, kV6, c.now, hit, *c.nw.counters);
+    if (r == Result::kOk) {
+        return error_translate<kV6>(m, c.ct.flow(hit.flow), hit.dir);
+    }
+    return q.snat ? drop_for(r) : kPass;  // about no flow: not ours unless natOutgoing's
 }
 
 // Drops m with why; a new flow to a service with no endpoint gets an ICMP /
@@ -751,6 +935,11 @@ void drop_or_reject(Worker &w, rte_mbuf *m, DropReason why) {
     }
 }
 
+// The burst in three phases, so that each phase's loads (index buckets,
+// then flow entries) are in flight for every packet before the next phase
+// needs them: decide, parse and prepare; probe (and prepare a new
+// natOutgoing flow's reply tuple); then, packet by packet in order, track,
+// create and translate.
 template <bool kV6>
 void nat_input(Worker &w, Burst &b) {
     auto *nw = static_cast<NatWorker *>(w.slot(worker_slot()));
@@ -764,11 +953,31 @@ void nat_input(Worker &w, Burst &b) {
     if (!snat_on && st == nullptr) {
         return;
     }
-    const Ctx c{w, *nw, *nw->tables->ct, cfg, snat_on, st, w.tables().node(), rte_rdtsc()};
+    Made made;
+    const Ctx c{w, *nw, *nw->tables->ct, cfg, snat_on, st, w.tables().node(), rte_rdtsc(), made};
+    Pending q[kBurst];
+    for (uint16_t i = 0; i < b.n; i++) {
+        q[i].way = input_classify<kV6>(c, b.pkts[i], q[i]);
+    }
+    uint32_t news = 0;  // packets that will likely create a flow
+    for (uint16_t i = 0; i < b.n; i++) {
+        if (q[i].way == Way::kFlow) {
+            c.ct.probe(q[i].l);
+            if (q[i].l.slot == 0 && (q[i].snat || q[i].fe != svc::kNoFrontend)) {
+                snat_reply<kV6>(c, q[i]);
+                c.ct.prefetch_new(news++);
+            }
+        }
+    }
     uint16_t k = 0;
     for (uint16_t i = 0; i < b.n; i++) {
         rte_mbuf *m = b.pkts[i];
-        const DropReason d = input_one<kV6>(c, m);
+        DropReason d = q[i].why;
+        if (q[i].way == Way::kSlow) {
+            d = input_slow<kV6>(c, m, q[i]);
+        } else if (q[i].way == Way::kFlow) {
+            flow_step<kV6>(c, m, q[i], q[i].fe, q[i].snat, false, d);
+        }
         if (d == kPass) {
             b.pkts[k++] = m;
         } else {
@@ -780,48 +989,66 @@ void nat_input(Worker &w, Burst &b) {
 
 enum class Local : uint8_t { kKeep, kReroute, kDrop };
 
+// nat4_local / nat6_local, first phase: a packet to the node's address that
+// may be a flow's (ports, ICMP) is parsed and prepared (kFlow), an ICMP error
+// is left for the last phase (kSlow); anything else stays for icmp*_local
+// (kDone with kPass), but a fragment to a NodePort (kDone, nat_fragment).
 template <bool kV6>
-Local local_one(const Ctx &c, rte_mbuf *m, DropReason &why) {
+Way local_classify(const Ctx &c, rte_mbuf *m, Pending &q) {
     const PktMeta &md = meta(m);
     const uint32_t l3 = md.l3_off;
     if constexpr (kV6) {
         const auto *ip = at<rte_ipv6_hdr>(m, l3);
         if (!c.node.has_ip6 || !eq16(ip->dst_addr, c.node.ip6.data())) {
-            return Local::kKeep;
+            return Way::kDone;
         }
     } else {
         const auto *ip = at<rte_ipv4_hdr>(m, l3);
         if (!c.node.has_ip4 || ip->dst_addr != c.node.ip4.be().raw()) {
-            return Local::kKeep;
+            return Way::kDone;
         }
     }
     const uint8_t proto = md.l4_proto;
     if ((md.flags & kMetaLaterFragment) ||
         !(has_ports(proto) || proto == (kV6 ? uint8_t{IPPROTO_ICMPV6} : uint8_t{IPPROTO_ICMP}))) {
-        return Local::kKeep;
+        return Way::kDone;
     }
-    ct::Packet p;
-    Result r = ct::parse(m, md, kV6, p);
+    const Result r = ct::parse(m, md, kV6, q.p);
     if (r == Result::kIcmpError) {
+        return Way::kSlow;
+    }
+    if (r != Result::kOk) {
+        return Way::kDone;
+    }
+    // A NodePort: a frontend at the node's own address.
+    q.fe = c.svc != nullptr ? frontend_of<kV6>(*c.svc, m) : svc::kNoFrontend;
+    if (q.fe != svc::kNoFrontend && (md.flags & kMetaFragment)) {
+        q.why = DropReason::kNatFragment;
+        return Way::kDone;
+    }
+    c.ct.prepare(q.p.key, q.l);
+    return Way::kFlow;
+}
+
+// nat4_local / nat6_local, last phase: a flow's packet tracked and translated
+// (or a new NodePort flow made), an ICMP error about a flow translated with
+// it; then what becomes of the packet.
+template <bool kV6>
+Local local_finish(const Ctx &c, rte_mbuf *m, const Pending &q, DropReason &why) {
+    why = q.why;
+    if (q.way == Way::kDone) {
+        return why == kPass ? Local::kKeep : Local::kDrop;
+    }
+    const PktMeta &md = meta(m);
+    if (q.way == Way::kSlow) {
         ct::Hit hit;
         if (c.ct.match_icmp_error(m, md, kV6, c.now, hit, *c.nw.counters) != Result::kOk ||
             c.ct.flow(hit.flow).changes_for(hit.dir) == 0) {
             return Local::kKeep;  // about none of our flows: the node's own
         }
         why = error_translate<kV6>(m, c.ct.flow(hit.flow), hit.dir);
-    } else {
-        if (r != Result::kOk) {
-            return Local::kKeep;
-        }
-        // A NodePort: a frontend at the node's own address.
-        const uint32_t fe = c.svc != nullptr ? frontend_of<kV6>(*c.svc, m) : svc::kNoFrontend;
-        if (fe != svc::kNoFrontend && (md.flags & kMetaFragment)) {
-            why = DropReason::kNatFragment;
-            return Local::kDrop;
-        }
-        if (flow_step<kV6>(c, m, p, fe, false, true, why) == Step::kUntouched) {
-            return Local::kKeep;
-        }
+    } else if (flow_step<kV6>(c, m, q, q.fe, false, true, why) == Step::kUntouched) {
+        return Local::kKeep;
     }
     if (why != kPass) {
         return Local::kDrop;
@@ -829,12 +1056,12 @@ Local local_one(const Ctx &c, rte_mbuf *m, DropReason &why) {
     // Forwarded from here: it must have a hop left (ip*_input checks only
     // packets it routes).
     if constexpr (kV6) {
-        if (at<rte_ipv6_hdr>(m, l3)->hop_limits <= 1) {
+        if (at<rte_ipv6_hdr>(m, md.l3_off)->hop_limits <= 1) {
             why = DropReason::kIp6HopLimitExceeded;
             return Local::kDrop;
         }
     } else {
-        if (at<rte_ipv4_hdr>(m, l3)->time_to_live <= 1) {
+        if (at<rte_ipv4_hdr>(m, md.l3_off)->time_to_live <= 1) {
             why = DropReason::kIp4TtlExceeded;
             return Local::kDrop;
         }
@@ -842,6 +1069,7 @@ Local local_one(const Ctx &c, rte_mbuf *m, DropReason &why) {
     return Local::kReroute;
 }
 
+// In phases as nat_input.
 template <bool kV6>
 void nat_local(Worker &w, Burst &b) {
     auto *nw = static_cast<NatWorker *>(w.slot(worker_slot()));
@@ -850,13 +1078,24 @@ void nat_local(Worker &w, Burst &b) {
     }
     const NatConfig *cfg = nw->tables->config();
     const bool snat_on = cfg != nullptr && (kV6 ? cfg->pools.nat6() : cfg->pools.nat4());
+    Made made;
     const Ctx c{
-        w, *nw, *nw->tables->ct, cfg, snat_on, services_of<kV6>(w), w.tables().node(), rte_rdtsc()};
+        w,           *nw, *nw->tables->ct, cfg, snat_on, services_of<kV6>(w), w.tables().node(),
+        rte_rdtsc(), made};
+    Pending q[kBurst];
+    for (uint16_t i = 0; i < b.n; i++) {
+        q[i].way = local_classify<kV6>(c, b.pkts[i], q[i]);
+    }
+    for (uint16_t i = 0; i < b.n; i++) {
+        if (q[i].way == Way::kFlow) {
+            c.ct.probe(q[i].l);
+        }
+    }
     uint16_t k = 0;
     for (uint16_t i = 0; i < b.n; i++) {
         rte_mbuf *m = b.pkts[i];
         DropReason why = kPass;
-        switch (local_one<kV6>(c, m, why)) {
+        switch (local_finish<kV6>(c, m, q[i], why)) {
             case Local::kKeep:
                 b.pkts[k++] = m;
                 break;

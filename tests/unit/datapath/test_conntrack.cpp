@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -633,6 +634,37 @@ TEST(ConntrackConfig, ValidateNamesTheField) {
     EXPECT_NE(c.validate().find("capacity"), std::string::npos);
     Rcu rcu;
     EXPECT_THROW(ConnTable(c, kHz, rcu.q), std::invalid_argument);
+}
+
+TEST(ConntrackIndex, SlotMasksAgreeWithTheScalarReference) {
+    // Buckets of empty slots, slots of the signature looked for, of another
+    // one, and of values whose low half (the entry) equals it.
+    std::mt19937_64 rng(7);
+    alignas(64) std::atomic<uint64_t> bucket[8];
+    for (int round = 0; round < 20000; round++) {
+        const auto sig = static_cast<uint32_t>(rng()) | 1;
+        for (auto &slot : bucket) {
+            const uint64_t ref = rng() & 0xffffff;
+            switch (rng() % 4) {
+                case 0:
+                    slot.store(0);
+                    break;
+                case 1:
+                    slot.store(uint64_t{sig} << 32 | ref);
+                    break;
+                case 2:
+                    slot.store(uint64_t{sig ^ (1u << (rng() % 32))} << 32 | ref);
+                    break;
+                default:
+                    slot.store((rng() << 32) | sig);
+                    break;
+            }
+        }
+        const auto fast = ct::detail::slot_masks(bucket, sig);
+        const auto ref = ct::detail::slot_masks_scalar(bucket, sig);
+        ASSERT_EQ(fast.empty, ref.empty) << round;
+        ASSERT_EQ(fast.match, ref.match) << round;
+    }
 }
 
 TEST(ConntrackConfig, BytesPerFlow) {

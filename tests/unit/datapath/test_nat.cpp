@@ -63,6 +63,48 @@ TEST_F(Nat, Udp6OutAndBack) {
     EXPECT_EQ(drops(), want({}));
 }
 
+// The stage looks a burst up in phases (every key first, then each packet in
+// order): a flow's packets behind its first one in the same burst find the
+// flow that one made, as one at a time; the counters say so (no "exists").
+TEST_F(Nat, NewFlowTwiceInOneBurst) {
+    for (bool v6 : {false, true}) {
+        const uint64_t created = result(ct::Result::kCreated), ok = result(ct::Result::kOk);
+        const uint16_t sports[] = {41000, 41000, 41001, 41000, 41001};
+        rte_mbuf *ms[5];
+        for (int i = 0; i < 5; i++) {
+            PacketBuilder b = from_pod_a();
+            v6 ? b.ip6(kPodA6, kOut6) : b.ip4(kPodA4, kOut4);
+            const Bytes f = b.udp(sports[i], 53).payload(10).build();
+            ms[i] = rte_pktmbuf_alloc(lab().pool());
+            std::memcpy(rte_pktmbuf_append(ms[i], static_cast<uint16_t>(f.size())), f.data(),
+                        f.size());
+            ms[i]->port = lab().port(Side::kPodA);
+        }
+        worker().process(ms, 5);
+        worker().flush_tx();
+        auto out = drain_tx();
+        ASSERT_EQ(out.size(), 5u);
+        for (int i = 0; i < 5; i++) {
+            EXPECT_EQ(out[i].side, Side::kUplink);
+            if (v6) {
+                ASSERT_TRUE(out[i].pkt.ip6);
+                EXPECT_EQ(out[i].pkt.ip6->src, kNode6);
+            } else {
+                ASSERT_TRUE(out[i].pkt.ip4);
+                EXPECT_EQ(out[i].pkt.ip4->src, kNode4);
+                EXPECT_TRUE(out[i].pkt.ip4->header_checksum_ok);
+            }
+            EXPECT_TRUE(out[i].pkt.l4_checksum_ok());
+            EXPECT_EQ(get16(out[i].pkt.l4(), 0), sports[i]);  // kept: free
+        }
+        EXPECT_EQ(result(ct::Result::kCreated) - created, 2u);
+        EXPECT_EQ(result(ct::Result::kOk) - ok, 3u);
+    }
+    EXPECT_EQ(result(ct::Result::kExists), 0u);
+    EXPECT_EQ(ct().in_use(), 4u);
+    EXPECT_EQ(drops(), want({}));
+}
+
 // An IPv4 UDP datagram without a checksum keeps none.
 TEST_F(Nat, Udp4ZeroChecksumStaysZero) {
     Bytes f = from_pod_a().ip4(kPodA4, kOut4).udp(40000, 53).payload(20).build();

@@ -17,44 +17,49 @@
 //
 // Ownership: ONE SHARED TABLE, lock-free readers, writers serialised.
 // Measured on this machine (2 cores at 2.1 GHz, shared with other builds:
-// load average 2.4 to 3.4 during the run), TSC cycles per operation per
-// thread, median of 5 runs (min-max); keys are FlowKey, two per flow, half
-// IPv4 half IPv6; lookups of established flows at random, one at a time;
-// inserts of new flows into an empty table up to the count. "2 threads":
-// per-worker = a table of half the flows each; shared = one table, both
-// threads looking up any flow and inserting disjoint halves at once.
+// load average 1.5 during the run), TSC cycles per operation per thread,
+// median of 5 runs (min-max); keys are FlowKey, two per flow, half IPv4 half
+// IPv6; lookups of established flows at random; inserts of new flows into an
+// empty table up to the count (that is, to 100% of its capacity). "2
+// threads": per-worker = a table of half the flows each; shared = one table,
+// both threads looking up any flow and inserting disjoint halves at once.
+// "one at a time": a lookup or insert finishes before the next starts;
+// "bursts": 32 keys in the phases the NAT stages use (Lookup below; inserts:
+// prepare and probe the original, prepare the reply, prefetch_new, create).
 //
 //   ninja -C build perf/ct_bench && build/perf/ct_bench
 //
-//   | variant                  | thr | flows | lookup          | insert           |
-//   |--------------------------|----:|------:|-----------------|------------------|
-//   | per-worker rte_hash      | 1   | 10k   | 100 (100-105)   | 303 (290-318)    |
-//   | shared rte_hash LF+MW    | 1   | 10k   | 104 (102-104)   | 410 (378-420)    |
-//   | ours (ConnTable, shared) | 1   | 10k   | 140 (136-144)   | 445 (425-451)    |
-//   | per-worker rte_hash      | 2   | 10k   | 89 (76-98)      | 286 (238-312)    |
-//   | shared rte_hash LF+MW    | 2   | 10k   | 97 (80-106)     | 2175 (1792-2495) |
-//   | ours (ConnTable, shared) | 2   | 10k   | 132 (110-144)   | 1958 (1100-2479) |
-//   | per-worker rte_hash      | 1   | 1M    | 362 (216-378)   | 719 (426-767)    |
-//   | shared rte_hash LF+MW    | 1   | 1M    | 350 (197-402)   | 909 (711-1072)   |
-//   | ours (ConnTable, shared) | 1   | 1M    | 472 (292-479)   | 856 (628-902)    |
-//   | per-worker rte_hash      | 2   | 1M    | 310 (199-1189)  | 540 (333-2041)   |
-//   | shared rte_hash LF+MW    | 2   | 1M    | 725 (338-1192)  | 2635 (2116-6396) |
-//   | ours (ConnTable, shared) | 2   | 1M    | 903 (301-1353)  | 3389 (2073-5856) |
+//   | variant                     | thr | flows | lookup          | insert           |
+//   |-----------------------------|----:|------:|-----------------|------------------|
+//   | per-worker rte_hash         | 1   | 10k   | 83 (80-96)      | 252 (245-913)    |
+//   | shared rte_hash LF+MW       | 1   | 10k   | 83 (81-98)      | 281 (260-972)    |
+//   | ours, one at a time         | 1   | 10k   | 85 (82-105)     | 218 (202-225)    |
+//   | ours, bursts                | 1   | 10k   | 79 (78-84)      | 212 (207-267)    |
+//   | per-worker rte_hash         | 2   | 10k   | 90 (78-134)     | 319 (232-375)    |
+//   | shared rte_hash LF+MW       | 2   | 10k   | 104 (83-116)    | 1892 (295-2053)  |
+//   | ours, one at a time         | 2   | 10k   | 103 (83-110)    | 1719 (1577-1806) |
+//   | ours, bursts                | 2   | 10k   | 97 (79-155)     | 1574 (1402-1772) |
+//   | per-worker rte_hash         | 1   | 1M    | 221 (199-384)   | 420 (392-822)    |
+//   | shared rte_hash LF+MW       | 1   | 1M    | 258 (221-385)   | 1009 (612-1084)  |
+//   | ours, one at a time         | 1   | 1M    | 328 (218-354)   | 544 (463-584)    |
+//   | ours, bursts                | 1   | 1M    | 95 (88-115)     | 278 (253-382)    |
+//   | per-worker rte_hash         | 2   | 1M    | 366 (322-1200)  | 567 (373-783)    |
+//   | shared rte_hash LF+MW       | 2   | 1M    | 373 (246-696)   | 2679 (2331-3040) |
+//   | ours, one at a time         | 2   | 1M    | 363 (291-857)   | 1876 (1258-1936) |
+//   | ours, bursts                | 2   | 1M    | 141 (117-289)   | 1529 (991-1976)  |
 //
-// A second run at load 5 had every number higher and wider (1M, 2 threads:
-// lookups 763 / 821 / 1066, inserts 1747 / 5593 / 4595), same order. Read:
-// - Lookups: a shared table costs about what a private one does with one
-//   thread; with two, the 1M rows are dominated by cache misses (a shared
-//   table is twice each private one) and by the machine's noise. Ours is
-//   30 to 40% above rte_hash (it scans 8 signatures a bucket in scalar code
-//   and reads the flow entry to compare the key; rte_hash compares 16
-//   signatures with SIMD): a place to improve behind the same signature.
-// - Inserts: the real difference. Two threads inserting into one table pay
-//   the writer lock and the bouncing of its lines: 2000 to 3400 cycles a new
-//   flow against 300 to 540 in private tables, about 7x.
+// Runs at load 3 to 5 had every number higher and wider, same order. Read:
+// - Lookups: one at a time, a shared table costs about what a private one
+//   does; at 1M flows each lookup waits for two cache misses (a bucket, then
+//   the entry), 200-370 cycles. In bursts the misses of 32 keys overlap: 95
+//   to 141 cycles at 1M, 3x less. This, not the table's sharing, is what the
+//   datapath's cost was made of.
+// - Inserts: two threads inserting into one table pay the writer lock and
+//   the bouncing of its lines: 1500 to 1900 cycles a new flow against 320 to
+//   570 in private tables, about 3-4x (bursts take the misses out of the
+//   locked part, not the bouncing).
 // - ConnTable's index never refused a key at 100% of its capacity (the
-//   bench counts kIndexFull: 0 of 1M x 5 runs); first-fit placement instead
-//   of the less-loaded bucket refused 4686.
+//   bench counts kIndexFull: 0 of 1M x 5 runs, both variants).
 //
 // Why shared, then:
 // - The reply of a NATed flow does not come back where the original left.
@@ -79,7 +84,7 @@
 //   change for it.
 // - Lookups (every packet) stay lock-free: readers take no lock and write no
 //   shared line but the flow's own timestamp. Only new flows take the writer
-//   lock (one rte_spinlock for the index, held for the insert of two keys);
+//   lock (one spin lock for the index, held for the insert of two keys);
 //   TCP state changes take the flow's own lock (uncontended unless both
 //   directions of one connection are on two cores at the same instant, as
 //   Linux's per-conntrack lock).
@@ -89,10 +94,24 @@
 // Layout. An entry array (capacity, fixed at construction) holds the flows;
 // the index is an array of 8-slot buckets (one cache line each), each key in
 // one of two buckets (the less loaded one at insert; no displacement, so a
-// reader never misses a key that is being moved). A slot is one 64-bit word:
-// 32 bits of signature, 32 bits of (entry << 1 | direction) + 1; 0 is empty.
-// Index slots are 4 per flow (2 keys at a 50% load): a key never finds both
-// its buckets full in practice (the bench counts it: kIndexFull).
+// reader never misses a key that is being moved). Both buckets of a key are
+// in one group of 64 (a 4 KiB page, aligned): a key's lookup touches one
+// page (one TLB entry), and two choices among 64 buckets still spread the
+// load (a page holds 512 slots for 256 keys on average). A slot is one
+// 64-bit word: 32 bits of signature, 32 bits of (entry << 1 | direction) +
+// 1; 0 is empty. Index slots are 4 per flow (2 keys at a 50% load): a key
+// never finds both its buckets full in practice (the bench counts it:
+// kIndexFull). Keys are hashed with CRC32c over their 8-byte words (3 for
+// IPv4, 5 for IPv6), one 64-bit product giving the signature and the second
+// bucket.
+//
+// Lookups in phases (Lookup): prepare() hashes a key and prefetches its two
+// buckets, probe() scans them for its signature and prefetches the entry,
+// track() / lookup() compare the key and go on. A stage does each phase for
+// its whole burst before the next, so that the loads of all its keys are in
+// flight at once (bursts in the table above). create() takes the prepared
+// lookups of both tuples and looks at each key's buckets once, under the
+// writer lock: whether the key exists and where it goes.
 //
 // Time. Every call takes `now` as a TSC value from the caller (tests inject
 // it); the table keeps it in ticks of 2^shift TSC cycles (about a
@@ -101,6 +120,7 @@
 // lookups; create() replaces it in place of a new one, ageing frees it.
 //
 // Threads:
+//   prepare, probe, prefetch_new,
 //   track, create, match_icmp_error,
 //   lookup, end                       any worker (RCU reader, online)
 //   age                               one caller at a time (a worker's
@@ -112,13 +132,20 @@
 // constructor (control thread) allocates everything and may throw.
 #pragma once
 
+#include <netinet/in.h>
+#include <rte_hash_crc.h>
 #include <rte_mbuf.h>
+#include <rte_prefetch.h>
+#if defined(RTE_ARCH_X86_64) && defined(__SSE4_2__)
+#include <nmmintrin.h>
+#endif
+#include <rte_pause.h>
 #include <rte_rcu_qsbr.h>
-#include <rte_spinlock.h>
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -190,8 +217,8 @@ constexpr Dir other(Dir d) {
 inline constexpr uint8_t kIcmpEchoRequest = 8, kIcmpEchoReply = 0;
 inline constexpr uint8_t kIcmp6EchoRequest = 128, kIcmp6EchoReply = 129;
 
-// 40 bytes, compared and hashed as bytes: every unused byte is zero (build
-// keys with v4() / v6()).
+// 40 bytes, compared and hashed as five 8-byte words: every unused byte is
+// zero (build keys with v4() / v6()).
 struct FlowKey {
     std::array<uint8_t, 16> src{};  // IPv4: the first 4 bytes, network order
     std::array<uint8_t, 16> dst{};
@@ -296,6 +323,25 @@ enum TcpPeerFlags : uint8_t {
     kPeerSeen = 1 << 2,     // its sequence space is known
 };
 
+// A test-and-set lock: an acquire exchange takes it, a release store lets it
+// go (a plain store on x86, where rte_spinlock_unlock is an xchg: a full
+// barrier, draining the stores before it, that every new flow and every TCP
+// packet would pay). 4 bytes; zero is free (entries are zeroed, not built).
+class SpinLock {
+  public:
+    void lock() noexcept {
+        while (v_.exchange(1, std::memory_order_acquire) != 0) {
+            while (v_.load(std::memory_order_relaxed) != 0) {
+                rte_pause();
+            }
+        }
+    }
+    void unlock() noexcept { v_.store(0, std::memory_order_release); }
+
+  private:
+    std::atomic<uint32_t> v_{0};
+};
+
 // --- the flow entry ---
 enum FlowStatus : uint8_t {
     kStatusLive = 1 << 0,     // in the index (cleared by unlink, before grace)
@@ -326,7 +372,7 @@ struct NatInfo {
 struct alignas(64) Flow {
     std::array<FlowKey, 2> tuple;   // [I] by Dir
     std::atomic<uint32_t> expires;  // [A] ticks (ConnTable::ticks), relaxed
-    rte_spinlock_t lock;            // TCP: state, peer, scale, pflags
+    SpinLock lock;                  // TCP: state, peer, scale, pflags
     std::atomic<uint8_t> state;     // [L] TcpState (TCP only); relaxed loads elsewhere
     std::atomic<uint8_t> status;    // [A] FlowStatus
     uint8_t changes;                // [I] NatChange of kOrig (low 4 bits), kReply (high 4)
@@ -337,7 +383,19 @@ struct alignas(64) Flow {
     std::array<uint8_t, 2> scale;   // [L] window scale by direction (0 unless both sent one)
     std::array<uint8_t, 2> pflags;  // [L] TcpPeerFlags by direction
 
-    L4Kind kind() const;
+    L4Kind kind() const {
+        switch (tuple[0].proto) {
+            case IPPROTO_TCP:
+                return L4Kind::kTcp;
+            case IPPROTO_UDP:
+                return L4Kind::kUdp;
+            case IPPROTO_ICMP:
+            case IPPROTO_ICMPV6:
+                return L4Kind::kIcmp;
+            default:
+                return L4Kind::kGeneric;
+        }
+    }
     // NatChange bits for packets of direction d.
     uint8_t changes_for(Dir d) const { return d == Dir::kOrig ? (changes & 0xf) : (changes >> 4); }
     // The tuple a packet of direction d leaves with after the NAT.
@@ -348,6 +406,16 @@ static_assert(sizeof(Flow) == 128, "a flow is two cache lines");
 struct Hit {
     uint32_t flow = UINT32_MAX;  // entry index (ConnTable::flow)
     Dir dir = Dir::kOrig;
+};
+
+// A key's place in the index, for a burst looked up in phases (prepare() every
+// key, probe() every key, then track()): what track(p, ...) does in one call,
+// cut where it waits for memory, so that the loads of a burst overlap.
+// Filled by the table; a caller only keeps it beside its key.
+struct Lookup {
+    uint32_t b1 = 0, b2 = 0;  // the key's two buckets
+    uint32_t sig = 0;         // its signature (never 0)
+    uint32_t slot = 0;        // probe(): the first slot of that signature, 0 when none
 };
 
 // A copy of a flow for listings (snapshot()).
@@ -379,6 +447,19 @@ struct Filter {
     bool matches(const FlowKey &orig, const FlowKey &reply, TcpState st, L4Kind k) const;
 };
 
+namespace detail {
+// The 8 slots of an index bucket as two masks, bit i for slot i: empty, and
+// holding signature sig. slot_masks() is the one the table uses, with vector
+// loads where the target has AVX2: not atomic, so only where no slot changes
+// meanwhile (under the writer lock); slot_masks_scalar() its reference (the
+// tests check that they agree).
+struct SlotMasks {
+    uint32_t empty, match;
+};
+SlotMasks slot_masks(const std::atomic<uint64_t> *bucket, uint32_t sig) noexcept;
+SlotMasks slot_masks_scalar(const std::atomic<uint64_t> *bucket, uint32_t sig) noexcept;
+}  // namespace detail
+
 class ConnTable {
   public:
     // Allocates everything (rte_zmalloc). qsbr: the workers' RCU; the table
@@ -395,17 +476,49 @@ class ConnTable {
     // flow or an expired / flushed one: check policy, then create()), or a
     // refusal of a packet of a known flow (kTcp*: hit is filled, the flow
     // untouched).
-    Result track(const Packet &p, uint64_t now, Hit &hit, Counters &c) noexcept;
+    Result track(const Packet &p, uint64_t now, Hit &hit, Counters &c) noexcept {
+        Lookup l;
+        prepare(p.key, l);
+        probe(l);
+        return track(p, l, now, hit, c);
+    }
+    // The same in phases, for a burst: prepare() hashes a key and prefetches
+    // its buckets; probe() reads them and prefetches the entry the key's
+    // signature points to; track(p, l, ...) compares the key and goes on as
+    // track(p, ...). l must be prepare()'d for p.key and probe()'d. A probe
+    // sees the index as it was then. recheck: this thread's create()s since
+    // the probe may have inserted p.key (the caller knows which signatures
+    // it inserted), so a key the probe found nowhere or on an expired or
+    // flushed flow is looked up again (a live flow found is still the key's:
+    // create() replaces none). Other threads' changes race as they do with
+    // track(p, ...).
+    void prepare(const FlowKey &k, Lookup &l) const noexcept;
+    void probe(Lookup &l) const noexcept;
+    Result track(const Packet &p, const Lookup &l, uint64_t now, Hit &hit, Counters &c,
+                 bool recheck = false) noexcept;
     // A new flow from its first packet p (the original direction) with the
     // given reply tuple (p.key.inverted() without NAT). kCreated; or
     // kTcpNotSyn / kTcpBadFlags (TCP needs a SYN unless loose), kExists
     // (another worker created it: track() again), kReplyExists, kTableFull,
     // kIndexFull. An expired or flushed flow on either tuple is replaced.
     Result create(const Packet &p, const FlowKey &reply, uint64_t now, const NatInfo &nat, Hit &hit,
-                  Counters &c) noexcept;
+                  Counters &c) noexcept {
+        Lookup lo, lr;
+        prepare(p.key, lo);
+        prepare(reply, lr);
+        return create(p, lo, reply, lr, now, nat, hit, c);
+    }
     Result create(const Packet &p, uint64_t now, Hit &hit, Counters &c) noexcept {
         return create(p, p.key.inverted(), now, NatInfo{}, hit, c);
     }
+    // The same with both keys already prepare()'d (orig for p.key, rl for
+    // reply): a burst's lookup hashed the original, the caller the reply.
+    Result create(const Packet &p, const Lookup &orig, const FlowKey &reply, const Lookup &rl,
+                  uint64_t now, const NatInfo &nat, Hit &hit, Counters &c) noexcept;
+    // Prefetches, for writing, the entry that this thread's k-th next
+    // create() would take if no other thread created meanwhile (a hint, read
+    // without the lock).
+    void prefetch_new(uint32_t k) const noexcept;
     // An ICMP / ICMPv6 error (parse() said kIcmpError): the flow of the
     // packet it quotes. hit.dir is the error's own direction in that flow
     // (the quoted packet went the other way). kOk, kIcmpErrorTruncated,
@@ -413,7 +526,14 @@ class ConnTable {
     Result match_icmp_error(const rte_mbuf *m, const PktMeta &md, bool v6, uint64_t now, Hit &hit,
                             Counters &c) const noexcept;
     // Lookup only: the flow holding key (live, not expired), no update.
-    bool lookup(const FlowKey &key, uint64_t now, Hit &hit) const noexcept;
+    bool lookup(const FlowKey &key, uint64_t now, Hit &hit) const noexcept {
+        Lookup l;
+        prepare(key, l);
+        probe(l);
+        return lookup(key, l, now, hit);
+    }
+    // The same in phases (l prepare()'d for key and probe()'d, as track()).
+    bool lookup(const FlowKey &key, const Lookup &l, uint64_t now, Hit &hit) const noexcept;
     // Ends flow i now (a worker's decision, e.g. a DNAT flow whose backend
     // is gone): marked dying as flush() does, so lookups no longer see it and
     // create() replaces it; ageing frees it. No lock: one atomic or.
@@ -452,15 +572,16 @@ class ConnTable {
   private:
     static constexpr uint32_t kSlotsPerBucket = 8;
     static constexpr uint32_t kSlotsPerFlow = 4;
-    struct Bucket;
-    struct Hashed {
-        uint32_t b1, b2, sig;
-    };
-
-    Hashed hash(const FlowKey &k) const noexcept;
-    // The slot value of key k, or 0.
-    uint32_t find(const FlowKey &k, const Hashed &h) const noexcept;
-    bool insert_locked(const Hashed &h, uint32_t ref) noexcept;
+    // Both buckets of a key are in one group: 64 buckets, 4 KiB (a page),
+    // aligned; a smaller index is one group.
+    static constexpr uint32_t kGroupBuckets = 64;
+    // The slot value of key k (hashed in l), or 0.
+    uint32_t find(const FlowKey &k, const Lookup &l) const noexcept;
+    // Under the writer lock, one pass over k's buckets: the slot value of k
+    // (0: none) and the free slot an insert takes (the less loaded bucket's
+    // first; nullptr: both full), never `taken`.
+    uint32_t scan_locked(const FlowKey &k, const Lookup &l, const std::atomic<uint64_t> *taken,
+                         std::atomic<uint64_t> *&free) noexcept;
     void remove_locked(const FlowKey &k, uint32_t ref) noexcept;
     void unlink_locked(uint32_t i) noexcept;
     void reclaim() noexcept;
@@ -480,12 +601,16 @@ class ConnTable {
     Flow *flows_ = nullptr;                   // capacity_
     std::atomic<uint64_t> *slots_ = nullptr;  // n_buckets_ * 8
     uint32_t n_buckets_;
+    uint32_t group_mask_;  // buckets per group - 1
 
     // The writer lock: index inserts and removals, the free stack, the dead
-    // ring. Readers never take it.
-    rte_spinlock_t wlock_;
-    uint32_t *free_ = nullptr;  // stack of free entries, [0, n_free_)
-    uint32_t n_free_ = 0;
+    // ring. Readers never take it. On lines of its own: every lookup reads
+    // the fields above.
+    alignas(RTE_CACHE_LINE_SIZE) SpinLock wlock_;
+    // Stack of free entries, [0, n_free_); atomics for prefetch_new's
+    // unlocked read only (relaxed; written under the lock).
+    std::atomic<uint32_t> *free_ = nullptr;
+    std::atomic<uint32_t> n_free_{0};
     // Unlinked entries in order, waiting for grace: [dead_head_, dead_tail_)
     // mod capacity; batches say which grace period each waits for;
     // dead_batched_ of them (from the head) are in a batch.
@@ -505,6 +630,83 @@ class ConnTable {
     uint32_t age_cursor_ = 0;
     std::atomic<bool> ageing_{false};
 };
+
+// --- inline: what a stage calls for every packet it looks up ---
+
+namespace detail {
+// Word i of a key (0-4), as it is hashed and compared.
+inline uint64_t key_word(const FlowKey &k, uint32_t i) {
+    uint64_t w;
+    std::memcpy(&w, reinterpret_cast<const uint8_t *>(&k) + 8 * i, 8);
+    return w;
+}
+}  // namespace detail
+
+// CRC32c of the key's 8-byte words with the instruction itself where the
+// target has it (rte_hash_crc_8byte gives the same value, choosing at run
+// time). An IPv4 key's words 1 and 3 are zero (FlowKey::v4): left out.
+inline void ConnTable::prepare(const FlowKey &k, Lookup &l) const noexcept {
+    const bool v6 = k.family == 6;
+#if defined(RTE_ARCH_X86_64) && defined(__SSE4_2__)
+    uint64_t c = _mm_crc32_u64(cfg_.hash_seed, detail::key_word(k, 0));
+    if (v6) {
+        c = _mm_crc32_u64(c, detail::key_word(k, 1));
+    }
+    c = _mm_crc32_u64(c, detail::key_word(k, 2));
+    if (v6) {
+        c = _mm_crc32_u64(c, detail::key_word(k, 3));
+    }
+    const auto h = static_cast<uint32_t>(_mm_crc32_u64(c, detail::key_word(k, 4)));
+#else
+    uint32_t h = rte_hash_crc_8byte(detail::key_word(k, 0), cfg_.hash_seed);
+    if (v6) {
+        h = rte_hash_crc_8byte(detail::key_word(k, 1), h);
+    }
+    h = rte_hash_crc_8byte(detail::key_word(k, 2), h);
+    if (v6) {
+        h = rte_hash_crc_8byte(detail::key_word(k, 3), h);
+    }
+    h = rte_hash_crc_8byte(detail::key_word(k, 4), h);
+#endif
+    // The first bucket from h by range reduction (a multiplication: any
+    // bucket count, no modulo); one 64-bit product spreads h for the rest:
+    // its high half is the signature (never 0: 0 is an empty slot), its low
+    // half (h times an odd constant, a bijection) picks the second bucket
+    // among the other buckets of the first one's group. Two multiplications
+    // after the CRC, not a chain of mixes: every key of a burst waits for
+    // this.
+    const uint64_t x = uint64_t{h} * 0x9e3779b97f4a7c15ull;
+    const uint32_t b1 = static_cast<uint32_t>((uint64_t{h} * n_buckets_) >> 32);
+    const uint32_t sig = static_cast<uint32_t>(x >> 32) | 1;
+    const auto r = static_cast<uint32_t>((uint64_t{static_cast<uint32_t>(x)} * group_mask_) >> 32);
+    const uint32_t b2 = (b1 & ~group_mask_) | ((b1 + 1 + r) & group_mask_);
+    l.b1 = b1;
+    l.b2 = b2;
+    l.sig = sig;
+    l.slot = 0;
+    rte_prefetch0(slots_ + size_t{b1} * kSlotsPerBucket);
+    rte_prefetch0(slots_ + size_t{b2} * kSlotsPerBucket);
+}
+
+inline void ConnTable::probe(Lookup &l) const noexcept {
+    l.slot = 0;
+    for (const uint32_t b : {l.b1, l.b2}) {
+        const std::atomic<uint64_t> *s = slots_ + size_t{b} * kSlotsPerBucket;
+        for (uint32_t i = 0; i < kSlotsPerBucket; i++) {
+            // Acquire: the entry was written before its slot (release).
+            const uint64_t v = s[i].load(std::memory_order_acquire);
+            if (static_cast<uint32_t>(v >> 32) == l.sig) {
+                l.slot = static_cast<uint32_t>(v);
+                // Both lines: the key (the reply's spans them), then the
+                // expiry and state track() reads and writes.
+                const auto *f = reinterpret_cast<const char *>(&flows_[(l.slot - 1) >> 1]);
+                rte_prefetch0(f);
+                rte_prefetch0(f + RTE_CACHE_LINE_SIZE);
+                return;
+            }
+        }
+    }
+}
 
 // Names for listings.
 std::string_view kind_name(L4Kind k);

@@ -365,7 +365,7 @@ void classify_first(const Ctx &c, rte_mbuf *m, Pending &q, ClassId in_cls, Class
             return;
         case Result::kIcmpError:
             q.way = c.ct != nullptr ? Way::kError : Way::kDrop;
-            q.why = DropReason::kPolicyIcmpErrorNoFlow;
+            q.why = DropReason::kPolicyIcmpErrorNoFlow;  // without a table: no flow to be about
             return;
         default:
             q.way = Way::kDrop;
@@ -508,8 +508,12 @@ void track_one(const Ctx &c, Pending &q, ClassId in_cls, ClassId nh_cls, const M
         q.way = Way::kStamped;
         recheck<kV6>(c, q, in_cls, nh_cls);
     } else if (q.way == Way::kError) {
-        if (c.ct->match_icmp_error(m, meta(m), kV6, c.now, q.hit, *c.pw.counters) != Result::kOk) {
+        const Result r = c.ct->match_icmp_error(m, meta(m), kV6, c.now, q.hit, *c.pw.counters);
+        if (r != Result::kOk) {
             q.way = Way::kDrop;
+            q.why = r == Result::kIcmpErrorNoFlow
+                        ? DropReason::kPolicyIcmpErrorNoFlow
+                        : ct::drop_reason(r, kPass, DropReason::kPolicyFragment);
             return;
         }
         q.way = Way::kStamped;

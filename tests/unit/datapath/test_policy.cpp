@@ -293,6 +293,24 @@ TEST_F(PolicyTest, RepliesAndRelatedIcmpPass) {
                              {DropReason::kPolicyIcmpErrorNoFlow, 2}}));
 }
 
+// One burst: a new flow's first packet, its second, a denied one and the
+// reply, in that order. The burst is looked up in phases (every packet
+// before any create): the packets behind the first find the flow it made,
+// as one at a time would; one flow, one create.
+TEST_F(PolicyTest, NewFlowAndItsReplyInOneBurst) {
+    publish({{kClassB, Direction::kIngress, Action::kAllow, IPPROTO_UDP, {}, {}, 80, 80}});
+    for (bool v6 : {false, true}) {
+        Sent s = run({{Side::kPodA, ip(from_pod_a(), v6, kA, kB).udp(1000, 80)},
+                      {Side::kPodA, ip(from_pod_a(), v6, kA, kB).udp(1000, 80)},
+                      {Side::kPodA, ip(from_pod_a(), v6, kA, kB).udp(1000, 81)},
+                      {Side::kPodB, ip(from_pod_b(), v6, kB, kA).udp(80, 1000)}});
+        EXPECT_EQ(s.on(Side::kPodB).size(), 2u);
+        EXPECT_EQ(s.on(Side::kPodA).size(), 1u);
+    }
+    EXPECT_EQ(ct().in_use(), 2u);
+    EXPECT_EQ(drops(), want({{DropReason::kPolicyDefaultDenyIngress, 2}}));
+}
+
 // An endpoint with ingress policy only: what it opens is checked by no
 // policy on the way out, yet tracked, so that the replies pass its ingress.
 TEST_F(PolicyTest, IngressOnlyEndpointGetsItsReplies) {

@@ -20,9 +20,11 @@
 //        (nh_class of meta.nh: a local pod next hop); the flow of NAT
 //        (meta.flow) or the shared connection table.
 // Skips: a packet the dataplane built (kMetaLocalOrigin: ICMP errors); a
-//        packet neither of whose ends has policy (egress of the source
-//        class, ingress of the destination class), unless NAT tracked it:
-//        not looked up, not tracked.
+//        packet neither of whose ends has any policy (either direction),
+//        unless NAT tracked it: not looked up, not tracked. Where an end
+//        has policy the connection is tracked even when no policy checks
+//        this packet's direction (an endpoint with ingress policy only
+//        must know the replies of what it opens).
 // Checks: a packet of a flow stamped with the state's generation
 //        (Flow::policy_gen, ct::kPolicyChecked) passes: replies, and ICMP
 //        errors about the flow (related). Otherwise the flow's original
@@ -41,10 +43,10 @@
 //        control thread; a full ring counts log_lost).
 // Drops: policy_deny_egress / policy_default_deny_egress (the sender's),
 //        policy_deny_ingress / policy_default_deny_ingress (the
-//        receiver's); policy_fragment (a later fragment where policy
-//        applies: no reassembly, no ports to match); policy_icmp_error_no_
-//        flow (an ICMP error where policy applies quoting no flow: Felix
-//        drops conntrack's INVALID); the tracker's refusals (ct_*:
+//        receiver's); policy_fragment (a later fragment where a policy
+//        checks its direction: no reassembly, no ports to match);
+//        policy_icmp_error_no_flow (an ICMP error where policy applies
+//        quoting no flow: Felix drops conntrack's INVALID); the tracker's refusals (ct_*:
 //        ct_table_full, ct_index_full, TCP states, ...).
 // Next:  the same burst (vxlan_encap, l2_rewrite).
 //
@@ -366,6 +368,13 @@ void classify_first(const Ctx &c, rte_mbuf *m, Pending &q, ClassId in_cls, Class
         case Result::kIcmpError:
             q.way = c.ct != nullptr ? Way::kError : Way::kDrop;
             q.why = DropReason::kPolicyIcmpErrorNoFlow;  // without a table: no flow to be about
+            return;
+        case Result::kFragment:
+            // No ports to match: dropped where a policy checks this
+            // direction; where the ends are tracked only (for the other
+            // direction's sake) it passes, as it would untracked.
+            q.way = check ? Way::kDrop : Way::kPass;
+            q.why = DropReason::kPolicyFragment;
             return;
         default:
             q.way = Way::kDrop;

@@ -354,6 +354,29 @@ TEST_F(PolicyTest, GenerationChangeEndsDeniedFlow) {
     EXPECT_EQ(drops(), want({{DropReason::kPolicyDefaultDenyIngress, 4}}));
 }
 
+// No reassembly: a first fragment carries the ports and is checked and
+// tracked; a later one has none to match where policy applies (dropped);
+// where none applies it passes.
+TEST_F(PolicyTest, Fragments) {
+    publish({{kClassB, Direction::kIngress, Action::kAllow, IPPROTO_UDP, {}, {}, 80, 80}});
+    EXPECT_TRUE(passes(Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).mf().udp(1000, 80).payload(16),
+                       Side::kPodB));
+    EXPECT_TRUE(passes(Side::kPodA,
+                       from_pod_a().ip6(kPodA6, kPodB6).fragment(0, true).udp(1000, 80).payload(16),
+                       Side::kPodB));
+    EXPECT_TRUE(dropped(
+        Side::kPodA, from_pod_a().ip4(kPodA4, kPodB4).frag_offset(3).next_proto(17).payload(16)));
+    EXPECT_TRUE(
+        dropped(Side::kPodA,
+                from_pod_a().ip6(kPodA6, kPodB6).fragment(3, false).next_proto(17).payload(16)));
+    // From B to the uplink: B's ingress policy does not check it (tracked
+    // only, for its replies' sake).
+    EXPECT_TRUE(passes(Side::kPodB,
+                       from_pod_b().ip4(kPodB4, kVia4).frag_offset(3).next_proto(17).payload(16),
+                       Side::kUplink));
+    EXPECT_EQ(drops(), want({{DropReason::kPolicyFragment, 2}}));
+}
+
 // --- NAT: the tuple Calico's filter sees ---
 
 // natOutgoing: the egress rule names the pod's own source; the packet leaves

@@ -162,6 +162,7 @@ class PolicyTest : public Nat {
         states_.push_back(std::move(st));
     }
     const PolicyState &state() const { return *states_.back(); }
+    policy::PolicyTables &ptables_view() { return ptables_; }
     uint64_t rule_packets(fwd::policy::RuleRef r) const {
         return state().counts[0][r].packets.get();
     }
@@ -523,6 +524,76 @@ TEST_F(PolicyTest, RuleCountersAndLogRecords) {
     EXPECT_EQ(recs[2].family, 6);
     EXPECT_EQ(std::memcmp(recs[2].src.data(), kA.v6.data(), 16), 0);
     EXPECT_EQ(drops(), want({{DropReason::kPolicyDefaultDenyIngress, 2}}));
+}
+
+// --- cost (not run by default: --gtest_also_run_disabled_tests) ---
+
+// TSC cycles per packet of the worker's process() for pod A -> pod B UDP,
+// bursts of 32: without a PolicyState; with B's ingress under 1,000 rules
+// (the allowing one last), established flows; the same, every packet a new
+// flow (classified and created). The machine's load makes these rough.
+class PolicyBench : public PolicyTest {
+  protected:
+    ct::Config ct_config() const override {
+        ct::Config c;
+        c.capacity = 1 << 17;  // every new flow of both runs
+        return c;
+    }
+};
+
+TEST_F(PolicyBench, DISABLED_CostPerPacket) {
+    auto measure = [&](bool v6, bool fresh, uint16_t &base) {
+        constexpr int kIters = 2000;
+        uint64_t cycles = 0;
+        for (int it = 0; it < kIters; it++) {
+            rte_mbuf *ms[kBurst];
+            for (uint16_t i = 0; i < kBurst; i++) {
+                const uint16_t sport = static_cast<uint16_t>(fresh ? base++ : 20000 + i);
+                ms[i] = ip(from_pod_a(), v6, kA, kB)
+                            .udp(sport, 80)
+                            .payload(18)
+                            .mbuf(lab().pool(), lab().port(Side::kPodA));
+            }
+            const uint64_t t0 = rte_rdtsc();
+            worker().process(ms, kBurst);
+            cycles += rte_rdtsc() - t0;
+            worker().flush_tx();
+            drain_tx();
+        }
+        return static_cast<double>(cycles) / (kIters * kBurst);
+    };
+    uint16_t base = 1024;
+    for (bool v6 : {false, true}) {
+        const double none = measure(v6, false, base);
+        std::vector<TRule> rules;
+        for (uint16_t i = 0; i < 999; i++) {
+            const Addr src{ip4("10.70.0.0") + i, ip6("fd00:70::")};
+            Addr s6 = src;
+            s6.v6[14] = static_cast<uint8_t>(i >> 8);
+            s6.v6[15] = static_cast<uint8_t>(i);
+            rules.push_back({kClassB,
+                             Direction::kIngress,
+                             Action::kAllow,
+                             IPPROTO_TCP,
+                             s6,
+                             {},
+                             static_cast<uint16_t>(10000 + i),
+                             static_cast<uint16_t>(10000 + i)});
+        }
+        rules.push_back(
+            {kClassB, Direction::kIngress, Action::kAllow, IPPROTO_UDP, {}, {}, 80, 80});
+        publish(rules);
+        measure(v6, false, base);  // the flows made
+        const double est = measure(v6, false, base);
+        const double fresh = measure(v6, true, base);
+        EXPECT_EQ(drops(), want({}));
+        ptables_view().swap_state(nullptr);
+        std::printf(
+            "IPv%d: no policy %.0f, 1,000 rules established %.0f, new flows %.0f "
+            "cycles/packet\n",
+            v6 ? 6 : 4, none, est, fresh);
+        base = 1024;
+    }
 }
 
 // --- the table full ---

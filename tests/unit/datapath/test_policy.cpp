@@ -526,20 +526,24 @@ TEST_F(PolicyTest, RuleCountersAndLogRecords) {
     EXPECT_EQ(drops(), want({{DropReason::kPolicyDefaultDenyIngress, 2}}));
 }
 
+// The fixture with a table of kCapacity flows.
+template <uint32_t kCapacity>
+class PolicyCapacity : public PolicyTest {
+  protected:
+    ct::Config ct_config() const override {
+        ct::Config c;
+        c.capacity = kCapacity;
+        return c;
+    }
+};
+using PolicyBench = PolicyCapacity<1 << 17>;  // every new flow of both runs
+
 // --- cost (not run by default: --gtest_also_run_disabled_tests) ---
 
 // TSC cycles per packet of the worker's process() for pod A -> pod B UDP,
 // bursts of 32: without a PolicyState; with B's ingress under 1,000 rules
 // (the allowing one last), established flows; the same, every packet a new
 // flow (classified and created). The machine's load makes these rough.
-class PolicyBench : public PolicyTest {
-  protected:
-    ct::Config ct_config() const override {
-        ct::Config c;
-        c.capacity = 1 << 17;  // every new flow of both runs
-        return c;
-    }
-};
 
 TEST_F(PolicyBench, DISABLED_CostPerPacket) {
     auto measure = [&](bool v6, bool fresh, uint16_t &base) {
@@ -598,14 +602,7 @@ TEST_F(PolicyBench, DISABLED_CostPerPacket) {
 
 // --- the table full ---
 
-class PolicyFull : public PolicyTest {
-  protected:
-    ct::Config ct_config() const override {
-        ct::Config c;
-        c.capacity = 1;
-        return c;
-    }
-};
+using PolicyFull = PolicyCapacity<1>;
 
 TEST_F(PolicyFull, NewFlowRefusedWhenFull) {
     publish({{kClassB, Direction::kIngress, Action::kAllow}});

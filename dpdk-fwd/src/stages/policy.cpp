@@ -1,16 +1,19 @@
 // antispoof4 / antispoof6 (Hook::kIp4Input / kIp6Input, before nat4 /
-// nat6), policy4 / policy6 (Hook::kIp4Output / kIp6Output, before
-// vxlan_encap4 / vxlan_encap6 and ipip_encap) and policy4_local /
-// policy6_local (Hook::kIp4Local / kIp6Local, after nat4_local /
-// nat6_local): Calico's policy enforcement (policy.hpp, CALICO.md "Policy").
-// Nothing is done while no PolicyState is published.
+// nat6) and antispoof4_local / antispoof6_local (Hook::kIp4Local /
+// kIp6Local, before nat4_local / nat6_local), policy4 / policy6 (Hook::kIp4Output / kIp6Output,
+// before vxlan_encap4 / vxlan_encap6 and ipip_encap) and policy4_local / policy6_local
+// (Hook::kIp4Local / kIp6Local, after nat4_local / nat6_local): Calico's policy enforcement
+// (policy.hpp, CALICO.md "Policy"). Nothing is done while no PolicyState is published.
 //
 // antispoof4 / antispoof6, packets to be routed:
 // Reads: meta.in_port, the published PortPolicy of the port, the source
 //        address.
 // Drops: spoofed_source: a packet from an endpoint's port (kPortEndpoint)
 //        whose source is in none of the endpoint's allowed prefixes (its
-//        own addresses and allowedSourcePrefixes), before NAT sees it.
+//        own addresses and allowedSourcePrefixes), before NAT sees it (on
+//        the local hooks NAT may send it on: a NodePort of this node). The
+//        local ones leave the unspecified and link-local IPv6 sources of
+//        ND and DAD.
 //
 // policy4 / policy6, routed packets (meta.nh set, after NAT), as Calico's
 // filter sees them (after DNAT, before SNAT):
@@ -55,12 +58,12 @@
 // Reads: as policy4 / policy6, the source endpoint only.
 // Passes: packets not from an endpoint's port; IPv6 ND and MLD (ICMPv6 130,
 //        131, 132, 133, 135, 136), before any policy, as Felix does.
-// Checks: anti-spoofing (but the unspecified and link-local IPv6 sources of
-//        ND and DAD); the pod's egress policy, packet by packet (no flow:
+// Checks: (antispoof*_local ran before) the pod's egress policy, packet
+//        by packet (no flow:
 //        the node's answers never come through these stages, so every packet
 //        here is in its connection's original direction and the verdict of
 //        each is that of its connection); then defaultEndpointToHostAction.
-// Drops: spoofed_source, policy_deny_egress, policy_default_deny_egress,
+// Drops: policy_deny_egress, policy_default_deny_egress,
 //        endpoint_to_host_drop (HostAction::kDrop). Failsafe ports do not
 //        open this path (Felix: they are host endpoint rules).
 // Next:  the same burst (icmp*_local).
@@ -127,7 +130,17 @@ bool spoofed(const PolicyState &st, const PortPolicy &pp, rte_mbuf *m) {
     }
 }
 
-template <bool kV6>
+// The IPv6 sources of ND and DAD (unspecified, link-local): not a pod's
+// address, never routed; anti-spoofing leaves them.
+bool local_only_source6(const uint8_t *s) {
+    static const uint8_t kZero[16] = {};
+    return is_link_local6(s) || std::memcmp(s, kZero, 16) == 0;
+}
+
+// kLocal: the local hooks, where ND and DAD come from sources no pod owns
+// (local_only_source6); before nat*_local, which may send a packet on
+// (a NodePort on this node) that no later anti-spoofing would see.
+template <bool kV6, bool kLocal>
 void antispoof(Worker &w, Burst &b) {
     PolicyWorker *pw = worker_of(w);
     const PolicyState *st = pw != nullptr ? pw->tables->state() : nullptr;
@@ -138,7 +151,11 @@ void antispoof(Worker &w, Burst &b) {
     for (uint16_t i = 0; i < b.n; i++) {
         rte_mbuf *m = b.pkts[i];
         const PortPolicy *pp = port_of(*st, meta(m).in_port);
-        if (pp != nullptr && (pp->flags & kPortEndpoint) && spoofed<kV6>(*st, *pp, m)) {
+        bool exempt = false;
+        if constexpr (kV6 && kLocal) {
+            exempt = local_only_source6(at<rte_ipv6_hdr>(m, meta(m).l3_off)->src_addr);
+        }
+        if (pp != nullptr && (pp->flags & kPortEndpoint) && !exempt && spoofed<kV6>(*st, *pp, m)) {
             w.drop(m, DropReason::kSpoofedSource);
         } else {
             b.pkts[k++] = m;
@@ -617,13 +634,6 @@ bool nd_or_mld(rte_mbuf *m) {
     return (t >= 130 && t <= 133) || t == 135 || t == 136;
 }
 
-// The IPv6 sources of ND and DAD (unspecified, link-local): not a pod's
-// address, never routed; anti-spoofing leaves them.
-bool local_only_source6(const uint8_t *s) {
-    static const uint8_t kZero[16] = {};
-    return is_link_local6(s) || std::memcmp(s, kZero, 16) == 0;
-}
-
 template <bool kV6>
 void policy_local(Worker &w, Burst &b) {
     PolicyWorker *pw = worker_of(w);
@@ -641,21 +651,9 @@ void policy_local(Worker &w, Burst &b) {
             b.pkts[k++] = m;
             continue;
         }
-        if constexpr (kV6) {
-            const uint8_t *src = at<rte_ipv6_hdr>(m, meta(m).l3_off)->src_addr;
-            if (!local_only_source6(src) && spoofed<kV6>(*st, *pp, m)) {
-                w.drop(m, DropReason::kSpoofedSource);
-                continue;
-            }
-            if (nd_or_mld(m)) {
-                b.pkts[k++] = m;
-                continue;
-            }
-        } else {
-            if (spoofed<kV6>(*st, *pp, m)) {
-                w.drop(m, DropReason::kSpoofedSource);
-                continue;
-            }
+        if (kV6 && nd_or_mld(m)) {
+            b.pkts[k++] = m;
+            continue;
         }
         Pending &qk = q[k];
         qk.to_host = true;
@@ -700,11 +698,11 @@ void policy_local(Worker &w, Burst &b) {
 
 FWD_ON_LOAD(auto &r = PipelineRegistry::global(); r.add_stage({.name = "antispoof4",
                                                                .hook = Hook::kIp4Input,
-                                                               .fn = &antispoof<false>,
+                                                               .fn = &antispoof<false, false>,
                                                                .runs_before = {"nat4"}});
             r.add_stage({.name = "antispoof6",
                          .hook = Hook::kIp6Input,
-                         .fn = &antispoof<true>,
+                         .fn = &antispoof<true, false>,
                          .runs_before = {"nat6"}});
             r.add_stage({.name = "policy4",
                          .hook = Hook::kIp4Output,
@@ -714,6 +712,14 @@ FWD_ON_LOAD(auto &r = PipelineRegistry::global(); r.add_stage({.name = "antispoo
                          .hook = Hook::kIp6Output,
                          .fn = &policy_output<true>,
                          .runs_before = {"vxlan_encap6"}});
+            r.add_stage({.name = "antispoof4_local",
+                         .hook = Hook::kIp4Local,
+                         .fn = &antispoof<false, true>,
+                         .runs_before = {"nat4_local"}});
+            r.add_stage({.name = "antispoof6_local",
+                         .hook = Hook::kIp6Local,
+                         .fn = &antispoof<true, true>,
+                         .runs_before = {"nat6_local"}});
             r.add_stage({.name = "policy4_local",
                          .hook = Hook::kIp4Local,
                          .fn = &policy_local<false>,

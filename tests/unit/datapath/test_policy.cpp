@@ -38,6 +38,29 @@ const Addr kVip{ip4("10.96.0.10"), ip6("fd00:96::10")};
 constexpr ClassId kClassA = 1, kClassB = 2;
 constexpr uint16_t kBePort = 8080;
 
+// A TCP frontend at addr:port whose one backend is pod B's kBePort.
+svc::FrontendSpec to_b(bool v6, const Addr &addr, uint16_t port, uint8_t flags = 0) {
+    auto bytes = [v6](const Addr &a) {
+        std::array<uint8_t, 16> b{};
+        if (v6) {
+            std::copy(a.v6.begin(), a.v6.end(), b.begin());
+        } else {
+            const uint32_t be = htonl(a.v4);
+            std::memcpy(b.data(), &be, 4);
+        }
+        return b;
+    };
+    svc::FrontendSpec f;
+    f.v6 = v6;
+    f.addr = bytes(addr);
+    f.proto = IPPROTO_TCP;
+    f.port = port;
+    f.flags = flags;
+    f.backends = {{bytes(kB), htons(kBePort), svc::kBeLocal}};
+    f.for_new = {true};
+    return f;
+}
+
 PacketBuilder ip(PacketBuilder b, bool v6, const Addr &src, const Addr &dst) {
     return v6 ? std::move(b.ip6(src.v6, dst.v6)) : std::move(b.ip4(src.v4, dst.v4));
 }
@@ -406,31 +429,7 @@ TEST_F(PolicyTest, SnatFlowCheckedOnPodSource) {
 // Service DNAT: B's ingress is checked on the backend's address and port
 // (post-DNAT), not the frontend's.
 TEST_F(PolicyTest, DnatFlowCheckedOnBackend) {
-    auto spec = [](bool v6) {
-        svc::FrontendSpec f;
-        f.v6 = v6;
-        if (v6) {
-            std::copy(kVip.v6.begin(), kVip.v6.end(), f.addr.begin());
-        } else {
-            const uint32_t a = htonl(kVip.v4);
-            std::memcpy(f.addr.data(), &a, 4);
-        }
-        f.proto = IPPROTO_TCP;
-        f.port = 80;
-        svc::Backend b{};
-        if (v6) {
-            std::copy(kB.v6.begin(), kB.v6.end(), b.addr.begin());
-        } else {
-            const uint32_t a = htonl(kB.v4);
-            std::memcpy(b.addr.data(), &a, 4);
-        }
-        b.port_be = htons(kBePort);
-        b.flags = svc::kBeLocal;
-        f.backends = {b};
-        f.for_new = {true};
-        return f;
-    };
-    set_services({spec(false), spec(true)});
+    set_services({to_b(false, kVip, 80), to_b(true, kVip, 80)});
     for (bool v6 : {false, true}) {
         publish({{kClassB, Direction::kIngress, Action::kAllow, IPPROTO_TCP, kA, kB, kBePort,
                   kBePort}});
@@ -452,6 +451,8 @@ TEST_F(PolicyTest, DnatFlowCheckedOnBackend) {
 TEST_F(PolicyTest, AntiSpoofing) {
     const Addr extra{ip4("10.99.0.0"), ip6("fd00:99::")};
     publish({}, {}, HostAction::kAccept, extra);
+    set_services(
+        {to_b(false, kN, 30080, svc::kFeExternal), to_b(true, kN, 30080, svc::kFeExternal)});
     for (bool v6 : {false, true}) {
         const Addr forged{ip4("10.65.0.9"), ip6("fd00:65::9")};
         const Addr in_extra{ip4("10.99.3.4"), ip6("fd00:99::3:4")};
@@ -459,12 +460,17 @@ TEST_F(PolicyTest, AntiSpoofing) {
         EXPECT_TRUE(dropped(Side::kPodA, ip(from_pod_a(), v6, kB, kO).udp(1, 2)));  // B's address
         EXPECT_TRUE(dropped(Side::kPodB, ip(from_pod_b(), v6, in_extra, kA).udp(1, 2)));
         EXPECT_TRUE(passes(Side::kPodA, ip(from_pod_a(), v6, in_extra, kB).udp(1, 2), Side::kPodB));
-        // To the node as well; the uplink is no endpoint.
+        // To the node as well, a NodePort of the node too (NAT would send
+        // it on); the uplink is no endpoint.
         EXPECT_TRUE(dropped(Side::kPodA, ip(from_pod_a(), v6, forged, kN).echo_request()));
+        EXPECT_TRUE(dropped(Side::kPodA, ip(from_pod_a(), v6, forged, kN).tcp(1, 30080, 0x02)));
+        EXPECT_TRUE(passes(Side::kPodA,
+                           ip(from_pod_a(), v6, kA, kN).tcp(2, 30080, 0x02).tcp_seq(0, 0),
+                           Side::kPodB));
         EXPECT_TRUE(
             passes(Side::kUplink, ip(from_uplink(), v6, forged, kB).udp(1, 2), Side::kPodB));
     }
-    EXPECT_EQ(drops(), want({{DropReason::kSpoofedSource, 8}}));
+    EXPECT_EQ(drops(), want({{DropReason::kSpoofedSource, 10}}));
 }
 
 // --- pod -> node ---

@@ -151,6 +151,7 @@
 #include <string_view>
 
 #include "fwd/dp/counter.hpp"
+#include "fwd/dp/drop.hpp"
 #include "fwd/dp/meta.hpp"
 #include "fwd/net/endian.hpp"
 
@@ -207,6 +208,50 @@ struct alignas(64) Counters {
     void count(Result r) { by_result[static_cast<size_t>(r)].inc(); }
     uint64_t get(Result r) const { return by_result[static_cast<size_t>(r)].get(); }
 };
+
+// The drop reason of a tracker's refusal (ct_*), for the stages that call
+// it: pass for the results that let the packet go on (kOk, kCreated,
+// kTcpIgnored), fragment for kFragment (the caller's own reason); kCtBusy
+// for those the callers handle themselves (kNew, kExists, kReplyExists,
+// kIcmpError).
+constexpr DropReason drop_reason(Result r, DropReason pass, DropReason fragment) {
+    switch (r) {
+        case Result::kTruncated:
+            return DropReason::kCtTruncated;
+        case Result::kFragment:
+            return fragment;
+        case Result::kNotTracked:
+            return DropReason::kCtNotTracked;
+        case Result::kTcpNotSyn:
+            return DropReason::kCtTcpNotSyn;
+        case Result::kTcpBadFlags:
+            return DropReason::kCtTcpBadFlags;
+        case Result::kIcmpNoRequest:
+            return DropReason::kCtIcmpNoRequest;
+        case Result::kTcpInvalid:
+            return DropReason::kCtTcpInvalid;
+        case Result::kTcpOutOfWindow:
+            return DropReason::kCtTcpOutOfWindow;
+        case Result::kTcpRstOutOfWindow:
+            return DropReason::kCtTcpRstOutOfWindow;
+        case Result::kTableFull:
+            return DropReason::kCtTableFull;
+        case Result::kIndexFull:
+            return DropReason::kCtIndexFull;
+        case Result::kIcmpErrorTruncated:
+            return DropReason::kCtIcmpErrorTruncated;
+        case Result::kIcmpErrorBadQuote:
+            return DropReason::kCtIcmpErrorBadQuote;
+        case Result::kIcmpErrorNoFlow:
+            return DropReason::kCtIcmpErrorNoFlow;
+        case Result::kOk:
+        case Result::kCreated:
+        case Result::kTcpIgnored:
+            return pass;
+        default:
+            return DropReason::kCtBusy;
+    }
+}
 
 // --- keys ---
 enum class Dir : uint8_t { kOrig = 0, kReply = 1 };
@@ -326,7 +371,8 @@ enum TcpPeerFlags : uint8_t {
 // A test-and-set lock: an acquire exchange takes it, a release store lets it
 // go (a plain store on x86, where rte_spinlock_unlock is an xchg: a full
 // barrier, draining the stores before it, that every new flow and every TCP
-// packet would pay). 4 bytes; zero is free (entries are zeroed, not built).
+// packet would pay). 1 byte (a flow entry has none to spare); zero is free
+// (entries are zeroed, not built).
 class SpinLock {
   public:
     void lock() noexcept {
@@ -339,7 +385,7 @@ class SpinLock {
     void unlock() noexcept { v_.store(0, std::memory_order_release); }
 
   private:
-    std::atomic<uint32_t> v_{0};
+    std::atomic<uint8_t> v_{0};
 };
 
 // --- the flow entry ---
@@ -350,6 +396,11 @@ enum FlowStatus : uint8_t {
 };
 
 enum class L4Kind : uint8_t { kTcp, kUdp, kIcmp, kGeneric };
+
+// Flow::policy_flags.
+enum FlowPolicyFlags : uint8_t {
+    kPolicyChecked = 1 << 0,  // allowed under policy_gen
+};
 
 // What a NAT owns in a flow: the translation is the two tuples themselves (a
 // packet of direction d is rewritten to tuple[other(d)].inverted()); these
@@ -364,6 +415,9 @@ struct NatInfo {
     uint32_t service = UINT32_MAX;  // the NAT's indexes (services, backends)
     uint32_t backend = UINT32_MAX;
     uint8_t flags = 0;  // the NAT's own (SNAT, DNAT, ...)
+    // The policy's stamp of a flow it allowed (Flow::policy_flags / _gen).
+    uint8_t policy_flags = 0;
+    uint16_t policy_gen = 0;
 };
 
 // 128 bytes: two cache lines. Fields marked [I] are written once before the
@@ -377,6 +431,11 @@ struct alignas(64) Flow {
     std::atomic<uint8_t> status;    // [A] FlowStatus
     uint8_t changes;                // [I] NatChange of kOrig (low 4 bits), kReply (high 4)
     uint8_t nat_flags;              // [I] NatInfo::flags
+    // [A] policy (policy.hpp): the low 16 bits of the PolicyState
+    // generation the flow was last allowed under, kPolicyChecked set in
+    // policy_flags; relaxed (a stale read re-checks, never lets more pass).
+    std::atomic<uint8_t> policy_flags;
+    std::atomic<uint16_t> policy_gen;
     uint32_t nat_service;           // [I] NatInfo::service
     uint32_t nat_backend;           // [I] NatInfo::backend
     std::array<TcpPeer, 2> peer;    // [L] by the sending direction
@@ -416,6 +475,18 @@ struct Lookup {
     uint32_t b1 = 0, b2 = 0;  // the key's two buckets
     uint32_t sig = 0;         // its signature (never 0)
     uint32_t slot = 0;        // probe(): the first slot of that signature, 0 when none
+};
+
+// The signatures of the keys a burst's create()s inserted, as a filter
+// (256 bits, by a signature's top byte), for a stage that looks a burst up
+// in phases: a packet probed before them is looked up again (track()'s
+// recheck) only when its key may be one of them. Only an insert can make a
+// key the probe missed (or found on a dead flow) a live flow's: creates
+// that failed, unlinks and ends need no recheck.
+struct Made {
+    uint64_t bits[4] = {0, 0, 0, 0};
+    void add(uint32_t sig) { bits[sig >> 30] |= uint64_t{1} << ((sig >> 24) & 63); }
+    bool maybe(uint32_t sig) const { return (bits[sig >> 30] >> ((sig >> 24) & 63)) & 1; }
 };
 
 // A copy of a flow for listings (snapshot()).

@@ -5,11 +5,13 @@
 //   eth_input -> arp_input                      (answers, back out of in_port)
 //             -> ip4_input -> icmp4_local       (echo to our addresses)
 //                          -> [vxlan_decap4] [ipip_decap]    (overlay.hpp)
-//                          -> [policy] [nat]                 (later issues)
-//                          -> route4 -> [vxlan_encap4] [ipip_encap] -> l2_rewrite4 -> port tx
+//                          -> [antispoof4] [nat4]            (policy.hpp, nat.hpp)
+//                          -> route4 -> [policy4] [vxlan_encap4] [ipip_encap] -> l2_rewrite4
+//                          -> port tx
+//             (local: [nat4_local] [policy4_local] -> icmp4_local; IPv6 alike)
 //             -> ip6_input -> icmp6_local       (ND, echo)
-//                          -> [vxlan_decap6]
-//                          -> route6 -> [vxlan_encap6] -> l2_rewrite6 -> port tx
+//                          -> [vxlan_decap6] [antispoof6] [nat6]
+//                          -> route6 -> [policy6] [vxlan_encap6] -> l2_rewrite6 -> port tx
 //   ICMP errors built on the way (icmp_error) re-enter at route4 / route6.
 //   Packets for the control thread leave through Worker::punt (arp_input,
 //   icmp4_local / icmp6_local: PuntReason kNeighbor / kHost; route4 /

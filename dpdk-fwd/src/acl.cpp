@@ -177,16 +177,6 @@ rte_acl_ctx *make_ctx(const std::string &name, int socket_id, const policy::Flat
     return ctx;
 }
 
-inline policy::CompiledVerdict verdict(RuleRef decide, RuleRef log, policy::Action action) {
-    policy::CompiledVerdict v;
-    v.rule = decide;
-    v.log = (log != policy::kNoRule && (decide == policy::kNoRule || log < decide))
-                ? log
-                : policy::kNoRule;
-    v.allowed = decide != policy::kNoRule && action != policy::Action::kDeny;
-    return v;
-}
-
 }  // namespace
 
 std::unique_ptr<PolicyRules> PolicyRules::build(const policy::Compiled &c, int socket_id) {
@@ -292,7 +282,8 @@ void PolicyRules::classify_impl(int family, Direction d, const Key *keys, uint32
                 continue;
             }
             if (ctx == nullptr) {
-                out[i] = verdict(policy::kNoRule, policy::kNoRule, policy::Action::kDeny);
+                out[i] =
+                    policy::resolve(true, policy::kNoRule, policy::kNoRule, policy::Action::kDeny);
                 continue;
             }
             set_input(in[m], keys[i], set);
@@ -308,7 +299,8 @@ void PolicyRules::classify_impl(int family, Direction d, const Key *keys, uint32
         rte_acl_classify(ctx, data, results, m, kCategories);
         for (uint32_t j = 0; j < m; ++j) {
             const RuleRef decide = results[j * kCategories + kDecide];
-            out[which[j]] = verdict(decide, results[j * kCategories + kLog], actions_[decide]);
+            out[which[j]] =
+                policy::resolve(true, decide, results[j * kCategories + kLog], actions_[decide]);
         }
     }
 }

@@ -180,13 +180,18 @@ struct CompiledVerdict {
     RuleRef rule = kNoRule;  // the deciding rule (Allow, Deny or Pass)
     RuleRef log = kNoRule;   // the first Log rule before the decision
 };
+// decide_action: the action of decide (ignored when kNoRule).
 inline CompiledVerdict resolve(bool applies, RuleRef decide, RuleRef log,
-                               const std::vector<RuleInfo> &refs) noexcept {
+                               Action decide_action) noexcept {
     CompiledVerdict v;
     v.rule = decide;
     v.log = (log != kNoRule && (decide == kNoRule || log < decide)) ? log : kNoRule;
-    v.allowed = decide == kNoRule ? !applies : refs[decide].action != Action::kDeny;
+    v.allowed = decide == kNoRule ? !applies : decide_action != Action::kDeny;
     return v;
+}
+inline CompiledVerdict resolve(bool applies, RuleRef decide, RuleRef log,
+                               const std::vector<RuleInfo> &refs) noexcept {
+    return resolve(applies, decide, log, refs[decide].action);
 }
 
 }  // namespace fwd::policy

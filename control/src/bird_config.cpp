@@ -372,8 +372,12 @@ class Generator {
             t << "# Learned routes into kernel table " << o_.kernel_table
               << " (proto bird), where the dataplane's netlink watcher takes them.\n"
               << "protocol kernel fwd_kernel" << (is_v4(f) ? 4 : 6) << " {\n"
-              << "  kernel table " << o_.kernel_table << ";\n"
-              << "  learn off;\n  merge paths on;\n  graceful restart on;\n"
+              << "  kernel table " << o_.kernel_table
+              << ";\n"
+              // persist + graceful restart: a BIRD that restarts (bird.graceful_restart)
+              // leaves the learned routes in the kernel and resyncs only once its sessions
+              // are back, so the dataplane never loses them (Calico's kernel protocol too).
+              << "  learn off;\n  persist;\n  merge paths on;\n  graceful restart on;\n"
               << "  " << (is_v4(f) ? "ipv4" : "ipv6")
               << " { import none; export where source = RTS_BGP; };\n}\n\n";
         }

@@ -1,7 +1,7 @@
 """Runs BIRD in the foreground and starts it again whenever it exits, as runit does for
 calico-node's BIRD: a daemon with bird.graceful_restart reloads a changed session by
 `birdc graceful restart` (BIRD exits, its peers and its kernel routes keep the routes) and
-relies on this to start BIRD on the new file.
+relies on this to start BIRD on the new file, with -R (graceful restart recovery).
 
   bird_supervise.py /usr/sbin/bird -f -c FILE -s SOCKET -P PIDFILE
 
@@ -27,7 +27,10 @@ signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)
 while not stopping:
     started = time.monotonic()
-    child = subprocess.Popen(sys.argv[1:])
+    # -R on a restart: BIRD recovers gracefully (keeps the kernel routes it left until its
+    # sessions are back) instead of syncing the kernel table at once.
+    argv = sys.argv[1:2] + (["-R"] if child is not None else []) + sys.argv[2:]
+    child = subprocess.Popen(argv)
     rc = child.wait()
     if stopping:
         break

@@ -179,6 +179,9 @@ def cluster():
                          "bird_socket": str(sock)},
                 "bird": {"config": str(conf), "socket": str(sock), **TIMERS},
                 "idle": IDLE,
+                # tables for a test (as the lab's), so 128 MiB of hugepages hold them
+                "tables": {"ipv4_routes": 16384, "ipv6_routes": 16384, "ipv4_tbl8s": 2048,
+                           "ipv6_tbl8s": 8192},
             })
             d = Daemon(tmp, name, extra=extra, netns=ns)
             cfg = json.loads(d.config.read_text())

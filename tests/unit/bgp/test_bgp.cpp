@@ -509,6 +509,13 @@ TEST_F(BirdParse, PasswordsFromSecretsListenPortAndTimers) {
     EXPECT_NE(out.text.find("allow local as 1;"), std::string::npos);
     EXPECT_NE(out.text.find("log stderr all;"), std::string::npos);
     EXPECT_TRUE(by_protocol(out).contains("Peer_10_10_10_1_port_1179"));
+    // A password BIRD cannot quote is left out, said why.
+    auto quoted = cluster(three_nodes(), yaml);
+    quoted.peers[0].password->key = "bad";
+    const auto q = gen(quoted, "node1");
+    EXPECT_FALSE(by_protocol(q).contains("Peer_10_10_10_1_port_1179"));
+    ASSERT_EQ(q.problems.size(), 1u);
+    EXPECT_NE(q.problems[0].find("holds a quote, backslash or line break"), std::string::npos);
     // Without the secret the sessions needing it are left out, said why.
     auto c = cluster(three_nodes(), yaml);
     c.secrets.clear();

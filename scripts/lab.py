@@ -5,6 +5,7 @@
                       checks, print the result table; the lab stays up (exit 1 if a
                       check failed)
   lab.py --bgp        the BGP profile instead of the default one (below)
+  lab.py --bgp --rr   its route-reflector variant: node1 and node2 reflect, mesh off
   lab.py --ipv4-only / --ipv6-only
                       the nodes and pods have addresses of that family only; the rows
                       of the other family are left out (default profile only)
@@ -31,11 +32,15 @@ The default profile is the cluster the project is modelled on (Calico in VXLAN m
                both natOutgoing: pods reach the loopbacks with the node's address as their
                source (the nodes' natOutgoing; the ToR has no route back to the pools).
 
-The BGP profile (--bgp) is the earlier lab: nodes 1-3 on subnet 1 only, BIRD on every node
-and on the ToR (AS 64512, node-to-node mesh plus the ToR, which announces its loopbacks and
-learns the pod blocks), pools without encapsulation (configs/lab/ippools-bgp.yaml), `bgp`
-in the daemons' configs (routes BIRD puts in the kernel become dataplane routes) and, as in the
-default profile, a static default route via the ToR.
+The BGP profile (--bgp): nodes 1-3 on subnet 1 only, BIRD on every node and on the ToR,
+pools without encapsulation (configs/lab/ippools-bgp.yaml), `bgp` in the daemons' configs
+(routes BIRD puts in the kernel become dataplane routes) and, as in the default profile, a
+static default route via the ToR. BGP is configured only through Calico's resources in etcd
+(configs/lab/bgp.yaml: AS 64512, node-to-node mesh, the ToR as an external peer in AS 64513
+that announces its loopbacks and learns the pod blocks): each daemon writes its node's whole
+BIRD file from them (its `bird` config section) and reloads BIRD. --rr: node1 and node2 are
+made route reflectors (cluster ID 244.0.0.1) and ../shared/examples/bgp-route-reflectors.yaml
+is applied (mesh off, every node peering with the reflectors).
 
 In both, the pods (lab-pod-1a..) are network namespaces attached by the CNI plugin
 (build/cni-shim/dpdk-fwd-cni, run like kubelet runs it, through tests/system/cnitool.py)
@@ -72,6 +77,15 @@ CNI_PLUGIN = CNI_PLUGIN_DIR / "dpdk-fwd-cni"
 CONFLIST = ROOT / "configs" / "cni" / "10-dpdk-fwd.conflist"
 POOLS_YAML = {"vxlan": ROOT / "configs" / "lab" / "ippools.yaml",
               "bgp": ROOT / "configs" / "lab" / "ippools-bgp.yaml"}
+BGP_YAML = ROOT / "configs" / "lab" / "bgp.yaml"
+RR_YAML = ROOT.parent / "shared" / "examples" / "bgp-route-reflectors.yaml"
+TOR_AS, NODE_AS = 64513, 64512
+RR_NODES, RR_CLUSTER = ("node1", "node2"), "244.0.0.1"
+# The generated BIRD files' session timers: a session a reload restarts comes back quickly.
+# BIRD runs supervised (tests/system/bird_supervise.py): a change that would restart a session
+# is loaded by a graceful restart, so the peers keep the node's routes meanwhile.
+BIRD_TIMERS = {"connect_delay_s": 1, "connect_retry_s": 1, "error_wait_min_s": 1,
+               "error_wait_max_s": 5, "graceful_restart": True}
 XFER = ROOT / "tests" / "system" / "tcp_xfer.py"
 NAT_PEER = ROOT / "tests" / "system" / "nat_peer.py"
 SVC_PEER = ROOT / "tests" / "system" / "svc_peer.py"
@@ -482,17 +496,21 @@ def up_etcd(st, tor, lab):
     st.data["etcd"] = {"url": etcd.url, "spec": etcd.spec(ETCD_PREFIX), "dir": str(etcd.dir)}
     st.save()
     pools = pools_yaml(lab)
-    r = etcd.run([FWDCTL, "apply", "-f", pools, "--store", st["etcd"]["spec"]])
-    if r.returncode != 0:
-        raise RuntimeError(f"fwdctl apply -f {pools}: {r.stdout}{r.stderr}")
-    for line in r.stdout.splitlines():
-        log(f"  {line}")
+    for f in [pools] + ([BGP_YAML] if lab.profile == "bgp" else []):
+        store_ctl(st, "apply", "-f", f)
     return etcd
 
 
-def node_peers(node, all_nodes):
-    peers = [Peer(n.name, n.ipv4, n.ipv6) for n in all_nodes if n is not node]
-    return peers + [Peer("tor", TOR4, TOR6)]
+def store_ctl(st, *args):
+    """fwdctl <args> --store <the lab's etcd>, from the ToR (where etcd listens); logs what
+    it printed."""
+    r = sh(f"ip netns exec {TOR} {FWDCTL} {' '.join(map(str, args))} "
+           f"--store '{st['etcd']['spec']}'", check=False)
+    if r.returncode != 0:
+        raise RuntimeError(f"fwdctl {' '.join(map(str, args))}: {r.stdout}{r.stderr}")
+    for line in r.stdout.splitlines():
+        log(f"  {line}")
+    return r.stdout
 
 
 def node_sections(lab, node, etcd, include, bird_sock):
@@ -504,8 +522,11 @@ def node_sections(lab, node, etcd, include, bird_sock):
           ([("::/0", node.subnet.gw6)] if node.ipv6 else [])
     routes = [{"prefix": p, "via": gw} for p, gw in gws]
     if lab.profile == "bgp":
+        # the daemon writes the node's whole BIRD file from the BGP resources (bird section)
         return {"bgp": {"table": 254, "protocols": [12]}, "routes": routes,
-                "ipam": {**ipam, "bird_include": str(include), "bird_socket": str(bird_sock)}}
+                "ipam": {**ipam, "bird_include": str(include), "bird_socket": str(bird_sock)},
+                "bird": {"config": str(STATE_DIR / f"{node.name}.bird.conf"),
+                         "socket": str(bird_sock), **BIRD_TIMERS}}
     return {"ipam": ipam, "routes": routes}
 
 
@@ -559,25 +580,41 @@ def up_node(st, lab, node, bridges, etcd):
     return ns
 
 
-def up_node_bird(st, node, ns, all_nodes):
-    """BIRD on a node whose dataplane is up and plugged in: the include file is there (the
-    daemon writes it at start) and every peer is reachable from its first connect."""
+def bgp_sessions(n):
+    """The node's BGP sessions as its daemon generated them from the resources."""
+    return api_call(n["sock"], "bgp.status")["sessions"]
+
+
+def wait_bird_files(st, want):
+    """Waits until every node's daemon wrote its BIRD file with `want` sessions (the node
+    registered, the resources read)."""
+    wait_until(lambda: all(pathlib.Path(STATE_DIR / f"{name}.bird.conf").exists() and
+                           len(bgp_sessions(n)) == want for name, n in st["nodes"].items()),
+               30, interval=0.1, what=f"every node's BIRD file with {want} sessions")
+
+
+def up_node_bird(st, node, ns):
+    """BIRD on a node whose dataplane is up and plugged in, started on the file its daemon
+    wrote from the BGP resources (the include file is there too) and reloaded by the daemon
+    when they change; every peer is reachable from its first connect."""
     n = st["nodes"][node.name]
-    bgp = NodeBgp(node.ipv4, node.ipv6, [], [], node_peers(node, all_nodes),
-                  include=n["include"], debug="states")
-    bird = Bird(STATE_DIR, node.name, ns, bgp.render())
+    conf = STATE_DIR / f"{node.name}.bird.conf"  # the daemon's; fwdlab.Bird writes it back as is
+    bird = Bird(STATE_DIR, node.name, ns, conf.read_text(), supervised=True)
     try:
         bird.start()
     finally:
         if bird.proc is not None:
             record_process(st, "bird", f"{node.name} bird", bird.proc, sock=bird.sock)
-    n.update({"bird_sock": bird.sock, "bird_log": str(bird.log), "protocols": bgp.protocols()})
+    n.update({"bird_sock": bird.sock, "bird_log": str(bird.log),
+              "protocols": sorted(s["protocol"] for s in bgp_sessions(n))})
     st.save()
 
 
 def up_tor_bird(st, tor, all_nodes):
+    # the ToR is no cluster node: its BIRD file is the lab's (an external router, own AS)
     bgp = NodeBgp(f"{TOR4}/24", f"{TOR6}/64", [f"{LOOP4}/32"], [f"{LOOP6}/128"],
-                  [Peer(n.name, n.ipv4, n.ipv6) for n in all_nodes], debug="states")
+                  [Peer(n.name, n.ipv4, n.ipv6) for n in all_nodes], asn=TOR_AS,
+                  peer_asn=NODE_AS, debug="states")
     bird = Bird(STATE_DIR, "tor", tor, bgp.render())
     try:
         bird.start()
@@ -1017,6 +1054,30 @@ def registry_complete(st):
     return short
 
 
+def bgp_config_check(st, name, n):
+    """The node's generated sessions against the variant: the mesh (every other node) or the
+    reflectors (node1 and node2 reflect, node3 their client), and the ToR in its own AS."""
+    res = api_call(n["sock"], "bgp.status")
+    got = {}
+    for s in res["sessions"]:
+        got.setdefault(s["node"] or f"AS{s['as_number']}", set()).add(
+            (s["family"], s["rr_client"]))
+    others = sorted(x for x in st["nodes"] if x != name)
+    rr = st.data.get("rr")
+    if rr and name not in RR_NODES:
+        others = list(RR_NODES)
+    want = {o: {(4, rr and name in RR_NODES and o not in RR_NODES),
+                (6, rr and name in RR_NODES and o not in RR_NODES)} for o in others}
+    want[f"AS{TOR_AS}"] = {(4, False), (6, False)}
+    ok = got == want and not res["problems"] and res["as_number"] == NODE_AS
+    role = (f"reflector {RR_CLUSTER}" if rr and name in RR_NODES else
+            "client of the reflectors" if rr else "node-to-node mesh")
+    peers = " ".join(f"{o}{' (rr client)' if any(c for _, c in got.get(o, ())) else ''}"
+                     for o in others)
+    return ok, (f"AS {res['as_number']}, {role}: {peers}; the ToR in AS {TOR_AS}"
+                if ok else f"sessions {got}, want {want}; problems {res['problems']}")
+
+
 def run_checks(st, tcp_bytes):
     c = Checks()
     pods = {p["name"]: p for p in st["pods"]}
@@ -1034,6 +1095,10 @@ def run_checks(st, tcp_bytes):
                 return not down, (f"{len(up)}/{len(n['protocols'])} sessions Established"
                                   + (f"; not: {', '.join(down)}" if down else ""))
             c.run("bgp sessions", name, "4+6", bgp_up)
+        # each node's sessions are the ones the resources call for (bgp.status)
+        for name, n in st["nodes"].items():
+            c.run("bgp from resources", name, "4+6",
+                  lambda name=name, n=n: bgp_config_check(st, name, n))
     else:
         # the node registry: every node knows every node, with its VTEPs and tunnel addresses
         short = registry_complete(st)
@@ -1276,7 +1341,9 @@ def how_to_poke(st):
         (f"{fwdctl} -s {n1['sock']} endpoint list", "node1's dataplane: route list, stats, node"),
     ]
     if st["profile"] == "bgp":
-        cmds += [(f"birdc -s {n1['bird_sock']} show protocols", "node1's BGP sessions (show route)"),
+        cmds += [(f"{FWDCTL} -s {n1['sock']} bgp status",
+                  "node1's BGP sessions from the resources, with BIRD's state"),
+                 (f"birdc -s {n1['bird_sock']} show protocols", "node1's BGP sessions (show route)"),
                  (f"ip netns exec {TOR} ip route", "the ToR learned the pod blocks by BGP")]
     else:
         cmds += [(f"{fwdctl} -s {n1['sock']} node list", "the node registry as node1 sees it"),
@@ -1299,7 +1366,8 @@ def how_to_poke(st):
 
 def describe(st):
     fam = {(4, 6): "dual-stack", (4,): "IPv4 only", (6,): "IPv6 only"}[tuple(st["families"])]
-    return {"bgp": "BGP profile", "vxlan": "default profile (VXLAN, no BGP)"}[st["profile"]] + \
+    return {"bgp": "BGP profile" + (" (route reflectors)" if st.data.get("rr") else ""),
+            "vxlan": "default profile (VXLAN, no BGP)"}[st["profile"]] + \
         f", {fam}, {len(st.data.get('planned', st['nodes']))} nodes"
 
 
@@ -1343,7 +1411,7 @@ def up(args):
     os.chmod(STATE_DIR, 0o755)
     st = State()
     st.data.update({"profile": lab.profile, "families": sorted(lab.families),
-                    "planned": [n.name for n in lab.nodes]})
+                    "planned": [n.name for n in lab.nodes], "rr": bool(args.rr)})
     st.save()
     all_nodes = lab.nodes
     log(f"{describe(st)}")
@@ -1364,12 +1432,24 @@ def up(args):
                 f"uplink {node.uplink} on {node.subnet.bridge}")
             node_ns[node.name] = up_node(st, lab, node, bridges, etcd)
         if lab.profile == "bgp":
+            if args.rr:
+                log(f"route reflectors {' and '.join(RR_NODES)} (cluster ID {RR_CLUSTER}), "
+                    f"then {RR_YAML.name} (mesh off)")
+                for name in RR_NODES:
+                    store_ctl(st, "bgp", "node", name, "route-reflector=true",
+                              "--route-reflector-cluster-id", RR_CLUSTER)
+                store_ctl(st, "apply", "-f", RR_YAML)
+            # mesh: 2 other nodes + the ToR; reflectors: 2 reflectors (or the other reflector
+            # and the client) + the ToR; two families each
+            wait_bird_files(st, 6)
             # BGP once every dataplane is plugged in: a first SYN lost to a peer that is not
             # there yet costs a TCP retransmission back-off (1, 3, 7, 15, 31 s)
-            log("BIRD: the ToR, then each node (AS 64512, node-to-node mesh + the ToR)")
+            log(f"BIRD: the ToR (AS {TOR_AS}), then each node on the file its daemon wrote "
+                f"(AS {NODE_AS}, " + ("route reflectors" if args.rr else "node-to-node mesh")
+                + " + the ToR)")
             up_tor_bird(st, tor, all_nodes)
             for node in all_nodes:
-                up_node_bird(st, node, node_ns[node.name], all_nodes)
+                up_node_bird(st, node, node_ns[node.name])
             log(f"BGP: every session Established in {wait_bgp(st, 60):.1f} s")
         else:
             t_reg = time.monotonic()
@@ -1462,6 +1542,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="leave a failed bring-up up")
     ap.add_argument("--bgp", action="store_true",
                     help="the BGP profile: BIRD on the nodes and the ToR, pools without overlay")
+    ap.add_argument("--rr", action="store_true",
+                    help="with --bgp: node1 and node2 route reflectors, node-to-node mesh off")
     one = ap.add_mutually_exclusive_group()
     one.add_argument("--ipv4-only", action="store_true", help="nodes and pods with IPv4 only")
     one.add_argument("--ipv6-only", action="store_true", help="nodes and pods with IPv6 only")
@@ -1474,6 +1556,8 @@ def main():
         return status()
     if not 1 <= args.pods <= 26:
         ap.error("--pods: 1 to 26 per node")
+    if args.rr and not args.bgp:
+        ap.error("--rr is a variant of the BGP profile: give --bgp too")
     if args.bgp and (args.ipv4_only or args.ipv6_only):
         ap.error("--bgp runs dual-stack only (its BIRD mesh is written for both families)")
     try:

@@ -32,8 +32,8 @@ std::string errno_str(const std::string &what) {
     return what + ": " + std::strerror(errno);
 }
 
-// Runs argv with stdout and stderr captured; kills it after timeout_ms.
-// Returns the exit status (-1 on timeout) and the output.
+}  // namespace
+
 std::pair<int, std::string> run_capture(const std::vector<std::string> &argv, int timeout_ms) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -114,7 +114,35 @@ std::string one_line(std::string s) {
     return s;
 }
 
-}  // namespace
+void write_file_atomic(const std::string &file, const std::string &text, int mode) {
+    namespace fs = std::filesystem;
+    fs::path path(file);
+    fs::path tmp = path;
+    tmp += ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) {
+        throw std::runtime_error(errno_str("open " + tmp.string()));
+    }
+    size_t off = 0;
+    while (off < text.size()) {
+        ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            std::string e = errno_str("write " + tmp.string());
+            ::close(fd);
+            throw std::runtime_error(e);
+        }
+        off += static_cast<size_t>(n);
+    }
+    if (::fsync(fd) != 0 || ::close(fd) != 0) {
+        throw std::runtime_error(errno_str("fsync " + tmp.string()));
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        throw std::runtime_error(errno_str("rename to " + path.string()));
+    }
+}
 
 std::vector<ipam::Cidr> node_route_prefixes(const ipam::NodeRoutes &routes) {
     std::vector<ipam::Cidr> v = routes.blocks;
@@ -311,33 +339,7 @@ void IpamSync::round() {
 }
 
 void IpamSync::write_include(const std::string &text) {
-    namespace fs = std::filesystem;
-    fs::path path(cfg_.bird_include);
-    fs::path tmp = path;
-    tmp += ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        throw std::runtime_error(errno_str("BIRD include " + tmp.string()));
-    }
-    size_t off = 0;
-    while (off < text.size()) {
-        ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            std::string e = errno_str("write " + tmp.string());
-            ::close(fd);
-            throw std::runtime_error(e);
-        }
-        off += static_cast<size_t>(n);
-    }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
-        throw std::runtime_error(errno_str("fsync " + tmp.string()));
-    }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-        throw std::runtime_error(errno_str("rename to " + path.string()));
-    }
+    write_file_atomic(cfg_.bird_include, text, 0644);
 }
 
 void IpamSync::reconfigure_bird() {

@@ -209,7 +209,9 @@ class OverlayModule final : public Module {
         ipam::NodeRegistry registry(store);
         auto current = registry.get(me.name);
         if (!current || !(*current == me)) {
-            registry.put(me);  // throws naming a node that holds one of our addresses
+            // throws naming a node that holds one of our addresses; keeps what the user set
+            // (labels, asNumber, routeReflectorClusterID: fwdctl bgp node, apply -f)
+            registry.put(me, ipam::NodeRegistry::Merge::kKeepUserFields);
         }
         auto listing = registry.list();
         auto cluster = alloc.cluster_routes();

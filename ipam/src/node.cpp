@@ -21,6 +21,38 @@ const char *const kTunnel4Field = "spec.ipv4VXLANTunnelAddr";
 const char *const kTunnel6Field = "spec.ipv6VXLANTunnelAddr";
 const char *const kMac4Field = "spec.vxlanTunnelMACAddr";
 const char *const kMac6Field = "spec.vxlanTunnelMACAddrV6";
+const char *const kAsField = "spec.bgp.asNumber";
+const char *const kRrField = "spec.bgp.routeReflectorClusterID";
+
+// Calico's numorstring.ASNumber: an integer or "a.b" (asdot); 1 to 2^32-1.
+std::optional<uint32_t> as_number(const json &v) {
+    if (v.is_number_unsigned() || v.is_number_integer()) {
+        const auto n = v.get<int64_t>();
+        return n >= 0 && n <= 0xffffffffLL ? std::optional<uint32_t>(static_cast<uint32_t>(n))
+                                           : std::nullopt;
+    }
+    if (!v.is_string()) {
+        return std::nullopt;
+    }
+    const std::string s = v.get<std::string>();
+    const auto dot = s.find('.');
+    auto num = [](std::string_view d, uint64_t max) -> std::optional<uint64_t> {
+        if (d.empty() || d.size() > 10 ||
+            !std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+            return std::nullopt;
+        }
+        const uint64_t x = std::stoull(std::string(d));
+        return x <= max ? std::optional<uint64_t>(x) : std::nullopt;
+    };
+    if (dot == std::string::npos) {
+        auto x = num(s, 0xffffffffULL);
+        return x ? std::optional<uint32_t>(static_cast<uint32_t>(*x)) : std::nullopt;
+    }
+    auto hi = num(std::string_view(s).substr(0, dot), 0xffff);
+    auto lo = num(std::string_view(s).substr(dot + 1), 0xffff);
+    return hi && lo ? std::optional<uint32_t>(static_cast<uint32_t>(*hi << 16 | *lo))
+                    : std::nullopt;
+}
 
 bool is_v4(net::Family f) {
     return f == net::Family::kIp4;
@@ -286,6 +318,17 @@ void validate_node(const NodeRecord &n) {
     for (const auto &[k, v] : n.labels) {
         validate_label(n.name, k, v);
     }
+    if (n.as_number && *n.as_number == 0) {
+        throw NodeError(n.name, kAsField, "0 is not an AS number (1 to 4294967295)");
+    }
+    if (!n.rr_cluster_id.empty()) {
+        const auto a = net::IpAddr::parse(n.rr_cluster_id);
+        if (!a || a->family() != net::Family::kIp4) {
+            throw NodeError(
+                n.name, kRrField,
+                "'" + n.rr_cluster_id + "' is not an IPv4 address (a cluster ID is one)");
+        }
+    }
 }
 
 void to_json(json &j, const NodeRecord &n) {
@@ -300,6 +343,12 @@ void to_json(json &j, const NodeRecord &n) {
     }
     if (n.ipv6) {
         bgp["ipv6Address"] = n.ipv6->str();
+    }
+    if (n.as_number) {
+        bgp["asNumber"] = *n.as_number;
+    }
+    if (!n.rr_cluster_id.empty()) {
+        bgp["routeReflectorClusterID"] = n.rr_cluster_id;
     }
     if (!bgp.empty()) {
         spec["bgp"] = bgp;
@@ -355,8 +404,16 @@ void from_json(const json &j, NodeRecord &n) {
                       {"bgp", "ipv4VXLANTunnelAddr", "vxlanTunnelMACAddr", "ipv6VXLANTunnelAddr",
                        "vxlanTunnelMACAddrV6"},
                       {"orchRefs", "addresses", "wireguard"});
-    const Fields bgp(spec.at("bgp"), name, "spec.bgp", {"ipv4Address", "ipv6Address"},
-                     {"asNumber", "routeReflectorClusterID", "ipv4IPIPTunnelAddr"});
+    const Fields bgp(spec.at("bgp"), name, "spec.bgp",
+                     {"ipv4Address", "ipv6Address", "asNumber", "routeReflectorClusterID"},
+                     {"ipv4IPIPTunnelAddr"});
+    if (const json asn = bgp.at("asNumber"); !asn.is_null()) {
+        n.as_number = as_number(asn);
+        if (!n.as_number) {
+            bgp.fail("asNumber", asn.dump() + " is not an AS number (1 to 4294967295, or a.b)");
+        }
+    }
+    n.rr_cluster_id = bgp.str("routeReflectorClusterID").value_or("");
     n.ipv4 = node_address(bgp, "ipv4Address", net::Family::kIp4);
     n.ipv6 = node_address(bgp, "ipv6Address", net::Family::kIp6);
     n.tunnel4 = tunnel_address(spec, "ipv4VXLANTunnelAddr", net::Family::kIp4);
@@ -370,12 +427,13 @@ void from_json(const json &j, NodeRecord &n) {
 
 NodeRegistry::NodeRegistry(Store &s, std::string prefix) : store_(s), prefix_(std::move(prefix)) {}
 
-void NodeRegistry::put(const NodeRecord &n) {
-    validate_node(n);
+void NodeRegistry::put(const NodeRecord &given, Merge merge) {
+    validate_node(given);
     const std::string serial_key = prefix_ + "serial";
-    const std::string own_key = key(n.name);
-    const auto mine = claims(n);
+    const std::string own_key = key(given.name);
+    const auto mine = claims(given);
     for (int attempt = 0; attempt < max_retries_; ++attempt) {
+        NodeRecord n = given;
         // The serial before the list: a put that lands in between moves it, and this one
         // retries with that put's record in view.
         const auto serial = store_.get(serial_key);
@@ -392,6 +450,13 @@ void NodeRegistry::put(const NodeRecord &n) {
                 continue;
             }
             if (kv.key == own_key) {
+                if (merge == Merge::kKeepUserFields) {
+                    n.as_number = other.as_number;
+                    n.rr_cluster_id = other.rr_cluster_id;
+                    for (const auto &[k, v] : other.labels) {
+                        n.labels.emplace(k, v);  // the given labels win
+                    }
+                }
                 if (other == n) {
                     return;
                 }
@@ -406,7 +471,7 @@ void NodeRegistry::put(const NodeRecord &n) {
             return;
         }
     }
-    throw ConflictError("node registry: gave up on registering node '" + n.name + "' after " +
+    throw ConflictError("node registry: gave up on registering node '" + given.name + "' after " +
                         std::to_string(max_retries_) + " conflicting writes (" + store_.describe() +
                         ")");
 }
@@ -441,6 +506,47 @@ void NodeRegistry::check(const std::vector<NodeRecord> &batch) {
             }
         }
     }
+}
+
+NodeRecord NodeRegistry::update(const std::string &name,
+                                const std::function<void(NodeRecord &)> &edit) {
+    const std::string serial_key = prefix_ + "serial";
+    for (int attempt = 0; attempt < max_retries_; ++attempt) {
+        const auto serial = store_.get(serial_key);
+        auto kv = store_.get(key(name));
+        if (!kv) {
+            throw NodeError(name, "metadata.name", "no such node in the registry");
+        }
+        NodeRecord n;
+        try {
+            n = json::parse(kv->value).get<NodeRecord>();
+        } catch (const json::exception &e) {
+            throw NodeError(name, "", std::string("the stored record is not JSON: ") + e.what());
+        }
+        const NodeRecord before = n;
+        edit(n);
+        // Only the user's fields: an edit never moves an address (no claim to check).
+        n.name = before.name;
+        n.ipv4 = before.ipv4;
+        n.ipv6 = before.ipv6;
+        n.tunnel4 = before.tunnel4;
+        n.tunnel6 = before.tunnel6;
+        n.vtep_mac4 = before.vtep_mac4;
+        n.vtep_mac6 = before.vtep_mac6;
+        validate_node(n);
+        if (n == before) {
+            return n;
+        }
+        if (store_.txn(
+                {{serial_key, serial ? serial->mod_revision : 0}, {kv->key, kv->mod_revision}},
+                {{Operation::Kind::kPut, kv->key, json(n).dump()},
+                 {Operation::Kind::kPut, serial_key, n.name}})) {
+            return n;
+        }
+    }
+    throw ConflictError("node registry: gave up on updating node '" + name + "' after " +
+                        std::to_string(max_retries_) + " conflicting writes (" + store_.describe() +
+                        ")");
 }
 
 bool NodeRegistry::remove(const std::string &name) {

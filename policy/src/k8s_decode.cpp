@@ -178,6 +178,21 @@ void decode_metadata(Decoder &d, const json &obj, std::string &name, std::string
     }
 }
 
+void check_api(const Decoder &d, const json &obj, std::initializer_list<const char *> apis) {
+    const auto v = d.str(obj, "apiVersion", "");
+    if (!v) {
+        d.fail("apiVersion", required());
+    }
+    if (std::none_of(apis.begin(), apis.end(), [&](const char *a) { return *v == a; })) {
+        std::string want;
+        for (const char *a : apis) {
+            want += (want.empty() ? "" : " or ") + std::string(a);
+        }
+        d.fail("apiVersion",
+               "unknown apiVersion '" + *v + "' for " + d.origin().kind + " (want " + want + ")");
+    }
+}
+
 void check_kind(const Decoder &d, const json &obj, const char *api) {
     const auto v = d.str(obj, "apiVersion", "");
     if (!v) {

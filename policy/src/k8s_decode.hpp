@@ -201,6 +201,9 @@ void decode_metadata(Decoder &d, const json &obj, std::string &name, std::string
 
 // apiVersion must be `api`.
 void check_kind(const Decoder &d, const json &obj, const char *api);
+// apiVersion must be one of `apis` (Calico kinds: projectcalico.org/v3 or the CRD's
+// crd.projectcalico.org/v1).
+void check_api(const Decoder &d, const json &obj, std::initializer_list<const char *> apis);
 
 // Decodes every resource of a file into R {value, origin, warnings}: each must be a mapping
 // of a kind is_kind takes (else "unknown kind 'X' (want <kinds>)"); decode(json, Decoder &)

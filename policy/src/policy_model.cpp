@@ -273,21 +273,6 @@ void default_types(Policy &p) {
     p.ingress = p.egress_rules.empty() || !p.ingress_rules.empty();
 }
 
-void check_api(const Decoder &d, const json &obj, std::initializer_list<const char *> apis) {
-    const auto v = d.str(obj, "apiVersion", "");
-    if (!v) {
-        d.fail("apiVersion", required());
-    }
-    if (std::none_of(apis.begin(), apis.end(), [&](const char *a) { return *v == a; })) {
-        std::string want;
-        for (const char *a : apis) {
-            want += (want.empty() ? "" : " or ") + std::string(a);
-        }
-        d.fail("apiVersion",
-               "unknown apiVersion '" + *v + "' for " + d.origin().kind + " (want " + want + ")");
-    }
-}
-
 Policy decode_calico(const json &obj, Decoder &d, bool global) {
     check_api(d, obj, {kCalicoApi, kCalicoCrdApi});
     d.object(obj, "", {"apiVersion", "kind", "metadata", "spec"}, {"status"});

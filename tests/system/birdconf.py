@@ -59,6 +59,7 @@ class NodeBgp:
     table: int = 254          # kernel table the learned routes go to
     debug: str = "states, events"
     include: str = ""         # a file to include (dpdk-fwd's IPAM routes: static fwd_ipam4/6)
+    peer_asn: int = None      # the peers' AS when it is not ours (eBGP: a ToR of its own AS)
 
     STATIC4 = "static4"
     STATIC6 = "static6"
@@ -139,7 +140,7 @@ class NodeBgp:
                     f"protocol bgp {name} from node_peer {{",
                     f"  description \"{fam} session to {p.name}\";",
                     f"  local {local} as {self.asn};",
-                    f"  neighbor {addr} as {self.asn};",
+                    f"  neighbor {addr} as {self.peer_asn or self.asn};",
                     f"  {fam} {{",
                     "    import all;",
                     "    export where source = RTS_STATIC;",

@@ -284,10 +284,13 @@ class Bird:
     """A real BIRD 2 in a namespace, foreground under Popen, stopped by PID.
     config: the bird.conf text (see birdconf.py)."""
 
-    def __init__(self, tmp, name, ns, config):
+    def __init__(self, tmp, name, ns, config, supervised=False):
+        """supervised: run it under bird_supervise.py, which starts BIRD again when it exits
+        (what a daemon with bird.graceful_restart needs)."""
         self.tmp = pathlib.Path(tmp)
         self.name = name
         self.ns = ns
+        self.supervised = supervised
         self.conf = self.tmp / f"{name}.bird.conf"
         self.sock = str(self.tmp / f"{name}.bird.ctl")
         self.pidfile = self.tmp / f"{name}.bird.pid"
@@ -298,8 +301,10 @@ class Bird:
     def start(self, timeout=10):
         sh(f"{BIRD} -p -c {self.conf}")  # parse only: a config error fails here, clearly
         logf = open(self.log, "w")
+        sup = ["/usr/bin/python3", str(pathlib.Path(__file__).with_name("bird_supervise.py"))] \
+            if self.supervised else []
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns.name, BIRD, "-f", "-c", str(self.conf),
+            ["ip", "netns", "exec", self.ns.name, *sup, BIRD, "-f", "-c", str(self.conf),
              "-s", self.sock, "-P", str(self.pidfile)],
             stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         logf.close()

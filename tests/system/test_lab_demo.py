@@ -150,6 +150,9 @@ def test_lab_demo_up_checks_and_down():
         checks = {(row["check"], row["what"], row["fam"]) for row in rows}
         for node in ("node1", "node2", "node3", "tor"):
             assert ("bgp sessions", node, "4+6") in checks
+        # BGP configured only by the resources: each node's sessions as the mesh calls for
+        for node in ("node1", "node2", "node3"):
+            assert ("bgp from resources", node, "4+6") in checks
         assert count(rows, NAT_ROW) == 6 and count(rows, "pod addresses") == 6
         assert count(rows, "svc ClusterIP") == 6 and count(rows, "svc NodePort") == 6
         assert wires(rows, "tcp across nodes", "v4") == wires(rows, "tcp across nodes", "v6") \

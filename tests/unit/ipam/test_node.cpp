@@ -129,6 +129,12 @@ TEST(NodeJson, CalicosOtherFieldsAreAcceptedAndDropped) {
     NodeRecord n = j.get<NodeRecord>();
     EXPECT_FALSE(n.tunnel6);
     EXPECT_EQ(n.tunnel4, ip("192.168.0.1"));
+    // spec.bgp.asNumber is kept (BGP, issue 19), routeReflectorClusterID too
+    EXPECT_EQ(n.as_number, 64512u);
+    j["spec"]["bgp"]["routeReflectorClusterID"] = "244.0.0.1";
+    EXPECT_EQ(j.get<NodeRecord>().rr_cluster_id, "244.0.0.1");
+    j["spec"]["bgp"]["routeReflectorClusterID"] = "not-an-id";
+    EXPECT_THROW(j.get<NodeRecord>(), NodeError);
 }
 
 TEST(NodeJson, EveryBadFieldIsNamed) {

@@ -35,6 +35,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "fwd/control/config.hpp"
@@ -51,6 +52,15 @@ std::string bird_include_text(const std::string &node, const std::string &store,
 // The prefixes of a node's routes: blocks as they are, borrowed addresses as
 // /32 or /128; sorted, IPv4 first.
 std::vector<ipam::Cidr> node_route_prefixes(const ipam::NodeRoutes &routes);
+
+// Helpers shared with the BGP module (bgp_module.cpp), which keeps BIRD's main file.
+// Runs argv with stdout and stderr captured; kills it after timeout_ms. Returns the exit
+// status (-1 on timeout) and the output.
+std::pair<int, std::string> run_capture(const std::vector<std::string> &argv, int timeout_ms);
+// Newlines as spaces, trailing blanks cut.
+std::string one_line(std::string s);
+// Writes file whole or not at all: a temporary beside it, fsync, rename.
+void write_file_atomic(const std::string &file, const std::string &text, int mode);
 
 class IpamSync {
   public:

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -53,6 +54,11 @@ struct NodeRecord {
     std::optional<net::MacAddr> vtep_mac4, vtep_mac6;  // spec.vxlanTunnelMACAddr / ...V6
     std::optional<net::IpAddr> tunnel4, tunnel6;       // spec.ipv4VXLANTunnelAddr / ipv6...
     std::map<std::string, std::string> labels;         // metadata.labels
+    // spec.bgp.asNumber (absent: the cluster's, from BGPConfiguration) and
+    // routeReflectorClusterID (an IPv4 address: the node reflects routes): set by the user,
+    // kept by the node's own registration (NodeRegistry::put with kKeepUserFields).
+    std::optional<uint32_t> as_number;
+    std::string rr_cluster_id;
 
     const std::optional<IfAddr> &address(net::Family f) const {
         return f == net::Family::kIp4 ? ipv4 : ipv6;
@@ -87,9 +93,9 @@ net::MacAddr derived_vtep_mac(std::string_view node, net::Family f);
 void validate_node(const NodeRecord &n);
 
 // Calico's Node JSON. Decoding validates every field (validate_node) and refuses unknown
-// ones, except the Node fields Calico has and dpdk-fwd does not use (spec.bgp.asNumber,
-// routeReflectorClusterID, ipv4IPIPTunnelAddr, spec.orchRefs, addresses, wireguard, status,
-// and server-set metadata), which are accepted and dropped. Throws NodeError.
+// ones, except the Node fields Calico has and dpdk-fwd does not use (ipv4IPIPTunnelAddr,
+// spec.orchRefs, addresses, wireguard, status, and server-set metadata), which are accepted and
+// dropped. Throws NodeError.
 void to_json(nlohmann::json &j, const NodeRecord &n);
 void from_json(const nlohmann::json &j, NodeRecord &n);
 
@@ -99,12 +105,22 @@ class NodeRegistry {
   public:
     explicit NodeRegistry(Store &s, std::string prefix = "/dpdk-fwd/nodes/v1/");
 
+    // What put() does with a stored record's user-set fields: kReplace writes n as it is
+    // (fwdctl apply -f); kKeepUserFields (a node registering itself) keeps the stored
+    // asNumber, routeReflectorClusterID and labels, n's labels added over them, so a label or
+    // cluster ID the user set is not undone by the node's next round.
+    enum class Merge { kReplace, kKeepUserFields };
     // Creates or updates n's record (compare-and-swap; an unchanged record is not rewritten).
     // Throws NodeError when n is invalid, or when another record holds one of n's node or
     // tunnel addresses or VTEP MACs (configured or derived, for each family n has an address
     // of): the error names the other node and the address. Throws ConflictError after too
     // many conflicting writes in a row, StoreError when the store fails.
-    void put(const NodeRecord &n);
+    void put(const NodeRecord &n, Merge merge = Merge::kReplace);
+    // Reads, edits and writes back one record under a compare of its revision (again on a
+    // race); the edit may change labels, asNumber and routeReflectorClusterID (the user's
+    // fields). Returns the record written; throws NodeError when there is no record or the
+    // result is invalid.
+    NodeRecord update(const std::string &name, const std::function<void(NodeRecord &)> &edit);
     // Checks a batch of records as put() would check each when they are put in order, writing
     // nothing (fwdctl apply -f checks every Node of a file before it writes any): each valid,
     // no name twice, and nothing of batch[i] (address, tunnel address, VTEP MAC) held by a

@@ -932,6 +932,8 @@ Result ConnTable::create(const Packet &p, const Lookup &lo, const FlowKey &reply
     f.nat_service = nat.service;
     f.nat_backend = nat.backend;
     f.nat_flags = nat.flags;
+    f.policy_flags.store(nat.policy_flags, std::memory_order_relaxed);
+    f.policy_gen.store(nat.policy_gen, std::memory_order_relaxed);
     auto diff = [](const FlowKey &in, const FlowKey &out) {
         auto ne = [&](uint32_t i) { return key_word(in, i) != key_word(out, i); };
         const uint64_t ports = key_word(in, 4) ^ key_word(out, 4);

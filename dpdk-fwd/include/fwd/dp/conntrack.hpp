@@ -326,7 +326,8 @@ enum TcpPeerFlags : uint8_t {
 // A test-and-set lock: an acquire exchange takes it, a release store lets it
 // go (a plain store on x86, where rte_spinlock_unlock is an xchg: a full
 // barrier, draining the stores before it, that every new flow and every TCP
-// packet would pay). 4 bytes; zero is free (entries are zeroed, not built).
+// packet would pay). 1 byte (a flow entry has none to spare); zero is free
+// (entries are zeroed, not built).
 class SpinLock {
   public:
     void lock() noexcept {
@@ -339,7 +340,7 @@ class SpinLock {
     void unlock() noexcept { v_.store(0, std::memory_order_release); }
 
   private:
-    std::atomic<uint32_t> v_{0};
+    std::atomic<uint8_t> v_{0};
 };
 
 // --- the flow entry ---
@@ -350,6 +351,11 @@ enum FlowStatus : uint8_t {
 };
 
 enum class L4Kind : uint8_t { kTcp, kUdp, kIcmp, kGeneric };
+
+// Flow::policy_flags.
+enum FlowPolicyFlags : uint8_t {
+    kPolicyChecked = 1 << 0,  // allowed under policy_gen
+};
 
 // What a NAT owns in a flow: the translation is the two tuples themselves (a
 // packet of direction d is rewritten to tuple[other(d)].inverted()); these
@@ -364,6 +370,9 @@ struct NatInfo {
     uint32_t service = UINT32_MAX;  // the NAT's indexes (services, backends)
     uint32_t backend = UINT32_MAX;
     uint8_t flags = 0;  // the NAT's own (SNAT, DNAT, ...)
+    // The policy's stamp of a flow it allowed (Flow::policy_flags / _gen).
+    uint8_t policy_flags = 0;
+    uint16_t policy_gen = 0;
 };
 
 // 128 bytes: two cache lines. Fields marked [I] are written once before the
@@ -377,6 +386,11 @@ struct alignas(64) Flow {
     std::atomic<uint8_t> status;    // [A] FlowStatus
     uint8_t changes;                // [I] NatChange of kOrig (low 4 bits), kReply (high 4)
     uint8_t nat_flags;              // [I] NatInfo::flags
+    // [A] policy (policy.hpp): the low 16 bits of the PolicyState
+    // generation the flow was last allowed under, kPolicyChecked set in
+    // policy_flags; relaxed (a stale read re-checks, never lets more pass).
+    std::atomic<uint8_t> policy_flags;
+    std::atomic<uint16_t> policy_gen;
     uint32_t nat_service;           // [I] NatInfo::service
     uint32_t nat_backend;           // [I] NatInfo::backend
     std::array<TcpPeer, 2> peer;    // [L] by the sending direction

@@ -116,7 +116,19 @@ namespace fwd::dp {
       "new flow to a service with no ready endpoint (port unreachable sent)")                    \
     X(kSvcNoLocalEndpoint, "svc_no_local_endpoint",                                              \
       "new flow to a service whose traffic policy allows no endpoint here")                      \
-    X(kNatHeadersSplit, "nat_headers_split", "headers to translate not in the first segment")
+    X(kNatHeadersSplit, "nat_headers_split", "headers to translate not in the first segment")    \
+    X(kSpoofedSource, "spoofed_source", "pod packet from a source not the pod's")                \
+    X(kPolicyDenyIngress, "policy_deny_ingress", "Deny rule of the receiver's ingress")          \
+    X(kPolicyDenyEgress, "policy_deny_egress", "Deny rule of the sender's egress")               \
+    X(kPolicyDefaultDenyIngress, "policy_default_deny_ingress",                                  \
+      "no ingress rule of the receiver's policies allowed it")                                   \
+    X(kPolicyDefaultDenyEgress, "policy_default_deny_egress",                                    \
+      "no egress rule of the sender's policies allowed it")                                      \
+    X(kEndpointToHostDrop, "endpoint_to_host_drop",                                              \
+      "pod traffic to the node (defaultEndpointToHostAction Drop)")                              \
+    X(kPolicyFragment, "policy_fragment", "later fragment where policy applies")                 \
+    X(kPolicyIcmpErrorNoFlow, "policy_icmp_error_no_flow",                                       \
+      "ICMP error where policy applies, about no allowed flow")
 
 enum class DropReason : uint16_t {
 #define FWD_DROP_ENUM(name, str, desc) name,

@@ -23,9 +23,15 @@ struct PktMeta {
     uint8_t flags;     // MetaFlags
     uint32_t nh;       // next hop id; set by route (for ECMP, the member's id)
     uint8_t punt;      // PuntReason (worker.hpp); set by Worker::punt
-    uint8_t pad_[3];
+    // The packet's connection (conntrack.hpp): 1 + the flow's entry and the
+    // packet's ct::Dir in it, set by the NAT stages when they tracked or
+    // created its flow; 0: none known. The policy stages read it (the
+    // flow's tuples give the pre-SNAT source and the post-DNAT destination).
+    uint8_t flow_dir;
+    uint8_t pad_[2];
+    uint32_t flow;
 };
-static_assert(sizeof(PktMeta) == 16, "PktMeta must stay small: it shares a cache line");
+static_assert(sizeof(PktMeta) == 20, "PktMeta must stay small: it shares a cache line");
 
 inline constexpr uint16_t kMetaSize = RTE_CACHE_LINE_SIZE;  // private area per mbuf
 static_assert(sizeof(PktMeta) <= kMetaSize);

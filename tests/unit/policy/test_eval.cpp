@@ -4,6 +4,7 @@
 // ipVersion, ICMP, GlobalNetworkPolicy, Kubernetes NetworkPolicy, IPv4 and IPv6.
 #include <gtest/gtest.h>
 
+#include "compile_check.hpp"
 #include "fwd/policy/eval.hpp"
 
 namespace fwd::policy {
@@ -11,30 +12,9 @@ namespace {
 
 // ---- fixtures ----
 
-std::vector<Policy> policies(const std::string &yaml) {
-    std::vector<Policy> out;
-    for (auto &r : parse_policy_resources(yaml, "t.yaml")) {
-        out.push_back(std::get<Policy>(std::move(r.value)));
-    }
-    return out;
-}
-
-net::IpAddr ip(const char *s) {
-    return *net::IpAddr::parse(s);
-}
-
-Pod pod(const std::string &ns, const std::string &name, Labels labels,
-        std::vector<const char *> ips, std::vector<NamedPort> ports = {}) {
-    Pod p;
-    p.ns = ns;
-    p.name = name;
-    p.labels = std::move(labels);
-    for (const char *a : ips) {
-        p.ips.push_back(ip(a));
-    }
-    p.ports = std::move(ports);
-    return p;
-}
+using test::ip;
+using test::pod;
+using test::policies;
 
 // prod: web (10.0.0.2, fd00::2, port http 8080/TCP, dns 53/UDP), client (10.0.0.3, fd00::3);
 // dev: tester (10.0.1.3), labelled app=client too.

@@ -101,7 +101,8 @@ void ip4_input(Worker &w, Burst &in, IpNext &out) {
             }
             continue;
         }
-        if (unlikely(ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK))) {
+        if (unlikely(ip->fragment_offset &
+                     RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK))) {
             md.flags |= kMetaFragment;
             if (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK)) {
                 md.flags |= kMetaLaterFragment;

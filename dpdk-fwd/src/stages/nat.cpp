@@ -67,7 +67,9 @@
 //        the client's next packet or the flow's expiry. A frontend gone
 //        whole: its packets are no longer looked up (unless natOutgoing's)
 //        and go out untranslated; the flows expire.
-// Sets:  addresses, ports / identifier, IPv4 header checksum, L4 checksum
+// Sets:  meta.flow / flow_dir (a packet of a flow, or an ICMP error about
+//        one: the policy stages read the flow's tuples);
+//        addresses, ports / identifier, IPv4 header checksum, L4 checksum
 //        (RFC 1624 incremental; IPv6 and ICMPv6 through the pseudo-header;
 //        an IPv4 UDP checksum of 0 stays 0).
 // Next:  the same burst (route4 / route6): a backend on another node is
@@ -128,42 +130,7 @@ using ct::Result;
 constexpr DropReason kPass = DropReason::kCount;  // no drop: the packet goes on
 
 DropReason drop_for(Result r) {
-    switch (r) {
-        case Result::kTruncated:
-            return DropReason::kCtTruncated;
-        case Result::kFragment:
-            return DropReason::kNatFragment;
-        case Result::kNotTracked:
-            return DropReason::kCtNotTracked;
-        case Result::kTcpNotSyn:
-            return DropReason::kCtTcpNotSyn;
-        case Result::kTcpBadFlags:
-            return DropReason::kCtTcpBadFlags;
-        case Result::kIcmpNoRequest:
-            return DropReason::kCtIcmpNoRequest;
-        case Result::kTcpInvalid:
-            return DropReason::kCtTcpInvalid;
-        case Result::kTcpOutOfWindow:
-            return DropReason::kCtTcpOutOfWindow;
-        case Result::kTcpRstOutOfWindow:
-            return DropReason::kCtTcpRstOutOfWindow;
-        case Result::kTableFull:
-            return DropReason::kCtTableFull;
-        case Result::kIndexFull:
-            return DropReason::kCtIndexFull;
-        case Result::kIcmpErrorTruncated:
-            return DropReason::kCtIcmpErrorTruncated;
-        case Result::kIcmpErrorBadQuote:
-            return DropReason::kCtIcmpErrorBadQuote;
-        case Result::kIcmpErrorNoFlow:
-            return DropReason::kCtIcmpErrorNoFlow;
-        case Result::kOk:
-        case Result::kCreated:
-        case Result::kTcpIgnored:
-            return kPass;
-        default:  // kNew, kExists, kReplyExists, kIcmpError: handled by the callers
-            return DropReason::kCtBusy;
-    }
+    return ct::drop_reason(r, kPass, DropReason::kNatFragment);
 }
 
 // RFC 1624 eqn. 3 for len bytes (even) changing from o to n.
@@ -492,16 +459,7 @@ uint32_t flow_mix(const FlowKey &k) {
     return static_cast<uint32_t>(h);
 }
 
-// The signatures of the keys this burst's create()s inserted, as a filter
-// (256 bits, by a signature's top byte): a packet probed before them is
-// looked up again (track()'s recheck) only when its key may be one of them.
-// Only an insert can make a key the probe missed (or found on a dead flow)
-// a live flow's: creates that failed, unlinks and ends need no recheck.
-struct Made {
-    uint64_t bits[4] = {0, 0, 0, 0};
-    void add(uint32_t sig) { bits[sig >> 30] |= uint64_t{1} << ((sig >> 24) & 63); }
-    bool maybe(uint32_t sig) const { return (bits[sig >> 30] >> ((sig >> 24) & 63)) & 1; }
-};
+using ct::Made;
 
 // A new natOutgoing flow: reply tuple to the node's address, the source
 // port (echo: identifier) kept when free, else the range searched.
@@ -767,6 +725,14 @@ DropReason dnat_create(const Ctx &c, uint32_t fe_idx, const ct::Packet &p, const
 
 enum class Step : uint8_t { kTranslated, kUntouched, kDrop };
 
+// The packet's flow for the stages after NAT (PktMeta::flow): the policy
+// stages check the flow's tuples, not the translated packet's.
+void note_flow(rte_mbuf *m, const ct::Hit &hit) {
+    PktMeta &md = meta(m);
+    md.flow = hit.flow + 1;
+    md.flow_dir = static_cast<uint8_t>(hit.dir);
+}
+
 // What nat4 / nat6 do with a packet, decided in the burst's first phase.
 enum class Way : uint8_t {
     kDone,  // nothing more: why says (kPass for route-only traffic)
@@ -808,6 +774,7 @@ Step flow_step(const Ctx &c, rte_mbuf *m, const Pending &q, uint32_t fe, bool sn
             return Step::kDrop;
         }
         if (!backend_gone(c, hit, fe)) {
+            note_flow(m, hit);
             why = translate<kV6>(c.ct, m, hit);
             return why == kPass ? Step::kTranslated : Step::kDrop;
         }
@@ -821,12 +788,16 @@ Step flow_step(const Ctx &c, rte_mbuf *m, const Pending &q, uint32_t fe, bool sn
         // Tracked untranslated, so that its replies are known as replies
         // (not new flows natOutgoing would translate).
         const Result cr = c.ct.create(q.p, c.now, hit, *c.nw.counters);
+        if (cr == Result::kCreated) {
+            note_flow(m, hit);
+        }
         why = cr == Result::kExists || cr == Result::kReplyExists ? kPass : drop_for(cr);
         return why == kPass ? Step::kUntouched : Step::kDrop;
     } else {
         return Step::kUntouched;
     }
     if (why == kPass) {
+        note_flow(m, hit);
         why = translate<kV6>(c.ct, m, hit);
     }
     return why == kPass ? Step::kTranslated : Step::kDrop;
@@ -917,6 +888,7 @@ DropReason input_slow(const Ctx &c, rte_mbuf *m, const Pending &q) {
     ct::Hit hit;
     const Result r = c.ct.match_icmp_error(m, md, kV6, c.now, hit, *c.nw.counters);
     if (r == Result::kOk) {
+        note_flow(m, hit);
         return error_translate<kV6>(m, c.ct.flow(hit.flow), hit.dir);
     }
     return q.snat ? drop_for(r) : kPass;  // about no flow: not ours unless natOutgoing's
@@ -1046,6 +1018,7 @@ Local local_finish(const Ctx &c, rte_mbuf *m, const Pending &q, DropReason &why)
             c.ct.flow(hit.flow).changes_for(hit.dir) == 0) {
             return Local::kKeep;  // about none of our flows: the node's own
         }
+        note_flow(m, hit);
         why = error_translate<kV6>(m, c.ct.flow(hit.flow), hit.dir);
     } else if (flow_step<kV6>(c, m, q, q.fe, false, true, why) == Step::kUntouched) {
         return Local::kKeep;

@@ -97,6 +97,9 @@ class PolicyRules {
         const auto &v = d == policy::Direction::kIngress ? ingress_set_ : egress_set_;
         return c < v.size() ? v[c] : 0;
     }
+    template <typename Key, typename Input>
+    void classify_impl(int family, policy::Direction d, const Key *keys, uint32_t n,
+                       policy::CompiledVerdict *out) const noexcept;
 
     // [family][direction]; nullptr when that list has no rules (nothing to match).
     std::array<std::array<rte_acl_ctx *, 2>, 2> ctx_{};

@@ -151,6 +151,7 @@
 #include <string_view>
 
 #include "fwd/dp/counter.hpp"
+#include "fwd/dp/drop.hpp"
 #include "fwd/dp/meta.hpp"
 #include "fwd/net/endian.hpp"
 
@@ -207,6 +208,50 @@ struct alignas(64) Counters {
     void count(Result r) { by_result[static_cast<size_t>(r)].inc(); }
     uint64_t get(Result r) const { return by_result[static_cast<size_t>(r)].get(); }
 };
+
+// The drop reason of a tracker's refusal (ct_*), for the stages that call
+// it: pass for the results that let the packet go on (kOk, kCreated,
+// kTcpIgnored), fragment for kFragment (the caller's own reason); kCtBusy
+// for those the callers handle themselves (kNew, kExists, kReplyExists,
+// kIcmpError).
+constexpr DropReason drop_reason(Result r, DropReason pass, DropReason fragment) {
+    switch (r) {
+        case Result::kTruncated:
+            return DropReason::kCtTruncated;
+        case Result::kFragment:
+            return fragment;
+        case Result::kNotTracked:
+            return DropReason::kCtNotTracked;
+        case Result::kTcpNotSyn:
+            return DropReason::kCtTcpNotSyn;
+        case Result::kTcpBadFlags:
+            return DropReason::kCtTcpBadFlags;
+        case Result::kIcmpNoRequest:
+            return DropReason::kCtIcmpNoRequest;
+        case Result::kTcpInvalid:
+            return DropReason::kCtTcpInvalid;
+        case Result::kTcpOutOfWindow:
+            return DropReason::kCtTcpOutOfWindow;
+        case Result::kTcpRstOutOfWindow:
+            return DropReason::kCtTcpRstOutOfWindow;
+        case Result::kTableFull:
+            return DropReason::kCtTableFull;
+        case Result::kIndexFull:
+            return DropReason::kCtIndexFull;
+        case Result::kIcmpErrorTruncated:
+            return DropReason::kCtIcmpErrorTruncated;
+        case Result::kIcmpErrorBadQuote:
+            return DropReason::kCtIcmpErrorBadQuote;
+        case Result::kIcmpErrorNoFlow:
+            return DropReason::kCtIcmpErrorNoFlow;
+        case Result::kOk:
+        case Result::kCreated:
+        case Result::kTcpIgnored:
+            return pass;
+        default:
+            return DropReason::kCtBusy;
+    }
+}
 
 // --- keys ---
 enum class Dir : uint8_t { kOrig = 0, kReply = 1 };
@@ -430,6 +475,18 @@ struct Lookup {
     uint32_t b1 = 0, b2 = 0;  // the key's two buckets
     uint32_t sig = 0;         // its signature (never 0)
     uint32_t slot = 0;        // probe(): the first slot of that signature, 0 when none
+};
+
+// The signatures of the keys a burst's create()s inserted, as a filter
+// (256 bits, by a signature's top byte), for a stage that looks a burst up
+// in phases: a packet probed before them is looked up again (track()'s
+// recheck) only when its key may be one of them. Only an insert can make a
+// key the probe missed (or found on a dead flow) a live flow's: creates
+// that failed, unlinks and ends need no recheck.
+struct Made {
+    uint64_t bits[4] = {0, 0, 0, 0};
+    void add(uint32_t sig) { bits[sig >> 30] |= uint64_t{1} << ((sig >> 24) & 63); }
+    bool maybe(uint32_t sig) const { return (bits[sig >> 30] >> ((sig >> 24) & 63)) & 1; }
 };
 
 // A copy of a flow for listings (snapshot()).

@@ -134,7 +134,8 @@ struct PolicyState {
     std::vector<FailsafePort> failsafe_out;
     // Per worker (by worker index), per rule ref: [C] sizes every vector
     // to rules->refs() before publishing (empty without rules).
-    std::vector<std::vector<RuleCount>> counts;
+    // Mutable: the workers count in a state they otherwise only read.
+    mutable std::vector<std::vector<RuleCount>> counts;
 };
 
 // A Log rule's record of one packet, for the control thread to write as a

@@ -187,16 +187,13 @@ TEST(PolicyAcl, RuleSetsLiveSideBySideUnderUniqueNames) {
 
 // Random worlds, each checked with bursts of both families and directions.
 TEST(PolicyAcl, RandomPoliciesEqualTheReference) {
-    const char *env = std::getenv("FWD_SEED");
-    const uint64_t seed0 =
-        env ? std::strtoull(env, nullptr, 10)
-            : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-    std::printf("PolicyAcl.RandomPoliciesEqualTheReference seed %llu (FWD_SEED=%llu)\n",
-                static_cast<unsigned long long>(seed0), static_cast<unsigned long long>(seed0));
+    const uint64_t seed0 = pt::seed("PolicyAcl.RandomPoliciesEqualTheReference");
     size_t packets = 0, rules = 0;
-    for (uint64_t round = 0; round < 30; ++round) {
+    for (uint64_t round = 0; round < 40; ++round) {
         pt::Random rnd(seed0 + round);
-        const auto w = rnd.world(1 + rnd.below(10));
+        // Up to 6 policies: more add rte_acl build time (compile_check.hpp keeps negations to
+        // one side of a rule for the same reason), not coverage.
+        const auto w = rnd.world(1 + rnd.below(6));
         const PolicySet s(w.policies, w.namespaces, w.pods);
         std::vector<std::string> local;
         for (const auto &p : w.pods) {

@@ -289,12 +289,7 @@ TEST(PolicyCompile, ExpansionPastTheLimitIsRefusedNamingTheRule) {
 // Random policies of the three kinds on random clusters: the flat rules against the
 // reference on every packet. The seed is printed; FWD_SEED=<n> replays one.
 TEST(PolicyCompile, RandomPoliciesEqualTheReference) {
-    const char *env = std::getenv("FWD_SEED");
-    const uint64_t seed0 =
-        env ? std::strtoull(env, nullptr, 10)
-            : static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-    std::printf("PolicyCompile.RandomPoliciesEqualTheReference seed %llu (FWD_SEED=%llu)\n",
-                static_cast<unsigned long long>(seed0), static_cast<unsigned long long>(seed0));
+    const uint64_t seed0 = test::seed("PolicyCompile.RandomPoliciesEqualTheReference");
     size_t compared = 0;
     for (uint64_t round = 0; round < 20; ++round) {
         test::Random rnd(seed0 + round);

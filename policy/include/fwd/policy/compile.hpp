@@ -37,7 +37,19 @@
 // policy and rule) a rule whose expansion exceeds Limits::max_per_rule, and a rule set over
 // Limits::max_total; the counts are reported in Compiled::stats.
 //
-// Cost (measured, see the numbers in the commit that adds them): TBD.
+// What expands: an IPv6 notNets or notSelector costs up to 128 prefixes per prefix or pod
+// address taken out (IPv4: 32), and negations on both sides of one rule multiply (two
+// IPv6 notSelectors of 15 pods each: ~3.4M, refused by the limit). Felix keeps such sets in IP
+// sets; rte_acl has only ranges and prefixes per field.
+//
+// Cost (datapath_policy_acl, this 2-core machine shared with other builds, 5 runs):
+//   1,000 TCP rules in 100 policies (a /24 and a port each): compile 2-10 ms, rte_acl build
+//   34-58 ms, 412 KiB of DPDK heap, classify 36 ns a packet (bursts of 64);
+//   one policy of 10,000 such rules: compile 37-63 ms, build 400-680 ms (total 0.43-0.74 s),
+//   3.9 MiB, classify 44 ns a packet. rte_acl's build is the cost (~50 us a rule at 10k):
+//   build time grows with the rules' wildcards, so heavily negated rule sets build slower.
+// One context with two categories (decide, Log) was chosen over two contexts (not measured
+// against them): one trie walk gives both results, a Log rule costs no second lookup.
 //
 // Control code only: allocates and may throw.
 #pragma once
@@ -111,7 +123,7 @@ struct CompileStats {
     size_t policies = 0, rules = 0;  // model rules of the policies that apply to a local endpoint
     size_t classes = 0, sets = 0;
     size_t flat_rules = 0;    // in every family, direction and list
-    size_t largest_rule = 0;  // the most flat rules one model rule gave
+    size_t largest_rule = 0;  // the most flat rules one model rule gave in one family
     double seconds = 0;       // compile() wall time
 };
 

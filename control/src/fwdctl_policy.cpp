@@ -3,7 +3,7 @@
 // GlobalNetworkPolicy, Namespace, Pod): Calico policy as data in the cluster store
 // (fwd/policy/store.hpp), evaluated from the model (fwd/policy/eval.hpp), no daemon involved;
 // `policy show` adds what the daemon at -s compiled of the policy, when one answers. policy
-// stats | status | sync ask the daemon (control/src/policy.cpp).
+// stats | status | sync ask the daemon (control/src/policy_module.cpp).
 #include <iostream>
 #include <memory>
 #include <string>

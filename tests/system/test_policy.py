@@ -61,14 +61,17 @@ class Cluster:
         return self.d.ctl("policy", "sync")
 
     def pod(self, ns, name, labels=None, ports=None, annotations=None, serve=True):
-        """A pod: its record applied (labels, named ports {name: port}), CNI ADD, the echo
-        server started on PORTS (and the named ports)."""
+        """A pod: its record applied (labels, named ports {name: port or (port, protocol)}),
+        CNI ADD, the echo server started on PORTS."""
         meta = {"name": name, "namespace": ns, "labels": labels or {}}
         if annotations:
             meta["annotations"] = annotations
+        named = []
+        for n, p in (ports or {}).items():
+            port, proto = p if isinstance(p, tuple) else (p, "TCP")
+            named.append({"name": n, "containerPort": port, "protocol": proto})
         doc = {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-               "spec": {"containers": [{"name": "c", "ports": [
-                   {"name": n, "containerPort": p} for n, p in (ports or {}).items()]}]}}
+               "spec": {"containers": [{"name": "c", "ports": named}]}}
         self.apply(json.dumps(doc), sync=False)
         netns = self.node.pod()
         cid = cni.container_id()
@@ -85,11 +88,12 @@ class Cluster:
         return p
 
     def probe(self, src, specs, timeout=0.7):
-        """{spec: reached} from pod src; spec (proto, dst pod, port, family)."""
+        """{(proto, dst pod's key, port, family): reached} from pod src; specs (proto, dst
+        pod, port, family)."""
         strs = {}
         for proto, dst, port, fam in specs:
             addr = dst.v4 if fam == 4 else f"[{dst.v6}]"
-            strs[f"{proto}:{addr}:{port}"] = (proto, dst, port, fam)
+            strs[f"{proto}:{addr}:{port}"] = (proto, dst.key, port, fam)
         r = src.ns.run(f"{PY} {PEER} probe --timeout {timeout} {' '.join(strs)}", timeout=30)
         got = json.loads(r.stdout)
         return {strs[k]: v for k, v in got.items()}
@@ -97,7 +101,7 @@ class Cluster:
     def reach(self, src, dst, port, proto="tcp"):
         """(IPv4 reached, IPv6 reached)."""
         got = self.probe(src, [(proto, dst, port, 4), (proto, dst, port, 6)])
-        return got[(proto, dst, port, 4)], got[(proto, dst, port, 6)]
+        return got[(proto, dst.key, port, 4)], got[(proto, dst.key, port, 6)]
 
     def drops(self):
         return self.d.stats()["drops"]
@@ -131,13 +135,13 @@ def cluster_factory(daemon_factory, netns_factory, tmpdir_short):
 
 @pytest.fixture
 def shop(cluster_factory):
-    """client (app=client), web (app=web, named port http = 8080), other (app=other) in
-    namespace shop."""
+    """client (app=client), web (app=web, named ports http = TCP 8080, stats = UDP 8080),
+    other (app=other) in namespace shop."""
     c = cluster_factory()
     c.apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n"
             "  labels:\n    team: shop\n", sync=False)
     c.client = c.pod("shop", "client", {"app": "client"})
-    c.web = c.pod("shop", "web", {"app": "web"}, ports={"http": 8080})
+    c.web = c.pod("shop", "web", {"app": "web"}, ports={"http": 8080, "stats": (8080, "UDP")})
     c.other = c.pod("shop", "other", {"app": "other"})
     c.sync()
     return c
@@ -159,7 +163,7 @@ spec:
   types: [Ingress]
   ingress:
   - action: Allow
-    protocol: TCP
+    protocol: UDP
     source: {selector: app == 'client'}
     destination: {ports: [80]}
 """
@@ -167,14 +171,14 @@ spec:
 
 def test_calico_network_policy(shop):
     c = shop
-    assert both(c.reach(c.other, c.web, 80)), "no policy yet: everything passes"
+    assert both(c.reach(c.other, c.web, 80, "udp")), "no policy yet: everything passes"
     before = c.drops()
     c.apply(WEB_IN)
-    assert both(c.reach(c.client, c.web, 80))
-    assert neither(c.reach(c.other, c.web, 80)), "not the selected source"
-    assert neither(c.reach(c.client, c.web, 81)), "not the port: default deny"
-    assert neither(c.reach(c.client, c.web, 80, "udp")), "not the protocol"
-    assert both(c.reach(c.web, c.client, 80)), "web's egress and client's ingress: no policy"
+    assert both(c.reach(c.client, c.web, 80, "udp"))
+    assert neither(c.reach(c.other, c.web, 80, "udp")), "not the selected source"
+    assert neither(c.reach(c.client, c.web, 81, "udp")), "not the port: default deny"
+    assert neither(c.reach(c.client, c.web, 80, "tcp")), "not the protocol"
+    assert both(c.reach(c.web, c.client, 80, "udp")), "web's egress, client's ingress: no policy"
     after = c.drops()
     denied = sum(after.get(k, 0) - before.get(k, 0) for k in after
                  if k.startswith("policy_") and k.endswith("ingress"))
@@ -188,37 +192,76 @@ def test_calico_network_policy(shop):
                                         "-s", c.d.sock).stdout)
     node = shown["node"]
     assert [s["pod"] for s in node["selected"]] == ["shop/web"] and node["selected"][0]["local"]
-    assert node["compiled_total"] >= 2, node  # the client's /32 and /128 at least
-    assert any(r["family"] == 4 and "dport 80 " in r["flat"] and c.client.v4 in r["flat"]
-               for r in node["compiled"]), node["compiled"]
-    assert any(r["family"] == 6 and c.client.v6 in r["flat"] for r in node["compiled"])
+    assert node["compiled_total"] == 2, node  # the client's /32 and /128
+    assert any(r["family"] == 4 and "proto 17 " in r["flat"] and "dport 80 " in r["flat"] and
+               f"src {c.client.v4}/32" in r["flat"] for r in node["compiled"]), node["compiled"]
+    assert any(r["family"] == 6 and f"src {c.client.v6}/128" in r["flat"]
+               for r in node["compiled"])
     stats = c.d.ctl("policy", "stats")["rules"]
     rule0 = [r for r in stats if r["policy"] == "shop/web-in" and r["rule"] == 0]
-    assert rule0 and rule0[0]["packets"] > 0 and rule0[0]["bytes"] > 0, stats
+    assert rule0 and rule0[0]["packets"] >= 2 and rule0[0]["bytes"] > 0, stats
 
     c.delete(WEB_IN)
-    assert both(c.reach(c.other, c.web, 80)), "the policy deleted: open again"
+    assert both(c.reach(c.other, c.web, 80, "udp")), "the policy deleted: open again"
 
 
-def test_global_network_policy(shop):
+def test_tcp_through_policy(shop):
+    """A TCP connection a policy allows: its first packet creates the flow, the rest of the
+    handshake and the data follow it."""
     c = shop
-    locked = c.pod("shop", "locked", {"app": "client", "role": "locked"})
-    gnp = f"""apiVersion: projectcalico.org/v3
+    c.apply(WEB_IN.replace("protocol: UDP", "protocol: TCP"))
+    assert both(c.reach(c.client, c.web, 80))
+    assert neither(c.reach(c.other, c.web, 80))
+
+
+def test_egress_policy(shop):
+    """A pod's own egress policy: the sender's class must be known for a packet of a pod
+    port."""
+    c = shop
+    c.apply("""apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
-metadata: {{name: locked-out}}
+metadata: {name: client-out}
 spec:
-  selector: role == 'locked'
+  selector: app == 'client'
   types: [Egress]
   egress:
   - action: Deny
-    destination: {{nets: [{c.web.v4}/32, {c.web.v6}/128]}}
+    destination: {selector: app == 'web'}
+  - action: Allow
+""")
+    assert neither(c.reach(c.client, c.web, 80, "udp"))
+    assert both(c.reach(c.client, c.other, 80, "udp"))
+    assert both(c.reach(c.other, c.web, 80, "udp"))
+
+
+def test_global_network_policy(shop):
+    """A GlobalNetworkPolicy selects across namespaces: web (shop) and a pod of another
+    namespace refuse what comes from role=locked pods, and keep the rest."""
+    c = shop
+    locked = c.pod("shop", "locked", {"app": "client", "role": "locked"})
+    c.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: ops}\n", sync=False)
+    ops = c.pod("ops", "tool", {"app": "web"})
+    gnp = """apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: locked-out}
+spec:
+  selector: app == 'web'
+  types: [Ingress]
+  ingress:
+  - action: Deny
+    source: {selector: role == 'locked'}
   - action: Allow
 """
-    assert both(c.reach(locked, c.web, 80))
+    assert both(c.reach(locked, c.web, 80, "udp"))
     c.apply(gnp)
-    assert neither(c.reach(locked, c.web, 80)), "denied by its egress"
-    assert both(c.reach(locked, c.other, 80)), "the next rule allows"
-    assert both(c.reach(c.client, c.web, 80)), "the policy does not select the client"
+    for dst in (c.web, ops):
+        assert neither(c.reach(locked, dst, 80, "udp")), dst.key
+        assert both(c.reach(c.client, dst, 80, "udp")), dst.key
+        assert neither(c.reach(locked, dst, 80)), dst.key
+        assert both(c.reach(c.client, dst, 80)), dst.key
+    assert both(c.reach(locked, c.other, 80, "udp")), "other is not selected"
+    ep = c.d.ctl("endpoint", "policy", "ops/tool")
+    assert [p["policy"] for p in ep["ingress"]["policies"]] == ["locked-out"], ep
 
 
 def test_kubernetes_network_policy_and_default_deny(shop):
@@ -230,12 +273,12 @@ spec:
   podSelector: {matchLabels: {app: web}}
   ingress:
   - from: [{podSelector: {matchLabels: {app: client}}}]
-    ports: [{protocol: TCP, port: 80}]
+    ports: [{protocol: UDP, port: 80}]
 """
     c.apply(knp)
-    assert both(c.reach(c.client, c.web, 80))
-    assert neither(c.reach(c.other, c.web, 80))
-    assert neither(c.reach(c.client, c.web, 81))
+    assert both(c.reach(c.client, c.web, 80, "udp"))
+    assert neither(c.reach(c.other, c.web, 80, "udp"))
+    assert neither(c.reach(c.client, c.web, 81, "udp"))
     ep = c.d.ctl("endpoint", "policy", "shop/web")
     assert [p["policy"] for p in ep["ingress"]["policies"]] == ["shop/knp.default.web"], ep
 
@@ -243,7 +286,7 @@ spec:
     c.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: vault}\n", sync=False)
     v1 = c.pod("vault", "v1", {"app": "safe"})
     v2 = c.pod("vault", "v2", {"app": "safe"})
-    assert both(c.reach(v1, v2, 80))
+    assert both(c.reach(v1, v2, 80, "udp"))
     c.apply("""apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: default-deny, namespace: vault}
@@ -251,9 +294,9 @@ spec:
   podSelector: {}
   policyTypes: [Ingress]
 """)
-    assert neither(c.reach(v1, v2, 80)) and neither(c.reach(v2, v1, 81, "udp"))
-    assert neither(c.reach(c.other, v1, 80))
-    assert both(c.reach(v1, c.other, 80)), "egress is not restricted"
+    assert neither(c.reach(v1, v2, 80, "udp")) and neither(c.reach(v2, v1, 81, "udp"))
+    assert neither(c.reach(c.other, v1, 80, "udp"))
+    assert both(c.reach(v1, c.other, 80, "udp")), "egress is not restricted"
     assert c.drops().get("policy_default_deny_ingress", 0) > 0, c.drops()
 
 
@@ -278,9 +321,9 @@ spec:
   ingress:
   - action: Deny
 """)
-    assert both(c.reach(c.client, c.web, 80)), "Pass: past the tier, the profile allows"
+    assert both(c.reach(c.client, c.web, 80, "udp")), "Pass: past the tier, the profile allows"
     assert both(c.reach(c.client, c.web, 81, "udp"))
-    assert neither(c.reach(c.other, c.web, 80)), "no Pass: the next policy denies"
+    assert neither(c.reach(c.other, c.web, 80, "udp")), "no Pass: the next policy denies"
     ep = c.d.ctl("endpoint", "policy", "shop/web")
     assert [p["policy"] for p in ep["ingress"]["policies"]] == \
         ["shop/pass-clients", "shop/deny-all"], ep
@@ -295,13 +338,13 @@ spec:
   selector: app == 'web'
   ingress:
   - action: Log
-    protocol: TCP
+    protocol: UDP
   - action: Allow
-    protocol: TCP
+    protocol: UDP
     destination: {ports: [80]}
 """)
-    assert both(c.reach(c.client, c.web, 80))
-    assert neither(c.reach(c.client, c.web, 81))
+    assert both(c.reach(c.client, c.web, 80, "udp"))
+    assert neither(c.reach(c.client, c.web, 81, "udp"))
 
     def lines():
         out = []
@@ -316,7 +359,7 @@ spec:
     ok4 = [x for x in got if x["src"] == c.client.v4 and x["dst"] == c.web.v4 and
            x.get("dport") == 80]
     assert ok4 and ok4[0]["policy"] == "shop/logged" and ok4[0]["rule"] == 0, got
-    assert ok4[0]["protocol"] == "TCP" and ok4[0]["direction"] == "ingress"
+    assert ok4[0]["protocol"] == "UDP" and ok4[0]["direction"] == "ingress"
     assert ok4[0]["verdict"] == "allow"
     denied = [x for x in got if x["src"] == c.client.v4 and x.get("dport") == 81]
     assert denied and denied[0]["verdict"] == "deny", got
@@ -327,42 +370,45 @@ def test_named_ports(shop):
     c = shop
     c.apply("""apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
-metadata: {name: http-only, namespace: shop}
+metadata: {name: stats-only, namespace: shop}
 spec:
   selector: app == 'web'
   ingress:
   - action: Allow
-    protocol: TCP
-    destination: {ports: [http]}
+    protocol: UDP
+    destination: {ports: [stats]}
 """)
-    assert both(c.reach(c.client, c.web, 8080)), "http is 8080 on web"
-    assert neither(c.reach(c.client, c.web, 80))
-    assert neither(c.reach(c.client, c.web, 8080, "udp")), "http is a TCP port"
+    assert both(c.reach(c.client, c.web, 8080, "udp")), "stats is UDP 8080 on web"
+    assert neither(c.reach(c.client, c.web, 80, "udp"))
+    assert neither(c.reach(c.client, c.web, 8080, "tcp")), "stats is a UDP port"
+    shown = json.loads(cni.fwdctl_store(c.store, "policy", "show", "shop/stats-only", "--json",
+                                        "-s", c.d.sock).stdout)["node"]
+    assert any("proto 17 " in r["flat"] and "dport 8080 " in r["flat"] and
+               f"dst {c.web.v4}/32" in r["flat"] for r in shown["compiled"]), shown["compiled"]
 
 
 def test_stateful_replies(shop):
-    """The client may only send TCP to web:80 and receive nothing; its connection works (the
-    replies belong to an allowed flow), a connection to it does not."""
+    """The client takes nothing new in; what it starts to web (which has a policy, so the
+    flow is tracked) gets its replies; what web starts to it does not pass."""
     c = shop
     c.apply("""apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
-metadata: {name: client-locked, namespace: shop}
+metadata: {name: client-closed, namespace: shop}
 spec:
   selector: app == 'client'
-  types: [Ingress, Egress]
-  egress:
-  - action: Allow
-    protocol: TCP
-    destination: {selector: app == 'web', ports: [80]}
-  - action: Allow
-    protocol: UDP
-    destination: {selector: app == 'web', ports: [80]}
+  types: [Ingress]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: web-open, namespace: shop}
+spec:
+  selector: app == 'web'
+  ingress: [{action: Allow}]
 """)
-    assert both(c.reach(c.client, c.web, 80)), "the replies pass"
-    assert both(c.reach(c.client, c.web, 80, "udp"))
-    assert neither(c.reach(c.web, c.client, 80)), "nothing new comes in"
-    assert neither(c.reach(c.client, c.web, 81)), "nor goes out but TCP/UDP 80"
-    assert neither(c.reach(c.client, c.other, 80))
+    assert both(c.reach(c.client, c.web, 80, "udp")), "the replies pass"
+    assert neither(c.reach(c.web, c.client, 80, "udp")), "nothing new comes in"
+    assert neither(c.reach(c.other, c.client, 81, "udp"))
+    assert both(c.reach(c.client, c.web, 80, "udp")), "and again, on the same flow"
 
 
 def test_host_protection(cluster_factory):
@@ -424,10 +470,10 @@ def test_anti_spoofing(shop):
             return False
 
     before = c.drops().get("spoofed_source", 0)
-    # the client forges another address: dropped, both families
+    # the client forges an address no pod may send from: dropped, both families
     forged = lambda: c.client.ns.run(  # noqa: E731
-        f"{PY} {script} 10.99.0.7 {c.web.v4} fd99::7 {c.web.v6} 5")
-    assert not seen_at_web("10.99.0.7", forged)
+        f"{PY} {script} 10.97.0.7 {c.web.v4} fd97::7 {c.web.v6} 5")
+    assert not seen_at_web("10.97.0.7", forged)
     assert c.drops().get("spoofed_source", 0) - before >= 10, c.drops()
     # gw may send from its allowedSourcePrefixes
     before = c.drops().get("spoofed_source", 0)

@@ -20,8 +20,9 @@
 //     Log records as rate-limited lines on stderr.
 //
 // A port shared by several pods (the kernel pods' tap) tells no single endpoint: its entry
-// allows the sources of every pod on it and has class 0; the next hops still give each pod's
-// class.
+// allows the sources of every pod on it and has class 0, each source tagged with its pod's
+// class (PolicyState::src4_cls / src6_cls), from which antispoof tells the sender's class; the
+// next hops give each pod's class as a destination.
 //
 // Enabled with an ipam section (the policies live in the cluster store); without one, nothing
 // is published and the stages pass everything.
@@ -555,19 +556,30 @@ class PolicyModule final : public Module {
             pp.src4_off = static_cast<uint32_t>(st->src4.size());
             pp.src6_off = static_cast<uint32_t>(st->src6.size());
             for (const Endpoint *e : eps) {
+                // Each source tagged with its endpoint's class: on a shared port the
+                // matching source tells the sender.
+                const policy::ClassId cls = class_of(c, pod_of(*e));
+                auto add4 = [&](const net::Prefix4 &p) {
+                    st->src4.push_back(dpol::src4(p));
+                    st->src4_cls.push_back(cls);
+                };
+                auto add6 = [&](const net::Prefix6 &p) {
+                    st->src6.push_back(dpol::src6(p));
+                    st->src6_cls.push_back(cls);
+                };
                 if (e->ipv4) {
-                    st->src4.push_back(dpol::src4(net::Prefix4{*e->ipv4, 32}));
+                    add4(net::Prefix4{*e->ipv4, 32});
                 }
                 if (e->ipv6) {
-                    st->src6.push_back(dpol::src6(net::Prefix6{*e->ipv6, 128}));
+                    add6(net::Prefix6{*e->ipv6, 128});
                 }
                 if (b) {
                     if (auto it = b->allowed.find(pod_of(*e)); it != b->allowed.end()) {
                         for (const auto &p : it->second) {
                             if (p.is_v4()) {
-                                st->src4.push_back(dpol::src4(p.v4()));
+                                add4(p.v4());
                             } else {
-                                st->src6.push_back(dpol::src6(p.v6()));
+                                add6(p.v6());
                             }
                         }
                     }

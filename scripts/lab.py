@@ -1276,6 +1276,8 @@ def run_checks(st, tcp_bytes):
     if st.data.get("services"):
         service_checks(c, st, ns, by_node)
 
+    policy_checks(c, st, ns, by_node, addr_of)
+
     # the IPAM store is consistent: nothing leaked or doubled
     def ipam_check():
         r = sh(f"ip netns exec {TOR} {FWDCTL} ipam check --store '{st['etcd']['spec']}'",
@@ -1285,6 +1287,72 @@ def run_checks(st, tcp_bytes):
                                    if r.returncode == 0 else r.stdout.strip()[-160:])
     c.run("ipam check", "etcd store", both, ipam_check)
     return c
+
+
+POLICY_YAML = """apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: lab-deny-pair, namespace: %s}
+spec:
+  selector: lab-policy == 'target'
+  ingress:
+  - action: Deny
+    source: {selector: lab-policy == 'denied'}
+  - action: Allow
+""" % K8S_NAMESPACE
+
+
+def policy_checks(c, st, ns, by_node, addr_of):
+    """The policy rows: a Calico NetworkPolicy applied to the store denies one pod pair (a
+    pod of another node to a pod of the first node, picked by labels `fwdctl label` sets) and
+    keeps the others (a third pod to the same target, the target to the denied pod); every
+    node enforces it before the rows run (policy.sync), and its drop shows on the target's
+    node. The policy and labels are taken away afterwards: the lab stays open."""
+    names = sorted(by_node)
+    if len(names) < 2:
+        return
+    target = by_node[names[0]][0]
+    denied = by_node[names[1]][0]
+    kept = next((p for n in names for p in by_node[n] if p not in (target, denied)), None)
+    if kept is None:
+        return
+    store = st["etcd"]["spec"]
+
+    def ctl(*args):
+        return sh(f"ip netns exec {TOR} {FWDCTL} {' '.join(args)} --store '{store}'")
+
+    def sync_all():
+        for n in st["nodes"].values():
+            api_call(n["sock"], "policy.sync", {"timeout_ms": 10000})
+
+    path = STATE_DIR / "policy-deny-pair.yaml"
+    path.write_text(POLICY_YAML)
+    pods = {p["name"]: p for p in st["pods"]}
+    node_of_target = st["nodes"][pods[target]["node"]]
+    ctl("label", "pod", f"{K8S_NAMESPACE}/{target}", "lab-policy=target", "--overwrite")
+    ctl("label", "pod", f"{K8S_NAMESPACE}/{denied}", "lab-policy=denied", "--overwrite")
+    ctl("apply", "-f", str(path))
+    try:
+        sync_all()
+        for fam in fams(st):
+            def deny(fam=fam):
+                before = api_call(node_of_target["sock"], "stats")["drops"]
+                ok, detail = ping(ns[denied], addr_of(target, fam), count=2, wait=1)
+                after = api_call(node_of_target["sock"], "stats")["drops"]
+                dropped = sum(after.get(k, 0) - before.get(k, 0) for k in after
+                              if k.startswith("policy_deny"))
+                return not ok and dropped >= 2, (
+                    f"lab-deny-pair: no answer, {dropped} dropped by policy on "
+                    f"{pods[target]['node']}" if not ok else f"answered: {detail}")
+            c.run("policy deny", f"{denied} -> {target}", f"v{fam}", deny)
+            c.run("policy keeps", f"{kept} -> {target}", f"v{fam}",
+                  lambda fam=fam: ping(ns[kept], addr_of(target, fam)))
+            c.run("policy keeps", f"{target} -> {denied}", f"v{fam}",
+                  lambda fam=fam: ping(ns[target], addr_of(denied, fam)))
+    finally:
+        ctl("delete", "-f", str(path))
+        ctl("label", "pod", f"{K8S_NAMESPACE}/{target}", "lab-policy-")
+        ctl("label", "pod", f"{K8S_NAMESPACE}/{denied}", "lab-policy-")
+        sync_all()
 
 
 def capture(st, pod, ns, dsts):

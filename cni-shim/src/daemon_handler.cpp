@@ -31,6 +31,12 @@ Json attachment(const Request &req) {
             {"ifname", req.inv.ifname}};
 }
 
+// The pod the runtime names (CNI_ARGS K8S_POD_NAMESPACE, K8S_POD_NAME): the daemon finds its
+// record, and its annotations, by them.
+Json k8s_args(const Request &req) {
+    return {{"namespace", req.inv.args.pod_namespace}, {"pod", req.inv.args.pod_name}};
+}
+
 }  // namespace
 
 Json DaemonHandler::call(const Request &req, const std::string &op, const Json &args,
@@ -118,7 +124,7 @@ Result DaemonHandler::add(const Request &req) {
     Json args = attachment(req);
     args.update(pool_args(req.conf));
     args["netns"] = req.inv.netns;
-    args["k8s"] = {{"namespace", req.inv.args.pod_namespace}, {"pod", req.inv.args.pod_name}};
+    args["k8s"] = k8s_args(req);
     Json ips = Json::array();
     for (const auto &a : req.requested_ips()) {
         ips.push_back(str(a));
@@ -143,7 +149,9 @@ Result DaemonHandler::add(const Request &req) {
 }
 
 void DaemonHandler::del(const Request &req) {
-    call(req, "cni.del", attachment(req));
+    Json args = attachment(req);
+    args["k8s"] = k8s_args(req);
+    call(req, "cni.del", args);
 }
 
 void DaemonHandler::check(const Request &req) {

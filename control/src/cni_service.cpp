@@ -7,6 +7,8 @@
 #include "api_args.hpp"
 #include "fwd/control/api.hpp"
 #include "fwd/label/selector.hpp"
+#include "fwd/policy/pod_network.hpp"
+#include "fwd/policy/store.hpp"
 
 namespace fwd::control {
 namespace {
@@ -137,7 +139,7 @@ const std::vector<CniService::Op> &CniService::op_table() {
          {"network", "container_id", "netns", "ifname", "k8s", "assign_ipv4", "assign_ipv6",
           "ipv4_pools", "ipv6_pools", "ips", "mtu", "mac", "vhost_user"},
          &CniService::add},
-        {"cni.del", {"network", "container_id", "ifname", "netns"}, &CniService::del},
+        {"cni.del", {"network", "container_id", "ifname", "netns", "k8s"}, &CniService::del},
         {"cni.check",
          {"network", "container_id", "netns", "ifname", "ips", "mac", "mtu"},
          &CniService::check},
@@ -210,6 +212,20 @@ std::vector<json> CniService::endpoints_of(const std::string &network) {
     return out;
 }
 
+void CniService::detach(const std::string &ns, const std::string &pod, const std::string &cid) {
+    if (pod.empty()) {
+        return;
+    }
+    try {
+        ipam_call("pod record", [&] {
+            return policy::PolicyRegistry(*store_).detach_pod(ns.empty() ? "default" : ns, pod,
+                                                              cid);
+        });
+    } catch (const policy::PolicyError &) {
+        // A malformed record is the writer's to fix; the pod is detached all the same.
+    }
+}
+
 uint16_t CniService::pod_mtu(const ipam::Assignment &a) {
     int overhead = 0;
     auto pools = ipam_call("", [&] { return alloc_.pools(); });
@@ -280,6 +296,40 @@ json CniService::add(const json &args) {
     }
     req.num4 = get_bool(args, "assign_ipv4", true) ? 1 : 0;
     req.num6 = get_bool(args, "assign_ipv6", false) ? 1 : 0;
+    // A Kubernetes pod: its record's annotations (and its namespace's) choose its addresses,
+    // as Calico's plugin reads them from the API server.
+    const std::string pod_ns = req.attrs.ns.empty() ? "default" : req.attrs.ns;
+    const bool k8s_pod = !req.attrs.pod.empty();
+    if (k8s_pod) {
+        policy::PodNetworkRequest pn;
+        try {
+            pn = ipam_call("pod record", [&] {
+                policy::PolicyRegistry reg(*store_);
+                const auto pod = reg.get_pod(pod_ns, req.attrs.pod);
+                const auto ns = reg.get_namespace(pod_ns);
+                return policy::pod_network_request(pod ? &*pod : nullptr, ns ? &*ns : nullptr);
+            });
+        } catch (const policy::PolicyError &e) {
+            bad(e.what());
+        }
+        if (pn.pools4) {
+            req.pools4 = *pn.pools4;
+        }
+        if (pn.pools6) {
+            req.pools6 = *pn.pools6;
+        }
+        if (pn.assign4) {
+            req.num4 = *pn.assign4 ? 1 : 0;
+            req.num6 = *pn.assign6 ? 1 : 0;
+        }
+        if (!pn.ip_addrs.empty()) {
+            if (!req.fixed.empty()) {
+                bad("the pod's annotation " + std::string(policy::kIpAddrsAnnotation) +
+                    " and the runtime's IP argument both ask for addresses");
+            }
+            req.fixed = pn.ip_addrs;
+        }
+    }
     if (req.fixed.empty() && req.num4 == 0 && req.num6 == 0) {
         bad("assign_ipv4 and assign_ipv6 are both false: nothing to assign");
     }
@@ -335,6 +385,22 @@ json CniService::add(const json &args) {
         ea["owner"] = {{"network", network}, {"container_id", cid},       {"ifname", ifname},
                        {"handle", handle},   {"namespace", req.attrs.ns}, {"pod", req.attrs.pod}};
         json ep = deps_.call("endpoint.add", ea);
+        if (k8s_pod) {
+            std::vector<net::IpAddr> ips = a.v4;
+            ips.insert(ips.end(), a.v6.begin(), a.v6.end());
+            try {
+                ipam_call("pod record", [&] {
+                    return policy::PolicyRegistry(*store_).attach_pod(pod_ns, req.attrs.pod, node_,
+                                                                      ips, cid);
+                });
+            } catch (const ApiError &) {
+                deps_.call("endpoint.del", {{"id", id}});
+                throw;
+            } catch (const policy::PolicyError &e) {
+                deps_.call("endpoint.del", {{"id", id}});
+                throw ApiError("invalid_argument", e.what());
+            }
+        }
         return {{"endpoint", ep}, {"handle", handle}, {"mtu", ep["mtu"]}};
     } catch (const ApiError &e) {
         std::string undo;
@@ -350,15 +416,24 @@ json CniService::add(const json &args) {
 
 json CniService::del(const json &args) {
     const auto [network, cid, ifname, netns, id, handle] = attachment_of(args);
+    // The pod: the runtime's arguments, else the endpoint's owner (a DEL without them).
+    const json &k8s = get_object(args, "k8s");
+    std::string pod_ns = get_str(k8s, "namespace", false);
+    std::string pod = get_str(k8s, "pod", false);
     bool removed = false;
     try {
-        deps_.call("endpoint.del", {{"id", id}});
+        const json ep = deps_.call("endpoint.del", {{"id", id}});
+        if (pod.empty()) {
+            pod_ns = owner_str(ep, "namespace");
+            pod = owner_str(ep, "pod");
+        }
         removed = true;
     } catch (const ApiError &e) {
         if (e.code() != "not_found") {
             throw;
         }
     }
+    detach(pod_ns, pod, cid);
     int released = 0;
     bool shared = false;
     for (const auto &ep : endpoints_of(network)) {
@@ -518,6 +593,7 @@ json CniService::gc(const json &args) {
                     throw;
                 }
             }
+            detach(owner_str(ep, "namespace"), owner_str(ep, "pod"), owner_str(ep, "container_id"));
         }
     }
     // Handles of this network held by this node (Calico's handle: "<network>.<container id>").

@@ -40,6 +40,40 @@ void print_endpoint_list(const json &result, std::ostream &out) {
     table.print(out);
 }
 
+// What applies to one pod on this node, in order, per direction (policy.endpoint).
+void print_endpoint_policy(const json &r, std::ostream &out) {
+    out << "pod " << cell(r, "pod")
+        << (r.value("local", false) ? " (on this node, class " + cell(r, "class") + ")"
+                                    : " (not on this node)")
+        << "\n";
+    std::string ips;
+    for (const auto &ip : array_field(r, "ips")) {
+        ips += (ips.empty() ? "" : ", ") + ip.get<std::string>();
+    }
+    out << "addresses " << (ips.empty() ? "-" : ips) << "\n";
+    std::string labels;
+    const json all = r.value("labels", json::object());
+    for (const auto &[k, v] : all.items()) {
+        labels += (labels.empty() ? "" : ", ") + k + "=" + v.get<std::string>();
+    }
+    out << "labels " << (labels.empty() ? "-" : labels) << "\n";
+    for (const char *dir : {"ingress", "egress"}) {
+        const json d = r.value(dir, json::object());
+        out << "\n" << dir << ":\n";
+        int i = 0;
+        for (const auto &p : array_field(d, "policies")) {
+            out << "  " << ++i << ". " << cell(p, "policy") << " (" << cell(p, "kind") << ", order "
+                << cell(p, "order") << "): ";
+            std::string rules;
+            for (const auto &x : array_field(p, "rules")) {
+                rules += (rules.empty() ? "" : ", ") + cell(x, "action");
+            }
+            out << (rules.empty() ? "no rules" : rules) << "\n";
+        }
+        out << "  then " << cell(d, "default") << "\n";
+    }
+}
+
 void add_endpoint_commands(CLI::App &app, Command &command) {
     CLI::App *group = app.add_subcommand("endpoint", "manage pod endpoints");
     group->require_subcommand(1);
@@ -76,6 +110,13 @@ void add_endpoint_commands(CLI::App &app, Command &command) {
 
     add_request_command(*group, "list", "list all endpoints", "endpoint.list", command,
                         print_endpoint_list);
+
+    add_request_command(
+        *group, "policy",
+        "the policies that apply to a pod on this node, in order, per direction, as enforced",
+        "policy.endpoint", command, print_endpoint_policy, [](CLI::App *cmd, ArgOptions &o) {
+            o.text(cmd, "POD", "pod", "namespace/name (default namespace: default)")->required();
+        });
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
-// fwdctl policy list | show | trace, fwdctl label pod | namespace, and the policy kinds'
+// fwdctl policy list | show | trace | pod, fwdctl label pod | namespace, and the policy kinds'
 // entry of `fwdctl apply -f` / `delete -f` (NetworkPolicy of either group,
 // GlobalNetworkPolicy, Namespace, Pod): Calico policy as data in the cluster store
-// (fwd/policy/store.hpp), evaluated from the model (fwd/policy/eval.hpp). No daemon involved.
+// (fwd/policy/store.hpp), evaluated from the model (fwd/policy/eval.hpp), no daemon involved;
+// `policy show` adds what the daemon at -s compiled of the policy, when one answers. policy
+// stats | status | sync ask the daemon (control/src/policy_module.cpp).
 #include <iostream>
 #include <memory>
 #include <string>
@@ -88,6 +90,7 @@ FileKinds::Write stage_policies(const std::vector<ipam::RawResource> &raw, ipam:
 
 struct Options {
     std::string store;
+    const CLI::Option *socket_opt = nullptr;  // the global -s: the daemon policy show asks
     const CLI::Option *json_flag = nullptr;
     std::string name;  // policy show
     // policy trace
@@ -211,6 +214,18 @@ int show(const Options &o) {
         return kExitError;
     }
     const policy::Policy &p = *it;
+    // What the node enforces of it: its compiled rules and the endpoints it selects there.
+    json node;
+    std::string node_note;
+    const std::string socket = o.socket_opt ? o.socket_opt->as<std::string>() : kDefaultApiSocket;
+    try {
+        ApiClient client(socket);
+        node = client.call("policy.show", {{"name", p.key()}});
+    } catch (const ApiConnectionError &e) {
+        node_note = "no daemon at " + socket + " (" + e.what() + "): compiled rules not shown";
+    } catch (const ApiError &e) {
+        node_note = "the daemon at " + socket + " says " + e.code() + ": " + e.what();
+    }
     json out = policy::to_json(p);
     if (p.kind == policy::PolicyKind::kKubernetes) {
         // What Calico makes of it: the model's rules, as a Calico policy.
@@ -224,7 +239,10 @@ int show(const Options &o) {
         endpoints.push_back(ep->key());
     }
     if (o.as_json()) {
-        print_json({{"policy", out}, {"key", p.key()}, {"endpoints", endpoints}});
+        print_json({{"policy", out},
+                    {"key", p.key()},
+                    {"endpoints", endpoints},
+                    {"node", node.is_null() ? json{{"note", node_note}} : node}});
         return kExitOk;
     }
     std::cout << "policy " << p.key() << " (" << policy::to_string(p.kind) << "), order "
@@ -234,7 +252,55 @@ int show(const Options &o) {
         std::cout << ' ' << e.get<std::string>();
     }
     std::cout << "\n\n" << out.dump(2) << '\n';
+    if (node.is_null()) {
+        std::cout << "\non the node: " << node_note << '\n';
+        return kExitOk;
+    }
+    std::cout << "\non the node (store revision " << cell(node, "revision") << "):\n";
+    for (const auto &e : array_field(node, "selected")) {
+        std::cout << "  selects " << cell(e, "pod")
+                  << (e.value("local", false) ? " here, class " + cell(e, "class") : " elsewhere")
+                  << '\n';
+    }
+    std::cout << "  " << cell(node, "compiled_total") << " compiled rule(s)";
+    if (count_of(node, "compiled_shown") < count_of(node, "compiled_total")) {
+        std::cout << ", the first " << cell(node, "compiled_shown") << " shown";
+    }
+    std::cout << '\n';
+    for (const auto &r : array_field(node, "compiled")) {
+        std::cout << "  IPv" << cell(r, "family") << ' ' << cell(r, "direction") << " rule "
+                  << cell(r, "rule") << " (" << cell(r, "action") << "): " << cell(r, "flat")
+                  << '\n';
+    }
     return kExitOk;
+}
+
+void print_stats(const json &r, std::ostream &out) {
+    Table t({{"POLICY"},
+             {"DIRECTION"},
+             {"RULE", true},
+             {"ACTION"},
+             {"PACKETS", true},
+             {"BYTES", true}});
+    for (const auto &x : array_field(r, "rules")) {
+        t.add_row({cell(x, "policy"), cell(x, "direction"), cell(x, "rule"), cell(x, "action"),
+                   cell(x, "packets"), cell(x, "bytes")});
+    }
+    t.print(out);
+}
+
+void print_status(const json &r, std::ostream &out) {
+    print_fields(r,
+                 {"enabled", "generation", "revision", "policies", "builds", "build_errors",
+                  "last_error", "last_build_ms", "defaultEndpointToHostAction"},
+                 out);
+    if (r.contains("compiled")) {
+        print_fields(r["compiled"], {"classes", "flat_rules"}, out);
+        print_fields(r["acl"], {"memory_bytes"}, out);
+    }
+    for (const auto &n : array_field(r, "notes")) {
+        out << "note " << n.get<std::string>() << '\n';
+    }
 }
 
 json verdict_json(const policy::Verdict &v) {
@@ -334,6 +400,30 @@ int trace(const Options &o) {
     return kExitOk;
 }
 
+// `policy pod NS/NAME`: the pod's record as stored (labels, annotations, what the CNI plugin
+// wrote: node, addresses, container id).
+int pod_record(const Options &o) {
+    const auto slash = o.target.find('/');
+    if (slash == std::string::npos) {
+        throw CLI::ValidationError("POD", "'" + o.target + "': want namespace/name");
+    }
+    auto store = ipam::open_store(o.store);
+    const auto pod = policy::PolicyRegistry(*store).get_pod(o.target.substr(0, slash),
+                                                            o.target.substr(slash + 1));
+    if (!pod) {
+        std::cerr << "fwdctl: no record of pod '" << o.target << "' in " << store->describe()
+                  << '\n';
+        return kExitError;
+    }
+    const json rec = policy::to_json(*pod);
+    if (o.as_json()) {
+        print_json(rec);
+    } else {
+        std::cout << rec.dump(2) << '\n';
+    }
+    return kExitOk;
+}
+
 int label(const Options &o, bool pod) {
     auto store = ipam::open_store(o.store);
     policy::PolicyRegistry registry(*store);
@@ -403,6 +493,25 @@ void add_policy_commands(CLI::App &app, Command &command) {
         "policy", "Calico network policy from the cluster store: list, show, trace a packet");
     group->require_subcommand(1);
     auto store = add_store_option(group);
+    o->socket_opt = app.get_option_no_throw("--api-socket");
+    add_request_command(*group, "stats",
+                        "per-rule packet and byte counts on this node, summed over the workers "
+                        "and over the rule sets enforced since the start",
+                        "policy.stats", command, print_stats);
+    add_request_command(*group, "status",
+                        "what this node enforces: the build, its revision, rule counts, memory, "
+                        "the host protection settings, the last error",
+                        "policy.status", command, print_status);
+    add_request_command(
+        *group, "sync", "return once the node enforces what the store holds now", "policy.sync",
+        command,
+        [](const json &r, std::ostream &out) {
+            out << "enforced: generation " << cell(r, "generation") << " after " << cell(r, "ms")
+                << " ms\n";
+        },
+        [](CLI::App *cmd, ArgOptions &a) {
+            a.integer(cmd, "--timeout-ms", "timeout_ms", "how long to wait (5000)");
+        });
     group->add_subcommand("list", "policies in evaluation order, with the endpoints each selects")
         ->callback(runner(store, list));
     CLI::App *show_cmd = group->add_subcommand(
@@ -426,6 +535,10 @@ void add_policy_commands(CLI::App &app, Command &command) {
                           "evaluate for this pod (ns/name) in --direction (default ingress), "
                           "whatever its addresses");
     trace_cmd->callback(runner(store, trace));
+    CLI::App *record_cmd = group->add_subcommand(
+        "pod", "a pod's record: labels, annotations, and the node and addresses CNI wrote");
+    record_cmd->add_option("POD", o->target, "namespace/name")->required();
+    record_cmd->callback(runner(store, pod_record));
 
     CLI::App *label_group = app.add_subcommand(
         "label", "set (k=v) or remove (k-) labels of a pod or namespace record in the store");

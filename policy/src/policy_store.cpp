@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <set>
 
+#include "fwd/policy/pod_network.hpp"
 #include "fwd/policy/store.hpp"
 #include "k8s_decode.hpp"
 
@@ -20,6 +21,27 @@ auto with_retries(int retries, F &&attempt) {
     }
     throw ipam::ConflictError("the policy store kept changing under this write (" +
                               std::to_string(retries) + " attempts)");
+}
+
+// The record a read of key found, as T (fresh names it in errors); nullopt when there is none.
+template <typename T>
+std::optional<T> record_of(const std::optional<ipam::KeyValue> &kv, const std::string &key,
+                           const T &fresh) {
+    if (!kv) {
+        return std::nullopt;
+    }
+    Object o = object_from_json(json::parse(kv->value));
+    if (!std::holds_alternative<T>(o)) {
+        throw PolicyError(describe(fresh), "", "the record at " + key + " is another kind");
+    }
+    return std::get<T>(std::move(o));
+}
+
+Pod named_pod(const std::string &ns, const std::string &name) {
+    Pod p;
+    p.ns = ns;
+    p.name = name;
+    return p;
 }
 
 }  // namespace
@@ -160,16 +182,8 @@ std::pair<T, std::vector<std::string>> PolicyRegistry::edit_labels(const std::st
                                                                    const LabelEdit &edit) {
     return with_retries(
         max_retries_, [&]() -> std::optional<std::pair<T, std::vector<std::string>>> {
-            T record = fresh;
             const auto kv = store_.get(key);
-            if (kv) {
-                Object o = object_from_json(json::parse(kv->value));  // a bad record: refused
-                if (!std::holds_alternative<T>(o)) {
-                    throw PolicyError(describe(fresh), "",
-                                      "the record at " + key + " is another kind");
-                }
-                record = std::get<T>(std::move(o));
-            }
+            T record = kv ? *record_of(kv, key, fresh) : fresh;  // a bad record: refused
             auto lines = apply_label_edit(record.labels, edit, describe(record));
             validate(record);
             if (!store_.txn({{key, kv ? kv->mod_revision : 0}},
@@ -199,6 +213,60 @@ std::pair<Namespace, std::vector<std::string>> PolicyRegistry::label_namespace(
     fresh.name = name;
     validate(fresh);
     return edit_labels(key_of(fresh), fresh, edit);
+}
+
+std::optional<Pod> PolicyRegistry::get_pod(const std::string &ns, const std::string &name) {
+    const Pod fresh = named_pod(ns, name);
+    return record_of(store_.get(key_of(fresh)), key_of(fresh), fresh);
+}
+
+std::optional<Namespace> PolicyRegistry::get_namespace(const std::string &name) {
+    Namespace fresh;
+    fresh.name = name;
+    return record_of(store_.get(key_of(fresh)), key_of(fresh), fresh);
+}
+
+Pod PolicyRegistry::attach_pod(const std::string &ns, const std::string &name,
+                               const std::string &node, const std::vector<net::IpAddr> &ips,
+                               const std::string &container_id) {
+    const Pod fresh = named_pod(ns, name);
+    validate(fresh);
+    const std::string key = key_of(fresh);
+    return with_retries(max_retries_, [&]() -> std::optional<Pod> {
+        const auto kv = store_.get(key);
+        Pod record = kv ? *record_of(kv, key, fresh) : fresh;
+        set_attachment(record, node, ips, container_id);
+        validate(record);
+        if (!store_.txn({{key, kv ? kv->mod_revision : 0}},
+                        {{ipam::Operation::Kind::kPut, key, to_json(record).dump()}})) {
+            return std::nullopt;
+        }
+        return record;
+    });
+}
+
+bool PolicyRegistry::detach_pod(const std::string &ns, const std::string &name,
+                                const std::string &container_id) {
+    const Pod fresh = named_pod(ns, name);
+    const std::string key = key_of(fresh);
+    return with_retries(max_retries_, [&]() -> std::optional<bool> {
+        const auto kv = store_.get(key);
+        if (!kv) {
+            return false;
+        }
+        Pod record = *record_of(kv, key, fresh);
+        if (!clear_attachment(record, container_id)) {
+            return false;
+        }
+        const bool drop = is_bare(record);
+        const ipam::Operation op =
+            drop ? ipam::Operation{ipam::Operation::Kind::kDelete, key, ""}
+                 : ipam::Operation{ipam::Operation::Kind::kPut, key, to_json(record).dump()};
+        if (!store_.txn({{key, kv->mod_revision}}, {op})) {
+            return std::nullopt;
+        }
+        return true;
+    });
 }
 
 PolicyRegistry::Listing PolicyRegistry::list() {

@@ -4,6 +4,7 @@ name carries a per-run prefix; every object has a cleanup."""
 import json
 import os
 import pathlib
+import socket
 import signal
 import subprocess
 import tempfile
@@ -185,6 +186,51 @@ class Daemon:
             f.unlink()
 
 
+class Api:
+    """The daemon's API socket, held open: one call per line, timed without
+    fwdctl's process start."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rwb")
+        self.next_id = 1
+
+    def call(self, op, **args):
+        req = {"id": self.next_id, "op": op, "args": args}
+        self.next_id += 1
+        self.file.write((json.dumps(req) + "\n").encode())
+        self.file.flush()
+        reply = json.loads(self.file.readline())
+        if not reply["ok"]:
+            raise AssertionError(f"{op} {args}: {reply['error']}")
+        return reply["result"]
+
+    def error(self, op, **args):
+        """The error code of a call that must fail."""
+        req = {"id": self.next_id, "op": op, "args": args}
+        self.next_id += 1
+        self.file.write((json.dumps(req) + "\n").encode())
+        self.file.flush()
+        reply = json.loads(self.file.readline())
+        assert not reply["ok"], f"{op} {args} succeeded: {reply}"
+        return reply["error"]["code"]
+
+    def close(self):
+        self.file.close()
+        self.sock.close()
+
+
+def check_config(tmp, section, value):
+    """dpdk-fwd --check-config on a minimal node config with `section` set to value; returns
+    the CompletedProcess (exit 2 and the message on stderr when refused)."""
+    cfg = {"node_name": "n", "node": {"ipv4": "10.0.0.1/24", "mtu": 1500},
+           "cores": {"main": 0, "control": 0, "workers": [{"core": 1}]},
+           "api_socket": str(pathlib.Path(tmp) / "s"), section: value}
+    path = pathlib.Path(tmp) / "c.json"
+    path.write_text(json.dumps(cfg))
+    return subprocess.run([str(DAEMON), "--check-config", "--config", str(path)],
+                          capture_output=True, text=True, timeout=30)
 
 
 class Bridge:

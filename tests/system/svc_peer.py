@@ -14,20 +14,16 @@ import select
 import socket
 import sys
 
+from dualstack import tcp_listener, udp_socket
+
 
 def fam(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
 def serve(name, tcp_port, udp_port):
-    t = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    t.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    t.bind(("::", tcp_port))
-    t.listen(64)
-    u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    u.bind(("::", udp_port))
+    t = tcp_listener(tcp_port)
+    u = udp_socket(udp_port)
     print("listening", flush=True)
     while True:
         ready, _, _ = select.select([t, u], [], [])

@@ -474,6 +474,79 @@ def test_runtime_config_mac_and_fixed_ips(node_factory):
     node.assert_clean([ns, ns2, ns3])
 
 
+EXAMPLES = ROOT.parent / "shared" / "examples"
+
+
+def test_pod_record_annotations_choose_addresses(node_factory):
+    """A kubelet-less lab: the Pod of ../shared/examples/pod-ipv6-pool-annotation.yaml (its
+    annotation names an IPv6 pool), given labels, and its Namespace (whose annotation names an
+    IPv4 pool by CIDR) are applied with `fwdctl apply -f`; CNI ADD with the runtime's
+    K8S_POD_NAMESPACE / K8S_POD_NAME takes the pod's addresses from those pools (not the network
+    list's), and the pod's record then carries its node, addresses and container id with the
+    labels it had. DEL takes the attachment out of the record and keeps the labels; a pod with
+    no record gets a bare one, gone with its DEL. A bad annotation refuses the ADD naming it,
+    with nothing allocated."""
+    prod4 = pool_yaml("production-pods-ipv4", "10.77.0.0/24", 26)
+    prod6 = pool_yaml("production-pods-ipv6", "fd00:77::/112", 122)
+    node = node_factory(V4_POOL, V6_POOL, prod4, prod6)
+    pod_doc = (EXAMPLES / "pod-ipv6-pool-annotation.yaml").read_text().replace(
+        "  namespace: production\n", "  namespace: production\n  labels:\n    app: web\n")
+    ns_doc = ("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: production\n"
+              "  annotations:\n    cni.projectcalico.org/ipv4pools: '[\"10.77.0.0/24\"]'\n")
+    node.apply(pod_doc + "---\n" + ns_doc, name="pod.yaml")
+    nl = node.network()  # asks default-ipv4-ippool / default-ipv6-ippool
+
+    def record(key):
+        r = fwdctl_store(node.store, "policy", "pod", key, "--json", check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    ns, cid = node.pod(), container_id()
+    args = kubelet_args("production", "production-app", cid)
+    res = nl.add(cid, ns.path, cni_args=args)
+    got = sorted(bare(a) for a in addrs_of(res))
+    assert len(got) == 2, res
+    assert ipaddress.ip_address(got[0]) in ipaddress.ip_network("10.77.0.0/24"), got
+    assert ipaddress.ip_address(got[1]) in ipaddress.ip_network("fd00:77::/112"), got
+    assert sorted(a["address"] for a in node.handle_addrs(cid)) == got
+    rec = record("production/production-app")
+    assert rec["metadata"]["labels"] == {"app": "web"}
+    assert rec["spec"]["nodeName"] == NODE
+    assert sorted(i["ip"] for i in rec["status"]["podIPs"]) == got
+    ann = rec["metadata"]["annotations"]
+    assert ann["cni.projectcalico.org/containerID"] == cid
+    assert ann["cni.projectcalico.org/ipv6pools"] == '["production-pods-ipv6"]'
+
+    nl.delete(cid, ns.path, cni_args=args)
+    rec = record("production/production-app")
+    assert rec["metadata"]["labels"] == {"app": "web"}
+    assert "status" not in rec and "cni.projectcalico.org/containerID" not in \
+        rec["metadata"]["annotations"], rec
+
+    # no record: a bare one while attached
+    ns2, cid2 = node.pod(), container_id()
+    args2 = kubelet_args("shop", "bare-0", cid2)
+    res2 = nl.add(cid2, ns2.path, cni_args=args2)
+    rec2 = record("shop/bare-0")
+    assert rec2 is not None and "labels" not in rec2["metadata"], rec2
+    assert sorted(i["ip"] for i in rec2["status"]["podIPs"]) == \
+        sorted(bare(a) for a in addrs_of(res2))
+    nl.delete(cid2, ns2.path, cni_args=args2)
+    assert record("shop/bare-0") is None
+
+    # a bad annotation: refused, naming it, nothing allocated
+    node.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\n  namespace: shop\n"
+               "  annotations:\n    cni.projectcalico.org/ipAddrs: '[\"10.77.0.5\", "
+               "\"10.77.0.6\"]'\n", name="bad.yaml")
+    ns3, cid3 = node.pod(), container_id()
+    args3 = kubelet_args("shop", "bad", cid3)
+    with pytest.raises(CniError) as e:
+        nl.add(cid3, ns3.path, cni_args=args3)
+    assert "cni.projectcalico.org/ipAddrs" in e.value.details and \
+        "cannot have more than one IPv4 address" in e.value.details, e.value
+    nl.delete(cid3, ns3.path, cni_args=args3)
+    node.assert_clean([ns, ns2, ns3])
+
+
 def test_vhost_user_pod(node_factory):
     """A network whose pods are DPDK or VM pods: ADD makes a vhost-user socket (the daemon is
     the server) instead of a kernel interface; the result names it as the interface's

@@ -4,7 +4,7 @@ VXLAN routes from the node registry and the block affinities, pods through the C
 every row of its check table passes, the pods' pings and TCP to the ToR's loopbacks too
 (natOutgoing: the ToR sees the node's address, no pod address crosses it); the ToR's counters
 show IPv4 native inside a subnet and VXLAN across, IPv6 VXLAN always; Services (ClusterIP from
-every node, NodePort from the ToR, both backends, hairpin, ClientIP affinity, no endpoint). Run again with --bgp while that lab is up, it takes the old one down first
+every node, NodePort from the ToR, both backends, hairpin, ClientIP affinity, no endpoint); a policy applied to the store denies one pod pair and keeps the others. Run again with --bgp while that lab is up, it takes the old one down first
 and brings up the BGP profile (BIRD mesh with the ToR), every row passing. `scripts/demo.sh
 --down` leaves nothing behind (no lab namespace, none of the processes it started, no state
 dir, no hugepage files) and a second `--down` is a no-op. The single-family variants
@@ -132,6 +132,9 @@ def test_lab_demo_up_checks_and_down():
             assert count(rows, "svc NodePort", fam) == 4
             for kind in ("svc both backends", "svc hairpin", "svc affinity", "svc no endpoint"):
                 assert count(rows, kind, fam) == 1, (kind, fam)
+        # policy: a NetworkPolicy denies one pod pair (across nodes) and keeps the others
+        for fam in ("v4", "v6"):
+            assert count(rows, "policy deny", fam) == 1 and count(rows, "policy keeps", fam) == 2
         assert "The lab stays up" in r.stdout and "--down" in r.stdout
         # the lab is up: its processes run
         assert first and all(running(p) for p in first["processes"]), first
@@ -155,6 +158,7 @@ def test_lab_demo_up_checks_and_down():
             assert ("bgp from resources", node, "4+6") in checks
         assert count(rows, NAT_ROW) == 6 and count(rows, "pod addresses") == 6
         assert count(rows, "svc ClusterIP") == 6 and count(rows, "svc NodePort") == 6
+        assert count(rows, "policy deny") == 2 and count(rows, "policy keeps") == 4
         assert wires(rows, "tcp across nodes", "v4") == wires(rows, "tcp across nodes", "v6") \
             == {"native"}
         assert not any(running(p) for p in first["processes"]), first["processes"]

@@ -6,47 +6,11 @@ TTL and hop limit drop by one, a frame sent straight to another pod's MAC is
 not bridged by the kernel), then all deleted: nothing left in any pod."""
 import json
 import random
-import socket
 import time
 
-from fwdlab import record_results, sh
+from fwdlab import Api, record_results, sh
 
 N_PODS = 100
-
-
-class Api:
-    """The daemon's API socket, held open: one call per line, timed without
-    fwdctl's process start."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
-        self.file = self.sock.makefile("rwb")
-        self.next_id = 1
-
-    def call(self, op, **args):
-        req = {"id": self.next_id, "op": op, "args": args}
-        self.next_id += 1
-        self.file.write((json.dumps(req) + "\n").encode())
-        self.file.flush()
-        reply = json.loads(self.file.readline())
-        if not reply["ok"]:
-            raise AssertionError(f"{op} {args}: {reply['error']}")
-        return reply["result"]
-
-    def error(self, op, **args):
-        """The error code of a call that must fail."""
-        req = {"id": self.next_id, "op": op, "args": args}
-        self.next_id += 1
-        self.file.write((json.dumps(req) + "\n").encode())
-        self.file.flush()
-        reply = json.loads(self.file.readline())
-        assert not reply["ok"], f"{op} {args} succeeded: {reply}"
-        return reply["error"]["code"]
-
-    def close(self):
-        self.file.close()
-        self.sock.close()
 
 
 def pod_addrs(i):

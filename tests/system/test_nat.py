@@ -21,7 +21,6 @@ Linux node with kube-proxy's rules in nftables (DNAT, hairpin masquerade, REJECT
 must see the same.
 """
 import ipaddress
-import json
 import pathlib
 import subprocess
 import time
@@ -29,7 +28,7 @@ import types
 
 import pytest
 
-from fwdlab import (DAEMON, FWDCTL, ipam_pod, ippools_yaml, record_results, tor_bridge,
+from fwdlab import (FWDCTL, check_config, ipam_pod, ippools_yaml, record_results, tor_bridge,
                     uplink_daemon_config, uplink_ifname, wait_until)
 
 PEER = pathlib.Path(__file__).resolve().parent / "nat_peer.py"
@@ -302,21 +301,12 @@ def test_refusals_have_names(net):
     ("nat", {"ports": "1-2"}, 'nat.ports: unknown field "ports"; known fields: port_range'),
 ])
 def test_config_errors_name_the_key(tmp_path, section, value, message):
-    cfg = {"node_name": "n", "node": {"ipv4": "10.0.0.1/24", "mtu": 1500},
-           "cores": {"main": 0, "control": 0, "workers": [{"core": 1}]},
-           "api_socket": str(tmp_path / "s"), section: value}
-    path = tmp_path / "c.json"
-    path.write_text(json.dumps(cfg))
-    r = subprocess.run([str(DAEMON), "--check-config", "--config", str(path)],
-                       capture_output=True, text=True, timeout=30)
+    r = check_config(tmp_path, section, value)
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr, r.stderr
-    ok = dict(cfg)
-    ok[section] = {"capacity": 1000, "timeouts": {"udp_unreplied": 5}} if section == "conntrack" \
+    ok = {"capacity": 1000, "timeouts": {"udp_unreplied": 5}} if section == "conntrack" \
         else {"port_range": "32768:60999"}
-    path.write_text(json.dumps(ok))
-    r = subprocess.run([str(DAEMON), "--check-config", "--config", str(path)],
-                       capture_output=True, text=True, timeout=30)
+    r = check_config(tmp_path, section, ok)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

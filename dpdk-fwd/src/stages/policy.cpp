@@ -14,12 +14,17 @@
 //        the local hooks NAT may send it on: a NodePort of this node). The
 //        local ones leave the unspecified and link-local IPv6 sources of
 //        ND and DAD.
+// Sets:  meta.src_cls of the others from an endpoint's port: the class of
+//        the endpoint whose source matched (PolicyState::src4_cls /
+//        src6_cls; a port several pods share tells the sender so); the
+//        port's class for an exempt ND / DAD source.
 //
 // policy4 / policy6, routed packets (meta.nh set, after NAT), as Calico's
 // filter sees them (after DNAT, before SNAT):
 // Reads: meta (in_port, nh, l3_off, l4_off, l4_proto, flags, flow,
 //        flow_dir); the PolicyState once per burst; the source endpoint's
-//        class (PortPolicy::cls of in_port) and the destination endpoint's
+//        class (meta.src_cls, which antispoof set from the matching source)
+//        and the destination endpoint's
 //        (nh_class of meta.nh: a local pod next hop); the flow of NAT
 //        (meta.flow) or the shared connection table.
 // Skips: a packet the dataplane built (kMetaLocalOrigin: ICMP errors); a
@@ -99,35 +104,44 @@ const PortPolicy *port_of(const PolicyState &st, uint16_t port) {
     return port < st.ports.size() ? &st.ports[port] : nullptr;
 }
 
-// Whether src is one of the endpoint's allowed sources.
-bool source_ok4(const PolicyState &st, const PortPolicy &pp, uint32_t src_be) {
+// The index in st.src4 / src6 of the endpoint's allowed source that src is
+// in; -1: none (spoofed).
+int64_t source_index4(const PolicyState &st, const PortPolicy &pp, uint32_t src_be) {
     for (uint32_t i = pp.src4_off, e = pp.src4_off + pp.src4_n; i < e && i < st.src4.size(); i++) {
         if ((src_be & st.src4[i].mask_be) == st.src4[i].net_be) {
-            return true;
+            return i;
         }
     }
-    return false;
+    return -1;
 }
-bool source_ok6(const PolicyState &st, const PortPolicy &pp, const uint8_t *src) {
+int64_t source_index6(const PolicyState &st, const PortPolicy &pp, const uint8_t *src) {
     uint64_t a[2];
     std::memcpy(a, src, 16);
     for (uint32_t i = pp.src6_off, e = pp.src6_off + pp.src6_n; i < e && i < st.src6.size(); i++) {
         const Src6 &p = st.src6[i];
         if ((a[0] & p.mask[0]) == p.net[0] && (a[1] & p.mask[1]) == p.net[1]) {
-            return true;
+            return i;
         }
     }
-    return false;
+    return -1;
 }
 
+// Whether the packet's source is none of the endpoint's; else *cls is the
+// sending endpoint's class (the matching source's, on a shared port).
 template <bool kV6>
-bool spoofed(const PolicyState &st, const PortPolicy &pp, rte_mbuf *m) {
+bool spoofed(const PolicyState &st, const PortPolicy &pp, rte_mbuf *m, uint16_t *cls) {
     const uint32_t l3 = meta(m).l3_off;
+    int64_t i;
+    const std::vector<uint16_t> *of;
     if constexpr (kV6) {
-        return !source_ok6(st, pp, at<rte_ipv6_hdr>(m, l3)->src_addr);
+        i = source_index6(st, pp, at<rte_ipv6_hdr>(m, l3)->src_addr);
+        of = &st.src6_cls;
     } else {
-        return !source_ok4(st, pp, at<rte_ipv4_hdr>(m, l3)->src_addr);
+        i = source_index4(st, pp, at<rte_ipv4_hdr>(m, l3)->src_addr);
+        of = &st.src4_cls;
     }
+    *cls = i >= 0 && static_cast<size_t>(i) < of->size() ? (*of)[i] : pp.cls;
+    return i < 0;
 }
 
 // The IPv6 sources of ND and DAD (unspecified, link-local): not a pod's
@@ -155,7 +169,11 @@ void antispoof(Worker &w, Burst &b) {
         if constexpr (kV6 && kLocal) {
             exempt = local_only_source6(at<rte_ipv6_hdr>(m, meta(m).l3_off)->src_addr);
         }
-        if (pp != nullptr && (pp->flags & kPortEndpoint) && !exempt && spoofed<kV6>(*st, *pp, m)) {
+        if (pp != nullptr && (pp->flags & kPortEndpoint) && exempt) {
+            meta(m).src_cls = pp->cls;
+        }
+        if (pp != nullptr && (pp->flags & kPortEndpoint) && !exempt &&
+            spoofed<kV6>(*st, *pp, m, &meta(m).src_cls)) {
             w.drop(m, DropReason::kSpoofedSource);
         } else {
             b.pkts[k++] = m;
@@ -563,7 +581,8 @@ void policy_output(Worker &w, Burst &b) {
     for (uint16_t i = 0; i < b.n; i++) {
         const PktMeta &md = meta(b.pkts[i]);
         const PortPolicy *pp = port_of(*st, md.in_port);
-        in_cls[i] = pp != nullptr ? pp->cls : 0;
+        // antispoof* set the sender's class for every packet of an endpoint's port
+        in_cls[i] = pp != nullptr && (pp->flags & kPortEndpoint) ? md.src_cls : 0;
         nh_cls[i] = nh_class_of<kV6>(*st, md.nh);
         classify_first<kV6>(c, b.pkts[i], q[i], in_cls[i], nh_cls[i]);
     }
@@ -655,10 +674,11 @@ void policy_local(Worker &w, Burst &b) {
             b.pkts[k++] = m;
             continue;
         }
+        const uint16_t cls = meta(m).src_cls;  // antispoof*_local's
         Pending &qk = q[k];
         qk.to_host = true;
-        qk.src_cls = pp->cls;
-        qk.egress = st->rules != nullptr && st->rules->applies(pp->cls, Direction::kEgress);
+        qk.src_cls = cls;
+        qk.egress = st->rules != nullptr && st->rules->applies(cls, Direction::kEgress);
         if (qk.egress) {
             const Result r = ct::parse(m, meta(m), kV6, qk.h.p);
             if (r == Result::kOk || r == Result::kNotTracked || r == Result::kIcmpError) {

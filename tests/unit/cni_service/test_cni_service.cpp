@@ -8,6 +8,8 @@
 #include "fwd/control/api.hpp"
 #include "fwd/control/cni_service.hpp"
 #include "fwd/ipam/mem_store.hpp"
+#include "fwd/policy/pod_network.hpp"
+#include "fwd/policy/store.hpp"
 
 namespace fwd::control {
 namespace {
@@ -428,6 +430,106 @@ TEST_F(CniServiceTest, GcReleasesWhatNoValidAttachmentNames) {
     EXPECT_EQ(ctl_.endpoints.count("k8s-pod-network.keep.eth0"), 1u);
     EXPECT_EQ(ctl_.endpoints.count("k8s-pod-network.gone1.eth0"), 0u);
     EXPECT_NE(code_of("cni.gc", {{"network", "k8s-pod-network"}}).find("valid"), std::string::npos);
+}
+
+TEST_F(CniServiceTest, ThePodRecordChoosesAddressesAndGetsTheAttachment) {
+    add_pools();
+    alloc_->add_pool(pool("production-pods-ipv6", "fd00:9::/120", 122));
+    alloc_->add_pool(pool("other-ipv4", "10.9.0.0/24", 26));
+    policy::PolicyRegistry reg(*store_);
+    // The pod of ../shared/examples/pod-ipv6-pool-annotation.yaml, labelled, in a namespace
+    // whose annotation picks the IPv4 pool by CIDR.
+    policy::Pod pod;
+    pod.ns = "production";
+    pod.name = "production-app";
+    pod.labels = {{"app", "web"}};
+    pod.annotations = {{policy::kIpv6PoolsAnnotation, R"(["production-pods-ipv6"])"}};
+    policy::Namespace ns;
+    ns.name = "production";
+    ns.annotations = {{policy::kIpv4PoolsAnnotation, R"(["10.9.0.0/24"])"}};
+    reg.apply({pod, ns});
+    json a = add_args("c1");
+    a["k8s"] = {{"namespace", "production"}, {"pod", "production-app"}};
+    a["ipv6_pools"] = {"default-ipv6-ippool"};  // the network config's: the annotation wins
+    json ep = svc_->call("cni.add", a)["endpoint"];
+    EXPECT_EQ(ep["ipv4"].get<std::string>().rfind("10.9.0.", 0), 0u) << ep;
+    EXPECT_EQ(ep["ipv6"].get<std::string>().rfind("fd00:9::", 0), 0u) << ep;
+    auto rec = reg.get_pod("production", "production-app");
+    ASSERT_TRUE(rec);
+    EXPECT_EQ(rec->labels, pod.labels);
+    EXPECT_EQ(rec->node, "node1");
+    ASSERT_EQ(rec->ips.size(), 2u);
+    EXPECT_EQ(rec->ips[0].str(), ep["ipv4"]);
+    EXPECT_EQ(rec->ips[1].str(), ep["ipv6"]);
+    EXPECT_EQ(rec->annotations.at(policy::kContainerIdAnnotation), "c1");
+
+    // DEL (without the runtime's pod arguments: the endpoint's owner names the pod)
+    svc_->call("cni.del", attachment("c1"));
+    rec = reg.get_pod("production", "production-app");
+    ASSERT_TRUE(rec);
+    EXPECT_TRUE(rec->ips.empty());
+    EXPECT_EQ(rec->labels, pod.labels);
+    EXPECT_FALSE(rec->annotations.contains(policy::kContainerIdAnnotation));
+
+    // A pod with no record gets a bare one, gone again with its DEL (given the pod this time,
+    // after its endpoint was lost).
+    json b = add_args("c2");
+    svc_->call("cni.add", b);
+    EXPECT_TRUE(reg.get_pod("default", "pod-c2"));
+    ctl_.endpoints.erase("k8s-pod-network.c2.eth0");
+    json del = attachment("c2");
+    del["k8s"] = b["k8s"];
+    svc_->call("cni.del", del);
+    EXPECT_FALSE(reg.get_pod("default", "pod-c2"));
+}
+
+TEST_F(CniServiceTest, FixedAddressesAndFamiliesFromAnnotations) {
+    add_pools();
+    policy::PolicyRegistry reg(*store_);
+    policy::Pod fixed;
+    fixed.name = "fixed";
+    fixed.annotations = {{policy::kIpAddrsAnnotation, R"(["10.244.0.9", "fd00:244::9"])"}};
+    policy::Pod v6only;
+    v6only.name = "v6only";
+    v6only.annotations = {{policy::kIpFamiliesAnnotation, R"(["IPv6"])"}};
+    reg.apply({fixed, v6only});
+    json a = add_args("c1");
+    a["k8s"]["pod"] = "fixed";
+    json ep = svc_->call("cni.add", a)["endpoint"];
+    EXPECT_EQ(ep["ipv4"], "10.244.0.9");
+    EXPECT_EQ(ep["ipv6"], "fd00:244::9");
+    json b = add_args("c2");
+    b["k8s"]["pod"] = "v6only";
+    ep = svc_->call("cni.add", b)["endpoint"];
+    EXPECT_TRUE(ep["ipv4"].is_null());
+    EXPECT_TRUE(ep["ipv6"].is_string());
+    // ipAddrs and the runtime's IP argument together: refused, nothing taken
+    fixed.name = "twice";
+    reg.apply({fixed});
+    json c = add_args("c3");
+    c["k8s"]["pod"] = "twice";
+    c["ips"] = {"10.244.0.10"};
+    EXPECT_NE(code_of("cni.add", c).find("both ask for addresses"), std::string::npos);
+    EXPECT_EQ(allocated(), 3u);
+}
+
+TEST_F(CniServiceTest, ABadAnnotationRefusesTheAddNamingIt) {
+    add_pools();
+    policy::Pod p;
+    p.name = "bad";
+    p.annotations = {{policy::kIpv4PoolsAnnotation, "default-ipv4-ippool"}};  // not JSON
+    policy::PolicyRegistry(*store_).apply({p});
+    json a = add_args("c1");
+    a["k8s"]["pod"] = "bad";
+    const std::string e = code_of("cni.add", a);
+    EXPECT_EQ(e.rfind("invalid_argument: Pod 'default/bad': metadata.annotations."
+                      "cni.projectcalico.org/ipv4pools: failed to parse 'default-ipv4-ippool' "
+                      "as JSON",
+                      0),
+              0u)
+        << e;
+    EXPECT_EQ(allocated(), 0u);
+    EXPECT_TRUE(ctl_.endpoints.empty());
 }
 
 TEST_F(CniServiceTest, VhostUserPodsGetASocketAndAStableMac) {

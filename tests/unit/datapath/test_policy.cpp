@@ -118,7 +118,8 @@ class PolicyTest : public Nat {
     // alive to the end of the test (no worker runs meanwhile).
     void publish(const std::vector<TRule> &rules,
                  std::set<std::pair<ClassId, Direction>> applies = {},
-                 HostAction to_host = HostAction::kAccept, std::optional<Addr> extra_a = {}) {
+                 HostAction to_host = HostAction::kAccept, std::optional<Addr> extra_a = {},
+                 bool shared = false) {
         fwd::policy::Compiled c;
         for (const TRule &r : rules) {
             applies.insert({r.cls, r.dir});
@@ -160,9 +161,17 @@ class PolicyTest : public Nat {
         st->generation = ++gen_;
         st->ports.resize(kMaxPorts);
         st->nh_class.resize(kMaxNextHops);
+        // shared: as the control side fills a port several pods share: class 0 on the port,
+        // each source tagged with its endpoint's class.
         auto endpoint = [&](Side s, ClassId cls, const Addr &a, uint32_t nh) {
             policy::PortPolicy &pp = st->ports[lab().port(s)];
-            pp.cls = cls;
+            pp.cls = shared ? 0 : cls;
+            if (shared) {
+                st->src4_cls.resize(st->src4.size());
+                st->src6_cls.resize(st->src6.size());
+                st->src4_cls.push_back(cls);
+                st->src6_cls.push_back(cls);
+            }
             pp.flags = policy::kPortEndpoint;
             pp.src4_off = static_cast<uint32_t>(st->src4.size());
             pp.src6_off = static_cast<uint32_t>(st->src6.size());
@@ -258,6 +267,21 @@ TEST_F(PolicyTest, EgressDenyRuleThenAllow) {
         // Toward outside too (SNAT'd: checked before it).
         EXPECT_TRUE(
             passes(Side::kPodA, ip(from_pod_a(), v6, kA, kO).tcp(1000, 22, 0x02), Side::kUplink));
+    }
+    EXPECT_EQ(drops(), want({{DropReason::kPolicyDenyEgress, 2}}));
+}
+
+// A port several pods share has class 0 and its sources tagged with their
+// pods' classes: the sender's class comes from the matching source, so A's
+// egress policy applies, in both families, to the flow and on the way to the
+// node.
+TEST_F(PolicyTest, SharedPortTellsTheSenderBySource) {
+    publish({{kClassA, Direction::kEgress, Action::kDeny, IPPROTO_UDP, {}, kB, 80, 80},
+             {kClassA, Direction::kEgress, Action::kAllow}},
+            {}, HostAction::kAccept, {}, true);
+    for (bool v6 : {false, true}) {
+        EXPECT_TRUE(dropped(Side::kPodA, ip(from_pod_a(), v6, kA, kB).udp(1000, 80)));
+        EXPECT_TRUE(passes(Side::kPodA, ip(from_pod_a(), v6, kA, kB).udp(1000, 81), Side::kPodB));
     }
     EXPECT_EQ(drops(), want({{DropReason::kPolicyDenyEgress, 2}}));
 }

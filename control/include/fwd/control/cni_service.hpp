@@ -16,8 +16,16 @@
 //              All or nothing: the addresses are assigned in one IPAM transaction, the
 //              endpoint made; if that fails the addresses go back and the error is returned.
 //              A vhost-user pod's socket is <socket_dir>/<short container id>-<hash>.sock.
-//   cni.del    {network, container_id, ifname} -> {endpoint_removed, released}
-//              Idempotent: a missing endpoint or handle is not an error.
+//              A Kubernetes pod (k8s.pod given): the pod's record in the cluster store
+//              (fwd/policy/store.hpp, applied with `fwdctl apply -f`) and its namespace's may
+//              choose its pools, families and fixed addresses by Calico's annotations
+//              (fwd/policy/pod_network.hpp; a bad one is invalid_argument naming it); once the
+//              endpoint exists the record gets the attachment (node, addresses, container
+//              id), made bare when the pod has no record, so policy finds the pod's labels.
+//   cni.del    {network, container_id, ifname, k8s} -> {endpoint_removed, released}
+//              Idempotent: a missing endpoint or handle is not an error. The attachment
+//              leaves the pod's record when the record names this container (a bare record
+//              ADD made goes with it).
 //   cni.check  {network, container_id, netns, ifname, ips: ["a/len"], mac, mtu}
 //              -> {differences: ["..."]}: empty when the endpoint, the IPAM allocation and the
 //              pod interface (addresses, routes, MAC, MTU, link) all agree with the request.
@@ -85,6 +93,8 @@ class CniService {
     // The pod MTU: the node MTU less the largest overhead of the pools the addresses came from.
     uint16_t pod_mtu(const ipam::Assignment &a);
     nlohmann::json endpoint_or_null(const std::string &id);
+    // DEL of container cid: its attachment leaves the pod's record (fwd/policy/pod_network.hpp).
+    void detach(const std::string &ns, const std::string &pod, const std::string &cid);
     std::vector<nlohmann::json> endpoints_of(const std::string &network);
 
     std::string node_;

@@ -28,7 +28,11 @@ struct PktMeta {
     // created its flow; 0: none known. The policy stages read it (the
     // flow's tuples give the pre-SNAT source and the post-DNAT destination).
     uint8_t flow_dir;
-    uint8_t pad_[2];
+    // The sending endpoint's policy class (policy.hpp), set by antispoof4 /
+    // antispoof6 for a packet of an endpoint's port (the matching allowed
+    // source tells which endpoint on a port several pods share); read only
+    // for such packets.
+    uint16_t src_cls;
     uint32_t flow;
 };
 static_assert(sizeof(PktMeta) == 20, "PktMeta must stay small: it shares a cache line");

@@ -124,6 +124,11 @@ struct PolicyState {
     std::vector<uint16_t> nh_class;
     std::vector<Src4> src4;
     std::vector<Src6> src6;
+    // The class of the endpoint each src4 / src6 entry is a source of: a
+    // port several pods share (the kernel pods' tap) has the sources of all
+    // of them and class 0, and the matching source tells the sender. An
+    // entry past the end: the port's class.
+    std::vector<uint16_t> src4_cls, src6_cls;
     HostAction to_host = HostAction::kDrop;
     // Felix's failsafe ports. They open a host endpoint's policy; traffic
     // from a pod to the node is not a host endpoint's (Felix sends it

@@ -82,6 +82,20 @@ class PolicyRegistry {
     std::pair<Namespace, std::vector<std::string>> label_namespace(const std::string &name,
                                                                    const LabelEdit &edit);
 
+    // One record each; nullopt when there is none. Throws PolicyError on a malformed record.
+    std::optional<Pod> get_pod(const std::string &ns, const std::string &name);
+    std::optional<Namespace> get_namespace(const std::string &name);
+
+    // The CNI plugin's writes (fwd/policy/pod_network.hpp), each under a compare of the
+    // record's revision (again on a race): ADD records the attachment in the pod's record,
+    // making a bare one when the pod has none; DEL of that container removes it again, and
+    // the record with it when ADD made it and no one wrote anything else into it. detach
+    // returns false when the record names another container or does not exist.
+    Pod attach_pod(const std::string &ns, const std::string &name, const std::string &node,
+                   const std::vector<net::IpAddr> &ips, const std::string &container_id);
+    bool detach_pod(const std::string &ns, const std::string &name,
+                    const std::string &container_id);
+
     struct Listing {
         std::vector<Policy> policies;  // every kind, by key
         std::vector<Namespace> namespaces;

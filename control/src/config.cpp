@@ -39,10 +39,10 @@ using config::Object;
 
 // The keys parse_config reads itself; features add theirs (config_sections.hpp).
 constexpr std::string_view kBuiltinKeys[] = {
-    "node_name",     "eal",        "cores",   "uplink",      "node",
-    "idle",          "api_socket", "run_dir", "mbufs",       "icmp_errors_per_sec",
-    "max_endpoints", "pod_tap",    "routes",  "host",        "bgp",
-    "neighbor",      "tables",     "ipam",    "stage_stats", "fast_path"};
+    "node_name",     "eal",        "cores",   "uplink",    "node",
+    "idle",          "api_socket", "run_dir", "mbufs",     "icmp_errors_per_sec",
+    "max_endpoints", "pod_tap",    "routes",  "host",      "bgp",
+    "neighbor",      "tables",     "ipam",    "fast_path", "stage_stats"};
 
 constexpr size_t kMaxWorkers = 64;
 constexpr uint16_t kMaxUplinkQueues = 16;

@@ -96,6 +96,15 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds before the window")
     ap.add_argument("--no-callgrind", action="store_true", help="skip instructions per packet")
     ap.add_argument("--callgrind-seconds", type=float, default=15.0)
+    ap.add_argument("--dpdkfwd-config", metavar="JSON",
+                    help="top-level keys merged into every dpdk-fwd config of the run, for an "
+                         "A/B of a setting (e.g. '{\"fast_path\": false}')")
+    ap.add_argument("--callgrind-only", action="store_true",
+                    help="dpdk-fwd under callgrind alone: no timed runs, no peers (an A/B "
+                         "of instructions per packet on a busy machine)")
+    ap.add_argument("--callgrind-cycles", action="store_true",
+                    help="callgrind also simulates caches and branches: an estimate of "
+                         "cycles per packet besides the instructions (about 2x slower)")
     ap.add_argument("--build", default=os.environ.get("FWD_BUILD", str(HERE.parent / "build")),
                     help="dpdk-fwd build dir (default: build)")
     ap.add_argument("--out", default=str(HERE / "results"), help="where the report goes")
@@ -124,10 +133,19 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         print("perf/run.py: run as root (hugepages, namespaces)", file=sys.stderr)
         return 2
+    if args.dpdkfwd_config:
+        try:
+            if not isinstance(json.loads(args.dpdkfwd_config), dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            ap.error(f"--dpdkfwd-config: {e}")
+        os.environ["FWD_PERF_DPDKFWD_CONFIG"] = args.dpdkfwd_config
     if args.smoke:
         args.runs, args.seconds, args.warmup, args.no_callgrind = 1, 1.0, 0.5, True
         args.scenario = args.scenario or ["ipv4-64"]
-    if args.runs < 1 or args.seconds <= 0:
+    if args.callgrind_only:
+        args.runs, args.no_callgrind, args.reference = 0, False, ["dpdk-fwd"]
+    elif args.runs < 1 or args.seconds <= 0:
         ap.error("--runs must be at least 1 and --seconds positive")
 
     scenarios = common.load_scenarios(HERE / "scenarios")
@@ -167,7 +185,8 @@ def main(argv=None) -> int:
             f"measured there")
     failures: list[str] = []
     results: dict = {"facts": facts, "args": {"runs": args.runs, "seconds": args.seconds,
-                                              "warmup": args.warmup, "smoke": args.smoke},
+                                              "warmup": args.warmup, "smoke": args.smoke,
+                                              "dpdkfwd_config": args.dpdkfwd_config},
                      "scenarios": {}, "notes": {}, "failures": failures}
     prepared: dict[str, bool] = {}
     try:
@@ -234,10 +253,13 @@ def main(argv=None) -> int:
                     cg_build = build.parent / (build.name + "-perf-cg")
                     callgrind.build(HERE.parent, cg_build, log)
                     log(f"{name}: dpdk-fwd under callgrind for {args.callgrind_seconds:g} s")
-                    cg = callgrind.measure_instructions(ctx, cg_build, args.callgrind_seconds)
+                    cg = callgrind.measure_instructions(ctx, cg_build, args.callgrind_seconds,
+                                                        cache_sim=args.callgrind_cycles)
                     entry["refs"]["dpdk-fwd"]["callgrind"] = cg
+                    est = cg.get("est_cycles_per_pkt")
                     log(f"{name}: {cg['instr_per_pkt']:.1f} instructions/packet "
-                        f"({cg['packets']} packets)")
+                        + (f"{est:.1f} estimated cycles/packet " if est else "")
+                        + f"({cg['packets']} packets)")
                 except Exception as e:
                     failures.append(f"{name} / callgrind: {e}")
                     log(f"{name} / callgrind: CANNOT RUN: {e}")

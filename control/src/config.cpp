@@ -39,10 +39,10 @@ using config::Object;
 
 // The keys parse_config reads itself; features add theirs (config_sections.hpp).
 constexpr std::string_view kBuiltinKeys[] = {
-    "node_name",     "eal",        "cores",   "uplink",     "node",
-    "idle",          "api_socket", "run_dir", "mbufs",      "icmp_errors_per_sec",
-    "max_endpoints", "pod_tap",    "routes",  "host",       "bgp",
-    "neighbor",      "tables",     "ipam",    "stage_stats"};
+    "node_name",     "eal",        "cores",   "uplink",    "node",
+    "idle",          "api_socket", "run_dir", "mbufs",     "icmp_errors_per_sec",
+    "max_endpoints", "pod_tap",    "routes",  "host",      "bgp",
+    "neighbor",      "tables",     "ipam",    "fast_path", "stage_stats"};
 
 constexpr size_t kMaxWorkers = 64;
 constexpr uint16_t kMaxUplinkQueues = 16;
@@ -758,6 +758,9 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env,
     }
     if (auto f = root.get("stage_stats")) {
         cfg.stage_stats = f->boolean();
+    }
+    if (auto f = root.get("fast_path")) {
+        cfg.fast_path = f->boolean();
     }
     if (auto f = root.get("routes")) {
         for (const Field &rf : f->array(0, 65536, "routes")) {

@@ -32,6 +32,7 @@ class NodeModule final : public Module {
     explicit NodeModule(ControlContext &ctx) : ctx_(ctx), ports_(ctx.need<PortsModule>()) {
         for (dp::Worker *w : ctx.workers()) {
             w->set_stage_stats(ctx.cfg().stage_stats);
+            w->set_fast_path(ctx.cfg().fast_path);
         }
         ctx.add_op({.name = "node.get", .args = {}, .fn = [this](const json &) { return node(); }});
         ctx.add_op({.name = "tables", .args = {}, .fn = [this](const json &) { return tables(); }});

@@ -394,12 +394,6 @@ void Worker::run_taps(TapPoint p, uint8_t armed, uint16_t port, rte_mbuf *const 
 template <bool Profile, bool kV6>
 void Worker::ip_path(Burst &in) {
     constexpr Stage kInput = kV6 ? Stage::kIp6Input : Stage::kIp4Input;
-    constexpr Stage kLocal = kV6 ? Stage::kIcmp6Local : Stage::kIcmp4Local;
-    constexpr Stage kRoute = kV6 ? Stage::kRoute6 : Stage::kRoute4;
-    constexpr Stage kRewrite = kV6 ? Stage::kL2Rewrite6 : Stage::kL2Rewrite4;
-    constexpr Hook kLocalHook = kV6 ? Hook::kIp6Local : Hook::kIp4Local;
-    constexpr Hook kInputHook = kV6 ? Hook::kIp6Input : Hook::kIp4Input;
-    constexpr Hook kOutputHook = kV6 ? Hook::kIp6Output : Hook::kIp4Output;
     IpNext ip;
     timed<Profile>(idx(kInput), in.n, [&] {
         if constexpr (kV6) {
@@ -408,6 +402,17 @@ void Worker::ip_path(Burst &in) {
             ip4_input(*this, in, ip);
         }
     });
+    ip_rest<Profile, kV6>(ip);
+}
+
+template <bool Profile, bool kV6>
+void Worker::ip_rest(IpNext &ip) {
+    constexpr Stage kLocal = kV6 ? Stage::kIcmp6Local : Stage::kIcmp4Local;
+    constexpr Stage kRoute = kV6 ? Stage::kRoute6 : Stage::kRoute4;
+    constexpr Stage kRewrite = kV6 ? Stage::kL2Rewrite6 : Stage::kL2Rewrite4;
+    constexpr Hook kLocalHook = kV6 ? Hook::kIp6Local : Hook::kIp4Local;
+    constexpr Hook kInputHook = kV6 ? Hook::kIp6Input : Hook::kIp4Input;
+    constexpr Hook kOutputHook = kV6 ? Hook::kIp6Output : Hook::kIp4Output;
     if (ip.local.n) {
         if (pipeline_.hooks[static_cast<size_t>(kLocalHook)].n != 0) {
             run_local_hook<Profile>(kLocalHook, ip.local);
@@ -465,16 +470,31 @@ void Worker::route_built(Burst &gen) {
 
 template <bool Profile>
 void Worker::process_impl(rte_mbuf **pkts, uint16_t n) {
-    EthNext eth;
-    timed<Profile>(idx(Stage::kEthInput), n, [&] { eth_input(*this, pkts, n, eth); });
-    if (eth.arp.n) {
-        timed<Profile>(idx(Stage::kArpInput), eth.arp.n, [&] { arp_input(*this, eth.arp); });
-    }
-    if (eth.ip4.n) {
-        ip_path<Profile, false>(eth.ip4);
-    }
-    if (eth.ip6.n) {
-        ip_path<Profile, true>(eth.ip6);
+    if (likely(fast_path_.load(std::memory_order_relaxed))) {
+        // The same order of work as below: ARP, then IPv4, then IPv6.
+        FastNext f;
+        timed<Profile>(idx(Stage::kFastInput), n, [&] { fast_input(*this, pkts, n, f); });
+        if (f.arp.n) {
+            timed<Profile>(idx(Stage::kArpInput), f.arp.n, [&] { arp_input(*this, f.arp); });
+        }
+        if (f.ip4.fwd.n | f.ip4.local.n) {
+            ip_rest<Profile, false>(f.ip4);
+        }
+        if (f.ip6.fwd.n | f.ip6.local.n) {
+            ip_rest<Profile, true>(f.ip6);
+        }
+    } else {
+        EthNext eth;
+        timed<Profile>(idx(Stage::kEthInput), n, [&] { eth_input(*this, pkts, n, eth); });
+        if (eth.arp.n) {
+            timed<Profile>(idx(Stage::kArpInput), eth.arp.n, [&] { arp_input(*this, eth.arp); });
+        }
+        if (eth.ip4.n) {
+            ip_path<Profile, false>(eth.ip4);
+        }
+        if (eth.ip6.n) {
+            ip_path<Profile, true>(eth.ip6);
+        }
     }
     // Packets stages handed back: decapsulated ones (reenter4 / reenter6) go
     // the whole path again; built ones (ICMP errors, reroute4 / reroute6)

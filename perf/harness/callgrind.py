@@ -9,6 +9,12 @@ the API do not mix in. Packets: every poll of the pcap device returns a full
 burst of 32 (its infinite_rx ring always holds more), so packets = 32 x the
 calls of Worker::process (one per burst received); the daemon's own RX counter, read just before
 the end, must agree within a few percent (checked).
+
+With cache_sim, callgrind also simulates the caches and branch predictors
+(about twice as slow) and the result adds an estimate of cycles per packet,
+callgrind_annotate's: Ir + 10 x (L1 misses + mispredicted branches) + 100 x
+last-level misses. It ranks changes that trade instructions for misses; it
+is no measure of this CPU.
 """
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ from .dpdkfwd import DpdkFwd
 
 BUILD_ARGS = ["-Dtests=false", "-Dwerror=true", "-Dcpp_args=-mno-avx512f",
               "-Dc_args=-mno-avx512f"]
-TARGETS = ["dpdk-fwd/app/dpdk-fwd", "control/fwdctl"]
+# fwdctl, a client, comes from the normal build
+TARGETS = ["dpdk-fwd/app/dpdk-fwd"]
 # called once per received burst (the pcap PMD's own functions have no symbols)
 BURST_FN = "fwd::dp::Worker::process"
 BURST = 32
@@ -42,11 +49,17 @@ def build(repo: Path, build_dir: Path, log) -> Path:
     return build_dir
 
 
+# callgrind_annotate's cycle estimate: event -> weight
+CYCLE_WEIGHTS = {"Ir": 1, "I1mr": 10, "D1mr": 10, "D1mw": 10, "Bcm": 10, "Bim": 10,
+                 "ILmr": 100, "DLmr": 100, "DLmw": 100}
+
+
 def parse(out_file: Path) -> dict:
-    """Total Ir, the calls of the RX function, and the inclusive Ir of the
-    worker's stage functions (top by cost)."""
+    """Total Ir (and every event's total), the calls of the burst function."""
     names: dict[str, str] = {}
     total = 0
+    events: list[str] = []
+    totals: dict[str, int] = {}
     rx_calls = 0
     pending_cfn = None
     name_re = re.compile(r"^c?fn=\((\d+)\)(?: (.*))?$")
@@ -65,9 +78,15 @@ def parse(out_file: Path) -> dict:
                 if pending_cfn is not None and BURST_FN in pending_cfn:
                     rx_calls += int(line.split("=")[1].split()[0])
                 continue
+            if line.startswith("events:"):
+                events = line.split()[1:]
+                continue
             if line.startswith(("summary:", "totals:")):
-                total = max(total, int(line.split()[1]))
-    return {"ir": total, "bursts": rx_calls}
+                vals = [int(v) for v in line.split()[1:]]
+                total = max(total, vals[0])
+                for e, v in zip(events, vals):
+                    totals[e] = max(totals.get(e, 0), v)
+    return {"ir": total, "bursts": rx_calls, "events": totals}
 
 
 def self_top(out_file: Path, n: int = 14) -> list[tuple[str, int]]:
@@ -94,9 +113,11 @@ def self_top(out_file: Path, n: int = 14) -> list[tuple[str, int]]:
     return sorted(merged.items(), key=lambda kv: -kv[1])[:n]
 
 
-def measure_instructions(ctx: Ctx, build_dir: Path, seconds: float) -> dict:
+def measure_instructions(ctx: Ctx, build_dir: Path, seconds: float,
+                         cache_sim: bool = False) -> dict:
     """Runs the daemon under callgrind for `seconds` of forwarding; returns
-    {"instr_per_pkt", "packets", "ir", "daemon_rx", "top": [(fn, ir_per_pkt)]}."""
+    {"instr_per_pkt", "packets", "ir", "daemon_rx", "top": [(fn, ir_per_pkt)]},
+    with cache_sim also "per_pkt" (every event) and "est_cycles_per_pkt"."""
     out = ctx.scratch / f"callgrind.{ctx.scenario.name}.out"
     if out.exists():
         out.unlink()
@@ -106,11 +127,12 @@ def measure_instructions(ctx: Ctx, build_dir: Path, seconds: float) -> dict:
                # valgrind runs one thread at a time: without a fair scheduler the
                # polling worker starves the API thread
                "--fair-sched=yes"]
+    if cache_sim:
+        wrapper += ["--cache-sim=yes", "--branch-sim=yes"]
     ref = DpdkFwd(stage_stats=False, no_huge=True,
                   extra_eal=["--force-max-simd-bitwidth=256"], wrapper=wrapper,
                   binary=build_dir / "dpdk-fwd" / "app" / "dpdk-fwd")
-    sub = Ctx(ctx.scratch, ctx.pcap, ctx.scenario, ctx.table, build_dir, ctx.repo, ctx.log)
-    ref.start(sub)
+    ref.start(ctx)
     try:
         time.sleep(seconds)
         daemon_rx = ref.counters().rx
@@ -128,5 +150,10 @@ def measure_instructions(ctx: Ctx, build_dir: Path, seconds: float) -> dict:
         raise Unavailable(f"callgrind: {packets} packets by RX calls but the daemon "
                           f"counted {daemon_rx}: the burst-of-32 assumption does not hold")
     top = [(fn, ir / packets) for fn, ir in self_top(out)]
-    return {"instr_per_pkt": p["ir"] / packets, "packets": packets, "ir": p["ir"],
-            "daemon_rx": daemon_rx, "top": top}
+    res = {"instr_per_pkt": p["ir"] / packets, "packets": packets, "ir": p["ir"],
+           "daemon_rx": daemon_rx, "top": top}
+    if cache_sim and p["events"]:
+        res["per_pkt"] = {e: v / packets for e, v in p["events"].items()}
+        res["est_cycles_per_pkt"] = sum(CYCLE_WEIGHTS.get(e, 0) * v
+                                        for e, v in p["events"].items()) / packets
+    return res

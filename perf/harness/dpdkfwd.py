@@ -36,6 +36,15 @@ def static_routes(table: common.Table) -> list[dict]:
     return routes
 
 
+def _merge(cfg: dict, extra: dict) -> None:
+    """extra's keys into cfg; an object into an object key by key."""
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+            _merge(cfg[k], v)
+        else:
+            cfg[k] = v
+
+
 class DpdkFwd(Reference):
     key = "dpdk-fwd"
     label = "dpdk-fwd"
@@ -97,6 +106,10 @@ class DpdkFwd(Reference):
             **({"stage_stats": True} if self.stage_stats else {}),
         }
         ctx.scenario.dpdkfwd_config(ctx, cfg, self)
+        # perf/run.py --dpdkfwd-config: keys merged last (an A/B of a knob)
+        extra = os.environ.get("FWD_PERF_DPDKFWD_CONFIG")
+        if extra:
+            _merge(cfg, json.loads(extra))
         return cfg
 
     def start(self, ctx: Ctx) -> None:

@@ -14,7 +14,7 @@ TARGETS = [
 ]
 
 
-STAGE_ORDER = ["rx", "rx_empty", "eth_input", "arp_input", "vxlan_decap4", "ipip_decap",
+STAGE_ORDER = ["rx", "rx_empty", "fast_input", "eth_input", "arp_input", "vxlan_decap4", "ipip_decap",
                "ip4_input", "icmp4_local", "route4", "vxlan_encap4", "ipip_encap", "l2_rewrite4",
                "vxlan_decap6", "ip6_input", "icmp6_local", "route6", "vxlan_encap6",
                "l2_rewrite6", "icmp_errors", "tx", "drop_free"]
@@ -246,7 +246,10 @@ def markdown(res: dict, chart: str | None) -> str:
                      f". Each function's own instructions (inlined code included), per "
                      f"packet. The pcap PMD's functions have no symbols: its RX is the one "
                      f"that grows with the frame size (it copies each frame into a new "
-                     f"mbuf), its TX drop the one that frees:\n")
+                     f"mbuf), its TX drop the one that frees"
+                     + (f". Callgrind's estimate with its cache and branch simulation: "
+                        f"{cg['est_cycles_per_pkt']:.0f} cycles per packet"
+                        if cg.get("est_cycles_per_pkt") else "") + ":\n")
             L.append("| function | instructions per packet |")
             L.append("|---|---:|")
             for fn, v in cg["top"]:

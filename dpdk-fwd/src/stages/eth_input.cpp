@@ -36,60 +36,84 @@ bool multicast_accepted(const rte_ether_hdr *eth) {
     return d[0] == 0x33 && d[1] == 0x33;  // IPv6 multicast (ND, MLD)
 }
 
+// One frame: where it goes, or kDropped (dropped with its reason). Shared
+// by the stage's loop and the fused input's fallback (eth_input_one), so
+// the two decide alike.
+inline EthClass classify(Worker &w, rte_mbuf *m) {
+    PktMeta &md = meta(m);
+    md = PktMeta{};
+    md.in_port = m->port;
+    if (m->data_len < sizeof(rte_ether_hdr)) {
+        w.drop(m, DropReason::kEthRunt);
+        return EthClass::kDropped;
+    }
+    auto *eth = at<rte_ether_hdr>(m, 0);
+    const PortState &ps = w.tables().port(m->port);
+    if (!dst_accepted(eth, ps)) {
+        w.drop(m, DropReason::kEthNotForUs);
+        return EthClass::kDropped;
+    }
+    if (rte_is_multicast_ether_addr(&eth->dst_addr) && !multicast_accepted(eth)) {
+        w.drop(m, DropReason::kEthMulticast);
+        return EthClass::kDropped;
+    }
+    uint16_t type = eth->ether_type;
+    if (type == kTypeVlan || type == kTypeQinQ) {
+        if (type == kTypeQinQ || ps.vlan == 0 ||
+            m->data_len < sizeof(rte_ether_hdr) + sizeof(rte_vlan_hdr)) {
+            w.drop(m, DropReason::kEthVlanTagged);
+            return EthClass::kDropped;
+        }
+        auto *vh = at<rte_vlan_hdr>(m, sizeof(rte_ether_hdr));
+        if ((rte_be_to_cpu_16(vh->vlan_tci) & 0xfff) != ps.vlan) {
+            w.drop(m, DropReason::kEthVlanTagged);
+            return EthClass::kDropped;
+        }
+        type = vh->eth_proto;
+        // Move the MAC addresses over the tag: the rest of the pipeline sees untagged frames.
+        std::memmove(rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(rte_vlan_hdr)), eth,
+                     2 * RTE_ETHER_ADDR_LEN);
+        rte_pktmbuf_adj(m, sizeof(rte_vlan_hdr));
+        eth = at<rte_ether_hdr>(m, 0);
+        eth->ether_type = type;
+    }
+    md.l3_off = sizeof(rte_ether_hdr);
+    if (type == kTypeIp4) {
+        return EthClass::kIp4;
+    }
+    if (type == kTypeIp6) {
+        return EthClass::kIp6;
+    }
+    if (type == kTypeArp) {
+        return EthClass::kArp;
+    }
+    w.drop(m, DropReason::kEthUnknownType);
+    return EthClass::kDropped;
+}
+
 }  // namespace
 
 void eth_input(Worker &w, rte_mbuf **pkts, uint16_t n, EthNext &out) {
-    const Tables &t = w.tables();
     for (uint16_t i = 0; i < n; i++) {
         rte_mbuf *m = pkts[i];
-        PktMeta &md = meta(m);
-        md = PktMeta{};
-        md.in_port = m->port;
-        if (m->data_len < sizeof(rte_ether_hdr)) {
-            w.drop(m, DropReason::kEthRunt);
-            continue;
-        }
-        auto *eth = at<rte_ether_hdr>(m, 0);
-        const PortState &ps = t.port(m->port);
-        if (!dst_accepted(eth, ps)) {
-            w.drop(m, DropReason::kEthNotForUs);
-            continue;
-        }
-        if (rte_is_multicast_ether_addr(&eth->dst_addr) && !multicast_accepted(eth)) {
-            w.drop(m, DropReason::kEthMulticast);
-            continue;
-        }
-        uint16_t type = eth->ether_type;
-        if (type == kTypeVlan || type == kTypeQinQ) {
-            if (type == kTypeQinQ || ps.vlan == 0 ||
-                m->data_len < sizeof(rte_ether_hdr) + sizeof(rte_vlan_hdr)) {
-                w.drop(m, DropReason::kEthVlanTagged);
-                continue;
-            }
-            auto *vh = at<rte_vlan_hdr>(m, sizeof(rte_ether_hdr));
-            if ((rte_be_to_cpu_16(vh->vlan_tci) & 0xfff) != ps.vlan) {
-                w.drop(m, DropReason::kEthVlanTagged);
-                continue;
-            }
-            type = vh->eth_proto;
-            // Move the MAC addresses over the tag: the rest of the pipeline sees untagged frames.
-            std::memmove(rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(rte_vlan_hdr)), eth,
-                         2 * RTE_ETHER_ADDR_LEN);
-            rte_pktmbuf_adj(m, sizeof(rte_vlan_hdr));
-            eth = at<rte_ether_hdr>(m, 0);
-            eth->ether_type = type;
-        }
-        md.l3_off = sizeof(rte_ether_hdr);
-        if (type == kTypeIp4) {
-            out.ip4.push(m);
-        } else if (type == kTypeIp6) {
-            out.ip6.push(m);
-        } else if (type == kTypeArp) {
-            out.arp.push(m);
-        } else {
-            w.drop(m, DropReason::kEthUnknownType);
+        switch (classify(w, m)) {
+            case EthClass::kIp4:
+                out.ip4.push(m);
+                break;
+            case EthClass::kIp6:
+                out.ip6.push(m);
+                break;
+            case EthClass::kArp:
+                out.arp.push(m);
+                break;
+            case EthClass::kDropped:
+                break;
         }
     }
+}
+
+EthClass eth_input_one(Worker &w, rte_mbuf *m) {
+    return classify(w, m);
 }
 
 }  // namespace fwd::dp

@@ -102,93 +102,100 @@ Walk walk_ext(rte_mbuf *m, PktMeta &md, uint8_t first) {
     return Walk::kTooMany;
 }
 
+// One packet: local, forward, or kDropped (dropped with its reason, or
+// taken by icmp6_error). Shared by the stage's loop and the fused input's
+// fallback (ip6_input_one), so the two decide alike.
+inline IpClass check(Worker &w, rte_mbuf *m, const NodeAddrs &node) {
+    PktMeta &md = meta(m);
+    uint32_t avail = m->pkt_len - md.l3_off;
+    if (avail < sizeof(rte_ipv6_hdr) || seg_avail(m, md.l3_off) < sizeof(rte_ipv6_hdr)) {
+        w.drop(m, DropReason::kIp6Truncated);
+        return IpClass::kDropped;
+    }
+    auto *ip = at<rte_ipv6_hdr>(m, md.l3_off);
+    if ((rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6) {
+        w.drop(m, DropReason::kIp6BadVersion);
+        return IpClass::kDropped;
+    }
+    uint32_t tlen = sizeof(rte_ipv6_hdr) + rte_be_to_cpu_16(ip->payload_len);
+    if (tlen > avail) {
+        w.drop(m, DropReason::kIp6LengthExceedsFrame);
+        return IpClass::kDropped;
+    }
+    if (tlen < avail) {
+        rte_pktmbuf_trim(m, avail - tlen);
+    }
+    if (ip->src_addr[0] == 0xff || is_loopback(ip->src_addr)) {
+        w.drop(m, DropReason::kIp6BadSource);
+        return IpClass::kDropped;
+    }
+    if (is_unspecified(ip->dst_addr) || is_loopback(ip->dst_addr)) {
+        w.drop(m, DropReason::kIp6MartianDest);
+        return IpClass::kDropped;
+    }
+    switch (walk_ext(m, md, ip->proto)) {
+        case Walk::kOk:
+            break;
+        case Walk::kTruncated:
+            w.drop(m, DropReason::kIp6Truncated);
+            return IpClass::kDropped;
+        case Walk::kBadOrder:
+            w.drop(m, DropReason::kIp6BadExtHeader);
+            return IpClass::kDropped;
+        case Walk::kTooMany:
+            w.drop(m, DropReason::kIp6TooManyExtHeaders);
+            return IpClass::kDropped;
+    }
+    const uint8_t *dst = ip->dst_addr;
+    auto on_uplink = [&] {
+        return w.tables().port(md.in_port).role.load(std::memory_order_acquire) ==
+               PortRole::kUplink;
+    };
+    if (dst[0] == 0xff) {
+        // Link-scope ICMPv6 (ND, MLD) is ours, and what the host stack
+        // listens to on the uplink; nothing else multicast is routed.
+        if (dst[1] == 0x02 &&
+            (md.l4_proto == kIcmp6 || (node.host_punt && host_group6(dst, node) && on_uplink()))) {
+            return IpClass::kLocal;
+        }
+        w.drop(m, DropReason::kIp6Multicast);
+        return IpClass::kDropped;
+    }
+    if (std::memcmp(dst, node.gw6.data(), 16) == 0 ||
+        (node.has_ip6 && std::memcmp(dst, node.ip6.data(), 16) == 0)) {
+        return IpClass::kLocal;
+    }
+    if (is_link_local6(dst)) {
+        // Another link-local address on the uplink: the host stack's, or a
+        // Neighbor Advertisement answering the control thread.
+        if ((node.host_punt || md.l4_proto == kIcmp6) && on_uplink()) {
+            return IpClass::kLocal;
+        }
+        w.drop(m, DropReason::kIp6LinkLocalDest);
+        return IpClass::kDropped;
+    }
+    if (is_link_local6(ip->src_addr)) {
+        w.drop(m, DropReason::kIp6BadSource);  // RFC 4291 2.5.6: never forwarded
+        return IpClass::kDropped;
+    }
+    if (ip->hop_limits <= 1) {
+        icmp6_error(w, m, 3 /* time exceeded */, 0, 0, DropReason::kIp6HopLimitExceeded);
+        return IpClass::kDropped;
+    }
+    return IpClass::kFwd;
+}
+
 }  // namespace
 
 void ip6_input(Worker &w, Burst &in, IpNext &out) {
     const NodeAddrs &node = w.tables().node();
     for (uint16_t i = 0; i < in.n; i++) {
-        rte_mbuf *m = in.pkts[i];
-        PktMeta &md = meta(m);
-        uint32_t avail = m->pkt_len - md.l3_off;
-        if (avail < sizeof(rte_ipv6_hdr) || seg_avail(m, md.l3_off) < sizeof(rte_ipv6_hdr)) {
-            w.drop(m, DropReason::kIp6Truncated);
-            continue;
-        }
-        auto *ip = at<rte_ipv6_hdr>(m, md.l3_off);
-        if ((rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6) {
-            w.drop(m, DropReason::kIp6BadVersion);
-            continue;
-        }
-        uint32_t tlen = sizeof(rte_ipv6_hdr) + rte_be_to_cpu_16(ip->payload_len);
-        if (tlen > avail) {
-            w.drop(m, DropReason::kIp6LengthExceedsFrame);
-            continue;
-        }
-        if (tlen < avail) {
-            rte_pktmbuf_trim(m, avail - tlen);
-        }
-        if (ip->src_addr[0] == 0xff || is_loopback(ip->src_addr)) {
-            w.drop(m, DropReason::kIp6BadSource);
-            continue;
-        }
-        if (is_unspecified(ip->dst_addr) || is_loopback(ip->dst_addr)) {
-            w.drop(m, DropReason::kIp6MartianDest);
-            continue;
-        }
-        switch (walk_ext(m, md, ip->proto)) {
-            case Walk::kOk:
-                break;
-            case Walk::kTruncated:
-                w.drop(m, DropReason::kIp6Truncated);
-                continue;
-            case Walk::kBadOrder:
-                w.drop(m, DropReason::kIp6BadExtHeader);
-                continue;
-            case Walk::kTooMany:
-                w.drop(m, DropReason::kIp6TooManyExtHeaders);
-                continue;
-        }
-        const uint8_t *dst = ip->dst_addr;
-        auto on_uplink = [&] {
-            return w.tables().port(md.in_port).role.load(std::memory_order_acquire) ==
-                   PortRole::kUplink;
-        };
-        if (dst[0] == 0xff) {
-            // Link-scope ICMPv6 (ND, MLD) is ours, and what the host stack
-            // listens to on the uplink; nothing else multicast is routed.
-            if (dst[1] == 0x02 && (md.l4_proto == kIcmp6 ||
-                                   (node.host_punt && host_group6(dst, node) && on_uplink()))) {
-                out.local.push(m);
-            } else {
-                w.drop(m, DropReason::kIp6Multicast);
-            }
-            continue;
-        }
-        if (std::memcmp(dst, node.gw6.data(), 16) == 0 ||
-            (node.has_ip6 && std::memcmp(dst, node.ip6.data(), 16) == 0)) {
-            out.local.push(m);
-            continue;
-        }
-        if (is_link_local6(dst)) {
-            // Another link-local address on the uplink: the host stack's, or a
-            // Neighbor Advertisement answering the control thread.
-            if ((node.host_punt || md.l4_proto == kIcmp6) && on_uplink()) {
-                out.local.push(m);
-            } else {
-                w.drop(m, DropReason::kIp6LinkLocalDest);
-            }
-            continue;
-        }
-        if (is_link_local6(ip->src_addr)) {
-            w.drop(m, DropReason::kIp6BadSource);  // RFC 4291 2.5.6: never forwarded
-            continue;
-        }
-        if (ip->hop_limits <= 1) {
-            icmp6_error(w, m, 3 /* time exceeded */, 0, 0, DropReason::kIp6HopLimitExceeded);
-            continue;
-        }
-        out.fwd.push(m);
+        ip_sort(out, in.pkts[i], check(w, in.pkts[i], node));
     }
+}
+
+IpClass ip6_input_one(Worker &w, rte_mbuf *m, const NodeAddrs &node) {
+    return check(w, m, node);
 }
 
 }  // namespace fwd::dp

@@ -366,6 +366,21 @@ TEST(ConfigValid, StageStatsOffUnlessAsked) {
     EXPECT_FALSE(parse(j).stage_stats);
 }
 
+TEST(ConfigValid, FastPathOnUnlessTurnedOff) {
+    EXPECT_TRUE(parse(minimal()).fast_path);
+    Json j = minimal();
+    j["fast_path"] = false;
+    EXPECT_FALSE(parse(j).fast_path);
+    j["fast_path"] = true;
+    EXPECT_TRUE(parse(j).fast_path);
+}
+
+TEST(ConfigDocument, WrongTypeFastPath) {
+    Json j = minimal();
+    j["fast_path"] = 0;
+    EXPECT_CONFIG_ERROR(j, "fast_path", "expected true or false, got 0");
+}
+
 TEST(ConfigDocument, WrongTypeStageStats) {
     Json j = minimal();
     j["stage_stats"] = "on";

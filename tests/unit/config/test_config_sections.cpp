@@ -151,10 +151,12 @@ TEST(ConfigSection, RepeatedFieldIsReported) {
 TEST(ConfigSection, RootUnknownFieldListsTheRegisteredKeys) {
     Json j = minimal();
     j["conntrak"] = Json::object();
-    EXPECT_EQ(error_of(j, conntrack_and_nat()),
-              "conntrak: unknown field \"conntrak\"; known fields: node_name, eal, cores, uplink, "
-              "node, idle, api_socket, run_dir, mbufs, icmp_errors_per_sec, max_endpoints, "
-              "pod_tap, routes, host, bgp, neighbor, tables, ipam, stage_stats, conntrack, nat");
+    EXPECT_EQ(
+        error_of(j, conntrack_and_nat()),
+        "conntrak: unknown field \"conntrak\"; known fields: node_name, eal, cores, uplink, "
+        "node, idle, api_socket, run_dir, mbufs, icmp_errors_per_sec, max_endpoints, "
+        "pod_tap, routes, host, bgp, neighbor, tables, ipam, fast_path, stage_stats, conntrack, "
+        "nat");
 }
 
 TEST(ConfigSection, ReadAsAnotherTypeThrows) {

@@ -22,7 +22,7 @@ constexpr Stage kAllStages[] = {
     Stage::kRx,         Stage::kRxEmpty,    Stage::kEthInput, Stage::kArpInput,
     Stage::kIp4Input,   Stage::kIcmp4Local, Stage::kRoute4,   Stage::kL2Rewrite4,
     Stage::kIp6Input,   Stage::kIcmp6Local, Stage::kRoute6,   Stage::kL2Rewrite6,
-    Stage::kIcmpErrors, Stage::kTx,         Stage::kDropFree,
+    Stage::kIcmpErrors, Stage::kTx,         Stage::kDropFree, Stage::kFastInput,
 };
 static_assert(std::size(kAllStages) == kStageCount);
 
@@ -78,12 +78,35 @@ class StageStats : public DatapathTest {
     }
 };
 
+// The fast path (on by default): fast_input stands for eth_input, ip4_input
+// and ip6_input.
 TEST_F(StageStats, ForwardedPacketsCountInEveryStageTheyCross) {
     worker().set_stage_stats(true);
     Sent out = run(pod_a_to_b(3, 2));
     EXPECT_EQ(out.on(Side::kPodB).size(), 5u);
     EXPECT_EQ(drops(), want({}));
 
+    expect_stage(Stage::kFastInput, 1, 5);
+    expect_stage(Stage::kRoute4, 1, 3);
+    expect_stage(Stage::kL2Rewrite4, 1, 3);
+    expect_stage(Stage::kRoute6, 1, 2);
+    expect_stage(Stage::kL2Rewrite6, 1, 2);
+    expect_stage(Stage::kTx, 1, 5);
+    for (Stage s : {Stage::kRx, Stage::kRxEmpty, Stage::kEthInput, Stage::kArpInput,
+                    Stage::kIp4Input, Stage::kIp6Input, Stage::kIcmp4Local, Stage::kIcmp6Local,
+                    Stage::kIcmpErrors, Stage::kDropFree}) {
+        expect_untouched(s);
+    }
+}
+
+TEST_F(StageStats, WithoutFastPathEachInputStageCounts) {
+    worker().set_fast_path(false);
+    worker().set_stage_stats(true);
+    Sent out = run(pod_a_to_b(3, 2));
+    EXPECT_EQ(out.on(Side::kPodB).size(), 5u);
+    EXPECT_EQ(drops(), want({}));
+
+    expect_untouched(Stage::kFastInput);
     expect_stage(Stage::kEthInput, 1, 5);
     expect_stage(Stage::kIp4Input, 1, 3);
     expect_stage(Stage::kRoute4, 1, 3);
@@ -239,7 +262,7 @@ TEST_F(StageStatsControl, StatsShowEveryStageOfEveryWorker) {
         EXPECT_EQ(c.at("packets"), counters.packets.get());
         EXPECT_EQ(c.at("cycles"), counters.cycles.get());
     }
-    EXPECT_EQ(w.at("stages").at("ip4_input").at("packets"), 2u);
+    EXPECT_EQ(w.at("stages").at("fast_input").at("packets"), 3u);
     EXPECT_EQ(w.at("stages").at("l2_rewrite6").at("packets"), 1u);
 
     call("stats.stages", {{"enabled", false}});

@@ -211,6 +211,10 @@ struct NodeConfig {
     // stats.stages op turns them on and off at runtime). Off: the fast path
     // does not read the TSC.
     bool stage_stats = false;
+    // The workers' fused first stage (dp::fast_input). false: eth_input,
+    // ip4_input and ip6_input one after the other, with the same results:
+    // for A/B measurements and for ruling the fast path out.
+    bool fast_path = true;
     // Settings of the features that add their own top-level key
     // (config_sections.hpp), parsed after the fields above.
     ConfigSectionValues sections;

@@ -8,10 +8,14 @@
 //                          -> [antispoof4] [nat4]            (policy.hpp, nat.hpp)
 //                          -> route4 -> [policy4] [vxlan_encap4] [ipip_encap] -> l2_rewrite4
 //                          -> port tx
-//             (local: [nat4_local] [policy4_local] -> icmp4_local; IPv6 alike)
+//             (local: [antispoof4_local] [nat4_local] [policy4_local] -> icmp4_local;
+//              IPv6 alike)
 //             -> ip6_input -> icmp6_local       (ND, echo)
 //                          -> [vxlan_decap6] [antispoof6] [nat6]
 //                          -> route6 -> [policy6] [vxlan_encap6] -> l2_rewrite6 -> port tx
+//   With the worker's fast path on (the default), fast_input does the work
+//   of eth_input, ip4_input and ip6_input in one pass over a received burst;
+//   re-entering packets still take ip4_input / ip6_input.
 //   ICMP errors built on the way (icmp_error) re-enter at route4 / route6.
 //   Packets for the control thread leave through Worker::punt (arp_input,
 //   icmp4_local / icmp6_local: PuntReason kNeighbor / kHost; route4 /
@@ -42,6 +46,8 @@ inline bool is_link_local6(const uint8_t *a) {
     return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
 }
 
+inline constexpr uint32_t kGateway4 = 0xa9fe0101;  // 169.254.1.1, host order
+
 struct EthNext {
     Burst arp;
     Burst ip4;
@@ -56,6 +62,38 @@ struct IpNext {
 };
 void ip4_input(Worker &w, Burst &in, IpNext &out);
 void ip6_input(Worker &w, Burst &in, IpNext &out);
+
+// The same decisions a packet at a time, for fast_input's fallback: what
+// eth_input / ip4_input / ip6_input do to the one packet (drops, ICMP
+// errors, metadata), and where it would go. kDropped: the stage took it.
+enum class EthClass : uint8_t { kDropped, kArp, kIp4, kIp6 };
+enum class IpClass : uint8_t { kDropped, kFwd, kLocal };
+EthClass eth_input_one(Worker &w, rte_mbuf *m);
+// Puts m where ip*_input_one said it goes.
+inline void ip_sort(IpNext &out, rte_mbuf *m, IpClass c) {
+    if (c == IpClass::kFwd) {
+        out.fwd.push(m);
+    } else if (c == IpClass::kLocal) {
+        out.local.push(m);
+    }
+}
+// node4: ip4_local_addr(node), once per burst.
+IpClass ip4_input_one(Worker &w, rte_mbuf *m, uint32_t node4);
+IpClass ip6_input_one(Worker &w, rte_mbuf *m, const NodeAddrs &node);
+// The node's IPv4 address in host order, or kGateway4 when it has none (one
+// compare then stands for both local tests).
+uint32_t ip4_local_addr(const NodeAddrs &node);
+
+// eth_input, ip4_input and ip6_input fused into one pass over the burst
+// (src/stages/fast_input.cpp): the common packet is checked and sorted
+// inline, every other one goes through the stages' own per-packet code
+// above, in burst order, so results, drops and counters are the stages'.
+struct FastNext {
+    Burst arp;
+    IpNext ip4;
+    IpNext ip6;
+};
+void fast_input(Worker &w, rte_mbuf **pkts, uint16_t n, FastNext &out);
 void icmp4_local(Worker &w, Burst &in);
 void icmp6_local(Worker &w, Burst &in);
 

@@ -15,5 +15,5 @@ case "${1:-}" in
   test) shift; scripts/setup.sh && exec scripts/test.sh "$@" ;;
   # the perf harness (perf/README.md): a benchmark, not one of the two main commands
   perf) shift; scripts/setup.sh && exec /usr/bin/python3 perf/run.py "$@" ;;
-  *) echo "usage: sudo ./run.sh demo [--bgp] [--ipv4-only | --ipv6-only] [--down | --status] | test | perf [--smoke]" >&2; exit 2 ;;
+  *) echo "usage: sudo ./run.sh demo [--bgp [--rr]] [--ipv4-only | --ipv6-only] [--down | --status] | test | perf [--smoke]" >&2; exit 2 ;;
 esac

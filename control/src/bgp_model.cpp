@@ -6,9 +6,12 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
-#include <regex>
+#include <optional>
 #include <set>
+#include <string_view>
+#include <utility>
 
 #include "fwd/control/bgp.hpp"
 #include "k8s_decode.hpp"
@@ -19,6 +22,19 @@ using nlohmann::json;
 using namespace k8s;
 
 namespace {
+
+// s as a decimal number of 1 to max_len digits; nullopt when it is not one.
+std::optional<uint64_t> digits(std::string_view s, size_t max_len) {
+    if (s.empty() || s.size() > max_len ||
+        !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        return std::nullopt;
+    }
+    uint64_t n = 0;
+    for (const char c : s) {
+        n = n * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return n;
+}
 
 constexpr const char *kCalicoApi = "projectcalico.org/v3";
 constexpr const char *kCalicoCrdApi = "crd.projectcalico.org/v1";
@@ -73,19 +89,18 @@ uint32_t decode_as(const Decoder &d, const json &v, const std::string &field) {
     if (!v.is_string()) {
         bad();
     }
-    static const std::regex asdot("^([0-9]{1,5})\\.([0-9]{1,5})$");
-    static const std::regex plain("^[0-9]{1,10}$");
     const std::string s = v.get<std::string>();
-    std::smatch m;
     uint64_t n = 0;
-    if (std::regex_match(s, m, asdot)) {
-        const uint64_t hi = std::stoull(m[1]), lo = std::stoull(m[2]);
-        if (hi > 0xffff || lo > 0xffff) {
+    const auto dot = s.find('.');
+    if (dot != std::string::npos) {  // asdot: "hi.lo", 16 bits each
+        const auto hi = digits(std::string_view(s).substr(0, dot), 5);
+        const auto lo = digits(std::string_view(s).substr(dot + 1), 5);
+        if (!hi || !lo || *hi > 0xffff || *lo > 0xffff) {
             bad();
         }
-        n = hi << 16 | lo;
-    } else if (std::regex_match(s, plain)) {
-        n = std::stoull(s);
+        n = *hi << 16 | *lo;
+    } else if (const auto p = digits(s, 10)) {
+        n = *p;
     } else {
         bad();
     }
@@ -100,26 +115,48 @@ uint32_t decode_seconds(const Decoder &d, const json &spec, const char *key,
                         const std::string &path) {
     const std::string field = Decoder::join(path, key);
     const auto s = d.str(spec, key, path);
-    static const std::regex part("([0-9]+(?:\\.[0-9]*)?)(h|m|s|ms|us|ns)");
     double total = 0;
-    std::string rest = *s;
-    std::smatch m;
+    std::string_view rest = *s;
     if (rest.empty() || rest == "0") {
         return 0;
     }
+    const auto bad = [&] {
+        d.fail(field, invalid(json_quoted(*s), "not a duration (e.g. 30s, 1m30s)"));
+    };
     while (!rest.empty()) {
-        if (!std::regex_search(rest, m, part) || m.position(0) != 0) {
-            d.fail(field, invalid(json_quoted(*s), "not a duration (e.g. 30s, 1m30s)"));
+        // a number ("1", "1.5", "1.") then a unit: h, m, s, ms, us, ns
+        size_t i = 0;
+        while (i < rest.size() && std::isdigit(static_cast<unsigned char>(rest[i]))) {
+            i++;
         }
-        const double x = std::stod(m[1]);
-        const std::string u = m[2];
-        total += x * (u == "h"    ? 3600
-                      : u == "m"  ? 60
-                      : u == "s"  ? 1
-                      : u == "ms" ? 1e-3
-                      : u == "us" ? 1e-6
-                                  : 1e-9);
-        rest = m.suffix();
+        if (i == 0) {
+            bad();
+        }
+        if (i < rest.size() && rest[i] == '.') {
+            i++;
+            while (i < rest.size() && std::isdigit(static_cast<unsigned char>(rest[i]))) {
+                i++;
+            }
+        }
+        const double x = std::stod(std::string(rest.substr(0, i)));
+        rest.remove_prefix(i);
+        double unit = 0;
+        for (const auto &[name, scale] : {std::pair<std::string_view, double>{"ms", 1e-3},
+                                          {"us", 1e-6},
+                                          {"ns", 1e-9},
+                                          {"h", 3600},
+                                          {"m", 60},
+                                          {"s", 1}}) {
+            if (rest.starts_with(name)) {
+                unit = scale;
+                rest.remove_prefix(name.size());
+                break;
+            }
+        }
+        if (unit == 0) {
+            bad();
+        }
+        total += x * unit;
     }
     if (total != std::floor(total) || total > 65535) {
         d.fail(field, invalid(json_quoted(*s), "BIRD takes whole seconds from 0 to 65535"));
@@ -150,19 +187,20 @@ std::vector<ipam::Cidr> decode_blocks(const Decoder &d, const json &spec, const 
 
 // "aa:nn" with 16-bit parts, or "aa:nn:mm" with 32-bit parts (Calico's isValidCommunity).
 bool community_value_ok(const std::string &v) {
-    static const std::regex standard("^([0-9]+):([0-9]+)$");
-    static const std::regex large("^([0-9]+):([0-9]+):([0-9]+)$");
-    std::smatch m;
-    uint64_t max = 0;
-    if (std::regex_match(v, m, standard)) {
-        max = 0xffff;
-    } else if (std::regex_match(v, m, large)) {
-        max = 0xffffffffULL;
-    } else {
+    std::vector<std::string_view> parts;
+    std::string_view rest = v;
+    for (size_t c; (c = rest.find(':')) != std::string_view::npos;) {
+        parts.push_back(rest.substr(0, c));
+        rest.remove_prefix(c + 1);
+    }
+    parts.push_back(rest);
+    if (parts.size() != 2 && parts.size() != 3) {
         return false;
     }
-    for (size_t i = 1; i < m.size(); ++i) {
-        if (m[i].length() > 10 || std::stoull(m[i]) > max) {
+    const uint64_t max = parts.size() == 2 ? 0xffff : 0xffffffffULL;
+    for (const auto &p : parts) {
+        const auto n = digits(p, 10);
+        if (!n || *n > max) {
             return false;
         }
     }
@@ -464,8 +502,12 @@ Secret decode_secret(const json &obj, Decoder &d) {
         s.data[k] = v;  // stringData wins, as the API server merges it
     }
     for (const auto &[k, v] : s.data) {
-        static const std::regex key("^[-._a-zA-Z0-9]{1,253}$");
-        if (!std::regex_match(k, key)) {
+        const bool key_ok =
+            !k.empty() && k.size() <= 253 && std::all_of(k.begin(), k.end(), [](char c) {
+                return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                       c == '.';
+            });
+        if (!key_ok) {
             d.fail("data[" + k + "]", invalid(json_quoted(k),
                                               "a valid config key must consist of alphanumeric "
                                               "characters, '-', '_' or '.'"));

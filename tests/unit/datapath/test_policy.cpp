@@ -566,16 +566,19 @@ class PolicyCapacity : public PolicyTest {
         return c;
     }
 };
-using PolicyBench = PolicyCapacity<1 << 17>;  // every new flow of both runs
-
-// --- cost (not run by default: --gtest_also_run_disabled_tests) ---
+// --- cost: a benchmark, not a test, so only in the policy_bench binary
+// (ninja tests/unit/datapath/policy_bench; run with
+// --gtest_filter=PolicyBench.*) ---
 
 // TSC cycles per packet of the worker's process() for pod A -> pod B UDP,
 // bursts of 32: without a PolicyState; with B's ingress under 1,000 rules
 // (the allowing one last), established flows; the same, every packet a new
 // flow (classified and created). The machine's load makes these rough.
 
-TEST_F(PolicyBench, DISABLED_CostPerPacket) {
+#ifdef FWD_POLICY_BENCH
+using PolicyBench = PolicyCapacity<1 << 17>;  // every new flow of both runs
+
+TEST_F(PolicyBench, CostPerPacket) {
     auto measure = [&](bool v6, bool fresh, uint16_t &base) {
         constexpr int kIters = 2000;
         uint64_t cycles = 0;
@@ -629,6 +632,7 @@ TEST_F(PolicyBench, DISABLED_CostPerPacket) {
         base = 1024;
     }
 }
+#endif  // FWD_POLICY_BENCH
 
 // --- the table full ---
 

@@ -24,6 +24,8 @@ PACKAGES=(
   containernetworking-plugins
   # the perf harness (perf/run.py): OVS-DPDK and l3fwd as references, callgrind, the chart
   openvswitch-switch-dpdk make valgrind python3-matplotlib lua5.4
+  # the fuzz targets (tests/fuzz, ./run.sh fuzz): clang and its libFuzzer runtime
+  clang libclang-rt-14-dev
 )
 
 missing=()

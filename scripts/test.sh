@@ -2,7 +2,8 @@
 # Runs every test and ends with one line "tests: N passed, N failed, N skipped".
 #  1. unit + component tests (GoogleTest) on the -Werror build;
 #  2. the same under AddressSanitizer + UndefinedBehaviorSanitizer;
-#  3. the tests of scripts/count_results.py, which prints that line;
+#  3. the libFuzzer targets (tests/fuzz) for a short time each, and the tests of
+#     scripts/count_results.py, which prints that line;
 #  4. system tests (pytest): network namespaces as pods, the real daemon.
 # Needs root (namespaces, taps, hugepages). scripts/setup.sh prepares the machine.
 set -uo pipefail
@@ -49,6 +50,10 @@ step "unit and component tests under ASan/UBSan"
 gtest_stage asan build-asan ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
+step "fuzz targets (clang, libFuzzer; FWD_FUZZ_SECONDS each)"
+FWD_FUZZ_SECONDS=${FWD_FUZZ_SECONDS:-15} /usr/bin/python3 -m pytest -v -p no:cacheprovider \
+  tests/fuzz --junitxml="$results/fuzz.xml" || status=1
+
 step "tests of the test report"
 /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/scripts \
   --junitxml="$results/scripts.xml" || status=1
@@ -59,5 +64,5 @@ FWD_BUILD="$top/build" /usr/bin/python3 -m pytest -v -p no:cacheprovider --durat
 
 step "report"
 /usr/bin/python3 scripts/count_results.py "$results" --meson plain --meson asan \
-  --pytest scripts --pytest system || status=1
+  --pytest fuzz --pytest scripts --pytest system || status=1
 exit $status

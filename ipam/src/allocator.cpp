@@ -1301,8 +1301,8 @@ std::vector<Finding> Allocator::check() {
         }
     }
     for (const auto &[k, a] : affs) {
-        auto b =
-            std::find_if(bs.begin(), bs.end(), [&](const Block &x) { return x.cidr == a.cidr; });
+        auto b = std::find_if(bs.begin(), bs.end(),
+                              [&cidr = a.cidr](const Block &x) { return x.cidr == cidr; });
         if (a.state == AffinityState::kConfirmed && (b == bs.end() || b->affinity != a.node)) {
             out.push_back({Finding::Kind::kAffinityMismatch, a.cidr.str(),
                            "confirmed for " + a.node + " but the block " +

@@ -123,7 +123,7 @@ class Fields {
             throw NodeError(node_, path_, "want an object, got " + j_.dump());
         }
         for (const auto &[k, v] : j_.items()) {
-            auto is = [&](const char *x) { return k == x; };
+            auto is = [&k = k](const char *x) { return k == x; };
             if (std::none_of(known.begin(), known.end(), is) &&
                 std::none_of(dropped.begin(), dropped.end(), is)) {
                 fail(k, "unknown field");

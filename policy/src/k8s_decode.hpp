@@ -92,7 +92,7 @@ class Decoder {
         json out = json::object();
         for (const auto &[key, v] : obj.items()) {
             const std::string field = path.empty() ? key : path + "." + key;
-            auto is = [&](const char *k) { return key == k; };
+            auto is = [&key = key](const char *k) { return key == k; };
             if (std::any_of(known.begin(), known.end(), is)) {
                 if (!v.is_null()) {
                     out[key] = v;
@@ -103,7 +103,7 @@ class Decoder {
                 continue;
             }
             auto ni = std::find_if(not_implemented.begin(), not_implemented.end(),
-                                   [&](const auto &p) { return key == p.first; });
+                                   [&key = key](const auto &p) { return key == p.first; });
             if (ni == not_implemented.end()) {
                 fail(field, "unknown field");
             }
@@ -124,7 +124,7 @@ class Decoder {
         bool clean = obj.is_object();
         if (clean) {
             for (const auto &[key, v] : obj.items()) {
-                auto is = [&](const char *k) { return key == k; };
+                auto is = [&key = key](const char *k) { return key == k; };
                 if (v.is_null() || !std::any_of(known.begin(), known.end(), is)) {
                     clean = false;
                     break;

@@ -298,7 +298,8 @@ Policy decode_calico(const json &obj, Decoder &d, bool global) {
     const json &raw_spec = obj.contains("spec") ? obj["spec"] : kNull;
     if (!raw_spec.is_null() && raw_spec.is_object()) {
         for (const auto &[k, v] : raw_spec.items()) {
-            if (std::none_of(known.begin(), known.end(), [&](const char *x) { return k == x; })) {
+            if (std::none_of(known.begin(), known.end(),
+                             [&k = k](const char *x) { return k == x; })) {
                 d.fail("spec." + k, "unknown field");
             }
         }

@@ -124,11 +124,19 @@ EmbeddedStore::EmbeddedStore(std::string dir, Options opts) : dir_(std::move(dir
     if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
         fail("mkdir", errno);
     open_files();
-    std::lock_guard g(mu_);
-    Lock l(*this, true);
-    reload_locked(true);
-    // The journal may have just been created: make its name durable.
-    fsync_dir();
+    try {
+        std::lock_guard g(mu_);
+        Lock l(*this, true);
+        reload_locked(true);
+        // The journal may have just been created: make its name durable.
+        fsync_dir();
+    } catch (...) {
+        // No destructor runs for a constructor that throws: a store that cannot be read
+        // must not keep its files open (a caller retrying ran out of descriptors; found by
+        // tests/fuzz/fuzz_journal).
+        close_files();
+        throw;
+    }
 }
 
 EmbeddedStore::~EmbeddedStore() {

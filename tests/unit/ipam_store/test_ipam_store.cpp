@@ -428,6 +428,23 @@ TEST(EmbeddedStore, OldJournalBesideNewerSnapshotIsSkipped) {
     EXPECT_EQ(s.revision(), 10);
 }
 
+// A store that cannot be read is refused with a StoreError and keeps no file open: a caller
+// retrying does not run out of descriptors (found by tests/fuzz/fuzz_journal).
+TEST(EmbeddedStore, UnreadableSnapshotIsRefusedAndLeavesNoDescriptor) {
+    TempDir tmp;
+    std::string dir = tmp.path() + "/s";
+    fs::create_directories(dir);
+    write_file(dir + "/snapshot", "this is not a snapshot at all");
+    auto open_fds = [] {
+        return std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator{});
+    };
+    const auto before = open_fds();
+    for (int i = 0; i < 50; ++i) {
+        EXPECT_THROW(EmbeddedStore s(dir), StoreError);
+    }
+    EXPECT_EQ(open_fds(), before);
+}
+
 TEST(EmbeddedStore, TornJournalTailRecoversPreviousState) {
     TempDir tmp;
     std::string dir = tmp.path() + "/s";

@@ -1,0 +1,109 @@
+// The daemon's API transport as any local client reaches it: the input's bytes are sent on a
+// connection to a real ApiServer (on a socket in a private directory) whose handler echoes the
+// op and its arguments, then the client stops sending and reads every reply. Each reply must be
+// one JSON object with "ok", and the server must keep serving (the next input gets through).
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "fwd/control/api.hpp"
+
+namespace {
+
+using nlohmann::json;
+
+fwd::control::ApiServer &server() {
+    static std::unique_ptr<fwd::control::ApiServer> s = [] {
+        char tmpl[] = "/tmp/fwd-fuzz-api.XXXXXX";
+        if (mkdtemp(tmpl) == nullptr) {
+            std::perror("mkdtemp");
+            std::abort();
+        }
+        auto srv = std::make_unique<fwd::control::ApiServer>(
+            std::string(tmpl) + "/api.sock", std::vector<std::string>{"echo", "fail"},
+            [](const std::string &op, const json &args) -> json {
+                if (op == "fail") {
+                    throw fwd::control::ApiError("invalid_argument", "fuzz: refused");
+                }
+                return json{{"op", op}, {"args", args}};
+            });
+        srv->start();
+        return srv;
+    }();
+    return *s;
+}
+
+void fail(const char *why) {
+    std::fprintf(stderr, "fuzz_api: %s\n", why);
+    std::abort();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const std::string &path = server().socket_path();
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (fd < 0 || connect(fd, reinterpret_cast<const sockaddr *>(&addr), sizeof(addr)) != 0) {
+        fail("the server stopped accepting");
+    }
+    // Send and read side by side: a long input is answered while it is still being sent.
+    size_t sent = 0;
+    std::string in;
+    bool shut = false;
+    for (;;) {
+        if (sent == size && !shut) {
+            shutdown(fd, SHUT_WR);  // all sent: the server answers and closes
+            shut = true;
+        }
+        pollfd p{fd, static_cast<short>(POLLIN | (sent < size ? POLLOUT : 0)), 0};
+        if (poll(&p, 1, 5000) <= 0) {
+            fail("no reply within 5 s");
+        }
+        if ((p.revents & POLLOUT) != 0 && sent < size) {
+            const ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0) {
+                sent += static_cast<size_t>(n);
+            } else {
+                sent = size;  // the server ended the connection (an overlong line)
+            }
+        }
+        if ((p.revents & (POLLIN | POLLHUP)) != 0) {
+            char buf[65536];
+            const ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN)) {
+                break;
+            }
+            if (n > 0) {
+                in.append(buf, static_cast<size_t>(n));
+            }
+        }
+    }
+    close(fd);
+    for (size_t at = 0; at < in.size();) {
+        const size_t nl = in.find('\n', at);
+        if (nl == std::string::npos) {
+            fail("a reply without its newline");
+        }
+        const json r = json::parse(in.substr(at, nl - at), nullptr, false);
+        if (!r.is_object() || !r.contains("ok") || !r["ok"].is_boolean()) {
+            fail("a reply that is not a JSON object with \"ok\"");
+        }
+        at = nl + 1;
+    }
+    return 0;
+}

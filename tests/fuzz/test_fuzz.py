@@ -1,0 +1,61 @@
+"""The libFuzzer targets (tests/fuzz/*.cpp) for a short fixed time each, from their committed
+seed corpora: CI's share of issue 20's fuzzing (./run.sh fuzz SECONDS runs them longer).
+FWD_FUZZ_SECONDS sets the time per target (default 15). A finding fails the test, naming the
+target's log and the input kept in build-fuzz/findings/<target>/."""
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TARGETS = ["fuzz_resources", "fuzz_config", "fuzz_cni", "fuzz_journal", "fuzz_api"]
+SECONDS = int(os.environ.get("FWD_FUZZ_SECONDS", "15"))
+
+
+@pytest.fixture(scope="session")
+def built():
+    r = subprocess.run([str(ROOT / "scripts" / "fuzz.sh"), "--build-only", "0", *TARGETS],
+                       capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, f"building the fuzz targets failed:\n{r.stdout[-4000:]}{r.stderr[-4000:]}"
+    return ROOT / "build-fuzz" / "tests" / "fuzz"
+
+
+def test_every_target_has_seeds():
+    for t in TARGETS:
+        seeds = list((ROOT / "tests" / "fuzz" / "corpus" / t).iterdir())
+        assert seeds, f"{t} has no seed corpus"
+        assert (ROOT / "tests" / "fuzz" / f"{t}.cpp").exists()
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_fuzz_target_finds_nothing(built, target):
+    out = ROOT / "build-fuzz" / "findings" / target
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    work = tempfile.mkdtemp(prefix="fwd-fuzz-corpus.")
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
+               UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
+    try:
+        r = subprocess.run([str(built / target), f"-max_total_time={SECONDS}", "-timeout=10",
+                            "-rss_limit_mb=2048", "-print_final_stats=1",
+                            f"-artifact_prefix={out}/", work,
+                            str(ROOT / "tests" / "fuzz" / "corpus" / target)],
+                           capture_output=True, text=True, timeout=SECONDS + 120, env=env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (out / "log.txt").write_text(r.stdout + r.stderr)
+    execs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", r.stderr)
+    findings = [p.name for p in out.iterdir() if p.name.split("-")[0] in
+                ("crash", "timeout", "oom", "leak", "slow")]
+    print(f"{target}: {execs[-1] if execs else 0} executions in {SECONDS} s, "
+          f"{len(findings)} finding(s)")
+    assert r.returncode == 0 and not findings, (
+        f"{target}: exit {r.returncode}, findings {findings} (log {out / 'log.txt'}):\n"
+        + "\n".join(l for l in r.stderr.splitlines()
+                    if re.search(r"ERROR|runtime error|SUMMARY|fuzz", l))[-3000:])
+    # the corpus replayed and the fuzzer ran: a target that does nothing is a defect too
+    assert execs and int(execs[-1]) > 100, r.stderr[-2000:]

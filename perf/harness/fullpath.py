@@ -189,23 +189,19 @@ class FullPathScenario(nat.NatEstablishedScenario):
             raise Unavailable(f"{TESTPMD} is missing (Debian package dpdk)")
         api = fwd.dir / "api.sock"
         v4, v6 = pod_address(4, self.seed), pod_address(6, self.seed)
-        if self._gen is None:
-            try:
-                api_call(api, "endpoint.get", id=POD_ID)
-            except Unavailable:
-                api_call(api, "endpoint.add", id=POD_ID, kind="vhost-user", mac=POD_MAC,
-                         ipv4=v4, ipv6=v6, vhost_socket=str(self.vhost_socket(fwd)),
-                         owner={"namespace": POD_NS, "pod": POD_NAME})
-            # returns once a build started after the call is enforced: the pod's class in it
-            api_call(api, "policy.sync", timeout_ms=int(timeout * 1000))
-            ep = api_call(api, "policy.endpoint", pod=f"{POD_NS}/{POD_NAME}")
-            egress = (ep.get("egress") or {}).get("policies") or []
-            rules = sum(len(p.get("rules", [])) for p in egress)
-            if not ep.get("local") or rules != RULES:
-                raise Unavailable(f"the pod's policy is not enforced: policy.endpoint shows "
-                                  f"local {ep.get('local')}, {rules} egress rules (want "
-                                  f"{RULES})")
-            self._start_generator(ctx, fwd)
+        # the pod as the CNI plugin attaches it: its owner names its record in the store
+        api_call(api, "endpoint.add", id=POD_ID, kind="vhost-user", mac=POD_MAC, ipv4=v4,
+                 ipv6=v6, vhost_socket=str(self.vhost_socket(fwd)),
+                 owner={"namespace": POD_NS, "pod": POD_NAME})
+        # returns once a build started after the call is enforced: the pod's class in it
+        api_call(api, "policy.sync", timeout_ms=int(timeout * 1000))
+        ep = api_call(api, "policy.endpoint", pod=f"{POD_NS}/{POD_NAME}")
+        egress = (ep.get("egress") or {}).get("policies") or []
+        rules = sum(len(p.get("rules", [])) for p in egress)
+        if not ep.get("local") or rules != RULES:
+            raise Unavailable(f"the pod's policy is not enforced: policy.endpoint shows local "
+                              f"{ep.get('local')}, {rules} egress rules (want {RULES})")
+        self._start_generator(ctx, fwd)
 
     def _start_generator(self, ctx: Ctx, fwd) -> None:
         """testpmd io on core 0 (two lcores on one CPU: testpmd's main one sleeps): the pcap

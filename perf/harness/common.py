@@ -215,6 +215,11 @@ class Scenario:
         """Returns once the started daemon is set up for this scenario; raises
         Unavailable saying what is missing after `timeout` seconds."""
 
+    def dpdkfwd_rx(self, stats: dict) -> Optional[int]:
+        """Packets dpdk-fwd took in, from its counters (fwdctl stats); None: the uplink's RX
+        (the full path's packets come from a pod's port: harness/fullpath.py)."""
+        return None
+
     def dpdkfwd_counters(self, fwd: "Reference", stats: dict) -> None:
         """Called with each reading of the daemon's counters (fwdctl stats)."""
 
@@ -441,6 +446,53 @@ class Proc:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+class Generator:
+    """A DPDK process on the main core that feeds dpdk-fwd (perf/flowgen through a memif, testpmd
+    through a pod's vhost-user port), ended by PID with its EAL runtime dir. `stats(prefix)`
+    reads its counters over telemetry ({"sent": ..., ...}); mark() keeps the last two readings,
+    the window's ends."""
+
+    def __init__(self, what: str, prefix: str, stats: Callable[[str], dict]):
+        self.what = what
+        self.prefix = prefix
+        self._stats = stats
+        self.proc: Optional[Proc] = None
+        self.marks: list[dict] = []
+
+    def start(self, argv: list[str], log: Path, timeout: float = 30.0) -> None:
+        """Starts it on the main core; returns once it has sent a packet."""
+        self.proc = Proc(["taskset", "-c", str(MAIN_CORE)] + argv, log)
+        self.marks = []
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if not self.proc.alive():
+                raise Unavailable(f"{self.what} exited ({self.proc.p.returncode}):\n"
+                                  f"{self.proc.tail()}")
+            try:
+                if self._stats(self.prefix)["sent"] > 0:
+                    return
+            except (OSError, KeyError, ValueError, TypeError):
+                pass
+            time.sleep(0.1)
+        raise Unavailable(f"{self.what} sent nothing within {timeout:.0f} s:\n{self.proc.tail()}")
+
+    def mark(self) -> None:
+        if self.proc is not None:
+            try:
+                self.marks = (self.marks + [self._stats(self.prefix)])[-2:]
+            except (OSError, KeyError, ValueError, TypeError):
+                pass
+
+    def window(self) -> Optional[tuple[dict, dict]]:
+        return (self.marks[0], self.marks[1]) if len(self.marks) == 2 else None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+            self.proc = None
+            remove_runtime_dir(self.prefix)
 
 
 def find_thread(pid: int, comm_prefix: str) -> Optional[int]:

@@ -157,15 +157,17 @@ class DpdkFwd(Reference):
         return self.fwdctl_json("stats")
 
     def counters(self) -> Counters:
-        """The uplink's packets in and out; out is the flows the conntrack table created
-        when the scenario counts flows (Scenario.counts)."""
+        """The uplink's packets in (or where the scenario's packets come in:
+        Scenario.dpdkfwd_rx) and out; out is the flows the conntrack table created when the
+        scenario counts flows (Scenario.counts)."""
         st = self.stats()
         t = time.monotonic()
         up = next(p for p in st["ports"] if p["kind"] == "uplink")
         tx = up["tx_packets"]
         if self._ctx.scenario.counts == "flows":
             tx = st["control"]["conntrack"]["results"]["created"]
-        c = Counters(rx=up["rx_packets"], tx=tx, t=t)
+        rx = self._ctx.scenario.dpdkfwd_rx(st)
+        c = Counters(rx=up["rx_packets"] if rx is None else rx, tx=tx, t=t)
         self._stats_a, self._stats_b = self._stats_b, st
         # the worker's time on its CPU (the 2 cores are shared): extra() tells its share
         if self._worker_tid is None and self.proc is not None:

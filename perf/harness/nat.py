@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import common
-from .common import Ctx, Proc, Scenario, Unavailable, Window
+from .common import Ctx, Scenario, Unavailable, Window
 
 POOLS = {4: ("perf-nat-ipv4", "192.168.0.0/16", 26), 6: ("perf-nat-ipv6", "fd00:10:244::/48", 122)}
 NODE_ADDR = {4: common.NODE4.split("/")[0], 6: common.NODE6.split("/")[0]}
@@ -154,20 +154,32 @@ class NatEstablishedScenario(NatScenario):
         dests = [outside(rnd, self.family) for _ in range(self.packets)]
         return common.Table(t.family, t.routes, dests, t.remote_nodes)
 
+    # what the packets are, besides the family, sizes, count and seed (the pcap's cache key)
+    pcap_tag = "nat-est"
+
+    def packet_macs(self) -> tuple[str, str]:
+        """The frames' source and destination MACs."""
+        return common.SRC_MAC, common.DUT_MAC
+
+    def packet_sources(self, t: common.Table) -> list[str]:
+        """Each packet's source address: one of the node's pods."""
+        pods = local_pods(t)
+        rnd = random.Random(self.seed)
+        return [rnd.choice(pods) for _ in t.destinations]
+
     def build_pcap(self, scratch: Path) -> Path:
         from scapy.all import Ether, IP, IPv6, UDP, Raw, wrpcap  # slow import: only here
-        key = json.dumps([common.PCAP_VERSION, "nat-est", self.family, self.sizes, self.packets,
-                          self.seed])
+        key = json.dumps([common.PCAP_VERSION, self.pcap_tag, self.family, self.sizes,
+                          self.packets, self.seed])
         path = scratch / f"{self.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pcap"
         if path.exists():
             return path
         t = self.table()
-        pods = local_pods(t)
-        rnd = random.Random(self.seed)
+        src_mac, dst_mac = self.packet_macs()
         pkts = []
-        for i, (dst, wire) in enumerate(zip(t.destinations, self.frame_sizes())):
-            src = rnd.choice(pods)
-            l2 = Ether(src=common.SRC_MAC, dst=common.DUT_MAC)
+        for i, (src, dst, wire) in enumerate(zip(self.packet_sources(t), t.destinations,
+                                                 self.frame_sizes())):
+            l2 = Ether(src=src_mac, dst=dst_mac)
             if self.family == 4:
                 l3, hdr = IP(src=src, dst=dst, ttl=64), 14 + 20 + 8
             else:
@@ -254,9 +266,7 @@ class NatNewScenario(NatScenario):
         super().__post_init__()
         self.references = ("dpdk-fwd", "kernel-masq")
         self.callgrind = False      # valgrind's pace, a 700 MB table without hugepages
-        self._gen: Optional[Proc] = None
-        self._gen_prefix = ""
-        self._gen_marks: list[dict] = []
+        self._gen: Optional[common.Generator] = None
 
     def traffic(self) -> str:
         fam = "IPv4" if self.family == 4 else "IPv6"
@@ -300,37 +310,21 @@ class NatNewScenario(NatScenario):
     def dpdkfwd_ready(self, ctx: Ctx, fwd, timeout: float) -> None:
         super().dpdkfwd_ready(ctx, fwd, timeout)
         build_flowgen(ctx)
-        self._gen_prefix = f"pg{os.getpid() % 100000}g"
+        self._gen = common.Generator("flowgen", f"pg{os.getpid() % 100000}g", flowgen_stats)
         vdev = (f"net_memif0,role=client,id=0,socket={self.memif_socket(ctx)},"
                 f"socket-abstract=no,mac={common.SRC_MAC}")
-        argv = flowgen_argv(ctx.build, self.family, local_pods(ctx.table), self._gen_prefix,
+        argv = flowgen_argv(ctx.build, self.family, local_pods(ctx.table), self._gen.prefix,
                             vdev, self.flow_count)
-        self._gen = Proc(["taskset", "-c", str(common.MAIN_CORE)] + argv,
-                         ctx.scratch / f"flowgen-{self.name}.log")
-        self._gen_marks = []
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            if not self._gen.alive():
-                raise Unavailable(f"flowgen exited ({self._gen.p.returncode}):\n"
-                                  f"{self._gen.tail()}")
-            try:
-                if flowgen_stats(self._gen_prefix)["sent"] > 0:
-                    return
-            except (OSError, KeyError, ValueError, TypeError):
-                pass
-            time.sleep(0.1)
-        raise Unavailable(f"flowgen sent nothing within 30 s:\n{self._gen.tail()}")
+        self._gen.start(argv, ctx.scratch / f"flowgen-{self.name}.log")
 
     def dpdkfwd_counters(self, fwd, st: dict) -> None:
         if self._gen is not None:
-            try:
-                self._gen_marks = (self._gen_marks + [flowgen_stats(self._gen_prefix)])[-2:]
-            except (OSError, KeyError, ValueError, TypeError):
-                pass
+            self._gen.mark()
 
     def dpdkfwd_window(self, fwd, extra: dict) -> None:
-        if len(self._gen_marks) == 2:
-            a, b = self._gen_marks
+        win = self._gen.window() if self._gen is not None else None
+        if win:
+            a, b = win
             polls = b["polls"] - a["polls"]
             short = b["short_polls"] - a["short_polls"]
             extra["generator"] = {"sent": b["sent"] - a["sent"], "polls": polls,
@@ -341,7 +335,6 @@ class NatNewScenario(NatScenario):
         if self._gen is not None:
             self._gen.stop()
             self._gen = None
-            common.remove_runtime_dir(self._gen_prefix)
 
 
 # --- 1M flows -----------------------------------------------------------------------------

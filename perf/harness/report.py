@@ -14,10 +14,11 @@ TARGETS = [
 ]
 
 
-STAGE_ORDER = ["rx", "rx_empty", "fast_input", "eth_input", "arp_input", "vxlan_decap4", "ipip_decap",
-               "ip4_input", "icmp4_local", "route4", "vxlan_encap4", "ipip_encap", "l2_rewrite4",
-               "vxlan_decap6", "ip6_input", "icmp6_local", "route6", "vxlan_encap6",
-               "l2_rewrite6", "icmp_errors", "tx", "drop_free"]
+STAGE_ORDER = ["rx", "rx_empty", "fast_input", "eth_input", "arp_input", "vxlan_decap4",
+               "ipip_decap", "ip4_input", "antispoof4", "nat4", "icmp4_local", "route4",
+               "policy4", "vxlan_encap4", "ipip_encap", "l2_rewrite4", "vxlan_decap6",
+               "ip6_input", "antispoof6", "nat6", "icmp6_local", "route6", "policy6",
+               "vxlan_encap6", "l2_rewrite6", "icmp_errors", "tx", "drop_free"]
 
 
 def summarize(ref: dict, tsc: float) -> dict | None:
@@ -108,6 +109,20 @@ def nat_lines(sc: dict) -> list[str]:
             L.append("")
             break
     cts = [w["conntrack"] for w in wins if w.get("conntrack")]
+    pgen = [w["pod_generator"]["full_share"] for w in wins
+            if (w.get("pod_generator") or {}).get("full_share") is not None]
+    if pgen:
+        pgen.sort()
+        L.append(f"dpdk-fwd's pod (testpmd io on core 0 into the vhost-user port): in the "
+                 f"windows {pgen[len(pgen) // 2]:.0%} of what it read (median) found the "
+                 f"vhost ring full and was dropped there (above a few percent: dpdk-fwd, not "
+                 f"the generator, set the pace).\n")
+    pol = [w["policy"] for w in wins if w.get("policy")]
+    if pol:
+        L.append(f"dpdk-fwd's policy: {pol[-1]['rules_counted']} rules enforced; the "
+                 f"allowing rule (the last) counted {pol[-1]['allow_rule_packets']} packets "
+                 f"by the end of the last window (a flow's first packet is classified, later "
+                 f"ones pass on the flow's state).\n")
     gen = [w["generator"] for w in wins if w.get("generator")]
     if gen:
         sh = sorted(g["short_share"] or 0 for g in gen)
@@ -150,6 +165,60 @@ def nat_lines(sc: dict) -> list[str]:
                  ", ".join(f"{k} {v}" for k, v in sorted(tot.items())) +
                  f"; limit by run: {', '.join(map(str, lim))}\n")
     return L
+
+
+def oncpu_mpps(key: str, ref: dict, tsc: float) -> list[float]:
+    """A polling reference's rate per second of its forwarding thread's own CPU time, run by
+    run, where its windows tell that time (dpdk-fwd: worker_cpu_share; l3fwd: oncpu_mpps;
+    OVS-DPDK: pmd_oncpu_cycles_per_pkt)."""
+    wins = ref.get("extra", {}).get("windows", [])
+    out = []
+    for run, w in zip(ref["runs"], wins):
+        if key == "dpdk-fwd" and w.get("worker_cpu_share"):
+            out.append(run["mpps"] / w["worker_cpu_share"])
+        elif w.get("oncpu_mpps"):
+            out.append(w["oncpu_mpps"])
+        elif w.get("pmd_oncpu_cycles_per_pkt"):
+            out.append(tsc / w["pmd_oncpu_cycles_per_pkt"] / 1e6)
+    return out
+
+
+def oncpu_lines(sc: dict, tsc: float) -> list[str]:
+    """The scenario's targets again on CPU time (the full path, harness/fullpath.py): on a
+    machine others load, each forwarding thread gets a different share of its CPU, and
+    its rate per second of its own CPU time moves less than the wall-clock one."""
+    fwd = oncpu_mpps("dpdk-fwd", sc["refs"]["dpdk-fwd"], tsc)
+    if not fwd or not sc.get("targets"):
+        return []
+    f = statistics.median(fwd)
+    parts = []
+    for key, goal, _ in sc["targets"]:
+        r = sc["refs"].get(key)
+        v = oncpu_mpps(key, r, tsc) if r else []
+        if v:
+            m = statistics.median(v)
+            parts.append(f"{r['label']} {m:.2f} ({tsc / (m * 1e6):.0f} cycles a packet; "
+                         f"dpdk-fwd / it {f / m:.2f}, goal {goal:g})")
+    if not parts:
+        return []
+    return [f"On CPU time (M packets per second of the forwarding thread's own CPU time, "
+            f"medians): dpdk-fwd {f:.2f} ({tsc / (f * 1e6):.0f} cycles a packet), "
+            + ", ".join(parts) + ".\n"]
+
+
+def oncpu_stage_line(prof: dict, rows: list, tsc: float) -> list[str]:
+    """The stage counters are TSC differences: when others' processes take the worker's CPU in
+    the middle of a stage, that stage is charged for their time too. With the worker on its CPU
+    less than 90% of the window, the stages' shares of the busy cycles, applied to the worker's
+    own CPU time per packet, give each stage's cost as if alone."""
+    share = [w.get("worker_cpu_share") for w in prof.get("extra", {}).get("windows", [])]
+    if not share or not share[0] or share[0] >= 0.9 or not prof.get("mpps"):
+        return []
+    per_pkt = tsc * share[0] / (prof["mpps"] * 1e6)
+    cells = ", ".join(f"{k.split(' ')[0]} {sh * per_pkt:.0f}" for k, _, _, sh in rows
+                      if sh >= 0.005)
+    return [f"The worker was on its CPU {share[0]:.0%} of that run: {per_pkt:.0f} cycles of its "
+            f"own CPU time a packet, shared by the stages as above: {cells}.\n"]
 
 
 def fmt(x, spec=".2f", none="n/a"):
@@ -218,6 +287,7 @@ def markdown(res: dict, chart: str | None) -> str:
                          f"it would forward about {s['capacity']:.2f} Mpps, which the ratio "
                          f"uses.\n")
         L += nat_lines(sc)
+        L += oncpu_lines(sc, tsc)
         prof = sc["refs"]["dpdk-fwd"].get("profile")
         rows, tot = stage_rows(prof) if prof else ([], {})
         if rows:
@@ -231,6 +301,7 @@ def markdown(res: dict, chart: str | None) -> str:
             for k, p, c, sh in rows:
                 L.append(f"| {k} | {fmt(p, '.2f', '')} | {c:.1f} | {sh:.1%} |")
             L.append("")
+            L += oncpu_stage_line(prof, rows, tsc)
         drops = {}
         for w in sc["refs"]["dpdk-fwd"].get("extra", {}).get("windows", []) + \
                 (prof or {}).get("extra", {}).get("windows", []):

@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "fwd/control/ipam_module.hpp"
+#include "fwd/control/log.hpp"
 #include "fwd/control/observe.hpp"
 #include "fwd/control/ports.hpp"
 #include "fwd/util/registry.hpp"
@@ -95,6 +96,7 @@ class HealthModule final : public Module {
         }
         server_->addHandler("/liveness", live_);
         server_->addHandler("/readiness", ready_);
+        log::info("health: /liveness and /readiness on {}", where);
     }
 
     void offline() override { server_.reset(); }

@@ -15,9 +15,9 @@
 // so a scrape always has a control thread to answer it.
 #include <rte_version.h>
 
-#include <cstdio>
 #include <memory>
 
+#include "fwd/control/log.hpp"
 #include "fwd/control/neighbors.hpp"
 #include "fwd/control/observe.hpp"
 #include "fwd/util/registry.hpp"
@@ -44,7 +44,7 @@ class Scrape final : public prometheus::Collectable {
             out = metric_families(ctx_.call("metrics.snapshot", json::object()));
         } catch (const std::exception &e) {
             // one line a scrape at most (Prometheus scrapes every few seconds)
-            std::fprintf(stderr, "dpdk-fwd: metrics: scrape failed: %s\n", e.what());
+            log::error("metrics: scrape failed: {}", e.what());
             ok = false;
         }
         prometheus::ClientMetric m;
@@ -84,6 +84,7 @@ class MetricsModule final : public Module {
         }
         scrape_ = std::make_shared<Scrape>(ctx_);
         exposer_->RegisterCollectable(scrape_, "/metrics");
+        log::info("metrics: /metrics on {}", where);
     }
 
     // Joins the exposer's threads; a scrape in progress still gets its answer.

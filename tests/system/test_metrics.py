@@ -287,3 +287,23 @@ def test_scrape_size_and_time_with_many_pods(daemon_factory, netns_factory):
                                       "pods100_bytes": full_bytes, "pods100_ms": full_s * 1000})
     assert full_bytes - empty_bytes < 100 * 50, (empty_bytes, full_bytes)
     assert full_s < 0.5, full_s
+
+
+def test_log_json_dpdk_included_and_level_at_run_time(daemon_factory):
+    """log.format json: the daemon's lines and DPDK's own (EAL's) are JSON objects on stderr;
+    `fwdctl log level` shows and sets the level while it runs, and refuses a bad one."""
+    mport = free_port()
+    d = daemon_factory("lg", extra={"log": {"level": "info", "format": "json"},
+                                    "metrics": {"enabled": True, "host": "127.0.0.1",
+                                                "port": mport}})
+    lines = [json.loads(x) for x in d.log.read_text().splitlines() if x.startswith("{")]
+    msgs = [x["msg"] for x in lines]
+    assert any(m.startswith("EAL: ") for m in msgs), msgs  # DPDK's log, captured
+    assert f"metrics: /metrics on 127.0.0.1:{mport}" in msgs, msgs
+    assert all(set(x) == {"time", "level", "msg"} for x in lines), lines
+    assert d.ctl("log", "level") == {"level": "info", "format": "json"}
+    assert d.ctl("log", "level", "debug")["level"] == "debug"
+    assert d.ctl("log", "level")["level"] == "debug"
+    r = d.ctl("log", "level", "loud", check=False)
+    assert r.returncode == 1 and "\"loud\" is not a log level" in r.stderr, r.stderr
+    assert d.ctl("log", "level")["level"] == "debug"

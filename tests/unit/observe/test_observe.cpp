@@ -12,6 +12,7 @@
 
 #include "fwd/control/config.hpp"
 #include "fwd/control/observe.hpp"
+#include "minimal_config.hpp"
 #include "prometheus/check_names.h"
 #include "prometheus/text_serializer.h"
 
@@ -236,15 +237,6 @@ TEST(Listen, Addresses) {
     EXPECT_EQ(spec("localhost", 9099), "127.0.0.1:9099,[::1]:9099");
     EXPECT_EQ(spec("10.0.0.1", 9091), "10.0.0.1:9091");
     EXPECT_EQ(spec("fd00::1", 9091), "[fd00::1]:9091");
-}
-
-NodeConfig parse_with(const json &extra) {
-    json cfg{{"node_name", "n"},
-             {"node", {{"ipv4", "10.0.0.1/24"}, {"mtu", 1500}}},
-             {"cores", {{"main", 0}, {"control", 0}, {"workers", {{{"core", 1}}}}}},
-             {"api_socket", "/tmp/s"}};
-    cfg.update(extra);
-    return parse_config(cfg.dump(), ConfigEnv{{0, 1}});
 }
 
 TEST(Listen, DefaultsAreFelixsAndOff) {

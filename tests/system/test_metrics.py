@@ -141,6 +141,18 @@ def test_metrics_page_health_and_readiness(node):
     wait_until(lambda: total(parse_page(scrape(d))[0], "dpdk_fwd_drops_total",
                              reason="no_route") >= 2, 5, what="two no_route drops")
 
+    # the stage counters, while on: per worker and stage, time in seconds
+    assert total(after, "dpdk_fwd_stage_stats_enabled") == 0
+    assert "dpdk_fwd_stage_packets_total" not in after
+    d.ctl("stats", "stages", "on")
+    a.run(f"ping -4 -c 5 -i 0.01 -W 2 {b.v4}", timeout=30)
+    staged, _, types = parse_page(scrape(d))
+    assert total(staged, "dpdk_fwd_stage_stats_enabled") == 1
+    assert types["dpdk_fwd_stage_seconds_total"] == "counter"
+    assert total(staged, "dpdk_fwd_stage_packets_total") >= 10
+    assert 0 < total(staged, "dpdk_fwd_stage_seconds_total") < 10
+    d.ctl("stats", "stages", "off")
+
     # health: live and ready
     wait_until(lambda: http_get(d.health_url + "/readiness")[0] == 200, 10,
                what="readiness 200")

@@ -99,6 +99,21 @@ void ApiClient::connect_socket() {
         close(fd);
         throw fail(err);
     }
+    // The listener's credentials: only a daemon run by root or by our own user is trusted with
+    // our requests (a CNI ADD carries the pod's namespace), whoever owns the path.
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        const int err = errno;
+        close(fd);
+        throw fail(err);
+    }
+    if (cred.uid != 0 && cred.uid != geteuid()) {
+        close(fd);
+        throw ApiConnectionError("refusing " + path_ + ": its server runs as uid " +
+                                 std::to_string(cred.uid) + ", not root" +
+                                 (geteuid() != 0 ? " nor uid " + std::to_string(geteuid()) : ""));
+    }
     const int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
         const int err = errno;

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string_view>
 #include <system_error>
 
@@ -33,6 +35,50 @@ constexpr int kAcceptBackoffMs = 100;
 // The JSON parser is iterative but dumping and copying values recurse; a bound on nesting
 // keeps a hostile request from exhausting the server thread's stack.
 constexpr int kMaxJsonDepth = 64;
+
+// Why the peer on fd may not use the API; empty when it may: root, our own user, or a member
+// of group (its primary group, or a supplementary one as /proc/<pid>/status lists them).
+std::string refuse_peer(int fd, const std::optional<gid_t> &group) {
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        return std::string("the peer's credentials cannot be read: ") + std::strerror(errno);
+    }
+    if (cred.uid == 0 || cred.uid == geteuid()) {
+        return {};
+    }
+    if (group) {
+        if (cred.gid == *group) {
+            return {};
+        }
+        std::ifstream status("/proc/" + std::to_string(cred.pid) + "/status");
+        std::string line;
+        while (std::getline(status, line)) {
+            if (line.rfind("Groups:", 0) == 0) {
+                std::istringstream groups(line.substr(7));
+                for (gid_t g; groups >> g;) {
+                    if (g == *group) {
+                        return {};
+                    }
+                }
+            }
+        }
+    }
+    return "uid " + std::to_string(cred.uid) + " may not use the dpdk-fwd API (root" +
+           (geteuid() != 0 ? ", uid " + std::to_string(geteuid()) : std::string()) +
+           (group ? " and group " + std::to_string(*group) : std::string()) + " only)";
+}
+
+// The request's id when the line is a JSON object with one, for a reply it can be matched to.
+json request_id(const std::string &line) {
+    const json req = json::parse(line, nullptr, false);
+    if (req.is_object()) {
+        if (auto it = req.find("id"); it != req.end() && !it->is_structured()) {
+            return *it;
+        }
+    }
+    return nullptr;
+}
 
 std::system_error sys_error(int err, const std::string &what) {
     return std::system_error(err, std::generic_category(), what);
@@ -132,14 +178,15 @@ struct ApiServer::Client {
     size_t out_sent = 0;   // out[0, out_sent) is sent
     bool closing = false;  // read no more; close once out is sent
     bool dead = false;
+    std::string denied;  // not empty: the peer may not use the API, and why
 };
 
 ApiServer::ApiServer(std::string socket_path, std::vector<std::string> known_ops,
-                     ApiHandler handler, mode_t mode)
+                     ApiHandler handler, std::optional<gid_t> group)
     : path_(std::move(socket_path)),
       known_ops_(std::move(known_ops)),
       handler_(std::move(handler)),
-      mode_(mode) {}
+      group_(group) {}
 
 ApiServer::~ApiServer() {
     stop();
@@ -182,7 +229,10 @@ void ApiServer::start() {
         sock_ino_ = st.st_ino;
         // The mode is set before listen(): until then connects are refused, so no client ever
         // reaches the socket under the umask's mode.
-        if (chmod(path_.c_str(), mode_) != 0) {
+        if (group_ && chown(path_.c_str(), static_cast<uid_t>(-1), *group_) != 0) {
+            throw sys_error(errno, "cannot give " + path_ + " to group " + std::to_string(*group_));
+        }
+        if (chmod(path_.c_str(), group_ ? 0660 : 0600) != 0) {
             throw sys_error(errno, "cannot set the mode of " + path_);
         }
         if (listen(listen_fd_, kListenBacklog) != 0) {
@@ -296,7 +346,9 @@ bool ApiServer::accept_clients() {
             close(fd);
             continue;
         }
-        clients_.push_back(std::make_unique<Client>(fd));
+        auto c = std::make_unique<Client>(fd);
+        c->denied = refuse_peer(fd, group_);
+        clients_.push_back(std::move(c));
     }
 }
 
@@ -348,9 +400,17 @@ void ApiServer::handle_lines(Client &c) {
         }
         const std::string line = c.in.substr(begin, nl - begin);
         begin = nl + 1;
-        if (!is_blank(line)) {
-            c.out += serialize(handle_request(line));
+        if (is_blank(line)) {
+            continue;
         }
+        if (!c.denied.empty()) {
+            c.out += serialize(error_reply(request_id(line), "permission_denied", c.denied));
+            c.in.clear();
+            c.scanned = 0;
+            c.closing = true;
+            return;
+        }
+        c.out += serialize(handle_request(line));
     }
     c.in.erase(0, begin);
     c.scanned = c.in.size();

@@ -5,6 +5,7 @@
 #include "fwd/control/config.hpp"
 
 #include <cxxabi.h>
+#include <grp.h>
 #include <sched.h>
 #include <sys/un.h>
 
@@ -38,11 +39,44 @@ using config::json_quote;
 using config::Object;
 
 // The keys parse_config reads itself; features add theirs (config_sections.hpp).
-constexpr std::string_view kBuiltinKeys[] = {
-    "node_name",     "eal",        "cores",   "uplink",    "node",
-    "idle",          "api_socket", "run_dir", "mbufs",     "icmp_errors_per_sec",
-    "max_endpoints", "pod_tap",    "routes",  "host",      "bgp",
-    "neighbor",      "tables",     "ipam",    "fast_path", "stage_stats"};
+constexpr std::string_view kBuiltinKeys[] = {"node_name",
+                                             "eal",
+                                             "cores",
+                                             "uplink",
+                                             "node",
+                                             "idle",
+                                             "api_socket",
+                                             "api_socket_group",
+                                             "run_dir",
+                                             "mbufs",
+                                             "icmp_errors_per_sec",
+                                             "max_endpoints",
+                                             "pod_tap",
+                                             "routes",
+                                             "host",
+                                             "bgp",
+                                             "neighbor",
+                                             "tables",
+                                             "ipam",
+                                             "fast_path",
+                                             "stage_stats"};
+
+// The API socket's group: a name, or a number as chown(1) takes it.
+gid_t parse_group(const config::Field &f) {
+    if (f.json().is_number()) {
+        return f.integer<gid_t>(0, 0x7fffffff);
+    }
+    const std::string name = f.string("a group name or number");
+    std::vector<char> buf(16384);
+    group g{};
+    group *found = nullptr;
+    const int rc = getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found);
+    if (found == nullptr) {
+        f.fail("no group '" + name + "' on this machine" +
+               (rc != 0 ? std::string(" (") + std::strerror(rc) + ")" : std::string()));
+    }
+    return g.gr_gid;
+}
 
 constexpr size_t kMaxWorkers = 64;
 constexpr uint16_t kMaxUplinkQueues = 16;
@@ -713,6 +747,9 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env,
     }
     if (auto f = root.get("api_socket")) {
         cfg.api_socket = parse_abs_path(*f, kMaxSocketPathLen);
+    }
+    if (auto f = root.get("api_socket_group")) {
+        cfg.api_socket_group = parse_group(*f);
     }
     if (auto f = root.get("run_dir")) {
         cfg.run_dir = parse_abs_path(*f, PATH_MAX - 1);

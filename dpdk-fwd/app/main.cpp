@@ -228,10 +228,12 @@ int main(int argc, char **argv) {
             launch[n_workers].controller = controller.get();
             rte_eal_remote_launch(lcore_main, &launch[n_workers], 1);
 
-            fwd::control::ApiServer api(cfg.api_socket, controller->api_ops(),
-                                        [&](const std::string &op, const nlohmann::json &a) {
-                                            return controller->call(op, a);
-                                        });
+            fwd::control::ApiServer api(
+                cfg.api_socket, controller->api_ops(),
+                [&](const std::string &op, const nlohmann::json &a) {
+                    return controller->call(op, a);
+                },
+                cfg.api_socket_group);
             try {
                 controller->online();
                 api.start();

@@ -114,6 +114,30 @@ class Decoder {
         return out;
     }
 
+    // object()'s checks without its copy where there is nothing to filter out: obj itself when
+    // no known key is null and no dropped or not implemented key is there (a 10,000-rule spec
+    // is then not copied), else object()'s result, kept in scratch.
+    const json &fields(
+        const json &obj, json &scratch, const std::string &path,
+        std::initializer_list<const char *> known, std::initializer_list<const char *> dropped = {},
+        std::initializer_list<std::pair<const char *, const char *>> not_implemented = {}) const {
+        bool clean = obj.is_object();
+        if (clean) {
+            for (const auto &[key, v] : obj.items()) {
+                auto is = [&](const char *k) { return key == k; };
+                if (v.is_null() || !std::any_of(known.begin(), known.end(), is)) {
+                    clean = false;
+                    break;
+                }
+            }
+        }
+        if (clean) {
+            return obj;
+        }
+        scratch = object(obj, path, known, dropped, not_implemented);
+        return scratch;
+    }
+
     std::optional<std::string> str(const json &obj, const char *key,
                                    const std::string &path) const {
         if (!obj.contains(key)) {
@@ -143,9 +167,11 @@ class Decoder {
         }
         return obj[key].get<bool>();
     }
-    json list(const json &obj, const char *key, const std::string &path) const {
+    // obj[key] (not a copy: a policy's rule list may be long); an empty list when absent.
+    const json &list(const json &obj, const char *key, const std::string &path) const {
+        static const json kEmpty = json::array();
         if (!obj.contains(key)) {
-            return json::array();
+            return kEmpty;
         }
         if (!obj[key].is_array()) {
             fail(join(path, key), "want a list, got " + obj[key].dump());
@@ -155,7 +181,7 @@ class Decoder {
     std::vector<std::string> strings(const json &obj, const char *key,
                                      const std::string &path) const {
         std::vector<std::string> out;
-        const json l = list(obj, key, path);
+        const json &l = list(obj, key, path);
         for (size_t i = 0; i < l.size(); ++i) {
             if (!l[i].is_string()) {
                 fail(join(path, key) + "[" + std::to_string(i) + "]",

@@ -190,7 +190,7 @@ Port decode_port(const Decoder &d, const json &v, const std::string &field) {
 std::vector<Port> decode_ports(const Decoder &d, const json &obj, const char *key,
                                const std::string &path) {
     std::vector<Port> out;
-    const json l = d.list(obj, key, path);
+    const json &l = d.list(obj, key, path);
     for (size_t i = 0; i < l.size(); ++i) {
         out.push_back(decode_port(d, l[i], at(Decoder::join(path, key), i)));
     }
@@ -202,9 +202,11 @@ std::vector<Port> decode_ports(const Decoder &d, const json &obj, const char *ke
 EntityRule decode_entity(const Decoder &d, const json &rule, const char *key,
                          const std::string &path) {
     const std::string p = Decoder::join(path, key);
-    const json e = d.object(rule.contains(key) ? rule[key] : json(), p,
-                            {"nets", "notNets", "selector", "notSelector", "namespaceSelector",
-                             "ports", "notPorts", "serviceAccounts", "services"});
+    static const json kNull;
+    json scratch;
+    const json &e = d.fields(rule.contains(key) ? rule[key] : kNull, scratch, p,
+                             {"nets", "notNets", "selector", "notSelector", "namespaceSelector",
+                              "ports", "notPorts", "serviceAccounts", "services"});
     for (const char *not_built : {"serviceAccounts", "services"}) {
         if (e.contains(not_built)) {
             d.fail(p + "." + not_built,
@@ -226,9 +228,10 @@ EntityRule decode_entity(const Decoder &d, const json &rule, const char *key,
 }
 
 Rule decode_rule(const Decoder &d, const json &v, const std::string &path) {
-    const json r = d.object(v, path,
-                            {"action", "ipVersion", "protocol", "notProtocol", "icmp", "notICMP",
-                             "source", "destination", "metadata", "http"});
+    json scratch;
+    const json &r = d.fields(v, scratch, path,
+                             {"action", "ipVersion", "protocol", "notProtocol", "icmp", "notICMP",
+                              "source", "destination", "metadata", "http"});
     if (r.contains("http")) {
         d.fail(path + ".http", "not built here: HTTP matches (application layer policy)");
     }
@@ -291,7 +294,8 @@ Policy decode_calico(const json &obj, Decoder &d, bool global) {
     if (global) {
         known.insert(known.end(), {"namespaceSelector", "doNotTrack", "preDNAT", "applyOnForward"});
     }
-    const json raw_spec = obj.contains("spec") ? obj["spec"] : json();
+    static const json kNull;
+    const json &raw_spec = obj.contains("spec") ? obj["spec"] : kNull;
     if (!raw_spec.is_null() && raw_spec.is_object()) {
         for (const auto &[k, v] : raw_spec.items()) {
             if (std::none_of(known.begin(), known.end(), [&](const char *x) { return k == x; })) {
@@ -299,8 +303,9 @@ Policy decode_calico(const json &obj, Decoder &d, bool global) {
             }
         }
     }
-    const json spec = d.object(
-        raw_spec, "spec",
+    json scratch;
+    const json &spec = d.fields(
+        raw_spec, scratch, "spec",
         {"tier", "order", "selector", "types", "ingress", "egress", "serviceAccountSelector",
          "performanceHints", "namespaceSelector", "doNotTrack", "preDNAT", "applyOnForward"});
     if (auto tier = d.str(spec, "tier", "spec"); tier && !tier->empty() && *tier != "default") {
@@ -348,7 +353,7 @@ Policy decode_calico(const json &obj, Decoder &d, bool global) {
     p.performance_hints = hints;
     for (const auto &[key, rules] :
          {std::pair{"ingress", &p.ingress_rules}, std::pair{"egress", &p.egress_rules}}) {
-        const json l = d.list(spec, key, "spec");
+        const json &l = d.list(spec, key, "spec");
         for (size_t i = 0; i < l.size(); ++i) {
             rules->push_back(decode_rule(d, l[i], at(std::string("spec.") + key, i)));
         }
@@ -390,7 +395,7 @@ std::string k8s_selector(const Decoder &d, const json &v, const std::string &pat
     if (auto e = labels_error(labels, path + ".matchLabels", true)) {
         d.fail(e->field, e->why);
     }
-    const json exprs = d.list(s, "matchExpressions", path);
+    const json &exprs = d.list(s, "matchExpressions", path);
     if (!pod && labels.empty() && exprs.empty()) {
         return "all()";
     }
@@ -525,7 +530,7 @@ void k8s_rule(const Decoder &d, const json &v, const std::string &path, bool ing
     const char *peers_key = ingress ? "from" : "to";
     const json r = d.object(v, path, {peers_key, "ports"});
     std::vector<std::optional<K8sPeer>> peers;
-    const json pl = d.list(r, peers_key, path);
+    const json &pl = d.list(r, peers_key, path);
     for (size_t i = 0; i < pl.size(); ++i) {
         peers.push_back(k8s_peer(d, pl[i], at(path + "." + peers_key, i)));
     }
@@ -538,7 +543,7 @@ void k8s_rule(const Decoder &d, const json &v, const std::string &path, bool ing
         std::vector<Port> list;
     };
     std::map<std::string, Ports> by_protocol;
-    const json ports = d.list(r, "ports", path);
+    const json &ports = d.list(r, "ports", path);
     for (size_t i = 0; i < ports.size(); ++i) {
         const std::string pp = at(path + ".ports", i);
         const json p = d.object(ports[i], pp, {"protocol", "port", "endPort"});
@@ -635,7 +640,7 @@ Policy decode_k8s(const json &obj, Decoder &d) {
                                 "spec.podSelector");
     p.order = kK8sPolicyOrder;
     for (const auto &[key, ingress] : {std::pair{"ingress", true}, std::pair{"egress", false}}) {
-        const json l = d.list(spec, key, "spec");
+        const json &l = d.list(spec, key, "spec");
         for (size_t i = 0; i < l.size(); ++i) {
             k8s_rule(d, l[i], at(std::string("spec.") + key, i), ingress,
                      ingress ? p.ingress_rules : p.egress_rules);
@@ -695,13 +700,13 @@ Pod decode_pod(const json &obj, Decoder &d) {
     p.node = d.str(spec, "nodeName", "spec").value_or("");
     p.service_account = d.str(spec, "serviceAccountName", "spec").value_or("");
     for (const char *group : {"initContainers", "containers"}) {
-        const json cs = d.list(spec, group, "spec");
+        const json &cs = d.list(spec, group, "spec");
         for (size_t i = 0; i < cs.size(); ++i) {
             const std::string cp = at(std::string("spec.") + group, i);
             if (!cs[i].is_object()) {
                 d.fail(cp, "want a mapping, got " + cs[i].dump());
             }
-            const json ports = d.list(cs[i], "ports", cp);
+            const json &ports = d.list(cs[i], "ports", cp);
             for (size_t k = 0; k < ports.size(); ++k) {
                 const std::string pp = at(cp + ".ports", k);
                 const json port = d.object(
@@ -726,7 +731,7 @@ Pod decode_pod(const json &obj, Decoder &d) {
     const json status =
         obj.contains("status") && obj["status"].is_object() ? obj["status"] : json::object();
     std::vector<std::string> ips;
-    const json list = d.list(status, "podIPs", "status");
+    const json &list = d.list(status, "podIPs", "status");
     for (size_t i = 0; i < list.size(); ++i) {
         const json e = d.object(list[i], at("status.podIPs", i), {"ip"});
         if (auto ip = d.str(e, "ip", at("status.podIPs", i))) {

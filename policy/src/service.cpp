@@ -142,7 +142,7 @@ std::optional<TrafficPolicy> decode_traffic_policy(const Decoder &d, const json 
 }
 
 void decode_service_ports(const Decoder &d, const json &spec, Service &s) {
-    const json ports = d.list(spec, "ports", "spec");
+    const json &ports = d.list(spec, "ports", "spec");
     for (size_t i = 0; i < ports.size(); ++i) {
         const std::string path = at("spec.ports", i);
         const json p =
@@ -209,7 +209,7 @@ void decode_status(const Decoder &d, const json &obj, Service &s) {
                                  {"loadBalancer"}, {"conditions"});
     const json lb = d.object(status.contains("loadBalancer") ? status["loadBalancer"] : json(),
                              "status.loadBalancer", {"ingress"});
-    const json ingress = d.list(lb, "ingress", "status.loadBalancer");
+    const json &ingress = d.list(lb, "ingress", "status.loadBalancer");
     for (size_t i = 0; i < ingress.size(); ++i) {
         const std::string path = at("status.loadBalancer.ingress", i);
         const json in = d.object(
@@ -377,7 +377,7 @@ EndpointSlice decode_slice(const json &obj, Decoder &d) {
     } else {
         d.fail("addressType", unsupported(*type, {"FQDN", "IPv4", "IPv6"}));
     }
-    const json eps = d.list(obj, "endpoints", "");
+    const json &eps = d.list(obj, "endpoints", "");
     for (size_t i = 0; i < eps.size(); ++i) {
         const std::string path = at("endpoints", i);
         const json e =
@@ -399,7 +399,7 @@ EndpointSlice decode_slice(const json &obj, Decoder &d) {
         ep.zone = d.str(e, "zone", path).value_or("");
         s.endpoints.push_back(std::move(ep));
     }
-    const json ports = d.list(obj, "ports", "");
+    const json &ports = d.list(obj, "ports", "");
     for (size_t i = 0; i < ports.size(); ++i) {
         const std::string path = at("ports", i);
         const json p = d.object(ports[i], path, {"name", "protocol", "port"}, {},

@@ -1,6 +1,7 @@
 // The control API transport (ApiServer, ApiClient) over a real unix socket in a private
 // directory, and the fwdctl binary run against a server with a fake handler.
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,11 +13,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <system_error>
@@ -176,10 +179,10 @@ class ApiTest : public ::testing::Test {
         return json{{"op", op}, {"args", args}};
     }
 
-    void start_server(mode_t mode = 0600) {
+    void start_server(std::optional<gid_t> group = std::nullopt) {
         server_ = std::make_unique<ApiServer>(
             path_, kOps,
-            [this](const std::string &op, const json &args) { return handle(op, args); }, mode);
+            [this](const std::string &op, const json &args) { return handle(op, args); }, group);
         server_->start();
     }
 
@@ -470,9 +473,98 @@ TEST_F(ApiTest, SocketHasTheRequestedMode) {
     EXPECT_EQ(st.st_mode & 07777, 0600u);
     server_.reset();
 
-    start_server(0660);
+    start_server(gid_t{4321});
     ASSERT_EQ(stat(path_.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0660u);
+    EXPECT_EQ(st.st_gid, 4321u);
+}
+
+// Runs f in a child process as uid / gid (the test runs as root) and returns its exit code.
+template <typename F>
+int as_user(uid_t uid, gid_t gid, F &&f) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+        if (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
+            _exit(100);
+        }
+        _exit(f());
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 200;
+}
+
+constexpr uid_t kNobody = 65534;
+
+// The peer's credentials are checked, not only the file's mode: with the socket opened to
+// everyone (an operator's chmod), another user is still answered "permission_denied" and
+// cut off; a member of the API's group is served.
+TEST_F(ApiTest, PeersOtherThanRootTheDaemonAndItsGroupAreRefused) {
+    if (geteuid() != 0) {
+        GTEST_SKIP() << "needs root to run a client as another user";
+    }
+    ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
+    start_server(gid_t{4321});
+    ASSERT_EQ(chmod(path_.c_str(), 0666), 0);
+    auto call_echo = [this] {
+        try {
+            ApiClient c(path_, 5000);
+            return c.call("echo", json::object())["op"] == "echo" ? 0 : 1;
+        } catch (const ApiError &e) {
+            const bool named =
+                std::string(e.what()).find("uid 65534 may not use") != std::string::npos;
+            return e.code() == "permission_denied" && named ? 2 : 3;
+        }
+    };
+    EXPECT_EQ(as_user(kNobody, kNobody, call_echo), 2);
+    EXPECT_EQ(as_user(kNobody, 4321, call_echo), 0);  // the API's group
+    // The server keeps serving root.
+    EXPECT_EQ(ApiClient(path_).call("echo", json::object())["op"], "echo");
+}
+
+// A client talks only to a server run by root or its own user: a socket another user bound
+// on the path is refused before any request is sent.
+TEST_F(ApiTest, ClientRefusesAServerRunByAnotherUser) {
+    if (geteuid() != 0) {
+        GTEST_SKIP() << "needs root to run a server as another user";
+    }
+    ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
+    const std::string sub = dir_ + "/nobody";
+    ASSERT_EQ(mkdir(sub.c_str(), 0755), 0);
+    ASSERT_EQ(chown(sub.c_str(), kNobody, kNobody), 0);
+    path_ = sub + "/api.sock";
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        close(ready[0]);
+        if (setgroups(0, nullptr) != 0 || setgid(kNobody) != 0 || setuid(kNobody) != 0) {
+            _exit(100);
+        }
+        const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strncpy(addr.sun_path, path_.c_str(), sizeof(addr.sun_path) - 1);
+        if (bind(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) != 0 ||
+            chmod(path_.c_str(), 0666) != 0 || listen(fd, 4) != 0) {
+            _exit(101);
+        }
+        const char one = 1;
+        (void)!write(ready[1], &one, 1);
+        pause();
+        _exit(0);
+    }
+    close(ready[1]);
+    char one = 0;
+    ASSERT_EQ(read(ready[0], &one, 1), 1);
+    close(ready[0]);
+    const ApiError e = api_error([&] { ApiClient(path_, 2000).call("echo", json::object()); });
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    EXPECT_EQ(e.code(), "unavailable");
+    EXPECT_NE(std::string(e.what()).find("its server runs as uid 65534, not root"),
+              std::string::npos)
+        << e.what();
 }
 
 TEST_F(ApiTest, CreatesMissingParentDirectories) {

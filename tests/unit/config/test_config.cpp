@@ -750,6 +750,20 @@ TEST(ConfigPaths, ApiSocketFitsSunPath) {
                         "expected at most 107 bytes (the size of sun_path), got 108");
 }
 
+// The API's group by name or number; a name the machine does not know is refused.
+TEST(ConfigPaths, ApiSocketGroup) {
+    Json j = minimal();
+    EXPECT_FALSE(parse(j).api_socket_group.has_value());
+    j["api_socket_group"] = "root";
+    EXPECT_EQ(parse(j).api_socket_group, gid_t{0});
+    j["api_socket_group"] = 4321;
+    EXPECT_EQ(parse(j).api_socket_group, gid_t{4321});
+    j["api_socket_group"] = "no-such-group-here";
+    EXPECT_CONFIG_ERROR(j, "api_socket_group", "no group 'no-such-group-here' on this machine");
+    j["api_socket_group"] = -1;
+    EXPECT_CONFIG_ERROR(j, "api_socket_group", "expected an integer from 0 to 2147483647");
+}
+
 TEST(ConfigPaths, RunDirAbsolute) {
     Json j = minimal();
     j["run_dir"] = "";

@@ -354,6 +354,17 @@ TEST(ResourceError, DuplicatesInOneFile) {
     } catch (const ResourceError &err) {
         EXPECT_EQ(err.field(), "kind");
     }
+    // Deeper down too; the same key in sibling objects is no repeat.
+    try {
+        parse_resources(R"([{"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                             "metadata": {"name": "a"}, "spec": {"cidr": "10.0.0.0/16"}},
+                            {"apiVersion": "projectcalico.org/v3", "kind": "IPPool",
+                             "metadata": {"name": "b", "labels": {"x": "1", "x": "2"}}}])",
+                        "x.json");
+        ADD_FAILURE() << "nested duplicate JSON key accepted";
+    } catch (const ResourceError &err) {
+        EXPECT_EQ(err.field(), "x");
+    }
 }
 
 TEST(ResourceError, Syntax) {

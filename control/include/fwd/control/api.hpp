@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -60,10 +61,15 @@ using ApiHandler = std::function<nlohmann::json(const std::string &op, const nlo
 // Serves the API on a unix socket from its own thread. The handler is called from that thread,
 // one request at a time; it may block (the daemon's handler waits for the control thread), which
 // delays other clients but never loses their requests.
+//
+// Who may talk to it: root, the daemon's own user and, when a group is given, that group's
+// members (the socket is then mode 0660 and owned by the group). Each connection's peer is
+// checked by its credentials (SO_PEERCRED), not only by the socket file's mode: another
+// process's user answers every request with "permission_denied", and the connection ends.
 class ApiServer {
   public:
     ApiServer(std::string socket_path, std::vector<std::string> known_ops, ApiHandler handler,
-              mode_t mode = 0600);
+              std::optional<gid_t> group = std::nullopt);
     ~ApiServer();  // stop()
     ApiServer(const ApiServer &) = delete;
     ApiServer &operator=(const ApiServer &) = delete;
@@ -92,7 +98,7 @@ class ApiServer {
     std::string path_;
     std::vector<std::string> known_ops_;
     ApiHandler handler_;
-    mode_t mode_;
+    std::optional<gid_t> group_;
 
     // Owned by start()/stop() on the caller's thread; the server thread only reads them.
     int listen_fd_ = -1;
@@ -107,7 +113,9 @@ class ApiServer {
 };
 
 // A connection to an ApiServer. Connects on the first call and reuses the connection; not
-// thread-safe. Every call must complete within timeout_ms.
+// thread-safe. Every call must complete within timeout_ms. It talks only to a server run by
+// root or by its own user (the listener's credentials, SO_PEERCRED): a socket someone else
+// bound in the daemon's place is refused ("unavailable", naming the user).
 class ApiClient {
   public:
     explicit ApiClient(std::string socket_path, int timeout_ms = 30000);

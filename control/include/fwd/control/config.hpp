@@ -195,6 +195,8 @@ struct NodeConfig {
     uint16_t mtu = 1500;  // uplink MTU and default pod MTU (576..9000)
     IdleConfig idle;
     std::string api_socket = "/run/dpdk-fwd/api.sock";
+    // Besides root and the daemon's user, this group may use the API (the socket is then 0660).
+    std::optional<gid_t> api_socket_group;
     std::string run_dir = "/run/dpdk-fwd";  // vhost-user sockets live here
     uint32_t mbufs = 16383;                 // mbufs in the packet pool (power of 2 minus 1)
     uint32_t icmp_errors_per_sec = 1000;    // per worker token bucket for ICMP errors

@@ -21,6 +21,9 @@ PACKAGES=(
   libyaml-cpp-dev
   # SHA-1 of node names (derived VXLAN VTEP MACs, as Calico derives them)
   libssl-dev
+  # metrics on /metrics (prometheus-cpp's exposer, on civetweb, which also serves the health
+  # probes) and the real Prometheus server that scrapes the daemon in tests/system/test_metrics.py
+  prometheus-cpp-dev libcivetweb-dev prometheus
   containernetworking-plugins
   # the perf harness (perf/run.py): OVS-DPDK and l3fwd as references, callgrind, the chart
   openvswitch-switch-dpdk make valgrind python3-matplotlib lua5.4

@@ -3,8 +3,15 @@
 // IPAM store (fsync, etcd: milliseconds) and must not hold the control
 // thread; endpoints are made through the control thread's endpoint.* ops.
 // Without an ipam section in the config every cni op is "unavailable".
+// Every call is counted by op and result and timed (stats.control.cni, the
+// metrics' dpdk_fwd_cni_calls_total and dpdk_fwd_cni_call_duration_seconds).
+#include <chrono>
+#include <map>
+#include <mutex>
+
 #include "fwd/control/cni_service.hpp"
 #include "fwd/control/module.hpp"
+#include "fwd/control/observe.hpp"
 #include "fwd/control/pod_check.hpp"
 #include "fwd/ipam/open_store.hpp"
 #include "fwd/util/registry.hpp"
@@ -21,11 +28,29 @@ class CniModule final : public Module {
 
     explicit CniModule(ControlContext &ctx) : ctx_(ctx) {
         for (const auto &op : CniService::op_table()) {
-            ctx.add_op({.name = op.name,
-                        .args = op.args,
-                        .fn = [this, name = op.name](const json &a) { return call(name, a); },
-                        .thread = OpDef::Thread::kApi});
+            // The map is fixed from here on: calls find their op without a lock.
+            OpStats &st = stats_[op.name];
+            ctx.add_op(
+                {.name = op.name,
+                 .args = op.args,
+                 .fn = [this, name = op.name, &st](const json &a) { return timed(st, name, a); },
+                 .thread = OpDef::Thread::kApi});
         }
+    }
+
+    // Control thread; the calls run on the API thread.
+    void counters(json &out) const override {
+        json calls = json::object();
+        for (const auto &[name, st] : stats_) {
+            std::string op = name.rfind("cni.", 0) == 0 ? name.substr(4) : name;
+            json results;
+            {
+                std::lock_guard g(st.mu);
+                results = json(st.results);
+            }
+            calls[op] = json{{"results", results}, {"latency", st.latency.to_json()}};
+        }
+        out["cni"] = json{{"calls", calls}};
     }
 
     // Before the API serves (no dependency): its own connection to the store.
@@ -45,6 +70,37 @@ class CniModule final : public Module {
     }
 
   private:
+    struct OpStats {
+        mutable std::mutex mu;                    // results: API thread writes, control reads
+        std::map<std::string, uint64_t> results;  // "ok" or the error code: a few names
+        LatencyHistogram latency;
+    };
+
+    json timed(OpStats &st, const std::string &op, const json &args) {
+        const auto t0 = std::chrono::steady_clock::now();
+        try {
+            json r = call(op, args);
+            record(st, "ok", t0);
+            return r;
+        } catch (const ApiError &e) {
+            record(st, e.code(), t0);
+            throw;
+        } catch (...) {
+            record(st, "internal", t0);
+            throw;
+        }
+    }
+
+    static void record(OpStats &st, const std::string &result,
+                       std::chrono::steady_clock::time_point t0) {
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now() - t0)
+                            .count();
+        st.latency.observe(static_cast<uint64_t>(ns));
+        std::lock_guard g(st.mu);
+        st.results[result]++;
+    }
+
     json call(const std::string &op, const json &args) {
         if (!svc_) {
             throw ApiError("unavailable", "node " + ctx_.cfg().node_name +
@@ -57,6 +113,7 @@ class CniModule final : public Module {
     ControlContext &ctx_;
     // Set by start() on the main thread before the API serves; the API thread uses it.
     std::unique_ptr<CniService> svc_;
+    std::map<std::string, OpStats> stats_;  // by op name, made in the constructor
 };
 
 }  // namespace

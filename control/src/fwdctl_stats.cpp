@@ -14,6 +14,31 @@ namespace fwd::control::fwdctl {
 
 namespace {
 
+// The CNI plugin's calls the daemon served: by op, the results and the mean
+// time (the histogram itself is for the metrics).
+void print_cni_calls(const json &calls, std::ostream &out) {
+    Table table({{"CNI-OP"}, {"CALLS", true}, {"ERRORS", true}, {"MEAN-MS", true}});
+    bool any = false;
+    for (const auto &[op, c] : calls.items()) {
+        uint64_t n = 0, errors = 0;
+        const json results = c.value("results", json::object());
+        for (const auto &[result, count] : results.items()) {
+            n += count.get<uint64_t>();
+            errors += result == "ok" ? 0 : count.get<uint64_t>();
+        }
+        if (n == 0) {
+            continue;
+        }
+        any = true;
+        const double sum_s = c.contains("latency") ? c["latency"].value("sum_seconds", 0.0) : 0.0;
+        table.add_row({op, std::to_string(n), std::to_string(errors), ratio(1000 * sum_s, n)});
+    }
+    if (any) {
+        out << '\n';
+        table.print(out);
+    }
+}
+
 void print_stats(const json &result, std::ostream &out) {
     Table ports({{"PORT", true},
                  {"NAME"},
@@ -79,9 +104,14 @@ void print_stats(const json &result, std::ostream &out) {
         out << '\n';
         Table table({{"CONTROL"}, {"COUNT", true}});
         for (const auto &[k, v] : it->items()) {
-            table.add_row({k, v.dump()});
+            if (k != "cni") {  // its own table below
+                table.add_row({k, v.dump()});
+            }
         }
         table.print(out);
+        if (const auto cni = it->find("cni"); cni != it->end() && cni->contains("calls")) {
+            print_cni_calls((*cni)["calls"], out);
+        }
     }
 }
 

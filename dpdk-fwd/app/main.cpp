@@ -17,6 +17,7 @@
 #include "fwd/control/api.hpp"
 #include "fwd/control/config.hpp"
 #include "fwd/control/controller.hpp"
+#include "fwd/control/log.hpp"
 #include "fwd/dp/eal.hpp"
 #include "fwd/dp/meta.hpp"
 #include "fwd/dp/tables.hpp"
@@ -144,6 +145,10 @@ int main(int argc, char **argv) {
                     cfg.uplink ? cfg.uplink->devargs.c_str() : "none");
         return 0;
     }
+
+    // Our log, and DPDK's into it, before EAL says anything.
+    fwd::control::log::init(cfg.section<fwd::control::LogConfig>("log"));
+    fwd::control::log::capture_dpdk();
 
     // SIGINT/SIGTERM are taken by sigwait on the main thread; every thread
     // created from here on inherits the blocked mask.

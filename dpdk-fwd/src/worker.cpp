@@ -650,6 +650,7 @@ uint16_t Worker::run_once_impl() {
     }
     if (n == 0 || ++loops_ >= kHousekeepLoops) {
         loops_ = 0;
+        heartbeat_tsc_.store(rte_rdtsc(), std::memory_order_relaxed);
         drain_commands();
         for (uint8_t i = 0; i < pipeline_.n_housekeeping; i++) {
             pipeline_.housekeeping[i](*this);

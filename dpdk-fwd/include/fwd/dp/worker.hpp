@@ -236,6 +236,11 @@ class Worker {
     // Queues a command; returns its sequence number, or 0 when the ring is full.
     uint64_t post(WorkerCommand c);
     uint64_t acked() const { return acked_seq_.load(std::memory_order_acquire); }
+    // Liveness (any thread): the TSC when the worker last reached its
+    // housekeeping point, which it does on every idle loop (so at least
+    // every idle max_sleep_us while it backs off) and every kHousekeepLoops
+    // busy ones. 0 until its first loop. A stale heartbeat is a stuck worker.
+    uint64_t heartbeat_tsc() const { return heartbeat_tsc_.load(std::memory_order_relaxed); }
     const WorkerStats &stats() const { return stats_; }
     unsigned index() const { return index_; }
     uint16_t rx_queue_count() const { return n_rxq_.load(std::memory_order_relaxed); }
@@ -487,6 +492,8 @@ class Worker {
     boost::lockfree::spsc_queue<WorkerCommand, boost::lockfree::capacity<256>> cmds_;
     uint64_t next_seq_ = 1;               // [C]
     std::atomic<uint64_t> acked_seq_{0};  // [W] release, [C] acquire
+    // [W] writes at housekeeping, [any] reads (health)
+    alignas(RTE_CACHE_LINE_SIZE) std::atomic<uint64_t> heartbeat_tsc_{0};
 
     WorkerStats stats_;  // [W], [R] by control
 };

@@ -9,6 +9,7 @@
 #include <rte_ip.h>
 #include <rte_tcp.h>
 #include <rte_udp.h>
+#include <rte_vxlan.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -65,6 +66,39 @@ uint16_t l4_checksum(rte_mbuf *m, const OffloadHdrs &h) {
     return rte_ipv6_udptcp_cksum_mbuf(m, hdr_at<rte_ipv6_hdr>(m, h.l2), h.l4);
 }
 
+// A segment's IP header at off: its length (the IP packet's, len), for
+// IPv4 the identification counting up by index and the header checksum.
+void set_ip_len(rte_mbuf *seg, uint32_t off, bool v4, uint32_t len, uint16_t index) {
+    if (!v4) {
+        hdr_at<rte_ipv6_hdr>(seg, off)->payload_len =
+            rte_cpu_to_be_16(static_cast<uint16_t>(len - sizeof(rte_ipv6_hdr)));
+        return;
+    }
+    auto *ip = hdr_at<rte_ipv4_hdr>(seg, off);
+    ip->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(len));
+    ip->packet_id =
+        rte_cpu_to_be_16(static_cast<uint16_t>(rte_be_to_cpu_16(ip->packet_id) + index));
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+}
+
+// An encapsulated segment's outer headers, once its inner packet is final.
+void fix_outer(rte_mbuf *seg, const OffloadHdrs &h, uint16_t index) {
+    set_ip_len(seg, h.outer, h.outer_v4, seg->pkt_len - h.outer, index);
+    if (h.outer_udp == 0) {
+        return;
+    }
+    auto *udp = hdr_at<rte_udp_hdr>(seg, h.outer_udp);
+    udp->dgram_len = rte_cpu_to_be_16(static_cast<uint16_t>(seg->pkt_len - h.outer_udp));
+    udp->dgram_cksum = 0;
+    // The encap stage computes the outer UDP checksum for both families (as
+    // Linux's vxlan device in Calico's setup): so does each segment.
+    udp->dgram_cksum =
+        h.outer_v4
+            ? rte_ipv4_udptcp_cksum_mbuf(seg, hdr_at<rte_ipv4_hdr>(seg, h.outer), h.outer_udp)
+            : rte_ipv6_udptcp_cksum_mbuf(seg, hdr_at<rte_ipv6_hdr>(seg, h.outer), h.outer_udp);
+}
+
 // One segment: headers copied from the frame and fixed, then payload bytes
 // [pay_off, pay_off + len) of the frame. Null when pool is empty.
 rte_mbuf *make_segment(const rte_mbuf *m, const OffloadHdrs &h, rte_mempool *pool, uint32_t pay_off,
@@ -100,18 +134,7 @@ rte_mbuf *make_segment(const rte_mbuf *m, const OffloadHdrs &h, rte_mempool *poo
         space -= n;
     }
 
-    const uint32_t l3_total = h.hdrs - h.l2 + len;
-    if (h.v4) {
-        auto *ip = hdr_at<rte_ipv4_hdr>(seg, h.l2);
-        ip->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(l3_total));
-        ip->packet_id =
-            rte_cpu_to_be_16(static_cast<uint16_t>(rte_be_to_cpu_16(ip->packet_id) + index));
-        ip->hdr_checksum = 0;
-        ip->hdr_checksum = rte_ipv4_cksum(ip);
-    } else {
-        auto *ip = hdr_at<rte_ipv6_hdr>(seg, h.l2);
-        ip->payload_len = rte_cpu_to_be_16(static_cast<uint16_t>(l3_total - sizeof(rte_ipv6_hdr)));
-    }
+    set_ip_len(seg, h.l2, h.v4, h.hdrs - h.l2 + len, index);
     auto *th = hdr_at<rte_tcp_hdr>(seg, h.l4);
     th->sent_seq = rte_cpu_to_be_32(rte_be_to_cpu_32(th->sent_seq) + (pay_off - h.hdrs));
     if (!last) {
@@ -121,6 +144,9 @@ rte_mbuf *make_segment(const rte_mbuf *m, const OffloadHdrs &h, rte_mempool *poo
         th->tcp_flags = static_cast<uint8_t>(th->tcp_flags & ~kTcpCwr);
     }
     *checksum_field(seg, h) = l4_checksum(seg, h);
+    if (h.outer != 0) {
+        fix_outer(seg, h, index);
+    }
     return seg;
 }
 
@@ -139,6 +165,35 @@ bool offload_hdrs(const rte_mbuf *m, OffloadHdrs &h) {
         }
         type = hdr_at<rte_vlan_hdr>(m, h.l2)->eth_proto;
         h.l2 = static_cast<uint16_t>(h.l2 + sizeof(rte_vlan_hdr));
+    }
+    h.outer = 0;
+    h.outer_udp = 0;
+    if (const uint64_t tunnel = m->ol_flags & RTE_MBUF_F_TX_TUNNEL_MASK; tunnel != 0) {
+        // [outer IP][UDP][VXLAN][inner Ethernet] or [outer IP], then the inner IP.
+        h.outer_v4 = (m->ol_flags & RTE_MBUF_F_TX_OUTER_IPV4) != 0;
+        if (type != (h.outer_v4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) : RTE_BE16(RTE_ETHER_TYPE_IPV6)) ||
+            m->data_len < h.l2 + sizeof(rte_ipv6_hdr)) {
+            return false;
+        }
+        h.outer = h.l2;
+        const uint32_t outer_len = h.outer_v4
+                                       ? (hdr_at<rte_ipv4_hdr>(m, h.outer)->version_ihl & 0xfu) * 4u
+                                       : sizeof(rte_ipv6_hdr);
+        uint32_t inner = h.outer + outer_len;
+        if (tunnel == RTE_MBUF_F_TX_TUNNEL_VXLAN) {
+            h.outer_udp = static_cast<uint16_t>(inner);
+            inner += sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr);
+            if (inner + sizeof(rte_ether_hdr) > m->data_len) {
+                return false;
+            }
+            type = hdr_at<rte_ether_hdr>(m, inner)->ether_type;
+            inner += sizeof(rte_ether_hdr);
+        } else if (tunnel == RTE_MBUF_F_TX_TUNNEL_IPIP) {
+            type = RTE_BE16(RTE_ETHER_TYPE_IPV4);
+        } else {
+            return false;
+        }
+        h.l2 = static_cast<uint16_t>(inner);
     }
     h.v4 = (m->ol_flags & RTE_MBUF_F_TX_IPV4) != 0;
     if (type != (h.v4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) : RTE_BE16(RTE_ETHER_TYPE_IPV6))) {

@@ -470,3 +470,95 @@ TEST_F(SoftOffload, GsoSegmentSizeIsCheckedAgainstTheMtu) {
 
 }  // namespace
 }  // namespace fwd::dp::test
+
+namespace fwd::dp::test {
+namespace {
+
+// The bytes of an mbuf chain.
+Bytes bytes_of(const rte_mbuf *m) {
+    Bytes b;
+    for (const rte_mbuf *s = m; s != nullptr; s = s->next) {
+        const auto *p = rte_pktmbuf_mtod(s, const uint8_t *);
+        b.insert(b.end(), p, p + s->data_len);
+    }
+    return b;
+}
+
+// Guards: tcp_segment of an encapsulated GSO frame (what vxlan_encap leaves
+// for the uplink): each segment a whole VXLAN packet, outer IP lengths, ID
+// and checksum, outer UDP length and checksum, the inner TCP segment's
+// headers and checksum, the payload in order. Outer and inner in both
+// families.
+TEST_F(SoftOffload, VxlanGsoFrameSegmentsCarryOuterHeaders) {
+    for (bool v6 : {false, true}) {
+        SCOPED_TRACE(v6 ? "IPv6 in IPv6" : "IPv4 in IPv4");
+        PacketBuilder inner = PacketBuilder().eth(kPodAMac, kPodBMac);
+        if (v6) {
+            inner.ip6(kPodA6, kVia6);
+        } else {
+            inner.ip4(kPodA4, kVia4);
+        }
+        inner.tcp(40000, 5201, 0x10).tcp_seq(1000, 1).payload(10000);
+        const Bytes in = inner.build();
+        Bytes vx = {0x08, 0, 0, 0, 0, 0, 0x10, 0};  // I flag, VNI 16
+        vx.insert(vx.end(), in.begin(), in.end());
+        PacketBuilder outer = PacketBuilder().eth(kUplinkMac, kRouterMac);
+        if (v6) {
+            outer.ip6(kNode6, kVia6);
+        } else {
+            outer.ip4(kNode4, kVia4).ip_id(0x2000);
+        }
+        const Bytes frame = outer.udp(50000, 4789).payload(vx).build();
+        rte_mbuf *m = chain_of(frame, 0);
+        ASSERT_NE(m, nullptr);
+        m->ol_flags = RTE_MBUF_F_TX_TCP_SEG | RTE_MBUF_F_TX_TCP_CKSUM | RTE_MBUF_F_TX_TUNNEL_VXLAN |
+                      (v6 ? RTE_MBUF_F_TX_IPV6 | RTE_MBUF_F_TX_OUTER_IPV6
+                          : RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_OUTER_IPV4);
+        m->l3_len = v6 ? 40 : 20;
+        m->l4_len = 20;
+        m->tso_segsz = kSegSize;
+        rte_mbuf *segs[kMaxGsoSegments];
+        bool bad = true;
+        const uint16_t n = tcp_segment(m, lab().pool(), segs, kMaxGsoSegments, bad);
+        rte_pktmbuf_free(m);
+        EXPECT_FALSE(bad);
+        ASSERT_EQ(n, (10000 + kSegSize - 1) / kSegSize);
+        const size_t outer_hdrs = 14 + (v6 ? 40 : 20) + 8 + 8;
+        Bytes payload;
+        for (uint16_t i = 0; i < n; i++) {
+            const Bytes b = bytes_of(segs[i]);
+            EXPECT_EQ(segs[i]->pkt_len, b.size());
+            EXPECT_EQ(segs[i]->ol_flags & kOffloadFlags, 0u);
+            const Parsed o = parse(b);
+            EXPECT_TRUE(o.l4_checksum_ok()) << "outer UDP, segment " << i;
+            if (v6) {
+                ASSERT_TRUE(o.ip6.has_value());
+                EXPECT_EQ(o.ip6->payload_length, b.size() - 14 - 40);
+            } else {
+                ASSERT_TRUE(o.ip4.has_value());
+                EXPECT_TRUE(o.ip4->header_checksum_ok);
+                EXPECT_EQ(o.ip4->total_length, b.size() - 14);
+                EXPECT_EQ(o.ip4->id, 0x2000 + i);
+            }
+            auto udp = o.l4();
+            EXPECT_EQ((udp[4] << 8) | udp[5], b.size() - outer_hdrs + 16) << "UDP length";
+            const Parsed p = parse(Bytes(b.begin() + static_cast<long>(outer_hdrs), b.end()));
+            EXPECT_TRUE(p.l4_checksum_ok()) << "inner TCP, segment " << i;
+            if (!v6) {
+                ASSERT_TRUE(p.ip4.has_value());
+                EXPECT_TRUE(p.ip4->header_checksum_ok);
+            }
+            auto l4 = p.l4();
+            ASSERT_GE(l4.size(), 20u);
+            uint32_t s =
+                (uint32_t{l4[4]} << 24) | (uint32_t{l4[5]} << 16) | (uint32_t{l4[6]} << 8) | l4[7];
+            EXPECT_EQ(s, 1000 + payload.size());
+            payload.insert(payload.end(), l4.begin() + 20, l4.end());
+        }
+        EXPECT_EQ(payload, Bytes(in.end() - 10000, in.end()));
+        rte_pktmbuf_free_bulk(segs, n);
+    }
+}
+
+}  // namespace
+}  // namespace fwd::dp::test

@@ -47,7 +47,14 @@ inline constexpr uint8_t kPortTxTso = 2;   // TCP frames longer than the MTU
 
 // Where the offload packet's headers are, read from the frame.
 struct OffloadHdrs {
-    uint16_t l2 = 0;    // IP header offset
+    // An encapsulated frame (RTE_MBUF_F_TX_TUNNEL_VXLAN / _IPIP with
+    // RTE_MBUF_F_TX_OUTER_IPV4 / _IPV6, set by the overlays' encap stages on
+    // a GSO frame): the outer IP header's offset, its UDP header's (VXLAN;
+    // 0 for IP-in-IP). outer 0: not encapsulated.
+    uint16_t outer = 0;
+    uint16_t outer_udp = 0;
+    bool outer_v4 = false;
+    uint16_t l2 = 0;    // (inner) IP header offset
     uint16_t l4 = 0;    // L4 header offset
     uint16_t hdrs = 0;  // l4 + the L4 header: the first payload byte
     bool v4 = false;
@@ -56,6 +63,17 @@ struct OffloadHdrs {
 // False when the frame does not hold what its flags say (no IP header where
 // the Ethernet type points, headers beyond the first segment).
 bool offload_hdrs(const rte_mbuf *m, OffloadHdrs &h);
+
+// The length an encapsulating stage's MTU check compares: the outer
+// packet of the frame's largest segment for a GSO frame whose inner IP
+// header is inner_off bytes after the outer one; full_len otherwise.
+inline uint32_t mtu_outer_len(const rte_mbuf *m, uint32_t inner_off, uint32_t full_len) {
+    if (likely((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) == 0)) {
+        return full_len;
+    }
+    const uint32_t seg = inner_off + m->l3_len + m->l4_len + m->tso_segsz;
+    return seg < full_len ? seg : full_len;
+}
 
 // The L4 checksum field set to the pseudo-header sum (with the L4 length),
 // what a virtio-net NEEDS_CSUM frame carries. False as offload_hdrs.
@@ -69,7 +87,8 @@ bool fill_l4_checksum(rte_mbuf *m);
 // payload bytes, each a copy of the headers (IPv4 identification counting
 // up, total / payload length, sequence number, FIN and PSH on the last
 // segment only, CWR on the first only) with its IPv4 header and TCP
-// checksums complete, no offload flags, chained when a segment is larger
+// checksums complete (an encapsulated frame's outer IP lengths, IPv4 id and
+// checksum, UDP length and checksum too), no offload flags, chained when a segment is larger
 // than one mbuf of pool. Returns the segments written to out (at most max),
 // m left untouched for the caller to free; 0 when m is not a TCP frame its
 // flags describe (kGsoBadFrame) or pool ran out (kGsoNoMbuf), told by bad.

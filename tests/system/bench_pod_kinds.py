@@ -44,7 +44,8 @@ def linux_pods(tag):
     host.run("ip link add up0 type veth peer name up1")
     host.run("ip link set up1 up")
     host.run("ip link set up0 up")
-    host.run("ip route add default dev up0")
+    host.run("ip addr add 10.10.10.10/24 dev up0")  # a node has an address of its own
+    host.run("ip route add default via 10.10.10.1 dev up0 onlink")
     for i, p in enumerate(pods):
         cali = f"cali{i}"
         sh(f"ip link add {cali} netns {host.name} type veth peer name eth0 netns {p.name}")

@@ -145,3 +145,4 @@ def test_detach_under_traffic_leaks_nothing(daemon_factory, netns_factory):
         d.ctl("endpoint", "del", "--id", p.name)
     assert daemon_fds(d) == fds0, "fds left after every tun pod went"
     assert d.ctl("endpoint", "list")["endpoints"] == []
+

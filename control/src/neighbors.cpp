@@ -5,6 +5,7 @@
 
 #include "fwd/control/ports.hpp"
 #include "fwd/dp/meta.hpp"
+#include "fwd/dp/offload.hpp"
 #include "fwd/util/registry.hpp"
 
 namespace fwd::control {
@@ -118,6 +119,47 @@ void NeighborsModule::send_frame(const uint8_t *frame, size_t len) {
     }
 }
 
+// A tun pod's offload packet (dp/offload.hpp) to the node itself: the host
+// tap takes whole frames with their checksums, so a GSO frame goes in
+// segments and a partial checksum is filled first.
+void NeighborsModule::host_offload(rte_mbuf *m) {
+    if (!host_) {
+        cnt_.host_no_tap++;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    rte_mbuf *segs[dp::kMaxGsoSegments];
+    uint16_t n = 1;
+    segs[0] = m;
+    bool ok = true;
+    if ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0) {
+        bool bad = false;
+        n = dp::tcp_segment(m, ctx_.pool(), segs, dp::kMaxGsoSegments, bad);
+        rte_pktmbuf_free(m);
+        ok = n != 0;
+    } else {
+        ok = dp::fill_l4_checksum(m);
+    }
+    if (!ok) {
+        cnt_.host_write_errors++;
+        if (n == 1) {
+            rte_pktmbuf_free(m);  // the checksum could not be filled
+        }
+        return;
+    }
+    uint8_t buf[kMaxFrame];
+    for (uint16_t i = 0; i < n; i++) {
+        const uint32_t len = rte_pktmbuf_pkt_len(segs[i]);
+        const void *data = len <= sizeof(buf) ? rte_pktmbuf_read(segs[i], 0, len, buf) : nullptr;
+        if (data != nullptr && host_->write_frame(static_cast<const uint8_t *>(data), len)) {
+            cnt_.host_to_kernel++;
+        } else {
+            cnt_.host_write_errors++;
+        }
+        rte_pktmbuf_free(segs[i]);
+    }
+}
+
 void NeighborsModule::on_punt(rte_mbuf *m) {
     auto reason = dp::Worker::punt_reason(m);
     if (reason == dp::PuntReason::kResolve) {
@@ -129,6 +171,10 @@ void NeighborsModule::on_punt(rte_mbuf *m) {
         }
         cnt_.neigh_queued++;
         neigh_->queue(it->second, m);
+        return;
+    }
+    if ((m->ol_flags & dp::kOffloadFlags) != 0) {
+        host_offload(m);
         return;
     }
     // Contiguous copy for the parser and the tap (frames are small; jumbo

@@ -148,6 +148,8 @@ class NodeModule final : public Module {
                                    {"sleeps", s.sleeps.get()},
                                    {"punted", punted},
                                    {"host_tx", s.host_tx.get()},
+                                   {"gso_frames", s.gso_frames.get()},
+                                   {"gso_segments", s.gso_segments.get()},
                                    {"rx_queues", wk[w]->rx_queue_count()},
                                    {"busy_loops", s.busy_loops.get()},
                                    {"busy_cycles", s.busy_cycles.get()},

@@ -57,13 +57,7 @@ class TapKind final : public PortKind {
         e.port_id = *pod_port_;
         e.rx_queues = static_cast<uint16_t>(ctx_.workers().size());
         e.worker = 0;
-        vhost::PodIfConfig pc;
-        pc.netns = e.netns;
-        pc.ifname = e.ifname;
-        pc.mac = e.mac;
-        pc.mtu = e.mtu;
-        pc.ipv4 = e.ipv4;
-        pc.ipv6 = e.ipv6;
+        const vhost::PodIfConfig pc = pod_if_config(e);
         TapState st;
         try {
             st.pod_ifindex = vhost::add_pod_macvlan(ctx_.cfg().pod_tap, pc);

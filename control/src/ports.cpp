@@ -98,6 +98,7 @@ uint16_t PortsModule::add_soft_port(SoftPort p) {
     ps.mac = p.mac.bytes();
     ps.vlan = 0;
     ps.tx_shared = false;
+    ps.tx_offloads = p.tx_offloads;
     ps.role.store(p.role, std::memory_order_release);
     soft_.emplace(id, std::move(p));
     return id;
@@ -113,6 +114,7 @@ bool PortsModule::remove_soft_port(uint16_t port) {
     if (all) {
         ps.driver = 0;
         ps.driver_ctx = nullptr;
+        ps.tx_offloads = 0;
     }
     soft_.erase(it);
     return all;

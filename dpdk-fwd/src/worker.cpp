@@ -5,6 +5,7 @@
 #include <rte_pause.h>
 #include <time.h>
 
+#include "fwd/dp/offload.hpp"
 #include "fwd/dp/pkt.hpp"
 #include "fwd/dp/stages.hpp"
 
@@ -281,21 +282,83 @@ void Worker::send_now(uint16_t port) {
             run_taps<false>(TapPoint::kTx, armed, port, b.pkts, b.n);
         }
     }
-    uint16_t sent;
-    if (unlikely(port >= kFirstSoftPort)) {
-        sent = soft_io(port, static_cast<uint16_t>(index_), b.pkts, b.n, false);
-    } else if (likely(!ps.tx_shared)) {
-        sent = rte_eth_tx_burst(port, static_cast<uint16_t>(index_), b.pkts, b.n);
-    } else {
-        rte_spinlock_lock(&ps.tx_lock);
-        sent = rte_eth_tx_burst(port, 0, b.pkts, b.n);
-        rte_spinlock_unlock(&ps.tx_lock);
+    constexpr uint8_t kAll = kPortTxCsum | kPortTxTso;
+    if (unlikely((b.ol & kOffloadFlags) != 0) && (ps.tx_offloads & kAll) != kAll) {
+        b.ol = 0;
+        send_soft_offload(port, b.pkts, b.n);
+        b.n = 0;
+        return;
     }
+    b.ol = 0;
+    uint16_t sent = xmit(port, b.pkts, b.n);
     stats_.tx_packets.add(sent);
     for (uint16_t i = sent; i < b.n; i++) {
         drop(b.pkts[i], DropReason::kTxQueueFull);
     }
     b.n = 0;
+}
+
+uint16_t Worker::xmit(uint16_t port, rte_mbuf **pkts, uint16_t n) {
+    const PortState &ps = tables_.port(port);
+    if (unlikely(port >= kFirstSoftPort)) {
+        return soft_io(port, static_cast<uint16_t>(index_), pkts, n, false);
+    }
+    if (likely(!ps.tx_shared)) {
+        return rte_eth_tx_burst(port, static_cast<uint16_t>(index_), pkts, n);
+    }
+    rte_spinlock_lock(&ps.tx_lock);
+    uint16_t sent = rte_eth_tx_burst(port, 0, pkts, n);
+    rte_spinlock_unlock(&ps.tx_lock);
+    return sent;
+}
+
+void Worker::send_soft_offload(uint16_t port, rte_mbuf **pkts, uint16_t n) {
+    const uint8_t offloads = tables_.port(port).tx_offloads;
+    rte_mbuf *out[kBurst];
+    uint16_t n_out = 0;
+    auto flush = [&] {
+        uint16_t sent = xmit(port, out, n_out);
+        stats_.tx_packets.add(sent);
+        for (uint16_t i = sent; i < n_out; i++) {
+            drop(out[i], DropReason::kTxQueueFull);
+        }
+        n_out = 0;
+    };
+    auto push = [&](rte_mbuf *m) {
+        out[n_out++] = m;
+        if (n_out == kBurst) {
+            flush();
+        }
+    };
+    for (uint16_t i = 0; i < n; i++) {
+        rte_mbuf *m = pkts[i];
+        const uint64_t ol = m->ol_flags;
+        if ((ol & RTE_MBUF_F_TX_TCP_SEG) != 0 && (offloads & kPortTxTso) == 0) {
+            rte_mbuf *segs[kMaxGsoSegments];
+            bool bad = false;
+            uint16_t k = tcp_segment(m, pool_, segs, kMaxGsoSegments, bad);
+            if (k == 0) {
+                drop(m, bad ? DropReason::kGsoBadFrame : DropReason::kGsoNoMbuf);
+                continue;
+            }
+            stats_.gso_frames.inc();
+            stats_.gso_segments.add(k);
+            rte_pktmbuf_free(m);
+            for (uint16_t j = 0; j < k; j++) {
+                push(segs[j]);
+            }
+            continue;
+        }
+        if ((ol & RTE_MBUF_F_TX_L4_MASK) != 0 && (offloads & kPortTxCsum) == 0 &&
+            !fill_l4_checksum(m)) {
+            drop(m, DropReason::kGsoBadFrame);
+            continue;
+        }
+        push(m);
+    }
+    if (n_out != 0) {
+        flush();
+    }
 }
 
 uint16_t Worker::soft_io(uint16_t port, uint16_t queue, rte_mbuf **pkts, uint16_t n, bool rx) {

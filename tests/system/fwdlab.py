@@ -160,8 +160,13 @@ class Daemon:
             raise AssertionError(f"fwdctl {' '.join(map(str, args))}: {r.returncode}\n{r.stderr}")
         return json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else r
 
-    def add_pod(self, ns, ipv4=None, ipv6=None, mtu=None, name=None):
+    def add_pod(self, ns, ipv4=None, ipv6=None, mtu=None, name=None, kind=None):
+        """kind: the port kind; None: FWD_POD_KIND from the environment, else the
+        daemon's default (so the kernel-pod tests run on either kind)."""
         args = ["endpoint", "add", "--id", name or ns.name, "--netns", ns.name]
+        kind = kind or os.environ.get("FWD_POD_KIND")
+        if kind:
+            args += ["--kind", kind]
         if ipv4:
             args += ["--ipv4", ipv4]
         if ipv6:

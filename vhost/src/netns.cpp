@@ -4,6 +4,7 @@
 #include <linux/if.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
+#include <linux/if_tun.h>
 #include <linux/rtnetlink.h>
 #include <netlink/addr.h>
 #include <netlink/cache.h>
@@ -16,6 +17,7 @@
 #include <netlink/route/route.h>
 #include <netlink/socket.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -56,7 +58,16 @@ class UniqueFd {
             ::close(fd_);
         }
     }
+    UniqueFd &operator=(UniqueFd &&o) noexcept {
+        std::swap(fd_, o.fd_);
+        return *this;
+    }
     int get() const { return fd_; }
+    int release() {
+        int fd = fd_;
+        fd_ = -1;
+        return fd;
+    }
 
   private:
     int fd_;
@@ -618,6 +629,62 @@ int add_pod_macvlan(const std::string &lower_ifname, const PodIfConfig &cfg) {
         }
     });
     return ifindex;
+}
+
+PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads) {
+    const std::string ns_path = resolve_netns_path(cfg.netns);
+    const std::string where = " in netns " + ns_path;
+    const std::string step = "create tap " + cfg.ifname + where;
+    if (cfg.ifname.empty() || cfg.ifname.size() >= IFNAMSIZ || cfg.ifname == "." ||
+        cfg.ifname == ".." || cfg.ifname.find('/') != std::string::npos) {
+        fail(step, "bad interface name '" + cfg.ifname + "'");
+    }
+    UniqueFd ns_fd = open_netns(ns_path, step);
+    PodTun out;
+    UniqueFd tun(-1);
+    run_in_netns(ns_fd.get(), ns_path, [&] {
+        {
+            // TUNSETIFF on the name of an existing tap of ours would attach to it.
+            NlSock sk = open_route_socket(step);
+            if (find_link(sk.get(), cfg.ifname, step)) {
+                fail(step, cfg.ifname + " already exists in the pod");
+            }
+        }
+        // The device belongs to the namespace of the thread that creates it.
+        UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+        if (fd.get() < 0) {
+            fail_errno(step + ": open /dev/net/tun", errno);
+        }
+        ifreq ifr{};
+        std::memcpy(ifr.ifr_name, cfg.ifname.c_str(), cfg.ifname.size());
+        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+        if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
+            fail_errno(step + ": TUNSETIFF", errno);
+        }
+        if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &vnet_hdr_len) != 0) {
+            fail_errno(step + ": TUNSETVNETHDRSZ " + std::to_string(vnet_hdr_len), errno);
+        }
+        // Each offload depends on the ones before it (TSO needs the
+        // checksum); a kernel that refuses one gets the ones it took.
+        unsigned took = 0;
+        for (unsigned bit = 1; bit != 0 && bit <= offloads; bit <<= 1) {
+            if ((offloads & bit) == 0) {
+                continue;
+            }
+            if (::ioctl(fd.get(), TUNSETOFFLOAD, took | bit) == 0) {
+                took |= bit;
+            }
+        }
+        if (::ioctl(fd.get(), TUNSETOFFLOAD, took) != 0) {
+            fail_errno(step + ": TUNSETOFFLOAD", errno);
+        }
+        out.offloads = took;
+        // Closing fd on a failure below deletes the device again.
+        out.ifindex = configure_inside(cfg, ns_path, cfg.ifname, true);
+        tun = std::move(fd);
+    });
+    out.fd = tun.release();
+    return out;
 }
 
 PodLinkDelete delete_pod_macvlan(const std::string &netns, int ifindex, const net::MacAddr &mac) {

@@ -24,8 +24,10 @@
 //        ip4_frag_needed (ICMP fragmentation needed with the next-hop MTU,
 //        RFC 1191), ip4_mtu_exceeded (no DF: fragmentation is not done),
 //        ip6_too_big (ICMPv6 packet too big, RFC 8201), and the punt drops
-//        (punt_rate_limited, punt_ring_full).
+//        (punt_rate_limited, punt_ring_full). A GSO frame (offload.hpp) is
+//        checked by its largest segment: it is cut to fit where it leaves.
 #include "fwd/dp/flow_hash.hpp"
+#include "fwd/dp/offload.hpp"
 #include "fwd/dp/pkt.hpp"
 #include "fwd/dp/stages.hpp"
 
@@ -148,7 +150,7 @@ void route4(Worker &w, Burst &in, Burst &out) {
         rte_mbuf *m = in.pkts[i];
         uint32_t id = (hop[i] & RTE_LPM_LOOKUP_SUCCESS) ? (hop[i] & 0x00ffffff) : dflt;
         auto *ip = at<rte_ipv4_hdr>(m, meta(m).l3_off);
-        const uint32_t l3_len = rte_be_to_cpu_16(ip->total_length);
+        const uint32_t l3_len = mtu_l3_len(m, rte_be_to_cpu_16(ip->total_length));
         if (likely(straight_out(t, m, id, l3_len, out))) {
             continue;
         }
@@ -169,7 +171,7 @@ void route6(Worker &w, Burst &in, Burst &out) {
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
         auto id = static_cast<uint32_t>(hop[i]);
-        const uint32_t l3_len = m->pkt_len - meta(m).l3_off;
+        const uint32_t l3_len = mtu_l3_len(m, m->pkt_len - meta(m).l3_off);
         if (likely(straight_out(t, m, id, l3_len, out))) {
             continue;
         }

@@ -53,6 +53,7 @@
 #include <rte_vxlan.h>
 
 #include "fwd/dp/flow_hash.hpp"
+#include "fwd/dp/offload.hpp"
 #include "fwd/dp/overlay.hpp"
 #include "fwd/dp/pkt.hpp"
 #include "fwd/dp/worker.hpp"
@@ -232,9 +233,25 @@ bool ipip_one(Worker &w, rte_mbuf *m, const Tunnel &tn) {
     return true;
 }
 
+// A tun pod's offload packet (offload.hpp) about to be encapsulated: a
+// partial checksum is filled now, so the outer UDP checksum covers the
+// final inner packet; a GSO frame is encapsulated whole and cut at the
+// egress, where each segment's inner and outer checksums are computed.
+// False when dropped.
+bool before_encap(Worker &w, rte_mbuf *m) {
+    if ((m->ol_flags & RTE_MBUF_F_TX_TCP_SEG) != 0) {
+        return true;
+    }
+    if (!fill_l4_checksum(m)) {
+        w.drop(m, DropReason::kGsoBadFrame);
+        return false;
+    }
+    return true;
+}
+
 // The encapsulated packet goes out through the tunnel's underlay next hop:
 // true when it stays in the burst (kVia), false when punted or dropped.
-bool to_underlay(Worker &w, rte_mbuf *m, const Tunnel &tn) {
+bool to_underlay(Worker &w, rte_mbuf *m, const Tunnel &tn, uint32_t inner_off) {
     const Tables &t = w.tables();
     PktMeta &md = meta(m);
     md.nh = tn.underlay_nh;
@@ -248,7 +265,8 @@ bool to_underlay(Worker &w, rte_mbuf *m, const Tunnel &tn) {
         w.drop(m, DropReason::kPortDown);
         return false;
     }
-    if (m->pkt_len - md.l3_off > u.mtu) {
+    // A GSO frame by its largest segment (offload.hpp).
+    if (mtu_outer_len(m, inner_off, m->pkt_len - md.l3_off) > u.mtu) {
         w.drop(m, DropReason::kEncapMtuExceeded);
         return false;
     }
@@ -262,6 +280,10 @@ bool to_underlay(Worker &w, rte_mbuf *m, const Tunnel &tn) {
 template <TunnelType kType, bool kV6>
 void encap(Worker &w, Burst &b) {
     const NhKind kind = kType == TunnelType::kVxlan ? vxlan_nh_kind() : ipip_nh_kind();
+    // The inner IP header's offset from the outer one's.
+    constexpr uint32_t kInnerOff =
+        (kV6 ? sizeof(rte_ipv6_hdr) : sizeof(rte_ipv4_hdr)) +
+        (kType == TunnelType::kVxlan ? sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr) + kEthLen : 0);
     if (!(b.feature_nh & feature_nh_bit(kind))) {
         return;
     }
@@ -290,9 +312,19 @@ void encap(Worker &w, Burst &b) {
             w.drop(m, DropReason::kEncapBadTunnel);
             continue;
         }
+        const uint64_t offload = m->ol_flags & kOffloadFlags;
+        if (unlikely(offload != 0) && !before_encap(w, m)) {
+            continue;
+        }
         const bool built =
             kType == TunnelType::kVxlan ? vxlan_one<kV6>(w, m, *tn) : ipip_one(w, m, *tn);
-        if (built && to_underlay(w, m, *tn)) {
+        if (unlikely((offload & RTE_MBUF_F_TX_TCP_SEG) != 0) && built) {
+            // Cut at the egress (offload.hpp), outer headers and all.
+            m->ol_flags |= (kType == TunnelType::kVxlan ? RTE_MBUF_F_TX_TUNNEL_VXLAN
+                                                        : RTE_MBUF_F_TX_TUNNEL_IPIP) |
+                           (kV6 ? RTE_MBUF_F_TX_OUTER_IPV6 : RTE_MBUF_F_TX_OUTER_IPV4);
+        }
+        if (built && to_underlay(w, m, *tn, kInnerOff)) {
             b.pkts[k++] = m;
         }
     }

@@ -50,6 +50,7 @@ class NeighborsModule final : public Module {
 
   private:
     void on_punt(rte_mbuf *m);
+    void host_offload(rte_mbuf *m);
     void host_read();
     bool neighbor_actions();
     void send_frame(const uint8_t *frame, size_t len);

@@ -38,6 +38,7 @@
 #include "fwd/control/module.hpp"
 #include "fwd/dp/tables.hpp"
 #include "fwd/net/addr.hpp"
+#include "fwd/vhost/netns.hpp"
 
 namespace fwd::control {
 
@@ -65,6 +66,20 @@ struct Endpoint {
 };
 
 using Endpoints = std::map<std::string, Endpoint>;
+
+// The pod side of a kernel pod's interface as the endpoint asks for it
+// (name, MAC, MTU, addresses in its namespace): what the kinds with a pod
+// interface hand to vhost/netns.hpp.
+inline vhost::PodIfConfig pod_if_config(const Endpoint &e) {
+    vhost::PodIfConfig pc;
+    pc.netns = e.netns;
+    pc.ifname = e.ifname;
+    pc.mac = e.mac;
+    pc.mtu = e.mtu;
+    pc.ipv4 = e.ipv4;
+    pc.ipv6 = e.ipv6;
+    return pc;
+}
 
 class PortKind {
   public:

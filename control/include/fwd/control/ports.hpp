@@ -70,6 +70,7 @@ class PortsModule final : public Module {
         void *ctx = nullptr;
         net::MacAddr mac;
         dp::PortRole role = dp::PortRole::kPod;
+        uint8_t tx_offloads = 0;  // PortState::tx_offloads
         std::function<nlohmann::json()> stats;
     };
     uint16_t add_soft_port(SoftPort p);

@@ -128,7 +128,13 @@ namespace fwd::dp {
       "pod traffic to the node (defaultEndpointToHostAction Drop)")                              \
     X(kPolicyFragment, "policy_fragment", "later fragment where policy applies")                 \
     X(kPolicyIcmpErrorNoFlow, "policy_icmp_error_no_flow",                                       \
-      "ICMP error where policy applies, about no allowed flow")
+      "ICMP error where policy applies, about no allowed flow")                                  \
+    X(kGsoBadFrame, "gso_bad_frame",                                                             \
+      "offload frame (TSO / partial checksum) whose headers do not match its flags")             \
+    X(kGsoNoMbuf, "gso_no_mbuf", "no mbuf for a software segment")                               \
+    X(kTunBadVnetHdr, "tun_bad_vnet_hdr", "tun frame with a virtio-net header we cannot honour") \
+    X(kTunRxTooBig, "tun_rx_too_big", "tun frame longer than a 64 KB GSO frame")                 \
+    X(kTunTxError, "tun_tx_error", "tun device refused a frame (write failed)")
 
 enum class DropReason : uint16_t {
 #define FWD_DROP_ENUM(name, str, desc) name,

@@ -110,6 +110,10 @@ struct alignas(64) PortState {
     // and the driver's state for it. Written before the port's role.
     uint8_t driver = 0;
     void *driver_ctx = nullptr;
+    // What the port's transmit takes as it is (offload.hpp kPortTxCsum,
+    // kPortTxTso); the worker does the rest in software before sending.
+    // Written before the port's role.
+    uint8_t tx_offloads = 0;
 };
 
 // Addresses the dataplane itself answers on; fixed at start (from config).

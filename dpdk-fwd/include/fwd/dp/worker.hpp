@@ -162,6 +162,9 @@ struct alignas(RTE_CACHE_LINE_SIZE) WorkerStats {
     Counter icmp_errors_sent;
     Counter punted[kPuntReasonCount];  // handed to the control thread, by reason
     Counter host_tx;                   // kTx / kTxRouted frames handed to their port
+    // Frames segmented in software (offload.hpp) and the segments made.
+    Counter gso_frames;
+    Counter gso_segments;
     Counter drops[kDropReasonCount];
     // stage_stats only (zero while it was never on). Busy loops are loops
     // that received packets; busy_cycles is their whole time (TSC cycles):
@@ -350,6 +353,7 @@ class Worker {
         }
         b.pkts[n] = m;
         b.n = n + 1;
+        b.ol |= m->ol_flags;
         if (n + 1 == kBurst) {
             send(port);
         }
@@ -368,6 +372,11 @@ class Worker {
     uint16_t soft_io(uint16_t port, uint16_t queue, rte_mbuf **pkts, uint16_t n, bool rx);
     void send(uint16_t port);  // tx_burst of the port's buffer
     void send_now(uint16_t port);
+    // rte_eth_tx_burst or the soft port's tx; returns the packets taken.
+    uint16_t xmit(uint16_t port, rte_mbuf **pkts, uint16_t n);
+    // The burst with the offloads the port lacks done here (offload.hpp):
+    // TCP frames segmented, L4 checksums filled. Takes every packet.
+    void send_soft_offload(uint16_t port, rte_mbuf **pkts, uint16_t n);
     void idle_backoff(bool got_packets);
 
     // Profile: with stage_stats on (true) or off (false, no rdtsc at all).
@@ -460,6 +469,7 @@ class Worker {
     struct TxBuf {
         uint16_t n = 0;
         bool listed = false;
+        uint64_t ol = 0;  // the packets' ol_flags or-ed: offload work (offload.hpp) to do?
         rte_mbuf *pkts[kBurst];
     };
     TxBuf txb_[kMaxPorts];

@@ -77,6 +77,23 @@ enum class PodLinkDelete {
 // Throws NetnsError when netlink fails.
 PodLinkDelete delete_pod_macvlan(const std::string &netns, int ifindex, const net::MacAddr &mac);
 
+// A kernel pod's own tap device (port kind "tun"): made inside the pod
+// namespace under its final name cfg.ifname by opening /dev/net/tun there
+// with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR (vnet_hdr_len bytes of header per
+// frame), non-blocking and close-on-exec, the offloads of `offloads`
+// (TUN_F_* bits) it accepts turned on, then configured as
+// configure_pod_interface does (MAC, MTU, /32, /128, gateway routes). The
+// device is not persistent: closing the fd deletes it, in whichever
+// namespace it is (and the namespace's deletion leaves the fd readable but
+// dead). On failure nothing is left and NetnsError names the step, e.g.
+// "eth0 already exists in the pod".
+struct PodTun {
+    int fd = -1;            // the caller owns it
+    int ifindex = 0;        // in the pod namespace
+    unsigned offloads = 0;  // the TUN_F_* bits the kernel took
+};
+PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads);
+
 // The shared pod tap's kernel side stays in our namespace and is nobody's
 // host: IPv6 off on it (no link-local address, router solicitations, MLD or
 // DAD sent into the dataplane), its MTU the largest a pod may have (a

@@ -1,0 +1,148 @@
+"""Kernel pods on port kind "tun" (issue 17): a tap device of their own in
+their namespace, opened by the daemon with the virtio-net header and
+offloads, read and written by the workers as a soft port (no ethdev).
+IPv4 and IPv6 in every test."""
+import os
+import pathlib
+import time
+
+import pytest
+
+XFER = pathlib.Path(__file__).with_name("tcp_xfer.py")
+
+
+def pod_addrs(i):
+    return f"192.168.0.{i + 2}", f"fd00:10:244::{i + 2:x}"
+
+
+def add_tun_pods(d, netns_factory, n, label="t", mtu=None):
+    pods = []
+    for i in range(n):
+        ns = netns_factory(f"{label}{i}")
+        ns.v4, ns.v6 = pod_addrs(i)
+        d.add_pod(ns, ipv4=ns.v4, ipv6=ns.v6, kind="tun", mtu=mtu)
+        pods.append(ns)
+    return pods
+
+
+@pytest.fixture
+def two_tun_pods(daemon_factory, netns_factory):
+    d = daemon_factory("n1", workers=(0, 1))
+    return d, add_tun_pods(d, netns_factory, 2)
+
+
+def endpoint(d, name):
+    return d.ctl("endpoint", "get", "--id", name)
+
+
+def daemon_fds(d):
+    return len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+
+
+def test_tun_pod_is_calico_shaped(two_tun_pods):
+    d, (a, _) = two_tun_pods
+    link = a.run("ip -d link show dev eth0").stdout
+    assert "tun type tap" in link, link
+    addr = a.run("ip -o addr show dev eth0").stdout
+    assert f"{a.v4}/32" in addr and f"{a.v6}/128" in addr
+    r4 = a.run("ip -4 route show").stdout
+    assert "169.254.1.1 dev eth0 scope link" in r4
+    assert "default via 169.254.1.1 dev eth0" in r4
+    assert "default via fe80::ecee:eeff:feee:eeee dev eth0" in a.run("ip -6 route show").stdout
+    ep = endpoint(d, a.name)
+    assert ep["kind"] == "tun"
+    assert ep["tun_offloads"] == ["csum", "tso4", "tso6"]
+    assert ep["port_id"] >= 32, "a soft port id, not an ethdev's"
+    # the gateway's MAC answers ARP for 169.254.1.1
+    a.run("ping -4 -c 1 -W 2 169.254.1.1")
+    neigh = a.run("ip -4 neigh show 169.254.1.1").stdout
+    assert "ee:ee:ee:ee:ee:ee" in neigh, neigh
+
+
+def test_ping_ipv4_ipv6(two_tun_pods):
+    _, (a, b) = two_tun_pods
+    for x, y in ((a, b), (b, a)):
+        x.run(f"ping -4 -c 2 -i 0.2 -W 2 {y.v4}", timeout=15)
+        x.run(f"ping -6 -c 2 -i 0.2 -W 2 {y.v6}", timeout=15)
+    a.run("ping -6 -c 1 -W 2 fe80::ecee:eeff:feee:eeee%eth0", timeout=15)
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_tcp_content_intact_with_gso(two_tun_pods, family):
+    d, (a, b) = two_tun_pods
+    dst = b.v4 if family == "v4" else b.v6
+    size = 200 * 1024 * 1024
+    srv = b.popen(f"/usr/bin/python3 {XFER} server {dst} 5001")
+    assert srv.stdout.readline().strip() == "listening"
+    cli = a.run(f"/usr/bin/python3 {XFER} client {dst} 5001 {size} 7", timeout=180)
+    out, err = srv.communicate(timeout=60)
+    assert out.split() == cli.stdout.split(), err
+    sa = endpoint(d, a.name)["port_stats"]
+    sb = endpoint(d, b.name)["port_stats"]
+    assert sa["rx_gso"] > 0, f"no GSO frame from the pod: {sa}"
+    assert sb["tx_gso"] > 0, f"no GSO frame to the pod: {sb}"
+    assert sb["tx_errors"] == 0
+    drops = d.stats()["drops"]
+    for r in ("gso_bad_frame", "gso_no_mbuf", "tun_bad_vnet_hdr", "tun_rx_too_big", "tun_tx_error"):
+        assert drops[r] == 0, (r, drops[r])
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_iperf3(two_tun_pods, family):
+    _, (a, b) = two_tun_pods
+    dst = b.v4 if family == "v4" else b.v6
+    srv = b.popen("iperf3 -s -1")
+    time.sleep(0.5)
+    try:
+        r = a.run(f"iperf3 -c {dst} -t 3 -J", timeout=60)
+    finally:
+        srv.communicate(timeout=30)
+    import json
+    bps = json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"]
+    print(f"iperf3 {family} tun->tun: {bps / 1e9:.2f} Gbit/s")
+    assert bps > 0
+
+
+def test_mtu_9000(daemon_factory, netns_factory):
+    d = daemon_factory("n1")
+    a, b = add_tun_pods(d, netns_factory, 2, label="j", mtu=9000)
+    a.run(f"ping -4 -c 1 -W 2 -M do -s 8972 {b.v4}", timeout=15)
+    a.run(f"ping -6 -c 1 -W 2 -M do -s 8952 {b.v6}", timeout=15)
+    assert "mtu 9000" in a.run("ip link show eth0").stdout
+
+
+def test_detach_under_traffic_leaks_nothing(daemon_factory, netns_factory):
+    d = daemon_factory("n1", workers=(0, 1))
+    fds0 = daemon_fds(d)
+    a, b, c, e, victim = add_tun_pods(d, netns_factory, 5, label="r")
+    assert daemon_fds(d) == fds0 + 5, "one fd per tun pod"
+    total = 800 * 1024 * 1024
+    srv4 = b.popen(f"/usr/bin/python3 {XFER} server {b.v4} 5002")
+    srv6 = e.popen(f"/usr/bin/python3 {XFER} server {e.v6} 5003")
+    assert srv4.stdout.readline().strip() == "listening"
+    assert srv6.stdout.readline().strip() == "listening"
+    cli4 = a.popen(f"/usr/bin/python3 {XFER} client {b.v4} 5002 {total} 1")
+    cli6 = c.popen(f"/usr/bin/python3 {XFER} client {e.v6} 5003 {total} 2")
+    # the victim streams too, to a pod that stays: it goes under traffic
+    srv_v = c.popen(f"/usr/bin/python3 {XFER} server {c.v4} 5004")
+    assert srv_v.stdout.readline().strip() == "listening"
+    cli_v = victim.popen(f"/usr/bin/python3 {XFER} client {c.v4} 5004 {total} 3")
+    time.sleep(1.0)
+    assert cli4.poll() is None and cli6.poll() is None, "streams ended before the removal"
+    d.ctl("endpoint", "del", "--id", victim.name)
+    assert victim.run("ip link show eth0", check=False).returncode != 0, "tap left in the pod"
+    assert daemon_fds(d) == fds0 + 4, "the victim's fd is still open"
+    for cli, srv in ((cli4, srv4), (cli6, srv6)):
+        out, err = cli.communicate(timeout=240)
+        assert cli.returncode == 0, err
+        got, _ = srv.communicate(timeout=60)
+        assert got.split() == out.split()
+    cli_v.kill()
+    cli_v.communicate(timeout=30)
+    srv_v.kill()
+    srv_v.communicate(timeout=30)
+    for p in (a, b, c, e):
+        d.ctl("endpoint", "del", "--id", p.name)
+    assert daemon_fds(d) == fds0, "fds left after every tun pod went"
+    assert d.ctl("endpoint", "list")["endpoints"] == []
+

@@ -106,7 +106,47 @@ json yaml_to_json(const YAML::Node &n, const ResourceOrigin &origin, const std::
     return nullptr;
 }
 
+// yaml-cpp 0.7 (Debian 12's) never returns from a document whose first token is ',' (found
+// by tests/fuzz/fuzz_resources: ",x" alone hangs it, allocating without end). No YAML document
+// starts with ',' (an indicator), so such a file is refused here, by line, before the parser.
+void refuse_leading_comma(std::string_view text, const std::string &source) {
+    bool at_start = true;  // no content yet in the current document
+    int line_no = 0;
+    for (size_t at = 0; at < text.size();) {
+        size_t nl = text.find('\n', at);
+        if (nl == std::string_view::npos) {
+            nl = text.size();
+        }
+        std::string_view line = text.substr(at, nl - at);
+        at = nl + 1;
+        ++line_no;
+        if (line.starts_with("---") &&
+            (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r')) {
+            at_start = true;
+            line.remove_prefix(3);  // the document may begin on the marker's line
+        } else if (line.starts_with("...") || (at_start && line.starts_with("%"))) {
+            continue;
+        }
+        if (!at_start) {
+            continue;
+        }
+        const size_t first = line.find_first_not_of(" \t\r");
+        if (first == std::string_view::npos || line[first] == '#') {
+            continue;
+        }
+        if (line[first] == ',') {
+            ResourceOrigin o{source};
+            o.line = line_no;
+            throw ResourceError(o, "",
+                                "bad YAML (column " + std::to_string(first + 1) +
+                                    "): a document cannot start with ','");
+        }
+        at_start = false;
+    }
+}
+
 std::vector<Document> load_yaml(const std::string &text, const std::string &source) {
+    refuse_leading_comma(text, source);
     std::vector<YAML::Node> nodes;
     try {
         nodes = YAML::LoadAll(text);

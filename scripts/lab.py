@@ -544,10 +544,6 @@ def up_node(st, lab, node, bridges, etcd):
         **node_sections(lab, node, etcd, include, bird_sock),
         "idle": IDLE,
         "tables": TABLES,
-        # Felix's ports, on the loopback of the node's namespace (ip netns exec <ns> curl
-        # http://127.0.0.1:9091/metrics): each node has a namespace of its own
-        "metrics": {"enabled": True, "host": "localhost", "port": 9091},
-        "health": {"enabled": True, "host": "localhost", "port": 9099},
     })
     extra["node"] = {k: v for k, v in extra["node"].items() if v is not None}
     extra["uplink"]["devargs"] = f"net_tap_{node.name},iface={node.uplink}"

@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "fwd/control/log.hpp"
+
 extern char **environ;
 
 namespace fwd::control {
@@ -216,7 +218,7 @@ void IpamSync::run_followers(int64_t rev) {
         if (!error.empty()) {
             f.errors++;
             if (error != f.last_error) {
-                std::fprintf(stderr, "dpdk-fwd: %s: %s\n", f.name.c_str(), error.c_str());
+                log::error("{}: {}", f.name, error);
             }
             f.last_error = error;
         }
@@ -331,7 +333,7 @@ void IpamSync::round() {
     if (!error.empty()) {
         cnt_.errors++;
         if (error != last_error_) {
-            std::fprintf(stderr, "dpdk-fwd: ipam sync: %s\n", error.c_str());
+            log::error("ipam sync: {}", error);
         }
     }
     last_error_ = error.empty() ? last_error_ : error;

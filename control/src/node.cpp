@@ -135,6 +135,16 @@ class NodeModule final : public Module {
             for (size_t i = 0; i < names.size(); i++) {
                 stages[names[i]] = stage_json(s.stages[i]);
             }
+            // this worker's drops: only the reasons it has counted (the
+            // totals below list every reason)
+            json drops = json::object();
+            for (size_t r = 0; r < dp::kDropReasonCount; r++) {
+                const uint64_t n = s.drops[r].get();
+                total[r] += n;
+                if (n != 0) {
+                    drops[std::string(dp::kDropReasonInfo[r].name)] = n;
+                }
+            }
             json punted = json::object();
             for (size_t r = 0; r < dp::kPuntReasonCount; r++) {
                 punted[std::string(dp::kPuntReasonNames[r])] = s.punted[r].get();
@@ -147,6 +157,7 @@ class NodeModule final : public Module {
                                    {"idle_polls", s.idle_polls.get()},
                                    {"sleeps", s.sleeps.get()},
                                    {"punted", punted},
+                                   {"drops", drops},
                                    {"host_tx", s.host_tx.get()},
                                    {"gso_frames", s.gso_frames.get()},
                                    {"gso_segments", s.gso_segments.get()},
@@ -154,9 +165,6 @@ class NodeModule final : public Module {
                                    {"busy_loops", s.busy_loops.get()},
                                    {"busy_cycles", s.busy_cycles.get()},
                                    {"stages", stages}});
-            for (size_t r = 0; r < dp::kDropReasonCount; r++) {
-                total[r] += s.drops[r].get();
-            }
             icmp += s.icmp_errors_sent.get();
         }
         json drops = json::object();

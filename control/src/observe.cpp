@@ -507,6 +507,22 @@ FWD_ON_LOAD(register_config_section<MetricsConfig>("metrics", {"enabled", "host"
 FWD_ON_LOAD(register_config_section<HealthConfig>("health", {"enabled", "host", "port"},
                                                   parse_listen<HealthConfig>));
 
+// Every reason for every worker (a series exists before its first drop):
+// the stats op lists each worker's non-zero reasons and the totals of all.
+void add_drops(Families &f, const json &stats) {
+    const json &all = member(stats, "drops");
+    for (const json &w : member(stats, "workers")) {
+        const json &mine = member(w, "drops");
+        const std::string worker = text_of(w, "worker");
+        for (const auto &[reason, n] : all.items()) {
+            const auto it = mine.find(reason);
+            f.add("dpdk_fwd_drops_total", "Packets the dataplane dropped, by worker and reason", kC,
+                  {{"worker", worker}, {"reason", reason}},
+                  it != mine.end() ? it->get<double>() : 0.0);
+        }
+    }
+}
+
 std::vector<MetricFamily> metric_families(const json &snapshot) {
     Families f;
     if (auto v = snapshot.find("version"); v != snapshot.end()) {
@@ -516,10 +532,7 @@ std::vector<MetricFamily> metric_families(const json &snapshot) {
     if (auto s = snapshot.find("stats"); s != snapshot.end() && s->is_object()) {
         add_ports(f, member(*s, "ports"));
         add_workers(f, *s);
-        for (const auto &[reason, n] : member(*s, "drops").items()) {
-            f.add("dpdk_fwd_drops_total", "Packets the dataplane dropped, by reason", kC,
-                  {{"reason", reason}}, n.get<double>());
-        }
+        add_drops(f, *s);
         add_fields(f, *s, {},
                    {{"icmp_errors_sent", "dpdk_fwd_icmp_errors_sent_total", kC,
                      "ICMP and ICMPv6 errors the dataplane sent"}});

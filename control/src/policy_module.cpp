@@ -53,6 +53,7 @@
 #include "fwd/control/conntrack_module.hpp"
 #include "fwd/control/endpoints.hpp"
 #include "fwd/control/ipam_module.hpp"
+#include "fwd/control/log.hpp"
 // acl.hpp before dp/policy.hpp: inside fwd::dp it names fwd::policy as policy::, which
 // fwd::dp::policy hides once declared.
 #include "fwd/dp/acl.hpp"
@@ -497,9 +498,7 @@ class PolicyModule final : public Module {
         std::lock_guard g(mu_);
         build_errors_++;
         if (why != last_error_) {
-            std::fprintf(stderr,
-                         "dpdk-fwd: policy: build failed, the last good rule set stays: %s\n",
-                         why.c_str());
+            log::error("policy: build failed, the last good rule set stays: {}", why);
         }
         last_error_ = why;
         failed_seq_ = seq;
@@ -687,7 +686,7 @@ class PolicyModule final : public Module {
         } else {
             line["rule_ref"] = r.rule;
         }
-        std::fprintf(stderr, "dpdk-fwd: policy log %s\n", line.dump().c_str());
+        log::info("policy log {}", line.dump());
         std::lock_guard g(mu_);
         log_lines_++;
     }

@@ -51,12 +51,17 @@ json snapshot() {
              {"idle_polls", 7},
              {"sleeps", 2},
              {"punted", {{"host", 1}, {"neighbor", 0}}},
+             {"drops", {{"no_route", 2}}},
              {"host_tx", 0},
              {"rx_queues", 1},
              {"busy_loops", 3},
              {"busy_cycles", 3000},
              {"stages", {{"rx", {{"calls", 3}, {"packets", 5}, {"cycles", 1000}}}}}},
-            {{"worker", 1}, {"core", 2}, {"rx_packets", 1}, {"tx_packets", 1}}}},
+            {{"worker", 1},
+             {"core", 2},
+             {"rx_packets", 1},
+             {"tx_packets", 1},
+             {"drops", {{"no_route", 1}}}}}},
           {"drops", {{"no_route", 3}, {"ttl_exceeded", 0}}},
           {"icmp_errors_sent", 2},
           {"control",
@@ -135,8 +140,11 @@ TEST(Metrics, NamesLabelsAndValues) {
         {R"(dpdk_fwd_worker_busy_seconds_total{worker="0",core="1"})", 3},
         {R"(dpdk_fwd_stage_seconds_total{worker="0",core="1",stage="rx"})", 1},
         {R"(dpdk_fwd_stage_packets_total{worker="0",core="1",stage="rx"})", 5},
-        {R"(dpdk_fwd_drops_total{reason="no_route"})", 3},
-        {R"(dpdk_fwd_drops_total{reason="ttl_exceeded"})", 0},  // every reason, also 0
+        // per worker, every reason, also 0
+        {R"(dpdk_fwd_drops_total{worker="0",reason="no_route"})", 2},
+        {R"(dpdk_fwd_drops_total{worker="1",reason="no_route"})", 1},
+        {R"(dpdk_fwd_drops_total{worker="0",reason="ttl_exceeded"})", 0},
+        {R"(dpdk_fwd_drops_total{worker="1",reason="ttl_exceeded"})", 0},
         {R"(dpdk_fwd_icmp_errors_sent_total)", 2},
         {R"(dpdk_fwd_neighbor_frames_total)", 4},
         {R"(dpdk_fwd_control_value{key="something_new"})", 9},
@@ -219,9 +227,13 @@ TEST(Metrics, EmptySnapshotHasNoFamilies) {
 }
 
 TEST(Metrics, LabelValuesAreEscaped) {
-    json snap{{"stats", {{"drops", {{"odd \"reason\"\\", 1}}}}}};
+    const json odd{{"odd \"reason\"\\", 1}};
+    json snap;
+    snap["stats"]["drops"] = odd;
+    snap["stats"]["workers"] = json::array({json{{"worker", 0}, {"drops", odd}}});
     const std::string page = text(snap);
-    EXPECT_NE(page.find(R"(dpdk_fwd_drops_total{reason="odd \"reason\"\\"} 1)"), std::string::npos)
+    EXPECT_NE(page.find(R"(dpdk_fwd_drops_total{worker="0",reason="odd \"reason\"\\"} 1)"),
+              std::string::npos)
         << page;
 }
 

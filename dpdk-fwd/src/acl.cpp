@@ -186,6 +186,7 @@ std::unique_ptr<PolicyRules> PolicyRules::build(const policy::Compiled &c, int s
     for (const auto &cl : c.classes) {
         r->ingress_set_.push_back(cl.ingress_set);
         r->egress_set_.push_back(cl.egress_set);
+        r->any_ = r->any_ || cl.ingress_set != 0 || cl.egress_set != 0;
     }
     for (const auto &ref : c.refs) {
         r->actions_.push_back(ref.action);

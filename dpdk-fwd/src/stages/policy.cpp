@@ -572,7 +572,9 @@ template <bool kV6>
 void policy_output(Worker &w, Burst &b) {
     PolicyWorker *pw = worker_of(w);
     const PolicyState *st = pw != nullptr ? pw->tables->state() : nullptr;
-    if (st == nullptr || st->rules == nullptr) {
+    // No class with policy: nothing is checked or tracked (a NAT flow's stamp is only a cache
+    // of a verdict, and the next rule set's generation makes it stale anyway).
+    if (st == nullptr || st->rules == nullptr || !st->rules->any()) {
         return;
     }
     const Ctx c{w, *pw, *st, pw->tables->ct, static_cast<uint16_t>(st->generation), rte_rdtsc()};

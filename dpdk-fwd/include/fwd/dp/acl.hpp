@@ -77,6 +77,9 @@ class PolicyRules {
     bool applies(policy::ClassId c, policy::Direction d) const noexcept {
         return set_of(c, d) != 0;
     }
+    // Whether any class has policy in either direction: a node whose pods no policy selects
+    // still has a rule set (its classes), and its packets need no policy work at all.
+    bool any() const noexcept { return any_; }
     size_t classes() const noexcept { return ingress_set_.size(); }
     // 1 + the highest rule ref: size of a per-rule counter array.
     size_t refs() const noexcept { return actions_.size(); }
@@ -105,6 +108,7 @@ class PolicyRules {
     std::array<std::array<rte_acl_ctx *, 2>, 2> ctx_{};
     std::vector<uint16_t> ingress_set_, egress_set_;  // per class
     std::vector<policy::Action> actions_;             // per rule ref
+    bool any_ = false;
     std::array<std::array<size_t, 2>, 2> rule_count_{};
     size_t memory_bytes_ = 0;
     double build_seconds_ = 0;

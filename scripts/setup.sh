@@ -16,6 +16,8 @@ PACKAGES=(
   # the lab ToR's counters (scripts/lab.py)
   nftables
   python3 python3-pytest python3-scapy
+  # the Kubernetes manifests' test (tests/system/test_k8s_manifests.py) parses them
+  python3-yaml
   bird2
   libcurl4-openssl-dev etcd-server etcd-client
   libyaml-cpp-dev

@@ -524,6 +524,10 @@ Object decode_object(const json &obj, Decoder &d) {
     if (kind == "BGPPeer") {
         return decode_peer(obj, d);
     }
+    if (felix::is_felix_kind(kind)) {
+        const std::string name = decode_calico_head(obj, d);
+        return felix::decode_spec(name, obj.contains("spec") ? obj["spec"] : json(), d);
+    }
     return decode_secret(obj, d);
 }
 
@@ -542,16 +546,18 @@ json stored_form(json j) {
 }  // namespace
 
 bool is_bgp_kind(std::string_view kind) {
-    return kind == "BGPConfiguration" || kind == "BGPPeer" || kind == "Secret";
+    return kind == "BGPConfiguration" || kind == "BGPPeer" || kind == "Secret" ||
+           felix::is_felix_kind(kind);
 }
 
 std::string kind_of(const Object &o) {
     return std::visit(
         [](const auto &x) -> std::string {
             using T = std::decay_t<decltype(x)>;
-            return std::is_same_v<T, BgpConfiguration> ? "BGPConfiguration"
-                   : std::is_same_v<T, BgpPeer>        ? "BGPPeer"
-                                                       : "Secret";
+            return std::is_same_v<T, BgpConfiguration>            ? "BGPConfiguration"
+                   : std::is_same_v<T, BgpPeer>                   ? "BGPPeer"
+                   : std::is_same_v<T, felix::FelixConfiguration> ? "FelixConfiguration"
+                                                                  : "Secret";
         },
         o);
 }
@@ -570,7 +576,7 @@ std::vector<Decoded> decode_bgp_resources(const std::vector<ipam::RawResource> &
         std::vector<svc::Warning> warnings;
     };
     auto decoded = decode_each<R>(
-        raw, is_bgp_kind, "BGPConfiguration, BGPPeer, Secret",
+        raw, is_bgp_kind, "BGPConfiguration, BGPPeer, Secret, FelixConfiguration",
         [](const json &obj, Decoder &d) { return decode_object(obj, d); },
         [](const R &r) {
             const std::string what = kind_of(r.value) + " '" + name_of(r.value) + "'";
@@ -608,6 +614,9 @@ std::string BgpRegistry::key_of(const Object &o) const {
     }
     if (const auto *c = std::get_if<BgpConfiguration>(&o)) {
         return prefix_ + "bgpconfigurations/" + c->name;
+    }
+    if (const auto *f = std::get_if<felix::FelixConfiguration>(&o)) {
+        return prefix_ + "felixconfigurations/" + f->name;
     }
     return prefix_ + "bgppeers/" + std::get<BgpPeer>(o).name;
 }
@@ -664,6 +673,8 @@ BgpRegistry::Listing BgpRegistry::list() {
                 out.configs.push_back(std::move(*c));
             } else if (auto *pe = std::get_if<BgpPeer>(&o)) {
                 out.peers.push_back(std::move(*pe));
+            } else if (auto *f = std::get_if<felix::FelixConfiguration>(&o)) {
+                out.felix.push_back(std::move(*f));
             } else {
                 auto &s = std::get<Secret>(o);
                 out.secrets[s.ns + "/" + s.name] = std::move(s);

@@ -171,8 +171,8 @@ void add_bgp_commands(CLI::App &app, Command &command) {
 
 }  // namespace
 
-FWD_ON_LOAD(register_file_kinds({"BGP", "BGPConfiguration, BGPPeer, Secret", 40, bgp::is_bgp_kind,
-                                 stage_bgp}));
+FWD_ON_LOAD(register_file_kinds({"BGP", "BGPConfiguration, BGPPeer, Secret, FelixConfiguration", 40,
+                                 bgp::is_bgp_kind, stage_bgp}));
 FWD_ON_LOAD(register_group("bgp", 58, add_bgp_commands));
 
 }  // namespace fwd::control::fwdctl

@@ -1,4 +1,5 @@
-// fwdctl node: this node (node.get: addresses, MTU, uplink, host tap, IPAM, overlay, neighbors).
+// fwdctl node: this node (node.get: addresses, MTU, uplink, host tap, IPAM, overlay,
+// FelixConfiguration, neighbors).
 // fwdctl node list: the cluster's nodes as this node last read them from the store (the node.list
 // op, control/src/overlay.cpp): addresses, VTEP MACs, tunnel addresses, and how this node reaches
 // each one's blocks (vxlan, ipip, native) with the number of routes.
@@ -77,6 +78,23 @@ void print_node(const json &r, std::ostream &out) {
         out << "vni " << cell(ov, "vni") << "  vtep " << cell(ov, "vtep_mac4") << " / "
             << cell(ov, "vtep_mac6") << "  tunnels " << cell(ov, "tunnels") << "  routes "
             << cell(ov, "routes");
+    } else {
+        out << "-";
+    }
+    out << '\n';
+    // FelixConfiguration (felix_module.cpp): the settings the cluster's resources give this node
+    const json &fx = r.contains("felix") ? r["felix"] : json();
+    out << "felix     ";
+    if (fx.is_object()) {
+        std::string names;
+        for (const auto &n : array_field(fx, "resources")) {
+            names += (names.empty() ? "" : ", ") + n.get<std::string>();
+        }
+        out << (names.empty() ? "no FelixConfiguration" : names) << "  "
+            << (fx.contains("settings") ? fx["settings"].dump() : "{}");
+        for (const auto &p : array_field(fx, "problems")) {
+            out << "\n  problem: " << p.get<std::string>();
+        }
     } else {
         out << "-";
     }

@@ -74,33 +74,33 @@ class HealthModule final : public Module {
         : ctx_(ctx),
           ports_(ctx.need<PortsModule>()),
           ipam_(ctx.need<IpamModule>()),
-          cfg_(ctx.cfg().section<HealthConfig>("health")),
           live_([this] { return liveness(); }),
-          ready_([this] { return readiness(); }) {
+          ready_([this] { return readiness(); }),
+          listener_(
+              "health", ctx.cfg().section<HealthConfig>("health"),
+              [this](const std::string &where) {
+                  server_ = std::make_unique<CivetServer>(
+                      std::vector<std::string>{"listening_ports", where, "num_threads", "2"});
+                  server_->addHandler("/liveness", live_);
+                  server_->addHandler("/readiness", ready_);
+                  log::info("health: /liveness and /readiness on {}", where);
+              },
+              [this] { server_.reset(); }) {
         ctx.add_op({.name = "health",
                     .args = {},
                     .fn = [this](const json &) { return report(); },
                     .thread = OpDef::Thread::kApi});
+        // FelixConfiguration's health* (felix_module.cpp), on the caller's thread.
+        ctx.add_op({.name = "health.listen",
+                    .args = {"enabled", "host", "port"},
+                    .fn = [this](const json &a) { return listener_.relisten(listen_of(a)); },
+                    .thread = OpDef::Thread::kApi,
+                    .internal = true});
     }
 
-    void online() override {
-        if (!cfg_.enabled) {
-            return;
-        }
-        const std::string where = listening_ports(cfg_);
-        try {
-            server_ = std::make_unique<CivetServer>(
-                std::vector<std::string>{"listening_ports", where, "num_threads", "2"});
-        } catch (const std::exception &e) {
-            throw std::runtime_error("health: cannot listen on " + where + ": " + e.what());
-        }
-        server_->addHandler("/liveness", live_);
-        server_->addHandler("/readiness", ready_);
-        log::info("health: /liveness and /readiness on {}", where);
-    }
-
-    void offline() override { server_.reset(); }
-    void stop() override { server_.reset(); }
+    void online() override { listener_.online(); }
+    void offline() override { listener_.offline(); }
+    void stop() override { listener_.offline(); }
 
     // Control thread, every loop pass.
     bool poll() override {
@@ -114,7 +114,8 @@ class HealthModule final : public Module {
     }
 
     void describe_node(json &out) const override {
-        out["health"] = cfg_.enabled ? json{{"listen", listening_ports(cfg_)}} : json();
+        const ListenConfig c = listener_.config();
+        out["health"] = c.enabled ? json{{"listen", listening_ports(c)}} : json();
     }
 
   private:
@@ -183,20 +184,25 @@ class HealthModule final : public Module {
                     {"ready", ready},
                     {"liveness", l["reasons"]},
                     {"readiness", r["reasons"]},
-                    {"listen", cfg_.enabled ? json(listening_ports(cfg_)) : json()}};
+                    {"listen", listen_now()}};
+    }
+
+    json listen_now() const {
+        const ListenConfig c = listener_.config();
+        return c.enabled ? json(listening_ports(c)) : json();
     }
 
     ControlContext &ctx_;
     PortsModule &ports_;
     IpamModule &ipam_;
-    const HealthConfig cfg_;
     // [C] writes, [any] reads
     std::atomic<uint64_t> control_ms_{0};
     std::atomic<uint32_t> not_ready_{kNotStarted};
     uint64_t checked_ms_ = 0;  // [C]
     Probe live_;
     Probe ready_;
-    std::unique_ptr<CivetServer> server_;  // main thread
+    std::unique_ptr<CivetServer> server_;  // the listener's (under its lock)
+    Listener listener_;
 };
 
 }  // namespace

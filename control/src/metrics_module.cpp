@@ -12,7 +12,8 @@
 // `fwdctl stats` and `fwdctl tables` cost.
 //
 // The listener runs while the control thread does (online() to offline()),
-// so a scrape always has a control thread to answer it.
+// so a scrape always has a control thread to answer it. FelixConfiguration
+// moves it (metrics.listen, from the IPAM sync's thread).
 #include <rte_version.h>
 
 #include <memory>
@@ -65,34 +66,37 @@ class MetricsModule final : public Module {
     static constexpr const char *kName = "metrics";
 
     explicit MetricsModule(ControlContext &ctx)
-        : ctx_(ctx), cfg_(ctx.cfg().section<MetricsConfig>("metrics")) {
+        : ctx_(ctx),
+          listener_(
+              "metrics", ctx.cfg().section<MetricsConfig>("metrics"),
+              [this](const std::string &where) {
+                  exposer_ = std::make_unique<prometheus::Exposer>(where, 2);
+                  scrape_ = std::make_shared<Scrape>(ctx_);
+                  exposer_->RegisterCollectable(scrape_, "/metrics");
+                  log::info("metrics: /metrics on {}", where);
+              },
+              [this] { exposer_.reset(); }) {
         ctx.add_op({.name = "metrics.snapshot",
                     .args = {},
                     .fn = [this](const json &) { return snapshot(); },
                     .internal = true});
+        // FelixConfiguration's prometheusMetrics* (felix_module.cpp), on the caller's thread
+        // (Listener says why).
+        ctx.add_op({.name = "metrics.listen",
+                    .args = {"enabled", "host", "port"},
+                    .fn = [this](const json &a) { return listener_.relisten(listen_of(a)); },
+                    .thread = OpDef::Thread::kApi,
+                    .internal = true});
     }
 
-    void online() override {
-        if (!cfg_.enabled) {
-            return;
-        }
-        const std::string where = listening_ports(cfg_);
-        try {
-            exposer_ = std::make_unique<prometheus::Exposer>(where, 2);
-        } catch (const std::exception &e) {
-            throw std::runtime_error("metrics: cannot listen on " + where + ": " + e.what());
-        }
-        scrape_ = std::make_shared<Scrape>(ctx_);
-        exposer_->RegisterCollectable(scrape_, "/metrics");
-        log::info("metrics: /metrics on {}", where);
-    }
-
+    void online() override { listener_.online(); }
     // Joins the exposer's threads; a scrape in progress still gets its answer.
-    void offline() override { exposer_.reset(); }
-    void stop() override { exposer_.reset(); }
+    void offline() override { listener_.offline(); }
+    void stop() override { listener_.offline(); }
 
     void describe_node(json &out) const override {
-        out["metrics"] = cfg_.enabled ? json{{"listen", listening_ports(cfg_)}} : json();
+        const ListenConfig c = listener_.config();
+        out["metrics"] = c.enabled ? json{{"listen", listening_ports(c)}} : json();
     }
 
   private:
@@ -117,9 +121,9 @@ class MetricsModule final : public Module {
     }
 
     ControlContext &ctx_;
-    const MetricsConfig cfg_;
-    std::unique_ptr<prometheus::Exposer> exposer_;  // main thread
+    std::unique_ptr<prometheus::Exposer> exposer_;  // the listener's (under its lock)
     std::shared_ptr<Scrape> scrape_;
+    Listener listener_;
 };
 
 }  // namespace

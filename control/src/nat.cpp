@@ -80,12 +80,19 @@ class NatModule final : public Module {
         : ctx_(ctx),
           ipam_(ctx.need<IpamModule>()),
           conntrack_(ctx.need<ConntrackModule>()),
-          ports_(ctx.cfg().section<NatSectionConfig>("nat").ports),
+          file_ports_(ctx.cfg().section<NatSectionConfig>("nat").ports),
+          ports_(file_ports_),
           affinity_capacity_(ctx.cfg().section<NatSectionConfig>("nat").affinity_capacity),
           workers_(std::make_unique<nat::NatWorker[]>(std::max<size_t>(ctx.workers().size(), 1))) {
         ctx.add_op({.name = "nat.apply",
                     .args = {"pools", "revision"},
                     .fn = [this](const json &a) { return apply(a); },
+                    .internal = true});
+        // FelixConfiguration's natPortRange (felix_module.cpp): {"lo", "hi"}, or null for the
+        // config file's.
+        ctx.add_op({.name = "nat.ports",
+                    .args = {"lo", "hi"},
+                    .fn = [this](const json &a) { return set_ports(a); },
                     .internal = true});
     }
 
@@ -168,6 +175,24 @@ class NatModule final : public Module {
     }
 
     // [control thread]
+    json set_ports(const json &a) {
+        nat::PortRange r = file_ports_;
+        if (a.contains("lo") && !a["lo"].is_null()) {
+            const auto lo = a.at("lo").get<uint32_t>(), hi = a.at("hi").get<uint32_t>();
+            if (lo < 1 || lo > hi || hi > 65535) {
+                bad("nat.ports: bad range " + a.dump());
+            }
+            r = {static_cast<uint16_t>(lo), static_cast<uint16_t>(hi)};
+        }
+        if (r.lo != ports_.lo || r.hi != ports_.hi) {
+            ports_ = r;
+            if (applies_ > 0) {  // the pools are known: publish them with the new range
+                apply(json{{"pools", pools_}, {"revision", revision_}});
+            }
+        }
+        return json{{"port_range", ports_.lo == 0 ? json() : json(range_str())}};
+    }
+
     json apply(const json &a) {
         auto cfg = std::make_unique<nat::NatConfig>();
         cfg->ports = ports_;
@@ -198,7 +223,8 @@ class NatModule final : public Module {
     ControlContext &ctx_;
     IpamModule &ipam_;
     ConntrackModule &conntrack_;
-    const nat::PortRange ports_;
+    const nat::PortRange file_ports_;  // the config file's
+    nat::PortRange ports_;  // [control thread] in use: FelixConfiguration's or the file's
     const uint32_t affinity_capacity_;
     std::unique_ptr<dp::svc::AffinityTable> affinity_;  // [C] made in start()
     nat::NatTables tables_;

@@ -7,6 +7,7 @@
 #include <limits>
 #include <map>
 #include <span>
+#include <stdexcept>
 #include <string_view>
 #include <utility>
 
@@ -32,6 +33,84 @@ std::string listening_ports(const ListenConfig &c) {
         return "[" + c.host + "]:" + port;
     }
     return c.host + ":" + port;
+}
+
+ListenConfig listen_of(const json &j) {
+    ListenConfig c;
+    auto field = [&j](const char *k) -> const json & {
+        auto it = j.find(k);
+        if (it == j.end()) {
+            throw std::invalid_argument(std::string("missing field '") + k + "'");
+        }
+        return *it;
+    };
+    const json &enabled = field("enabled");
+    const json &host = field("host");
+    const json &port = field("port");
+    if (!enabled.is_boolean()) {
+        throw std::invalid_argument("field 'enabled' must be true or false");
+    }
+    if (!host.is_string() || (!host.get<std::string>().empty() && host != "localhost" &&
+                              !net::IpAddr::parse(host.get<std::string>()))) {
+        throw std::invalid_argument(
+            "field 'host' must be \"\", \"localhost\" or an IP address, got " + host.dump());
+    }
+    if (!port.is_number_unsigned() || port.get<uint64_t>() < 1 || port.get<uint64_t>() > 65535) {
+        throw std::invalid_argument("field 'port' must be 1 to 65535, got " + port.dump());
+    }
+    c.enabled = enabled.get<bool>();
+    c.host = host.get<std::string>();
+    c.port = port.get<uint16_t>();
+    return c;
+}
+
+json to_json(const ListenConfig &c) {
+    return json{{"enabled", c.enabled}, {"host", c.host}, {"port", c.port}};
+}
+
+void Listener::online() {
+    std::lock_guard g(mu_);
+    online_ = true;
+    listen();
+}
+
+void Listener::offline() {
+    std::lock_guard g(mu_);
+    online_ = false;
+    stop_();
+}
+
+json Listener::relisten(const ListenConfig &c) {
+    std::lock_guard g(mu_);
+    bool changed;
+    {
+        std::lock_guard cg(cfg_mu_);
+        changed = c.enabled != cfg_.enabled || c.host != cfg_.host || c.port != cfg_.port;
+        cfg_ = c;
+    }
+    if (changed && online_) {
+        listen();
+    }
+    return json{{"listen", cfg_.enabled ? json(listening_ports(cfg_)) : json()},
+                {"changed", changed}};
+}
+
+ListenConfig Listener::config() const {
+    std::lock_guard g(cfg_mu_);
+    return cfg_;
+}
+
+void Listener::listen() {
+    stop_();
+    if (!cfg_.enabled) {
+        return;
+    }
+    const std::string where = listening_ports(cfg_);
+    try {
+        start_(where);
+    } catch (const std::exception &e) {
+        throw std::runtime_error(what_ + ": cannot listen on " + where + ": " + e.what());
+    }
 }
 
 void LatencyHistogram::observe(uint64_t ns) {

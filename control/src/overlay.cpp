@@ -84,6 +84,12 @@ class OverlayModule final : public Module {
              .internal = true});
         ctx.add_op(
             {.name = "node.list", .args = {}, .fn = [this](const json &) { return node_list(); }});
+        // FelixConfiguration's vxlanVNI / vxlanMTU / vxlanMTUV6 (felix_module.cpp); null: the
+        // config file's VNI, the uplink's MTU less the overhead.
+        ctx.add_op({.name = "overlay.vxlan",
+                    .args = {"vni", "mtu", "mtu6"},
+                    .fn = [this](const json &a) { return set_vxlan(a); },
+                    .internal = true});
     }
 
     ~OverlayModule() override {
@@ -127,11 +133,18 @@ class OverlayModule final : public Module {
     }
 
     void describe_node(json &out) const override {
-        json j{{"enabled", self_.has_value()},  {"vni", ocfg_.vni},
-               {"revision", applied_revision_}, {"routes", route_count_},
-               {"tunnels", tunnels_.size()},    {"applies", applies_},
-               {"apply_errors", apply_errors_}, {"last_apply_ms", last_apply_ms_},
-               {"problems", problems_},         {"refused", refused_}};
+        json j{{"enabled", self_.has_value()},
+               {"vni", vni_},
+               {"vxlan_mtu", mtu4_ ? json(*mtu4_) : json()},
+               {"vxlan_mtu_v6", mtu6_ ? json(*mtu6_) : json()},
+               {"revision", applied_revision_},
+               {"routes", route_count_},
+               {"tunnels", tunnels_.size()},
+               {"applies", applies_},
+               {"apply_errors", apply_errors_},
+               {"last_apply_ms", last_apply_ms_},
+               {"problems", problems_},
+               {"refused", refused_}};
         if (self_) {
             j["vtep_mac4"] = self_->vtep_mac4 ? json(self_->vtep_mac4->str()) : json();
             j["vtep_mac6"] = self_->vtep_mac6 ? json(self_->vtep_mac6->str()) : json();
@@ -156,6 +169,7 @@ class OverlayModule final : public Module {
         ipam::OverlayRoute::Via via;
         net::IpAddr dst;
         net::MacAddr dst_mac;
+        uint32_t settings = 0;  // settings_ when made: a VNI or MTU change remakes it
         auto operator<=>(const TunnelKey &) const = default;
     };
     struct TunnelState {
@@ -262,7 +276,30 @@ class OverlayModule final : public Module {
 
     // --- the control thread ---
 
+    json set_vxlan(const json &a) {
+        auto opt = [&a](const char *k) -> std::optional<uint16_t> {
+            return a.contains(k) && !a[k].is_null() ? std::optional(a[k].get<uint16_t>())
+                                                    : std::nullopt;
+        };
+        const uint32_t vni =
+            a.contains("vni") && !a["vni"].is_null() ? a["vni"].get<uint32_t>() : ocfg_.vni;
+        if (vni < 1 || vni >= (1u << 24)) {
+            bad("overlay.vxlan: bad VNI " + std::to_string(vni));
+        }
+        if (vni != vni_ || opt("mtu") != mtu4_ || opt("mtu6") != mtu6_) {
+            vni_ = vni;
+            mtu4_ = opt("mtu");
+            mtu6_ = opt("mtu6");
+            settings_++;
+            if (!last_args_.is_null()) {  // every tunnel made again with them, the old retired
+                apply(json(last_args_));
+            }
+        }
+        return json{{"vni", vni_}};
+    }
+
     json apply(const json &a) {
+        last_args_ = a;
         const auto &up = ports_.uplink();
         if (!up) {
             throw ApiError("unavailable", "the overlay needs an uplink");
@@ -344,7 +381,7 @@ class OverlayModule final : public Module {
         if (via == ipam::OverlayRoute::Via::kVxlan) {
             dst_mac = it->second.vtep_mac(dst.family());
         }
-        TunnelKey key{node, via, dst, dst_mac};
+        TunnelKey key{node, via, dst, dst_mac, settings_};
         auto found = tunnels_.find(key);
         if (found == tunnels_.end()) {
             found = tunnels_.emplace(key, make_tunnel(key, v6, up)).first;
@@ -378,7 +415,7 @@ class OverlayModule final : public Module {
             t.inner_src_mac = mine->bytes();
             t.inner_dst_mac = key.dst_mac.bytes();
         }
-        t.vni = ocfg_.vni;
+        t.vni = vni_;
         TunnelState s;
         s.underlay = underlay_for(key.dst);
         t.underlay_nh = neighbors_.via_ref(s.underlay);
@@ -395,6 +432,9 @@ class OverlayModule final : public Module {
                                   : v6   ? ov::kVxlanOverhead6
                                          : ov::kVxlanOverhead4;
         nh.mtu = static_cast<uint16_t>(up.mtu - overhead);
+        if (const auto &want = v6 ? mtu6_ : mtu4_; vxlan && want && *want < nh.mtu) {
+            nh.mtu = *want;  // larger than the uplink allows: the uplink's
+        }
         nh.group = s.index;
         s.nh = ctx_.tables().nh_alloc(nh);
         if (s.nh == dp::kNhInvalid) {
@@ -455,7 +495,7 @@ class OverlayModule final : public Module {
 
     void swap_decap(const json &a, const std::map<std::string, ipam::NodeRecord> &nodes) {
         auto d = std::make_unique<ov::DecapConfig>();
-        d->vni = ocfg_.vni;
+        d->vni = vni_;
         const NodeConfig &cfg = ctx_.cfg();
         for (const auto &p : a.at("pools")) {
             auto c = ipam::Cidr::parse(p.at("cidr").get<std::string>());
@@ -529,6 +569,12 @@ class OverlayModule final : public Module {
     RoutesModule &routes_;
     IpamModule &ipam_;
     const OverlayConfig ocfg_;
+    // [control thread] the VXLAN settings in use (overlay.vxlan), and the last overlay.apply's
+    // arguments to apply them again with.
+    uint32_t vni_ = ocfg_.vni;
+    std::optional<uint16_t> mtu4_, mtu6_;
+    uint32_t settings_ = 0;
+    json last_args_;
     ov::OverlayTables tables_;
     // Set in start() (main thread, before the sync runs), read-only after.
     std::optional<ipam::NodeRecord> self_;

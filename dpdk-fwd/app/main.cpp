@@ -18,6 +18,7 @@
 #include "fwd/control/config.hpp"
 #include "fwd/control/controller.hpp"
 #include "fwd/control/log.hpp"
+#include "fwd/control/telemetry.hpp"
 #include "fwd/dp/eal.hpp"
 #include "fwd/dp/meta.hpp"
 #include "fwd/dp/tables.hpp"
@@ -69,7 +70,9 @@ std::vector<std::string> eal_args(const NodeConfig &c) {
         a.push_back("-a");
         a.push_back(c.uplink->devargs);
     }
-    a.push_back("--no-telemetry");
+    if (!c.section<fwd::control::telemetry::TelemetryConfig>("telemetry").enabled) {
+        a.push_back("--no-telemetry");
+    }
     // rte_fib6 picks its AVX-512 lookup only when EAL allows 512-bit vectors
     // (the default cap is 256); it still checks the CPU flags itself. EAL
     // takes the option once: eal.extra_args may set another width (the perf

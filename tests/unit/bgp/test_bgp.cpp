@@ -13,6 +13,7 @@
 #include "fwd/ipam/document.hpp"
 #include "fwd/ipam/mem_store.hpp"
 #include "fwd/ipam/node.hpp"
+#include "resources.hpp"
 #include "temp_dir.hpp"
 
 namespace fwd::bgp {
@@ -20,26 +21,9 @@ namespace {
 
 using ipam::NodeRecord;
 
-std::string read(const std::string &path) {
-    std::ifstream in(path);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-std::vector<Decoded> decode(const std::string &text, const std::string &source = "t.yaml") {
-    return decode_bgp_resources(ipam::split_resources(text, source));
-}
-
-// The error of decoding text ("" when it decodes).
-std::string refusal(const std::string &text) {
-    try {
-        decode(text);
-    } catch (const std::exception &e) {
-        return e.what();
-    }
-    return "";
-}
+using test_util::decode;
+using test_util::read;
+using test_util::refusal;
 
 NodeRecord node(const std::string &name, const std::string &v4, const std::string &v6,
                 std::map<std::string, std::string> labels = {}, std::string rr = "") {

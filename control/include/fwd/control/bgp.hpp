@@ -8,6 +8,7 @@
 //   bgpconfigurations/<name>   "default" (cluster-wide) or "node.<node>" (one node's)
 //   bgppeers/<name>
 //   secrets/<namespace>/<name> only secrets a BGPPeer or the mesh names are read by nodes
+//   felixconfigurations/<name> "default" or "node.<node>" (felix.hpp)
 // A file is written in one transaction over every key it touches, each compared with the
 // revision it was planned against (a file is applied whole or not at all).
 //
@@ -23,6 +24,7 @@
 #include <variant>
 #include <vector>
 
+#include "fwd/control/felix.hpp"
 #include "fwd/ipam/model.hpp"
 #include "fwd/ipam/node.hpp"
 #include "fwd/ipam/resource.hpp"
@@ -99,7 +101,8 @@ struct Secret {
     std::map<std::string, std::string> data;
 };
 
-using Object = std::variant<BgpConfiguration, BgpPeer, Secret>;
+// FelixConfiguration (felix.hpp) shares the registry: Calico's cluster configuration kinds.
+using Object = std::variant<BgpConfiguration, BgpPeer, Secret, felix::FelixConfiguration>;
 
 struct Decoded {
     Object value;
@@ -108,7 +111,8 @@ struct Decoded {
     nlohmann::json json;  // the document as stored (server-set metadata dropped)
 };
 
-// BGPConfiguration, BGPPeer, Secret (and their List kinds are split by the file reader).
+// BGPConfiguration, BGPPeer, Secret, FelixConfiguration (their List kinds are split by the file
+// reader).
 bool is_bgp_kind(std::string_view kind);
 
 // Decodes and validates every resource as calicoctl / the API server would, in their words;
@@ -145,7 +149,8 @@ class BgpRegistry {
     struct Listing {
         std::vector<BgpConfiguration> configs;
         std::vector<BgpPeer> peers;
-        std::map<std::string, Secret> secrets;                     // "ns/name"
+        std::map<std::string, Secret> secrets;  // "ns/name"
+        std::vector<felix::FelixConfiguration> felix;
         std::vector<std::pair<std::string, std::string>> refused;  // (key, why)
         int64_t revision = 0;
     };

@@ -17,6 +17,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -35,6 +37,48 @@ struct MetricsConfig : ListenConfig {
 };
 struct HealthConfig : ListenConfig {
     HealthConfig() : ListenConfig{false, "localhost", 9099} {}
+};
+
+// {"enabled": bool, "host": "...", "port": n}, the metrics.listen and
+// health.listen ops' arguments (FelixConfiguration moves the listeners),
+// checked as the config's sections are; throws std::invalid_argument naming
+// the field.
+ListenConfig listen_of(const nlohmann::json &j);
+nlohmann::json to_json(const ListenConfig &c);
+
+// A listener the config starts and FelixConfiguration moves (the metrics
+// and health modules' servers). start(listening_ports) makes the server and
+// throws when it cannot listen; stop() ends it. online() / offline() on the
+// main thread, relisten() from another (felix_module.cpp's follower, never
+// the control thread: stopping the metrics exposer waits for a scrape in
+// progress, which waits for the control thread); config() from any, never
+// waiting for a server to stop.
+class Listener {
+  public:
+    using Start = std::function<void(const std::string &where)>;
+    Listener(std::string what, ListenConfig c, Start start, std::function<void()> stop)
+        : what_(std::move(what)),
+          cfg_(std::move(c)),
+          start_(std::move(start)),
+          stop_(std::move(stop)) {}
+
+    void online();   // throws "<what>: cannot listen on <where>: <why>"
+    void offline();  // waits for the server's threads
+    // The server on c from now on (made again when it changed and online).
+    // {"listen": "<where>" or null, "changed": bool}; throws as online().
+    nlohmann::json relisten(const ListenConfig &c);
+    ListenConfig config() const;
+
+  private:
+    void listen();  // mu_ held
+
+    const std::string what_;
+    std::mutex mu_;              // online_ and the server (start_ / stop_)
+    mutable std::mutex cfg_mu_;  // cfg_ (written under mu_ too)
+    ListenConfig cfg_;
+    bool online_ = false;
+    Start start_;
+    std::function<void()> stop_;
 };
 
 // civetweb's listening_ports for host and port: "+9091" (every IPv4 and IPv6

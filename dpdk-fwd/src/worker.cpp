@@ -272,6 +272,11 @@ void Worker::send(uint16_t port) {
     send_now(port);
 }
 
+DropReason Worker::refused(uint16_t port) const {
+    return tables_.port(port).link_down.load(std::memory_order_relaxed) ? DropReason::kPortDown
+                                                                        : DropReason::kTxQueueFull;
+}
+
 void Worker::send_now(uint16_t port) {
     TxBuf &b = txb_[port];
     const PortState &ps = tables_.port(port);
@@ -292,8 +297,11 @@ void Worker::send_now(uint16_t port) {
     b.ol = 0;
     uint16_t sent = xmit(port, b.pkts, b.n);
     stats_.tx_packets.add(sent);
-    for (uint16_t i = sent; i < b.n; i++) {
-        drop(b.pkts[i], DropReason::kTxQueueFull);
+    if (unlikely(sent < b.n)) {
+        const DropReason why = refused(port);
+        for (uint16_t i = sent; i < b.n; i++) {
+            drop(b.pkts[i], why);
+        }
     }
     b.n = 0;
 }
@@ -319,8 +327,11 @@ void Worker::send_soft_offload(uint16_t port, rte_mbuf **pkts, uint16_t n) {
     auto flush = [&] {
         uint16_t sent = xmit(port, out, n_out);
         stats_.tx_packets.add(sent);
-        for (uint16_t i = sent; i < n_out; i++) {
-            drop(out[i], DropReason::kTxQueueFull);
+        if (unlikely(sent < n_out)) {
+            const DropReason why = refused(port);
+            for (uint16_t i = sent; i < n_out; i++) {
+                drop(out[i], why);
+            }
         }
         n_out = 0;
     };

@@ -374,6 +374,9 @@ class Worker {
     void send_now(uint16_t port);
     // rte_eth_tx_burst or the soft port's tx; returns the packets taken.
     uint16_t xmit(uint16_t port, rte_mbuf **pkts, uint16_t n);
+    // The reason for packets xmit did not take: port_down while the port's
+    // link is down, else tx_queue_full.
+    DropReason refused(uint16_t port) const;
     // The burst with the offloads the port lacks done here (offload.hpp):
     // TCP frames segmented, L4 checksums filled. Takes every packet.
     void send_soft_offload(uint16_t port, rte_mbuf **pkts, uint16_t n);

@@ -17,6 +17,21 @@ FWD_ON_LOAD(register_module<NeighborsModule>({PortsModule::kName}));
 namespace {
 constexpr size_t kMaxFrame = 9216 + 18;
 constexpr unsigned kHostBudget = 64;  // frames from the kernel per pass
+// Places of every worker's command ring kept for the kernel's TCP (BGP, the
+// kubelet): when a flood at the node has the kernel answer echo, ND and port
+// unreachable faster than the workers send, the rest is dropped first.
+constexpr size_t kSessionReserve = 64;
+
+// A frame (Ethernet, untagged, as the host tap gives it) carrying TCP over
+// IPv4 or IPv6 (no IPv6 extension header: the kernel's TCP has none).
+bool is_tcp(const uint8_t *f, size_t len) {
+    if (len < 14 + 40) {
+        return false;
+    }
+    const uint16_t type = static_cast<uint16_t>(f[12] << 8 | f[13]);
+    return (type == RTE_ETHER_TYPE_IPV4 && f[14 + 9] == IPPROTO_TCP) ||
+           (type == RTE_ETHER_TYPE_IPV6 && f[14 + 6] == IPPROTO_TCP);
+}
 }  // namespace
 
 NeighborsModule::NeighborsModule(ControlContext &ctx) : ctx_(ctx), ports_(ctx.need<PortsModule>()) {
@@ -203,6 +218,15 @@ void NeighborsModule::on_punt(rte_mbuf *m) {
     rte_pktmbuf_free(m);
 }
 
+bool NeighborsModule::workers_have_room(size_t places) const {
+    for (const dp::Worker *w : ctx_.workers()) {
+        if (w->command_space() > places) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void NeighborsModule::host_read() {
     if (!host_) {
         return;
@@ -214,6 +238,10 @@ void NeighborsModule::host_read() {
             return;
         }
         if (!ports_.uplink() || n < 14 || static_cast<size_t>(n) > RTE_MBUF_DEFAULT_DATAROOM) {
+            cnt_.host_tx_dropped++;
+            continue;
+        }
+        if (!is_tcp(buf, static_cast<size_t>(n)) && !workers_have_room(kSessionReserve)) {
             cnt_.host_tx_dropped++;
             continue;
         }

@@ -150,9 +150,26 @@ int PortsModule::on_port_event(uint16_t port, rte_eth_event_type type, void *sel
     return 0;
 }
 
+bool PortsModule::poll_uplink_link() {
+    const uint64_t now = ControlContext::now_ms();
+    if (!uplink_ || now - link_polled_ms_ < kLinkPollMs) {
+        return false;
+    }
+    link_polled_ms_ = now;
+    rte_eth_link link{};
+    const bool down =
+        rte_eth_link_get_nowait(uplink_->port, &link) != 0 || link.link_status != RTE_ETH_LINK_UP;
+    dp::PortState &ps = ctx_.tables().port_mut(uplink_->port);
+    if (ps.link_down.load(std::memory_order_relaxed) == down) {
+        return false;
+    }
+    ps.link_down.store(down, std::memory_order_relaxed);
+    return true;
+}
+
 bool PortsModule::poll() {
     PortEvent ev;
-    bool did = false;
+    bool did = poll_uplink_link();
     while (port_ring_.pop(ev)) {
         did = true;
         PortLink &l = links_[ev.port];

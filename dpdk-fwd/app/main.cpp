@@ -8,8 +8,10 @@
 #include <rte_rcu_qsbr.h>
 #include <signal.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +43,22 @@ constexpr const char *kUsage =
     "The daemon serves its API on the unix socket named by api_socket\n"
     "(default /run/dpdk-fwd/api.sock); drive it with fwdctl. SIGINT or SIGTERM\n"
     "stop it cleanly: pod ports are removed and nothing is left behind.\n";
+
+// Free hugepage memory in MB (default page size), from /proc/meminfo; -1 when unknown.
+long free_hugepages_mb() {
+    std::ifstream in("/proc/meminfo");
+    std::string key;
+    long free_pages = -1, page_kb = -1, value = 0;
+    while (in >> key >> value) {
+        if (key == "HugePages_Free:") {
+            free_pages = value;
+        } else if (key == "Hugepagesize:") {
+            page_kb = value;
+        }
+        in.ignore(256, '\n');
+    }
+    return free_pages < 0 || page_kb < 0 ? -1 : free_pages * page_kb / 1024;
+}
 
 bool is_vdev(const std::string &devargs) {
     return devargs.rfind("net_", 0) == 0 || devargs.rfind("eth_", 0) == 0;
@@ -167,7 +185,16 @@ int main(int argc, char **argv) {
         argv_eal.push_back(s.data());
     }
     if (rte_eal_init(static_cast<int>(argv_eal.size()), argv_eal.data()) < 0) {
-        std::fprintf(stderr, "dpdk-fwd: EAL init failed: %s\n", rte_strerror(rte_errno));
+        const int err = rte_errno;
+        std::fprintf(stderr, "dpdk-fwd: EAL init failed: %s\n", rte_strerror(err));
+        if (err == ENOMEM && !cfg.eal.no_huge) {
+            // The usual cause: more memory asked than the node has hugepages free. EAL's
+            // own line says so among a dozen others; this one names the setting to change.
+            std::fprintf(stderr,
+                         "dpdk-fwd: not enough hugepage memory: eal.memory_mb is %u MB, "
+                         "%ld MB of hugepages free (HugePages_Free in /proc/meminfo)\n",
+                         cfg.eal.memory_mb, free_hugepages_mb());
+        }
         return 1;
     }
     int rc = 0;

@@ -36,6 +36,7 @@ Worker::Worker(unsigned index, const Tables &tables, rte_mempool *pool, const Id
     uint64_t hz = rte_get_tsc_hz();
     icmp_bucket_.init(icmp_per_sec, hz);
     punt_bucket_.init(punt_per_sec, hz);
+    session_bucket_.init(punt_per_sec, hz);
 }
 
 Worker::~Worker() {
@@ -84,11 +85,18 @@ bool TokenBucket::take() {
 
 bool Worker::punt(rte_mbuf *m, PuntReason r) {
     meta(m).punt = static_cast<uint8_t>(r);
-    if (!punt_bucket_.take()) {
+    // The node's TCP sessions (BGP, the kubelet, ssh) have a bucket of their
+    // own and the last kPuntSessionReserve places of the ring: a flood of ARP,
+    // ND, ICMP or UDP uses up the shared bucket and the rest of the ring, and
+    // BGP keepalives still reach the kernel (control-plane policing; measured
+    // in tests/system/test_floods.py). Host punts come from the local stages,
+    // after ip4/ip6_input set l4_proto.
+    const bool session = r == PuntReason::kHost && meta(m).l4_proto == IPPROTO_TCP;
+    if (!(session ? session_bucket_ : punt_bucket_).take()) {
         drop(m, DropReason::kPuntRateLimited);
         return false;
     }
-    if (!punt_.push(m)) {
+    if ((!session && punt_.write_available() <= kPuntSessionReserve) || !punt_.push(m)) {
         drop(m, DropReason::kPuntRingFull);
         return false;
     }
@@ -272,6 +280,11 @@ void Worker::send(uint16_t port) {
     send_now(port);
 }
 
+DropReason Worker::refused(uint16_t port) const {
+    return tables_.port(port).link_down.load(std::memory_order_relaxed) ? DropReason::kPortDown
+                                                                        : DropReason::kTxQueueFull;
+}
+
 void Worker::send_now(uint16_t port) {
     TxBuf &b = txb_[port];
     const PortState &ps = tables_.port(port);
@@ -292,8 +305,11 @@ void Worker::send_now(uint16_t port) {
     b.ol = 0;
     uint16_t sent = xmit(port, b.pkts, b.n);
     stats_.tx_packets.add(sent);
-    for (uint16_t i = sent; i < b.n; i++) {
-        drop(b.pkts[i], DropReason::kTxQueueFull);
+    if (unlikely(sent < b.n)) {
+        const DropReason why = refused(port);
+        for (uint16_t i = sent; i < b.n; i++) {
+            drop(b.pkts[i], why);
+        }
     }
     b.n = 0;
 }
@@ -319,8 +335,11 @@ void Worker::send_soft_offload(uint16_t port, rte_mbuf **pkts, uint16_t n) {
     auto flush = [&] {
         uint16_t sent = xmit(port, out, n_out);
         stats_.tx_packets.add(sent);
-        for (uint16_t i = sent; i < n_out; i++) {
-            drop(out[i], DropReason::kTxQueueFull);
+        if (unlikely(sent < n_out)) {
+            const DropReason why = refused(port);
+            for (uint16_t i = sent; i < n_out; i++) {
+                drop(out[i], why);
+            }
         }
         n_out = 0;
     };

@@ -292,6 +292,29 @@ def uplink_daemon_config(tag, core, mac, ipv4, ipv6, mtu=1500, extra=None):
     return cfg
 
 
+def router_behind_uplink(node_ns, tag, peer, mac, addr4, addr6, via4, via6,
+                         pods4="192.168.0.0/24", pods6="fd00:10:244::/64"):
+    """For a daemon run in node_ns with uplink_daemon_config(tag, ...): a bridge in node_ns
+    with the uplink tap on it (so net_tap, which reads its link state in the daemon's
+    namespace, sees it up or down as it is) and a veth to peer, whose eth0 gets mac, addr4/24
+    and addr6/64, and routes to the pods via the node's via4 / via6. Returns the bridge."""
+    br = Bridge(node_ns)
+    ifname = uplink_ifname(tag)
+    # not the dataplane's MAC on the bridge port (see Bridge.adopt)
+    node_ns.run(f"ip link set {ifname} address 02:fe:" +
+                ":".join(f"{b:02x}" for b in os.urandom(4)))
+    br.enslave(ifname)
+    br.plug_veth(peer, f"{tag}{RUN_ID}p"[:15])
+    peer.run(f"ip link set eth0 address {mac}")
+    peer.run("sysctl -qw net.ipv6.conf.eth0.accept_dad=0")
+    peer.run("ip link set eth0 up")
+    peer.run(f"ip addr add {addr4}/24 dev eth0")
+    peer.run(f"ip addr add {addr6}/64 dev eth0 nodad")
+    peer.run(f"ip route add {pods4} via {via4}")
+    peer.run(f"ip -6 route add {pods6} via {via6}")
+    return br
+
+
 def tor_bridge(tor, addr4, addr6):
     """A ToR in namespace tor: a bridge for the nodes' uplinks with addr4/24 and addr6/64."""
     br = Bridge(tor)

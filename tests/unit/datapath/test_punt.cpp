@@ -938,20 +938,36 @@ class PuntRing : public Punt {
 };
 
 TEST_F(PuntRing, FullRingDrops) {
-    // packet-build: more than the ring holds, and nobody reading it
+    // packet-build: more ARP than the ring holds, and nobody reading it
     constexpr uint16_t kRing = 1024;
+    constexpr uint16_t kReserve = 256;  // Worker::kPuntSessionReserve: the node's TCP only
     std::vector<PacketBuilder> in;
     for (uint16_t i = 0; i < kRing + 40; i++) {
         in.push_back(gratuitous(i));
     }
     Sent out = run_many(Side::kUplink, in);
+    // check: the ring took all but the reserve
+    EXPECT_TRUE(out.frames.empty());
+    EXPECT_EQ(drops(), want({{DropReason::kPuntRingFull, kReserve + 40}}));
+    EXPECT_EQ(punted(PuntReason::kNeighbor), kRing - kReserve);
+
+    // packet-build: the node's TCP (BGP) on the full ring: the reserve takes it, in order
+    set_host_punt(true);
+    std::vector<PacketBuilder> tcp;
+    for (uint16_t i = 0; i < kReserve + 10; i++) {
+        tcp.push_back(
+            from_uplink().ip4(kRouter4, kNode4).tcp(static_cast<uint16_t>(40000 + i), 179));
+    }
+    out = run_many(Side::kUplink, tcp);
     // check
     EXPECT_TRUE(out.frames.empty());
-    EXPECT_EQ(drops(), want({{DropReason::kPuntRingFull, 40}}));
-    EXPECT_EQ(punted(PuntReason::kNeighbor), kRing);
+    EXPECT_EQ(drops(), want({{DropReason::kPuntRingFull, kReserve + 50}}));
+    EXPECT_EQ(punted(PuntReason::kHost), kReserve);
     auto p = take_punted();
     ASSERT_EQ(p.size(), kRing);
-    EXPECT_EQ(p.back().frame, in[kRing - 1].build()) << "in order, the last ones dropped";
+    EXPECT_EQ(p[kRing - kReserve - 1].frame, in[kRing - kReserve - 1].build())
+        << "in order, the last ones dropped";
+    EXPECT_EQ(p.back().frame, tcp[kReserve - 1].build());
     // The ring has room again once the control thread read it.
     run(Side::kUplink, gratuitous(9));
     EXPECT_EQ(take_punted().size(), 1u);

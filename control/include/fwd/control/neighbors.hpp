@@ -52,6 +52,8 @@ class NeighborsModule final : public Module {
     void on_punt(rte_mbuf *m);
     void host_offload(rte_mbuf *m);
     void host_read();
+    // True when some worker has more than places free in its command ring.
+    bool workers_have_room(size_t places) const;
     bool neighbor_actions();
     void send_frame(const uint8_t *frame, size_t len);
 
@@ -73,6 +75,7 @@ class NeighborsModule final : public Module {
         uint64_t host_no_tap = 0;          // punted for the host without a host tap
         uint64_t host_from_kernel = 0;     // frames the kernel sent, handed to a worker
         uint64_t host_tx_dropped = 0;      // ... dropped: no mbuf, too big, worker ring full
+                                           // (or, but for TCP, nearly full: host_read)
         uint64_t neigh_frames = 0;         // ARP / NA frames seen
         uint64_t neigh_learned = 0;        // ... that updated a neighbor
         uint64_t neigh_solicits = 0;       // ARP requests / NS sent

@@ -93,7 +93,12 @@ class PortsModule final : public Module {
         uint32_t speed_mbps = 0;
         uint64_t events = 0;
     };
-    std::map<uint16_t, PortLink> links_;   // control thread
+    std::map<uint16_t, PortLink> links_;  // control thread
+    // The uplink's link state polled every kLinkPollMs into PortState::link_down:
+    // not every driver raises link events (net_tap does not).
+    static constexpr uint64_t kLinkPollMs = 100;
+    uint64_t link_polled_ms_ = 0;  // control thread
+    bool poll_uplink_link();
     std::map<uint16_t, SoftPort> soft_;    // control thread
     EventRing<PortEvent, 256> port_ring_;  // ethdev interrupt thread -> control
     std::atomic<bool> accepting_{false};   // main writes; the interrupt thread reads

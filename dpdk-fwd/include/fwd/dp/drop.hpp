@@ -60,7 +60,7 @@ namespace fwd::dp {
     X(kRouteBlackhole, "route_blackhole", "blackhole route")                                     \
     X(kEcmpBadGroup, "ecmp_bad_group", "ECMP next hop with a bad group (unreachable sent)")      \
     X(kEcmpBadMember, "ecmp_bad_member", "ECMP member that is a group (unreachable sent)")       \
-    X(kPortDown, "port_down", "egress port is not ready")                                        \
+    X(kPortDown, "port_down", "egress port is not ready or its link is down")                    \
     X(kTxQueueFull, "tx_queue_full", "egress queue full")                                        \
     X(kIcmpRateLimited, "icmp_rate_limited", "ICMP error suppressed by the rate limit")          \
     X(kIcmpErrorNoBuffer, "icmp_error_no_buffer", "no mbuf to build an ICMP error")              \

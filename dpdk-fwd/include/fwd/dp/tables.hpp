@@ -99,6 +99,13 @@ inline constexpr uint16_t kMaxPorts = kFirstSoftPort + kMaxSoftPorts;
 struct alignas(64) PortState {
     // control writes (release), workers read (acquire)
     std::atomic<PortRole> role{PortRole::kNone};
+    // The port's link as the control thread last polled it (relaxed both ways:
+    // a hint, never a gate). Workers read it only to name what the driver
+    // refused: port_down, not tx_queue_full, when the link is down (a net_tap
+    // whose kernel side is down fails every write). Packets are still offered
+    // to the driver: a link state read from the wrong namespace (a net_tap
+    // moved elsewhere reads as down) must not stop traffic.
+    std::atomic<bool> link_down{false};
     std::array<uint8_t, 6> mac{};  // our MAC on this port; frames to it are ours
     uint16_t vlan = 0;             // uplink VLAN to strip/insert, 0: none
     // A port with fewer TX queues than workers (a vhost-user peer that

@@ -238,6 +238,8 @@ class Worker {
     // --- control thread ---
     // Queues a command; returns its sequence number, or 0 when the ring is full.
     uint64_t post(WorkerCommand c);
+    // Free places in the command ring, as the producer sees them.
+    size_t command_space() const { return cmds_.write_available(); }
     uint64_t acked() const { return acked_seq_.load(std::memory_order_acquire); }
     // Liveness (any thread): the TSC when the worker last reached its
     // housekeeping point, which it does on every idle loop (so at least
@@ -286,7 +288,8 @@ class Worker {
     bool icmp_token() { return icmp_bucket_.take(); }
     // Hands m to the control thread, unchanged, with r in meta(m).punt:
     // true when queued (counted in punted[r]); false when dropped as
-    // punt_rate_limited (over punt_per_sec) or punt_ring_full.
+    // punt_rate_limited (over punt_per_sec) or punt_ring_full. TCP to the
+    // node (kHost) has its own punt_per_sec and a reserve of the ring.
     bool punt(rte_mbuf *m, PuntReason r);
     void count_icmp_sent() { stats_.icmp_errors_sent.inc(); }
     const Tables &tables() const { return tables_; }
@@ -374,6 +377,9 @@ class Worker {
     void send_now(uint16_t port);
     // rte_eth_tx_burst or the soft port's tx; returns the packets taken.
     uint16_t xmit(uint16_t port, rte_mbuf **pkts, uint16_t n);
+    // The reason for packets xmit did not take: port_down while the port's
+    // link is down, else tx_queue_full.
+    DropReason refused(uint16_t port) const;
     // The burst with the offloads the port lacks done here (offload.hpp):
     // TCP frames segmented, L4 checksums filled. Takes every packet.
     void send_soft_offload(uint16_t port, rte_mbuf **pkts, uint16_t n);
@@ -494,6 +500,8 @@ class Worker {
     // [W] rate limits: ICMP errors built, packets punted
     TokenBucket icmp_bucket_;
     TokenBucket punt_bucket_;
+    TokenBucket session_bucket_;  // punts of the node's TCP sessions, see punt()
+    static constexpr size_t kPuntSessionReserve = 256;
 
     // [W] producer, [C] consumer: packets for the control thread
     boost::lockfree::spsc_queue<rte_mbuf *, boost::lockfree::capacity<1024>> punt_;

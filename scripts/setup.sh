@@ -20,7 +20,8 @@ PACKAGES=(
   python3-yaml
   bird2
   libcurl4-openssl-dev etcd-server etcd-client
-  libyaml-cpp-dev
+  # resource files (fwdctl apply -f): libyaml, the reference YAML parser
+  libyaml-dev
   # SHA-1 of node names (derived VXLAN VTEP MACs, as Calico derives them)
   libssl-dev
   # metrics on /metrics (prometheus-cpp's exposer, on civetweb, which also serves the health

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -26,9 +27,6 @@ using nlohmann::json;
 
 constexpr size_t kReadChunk = 64 * 1024;
 constexpr int kListenBacklog = 64;
-// Beyond this many connections new ones are closed at once, so a runaway script cannot
-// exhaust the daemon's file descriptors.
-constexpr size_t kMaxClients = 128;
 // After accept() fails for lack of resources, the listen socket is left alone this long
 // instead of spinning on it.
 constexpr int kAcceptBackoffMs = 100;
@@ -78,6 +76,12 @@ json request_id(const std::string &line) {
         }
     }
     return nullptr;
+}
+
+long long now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
 }
 
 std::system_error sys_error(int err, const std::string &what) {
@@ -166,7 +170,7 @@ std::string serialize(const json &reply) {
 }  // namespace
 
 struct ApiServer::Client {
-    explicit Client(int fd) : fd(fd) {}
+    Client(int fd, long long now) : fd(fd), last_active(now) {}
     ~Client() { close(fd); }
     Client(const Client &) = delete;
     Client &operator=(const Client &) = delete;
@@ -178,7 +182,8 @@ struct ApiServer::Client {
     size_t out_sent = 0;   // out[0, out_sent) is sent
     bool closing = false;  // read no more; close once out is sent
     bool dead = false;
-    std::string denied;  // not empty: the peer may not use the API, and why
+    std::string denied;     // not empty: the peer may not use the API, and why
+    long long last_active;  // ms (steady clock) of the last byte read or sent
 };
 
 ApiServer::ApiServer(std::string socket_path, std::vector<std::string> known_ops,
@@ -281,32 +286,40 @@ void ApiServer::close_fds() {
 
 void ApiServer::run() {
     std::vector<pollfd> fds;
-    bool accept_paused = false;
+    long long accept_paused_until = 0;  // 0: accepting
     for (;;) {
+        long long now = now_ms();
+        if (accept_paused_until != 0 && now >= accept_paused_until) {
+            accept_paused_until = 0;
+        }
+        long long wake = accept_paused_until != 0 ? accept_paused_until : -1;
         fds.clear();
         fds.push_back(pollfd{stop_fd_, POLLIN, 0});
-        fds.push_back(pollfd{accept_paused ? -1 : listen_fd_, POLLIN, 0});
+        fds.push_back(pollfd{accept_paused_until != 0 ? -1 : listen_fd_, POLLIN, 0});
         for (const auto &c : clients_) {
             // A client with replies pending is not read: it has to take its answers first.
             const short events = c->out_sent < c->out.size() ? POLLOUT : c->closing ? 0 : POLLIN;
             fds.push_back(pollfd{c->fd, events, 0});
+            wake = wake < 0 ? deadline(*c) : std::min(wake, deadline(*c));
         }
-        const int n = poll(fds.data(), fds.size(), accept_paused ? kAcceptBackoffMs : -1);
+        const int timeout = wake < 0 ? -1 : static_cast<int>(std::max(0LL, wake - now));
+        const int n = poll(fds.data(), fds.size(), timeout);
         if (n < 0 && errno != EINTR) {
             break;  // only EFAULT/EINVAL/ENOMEM: nothing sensible left to do
         }
-        if (n <= 0) {
-            accept_paused = false;
-            continue;
-        }
-        if (fds[0].revents != 0) {
+        if (n > 0 && fds[0].revents != 0) {
             break;
         }
-
+        // Deadlines are judged on what this poll saw, not on the clock after the handler ran:
+        // a handler that blocked for long must not expire clients whose bytes wait unread.
+        now = now_ms();
         for (size_t i = 0; i < clients_.size(); i++) {
             Client &c = *clients_[i];
-            const short revents = fds[i + 2].revents;
+            const short revents = n > 0 ? fds[i + 2].revents : 0;
             if (revents == 0) {
+                if (now >= deadline(c)) {
+                    expire(c);
+                }
                 continue;
             }
             try {
@@ -325,14 +338,32 @@ void ApiServer::run() {
         }
         std::erase_if(clients_, [](const std::unique_ptr<Client> &c) { return c->dead; });
 
-        if (fds[1].revents & POLLIN) {
-            accept_paused = !accept_clients();
+        if (n > 0 && (fds[1].revents & POLLIN) && !accept_clients(now_ms())) {
+            accept_paused_until = now_ms() + kAcceptBackoffMs;
         }
     }
     clients_.clear();
 }
 
-bool ApiServer::accept_clients() {
+long long ApiServer::deadline(const Client &c) const {
+    const bool busy = !c.in.empty() || c.out_sent < c.out.size();
+    return c.last_active + (busy ? limits_.stall_ms : limits_.idle_ms);
+}
+
+void ApiServer::expire(Client &c) {
+    if (!c.in.empty() && c.out_sent == c.out.size()) {
+        // Part of a request and nothing else pending: say why, as far as the socket takes it.
+        const std::string why = serialize(error_reply(nullptr, "bad_request",
+                                                      "request not completed within " +
+                                                          std::to_string(limits_.stall_ms) +
+                                                          " ms; closing the connection"));
+        const ssize_t sent = send(c.fd, why.data(), why.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)sent;  // best effort: the connection ends either way
+    }
+    c.dead = true;
+}
+
+bool ApiServer::accept_clients(long long now) {
     for (;;) {
         const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -342,11 +373,15 @@ bool ApiServer::accept_clients() {
             // Out of descriptors or memory: back off rather than spin on a readable socket.
             return !(errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM);
         }
-        if (clients_.size() >= kMaxClients) {
-            close(fd);
-            continue;
+        if (clients_.size() >= limits_.max_clients) {
+            // The connection quiet the longest goes: a flood of idle or stalled connections
+            // cannot keep a real client out (refusing the newcomer instead would).
+            const auto oldest = std::min_element(
+                clients_.begin(), clients_.end(),
+                [](const auto &a, const auto &b) { return a->last_active < b->last_active; });
+            clients_.erase(oldest);
         }
-        auto c = std::make_unique<Client>(fd);
+        auto c = std::make_unique<Client>(fd, now);
         c->denied = refuse_peer(fd, group_);
         clients_.push_back(std::move(c));
     }
@@ -364,6 +399,7 @@ bool ApiServer::read_client(Client &c) {
         c.closing = true;
         return write_client(c);
     }
+    c.last_active = now_ms();
     c.in.append(buf, static_cast<size_t>(n));
     handle_lines(c);
     return write_client(c);
@@ -380,6 +416,7 @@ bool ApiServer::write_client(Client &c) {
             return errno == EAGAIN || errno == EWOULDBLOCK;  // EPIPE etc.: the client is gone
         }
         c.out_sent += static_cast<size_t>(n);
+        c.last_active = now_ms();
     }
     c.out.clear();
     c.out_sent = 0;

@@ -5,10 +5,13 @@
 // kind reads both.
 #include "fwd/ipam/document.hpp"
 
-#include <yaml-cpp/yaml.h>
+#include <yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <map>
+#include <new>
 #include <set>
 
 namespace fwd::ipam {
@@ -65,108 +68,296 @@ json plain_scalar(const std::string &s) {
     return s;
 }
 
-json yaml_to_json(const YAML::Node &n, const ResourceOrigin &origin, const std::string &path) {
-    switch (n.Type()) {
-        case YAML::NodeType::Null:
-        case YAML::NodeType::Undefined:
-            return nullptr;
-        case YAML::NodeType::Scalar:
-            // "!" is a quoted scalar: always a string, as is an explicit !!str.
-            if (n.Tag() == "!" || n.Tag() == "tag:yaml.org,2002:str") {
-                return n.Scalar();
-            }
-            return plain_scalar(n.Scalar());
-        case YAML::NodeType::Sequence: {
-            json out = json::array();
-            for (size_t i = 0; i < n.size(); ++i) {
-                out.push_back(yaml_to_json(n[i], origin, path + "[" + std::to_string(i) + "]"));
-            }
-            return out;
+// libyaml's parser, freed on every way out.
+class YamlParser {
+  public:
+    explicit YamlParser(const std::string &text) {
+        if (yaml_parser_initialize(&parser_) == 0) {
+            throw std::bad_alloc();
         }
-        case YAML::NodeType::Map: {
-            json out = json::object();
-            for (const auto &kv : n) {
-                const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
-                const std::string field = path.empty() ? key : path + "." + key;
-                if (!kv.first.IsScalar()) {
-                    ResourceOrigin o = origin;
-                    o.line = kv.first.Mark().line + 1;
-                    throw ResourceError(o, path, "a mapping key must be a plain value");
-                }
-                if (out.contains(key)) {
-                    ResourceOrigin o = origin;
-                    o.line = kv.first.Mark().line + 1;
-                    throw ResourceError(o, field, "duplicate key");
-                }
-                out[key] = yaml_to_json(kv.second, origin, field);
-            }
-            return out;
-        }
+        yaml_parser_set_input_string(&parser_, reinterpret_cast<const unsigned char *>(text.data()),
+                                     text.size());
     }
-    return nullptr;
-}
+    ~YamlParser() { yaml_parser_delete(&parser_); }
+    YamlParser(const YamlParser &) = delete;
+    YamlParser &operator=(const YamlParser &) = delete;
 
-// yaml-cpp 0.7 (Debian 12's) never returns from a document whose first token is ',' (found
-// by tests/fuzz/fuzz_resources: ",x" alone hangs it, allocating without end). No YAML document
-// starts with ',' (an indicator), so such a file is refused here, by line, before the parser.
-void refuse_leading_comma(std::string_view text, const std::string &source) {
-    bool at_start = true;  // no content yet in the current document
-    int line_no = 0;
-    for (size_t at = 0; at < text.size();) {
-        size_t nl = text.find('\n', at);
-        if (nl == std::string_view::npos) {
-            nl = text.size();
+    yaml_parser_t *get() { return &parser_; }
+
+  private:
+    yaml_parser_t parser_{};
+};
+
+class YamlEvent {
+  public:
+    YamlEvent() = default;
+    ~YamlEvent() { yaml_event_delete(&event_); }
+    YamlEvent(const YamlEvent &) = delete;
+    YamlEvent &operator=(const YamlEvent &) = delete;
+
+    yaml_event_t *get() { return &event_; }
+    const yaml_event_t &operator*() const { return event_; }
+
+  private:
+    yaml_event_t event_{};
+};
+
+// Values copied for anchors and aliases in one file, at most: an alias repeats its anchor's
+// whole value, so nine nested anchors of ten aliases each ("billion laughs") would build 10^9
+// values from a few hundred bytes. Resource files use aliases rarely and small.
+constexpr size_t kMaxAliasValues = 100'000;
+// Collections nested deeper than this are refused: the decoders and nlohmann's copy recurse.
+constexpr size_t kMaxYamlDepth = 256;
+
+// A YAML stream to one JSON value per document, from libyaml's events. Scalars are typed as
+// plain_scalar() says unless quoted, block (| >) or tagged !!str or !; anchors and aliases are
+// resolved by copying; mapping keys must be scalars and unique.
+class YamlToJson {
+  public:
+    YamlToJson(const std::string &text, const std::string &source)
+        : text_(text), source_(source), parser_(text) {}
+
+    std::vector<Document> documents() {
+        std::vector<Document> docs;
+        for (;;) {
+            YamlEvent ev;
+            next(ev);
+            switch ((*ev).type) {
+                case YAML_DOCUMENT_START_EVENT:
+                    ++document_;
+                    anchors_.clear();  // an anchor's scope is its document
+                    break;
+                case YAML_DOCUMENT_END_EVENT:
+                    docs.push_back({std::move(root_), document_, root_line_});
+                    root_ = nullptr;
+                    break;
+                case YAML_STREAM_END_EVENT:
+                    return docs;
+                case YAML_SCALAR_EVENT:
+                    scalar(*ev);
+                    break;
+                case YAML_ALIAS_EVENT:
+                    alias(*ev);
+                    break;
+                case YAML_SEQUENCE_START_EVENT:
+                case YAML_MAPPING_START_EVENT:
+                    open(*ev);
+                    break;
+                case YAML_SEQUENCE_END_EVENT:
+                case YAML_MAPPING_END_EVENT:
+                    close();
+                    break;
+                default:
+                    break;  // stream start
+            }
         }
-        std::string_view line = text.substr(at, nl - at);
-        at = nl + 1;
-        ++line_no;
-        if (line.starts_with("---") &&
-            (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r')) {
-            at_start = true;
-            line.remove_prefix(3);  // the document may begin on the marker's line
-        } else if (line.starts_with("...") || (at_start && line.starts_with("%"))) {
-            continue;
-        }
-        if (!at_start) {
-            continue;
-        }
-        const size_t first = line.find_first_not_of(" \t\r");
-        if (first == std::string_view::npos || line[first] == '#') {
-            continue;
-        }
-        if (line[first] == ',') {
-            ResourceOrigin o{source};
-            o.line = line_no;
-            throw ResourceError(o, "",
-                                "bad YAML (column " + std::to_string(first + 1) +
-                                    "): a document cannot start with ','");
-        }
-        at_start = false;
     }
-}
+
+  private:
+    // A collection being read.
+    struct Open {
+        json value;  // an object or an array
+        std::string path;
+        std::string anchor;     // "": none
+        size_t values = 1;      // in value, itself included
+        yaml_mark_t mark{};     // where it starts
+        bool have_key = false;  // a mapping's next event is the value of key
+        std::string key;
+    };
+    struct Anchored {
+        json value;
+        size_t values = 1;
+        bool scalar = false;
+        std::string text;  // a scalar's text, for use as a key
+    };
+
+    ResourceOrigin origin_at(size_t line) const {
+        ResourceOrigin o{source_, document_};
+        o.line = static_cast<int>(line) + 1;
+        return o;
+    }
+
+    [[noreturn]] void bad(const yaml_mark_t &at, const std::string &why) const {
+        throw ResourceError(origin_at(at.line), "",
+                            "bad YAML (column " + std::to_string(at.column + 1) + "): " + why);
+    }
+
+    void next(YamlEvent &ev) {
+        yaml_parser_t *p = parser_.get();
+        if (yaml_parser_parse(p, ev.get()) != 0) {
+            return;
+        }
+        if (p->error == YAML_MEMORY_ERROR) {
+            throw std::bad_alloc();
+        }
+        yaml_mark_t at = p->problem_mark;
+        if (p->error == YAML_READER_ERROR) {
+            // The reader (encoding, control characters) gives a byte offset, not a mark.
+            at = mark_of(p->problem_offset);
+        }
+        std::string why = p->problem != nullptr ? p->problem : "unreadable";
+        if (p->context != nullptr) {
+            why += " (" + std::string(p->context) + " started at line " +
+                   std::to_string(p->context_mark.line + 1) + ", column " +
+                   std::to_string(p->context_mark.column + 1) + ")";
+        }
+        bad(at, why);
+    }
+
+    yaml_mark_t mark_of(size_t offset) const {
+        yaml_mark_t m{};
+        offset = std::min(offset, text_.size());
+        for (size_t i = 0; i < offset; ++i) {
+            if (text_[i] == '\n') {
+                ++m.line;
+                m.column = 0;
+            } else {
+                ++m.column;
+            }
+        }
+        return m;
+    }
+
+    // The field path of the node about to be added.
+    std::string child_path() const {
+        if (stack_.empty()) {
+            return "";
+        }
+        const Open &parent = stack_.back();
+        if (parent.value.is_array()) {
+            return parent.path + "[" + std::to_string(parent.value.size()) + "]";
+        }
+        return parent.path.empty() ? parent.key : parent.path + "." + parent.key;
+    }
+
+    bool expecting_key() const {
+        return !stack_.empty() && stack_.back().value.is_object() && !stack_.back().have_key;
+    }
+
+    void refuse_collection_key(const yaml_mark_t &at) const {
+        throw ResourceError(origin_at(at.line), stack_.back().path,
+                            "a mapping key must be a plain value");
+    }
+
+    void take_key(const std::string &key, const yaml_mark_t &at) {
+        Open &parent = stack_.back();
+        if (parent.value.contains(key)) {
+            throw ResourceError(origin_at(at.line),
+                                parent.path.empty() ? key : parent.path + "." + key,
+                                "duplicate key");
+        }
+        parent.key = key;
+        parent.have_key = true;
+    }
+
+    // A finished node goes into its parent, or becomes the document's root.
+    void add(json value, size_t values, int line) {
+        if (stack_.empty()) {
+            root_ = std::move(value);
+            root_line_ = line;
+            return;
+        }
+        Open &parent = stack_.back();
+        parent.values += values;
+        if (parent.value.is_array()) {
+            parent.value.push_back(std::move(value));
+        } else {
+            parent.value[parent.key] = std::move(value);
+            parent.have_key = false;
+        }
+    }
+
+    void remember(const unsigned char *anchor, const json &value, size_t values, bool scalar,
+                  const std::string &text, const yaml_mark_t &at) {
+        if (anchor == nullptr) {
+            return;
+        }
+        spend(values, at);
+        anchors_[reinterpret_cast<const char *>(anchor)] = {value, values, scalar, text};
+    }
+
+    void spend(size_t values, const yaml_mark_t &at) {
+        copied_ += values;
+        if (copied_ > kMaxAliasValues) {
+            bad(at, "anchors and aliases expand to more than " + std::to_string(kMaxAliasValues) +
+                        " values");
+        }
+    }
+
+    void scalar(const yaml_event_t &ev) {
+        const auto &s = ev.data.scalar;
+        const std::string text(reinterpret_cast<const char *>(s.value), s.length);
+        const std::string_view tag = s.tag != nullptr ? reinterpret_cast<const char *>(s.tag) : "";
+        const bool string =
+            s.style != YAML_PLAIN_SCALAR_STYLE || tag == "!" || tag == "tag:yaml.org,2002:str";
+        json value = string ? json(text) : plain_scalar(text);
+        remember(s.anchor, value, 1, true, text, ev.start_mark);
+        if (expecting_key()) {
+            take_key(text, ev.start_mark);  // a key is its text, however it would be typed
+        } else {
+            add(std::move(value), 1, static_cast<int>(ev.start_mark.line) + 1);
+        }
+    }
+
+    void alias(const yaml_event_t &ev) {
+        const char *name = reinterpret_cast<const char *>(ev.data.alias.anchor);
+        const auto it = anchors_.find(name);
+        if (it == anchors_.end()) {
+            bad(ev.start_mark, "alias *" + std::string(name) + " names no anchor before it");
+        }
+        const Anchored &a = it->second;
+        if (expecting_key()) {
+            if (!a.scalar) {
+                refuse_collection_key(ev.start_mark);
+            }
+            take_key(a.text, ev.start_mark);
+            return;
+        }
+        spend(a.values, ev.start_mark);
+        add(a.value, a.values, static_cast<int>(ev.start_mark.line) + 1);
+    }
+
+    void open(const yaml_event_t &ev) {
+        if (expecting_key()) {
+            refuse_collection_key(ev.start_mark);
+        }
+        if (stack_.size() >= kMaxYamlDepth) {
+            bad(ev.start_mark, "nested deeper than " + std::to_string(kMaxYamlDepth) + " levels");
+        }
+        const bool map = ev.type == YAML_MAPPING_START_EVENT;
+        const unsigned char *anchor =
+            map ? ev.data.mapping_start.anchor : ev.data.sequence_start.anchor;
+        Open o;
+        o.value = map ? json::object() : json::array();
+        o.path = child_path();
+        o.anchor = anchor != nullptr ? reinterpret_cast<const char *>(anchor) : "";
+        o.mark = ev.start_mark;
+        stack_.push_back(std::move(o));
+    }
+
+    void close() {
+        Open o = std::move(stack_.back());
+        stack_.pop_back();
+        if (!o.anchor.empty()) {
+            remember(reinterpret_cast<const unsigned char *>(o.anchor.c_str()), o.value, o.values,
+                     false, "", o.mark);
+        }
+        add(std::move(o.value), o.values, static_cast<int>(o.mark.line) + 1);
+    }
+
+    const std::string &text_;
+    const std::string &source_;
+    YamlParser parser_;
+    int document_ = 0;
+    json root_;
+    int root_line_ = 0;
+    std::vector<Open> stack_;
+    std::map<std::string, Anchored> anchors_;
+    size_t copied_ = 0;  // values copied for anchors and aliases so far
+};
 
 std::vector<Document> load_yaml(const std::string &text, const std::string &source) {
-    refuse_leading_comma(text, source);
-    std::vector<YAML::Node> nodes;
-    try {
-        nodes = YAML::LoadAll(text);
-    } catch (const YAML::Exception &e) {
-        ResourceOrigin o{source};
-        o.line = e.mark.is_null() ? 0 : e.mark.line + 1;
-        throw ResourceError(
-            o, "",
-            "bad YAML" +
-                (e.mark.is_null() ? std::string()
-                                  : " (column " + std::to_string(e.mark.column + 1) + ")") +
-                ": " + e.msg);
-    }
-    std::vector<Document> docs;
-    for (size_t i = 0; i < nodes.size(); ++i) {
-        ResourceOrigin o{source, static_cast<int>(i + 1)};
-        o.line = nodes[i].Mark().is_null() ? 0 : nodes[i].Mark().line + 1;
-        docs.push_back({yaml_to_json(nodes[i], o, ""), o.document, o.line});
-    }
-    return docs;
+    return YamlToJson(text, source).documents();
 }
 
 // A repeated key is an error, as in YAML. A SAX pass that only tracks keys: nlohmann's

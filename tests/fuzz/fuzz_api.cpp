@@ -2,6 +2,11 @@
 // connection to a real ApiServer (on a socket in a private directory) whose handler echoes the
 // op and its arguments, then the client stops sending and reads every reply. Each reply must be
 // one JSON object with "ok", and the server must keep serving (the next input gets through).
+//
+// libFuzzer's -timeout arms a SIGALRM every timeout/2+1 s; it lands in any thread, and a poll()
+// it interrupts returns EINTR at once. This harness once took that for "no reply within 5 s"
+// (tests/fuzz/findings/fuzz_api-no-reply-in-5s, ~12 s into a run): waits are now measured on
+// the clock and an interrupted poll is resumed.
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -10,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -62,6 +68,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fail("the server stopped accepting");
     }
     // Send and read side by side: a long input is answered while it is still being sent.
+    // Each wait for the server may last 5 s, signals or not.
+    using clock = std::chrono::steady_clock;
     size_t sent = 0;
     std::string in;
     bool shut = false;
@@ -71,8 +79,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             shut = true;
         }
         pollfd p{fd, static_cast<short>(POLLIN | (sent < size ? POLLOUT : 0)), 0};
-        if (poll(&p, 1, 5000) <= 0) {
-            fail("no reply within 5 s");
+        const auto give_up = clock::now() + std::chrono::seconds(5);
+        int ready = 0;
+        while (ready <= 0) {
+            const auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(give_up - clock::now());
+            if (left.count() <= 0) {
+                fail("no reply within 5 s");
+            }
+            ready = poll(&p, 1, static_cast<int>(left.count()));
+            if (ready < 0 && errno != EINTR) {
+                fail("poll failed");
+            }
         }
         if ((p.revents & POLLOUT) != 0 && sent < size) {
             const ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL | MSG_DONTWAIT);

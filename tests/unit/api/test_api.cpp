@@ -101,6 +101,23 @@ class RawConn {
         return line.empty() ? json() : json::parse(line);
     }
 
+    // Reads and drops whatever comes until the server closes the connection: true, or false
+    // if it is still open after 5 s of silence.
+    bool drained_until_closed() {
+        for (;;) {
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, 5000) <= 0) {
+                return false;
+            }
+            char buf[65536];
+            if (recv(fd_, buf, sizeof(buf), 0) <= 0) {
+                return true;
+            }
+        }
+    }
+
+    void shut_write() { shutdown(fd_, SHUT_WR); }
+
     // True if the server closed the connection (EOF within 5 s with nothing more to read).
     bool closed_by_server() {
         pollfd p{fd_, POLLIN, 0};
@@ -179,10 +196,12 @@ class ApiTest : public ::testing::Test {
         return json{{"op", op}, {"args", args}};
     }
 
-    void start_server(std::optional<gid_t> group = std::nullopt) {
+    void start_server(std::optional<gid_t> group = std::nullopt,
+                      const ApiServerLimits &limits = {}) {
         server_ = std::make_unique<ApiServer>(
             path_, kOps,
             [this](const std::string &op, const json &args) { return handle(op, args); }, group);
+        server_->set_limits(limits);
         server_->start();
     }
 
@@ -448,6 +467,113 @@ TEST_F(ApiTest, ClientTimesOutAndRecovers) {
     std::this_thread::sleep_for(400ms);
     // The late reply to the timed-out call must not be taken for this one's.
     EXPECT_EQ(client.call("echo", json{{"n", 2}})["args"]["n"], 2);
+}
+
+// A client that sends part of a request and stalls, or never reads its replies, is served no
+// longer than the stall limit; others are answered meanwhile, without waiting for it.
+TEST_F(ApiTest, StalledClientsAreClosedAndDoNotDelayOthers) {
+    ApiServerLimits limits;
+    limits.stall_ms = 1000;
+    start_server(std::nullopt, limits);
+    RawConn partial(path_);
+    partial.send_text(R"({"id": 1, "op": "echo", "ar)");  // and then nothing
+    RawConn deaf(path_);
+    std::thread sender([&] {
+        // Replies far beyond what the socket buffers hold, none of them read: the server stops
+        // reading this client, and its send blocks until the server gives up on it.
+        const std::string line =
+            R"({"id": 1, "op": "echo", "args": {"pad": ")" + std::string(1000, 'x') + "\"}}\n";
+        for (int i = 0; i < 2000 && deaf.send_text(line); i++) {
+        }
+    });
+    const auto start = std::chrono::steady_clock::now();
+    ApiClient client(path_);
+    for (int i = 0; i < 20; i++) {
+        EXPECT_EQ(client.call("echo", json{{"n", i}})["args"]["n"], i);
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 900ms) << "others waited on the stalled";
+
+    const json reply = partial.read_reply();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+    EXPECT_EQ(reply["error"]["code"], "bad_request") << reply.dump();
+    EXPECT_NE(reply["error"]["message"].get<std::string>().find(
+                  "request not completed within 1000 ms; closing the connection"),
+              std::string::npos)
+        << reply.dump();
+    EXPECT_TRUE(partial.closed_by_server());
+    sender.join();  // the server closed the deaf client: its send failed
+    EXPECT_TRUE(deaf.drained_until_closed());
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+// More idle or half-sent connections than the server keeps (128) must not lock a real client
+// out: the one quiet the longest makes room. Before, every connection past 128 was closed at
+// once, so 128 silent connections from any local process kept fwdctl and the CNI plugin out.
+TEST_F(ApiTest, IdleConnectionsCannotLockClientsOut) {
+    start_server();
+    std::vector<std::unique_ptr<RawConn>> hogs;
+    for (int i = 0; i < 300; i++) {
+        hogs.push_back(std::make_unique<RawConn>(path_));
+        if (i % 2 == 1) {
+            hogs.back()->send_text(R"({"id": 1, "op")");
+        }
+    }
+    ApiClient client(path_, 5000);
+    EXPECT_EQ(client.call("echo", json{{"n", 1}})["args"]["n"], 1);
+    EXPECT_EQ(client.call("echo", json{{"n", 2}})["args"]["n"], 2);
+    EXPECT_TRUE(hogs.front()->closed_by_server());  // the oldest made room
+}
+
+// A connection that sends nothing is closed after the idle limit; ApiClient, whose kept
+// connection that was, reconnects on its next call without an error.
+TEST_F(ApiTest, IdleConnectionsAreClosedAndClientsReconnect) {
+    ApiServerLimits limits;
+    limits.idle_ms = 200;
+    start_server(std::nullopt, limits);
+    ApiClient client(path_);
+    EXPECT_EQ(client.call("echo", json{{"n", 1}})["args"]["n"], 1);
+    RawConn idle(path_);
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_TRUE(idle.closed_by_server());
+    EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms);
+    std::this_thread::sleep_for(100ms);  // the client's kept connection is closed by now too
+    EXPECT_EQ(client.call("echo", json{{"n", 2}})["args"]["n"], 2);
+}
+
+// What the fuzzer does (tests/fuzz/fuzz_api): thousands of connections, one after the other,
+// each with garbage, half a request or a request cut by the client. None leaves a descriptor
+// behind, and a normal call is answered at once after them.
+TEST_F(ApiTest, ThousandsOfGarbageConnectionsLeaveNothingBehind) {
+    start_server();
+    auto open_fds = [] {
+        return std::distance(std::filesystem::directory_iterator("/proc/self/fd"),
+                             std::filesystem::directory_iterator());
+    };
+    const auto before = open_fds();
+    const std::vector<std::string> inputs = {
+        "[1,2]\x1a{\"3i:d\",\"op\"0000:\"e}\n\n   \nz\"id\":4,\"op\":5,\"arg\n",
+        "{\"id\":",
+        std::string("\0\0\0]}\n", 6),
+        "{\"id\": 1, \"op\": \"echo\", \"args\": {}}\n{\"id\": 2",
+        "\n\n\n",
+        ""};
+    for (int i = 0; i < 3000; i++) {
+        RawConn conn(path_);
+        conn.send_text(inputs[static_cast<size_t>(i) % inputs.size()]);
+        if (i % 3 != 0) {
+            conn.shut_write();  // as the fuzzer: all sent, now the replies
+            EXPECT_TRUE(conn.drained_until_closed()) << i;
+        }  // else: gone without reading
+    }
+    const auto start = std::chrono::steady_clock::now();
+    ApiClient client(path_);
+    EXPECT_EQ(client.call("echo", json{{"n", 1}})["args"]["n"], 1);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+    // The server closes what the clients left; give it a moment to notice the last ones.
+    for (int i = 0; i < 100 && open_fds() > before + 2; i++) {
+        std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_LE(open_fds(), before + 2);  // + the client's connection, both ends
 }
 
 TEST_F(ApiTest, ClientWithoutServerIsUnavailable) {

@@ -58,6 +58,18 @@ class ApiConnectionError : public ApiError {
 // "internal" with its what().
 using ApiHandler = std::function<nlohmann::json(const std::string &op, const nlohmann::json &args)>;
 
+// How much of the server one connection may hold, and for how long. A client that sends part
+// of a request and stalls, or does not read its replies, is closed after stall_ms without
+// progress (a partial request is answered with bad_request first); one that sends nothing is
+// closed after idle_ms (ApiClient reconnects by itself). Past max_clients connections the one
+// idle the longest is closed for the newcomer, so idle or stalled connections, however many,
+// never lock the CNI plugin or fwdctl out.
+struct ApiServerLimits {
+    int stall_ms = 10'000;
+    int idle_ms = 60'000;
+    size_t max_clients = 128;
+};
+
 // Serves the API on a unix socket from its own thread. The handler is called from that thread,
 // one request at a time; it may block (the daemon's handler waits for the control thread), which
 // delays other clients but never loses their requests.
@@ -78,6 +90,8 @@ class ApiServer {
     // sets the socket's mode and starts serving. Throws std::system_error naming the path; if a
     // live server answers on the path: "another daemon is listening on <path>".
     void start();
+    // Before start(): tests shorten the timeouts.
+    void set_limits(const ApiServerLimits &limits) { limits_ = limits; }
     // Stops the thread, closes every connection and removes the socket file if this server
     // created it. Idempotent; safe after a failed start().
     void stop();
@@ -88,7 +102,9 @@ class ApiServer {
     struct Client;
 
     void run();
-    bool accept_clients();  // false: out of resources, pause accepting
+    bool accept_clients(long long now_ms);  // false: out of resources, pause accepting
+    long long deadline(const Client &c) const;
+    void expire(Client &c);  // past its deadline: closed
     bool read_client(Client &c);
     bool write_client(Client &c);
     void handle_lines(Client &c);
@@ -99,6 +115,7 @@ class ApiServer {
     std::vector<std::string> known_ops_;
     ApiHandler handler_;
     std::optional<gid_t> group_;
+    ApiServerLimits limits_;
 
     // Owned by start()/stop() on the caller's thread; the server thread only reads them.
     int listen_fd_ = -1;

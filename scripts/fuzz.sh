@@ -11,7 +11,7 @@ if [ "${1:-}" = --build-only ]; then build_only=true; shift; fi
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_resources fuzz_config fuzz_cni fuzz_journal fuzz_api)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_resources fuzz_config fuzz_cni fuzz_journal fuzz_api fuzz_packet)
 export CCACHE_BASEDIR=$PWD
 if [ ! -d build-fuzz ]; then
   # The whole tree instrumented for coverage and the sanitizers, so the fuzzer sees into the

@@ -12,7 +12,7 @@ import tempfile
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-TARGETS = ["fuzz_resources", "fuzz_config", "fuzz_cni", "fuzz_journal", "fuzz_api"]
+TARGETS = ["fuzz_resources", "fuzz_config", "fuzz_cni", "fuzz_journal", "fuzz_api", "fuzz_packet"]
 # Targets with a finding not fixed yet run in `./run.sh fuzz`, not in CI, until it is: CI would
 # fail at random on what is already known. Each finding's input is in tests/fuzz/findings/.
 #  - fuzz_resources: yaml-cpp 0.7 (Debian 12) loops without end on some malformed YAML

@@ -86,6 +86,7 @@ class Node : public Nat {
   private:
     void add_vhost_port();
     void add_tun_port();
+    void add_pod(uint16_t port, const Mac &mac, uint32_t a4, const Ip6 &a6);
     void add_overlay();
     void add_policy();
     void add_services();
@@ -131,14 +132,21 @@ void Node::add_vhost_port() {
         rte_eth_dev_start(vhost_port_) != 0) {
         fatal("cannot start the vhost stand-in");
     }
-    PortState &ps = lab().tables().port_mut(vhost_port_);
+    lab().tables().port_mut(vhost_port_).tx_shared = true;
+    add_pod(vhost_port_, kFuzzVhostMac, kFuzzVhost4, kFuzzVhost6);
+}
+
+// A pod on port (its driver or shared queue set already): our MAC, the offloads a virtio
+// device takes, the role last (as the control thread publishes a port), its next hop and
+// routes.
+void Node::add_pod(uint16_t port, const Mac &mac, uint32_t a4, const Ip6 &a6) {
+    PortState &ps = lab().tables().port_mut(port);
     ps.mac = kGwMac;
-    ps.tx_shared = true;
     ps.tx_offloads = kPortTxCsum | kPortTxTso;
     ps.role.store(PortRole::kPod, std::memory_order_release);
-    const uint32_t nh = routes_.nh(make_nh(NhKind::kPod, vhost_port_, kFuzzVhostMac, kGwMac, 1500));
-    routes_.add4(p4(kFuzzVhost4, 32), nh);
-    routes_.add6(p6(kFuzzVhost6, 128), nh);
+    const uint32_t nh = routes_.nh(make_nh(NhKind::kPod, port, mac, kGwMac, 1500));
+    routes_.add4(p4(a4, 32), nh);
+    routes_.add6(p6(a6, 128), nh);
 }
 
 void Node::add_tun_port() {
@@ -157,14 +165,9 @@ void Node::add_tun_port() {
     }
     worker().set_slot(tun::worker_slot(), &stash_);
     PortState &ps = lab().tables().port_mut(kTunPort);
-    ps.mac = kGwMac;
     ps.driver = tun::driver();
     ps.driver_ctx = &tun_;
-    ps.tx_offloads = kPortTxCsum | kPortTxTso;
-    ps.role.store(PortRole::kPod, std::memory_order_release);
-    const uint32_t nh = routes_.nh(make_nh(NhKind::kPod, kTunPort, kFuzzTunMac, kGwMac, 1500));
-    routes_.add4(p4(kFuzzTun4, 32), nh);
-    routes_.add6(p6(kFuzzTun6, 128), nh);
+    add_pod(kTunPort, kFuzzTunMac, kFuzzTun4, kFuzzTun6);
 }
 
 void Node::add_overlay() {

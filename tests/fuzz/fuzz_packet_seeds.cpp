@@ -181,33 +181,24 @@ std::vector<Seed> seeds() {
                 .payload(20)
                 .build(),
             3);
+        // From the kernel pod to (d4, d6), its virtio-net header first.
+        auto from_tun_to = [&](uint32_t d4, const Ip6 &d6) {
+            return v6 ? std::move(from_tun().ip6(kFuzzTun6, d6))
+                      : std::move(from_tun().ip4(kFuzzTun4, d4));
+        };
         one("tun_plain" + f, T,
-            tun(vnet(0, 0, 0, 0, 0, 0), std::move(v6 ? std::move(from_tun().ip6(kFuzzTun6, kPodA6))
-                                                     : std::move(from_tun().ip4(kFuzzTun4, kPodA4)))
-                                            .udp(5000, 6000)
-                                            .payload(100)));
-        // A kernel pod's GSO frame: 20,000 bytes of TCP, segments of 1,400, partial checksum.
+            tun(vnet(0, 0, 0, 0, 0, 0), from_tun_to(kPodA4, kPodA6).udp(5000, 6000).payload(100)));
+        // A kernel pod's GSO frames: TCP, segments of gso_size, the checksum partial.
         const uint16_t l3 = v6 ? 40 : 20;
+        const Bytes gso = vnet(1, v6 ? 4 : 1, static_cast<uint16_t>(14 + l3 + 20), 1400,
+                               static_cast<uint16_t>(14 + l3), 16);
         one("tun_gso_tcp" + f, T,
-            tun(vnet(1, v6 ? 4 : 1, static_cast<uint16_t>(14 + l3 + 20), 1400,
-                     static_cast<uint16_t>(14 + l3), 16),
-                std::move(v6 ? std::move(from_tun().ip6(kFuzzTun6, kOut6))
-                             : std::move(from_tun().ip4(kFuzzTun4, kOut4)))
-                    .tcp(5001, 443, 0x18)
-                    .payload(20000)));
+            tun(gso, from_tun_to(kOut4, kOut6).tcp(5001, 443, 0x18).payload(20000)));
         one("tun_gso_to_pod_b" + f, T,
-            tun(vnet(1, v6 ? 4 : 1, static_cast<uint16_t>(14 + l3 + 20), 1000,
-                     static_cast<uint16_t>(14 + l3), 16),
-                std::move(v6 ? std::move(from_tun().ip6(kFuzzTun6, kPodB6))
-                             : std::move(from_tun().ip4(kFuzzTun4, kPodB4)))
-                    .tcp(5002, 8080, 0x18)
-                    .payload(5000)));
+            tun(gso, from_tun_to(kPodB4, kPodB6).tcp(5002, 8080, 0x18).payload(5000)));
         one("tun_csum_udp" + f, T,
             tun(vnet(1, 0, 0, 0, static_cast<uint16_t>(14 + l3), 6),
-                std::move(v6 ? std::move(from_tun().ip6(kFuzzTun6, kRemotePod6))
-                             : std::move(from_tun().ip4(kFuzzTun4, kRemotePod4)))
-                    .udp(5003, 53)
-                    .payload(300)));
+                from_tun_to(kRemotePod4, kRemotePod6).udp(5003, 53).payload(300)));
         // A big frame from an ethdev pod (a chain of mbufs), to the vhost pod (takes TSO).
         one("big_chain" + f, A,
             ipa(from_pod_a(), kFuzzVhost4, kFuzzVhost6).udp(7, 7).payload(9000).build());

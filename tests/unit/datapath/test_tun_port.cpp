@@ -575,12 +575,14 @@ TEST_F(SoftOffload, PartialChecksumAtAnOddPlaceIsFilled) {
     h.csum_start = 111;
     h.csum_offset = 34;
     h.num_buffers = 6;
-    const Bytes frame = PacketBuilder()
-                            .eth({0x02, 0x00, 0x0a, 0x41, 0x00, 0x20}, kGwMac)
-                            .ip4(ip4("10.65.0.20"), ip4("10.65.2.9"))
-                            .udp(5003, 53)
-                            .payload(300)
-                            .build();
+    Bytes frame = PacketBuilder()
+                      .eth({0x02, 0x00, 0x0a, 0x41, 0x00, 0x20}, kGwMac)
+                      .ip4(ip4("10.65.0.20"), ip4("10.65.2.9"))
+                      .udp(5003, 53)
+                      .payload(300)
+                      .build();
+    const size_t at = h.csum_start + h.csum_offset;
+    frame[at] = frame[at + 1] = 0;  // the sum the pod left there: none
     rte_mbuf *m = chain_of(frame, lab().port(Side::kPodA));
     ASSERT_NE(m, nullptr);
     ASSERT_TRUE(tun::vnet_to_mbuf(h, m));
@@ -588,11 +590,10 @@ TEST_F(SoftOffload, PartialChecksumAtAnOddPlaceIsFilled) {
     Bytes got(m->pkt_len);
     std::memcpy(got.data(), rte_pktmbuf_mtod(m, const uint8_t *), got.size());
     rte_pktmbuf_free(m);
-    // The sum over [csum_start, end) with the field filled in checks (the field is an even
-    // number of bytes past csum_start, so it is one of the summed words).
+    // The sum over [csum_start, end) with the field filled in checks (the field held 0 and is
+    // an even number of bytes past csum_start, so it is one of the summed words).
     EXPECT_EQ(fold16(sum16(std::span<const uint8_t>(got).subspan(h.csum_start))), 0xffff);
     // Nothing before the field's two bytes or after them changed.
-    const size_t at = h.csum_start + h.csum_offset;
     EXPECT_TRUE(std::equal(frame.begin(), frame.begin() + static_cast<long>(at), got.begin()));
     EXPECT_TRUE(std::equal(frame.begin() + static_cast<long>(at) + 2, frame.end(),
                            got.begin() + static_cast<long>(at) + 2));
@@ -617,7 +618,8 @@ TEST_F(SoftOffload, PartialChecksumAfterNoIpHeaderIsFilledHere) {
         } else {
             b.ip4(ip4("10.65.0.20"), ip4("10.65.2.9"));
         }
-        const Bytes frame = b.udp(5003, 53).payload(300).build();
+        Bytes frame = b.udp(5003, 53).payload(300).build();
+        frame[h.csum_start + h.csum_offset] = frame[h.csum_start + h.csum_offset + 1] = 0;
         rte_mbuf *m = chain_of(frame, lab().port(Side::kPodA));
         ASSERT_NE(m, nullptr);
         ASSERT_TRUE(tun::vnet_to_mbuf(h, m));

@@ -11,7 +11,7 @@ if [ "${1:-}" = --build-only ]; then build_only=true; shift; fi
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_resources fuzz_config fuzz_cni fuzz_journal fuzz_api)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_resources fuzz_config fuzz_cni fuzz_journal fuzz_api fuzz_packet)
 export CCACHE_BASEDIR=$PWD
 if [ ! -d build-fuzz ]; then
   # The whole tree instrumented for coverage and the sanitizers, so the fuzzer sees into the
@@ -29,8 +29,13 @@ for t in "${targets[@]}"; do
   out=build-fuzz/findings/$t
   mkdir -p "$out"
   log=$out/log.txt
+  # fuzz_packet: libFuzzer's entropic schedule spent three quarters of the time in
+  # UpdateFeatureFrequency (the packet path's many features); without it, 4x the executions
+  # and more coverage in the same 30 s (tests/fuzz/test_fuzz.py passes the same).
+  extra=()
+  [ "$t" = fuzz_packet ] && extra=(-entropic=0)
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    build-fuzz/tests/fuzz/"$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    build-fuzz/tests/fuzz/"$t" "${extra[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$out/" "$work" "tests/fuzz/corpus/$t" >"$log" 2>&1
   rc=$?
   rm -rf "$work"

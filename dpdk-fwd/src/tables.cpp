@@ -114,14 +114,14 @@ void Tables::nh_set_resolved(uint32_t id, const net::MacAddr &mac) {
     }
     NextHop &nh = nh_[id];
     std::memcpy(nh.dst_mac.data(), mac.data(), 6);
-    __atomic_store_n(&nh.kind, NhKind::kVia, __ATOMIC_RELEASE);
+    std::atomic_ref<NhKind>(nh.kind).store(NhKind::kVia, std::memory_order_release);
 }
 
 void Tables::nh_set_unresolved(uint32_t id) {
     if (id == kNhInvalid || id >= kMaxNextHops) {
         return;
     }
-    __atomic_store_n(&nh_[id].kind, NhKind::kResolve, __ATOMIC_RELEASE);
+    std::atomic_ref<NhKind>(nh_[id].kind).store(NhKind::kResolve, std::memory_order_release);
 }
 
 uint32_t Tables::group_alloc(const uint32_t *members, uint8_t n) {

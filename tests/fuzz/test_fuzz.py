@@ -12,7 +12,7 @@ import tempfile
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-TARGETS = ["fuzz_resources", "fuzz_config", "fuzz_cni", "fuzz_journal", "fuzz_api"]
+TARGETS = ["fuzz_resources", "fuzz_config", "fuzz_cni", "fuzz_journal", "fuzz_api", "fuzz_packet"]
 # Targets with a finding not fixed yet run in `./run.sh fuzz`, not in CI, until it is: CI would
 # fail at random on what is already known. Each finding's input is kept in tests/fuzz/findings/
 # (and in the target's seed corpus once fixed, so every run replays it). None open: yaml-cpp's
@@ -21,6 +21,8 @@ TARGETS = ["fuzz_resources", "fuzz_config", "fuzz_cni", "fuzz_journal", "fuzz_ap
 KNOWN_FINDINGS: set[str] = set()
 IN_CI = [t for t in TARGETS if t not in KNOWN_FINDINGS]
 SECONDS = int(os.environ.get("FWD_FUZZ_SECONDS", "15"))
+# Per target libFuzzer options, as scripts/fuzz.sh passes them (why: there).
+EXTRA_ARGS = {"fuzz_packet": ["-entropic=0"]}
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +52,8 @@ def test_fuzz_target_finds_nothing(built, target):
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
                UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
     try:
-        r = subprocess.run([str(built / target), f"-max_total_time={SECONDS}", "-timeout=10",
+        r = subprocess.run([str(built / target), *EXTRA_ARGS.get(target, []),
+                            f"-max_total_time={SECONDS}", "-timeout=10",
                             "-rss_limit_mb=2048", "-print_final_stats=1",
                             f"-artifact_prefix={out}/", work,
                             str(ROOT / "tests" / "fuzz" / "corpus" / target)],

@@ -81,9 +81,11 @@ static_assert(sizeof(NextHop) == 32);
 
 // The kind of a next hop as a worker must read it: the control thread may
 // change it under the worker's feet, and what it wrote before (the MAC) must
-// be visible once the new kind is.
+// be visible once the new kind is. std::atomic_ref, not GCC's __atomic
+// builtins: clang takes those on integers only, not on an enum (the fuzz build).
+// atomic_ref<const T> is C++26: the cast only lets it load.
 inline NhKind load_kind(const NextHop &nh) {
-    return __atomic_load_n(&nh.kind, __ATOMIC_ACQUIRE);
+    return std::atomic_ref<NhKind>(const_cast<NhKind &>(nh.kind)).load(std::memory_order_acquire);
 }
 
 enum class PortRole : uint8_t { kNone = 0, kUplink, kPod };

@@ -39,7 +39,9 @@ constexpr const char *kUsage =
     "\n"
     "The daemon serves its API on the unix socket named by api_socket\n"
     "(default /run/dpdk-fwd/api.sock); drive it with fwdctl. SIGINT or SIGTERM\n"
-    "stop it cleanly: pod ports are removed and nothing is left behind.\n";
+    "stop it cleanly: pod ports are removed. The pods stay recorded in\n"
+    "state_dir (default /var/lib/dpdk-fwd): the next start, after a stop or a\n"
+    "crash, takes them back with their interfaces, addresses and routes.\n";
 
 bool is_vdev(const std::string &devargs) {
     return devargs.rfind("net_", 0) == 0 || devargs.rfind("eth_", 0) == 0;

@@ -627,7 +627,10 @@ json CniService::reconcile(const json &args) {
             json ep{{"owner", owner}};
             const std::string handle = owner_str(ep, "handle");
             detach(owner_str(ep, "namespace"), owner_str(ep, "pod"), owner_str(ep, "container_id"));
-            if (!handle.empty() && !keep.count(handle)) {
+            if (handle.empty()) {
+                continue;  // not a CNI pod: it held no addresses
+            }
+            if (!keep.count(handle)) {
                 ipam_call("release", [&] { return alloc_.release_handle(handle); });
                 released.insert(handle);
             }

@@ -101,6 +101,12 @@ class TapKind final : public PortKind {
         e.rx_queues = static_cast<uint16_t>(ctx_.workers().size());
         e.worker = 0;
         e.state = TapState{now.ifindex};
+        try {
+            vhost::set_pod_gateway_neighbors(pod_if_config(e));
+        } catch (const std::exception &ex) {
+            // The pod resolves the gateway itself, a second later at most.
+            log::warn("endpoint {}: {}", e.id, ex.what());
+        }
     }
 
     // The shared tap stays. Once no lookup returns the pod's next hop (the

@@ -13,6 +13,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/macvlan.h>
+#include <netlink/route/neighbour.h>
 #include <netlink/route/nexthop.h>
 #include <netlink/route/route.h>
 #include <netlink/socket.h>
@@ -46,6 +47,7 @@ using NlCache = std::unique_ptr<nl_cache, NlFree<nl_cache, nl_cache_free>>;
 using Link = std::unique_ptr<rtnl_link, NlFree<rtnl_link, rtnl_link_put>>;
 using Addr = std::unique_ptr<rtnl_addr, NlFree<rtnl_addr, rtnl_addr_put>>;
 using Route = std::unique_ptr<rtnl_route, NlFree<rtnl_route, rtnl_route_put>>;
+using Neigh = std::unique_ptr<rtnl_neigh, NlFree<rtnl_neigh, rtnl_neigh_put>>;
 
 class UniqueFd {
   public:
@@ -729,6 +731,41 @@ PodTun attach_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offload
     });
     out.fd = tun.release();
     return out;
+}
+
+void set_pod_gateway_neighbors(const PodIfConfig &cfg) {
+    const std::string ns_path = resolve_netns_path(cfg.netns);
+    const std::string step =
+        "set the gateway's neighbor entries of " + cfg.ifname + " in netns " + ns_path;
+    UniqueFd ns_fd = open_netns(ns_path, step);
+    run_in_netns(ns_fd.get(), ns_path, [&] {
+        NlSock sk = open_route_socket(step);
+        Link link = find_link(sk.get(), cfg.ifname, step);
+        if (!link) {
+            fail(step, "no " + cfg.ifname + " in the pod");
+        }
+        const int ifindex = rtnl_link_get_ifindex(link.get());
+        auto set = [&](NlAddr dst) {
+            Neigh n(rtnl_neigh_alloc());
+            if (!n) {
+                fail(step, "out of memory");
+            }
+            rtnl_neigh_set_ifindex(n.get(), ifindex);
+            rtnl_neigh_set_dst(n.get(), dst.get());
+            rtnl_neigh_set_lladdr(n.get(), build_mac(net::kCalicoGatewayMac).get());
+            rtnl_neigh_set_state(n.get(), NUD_REACHABLE);
+            if (int err = rtnl_neigh_add(sk.get(), n.get(), NLM_F_CREATE | NLM_F_REPLACE);
+                err < 0) {
+                fail_nl(step, err);
+            }
+        };
+        if (cfg.ipv4) {
+            set(build_ip4(net::kCalicoGateway4, 32));
+        }
+        if (cfg.ipv6) {
+            set(build_ip6(net::calico_gateway6(), 128));
+        }
+    });
 }
 
 void close_pod_tun(int fd, bool keep) {

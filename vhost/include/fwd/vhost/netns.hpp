@@ -106,6 +106,14 @@ PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads,
 // opens it. The pod's addresses and routes are left as they are.
 PodTun attach_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads);
 
+// The pod's neighbor entries for the gateway (169.254.1.1 and
+// fe80::ecee:eeff:feee:eeee on cfg.ifname) set to ee:ee:ee:ee:ee:ee,
+// reachable. After a restart a macvlan whose lower tap lost its queues lost
+// its carrier and with it those entries: its kernel would only ask again
+// on its next ARP / ND retransmission, up to a second later, holding the
+// pod's packets meanwhile. Throws NetnsError.
+void set_pod_gateway_neighbors(const PodIfConfig &cfg);
+
 // Closes a pod tap's fd; keep false also clears its persistence first, so
 // the device goes with it.
 void close_pod_tun(int fd, bool keep);

@@ -257,3 +257,27 @@ def test_restart_cleans_pods_gone_while_down(node, tmpdir_short):
     nl.delete(kept_cid, kept_ns.path, cni_args=kubelet_args("default", "gone-2", kept_cid))
     node.assert_clean([kept_ns])
     (state / "endpoints" / "damaged.json").unlink()
+
+
+def test_clean_stop_removes_interfaces_and_start_makes_them_again(node):
+    """SIGTERM: the pod interfaces and the shared tap go (nothing left behind), the record
+    stays; the next start makes each pod's interface again with its name, MAC and addresses."""
+    d = node.d
+    a, b = node.pod(), node.pod()
+    d.add_pod(a, ipv4="10.77.1.1", ipv6="fd00:77::1:1", kind="tap", name="ct-tap")
+    d.add_pod(b, ipv4=TUN4, ipv6=TUN6, kind="tun", name="ct-tun")
+    before = {ns.name: pod_view(ns)[1:] for ns in (a, b)}  # all but the ifindex
+    pod_tap = json.loads(pathlib.Path(d.config).read_text())["pod_tap"]
+    d.stop()
+    assert d.proc.returncode == 0
+    for ns in (a, b):
+        assert set(links(ns)) == {"lo"}, links(ns)
+    assert host_links(pod_tap) == []
+    d.start()
+    assert sorted(d.ctl("node")["restore"]["restored"]) == ["ct-tap", "ct-tun"]
+    assert {ns.name: pod_view(ns)[1:] for ns in (a, b)} == before
+    a.run(f"ping -c 1 -w 3 {TUN4}")
+    a.run(f"ping -6 -c 1 -w 3 {TUN6}")
+    d.ctl("endpoint", "del", "--id", "ct-tap")
+    d.ctl("endpoint", "del", "--id", "ct-tun")
+    node.assert_clean([a, b])

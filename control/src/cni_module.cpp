@@ -36,6 +36,17 @@ class CniModule final : public Module {
                  .fn = [this, name = op.name, &st](const json &a) { return timed(st, name, a); },
                  .thread = OpDef::Thread::kApi});
         }
+        ctx.add_op({.name = "cni.reconcile",
+                    .args = {"release", "keep", "sweep"},
+                    .fn =
+                        [this](const json &a) {
+                            if (!svc_) {
+                                throw ApiError("unavailable", "no ipam section in the config");
+                            }
+                            return svc_->reconcile(a);
+                        },
+                    .thread = OpDef::Thread::kApi,
+                    .internal = true});
     }
 
     // Control thread; the calls run on the API thread.

@@ -614,4 +614,47 @@ json CniService::gc(const json &args) {
     return {{"endpoints_removed", removed}, {"handles_released", released}};
 }
 
+json CniService::reconcile(const json &args) {
+    std::set<std::string> keep;
+    for (const auto &h : get_strings(args, "keep")) {
+        keep.insert(h);
+    }
+    int pods = 0;
+    std::set<std::string> released;
+    auto it = args.find("release");
+    if (it != args.end() && it->is_array()) {
+        for (const auto &owner : *it) {
+            json ep{{"owner", owner}};
+            const std::string handle = owner_str(ep, "handle");
+            detach(owner_str(ep, "namespace"), owner_str(ep, "pod"), owner_str(ep, "container_id"));
+            if (handle.empty()) {
+                continue;  // not a CNI pod: it held no addresses
+            }
+            if (!keep.count(handle)) {
+                ipam_call("release", [&] { return alloc_.release_handle(handle); });
+                released.insert(handle);
+            }
+            pods++;
+        }
+    }
+    if (get_bool(args, "sweep", false)) {
+        // CNI's handles: "<network>.<container id>" with that container id in the attributes.
+        std::set<std::string> stale;
+        for (const auto &a : ipam_call("", [&] { return alloc_.allocations(); })) {
+            const auto &h = a.attrs.handle;
+            const auto &cid = a.attrs.container_id;
+            if (a.attrs.node == node_ && !cid.empty() && h.size() > cid.size() + 1 &&
+                h.compare(h.size() - cid.size() - 1, std::string::npos, "." + cid) == 0 &&
+                !keep.count(h) && !released.count(h)) {
+                stale.insert(h);
+            }
+        }
+        for (const auto &h : stale) {
+            ipam_call("release", [&] { return alloc_.release_handle(h); });
+            released.insert(h);
+        }
+    }
+    return {{"pods_released", pods}, {"handles_released", released.size()}};
+}
+
 }  // namespace fwd::control

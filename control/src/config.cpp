@@ -39,6 +39,8 @@ using config::json_quote;
 using config::Object;
 
 // The keys parse_config reads itself; features add theirs (config_sections.hpp).
+// One a line (clang-format would fill the lines): a key added is a line added.
+// clang-format off
 constexpr std::string_view kBuiltinKeys[] = {"node_name",
                                              "eal",
                                              "cores",
@@ -48,6 +50,7 @@ constexpr std::string_view kBuiltinKeys[] = {"node_name",
                                              "api_socket",
                                              "api_socket_group",
                                              "run_dir",
+                                             "state_dir",
                                              "mbufs",
                                              "icmp_errors_per_sec",
                                              "max_endpoints",
@@ -60,6 +63,7 @@ constexpr std::string_view kBuiltinKeys[] = {"node_name",
                                              "ipam",
                                              "fast_path",
                                              "stage_stats"};
+// clang-format on
 
 // The API socket's group: a name, or a number as chown(1) takes it.
 gid_t parse_group(const config::Field &f) {
@@ -753,6 +757,9 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env,
     }
     if (auto f = root.get("run_dir")) {
         cfg.run_dir = parse_abs_path(*f, PATH_MAX - 1);
+    }
+    if (auto f = root.get("state_dir")) {
+        cfg.state_dir = parse_abs_path(*f, PATH_MAX - 1);
     }
     if (auto f = root.get("mbufs")) {
         cfg.mbufs = f->integer<uint32_t>(1023, 1048575);

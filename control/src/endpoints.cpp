@@ -1,8 +1,11 @@
 #include "fwd/control/endpoints.hpp"
 
+#include <sys/stat.h>
+
 #include <random>
 
 #include "api_args.hpp"
+#include "fwd/control/log.hpp"
 #include "fwd/control/ports.hpp"
 #include "fwd/control/routes.hpp"
 #include "fwd/util/registry.hpp"
@@ -46,6 +49,20 @@ net::MacAddr random_pod_mac() {
     return net::MacAddr(b);
 }
 
+bool path_exists(const std::string &path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0;
+}
+
+std::string owner_handle(const json &rec) {
+    auto o = rec.find("owner");
+    if (o == rec.end() || !o->is_object()) {
+        return {};
+    }
+    auto h = o->find("handle");
+    return h != o->end() && h->is_string() ? h->get<std::string>() : std::string();
+}
+
 }  // namespace
 
 void register_port_kind(std::string name, PortKindFactory make) {
@@ -74,8 +91,13 @@ EndpointsModule::EndpointsModule(ControlContext &ctx)
         }
         kinds_.emplace(name, std::move(k));
     }
+    add_args_ = add_args;
     ctx.add_op(
         {.name = "endpoint.add", .args = add_args, .fn = [this](const json &a) { return add(a); }});
+    ctx.add_op({.name = "endpoint.restore",
+                .args = {},
+                .fn = [this](const json &) { return restore(); },
+                .internal = true});
     ctx.add_op(
         {.name = "endpoint.del", .args = {"id"}, .fn = [this](const json &a) { return del(a); }});
     ctx.add_op(
@@ -85,9 +107,86 @@ EndpointsModule::EndpointsModule(ControlContext &ctx)
 }
 
 void EndpointsModule::start() {
+    record_ = std::make_unique<EndpointRecord>(ctx_.cfg().state_dir + "/endpoints");
     for (auto &[name, k] : kinds_) {
         k->start();
     }
+}
+
+void EndpointsModule::online() {
+    ctx_.call("endpoint.restore", json::object());
+}
+
+json EndpointsModule::restore() {
+    json restored = json::array();
+    json gone = json::array();
+    json failed = json::array();
+    json unreadable = json::array();
+    json release = json::array();  // the owners of the pods that went while we were down
+    json keep = json::array();     // the IPAM handles recorded endpoints hold
+    RecordLoad l;
+    try {
+        l = record_->load();
+    } catch (const RecordError &e) {
+        unreadable.push_back(e.what());
+        log::error("endpoint record: {}: no pod restored", e.what());
+    }
+    for (const auto &u : l.unreadable) {
+        unreadable.push_back(u);
+        log::error("endpoint record: {}: that pod is not restored", u);
+    }
+    for (const auto &rec : l.records) {
+        const std::string id = rec.value("id", "");
+        try {
+            auto kit = kinds_.find(rec.value("kind", kDefaultKind));
+            const std::string netns = rec.value("netns", "");
+            if (kit != kinds_.end() && kit->second->needs_netns() && !netns.empty() &&
+                !path_exists(vhost::resolve_netns_path(netns))) {
+                // The runtime removed the pod while no daemon ran (its DEL
+                // never reached us): what it held goes.
+                record_->erase(id);
+                gone.push_back(id);
+                release.push_back(rec.value("owner", json::object()));
+                log::info("endpoint {}: netns {} is gone: removed", id, netns);
+                continue;
+            }
+            add(rec, true);
+            restored.push_back(id);
+        } catch (const std::exception &e) {
+            // Kept: the next start tries again, the runtime's DEL removes it.
+            failed.push_back(json{{"id", id}, {"error", e.what()}});
+            if (auto h = owner_handle(rec); !h.empty()) {
+                keep.push_back(h);
+            }
+            log::error("endpoint {}: not restored: {}", id, e.what());
+        }
+    }
+    for (const auto &[id, e] : endpoints_) {
+        if (auto h = owner_handle(json{{"owner", e.owner}}); !h.empty()) {
+            keep.push_back(h);
+        }
+    }
+    json ipam = nullptr;
+    if (ctx_.cfg().ipam) {
+        // A damaged record may hold addresses: no sweep of the unrecorded
+        // ones then, only the gone pods' are released.
+        try {
+            ipam = ctx_.call("cni.reconcile",
+                             {{"release", release}, {"keep", keep}, {"sweep", unreadable.empty()}});
+        } catch (const std::exception &e) {
+            ipam = json{{"error", e.what()}};
+            log::error("endpoint restore: IPAM not reconciled: {}", e.what());
+        }
+    }
+    restore_report_ = json{{"restored", restored},
+                           {"removed", gone},
+                           {"failed", failed},
+                           {"unreadable", unreadable},
+                           {"ipam", ipam}};
+    if (!l.records.empty() || !unreadable.empty()) {
+        log::info("endpoint restore: {}", restore_report_.dump());
+    }
+    return restore_report_;
 }
 
 void EndpointsModule::stop() {
@@ -104,7 +203,7 @@ PortKind &EndpointsModule::kind_of(const Endpoint &e) const {
     return *kinds_.at(e.kind);
 }
 
-json EndpointsModule::add(const json &args) {
+json EndpointsModule::add(const json &args, bool restoring) {
     Endpoint e;
     e.id = get_str(args, "id", true);
     if (!valid_id(e.id)) {
@@ -191,9 +290,40 @@ json EndpointsModule::add(const json &args) {
         e.owner = *it;
     }
 
+    if (!restoring && record_) {
+        // Written ahead of the port: a crash in the middle of this add
+        // leaves a record, and the restore finishes what it began (else a
+        // pod interface no record names would stay behind). What this add
+        // was asked, with what it chose (MAC, MTU): a restore makes the same
+        // endpoint.
+        json rec = json::object();
+        for (const auto &k : add_args_) {
+            if (auto it = args.find(k); it != args.end() && !it->is_null()) {
+                rec[k] = *it;
+            }
+        }
+        rec["id"] = e.id;
+        rec["kind"] = e.kind;
+        rec["ifname"] = e.ifname;
+        rec["mac"] = e.mac.str();
+        rec["mtu"] = e.mtu;
+        rec["owner"] = e.owner;
+        try {
+            record_->put(rec);
+        } catch (const RecordError &x) {
+            throw ApiError("unavailable", std::string("cannot record the endpoint (it would "
+                                                      "not survive a restart): ") +
+                                              x.what());
+        }
+    }
+
     // From here on, every failure undoes what was done before it.
     try {
-        kind.attach(e);
+        if (restoring) {
+            kind.reattach(e);
+        } else {
+            kind.attach(e);
+        }
         e.attached = true;
         dp::NextHop nh{};
         nh.kind = dp::NhKind::kPod;
@@ -226,6 +356,9 @@ json EndpointsModule::add(const json &args) {
         e.active = true;
     } catch (...) {
         remove(e);
+        if (!restoring) {
+            forget(e.id);
+        }
         throw;
     }
     // The pod is live: nothing can refuse it any more.
@@ -278,11 +411,27 @@ json EndpointsModule::del(const json &args) {
     auto id = get_str(args, "id", true);
     auto it = endpoints_.find(id);
     if (it == endpoints_.end()) {
+        // One the restore could not take back goes with the runtime's DEL.
+        forget(id);
         throw ApiError("not_found", "no endpoint '" + id + "'");
     }
     remove(it->second);
     endpoints_.erase(it);
+    forget(id);
     return json{{"id", id}, {"deleted", true}};
+}
+
+void EndpointsModule::forget(const std::string &id) {
+    if (!record_) {
+        return;
+    }
+    try {
+        record_->erase(id);
+    } catch (const RecordError &e) {
+        // The endpoint is gone all the same; a restart finds its namespace
+        // gone, or takes it back for the runtime's next DEL.
+        log::error("endpoint {}: record not removed: {}", id, e.what());
+    }
 }
 
 json EndpointsModule::get(const json &args) const {
@@ -326,6 +475,7 @@ json EndpointsModule::to_json(const Endpoint &e) const {
 }
 
 void EndpointsModule::describe_node(json &out) const {
+    out["restore"] = restore_report_;
     for (const auto &[name, k] : kinds_) {
         k->describe_node(out, endpoints_);
     }

@@ -3,10 +3,19 @@
 // it in the pod's namespace (vhost::add_pod_macvlan): Calico's eth0 with the
 // pod's /32 and /128 and the gateway routes. One ethdev instead of one per
 // pod (Debian's DPDK has 32 ports in all); the tap tells pods apart by MAC.
+//
+// Restarts: the tap is made persistent (vhost::set_tap_persist) once the PMD
+// made it, so when the daemon dies, even by kill -9, the tap and every pod's
+// macvlan on it stay (DPDK 22.11's net_tap has no devarg for it: the kernel
+// keeps a persistent tap whose queues all closed). The next daemon's PMD
+// attaches its queues to the same tap and reattach() takes each recorded
+// pod's macvlan back as it is. A clean stop clears the persistence first, so
+// the tap and its macvlans go as before.
 #include <rte_mbuf.h>
 
 #include "api_args.hpp"
 #include "fwd/control/endpoints.hpp"
+#include "fwd/control/log.hpp"
 #include "fwd/control/ports.hpp"
 #include "fwd/util/registry.hpp"
 #include "fwd/vhost/netns.hpp"
@@ -67,6 +76,39 @@ class TapKind final : public PortKind {
         e.state = st;
     }
 
+    // The pod's macvlan left by the daemon before, if it is there (the
+    // shared tap outlived it), else a new one as attach makes it.
+    void reattach(Endpoint &e) override {
+        if (!pod_port_) {
+            throw ApiError("unavailable", "no pod tap: the daemon has not started");
+        }
+        vhost::PodIfState now;
+        try {
+            now = vhost::inspect_pod_interface(e.netns, e.ifname);
+        } catch (const std::exception &ex) {
+            throw ApiError("invalid_argument", ex.what());
+        }
+        if (!now.exists) {
+            attach(e);
+            return;
+        }
+        if (now.kind != "macvlan" || now.mac != e.mac) {
+            throw ApiError("already_exists", e.ifname + " in netns " + e.netns +
+                                                 " is not the pod's macvlan (kind " + now.kind +
+                                                 ", MAC " + now.mac.str() + ")");
+        }
+        e.port_id = *pod_port_;
+        e.rx_queues = static_cast<uint16_t>(ctx_.workers().size());
+        e.worker = 0;
+        e.state = TapState{now.ifindex};
+        try {
+            vhost::set_pod_gateway_neighbors(pod_if_config(e));
+        } catch (const std::exception &ex) {
+            // The pod resolves the gateway itself, a second later at most.
+            log::warn("endpoint {}: {}", e.id, ex.what());
+        }
+    }
+
     // The shared tap stays. Once no lookup returns the pod's next hop (the
     // endpoints module waited for that), frames to the pod's MAC still in a
     // TX buffer reach no macvlan and the kernel drops them.
@@ -113,6 +155,7 @@ void TapKind::start() {
     spec.kind = vhost::PortKind::kTap;
     spec.token = "pods";
     spec.tap_ifname = ctx_.cfg().pod_tap;
+    spec.tap_take_over = true;  // the tap a daemon that died left, with its pods
     const auto n_workers = static_cast<uint16_t>(ctx_.workers().size());
     // One queue pair per worker, worker w polls RX queue w: the kernel
     // spreads the pods' flows over the queues by hash, so every queue must be
@@ -137,6 +180,7 @@ void TapKind::start() {
     try {
         // A macvlan's MTU cannot exceed its lower interface's: the tap carries the largest.
         vhost::configure_pod_lower(ctx_.cfg().pod_tap, kMaxPodMtu, kPodTapTxQueueLen);
+        vhost::set_tap_persist(ctx_.cfg().pod_tap, true);
     } catch (const std::exception &ex) {
         vhost::destroy_port(info.port_id);
         throw std::runtime_error(std::string("pod tap: ") + ex.what());
@@ -160,6 +204,11 @@ void TapKind::stop() {
         return;
     }
     ctx_.need<PortsModule>().retire(*pod_port_);
+    try {
+        vhost::set_tap_persist(ctx_.cfg().pod_tap, false);
+    } catch (const std::exception &ex) {
+        log::warn("pod tap {} stays after the daemon: {}", ctx_.cfg().pod_tap, ex.what());
+    }
     try {
         vhost::destroy_port(*pod_port_);
     } catch (const std::exception &) {

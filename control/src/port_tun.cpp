@@ -10,6 +10,12 @@
 // and are cut only where they leave on a port without TSO. Not UFO / USO:
 // rte_gso and our segmenter do TCP only, and a UDP GSO frame toward the
 // uplink would have nowhere to be cut.
+//
+// Restarts: the device is persistent, so a daemon killed with -9 leaves the
+// pod its eth0 with addresses and routes (frames the pod sends meanwhile are
+// dropped by its kernel); the next daemon re-opens it by name (reattach,
+// vhost::attach_pod_tun). detach clears the persistence, at endpoint.del
+// and at a clean stop alike.
 #include <linux/if_tun.h>
 #include <unistd.h>
 
@@ -86,12 +92,20 @@ class TunKind final : public PortKind {
         stashes_.reset();
     }
 
-    void attach(Endpoint &e) override {
+    void attach(Endpoint &e) override { open_port(e, false); }
+    // The pod's tap as the daemon before left it, else a new one.
+    void reattach(Endpoint &e) override { open_port(e, true); }
+
+    void open_port(Endpoint &e, bool take_over) {
         TunState st;
         const vhost::PodIfConfig pc = pod_if_config(e);
         vhost::PodTun dev;
         try {
-            dev = vhost::add_pod_tun(pc, dp::tun::kVnetHdrLen, kOffloads);
+            if (take_over && vhost::inspect_pod_interface(e.netns, e.ifname).exists) {
+                dev = vhost::attach_pod_tun(pc, dp::tun::kVnetHdrLen, kOffloads);
+            } else {
+                dev = vhost::add_pod_tun(pc, dp::tun::kVnetHdrLen, kOffloads, true);
+            }
         } catch (const std::exception &ex) {
             throw ApiError("invalid_argument", ex.what());
         }
@@ -112,7 +126,7 @@ class TunKind final : public PortKind {
         try {
             e.port_id = ctx_.need<PortsModule>().add_soft_port(std::move(sp));
         } catch (...) {
-            ::close(dev.fd);  // deletes the device
+            vhost::close_pod_tun(dev.fd, take_over);  // a new one goes again
             throw;
         }
         st.port = port.release();
@@ -146,7 +160,7 @@ class TunKind final : public PortKind {
             st->port = nullptr;
             return;
         }
-        ::close(st->port->fd);  // the device goes with its last fd
+        vhost::close_pod_tun(st->port->fd, false);  // the device goes with its last fd
         delete st->port;
         st->port = nullptr;
     }

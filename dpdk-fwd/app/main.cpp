@@ -42,7 +42,9 @@ constexpr const char *kUsage =
     "\n"
     "The daemon serves its API on the unix socket named by api_socket\n"
     "(default /run/dpdk-fwd/api.sock); drive it with fwdctl. SIGINT or SIGTERM\n"
-    "stop it cleanly: pod ports are removed and nothing is left behind.\n";
+    "stop it cleanly: pod ports are removed. The pods stay recorded in\n"
+    "state_dir (default /var/lib/dpdk-fwd): the next start, after a stop or a\n"
+    "crash, takes them back with their interfaces, addresses and routes.\n";
 
 // Free hugepage memory in MB (default page size), from /proc/meminfo; -1 when unknown.
 long free_hugepages_mb() {

@@ -101,6 +101,7 @@ class DpdkFwd(Reference):
             "node": {"ipv4": common.NODE4, "ipv6": common.NODE6, "mtu": 1500},
             "api_socket": str(self.dir / "api.sock"),
             "run_dir": str(self.dir),
+            "state_dir": str(self.dir / "state"),
             "mbufs": 16383,
             "routes": routes,
             **({"stage_stats": True} if self.stage_stats else {}),

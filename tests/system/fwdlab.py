@@ -119,6 +119,8 @@ class Daemon:
             "node": {"ipv4": "10.10.10.10/24", "ipv6": "fd00:10:10::10/64", "mtu": 1500},
             "api_socket": self.sock,
             "run_dir": str(self.tmp / f"{name}-run"),
+            # the endpoint record a restart takes the pods back from: the daemon's own
+            "state_dir": str(self.tmp / f"{name}-state"),
             "mbufs": 8191,
             # the shared tap of kernel pods: its own name, so daemons of parallel runs
             # in one namespace do not clash

@@ -13,6 +13,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/macvlan.h>
+#include <netlink/route/neighbour.h>
 #include <netlink/route/nexthop.h>
 #include <netlink/route/route.h>
 #include <netlink/socket.h>
@@ -46,6 +47,7 @@ using NlCache = std::unique_ptr<nl_cache, NlFree<nl_cache, nl_cache_free>>;
 using Link = std::unique_ptr<rtnl_link, NlFree<rtnl_link, rtnl_link_put>>;
 using Addr = std::unique_ptr<rtnl_addr, NlFree<rtnl_addr, rtnl_addr_put>>;
 using Route = std::unique_ptr<rtnl_route, NlFree<rtnl_route, rtnl_route_put>>;
+using Neigh = std::unique_ptr<rtnl_neigh, NlFree<rtnl_neigh, rtnl_neigh_put>>;
 
 class UniqueFd {
   public:
@@ -446,6 +448,7 @@ PodIfState inspect_inside(const std::string &ifname, const std::string &where) {
     state.exists = true;
     state.kind = link_kind(link.get());
     const int ifindex = rtnl_link_get_ifindex(link.get());
+    state.ifindex = ifindex;
     if (auto mac = link_mac(link.get())) {
         state.mac = *mac;
     }
@@ -631,7 +634,46 @@ int add_pod_macvlan(const std::string &lower_ifname, const PodIfConfig &cfg) {
     return ifindex;
 }
 
-PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads) {
+namespace {
+
+// Opens /dev/net/tun in the calling thread's namespace on the tap `ifname`
+// (made, or attached to if it exists and is persistent), with the virtio-net
+// header and what it accepts of `offloads`. Fails naming `step`.
+UniqueFd open_tap_here(const std::string &ifname, int vnet_hdr_len, unsigned offloads,
+                       const std::string &step, unsigned &took) {
+    UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+    if (fd.get() < 0) {
+        fail_errno(step + ": open /dev/net/tun", errno);
+    }
+    ifreq ifr{};
+    std::memcpy(ifr.ifr_name, ifname.c_str(), ifname.size());
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
+        fail_errno(step + ": TUNSETIFF", errno);
+    }
+    if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &vnet_hdr_len) != 0) {
+        fail_errno(step + ": TUNSETVNETHDRSZ " + std::to_string(vnet_hdr_len), errno);
+    }
+    // Each offload depends on the ones before it (TSO needs the
+    // checksum); a kernel that refuses one gets the ones it took.
+    took = 0;
+    for (unsigned bit = 1; bit != 0 && bit <= offloads; bit <<= 1) {
+        if ((offloads & bit) == 0) {
+            continue;
+        }
+        if (::ioctl(fd.get(), TUNSETOFFLOAD, took | bit) == 0) {
+            took |= bit;
+        }
+    }
+    if (::ioctl(fd.get(), TUNSETOFFLOAD, took) != 0) {
+        fail_errno(step + ": TUNSETOFFLOAD", errno);
+    }
+    return fd;
+}
+
+}  // namespace
+
+PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads, bool persist) {
     const std::string ns_path = resolve_netns_path(cfg.netns);
     const std::string where = " in netns " + ns_path;
     const std::string step = "create tap " + cfg.ifname + where;
@@ -651,40 +693,118 @@ PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads) 
             }
         }
         // The device belongs to the namespace of the thread that creates it.
-        UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
-        if (fd.get() < 0) {
-            fail_errno(step + ": open /dev/net/tun", errno);
-        }
-        ifreq ifr{};
-        std::memcpy(ifr.ifr_name, cfg.ifname.c_str(), cfg.ifname.size());
-        ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-        if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
-            fail_errno(step + ": TUNSETIFF", errno);
-        }
-        if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &vnet_hdr_len) != 0) {
-            fail_errno(step + ": TUNSETVNETHDRSZ " + std::to_string(vnet_hdr_len), errno);
-        }
-        // Each offload depends on the ones before it (TSO needs the
-        // checksum); a kernel that refuses one gets the ones it took.
-        unsigned took = 0;
-        for (unsigned bit = 1; bit != 0 && bit <= offloads; bit <<= 1) {
-            if ((offloads & bit) == 0) {
-                continue;
-            }
-            if (::ioctl(fd.get(), TUNSETOFFLOAD, took | bit) == 0) {
-                took |= bit;
-            }
-        }
-        if (::ioctl(fd.get(), TUNSETOFFLOAD, took) != 0) {
-            fail_errno(step + ": TUNSETOFFLOAD", errno);
-        }
-        out.offloads = took;
+        UniqueFd fd = open_tap_here(cfg.ifname, vnet_hdr_len, offloads, step, out.offloads);
         // Closing fd on a failure below deletes the device again.
         out.ifindex = configure_inside(cfg, ns_path, cfg.ifname, true);
+        // Last: a failure before it leaves nothing behind.
+        if (persist && ::ioctl(fd.get(), TUNSETPERSIST, 1) != 0) {
+            fail_errno(step + ": TUNSETPERSIST", errno);
+        }
         tun = std::move(fd);
     });
     out.fd = tun.release();
     return out;
+}
+
+PodTun attach_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads) {
+    const std::string ns_path = resolve_netns_path(cfg.netns);
+    const std::string step = "take over tap " + cfg.ifname + " in netns " + ns_path;
+    UniqueFd ns_fd = open_netns(ns_path, step);
+    PodTun out;
+    UniqueFd tun(-1);
+    run_in_netns(ns_fd.get(), ns_path, [&] {
+        {
+            // Only the pod's own tap: TUNSETIFF on a name that is not there
+            // would make a new, unconfigured one.
+            NlSock sk = open_route_socket(step);
+            Link link = find_link(sk.get(), cfg.ifname, step);
+            if (!link) {
+                fail(step, "no " + cfg.ifname + " in the pod");
+            }
+            if (link_kind(link.get()) != "tun" || link_mac(link.get()) != cfg.mac) {
+                fail(step, cfg.ifname + " is not the pod's tap (kind " + link_kind(link.get()) +
+                               ", not MAC " + cfg.mac.str() + ")");
+            }
+            out.ifindex = rtnl_link_get_ifindex(link.get());
+        }
+        tun = open_tap_here(cfg.ifname, vnet_hdr_len, offloads, step, out.offloads);
+    });
+    out.fd = tun.release();
+    return out;
+}
+
+void set_pod_gateway_neighbors(const PodIfConfig &cfg) {
+    const std::string ns_path = resolve_netns_path(cfg.netns);
+    const std::string step =
+        "set the gateway's neighbor entries of " + cfg.ifname + " in netns " + ns_path;
+    UniqueFd ns_fd = open_netns(ns_path, step);
+    run_in_netns(ns_fd.get(), ns_path, [&] {
+        NlSock sk = open_route_socket(step);
+        Link link = find_link(sk.get(), cfg.ifname, step);
+        if (!link) {
+            fail(step, "no " + cfg.ifname + " in the pod");
+        }
+        const int ifindex = rtnl_link_get_ifindex(link.get());
+        auto set = [&](NlAddr dst) {
+            Neigh n(rtnl_neigh_alloc());
+            if (!n) {
+                fail(step, "out of memory");
+            }
+            rtnl_neigh_set_ifindex(n.get(), ifindex);
+            rtnl_neigh_set_dst(n.get(), dst.get());
+            rtnl_neigh_set_lladdr(n.get(), build_mac(net::kCalicoGatewayMac).get());
+            rtnl_neigh_set_state(n.get(), NUD_REACHABLE);
+            if (int err = rtnl_neigh_add(sk.get(), n.get(), NLM_F_CREATE | NLM_F_REPLACE);
+                err < 0) {
+                fail_nl(step, err);
+            }
+        };
+        if (cfg.ipv4) {
+            set(build_ip4(net::kCalicoGateway4, 32));
+        }
+        if (cfg.ipv6) {
+            set(build_ip6(net::calico_gateway6(), 128));
+        }
+    });
+}
+
+void close_pod_tun(int fd, bool keep) {
+    if (fd < 0) {
+        return;
+    }
+    if (!keep) {
+        // Not persistent any more: the device goes with its last fd.
+        ::ioctl(fd, TUNSETPERSIST, 0);
+    }
+    ::close(fd);
+}
+
+void set_tap_persist(const std::string &ifname, bool persist) {
+    const std::string step = std::string(persist ? "keep" : "release") + " tap " + ifname;
+    if (ifname.empty() || ifname.size() >= IFNAMSIZ) {
+        fail(step, "bad interface name '" + ifname + "'");
+    }
+    UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+    if (fd.get() < 0) {
+        fail_errno(step + ": open /dev/net/tun", errno);
+    }
+    {
+        NlSock sk = open_route_socket(step);
+        if (!find_link(sk.get(), ifname, step)) {
+            fail(step, "no such interface");  // TUNSETIFF would make one
+        }
+    }
+    // The flags must match the device's (the kernel refuses a queue of
+    // another kind); our queue is attached only for the two calls.
+    ifreq ifr{};
+    std::memcpy(ifr.ifr_name, ifname.c_str(), ifname.size());
+    ifr.ifr_flags = IFF_TAP | IFF_MULTI_QUEUE;
+    if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
+        fail_errno(step + ": TUNSETIFF", errno);
+    }
+    if (::ioctl(fd.get(), TUNSETPERSIST, persist ? 1 : 0) != 0) {
+        fail_errno(step + ": TUNSETPERSIST", errno);
+    }
 }
 
 PodLinkDelete delete_pod_macvlan(const std::string &netns, int ifindex, const net::MacAddr &mac) {

@@ -1,5 +1,6 @@
 #include "fwd/vhost/pod_port.hpp"
 
+#include <linux/if_tun.h>
 #include <net/if.h>
 #include <rte_dev.h>
 #include <rte_devargs.h>
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -152,7 +154,21 @@ std::optional<std::string> server_socket_of(const rte_eth_dev_info &info) {
 // The tap PMD keeps addressing its interface by name in our namespace, even
 // after the interface moved into a pod; a second port with that name would
 // get the first one's stop (link down) and more. Refuse such a name.
-void check_tap_name_free(const std::string &ifname, const std::string &devname) {
+// A tap of ours left persistent (set_tap_persist): its tun_flags (sysfs, in
+// hex) have IFF_TAP, IFF_MULTI_QUEUE and IFF_PERSIST.
+bool persistent_mq_tap(const std::string &ifname) {
+    std::FILE *f = std::fopen(("/sys/class/net/" + ifname + "/tun_flags").c_str(), "r");
+    if (f == nullptr) {
+        return false;  // not a tun device at all
+    }
+    unsigned flags = 0;
+    const bool read = std::fscanf(f, "%x", &flags) == 1;
+    std::fclose(f);
+    const unsigned want = IFF_TAP | IFF_MULTI_QUEUE | IFF_PERSIST;
+    return read && (flags & want) == want;
+}
+
+void check_tap_name_free(const std::string &ifname, const std::string &devname, bool take_over) {
     uint16_t port_id;
     RTE_ETH_FOREACH_DEV(port_id) {
         rte_eth_dev_info info{};
@@ -164,7 +180,7 @@ void check_tap_name_free(const std::string &ifname, const std::string &devname) 
                             port_name(port_id) + ", whose interface may be in a pod");
         }
     }
-    if (if_nametoindex(ifname.c_str()) != 0) {
+    if (if_nametoindex(ifname.c_str()) != 0 && !(take_over && persistent_mq_tap(ifname))) {
         // The tap PMD would attach to a leftover tap of that name, or fail
         // obscurely on anything else.
         throw PortError("create " + devname + ": interface " + ifname + " already exists");
@@ -334,7 +350,7 @@ PortInfo create_port(const PortSpec &spec) {
                             std::max(spec.rx_queues, spec.tx_queues));
 
     if (tap) {
-        check_tap_name_free(spec.tap_ifname, devname);
+        check_tap_name_free(spec.tap_ifname, devname, spec.tap_take_over);
     } else if (!spec.vhost_client) {
         prepare_server_socket(spec.vhost_socket, devname);
     }

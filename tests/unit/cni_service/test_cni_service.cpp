@@ -179,6 +179,45 @@ TEST_F(CniServiceTest, AddDualStackAllocatesAndMakesTheEndpoint) {
     EXPECT_EQ(all[0].attrs.container_id, "c1");
 }
 
+// After a restart: the pods that went while the daemon was down give their
+// addresses back; the sweep takes CNI handles no record keeps (an ADD cut
+// between IPAM and the endpoint), never a kept one or another shape of handle.
+TEST_F(CniServiceTest, ReconcileReleasesGonePodsAndUnrecordedHandles) {
+    add_pools();
+    svc_->call("cni.add", add_args("gone"));
+    svc_->call("cni.add", add_args("kept"));
+    svc_->call("cni.add", add_args("cut"));
+    ipam::AssignRequest other;  // not CNI's: no container id
+    other.handle = "operator-handle";
+    other.node = "node1";
+    other.attrs.node = "node1";
+    other.num4 = 1;
+    alloc_->assign(other);
+    ASSERT_EQ(allocated(), 7u);
+
+    const json gone_owner = {{"network", "k8s-pod-network"},
+                             {"container_id", "gone"},
+                             {"handle", "k8s-pod-network.gone"},
+                             {"namespace", "default"},
+                             {"pod", "pod-gone"}};
+    const json tun_owner = json::object();  // a pod made without CNI: nothing to release
+    json r =
+        svc_->reconcile({{"release", json::array({gone_owner, tun_owner})},
+                         {"keep", json::array({"k8s-pod-network.kept", "k8s-pod-network.cut"})},
+                         {"sweep", false}});
+    EXPECT_EQ(r, (json{{"pods_released", 1}, {"handles_released", 1}}));
+    EXPECT_TRUE(alloc_->addresses("k8s-pod-network.gone").empty());
+    EXPECT_EQ(allocated(), 5u);
+
+    r = svc_->reconcile({{"release", json::array()},
+                         {"keep", json::array({"k8s-pod-network.kept"})},
+                         {"sweep", true}});
+    EXPECT_EQ(r, (json{{"pods_released", 0}, {"handles_released", 1}}));
+    EXPECT_TRUE(alloc_->addresses("k8s-pod-network.cut").empty());
+    EXPECT_EQ(alloc_->addresses("k8s-pod-network.kept").size(), 2u);
+    EXPECT_EQ(alloc_->addresses("operator-handle").size(), 1u);
+}
+
 TEST_F(CniServiceTest, AddOneFamilyOnly) {
     add_pools();
     json r4 = svc_->call("cni.add", add_args("v4only", true, false));

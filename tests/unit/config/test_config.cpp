@@ -43,7 +43,7 @@ Json full() {
                    "vlan": 100},
         "node": {"ipv4": "10.10.10.10/24", "ipv6": "fd00:10:10::10/64", "mtu": 9000},
         "idle": {"enabled": false, "spin_polls": 7, "pause_polls": 8, "max_sleep_us": 9},
-        "api_socket": "/tmp/x/api.sock", "run_dir": "/tmp/x",
+        "api_socket": "/tmp/x/api.sock", "run_dir": "/tmp/x", "state_dir": "/tmp/x/state",
         "mbufs": 4095, "icmp_errors_per_sec": 0, "max_endpoints": 65535,
         "routes": [
             {"prefix": "0.0.0.0/0", "via": "10.10.10.1", "mac": "02:00:00:00:00:fe"},
@@ -130,6 +130,7 @@ TEST(ConfigValid, FullConfigKeepsEveryField) {
     EXPECT_EQ(c.idle.max_sleep_us, 9u);
     EXPECT_EQ(c.api_socket, "/tmp/x/api.sock");
     EXPECT_EQ(c.run_dir, "/tmp/x");
+    EXPECT_EQ(c.state_dir, "/tmp/x/state");
     EXPECT_EQ(c.mbufs, 4095u);
     EXPECT_EQ(c.icmp_errors_per_sec, 0u);
     EXPECT_EQ(c.max_endpoints, 65535u);
@@ -175,6 +176,7 @@ TEST(ConfigValid, MinimalConfigGetsDefaults) {
     EXPECT_EQ(c.idle.max_sleep_us, d.idle.max_sleep_us);
     EXPECT_EQ(c.api_socket, "/run/dpdk-fwd/api.sock");
     EXPECT_EQ(c.run_dir, "/run/dpdk-fwd");
+    EXPECT_EQ(c.state_dir, "/var/lib/dpdk-fwd");
     EXPECT_EQ(c.mbufs, 16383u);
     EXPECT_EQ(c.icmp_errors_per_sec, 1000u);
     EXPECT_EQ(c.max_endpoints, 1024u);

@@ -154,7 +154,7 @@ TEST(ConfigSection, RootUnknownFieldListsTheRegisteredKeys) {
     EXPECT_EQ(
         error_of(j, conntrack_and_nat()),
         "conntrak: unknown field \"conntrak\"; known fields: node_name, eal, cores, uplink, "
-        "node, idle, api_socket, api_socket_group, run_dir, mbufs, icmp_errors_per_sec, "
+        "node, idle, api_socket, api_socket_group, run_dir, state_dir, mbufs, icmp_errors_per_sec, "
         "max_endpoints, "
         "pod_tap, routes, host, bgp, neighbor, tables, ipam, fast_path, stage_stats, conntrack, "
         "nat");

@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "../temp_dir.hpp"
 #include "fwd/control/api.hpp"
 #include "fwd/control/controller.hpp"
 #include "fwd/control/endpoints.hpp"
@@ -289,6 +290,7 @@ class Control : public ::testing::Test {
         cfg_.node_name = "test-node";
         cfg_.workers.resize(1);
         cfg_.pod_tap = g_pod_tap;
+        cfg_.state_dir = state_.path();  // the endpoint record: this test's own
         ctl_ = std::make_unique<Controller>(cfg_, *tables_,
                                             std::vector<dp::Worker *>{worker_.get()}, g_pool);
     }
@@ -346,6 +348,7 @@ class Control : public ::testing::Test {
         return ApiError("none", "");
     }
 
+    fwd::test::TempDir state_{"fwd-ctl-state"};
     NodeConfig cfg_;
     rte_rcu_qsbr *qsbr_ = nullptr;
     std::unique_ptr<dp::Tables> tables_;
@@ -511,7 +514,7 @@ TEST_F(Control, ViewsHoldTheKeysOfEveryModule) {
     json n = call("node.get", json::object());
     expect_keys(n,
                 {"node_name", "mtu", "ipv4", "ipv6", "uplink", "host_tap", "neighbors", "bgp",
-                 "ipam", "pod_tap", "probe"},
+                 "ipam", "pod_tap", "restore", "probe"},
                 "node.get");
     EXPECT_EQ(n["node_name"], "test-node");
     EXPECT_TRUE(n["uplink"].is_null());

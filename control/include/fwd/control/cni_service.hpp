@@ -35,6 +35,13 @@
 //   cni.gc     {network, valid: [{container_id, ifname}]} -> {endpoints_removed,
 //              handles_released}: the network's endpoints on this node and its IPAM handles
 //              held by this node that no valid attachment names.
+//   reconcile  {release: [owner], keep: [handle], sweep} -> {pods_released, handles_released}
+//              Not a plugin op: the endpoints module's restore after a restart (cni.reconcile,
+//              internal). Each owner (an endpoint's owner object) names a pod that went while
+//              the daemon was down: DEL of it without an endpoint (its handle released, it
+//              leaves its pod record). sweep: also every handle of CNI's shape held by this
+//              node that no recorded endpoint keeps (an ADD the crash cut between IPAM and the
+//              endpoint); false when a damaged record may own one.
 // Errors are ApiError: invalid_argument (bad request, unknown pool, bad netns), not_found
 // (CHECK of an unknown attachment), exhausted (no free address), unavailable (the IPAM store
 // cannot be reached; try again), already_exists (the container is attached on another ifname).
@@ -82,6 +89,8 @@ class CniService {
     // "<network>.<container id>.<ifname>"; throws ApiError when it is not a valid endpoint id.
     static std::string endpoint_id(const std::string &network, const std::string &container_id,
                                    const std::string &ifname);
+
+    nlohmann::json reconcile(const nlohmann::json &args);
 
   private:
     nlohmann::json add(const nlohmann::json &args);

@@ -198,8 +198,11 @@ struct NodeConfig {
     // Besides root and the daemon's user, this group may use the API (the socket is then 0660).
     std::optional<gid_t> api_socket_group;
     std::string run_dir = "/run/dpdk-fwd";  // vhost-user sockets live here
-    uint32_t mbufs = 16383;                 // mbufs in the packet pool (power of 2 minus 1)
-    uint32_t icmp_errors_per_sec = 1000;    // per worker token bucket for ICMP errors
+    // What outlives the process: the endpoint record (<state_dir>/endpoints,
+    // endpoint_record.hpp) that a restart takes the node's pods back from.
+    std::string state_dir = "/var/lib/dpdk-fwd";
+    uint32_t mbufs = 16383;               // mbufs in the packet pool (power of 2 minus 1)
+    uint32_t icmp_errors_per_sec = 1000;  // per worker token bucket for ICMP errors
     uint32_t max_endpoints = 1024;
     // The shared tap of kernel pods (a macvlan each), in the daemon's namespace.
     std::string pod_tap = "fwdpods";

@@ -3,6 +3,16 @@
 // a share of one), a next hop to the pod and its /32 and /128 routes.
 // Ops: endpoint.add, endpoint.del, endpoint.get, endpoint.list.
 // A reply comes only once the change is live in every worker.
+//
+// Restarts (issue 18 item 5): every endpoint is recorded on disk
+// (<state_dir>/endpoints, endpoint_record.hpp) when endpoint.add succeeds
+// and forgotten at endpoint.del; a stop keeps the record. When the daemon
+// comes up (online(), before the API serves) each recorded endpoint is
+// added again with the kinds' reattach (the pod's interface taken over as
+// the dead process left it), except a kernel pod whose namespace is gone:
+// the runtime deleted it meanwhile, so its record goes and the cni module
+// releases its addresses (cni.reconcile). node.get's "restore" tells what
+// was restored, cleaned, refused and unreadable.
 #pragma once
 
 #include <functional>
@@ -11,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "fwd/control/endpoint_record.hpp"
 #include "fwd/control/module.hpp"
 #include "fwd/control/port_kind.hpp"
 
@@ -26,8 +37,9 @@ class EndpointsModule final : public Module {
     static constexpr const char *kName = "endpoints";
     explicit EndpointsModule(ControlContext &ctx);
 
-    void start() override;  // every kind's start()
-    void stop() override;   // every endpoint removed, then every kind's stop()
+    void start() override;   // the record opened, every kind's start()
+    void online() override;  // the recorded endpoints back (the API does not serve yet)
+    void stop() override;    // every endpoint removed, then every kind's stop()
     void describe_node(nlohmann::json &out) const override;
     void describe_tables(nlohmann::json &out) const override;
 
@@ -50,7 +62,10 @@ class EndpointsModule final : public Module {
     void subscribe(Subscriber s) { subscribers_.push_back(std::move(s)); }
 
   private:
-    nlohmann::json add(const nlohmann::json &args);
+    // restoring: from the record (the kinds' reattach, not written again).
+    nlohmann::json add(const nlohmann::json &args, bool restoring = false);
+    nlohmann::json restore();
+    void forget(const std::string &id);  // its record removed; errors logged
     nlohmann::json del(const nlohmann::json &args);
     nlohmann::json get(const nlohmann::json &args) const;
     nlohmann::json list() const;
@@ -65,6 +80,9 @@ class EndpointsModule final : public Module {
     std::map<std::string, std::unique_ptr<PortKind>> kinds_;
     Endpoints endpoints_;
     std::vector<Subscriber> subscribers_;
+    std::vector<std::string> add_args_;
+    std::unique_ptr<EndpointRecord> record_;  // made by start()
+    nlohmann::json restore_report_;           // restore()'s answer, for node.get
 };
 
 }  // namespace fwd::control

@@ -19,6 +19,10 @@
 //              the port any more
 //   detach     removes what attach made; with_link false at shutdown (the
 //              kind's stop() takes the rest). Never throws.
+//   reattach   instead of attach when a restarted daemon takes the endpoint
+//              back from its record (endpoint_record.hpp): take over what
+//              the dead process left (the pod's interface, its addresses and
+//              routes untouched), or make it anew where nothing is left.
 // And: describe (its fields of the endpoint's JSON), stats (its port
 // counters), describe_node (node.get). No op changes a live endpoint's MTU
 // yet; set_mtu comes with the op that needs it.
@@ -103,6 +107,8 @@ class PortKind {
         (void)others;
     }
     virtual void attach(Endpoint &e) = 0;
+    // A kind with nothing that outlives the process makes it anew.
+    virtual void reattach(Endpoint &e) { attach(e); }
     virtual void activate(Endpoint &) {}
     virtual void deactivate(Endpoint &) {}
     virtual void detach(Endpoint &e, bool with_link) = 0;

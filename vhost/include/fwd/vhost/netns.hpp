@@ -87,12 +87,42 @@ PodLinkDelete delete_pod_macvlan(const std::string &netns, int ifindex, const ne
 // namespace it is (and the namespace's deletion leaves the fd readable but
 // dead). On failure nothing is left and NetnsError names the step, e.g.
 // "eth0 already exists in the pod".
+//
+// persist: the device is made persistent (TUNSETPERSIST, as the last step):
+// it outlives the fd, so a daemon killed with -9 leaves the pod its eth0,
+// addresses and routes, and the next one takes it over (attach_pod_tun).
+// Such a device goes with close_pod_tun(fd, false) or with its namespace.
 struct PodTun {
     int fd = -1;            // the caller owns it
     int ifindex = 0;        // in the pod namespace
     unsigned offloads = 0;  // the TUN_F_* bits the kernel took
 };
-PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads);
+PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads,
+                   bool persist = false);
+
+// Takes over the persistent tap add_pod_tun(..., true) made for a daemon
+// that died: cfg.ifname in the pod must exist and be a tun device with
+// cfg.mac (else NetnsError: it is not the pod's tap); opened as add_pod_tun
+// opens it. The pod's addresses and routes are left as they are.
+PodTun attach_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads);
+
+// The pod's neighbor entries for the gateway (169.254.1.1 and
+// fe80::ecee:eeff:feee:eeee on cfg.ifname) set to ee:ee:ee:ee:ee:ee,
+// reachable. After a restart a macvlan whose lower tap lost its queues lost
+// its carrier and with it those entries: its kernel would only ask again
+// on its next ARP / ND retransmission, up to a second later, holding the
+// pod's packets meanwhile. Throws NetnsError.
+void set_pod_gateway_neighbors(const PodIfConfig &cfg);
+
+// Closes a pod tap's fd; keep false also clears its persistence first, so
+// the device goes with it.
+void close_pod_tun(int fd, bool keep);
+
+// The shared pod tap (a net_tap PMD's multi-queue tap, in the caller's
+// namespace) made persistent or not: persistent, it and the pods' macvlans
+// on it outlive the daemon's process, and the PMD of the next one attaches
+// its queues to it. Throws NetnsError.
+void set_tap_persist(const std::string &ifname, bool persist);
 
 // The shared pod tap's kernel side stays in our namespace and is nobody's
 // host: IPv6 off on it (no link-local address, router solicitations, MLD or
@@ -107,6 +137,7 @@ void configure_pod_lower(const std::string &ifname, uint16_t mtu, uint32_t txque
 // routes through the interface in the form of format_route().
 struct PodIfState {
     bool exists = false;
+    int ifindex = 0;
     std::string kind;  // "macvlan", "tun", ...; empty for a device without a kind
     net::MacAddr mac;
     uint16_t mtu = 0;

@@ -51,6 +51,10 @@ struct PortSpec {
     // while this port exists, even after the interface left the namespace
     // (the PMD keeps addressing it by this name); create_port() checks both.
     std::string tap_ifname;
+    // kTap: an interface of that name may exist if it is a persistent
+    // multi-queue tap (set_tap_persist, netns.hpp): the one a daemon that
+    // died left, with the pods' macvlans on it. The PMD attaches to it.
+    bool tap_take_over = false;
 
     // kVhostUser: socket path. In server mode (vhost_client false) we create
     // the socket, its parent directory if missing, and remove a stale socket

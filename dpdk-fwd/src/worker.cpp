@@ -304,7 +304,6 @@ void Worker::send_now(uint16_t port) {
     }
     b.ol = 0;
     uint16_t sent = xmit(port, b.pkts, b.n);
-    stats_.tx_packets.add(sent);
     if (unlikely(sent < b.n)) {
         const DropReason why = refused(port);
         for (uint16_t i = sent; i < b.n; i++) {
@@ -316,15 +315,21 @@ void Worker::send_now(uint16_t port) {
 
 uint16_t Worker::xmit(uint16_t port, rte_mbuf **pkts, uint16_t n) {
     const PortState &ps = tables_.port(port);
+    uint16_t sent;
     if (unlikely(port >= kFirstSoftPort)) {
-        return soft_io(port, static_cast<uint16_t>(index_), pkts, n, false);
+        const uint64_t drops = n_drops_;
+        sent = soft_io(port, static_cast<uint16_t>(index_), pkts, n, false);
+        stats_.tx_packets.add(sent - (n_drops_ - drops));
+        return sent;
     }
     if (likely(!ps.tx_shared)) {
-        return rte_eth_tx_burst(port, static_cast<uint16_t>(index_), pkts, n);
+        sent = rte_eth_tx_burst(port, static_cast<uint16_t>(index_), pkts, n);
+    } else {
+        rte_spinlock_lock(&ps.tx_lock);
+        sent = rte_eth_tx_burst(port, 0, pkts, n);
+        rte_spinlock_unlock(&ps.tx_lock);
     }
-    rte_spinlock_lock(&ps.tx_lock);
-    uint16_t sent = rte_eth_tx_burst(port, 0, pkts, n);
-    rte_spinlock_unlock(&ps.tx_lock);
+    stats_.tx_packets.add(sent);
     return sent;
 }
 
@@ -334,7 +339,6 @@ void Worker::send_soft_offload(uint16_t port, rte_mbuf **pkts, uint16_t n) {
     uint16_t n_out = 0;
     auto flush = [&] {
         uint16_t sent = xmit(port, out, n_out);
-        stats_.tx_packets.add(sent);
         if (unlikely(sent < n_out)) {
             const DropReason why = refused(port);
             for (uint16_t i = sent; i < n_out; i++) {

@@ -63,6 +63,7 @@ struct SoftIo {
     rte_ring *rx = nullptr;          // what the "device" received, for the driver's rx
     rte_ring *tx = nullptr;          // what the driver's tx sent
     uint16_t tx_limit = UINT16_MAX;  // the most one tx call takes
+    uint16_t tx_self_drop = 0;       // packets tx takes and drops itself (as tun's write error)
     std::vector<IoCall> rx_calls;
     std::vector<IoCall> tx_calls;
 };
@@ -92,10 +93,14 @@ uint16_t ring_tx(Worker &w, uint16_t port, uint16_t queue, rte_mbuf **pkts, uint
         return 0;
     }
     auto take = std::min(n, io->tx_limit);
-    auto sent = static_cast<uint16_t>(
-        rte_ring_enqueue_burst(io->tx, reinterpret_cast<void *const *>(pkts), take, nullptr));
+    uint16_t own = 0;
+    for (; own < take && io->tx_self_drop != 0; own++, io->tx_self_drop--) {
+        w.drop(pkts[own], DropReason::kTunTxError);
+    }
+    auto sent = static_cast<uint16_t>(rte_ring_enqueue_burst(
+        io->tx, reinterpret_cast<void *const *>(pkts + own), take - own, nullptr));
     io->tx_calls.push_back(IoCall{port, queue, n, sent});
-    return sent;
+    return static_cast<uint16_t>(own + sent);
 }
 
 // A second driver, for the registry checks: never called.
@@ -517,6 +522,23 @@ TEST_F(SoftPorts, WhatTheTxDoesNotTakeIsDroppedAsTxQueueFull) {
     EXPECT_EQ(sport_of(sent[1]), 101);
     ASSERT_EQ(io_a_.tx_calls.size(), 1u);
     EXPECT_EQ(io_a_.tx_calls[0].n, 5);
+}
+
+// Guards the count of what a soft port sent: packets its driver took but
+// dropped itself (a frame the kernel refused) are drops, not sends (they
+// were counted as both).
+TEST_F(SoftPorts, WhatTheDriverTakesAndDropsIsNotCountedAsSent) {
+    io_a_.tx_self_drop = 2;
+    std::vector<std::pair<Side, PacketBuilder>> in;
+    for (uint16_t i = 0; i < 5; i++) {
+        in.emplace_back(Side::kPodA, from_pod_a().ip4(kPodA4, kSoftA4).udp(100 + i, 2));
+    }
+    run(in);
+    EXPECT_EQ(drops(), want({{DropReason::kTunTxError, 2}}));
+    EXPECT_EQ(tx_packets(), 3u);
+    std::vector<Parsed> sent = drain_ring(io_a_.tx);
+    ASSERT_EQ(sent.size(), 3u);
+    EXPECT_EQ(sport_of(sent[0]), 102);
 }
 
 // Guards the pending list: every port that got packets in a burst, soft

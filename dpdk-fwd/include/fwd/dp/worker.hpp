@@ -269,6 +269,7 @@ class Worker {
     // --- the pipeline (worker thread); public for the stages and tests ---
     void drop(rte_mbuf *m, DropReason r) {
         stats_.drops[static_cast<size_t>(r)].inc();
+        n_drops_++;
         dropped_.push(m);
         if (dropped_.n == kBurst) {
             free_dropped();
@@ -375,7 +376,10 @@ class Worker {
     uint16_t soft_io(uint16_t port, uint16_t queue, rte_mbuf **pkts, uint16_t n, bool rx);
     void send(uint16_t port);  // tx_burst of the port's buffer
     void send_now(uint16_t port);
-    // rte_eth_tx_burst or the soft port's tx; returns the packets taken.
+    // rte_eth_tx_burst or the soft port's tx; returns the packets taken
+    // (pkts[0 .. taken)) and adds those sent to tx_packets: a soft port's
+    // driver may drop some it took (w.drop: a frame it cannot write), and
+    // those are not sent.
     uint16_t xmit(uint16_t port, rte_mbuf **pkts, uint16_t n);
     // The reason for packets xmit did not take: port_down while the port's
     // link is down, else tx_queue_full.
@@ -482,6 +486,7 @@ class Worker {
     uint16_t pending_[kMaxPorts];
     uint16_t n_pending_ = 0;
     Burst dropped_;
+    uint64_t n_drops_ = 0;  // [W] drop() calls: xmit tells a driver's drops from its sends
     // [W] packets re-entering ip4_input / ip6_input (reenter4 / reenter6)
     Burst again4_;
     Burst again6_;

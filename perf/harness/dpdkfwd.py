@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -118,6 +119,9 @@ class DpdkFwd(Reference):
         self.prefix = name
         self.dir = ctx.scratch / "dpdk-fwd"
         self.dir.mkdir(parents=True, exist_ok=True)
+        # Each run starts afresh: the endpoints an earlier run recorded (its pods) must not be
+        # taken back by this daemon (a restart's record, README "Restarts").
+        shutil.rmtree(self.dir / "state", ignore_errors=True)
         cfg_path = self.dir / "node.json"
         cfg = self.config(ctx, name)
         cfg_path.write_text(json.dumps(cfg, indent=1))

@@ -303,14 +303,18 @@ void Worker::send_now(uint16_t port) {
         return;
     }
     b.ol = 0;
-    uint16_t sent = xmit(port, b.pkts, b.n);
-    if (unlikely(sent < b.n)) {
+    xmit_all(port, b.pkts, b.n);
+    b.n = 0;
+}
+
+void Worker::xmit_all(uint16_t port, rte_mbuf **pkts, uint16_t n) {
+    const uint16_t sent = xmit(port, pkts, n);
+    if (unlikely(sent < n)) {
         const DropReason why = refused(port);
-        for (uint16_t i = sent; i < b.n; i++) {
-            drop(b.pkts[i], why);
+        for (uint16_t i = sent; i < n; i++) {
+            drop(pkts[i], why);
         }
     }
-    b.n = 0;
 }
 
 uint16_t Worker::xmit(uint16_t port, rte_mbuf **pkts, uint16_t n) {
@@ -338,13 +342,7 @@ void Worker::send_soft_offload(uint16_t port, rte_mbuf **pkts, uint16_t n) {
     rte_mbuf *out[kBurst];
     uint16_t n_out = 0;
     auto flush = [&] {
-        uint16_t sent = xmit(port, out, n_out);
-        if (unlikely(sent < n_out)) {
-            const DropReason why = refused(port);
-            for (uint16_t i = sent; i < n_out; i++) {
-                drop(out[i], why);
-            }
-        }
+        xmit_all(port, out, n_out);
         n_out = 0;
     };
     auto push = [&](rte_mbuf *m) {

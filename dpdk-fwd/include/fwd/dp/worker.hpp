@@ -381,6 +381,8 @@ class Worker {
     // driver may drop some it took (w.drop: a frame it cannot write), and
     // those are not sent.
     uint16_t xmit(uint16_t port, rte_mbuf **pkts, uint16_t n);
+    // xmit, and what it did not take dropped (refused()).
+    void xmit_all(uint16_t port, rte_mbuf **pkts, uint16_t n);
     // The reason for packets xmit did not take: port_down while the port's
     // link is down, else tx_queue_full.
     DropReason refused(uint16_t port) const;

@@ -26,6 +26,7 @@
 #include "fwd/control/observe.hpp"
 #include "fwd/control/ports.hpp"
 #include "fwd/util/registry.hpp"
+#include "listen_op.hpp"
 
 namespace fwd::control {
 
@@ -90,12 +91,7 @@ class HealthModule final : public Module {
                     .args = {},
                     .fn = [this](const json &) { return report(); },
                     .thread = OpDef::Thread::kApi});
-        // FelixConfiguration's health* (felix_module.cpp), on the caller's thread.
-        ctx.add_op({.name = "health.listen",
-                    .args = {"enabled", "host", "port"},
-                    .fn = [this](const json &a) { return listener_.relisten(listen_of(a)); },
-                    .thread = OpDef::Thread::kApi,
-                    .internal = true});
+        add_listen_op(ctx, "health.listen", listener_);
     }
 
     void online() override { listener_.online(); }

@@ -22,6 +22,7 @@
 #include "fwd/control/neighbors.hpp"
 #include "fwd/control/observe.hpp"
 #include "fwd/util/registry.hpp"
+#include "listen_op.hpp"
 #include "prometheus/collectable.h"
 #include "prometheus/exposer.h"
 
@@ -80,13 +81,7 @@ class MetricsModule final : public Module {
                     .args = {},
                     .fn = [this](const json &) { return snapshot(); },
                     .internal = true});
-        // FelixConfiguration's prometheusMetrics* (felix_module.cpp), on the caller's thread
-        // (Listener says why).
-        ctx.add_op({.name = "metrics.listen",
-                    .args = {"enabled", "host", "port"},
-                    .fn = [this](const json &a) { return listener_.relisten(listen_of(a)); },
-                    .thread = OpDef::Thread::kApi,
-                    .internal = true});
+        add_listen_op(ctx, "metrics.listen", listener_);
     }
 
     void online() override { listener_.online(); }

@@ -45,6 +45,18 @@ inline std::string get_str(const nlohmann::json &args, const char *key, bool req
     return it->get<std::string>();
 }
 
+// A boolean field, def when absent or null.
+inline bool get_bool(const nlohmann::json &args, const char *key, bool def) {
+    auto it = args.find(key);
+    if (it == args.end() || it->is_null()) {
+        return def;
+    }
+    if (!it->is_boolean()) {
+        bad(std::string("field '") + key + "' must be a boolean, got " + it->type_name());
+    }
+    return it->get<bool>();
+}
+
 // Rejects fields outside known, naming the field and the known ones.
 template <typename Names>
 void check_known_in(const nlohmann::json &args, const Names &known) {

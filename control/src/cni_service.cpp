@@ -20,17 +20,6 @@ constexpr int kVxlan4Overhead = 50;
 constexpr int kVxlan6Overhead = 70;
 constexpr int kIpipOverhead = 20;
 
-bool get_bool(const json &args, const char *key, bool def) {
-    auto it = args.find(key);
-    if (it == args.end() || it->is_null()) {
-        return def;
-    }
-    if (!it->is_boolean()) {
-        bad(std::string("field '") + key + "' must be a boolean, got " + it->type_name());
-    }
-    return it->get<bool>();
-}
-
 std::vector<std::string> get_strings(const json &args, const char *key) {
     std::vector<std::string> out;
     auto it = args.find(key);

@@ -168,6 +168,13 @@ void Controller::stop() {
     wake();
 }
 
+void Controller::request_stop() {
+    if (!stop_request_) {
+        throw ApiError("unavailable", "this process cannot be stopped through the API");
+    }
+    stop_request_();
+}
+
 void Controller::wake() {
     uint64_t one = 1;
     [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof(one));

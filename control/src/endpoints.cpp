@@ -104,6 +104,9 @@ EndpointsModule::EndpointsModule(ControlContext &ctx)
         {.name = "endpoint.get", .args = {"id"}, .fn = [this](const json &a) { return get(a); }});
     ctx.add_op(
         {.name = "endpoint.list", .args = {}, .fn = [this](const json &) { return list(); }});
+    ctx.add_op({.name = "node.shutdown", .args = {"remove_pods"}, .fn = [this](const json &a) {
+                    return shutdown(a);
+                }});
 }
 
 void EndpointsModule::start() {
@@ -186,17 +189,40 @@ json EndpointsModule::restore() {
     if (!l.records.empty() || !unreadable.empty()) {
         log::info("endpoint restore: {}", restore_report_.dump());
     }
+    // A record that could not be read may name pods still on their ports.
+    if (unreadable.empty()) {
+        for (auto &[name, k] : kinds_) {
+            k->restored();
+        }
+    }
     return restore_report_;
 }
 
 void EndpointsModule::stop() {
     while (!endpoints_.empty()) {
-        remove(endpoints_.begin()->second, false);
+        remove(endpoints_.begin()->second, keep_pods_ ? Detach::kKeepPod : Detach::kShutdown);
+        if (!keep_pods_) {
+            forget(endpoints_.begin()->first);  // nothing left for a next daemon
+        }
         endpoints_.erase(endpoints_.begin());
     }
     for (auto it = kinds_.rbegin(); it != kinds_.rend(); ++it) {
-        it->second->stop();
+        it->second->stop(keep_pods_);
     }
+}
+
+// The daemon stops as at SIGTERM (the main thread's sigwait takes it). With
+// remove_pods (an uninstall, a node drained for good) every pod's interface
+// goes too, and the records with them: nothing is left for a next daemon.
+json EndpointsModule::shutdown(const json &args) {
+    const bool remove_pods = get_bool(args, "remove_pods", false);
+    // First, as it may refuse: nothing is changed then. The stop itself
+    // comes after this reply (the main thread stops the API first).
+    ctx_.request_stop();
+    keep_pods_ = !remove_pods;
+    log::info("node.shutdown: stopping, {}",
+              remove_pods ? "removing the pods" : "keeping the pods");
+    return json{{"stopping", true}, {"remove_pods", remove_pods}};
 }
 
 PortKind &EndpointsModule::kind_of(const Endpoint &e) const {
@@ -373,7 +399,7 @@ json EndpointsModule::add(const json &args, bool restoring) {
     return to_json(it->second);
 }
 
-void EndpointsModule::remove(Endpoint &e, bool with_link) {
+void EndpointsModule::remove(Endpoint &e, Detach how) {
     // The subscribers that were told of it, in reverse.
     while (e.announced > 0) {
         try {
@@ -402,7 +428,7 @@ void EndpointsModule::remove(Endpoint &e, bool with_link) {
         e.nh = dp::kNhInvalid;
     }
     if (e.attached) {
-        kind.detach(e, with_link);
+        kind.detach(e, how);
         e.attached = false;
     }
 }

@@ -3,6 +3,7 @@
 // fwdctl node list: the cluster's nodes as this node last read them from the store (the node.list
 // op, control/src/overlay.cpp): addresses, VTEP MACs, tunnel addresses, and how this node reaches
 // each one's blocks (vxlan, ipip, native) with the number of routes.
+#include <memory>
 #include <ostream>
 #include <string>
 
@@ -109,6 +110,20 @@ void add_node_commands(CLI::App &app, Command &command) {
         ->callback([&command] {
             command.request = Request{"node.list", json::object(), print_nodes};
         });
+    auto remove_pods = std::make_shared<bool>(false);
+    CLI::App *down = node->add_subcommand(
+        "shutdown", "stop the daemon; the pods keep their interfaces for the next one");
+    down->add_flag("--remove-pods", *remove_pods,
+                   "remove every pod's interface and record too (uninstall)");
+    down->callback([&command, remove_pods] {
+        command.request = Request{"node.shutdown", json{{"remove_pods", *remove_pods}},
+                                  [](const json &r, std::ostream &out) {
+                                      out << "stopping"
+                                          << (r.value("remove_pods", false)
+                                                  ? ", removing the pods\n"
+                                                  : ", the pods keep their interfaces\n");
+                                  }};
+    });
     // A subcommand's callback runs before its parent's: `node list` has set its request.
     node->callback([node, &command] {
         if (node->get_subcommands().empty()) {

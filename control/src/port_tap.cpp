@@ -9,8 +9,10 @@
 // macvlan on it stay (DPDK 22.11's net_tap has no devarg for it: the kernel
 // keeps a persistent tap whose queues all closed). The next daemon's PMD
 // attaches its queues to the same tap and reattach() takes each recorded
-// pod's macvlan back as it is. A clean stop clears the persistence first, so
-// the tap and its macvlans go as before.
+// pod's macvlan back as it is. A stop (SIGTERM) leaves it the same way; only
+// a stop that removes the pods (node.shutdown remove_pods) clears the
+// persistence first, so the tap and its macvlans go.
+#include <net/if.h>
 #include <rte_mbuf.h>
 
 #include "api_args.hpp"
@@ -47,7 +49,8 @@ class TapKind final : public PortKind {
     bool pod_interface() const override { return true; }
 
     void start() override;
-    void stop() override;
+    void stop(bool keep_pods) override;
+    void restored() override { found_ = false; }
 
     void check(Endpoint &e, const json &, const Endpoints &others) override {
         // The shared tap tells kernel pods apart by MAC alone.
@@ -112,10 +115,13 @@ class TapKind final : public PortKind {
     // The shared tap stays. Once no lookup returns the pod's next hop (the
     // endpoints module waited for that), frames to the pod's MAC still in a
     // TX buffer reach no macvlan and the kernel drops them.
-    void detach(Endpoint &e, bool with_link) override {
+    void detach(Endpoint &e, Detach how) override {
         auto *st = std::any_cast<TapState>(&e.state);
-        if (st == nullptr || st->pod_ifindex == 0 || !with_link) {
-            return;  // at shutdown the tap's destruction takes every macvlan
+        if (st == nullptr || st->pod_ifindex == 0 || how != Detach::kAll) {
+            // At a stop the tap stays with every macvlan on it, or its
+            // destruction takes them all (stop(false)).
+            kept_ += st != nullptr && st->pod_ifindex != 0 && how == Detach::kKeepPod ? 1 : 0;
+            return;
         }
         try {
             vhost::delete_pod_macvlan(e.netns, st->pod_ifindex, e.mac);
@@ -148,6 +154,12 @@ class TapKind final : public PortKind {
   private:
     ControlContext &ctx_;
     std::optional<uint16_t> pod_port_;
+    // A stop that keeps the pods keeps the tap only where it may carry one:
+    // a pod was on it, or a daemon before left it and the restore did not
+    // run (this one's start failed: the recorded pods are still on it). A
+    // tap no pod uses goes.
+    bool found_ = false;  // the tap existed at start() and no restore ran yet
+    size_t kept_ = 0;     // pods detached with Detach::kKeepPod
 };
 
 void TapKind::start() {
@@ -156,6 +168,8 @@ void TapKind::start() {
     spec.token = "pods";
     spec.tap_ifname = ctx_.cfg().pod_tap;
     spec.tap_take_over = true;  // the tap a daemon that died left, with its pods
+    found_ = if_nametoindex(spec.tap_ifname.c_str()) != 0;
+    kept_ = 0;
     const auto n_workers = static_cast<uint16_t>(ctx_.workers().size());
     // One queue pair per worker, worker w polls RX queue w: the kernel
     // spreads the pods' flows over the queues by hash, so every queue must be
@@ -197,15 +211,18 @@ void TapKind::start() {
     }
 }
 
-// After every endpoint is gone. Destroying the tap deletes the macvlans still
-// on it, in whichever namespace they are.
-void TapKind::stop() {
+// After every endpoint is gone. Destroying a tap that is not persistent
+// deletes the macvlans still on it, in whichever namespace they are; a
+// persistent one stays with them, for the next daemon.
+void TapKind::stop(bool keep_pods) {
     if (!pod_port_) {
         return;
     }
     ctx_.need<PortsModule>().retire(*pod_port_);
     try {
-        vhost::set_tap_persist(ctx_.cfg().pod_tap, false);
+        if (!keep_pods || (kept_ == 0 && !found_)) {
+            vhost::set_tap_persist(ctx_.cfg().pod_tap, false);
+        }
     } catch (const std::exception &ex) {
         log::warn("pod tap {} stays after the daemon: {}", ctx_.cfg().pod_tap, ex.what());
     }

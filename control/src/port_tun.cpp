@@ -14,13 +14,15 @@
 // Restarts: the device is persistent, so a daemon killed with -9 leaves the
 // pod its eth0 with addresses and routes (frames the pod sends meanwhile are
 // dropped by its kernel); the next daemon re-opens it by name (reattach,
-// vhost::attach_pod_tun). detach clears the persistence, at endpoint.del
-// and at a clean stop alike.
+// vhost::attach_pod_tun). A stop (SIGTERM) leaves it the same way; detach
+// clears the persistence at endpoint.del and at a stop that removes the pods
+// (node.shutdown remove_pods).
 #include <linux/if_tun.h>
 #include <unistd.h>
 
 #include "api_args.hpp"
 #include "fwd/control/endpoints.hpp"
+#include "fwd/control/log.hpp"
 #include "fwd/control/ports.hpp"
 #include "fwd/dp/offload.hpp"
 #include "fwd/dp/tun_io.hpp"
@@ -80,7 +82,7 @@ class TunKind final : public PortKind {
     }
 
     // After every endpoint is gone: no tun port is polled any more.
-    void stop() override {
+    void stop(bool) override {
         if (!stashes_) {
             return;
         }
@@ -103,6 +105,14 @@ class TunKind final : public PortKind {
         try {
             if (take_over && vhost::inspect_pod_interface(e.netns, e.ifname).exists) {
                 dev = vhost::attach_pod_tun(pc, dp::tun::kVnetHdrLen, kOffloads);
+                // The device had no carrier while no daemon held it: the pod's
+                // entries for the gateway went (or failed) with it. Set again,
+                // the pod answers at once instead of after an ARP / ND retry.
+                try {
+                    vhost::set_pod_gateway_neighbors(pc);
+                } catch (const std::exception &ex) {
+                    log::warn("endpoint {}: {}", e.id, ex.what());
+                }
             } else {
                 dev = vhost::add_pod_tun(pc, dp::tun::kVnetHdrLen, kOffloads, true);
             }
@@ -148,7 +158,7 @@ class TunKind final : public PortKind {
         }
     }
 
-    void detach(Endpoint &e, bool) override {
+    void detach(Endpoint &e, Detach how) override {
         auto *st = std::any_cast<TunState>(&e.state);
         if (st == nullptr || st->port == nullptr) {
             return;
@@ -160,7 +170,8 @@ class TunKind final : public PortKind {
             st->port = nullptr;
             return;
         }
-        vhost::close_pod_tun(st->port->fd, false);  // the device goes with its last fd
+        // Not kept: the device goes with its last fd.
+        vhost::close_pod_tun(st->port->fd, how == Detach::kKeepPod);
         delete st->port;
         st->port = nullptr;
     }

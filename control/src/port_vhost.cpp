@@ -77,7 +77,7 @@ class VhostKind final : public PortKind {
     // No lookup returns the routes any more: take the port from the workers.
     void deactivate(Endpoint &e) override { ctx_.need<PortsModule>().retire(e.port_id); }
 
-    void detach(Endpoint &e, bool) override {
+    void detach(Endpoint &e, Detach) override {
         try {
             vhost::destroy_port(e.port_id);
         } catch (const std::exception &) {

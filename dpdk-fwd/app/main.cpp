@@ -7,6 +7,7 @@
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -246,6 +247,8 @@ int main(int argc, char **argv) {
         std::unique_ptr<fwd::control::Controller> controller;
         try {
             controller = std::make_unique<fwd::control::Controller>(cfg, tables, wptrs, pool);
+            // node.shutdown: the same stop as SIGTERM, through the sigwait below
+            controller->set_stop_request([] { ::kill(::getpid(), SIGTERM); });
             controller->start();
         } catch (const std::exception &e) {
             std::fprintf(stderr, "dpdk-fwd: start failed: %s\n", e.what());

@@ -186,11 +186,23 @@ class Daemon:
         ticks = os.sysconf("SC_CLK_TCK")
         return (int(fields[11]) + int(fields[12])) / ticks
 
-    def stop(self, timeout=20):
+    def stop(self, timeout=20, keep_tap=False):
+        """SIGTERM, as an operator's restart: the pods keep their interfaces and the shared
+        pod tap stays, persistent, for a next daemon on this config. Unless keep_tap, the
+        shared tap is then deleted (with the macvlans on it), as an uninstall would."""
         if not stop_process(self.proc, timeout):
             return
         for f in pathlib.Path("/dev/hugepages").glob(f"{self.prefix}*"):
             f.unlink()
+        if not keep_tap:
+            self.remove_tap()
+
+    def remove_tap(self):
+        """Deletes the shared pod tap a stop left (and the macvlans on it), if any."""
+        tap = json.loads(self.config.read_text()).get("pod_tap")
+        if tap:
+            where = f"-n {self.netns.name} " if self.netns is not None else ""
+            sh(f"ip {where}link del {tap}", check=False)
 
 
 class Api:

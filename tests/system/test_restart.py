@@ -25,7 +25,7 @@ import time
 import pytest
 
 from cnitool import CniError, kubelet_args
-from fwdlab import record_results, sh
+from fwdlab import Api, record_results, sh
 from test_cni import (V4_POOL, V6_POOL, Node, container_id, fwdctl_store, global_addrs,
                       links, non_lo_routes)
 from test_vhost import run_testpmd, stop as stop_testpmd
@@ -46,11 +46,14 @@ def node(daemon_factory, netns_factory, tmpdir_short):
     return Node(d, store, tmpdir_short, netns_factory)
 
 
-def kill9_and_start(d):
-    """SIGKILL, then a new daemon on the same config; (t_kill, t_up) in time.time()."""
+def restart(d, sig):
+    """sig (SIGKILL: a crash; SIGTERM: a planned restart, the pods kept as a kill leaves
+    them), then a new daemon on the same config; (t_kill, t_up) in time.time()."""
     t_kill = time.time()
-    d.proc.send_signal(signal.SIGKILL)
+    d.proc.send_signal(sig)
     d.proc.wait()
+    if sig == signal.SIGTERM:
+        assert d.proc.returncode == 0, d.log.read_text()
     d.start()
     return t_kill, time.time()
 
@@ -99,7 +102,9 @@ def wait_until(cond, timeout, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_kill9_restart_keeps_pods_and_traffic(node, netns_factory, tmpdir_short):
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
+def test_restart_keeps_pods_and_traffic(node, netns_factory, tmpdir_short, how):
+    sig = signal.SIGKILL if how == "kill9" else signal.SIGTERM
     d = node.d
     nl = node.network()
     # a kernel pod on the shared tap, through CNI
@@ -132,7 +137,7 @@ def test_kill9_restart_keeps_pods_and_traffic(node, netns_factory, tmpdir_short)
         for _ in range(RESTARTS):
             pingers = [Pinger(a, TUN4), Pinger(a, TUN6), Pinger(b, a4), Pinger(a, VHOST4)]
             time.sleep(0.5)
-            t_kill, t_up = kill9_and_start(d)
+            t_kill, t_up = restart(d, sig)
             time.sleep(1.5)
             for p in pingers:
                 got = p.replies()
@@ -166,7 +171,7 @@ def test_kill9_restart_keeps_pods_and_traffic(node, netns_factory, tmpdir_short)
         assert len(set(fds)) == 1, f"open fds after each restart: {fds}"
 
         gaps = sorted(r["gap_s"] for r in rounds)
-        record_results("restart_kill9", {
+        record_results(f"restart_{how}", {
             "restarts": RESTARTS, "streams": len(rounds) // RESTARTS,
             "interruption_median_s": round(statistics.median(gaps), 3),
             "interruption_max_s": round(gaps[-1], 3),
@@ -183,8 +188,10 @@ def test_kill9_restart_keeps_pods_and_traffic(node, netns_factory, tmpdir_short)
         node.assert_clean([a, b])
     finally:
         stop_testpmd(pmd)
-    # a clean stop takes the shared tap with it
-    d.stop()
+    # a stop keeps the shared tap for the next daemon; node.shutdown --remove-pods takes it
+    d.ctl("node", "shutdown", "--remove-pods")
+    d.proc.wait(timeout=20)
+    assert d.proc.returncode == 0
     assert host_links(pod_tap) == []
 
 
@@ -259,25 +266,48 @@ def test_restart_cleans_pods_gone_while_down(node, tmpdir_short):
     (state / "endpoints" / "damaged.json").unlink()
 
 
-def test_clean_stop_removes_interfaces_and_start_makes_them_again(node):
-    """SIGTERM: the pod interfaces and the shared tap go (nothing left behind), the record
-    stays; the next start makes each pod's interface again with its name, MAC and addresses."""
+def test_stop_keeps_pods_and_shutdown_remove_pods_takes_them(node):
+    """SIGTERM (a rolling upgrade): every pod keeps its interface (same ifindex), addresses and
+    routes, the shared tap stays, and the next start takes them back. node.shutdown with
+    remove_pods (an uninstall): the pod interfaces, the shared tap and the records go, and the
+    next start has nothing to restore."""
     d = node.d
     a, b = node.pod(), node.pod()
     d.add_pod(a, ipv4="10.77.1.1", ipv6="fd00:77::1:1", kind="tap", name="ct-tap")
     d.add_pod(b, ipv4=TUN4, ipv6=TUN6, kind="tun", name="ct-tun")
-    before = {ns.name: pod_view(ns)[1:] for ns in (a, b)}  # all but the ifindex
-    pod_tap = json.loads(pathlib.Path(d.config).read_text())["pod_tap"]
-    d.stop()
+    before = {ns.name: pod_view(ns) for ns in (a, b)}
+    cfg = json.loads(pathlib.Path(d.config).read_text())
+    pod_tap, state = cfg["pod_tap"], pathlib.Path(cfg["state_dir"]) / "endpoints"
+    d.stop(keep_tap=True)
+    assert d.proc.returncode == 0
+    # while no daemon runs: the same interface, MAC, MTU and addresses (a tun pod without
+    # carrier lacks its IPv6 prefix route until the next daemon opens the device again)
+    assert {ns.name: pod_view(ns)[:4] for ns in (a, b)} == {k: v[:4] for k, v in before.items()}
+    assert host_links(pod_tap) == [pod_tap]
+    d.start()
+    assert sorted(d.ctl("node")["restore"]["restored"]) == ["ct-tap", "ct-tun"]
+    assert {ns.name: pod_view(ns) for ns in (a, b)} == before
+    a.run(f"ping -c 1 -w 3 {TUN4}")
+    a.run(f"ping -6 -c 1 -w 3 {TUN6}")
+    b.run("ping -c 1 -w 3 10.77.1.1")
+
+    # a bad argument is refused and the daemon keeps running
+    api = Api(d.sock)
+    try:
+        assert api.error("node.shutdown", remove_pods="yes") == "invalid_argument"
+        assert api.error("node.shutdown", drain=True) == "invalid_argument"
+    finally:
+        api.close()
+    assert d.proc.poll() is None
+    assert files_in(state) == ["ct-tap.json", "ct-tun.json", "lock"]
+    d.ctl("node", "shutdown", "--remove-pods")
+    d.proc.wait(timeout=20)
     assert d.proc.returncode == 0
     for ns in (a, b):
         assert set(links(ns)) == {"lo"}, links(ns)
     assert host_links(pod_tap) == []
+    assert files_in(state) == ["lock"]
     d.start()
-    assert sorted(d.ctl("node")["restore"]["restored"]) == ["ct-tap", "ct-tun"]
-    assert {ns.name: pod_view(ns)[1:] for ns in (a, b)} == before
-    a.run(f"ping -c 1 -w 3 {TUN4}")
-    a.run(f"ping -6 -c 1 -w 3 {TUN6}")
-    d.ctl("endpoint", "del", "--id", "ct-tap")
-    d.ctl("endpoint", "del", "--id", "ct-tun")
+    assert d.ctl("node")["restore"]["restored"] == []
+    assert d.ctl("endpoint", "list")["endpoints"] == []
     node.assert_clean([a, b])

@@ -28,10 +28,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -305,6 +307,14 @@ class Control : public ::testing::Test {
             started_ = false;
         }
         ctl_.reset();
+        // A stop that kept pods kept the pod tap too: the next test starts without it.
+        if (if_nametoindex(g_pod_tap.c_str()) != 0) {
+            try {
+                vhost::set_tap_persist(g_pod_tap, false);
+            } catch (const std::exception &e) {
+                ADD_FAILURE() << "pod tap " << g_pod_tap << ": " << e.what();
+            }
+        }
         worker_.reset();
         tables_.reset();
         rte_free(qsbr_);
@@ -882,6 +892,18 @@ class EndpointEvents : public Control {
     }
     // A network namespace named prefix<pid> (one pod each: a pod's gateway
     // routes are its namespace's); "" when it cannot be made.
+    // The endpoint record's files (endpoint_record.hpp), its lock aside.
+    std::set<std::string> record_files() const {
+        std::set<std::string> out;
+        std::error_code ec;
+        for (const auto &f :
+             std::filesystem::directory_iterator(cfg_.state_dir + "/endpoints", ec)) {
+            if (f.path().filename() != "lock") {
+                out.insert(f.path().filename().string());
+            }
+        }
+        return out;
+    }
     std::string make_netns(const std::string &prefix) {
         std::string ns = prefix + std::to_string(getpid());
         if (std::system(("ip netns add " + ns).c_str()) != 0) {
@@ -1018,9 +1040,10 @@ TEST_F(EndpointEvents, RefusalAtRemovingDoesNotStopTheRemoval) {
 }
 
 // Guards shutdown: every endpoint still there is told kRemoving (each to
-// the subscribers in reverse order) while its routes still exist; the pod
-// tap's destruction takes the macvlans with it.
-TEST_F(EndpointEvents, ShutdownTellsRemovingForEachEndpoint) {
+// the subscribers in reverse order) while its routes still exist; the pods
+// keep their interfaces (a stop is a restart's first half, as kill -9) and
+// the pod tap stays for the next daemon.
+TEST_F(EndpointEvents, ShutdownTellsRemovingForEachEndpointAndKeepsThePods) {
     const std::string ns2 = make_netns("fwdtcev2_");
     ASSERT_FALSE(ns2.empty());
     call("endpoint.add", pod("pod-ev1", 2));
@@ -1041,8 +1064,37 @@ TEST_F(EndpointEvents, ShutdownTellsRemovingForEachEndpoint) {
         EXPECT_TRUE(e.rib4 && e.rib6 && e.fib4 && e.fib6) << e.id << ": routes gone before";
     }
     EXPECT_EQ(order, (std::map<std::string, std::string>{{"pod-ev1", "ba"}, {"pod-ev2", "ba"}}));
+    EXPECT_TRUE(pod_interface_exists(netns_, "eth0"));
+    EXPECT_TRUE(pod_interface_exists(ns2, "eth0"));
+    EXPECT_NE(if_nametoindex(g_pod_tap.c_str()), 0u) << "the pod tap went with its pods";
+    EXPECT_EQ(record_files(), (std::set<std::string>{"pod-ev1.json", "pod-ev2.json"}));
+}
+
+// Guards node.shutdown: it asks the process to stop (refused where nothing
+// can stop it, and then nothing changes); with remove_pods the stop takes
+// every pod's interface, the pod tap and the records.
+TEST_F(EndpointEvents, ShutdownWithRemovePodsTakesThePodsAway) {
+    const std::string ns2 = make_netns("fwdtcev3_");
+    ASSERT_FALSE(ns2.empty());
+    call("endpoint.add", pod("pod-ev1", 2));
+    call("endpoint.add", pod("pod-ev2", 3, "eth0", ns2));
+    EXPECT_EQ(error_of("node.shutdown", {{"remove_pods", true}}).code(), "unavailable");
+    int stops = 0;
+    ctl_->set_stop_request([&stops] { ++stops; });
+    EXPECT_EQ(error_of("node.shutdown", {{"remove_pods", "yes"}}).code(), "invalid_argument");
+    EXPECT_EQ(error_of("node.shutdown", {{"drain", true}}).code(), "invalid_argument");
+    EXPECT_EQ(stops, 0);
+    EXPECT_EQ(call("node.shutdown", {{"remove_pods", true}}),
+              (json{{"stopping", true}, {"remove_pods", true}}));
+    EXPECT_EQ(stops, 1);
+    ctl_->offline();
+    stop_control();
+    as_worker([&] { ctl_->shutdown(); });
+    started_ = false;
     EXPECT_FALSE(pod_interface_exists(netns_, "eth0"));
     EXPECT_FALSE(pod_interface_exists(ns2, "eth0"));
+    EXPECT_EQ(if_nametoindex(g_pod_tap.c_str()), 0u) << "pod tap left behind";
+    EXPECT_EQ(record_files(), std::set<std::string>{});
 }
 
 // Guards endpoint.get's port_stats: null for a tap endpoint (kernel pods

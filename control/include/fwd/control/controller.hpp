@@ -82,6 +82,10 @@ class Controller final : public ControlContext {
     void wake() override;
 
     void core_counters(nlohmann::json &out) const override;
+    void request_stop() override;
+    // How request_stop() stops the process (the daemon: a SIGTERM to itself);
+    // unset, request_stop() refuses.
+    void set_stop_request(std::function<void()> f) { stop_request_ = std::move(f); }
 
   private:
     struct Call {
@@ -108,6 +112,7 @@ class Controller final : public ControlContext {
     std::vector<Module *> order_;
     std::map<std::string, Module *, std::less<>> by_name_;
     size_t started_ = 0;  // modules whose start() returned (main thread)
+    std::function<void()> stop_request_;
     // start() failed before any worker ran: worker_do runs their commands here.
     bool unstarted_workers_ = false;
     // Filled by the module constructors, read-only afterwards (any thread).

@@ -6,7 +6,9 @@
 //
 // Restarts (issue 18 item 5): every endpoint is recorded on disk
 // (<state_dir>/endpoints, endpoint_record.hpp) when endpoint.add succeeds
-// and forgotten at endpoint.del; a stop keeps the record. When the daemon
+// and forgotten at endpoint.del; a stop keeps the record. A stop (SIGTERM,
+// a rolling upgrade) also keeps every pod's interface as a kill -9 does;
+// node.shutdown with remove_pods (an uninstall) takes them away. When the daemon
 // comes up (online(), before the API serves) each recorded endpoint is
 // added again with the kinds' reattach (the pod's interface taken over as
 // the dead process left it), except a kernel pod whose namespace is gone:
@@ -39,7 +41,8 @@ class EndpointsModule final : public Module {
 
     void start() override;   // the record opened, every kind's start()
     void online() override;  // the recorded endpoints back (the API does not serve yet)
-    void stop() override;    // every endpoint removed, then every kind's stop()
+    void stop() override;    // every endpoint detached (Detach::kKeepPod unless node.shutdown
+                             // asked to remove the pods), then every kind's stop()
     void describe_node(nlohmann::json &out) const override;
     void describe_tables(nlohmann::json &out) const override;
 
@@ -67,13 +70,13 @@ class EndpointsModule final : public Module {
     nlohmann::json restore();
     void forget(const std::string &id);  // its record removed; errors logged
     nlohmann::json del(const nlohmann::json &args);
+    nlohmann::json shutdown(const nlohmann::json &args);
     nlohmann::json get(const nlohmann::json &args) const;
     nlohmann::json list() const;
     nlohmann::json to_json(const Endpoint &e) const;
     PortKind &kind_of(const Endpoint &e) const;
     // Undoes an endpoint in reverse order; every step tolerates "was never done".
-    // with_link false: leave what the kind's stop() takes down (shutdown).
-    void remove(Endpoint &e, bool with_link = true);
+    void remove(Endpoint &e, Detach how = Detach::kAll);
 
     ControlContext &ctx_;
     RoutesModule &routes_;
@@ -83,6 +86,7 @@ class EndpointsModule final : public Module {
     std::vector<std::string> add_args_;
     std::unique_ptr<EndpointRecord> record_;  // made by start()
     nlohmann::json restore_report_;           // restore()'s answer, for node.get
+    bool keep_pods_ = true;                   // at stop(); node.shutdown remove_pods clears it
 };
 
 }  // namespace fwd::control

@@ -154,6 +154,9 @@ class ControlContext {
     virtual void wake() = 0;
     // The core's own counters (worker rings, API ring, punts no module took).
     virtual void core_counters(nlohmann::json &out) const = 0;
+    // Asks the process to stop as at SIGTERM (the daemon's main thread set
+    // how: Controller::set_stop_request); throws ApiError where it cannot.
+    virtual void request_stop() = 0;
     // Milliseconds of a monotonic clock.
     static uint64_t now_ms();
 };

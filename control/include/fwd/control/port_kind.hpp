@@ -17,8 +17,10 @@
 //   activate   its routes are live: RX to a worker
 //   deactivate before the next hop is freed: no worker sends to or polls
 //              the port any more
-//   detach     removes what attach made; with_link false at shutdown (the
-//              kind's stop() takes the rest). Never throws.
+//   detach     removes what attach made, as much as Detach says (endpoint.del:
+//              everything; a stop: what the kind's stop() does not take, or,
+//              when the stop keeps the pods, nothing the pod sees). Never
+//              throws.
 //   reattach   instead of attach when a restarted daemon takes the endpoint
 //              back from its record (endpoint_record.hpp): take over what
 //              the dead process left (the pod's interface, its addresses and
@@ -85,6 +87,15 @@ inline vhost::PodIfConfig pod_if_config(const Endpoint &e) {
     return pc;
 }
 
+// How much of a pod detach takes away.
+enum class Detach : uint8_t {
+    kAll,       // endpoint.del: the pod's interface too
+    kShutdown,  // a stop that removes the pods (node.shutdown remove_pods): the
+                // kind's stop(false) takes what detach leaves
+    kKeepPod,   // a stop that keeps the pods (SIGTERM, the default): the pod's
+                // interface, addresses and routes stay for the next daemon's reattach
+};
+
 class PortKind {
   public:
     virtual ~PortKind() = default;
@@ -101,7 +112,10 @@ class PortKind {
     virtual bool pod_interface() const = 0;
 
     virtual void start() {}
-    virtual void stop() {}
+    // keep_pods: the pods' interfaces stay for the next daemon (Detach::kKeepPod).
+    virtual void stop(bool keep_pods) { (void)keep_pods; }
+    // The restore at start is over: every recorded pod was taken back or let go.
+    virtual void restored() {}
     virtual void check(Endpoint &, const nlohmann::json &args, const Endpoints &others) {
         (void)args;
         (void)others;
@@ -111,7 +125,7 @@ class PortKind {
     virtual void reattach(Endpoint &e) { attach(e); }
     virtual void activate(Endpoint &) {}
     virtual void deactivate(Endpoint &) {}
-    virtual void detach(Endpoint &e, bool with_link) = 0;
+    virtual void detach(Endpoint &e, Detach how) = 0;
     virtual void describe(const Endpoint &, nlohmann::json &) const {}
     // The endpoint's port counters (endpoint.get's "port_stats": rx_packets,
     // tx_packets, ...); null when the kind cannot count one pod's packets

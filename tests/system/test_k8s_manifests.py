@@ -24,7 +24,7 @@ def source(rel):
 
 def code_defaults():
     """The daemon's defaults, from its code: {"metrics": (enabled, host, port), "health": ...,
-    "memory_mb", "api_socket", "run_dir", "health_paths"}."""
+    "memory_mb", "api_socket", "run_dir", "state_dir", "health_paths"}."""
     obs = source("control/include/fwd/control/observe.hpp")
     out = {}
     for name, key in (("MetricsConfig", "metrics"), ("HealthConfig", "health")):
@@ -34,7 +34,8 @@ def code_defaults():
     cfg = source("control/include/fwd/control/config.hpp")
     for key, pattern in (("memory_mb", r"uint32_t memory_mb = (\d+);"),
                          ("api_socket", r'std::string api_socket = "([^"]+)";'),
-                         ("run_dir", r'std::string run_dir = "([^"]+)";')):
+                         ("run_dir", r'std::string run_dir = "([^"]+)";'),
+                         ("state_dir", r'std::string state_dir = "([^"]+)";')):
         m = re.search(pattern, cfg)
         assert m, f"{key}'s default not found in config.hpp"
         out[key] = int(m.group(1)) if key == "memory_mb" else m.group(1)
@@ -70,6 +71,7 @@ def effective(node_json, defaults):
     eff["memory_mb"] = node_json.get("eal", {}).get("memory_mb", defaults["memory_mb"])
     eff["api_socket"] = node_json.get("api_socket", defaults["api_socket"])
     eff["run_dir"] = node_json.get("run_dir", defaults["run_dir"])
+    eff["state_dir"] = node_json.get("state_dir", defaults["state_dir"])
     return eff
 
 
@@ -177,6 +179,9 @@ def test_manifests_agree_with_the_daemon(tmp_path):
     for path in (eff["api_socket"], eff["run_dir"] + "/x.sock"):
         mount, vol = mount_of(daemon, volumes, posixpath.dirname(path))
         assert vol["hostPath"]["path"] == mount["mountPath"], (path, mount, vol)
+    # the endpoint record: a host path, so a new container (a rolling update) takes the pods back
+    mount, vol = mount_of(daemon, volumes, eff["state_dir"] + "/endpoints/pod.json")
+    assert vol["hostPath"]["path"] == mount["mountPath"] == eff["state_dir"], (mount, vol)
     mount, vol = mount_of(daemon, volumes, "/var/run/netns/cni-1234")
     assert vol["hostPath"]["path"] == "/var/run/netns"
     assert mount.get("mountPropagation") == "HostToContainer"  # namespaces made later

@@ -4,13 +4,16 @@
 # then a total. Exit 1 on any finding (a crash, a sanitizer report, a timeout, an
 # out-of-memory); the input that caused it is kept in build-fuzz/findings/<target>/.
 #   ./run.sh fuzz [--jobs N] [SECONDS] [TARGET...]
-# --jobs N: N fuzzer processes per target side by side (one per core), sharing what they
-#   find; the executions are their sum. Default 1.
+# --jobs N: N fuzzer processes per target side by side (one per idle core), sharing what they
+#   find (each picks up the others' new inputs every second); the executions are their sum.
+#   Default 1. Only for long runs on cores nothing else uses: in the first minute each
+#   process redoes much of the others' discovery, and on a busy machine two processes got
+#   no more CPU than one (20 s of fuzz_config: 2/3 of the executions per CPU second).
 # --build-only: set up and build, run nothing (tests/fuzz/test_fuzz.py, CI).
 # New inputs are kept in a scratch directory (tmpfs when there is one) and deleted at the end:
 # nothing is written into the committed corpus.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 build_only=false jobs=1
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -85,9 +85,9 @@ class Node : public Nat {
   protected:
     uint32_t icmp_per_sec() const override { return 1000000000; }
     uint32_t punt_per_sec() const override { return 1000000000; }
-    // Fewer flows than an input has frames: a long input fills the table (the "table full"
-    // paths), and the reset after each input walks 32 slots, not the lab's 1024 (three walks
-    // of those were a quarter of the harness's time per input).
+    // Fewer flows than an input has frames: a long input fills the table (ct_table_full; the
+    // seed ct_fill does), and the reset after each input walks 32 slots, not the lab's 1024
+    // (three walks of those were a quarter of the harness's time per input).
     ct::Config ct_config() const override {
         ct::Config c = Nat::ct_config();
         c.capacity = kCtCapacity;

@@ -3,7 +3,7 @@
 #   ./run.sh demo   a four-node lab (VXLAN, no BGP, etcd, pods through the CNI plugin) and
 #                   its checks; --bgp: the BGP lab; it stays up: ./run.sh demo --down takes it down
 #   ./run.sh test   every test: unit, component, sanitizer build, system
-# and the benchmark (perf/README.md): ./run.sh perf [--smoke]; the fuzzers: ./run.sh fuzz [SECONDS]
+# and the benchmark (perf/README.md): ./run.sh perf [--smoke]; the fuzzers: ./run.sh fuzz [--jobs N] [SECONDS] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")"
 case "${1:-}" in
@@ -15,7 +15,7 @@ case "${1:-}" in
   test) shift; scripts/setup.sh && exec scripts/test.sh "$@" ;;
   # the perf harness (perf/README.md): a benchmark, not one of the two main commands
   perf) shift; scripts/setup.sh && exec /usr/bin/python3 perf/run.py "$@" ;;
-  # libFuzzer on every input path (tests/fuzz), SECONDS per target (default 60)
+  # libFuzzer on every input path (tests/fuzz), SECONDS per target (default 60), N processes each
   fuzz) shift; scripts/setup.sh && exec scripts/fuzz.sh "$@" ;;
-  *) echo "usage: sudo ./run.sh demo [--bgp [--rr]] [--ipv4-only | --ipv6-only] [--down | --status] | test | perf [--smoke] | fuzz [SECONDS]" >&2; exit 2 ;;
+  *) echo "usage: sudo ./run.sh demo [--bgp [--rr]] [--ipv4-only | --ipv6-only] [--down | --status] | test | perf [--smoke] | fuzz [--jobs N] [SECONDS] [TARGET...]" >&2; exit 2 ;;
 esac

@@ -21,8 +21,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
+#include <system_error>
 
 #include "fwd/control/api.hpp"
 
@@ -30,15 +32,24 @@ namespace {
 
 using nlohmann::json;
 
+// The server's private directory; removed at exit, after the server (it was registered
+// first), so that runs leave nothing in /tmp. Plain storage: static strings may be gone then.
+char g_dir[] = "/tmp/fwd-fuzz-api.XXXXXX";
+
+void remove_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(g_dir, ec);
+}
+
 fwd::control::ApiServer &server() {
     static std::unique_ptr<fwd::control::ApiServer> s = [] {
-        char tmpl[] = "/tmp/fwd-fuzz-api.XXXXXX";
-        if (mkdtemp(tmpl) == nullptr) {
+        if (mkdtemp(g_dir) == nullptr) {
             std::perror("mkdtemp");
             std::abort();
         }
+        std::atexit(remove_dir);
         auto srv = std::make_unique<fwd::control::ApiServer>(
-            std::string(tmpl) + "/api.sock", std::vector<std::string>{"echo", "fail"},
+            std::string(g_dir) + "/api.sock", std::vector<std::string>{"echo", "fail"},
             [](const std::string &op, const json &args) -> json {
                 if (op == "fail") {
                     throw fwd::control::ApiError("invalid_argument", "fuzz: refused");

@@ -12,20 +12,34 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
 
 #include "fuzz_common.hpp"
 #include "fwd/ipam/embedded_store.hpp"
 
 namespace {
 
-std::string store_dir() {
+// The store's directory, made once per process, on tmpfs (/dev/shm) when there is one: made
+// and deleted under /tmp on the root file system, the inputs' files blocked each input for
+// milliseconds on metadata updates (190 inputs/s, the time spent waiting on the disk, not in
+// the store's code). Removed at exit; plain storage, as static strings may be gone by then.
+char g_root[64];
+
+void remove_root() {
+    std::error_code ec;
+    std::filesystem::remove_all(g_root, ec);
+}
+
+const std::string &store_dir() {
     static const std::string dir = [] {
-        char tmpl[] = "/tmp/fwd-fuzz-journal.XXXXXX";
-        if (mkdtemp(tmpl) == nullptr) {
+        const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+        std::snprintf(g_root, sizeof(g_root), "%s/fwd-fuzz-journal.XXXXXX", base);
+        if (mkdtemp(g_root) == nullptr) {
             std::perror("mkdtemp");
             std::abort();
         }
-        return std::string(tmpl);
+        std::atexit(remove_root);
+        return std::string(g_root) + "/store";
     }();
     return dir;
 }
@@ -33,9 +47,10 @@ std::string store_dir() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    const std::string dir = store_dir() + "/store";
+    // Each input starts from an empty store directory, whatever the last one left there.
+    const std::string &dir = store_dir();
     std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
+    std::filesystem::create_directory(dir);
     if (size == 0) {
         return 0;
     }

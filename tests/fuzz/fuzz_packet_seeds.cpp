@@ -263,6 +263,14 @@ std::vector<Seed> seeds() {
     flow.frames.push_back({U, from_uplink().ip4(kNode4, kPodA4).tcp(443, 41000, 0x12).build()});
     flow.frames.push_back({A, from_pod_a().ip4(kPodA4, kOut4).tcp(41000, 443, 0x10).build()});
     s.push_back(flow);
+    // More new flows (DNS from pod A, one source port each) than the node's connection table
+    // holds (32, fuzz_packet.cpp): the last ones are refused, ct_table_full.
+    Seed fill{"ct_fill", 1, {}};
+    for (uint16_t i = 0; i < 40; i++) {
+        fill.frames.push_back(
+            {A, from_pod_a().ip4(kPodA4, kOut4).udp(static_cast<uint16_t>(20000 + i), 53).build()});
+    }
+    s.push_back(fill);
     return s;
 }
 

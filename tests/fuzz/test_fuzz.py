@@ -21,8 +21,18 @@ TARGETS = ["fuzz_resources", "fuzz_config", "fuzz_cni", "fuzz_journal", "fuzz_ap
 KNOWN_FINDINGS: set[str] = set()
 IN_CI = [t for t in TARGETS if t not in KNOWN_FINDINGS]
 SECONDS = int(os.environ.get("FWD_FUZZ_SECONDS", "15"))
-# Per target libFuzzer options, as scripts/fuzz.sh passes them (why: there).
-EXTRA_ARGS = {"fuzz_packet": ["-entropic=0"]}
+# New inputs go to tmpfs when there is one (as scripts/fuzz.sh): each is a file libFuzzer writes.
+SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+
+def extra_args(target: str) -> list[str]:
+    """The target's libFuzzer flags, as scripts/fuzz.sh passes them (why: tests/fuzz/options.txt)."""
+    flags = []
+    for line in (ROOT / "tests" / "fuzz" / "options.txt").read_text().splitlines():
+        words = line.split("#", 1)[0].split()
+        if words and words[0] == target:
+            flags += words[1:]
+    return flags
 
 
 @pytest.fixture(scope="session")
@@ -48,11 +58,11 @@ def test_fuzz_target_finds_nothing(built, target):
     out = ROOT / "build-fuzz" / "findings" / target
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    work = tempfile.mkdtemp(prefix="fwd-fuzz-corpus.")
+    work = tempfile.mkdtemp(prefix="fwd-fuzz-corpus.", dir=SCRATCH)
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=1",
                UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
     try:
-        r = subprocess.run([str(built / target), *EXTRA_ARGS.get(target, []),
+        r = subprocess.run([str(built / target), *extra_args(target),
                             f"-max_total_time={SECONDS}", "-timeout=10",
                             "-rss_limit_mb=2048", "-print_final_stats=1",
                             f"-artifact_prefix={out}/", work,

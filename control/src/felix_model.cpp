@@ -300,9 +300,7 @@ FelixConfiguration decode_spec(const std::string &name, const json &spec_in, Dec
         c.nat_port_range = port_range_field(d, spec);
     }
     if (spec.contains("vxlanPort")) {
-        c.vxlan_port = range_field<uint16_t>(
-            d, spec, "vxlanPort", 4789, 4789,
-            "the dataplane's VXLAN port is 4789 (Calico's default); no other is supported");
+        c.vxlan_port = port_field(d, spec, "vxlanPort");
     }
     if (spec.contains("vxlanVNI")) {
         c.vxlan_vni = range_field<uint32_t>(d, spec, "vxlanVNI", 1, (1 << 24) - 1,

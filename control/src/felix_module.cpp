@@ -8,7 +8,8 @@
 //       prometheusMetrics*           metrics.listen (on this thread: the exposer's stop waits
 //       health*                      health.listen   for a scrape, which needs the control thread)
 //       natPortRange                 nat.ports (control thread)
-//       vxlanVNI, vxlanMTU, ...V6    overlay.vxlan (control thread: the tunnels made again)
+//       vxlanVNI, vxlanPort,         overlay.vxlan (control thread: the tunnels made again,
+//       vxlanMTU, vxlanMTUV6           the decap configuration published with them)
 //       failsafe*HostPorts           kept and shown (no host endpoint policy here)
 //     A part whose owner refused it (a port in use) is tried again next round and named in
 //     node.get's "felix" problems; the sync counts the round as failed.
@@ -72,6 +73,7 @@ class FelixModule final : public Module {
                              ? json{{"lo", e.nat_port_range->lo}, {"hi", e.nat_port_range->hi}}
                              : json{{"lo", nullptr}, {"hi", nullptr}};
         p["overlay.vxlan"] = json{{"vni", e.vxlan_vni ? json(*e.vxlan_vni) : json()},
+                                  {"port", e.vxlan_port ? json(*e.vxlan_port) : json()},
                                   {"mtu", e.vxlan_mtu ? json(*e.vxlan_mtu) : json()},
                                   {"mtu6", e.vxlan_mtu_v6 ? json(*e.vxlan_mtu_v6) : json()}};
         return p;

@@ -76,9 +76,9 @@ void print_node(const json &r, std::ostream &out) {
     const json &ov = r.contains("overlay") ? r["overlay"] : json();
     out << "overlay   ";
     if (ov.is_object() && ov.value("enabled", false)) {
-        out << "vni " << cell(ov, "vni") << "  vtep " << cell(ov, "vtep_mac4") << " / "
-            << cell(ov, "vtep_mac6") << "  tunnels " << cell(ov, "tunnels") << "  routes "
-            << cell(ov, "routes");
+        out << "vni " << cell(ov, "vni") << "  port " << cell(ov, "vxlan_port") << "  vtep "
+            << cell(ov, "vtep_mac4") << " / " << cell(ov, "vtep_mac6") << "  tunnels "
+            << cell(ov, "tunnels") << "  routes " << cell(ov, "routes");
     } else {
         out << "-";
     }

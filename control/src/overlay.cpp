@@ -16,8 +16,12 @@
 //     ipip on the uplink whose MTU is the uplink's minus the overhead (route
 //     answers too-large packets with that MTU); the routes as source overlay
 //     in the RIB, published as one table version; the decap configuration
-//     (our VNI and VTEP MACs, the known node addresses, the pools) swapped in;
-//     tunnels no route uses any more freed after the grace period.
+//     (our VNI, UDP port and VTEP MACs, the known node addresses, the pools)
+//     swapped in; tunnels no route uses any more freed after the grace period.
+//   control thread (overlay.vxlan, FelixConfiguration's vxlanVNI / vxlanPort /
+//     vxlanMTU / vxlanMTUV6): a change makes every tunnel again (the VNI and
+//     the port are in each tunnel's headers and checksum) and publishes the
+//     decap configuration with them, as one overlay.apply.
 // Ops: overlay.apply (internal), node.list (the registry as last read, each
 // node's tunnel state and route count). node.get shows "overlay".
 #include "fwd/dp/overlay.hpp"
@@ -47,7 +51,8 @@ namespace {
 // The config file's "overlay" section: what the node says of itself.
 struct OverlayConfig {
     uint32_t vni = ov::kDefaultVni;
-    std::optional<net::MacAddr> vtep_mac4;  // absent: derived from the node name
+    uint16_t vxlan_port = ov::kDefaultVxlanPort;  // UDP destination port of VXLAN
+    std::optional<net::MacAddr> vtep_mac4;        // absent: derived from the node name
     std::optional<net::MacAddr> vtep_mac6;
     std::map<std::string, std::string> labels;  // the node's labels (pool nodeSelector)
 };
@@ -84,10 +89,10 @@ class OverlayModule final : public Module {
              .internal = true});
         ctx.add_op(
             {.name = "node.list", .args = {}, .fn = [this](const json &) { return node_list(); }});
-        // FelixConfiguration's vxlanVNI / vxlanMTU / vxlanMTUV6 (felix_module.cpp); null: the
-        // config file's VNI, the uplink's MTU less the overhead.
+        // FelixConfiguration's vxlanVNI / vxlanPort / vxlanMTU / vxlanMTUV6 (felix_module.cpp);
+        // null: the config file's VNI and port, the uplink's MTU less the overhead.
         ctx.add_op({.name = "overlay.vxlan",
-                    .args = {"vni", "mtu", "mtu6"},
+                    .args = {"vni", "port", "mtu", "mtu6"},
                     .fn = [this](const json &a) { return set_vxlan(a); },
                     .internal = true});
     }
@@ -135,6 +140,7 @@ class OverlayModule final : public Module {
     void describe_node(json &out) const override {
         json j{{"enabled", self_.has_value()},
                {"vni", vni_},
+               {"vxlan_port", vxlan_port_},
                {"vxlan_mtu", mtu4_ ? json(*mtu4_) : json()},
                {"vxlan_mtu_v6", mtu6_ ? json(*mtu6_) : json()},
                {"revision", applied_revision_},
@@ -169,7 +175,7 @@ class OverlayModule final : public Module {
         ipam::OverlayRoute::Via via;
         net::IpAddr dst;
         net::MacAddr dst_mac;
-        uint32_t settings = 0;  // settings_ when made: a VNI or MTU change remakes it
+        uint32_t settings = 0;  // settings_ when made: a VNI, port or MTU change remakes it
         auto operator<=>(const TunnelKey &) const = default;
     };
     struct TunnelState {
@@ -286,8 +292,14 @@ class OverlayModule final : public Module {
         if (vni < 1 || vni >= (1u << 24)) {
             bad("overlay.vxlan: bad VNI " + std::to_string(vni));
         }
-        if (vni != vni_ || opt("mtu") != mtu4_ || opt("mtu6") != mtu6_) {
+        const int64_t port = a.contains("port") && !a["port"].is_null() ? a["port"].get<int64_t>()
+                                                                        : int64_t{ocfg_.vxlan_port};
+        if (port < 1 || port > 65535) {
+            bad("overlay.vxlan: bad UDP port " + std::to_string(port) + " (1 to 65535)");
+        }
+        if (vni != vni_ || port != vxlan_port_ || opt("mtu") != mtu4_ || opt("mtu6") != mtu6_) {
             vni_ = vni;
+            vxlan_port_ = static_cast<uint16_t>(port);
             mtu4_ = opt("mtu");
             mtu6_ = opt("mtu6");
             settings_++;
@@ -295,7 +307,7 @@ class OverlayModule final : public Module {
                 apply(json(last_args_));
             }
         }
-        return json{{"vni", vni_}};
+        return json{{"vni", vni_}, {"port", vxlan_port_}};
     }
 
     json apply(const json &a) {
@@ -416,6 +428,7 @@ class OverlayModule final : public Module {
             t.inner_dst_mac = key.dst_mac.bytes();
         }
         t.vni = vni_;
+        t.dst_port = vxlan_port_;
         TunnelState s;
         s.underlay = underlay_for(key.dst);
         t.underlay_nh = neighbors_.via_ref(s.underlay);
@@ -496,6 +509,7 @@ class OverlayModule final : public Module {
     void swap_decap(const json &a, const std::map<std::string, ipam::NodeRecord> &nodes) {
         auto d = std::make_unique<ov::DecapConfig>();
         d->vni = vni_;
+        d->port = vxlan_port_;
         const NodeConfig &cfg = ctx_.cfg();
         for (const auto &p : a.at("pools")) {
             auto c = ipam::Cidr::parse(p.at("cidr").get<std::string>());
@@ -572,6 +586,7 @@ class OverlayModule final : public Module {
     // [control thread] the VXLAN settings in use (overlay.vxlan), and the last overlay.apply's
     // arguments to apply them again with.
     uint32_t vni_ = ocfg_.vni;
+    uint16_t vxlan_port_ = ocfg_.vxlan_port;
     std::optional<uint16_t> mtu4_, mtu6_;
     uint32_t settings_ = 0;
     json last_args_;
@@ -612,6 +627,9 @@ OverlayConfig parse_overlay(const config::Object &o, const NodeConfig &) {
     if (auto f = o.get("vni")) {
         c.vni = f->integer<uint32_t>(1, (1u << 24) - 1);
     }
+    if (auto f = o.get("vxlan_port")) {
+        c.vxlan_port = f->integer<uint16_t>(1, 65535);
+    }
     if (auto f = o.get("vtep_mac4")) {
         c.vtep_mac4 = parse_vtep_mac(*f);
     }
@@ -633,8 +651,7 @@ OverlayConfig parse_overlay(const config::Object &o, const NodeConfig &) {
 
 FWD_ON_LOAD(register_module<OverlayModule>({RoutesModule::kName, NeighborsModule::kName,
                                             PortsModule::kName, IpamModule::kName}));
-FWD_ON_LOAD(register_config_section<OverlayConfig>("overlay",
-                                                   {"vni", "vtep_mac4", "vtep_mac6", "labels"},
-                                                   parse_overlay));
+FWD_ON_LOAD(register_config_section<OverlayConfig>(
+    "overlay", {"vni", "vxlan_port", "vtep_mac4", "vtep_mac6", "labels"}, parse_overlay));
 
 }  // namespace fwd::control

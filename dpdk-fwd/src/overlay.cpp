@@ -63,7 +63,7 @@ uint32_t vxlan_fixed_sum(const Tunnel &t) {
         put(&t.src4, 4);
         put(&t.dst4, 4);
     }
-    const uint16_t proto = rte_cpu_to_be_16(IPPROTO_UDP), port = rte_cpu_to_be_16(kVxlanPort);
+    const uint16_t proto = rte_cpu_to_be_16(IPPROTO_UDP), port = rte_cpu_to_be_16(t.dst_port);
     put(&proto, 2);
     put(&port, 2);
     const uint32_t flags = rte_cpu_to_be_32(kVxlanFlagI), vni = rte_cpu_to_be_32(t.vni << 8);
@@ -184,8 +184,8 @@ OverlayTables::OverlayTables() : tunnels_(kMaxTunnels, Tunnel{}), used_(kMaxTunn
 uint32_t OverlayTables::tunnel_alloc(const Tunnel &t) {
     const bool bad = (t.type == TunnelType::kIpip && t.v6) ||
                      (t.type != TunnelType::kVxlan && t.type != TunnelType::kIpip) ||
-                     t.vni > kMaxVni || t.underlay_nh == kNhInvalid ||
-                     t.underlay_nh >= kMaxNextHops;
+                     t.vni > kMaxVni || (t.type == TunnelType::kVxlan && t.dst_port == 0) ||
+                     t.underlay_nh == kNhInvalid || t.underlay_nh >= kMaxNextHops;
     if (bad || free_.empty()) {
         return UINT32_MAX;
     }

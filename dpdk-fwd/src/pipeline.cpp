@@ -45,23 +45,29 @@ void PipelineRegistry::add_stage(StageDef d) {
     if (static_cast<size_t>(d.hook) >= kHookCount) {
         throw std::invalid_argument("stage '" + d.name + "' names no hook");
     }
-    if ((d.l4_proto != 0 || d.l4_port != 0) && !is_local(d.hook)) {
+    const bool has_port = d.l4_port != 0 || d.l4_port_fn != nullptr;
+    if ((d.l4_proto != 0 || has_port) && !is_local(d.hook)) {
         throw std::invalid_argument("stage '" + d.name +
                                     "': an L4 port is only for the ip4_local / ip6_local hooks");
     }
     const bool port_proto = d.l4_proto == IPPROTO_UDP || d.l4_proto == IPPROTO_TCP;
-    if (d.l4_port != 0 && !port_proto) {
+    if (has_port && !port_proto) {
         throw std::invalid_argument("stage '" + d.name + "': an L4 port needs l4_proto UDP or TCP");
     }
-    if (port_proto && d.l4_port == 0) {
+    if (port_proto && !has_port) {
         throw std::invalid_argument("stage '" + d.name +
-                                    "': UDP and TCP stages take one port (l4_port)");
+                                    "': UDP and TCP stages take one port (l4_port or l4_port_fn)");
+    }
+    if (d.l4_port != 0 && d.l4_port_fn != nullptr) {
+        throw std::invalid_argument("stage '" + d.name +
+                                    "': a fixed port (l4_port) or a run-time one (l4_port_fn)");
     }
     size_t on_hook = 0;
     for (const auto &s : stages_) {
         on_hook += s.hook == d.hook ? 1 : 0;
-        if (d.l4_proto != 0 && s.hook == d.hook && s.l4_proto == d.l4_proto &&
-            s.l4_port == d.l4_port) {
+        // Run-time ports may meet at run time: the first in order takes them.
+        if (d.l4_proto != 0 && d.l4_port_fn == nullptr && s.l4_port_fn == nullptr &&
+            s.hook == d.hook && s.l4_proto == d.l4_proto && s.l4_port == d.l4_port) {
             throw std::invalid_argument("stages '" + s.name + "' and '" + d.name + "' both take " +
                                         (d.l4_port != 0
                                              ? "L4 port " + std::to_string(d.l4_port)
@@ -181,18 +187,24 @@ Pipeline PipelineRegistry::freeze() const {
             throw std::invalid_argument("hook " + std::string(kHookNames[h]) + ": " + e.what());
         }
         // L4-port stages first (they take their packets before the others
-        // see the burst), each group in the resolved order.
+        // see the burst): fixed ports and protocols, then run-time ports (a
+        // fixed port wins when one meets it), then the rest; each group in
+        // the resolved order.
         Pipeline::List &l = p.hooks[h];
-        for (int pass = 0; pass < 2; pass++) {
+        auto group = [](const StageDef &d) {
+            return d.l4_proto == 0 ? 2 : d.l4_port_fn != nullptr ? 1 : 0;
+        };
+        for (int pass = 0; pass < 3; pass++) {
             for (size_t i : order) {
                 const StageDef &d = *defs[i];
-                if ((d.l4_proto != 0) != (pass == 0)) {
+                if (group(d) != pass) {
                     continue;
                 }
-                l.e[l.n++] = Pipeline::Entry{d.fn, claim(d.name), d.l4_proto, d.l4_port};
-                l.n_proto += d.l4_proto != 0 && d.l4_port == 0 ? 1 : 0;
+                l.e[l.n++] =
+                    Pipeline::Entry{d.fn, claim(d.name), d.l4_proto, d.l4_port, d.l4_port_fn};
+                l.n_proto += pass == 0 && d.l4_port == 0 ? 1 : 0;
             }
-            if (pass == 0) {
+            if (pass == 1) {
                 l.n_l4 = l.n;
             }
         }

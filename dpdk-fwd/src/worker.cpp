@@ -418,7 +418,13 @@ void Worker::run_local_hook(Hook h, Burst &b) {
         // whole datagrams only (no fragment: a first one would decapsulate
         // to a cut inner packet, a later one has no L4 header); each
         // protocol stage every packet of its protocol, fragments included
-        // (it drops them); the rest stay.
+        // (it drops them); the rest stay. A run-time port is read once per
+        // burst (a change reaches the next burst; the stage checks it
+        // against what it reads itself).
+        std::array<uint16_t, kMaxHookStages> ports;
+        for (uint8_t j = 0; j < l.n_l4; j++) {
+            ports[j] = l.e[j].l4_port_fn != nullptr ? l.e[j].l4_port_fn(*this) : l.e[j].l4_port;
+        }
         Burst taken[kMaxHookStages];
         uint16_t k = 0;
         for (uint16_t i = 0; i < b.n; i++) {
@@ -428,8 +434,9 @@ void Worker::run_local_hook(Hook h, Burst &b) {
             if (md.l4_proto == IPPROTO_UDP || md.l4_proto == IPPROTO_TCP) {
                 if (md.l4_off != 0 && !(md.flags & kMetaFragment) && seg_avail(m, md.l4_off) >= 4) {
                     uint16_t dport = rte_be_to_cpu_16(*at<rte_be16_t>(m, md.l4_off + 2));
-                    for (uint8_t j = 0; j < l.n_l4; j++) {
-                        if (l.e[j].l4_proto == md.l4_proto && l.e[j].l4_port == dport) {
+                    // port 0: no stage's (a run-time port of 0 means none)
+                    for (uint8_t j = 0; j < l.n_l4 && dport != 0; j++) {
+                        if (l.e[j].l4_proto == md.l4_proto && ports[j] == dport) {
                             owner = j;
                             break;
                         }

@@ -74,7 +74,7 @@ Bytes vxlan(bool v6, const Bytes &inner_l3, uint32_t vni = overlay::kDefaultVni)
     } else {
         b.ip4(kFuzzRemote4, kNode4);
     }
-    return b.udp(49152, overlay::kVxlanPort).payload(in).build();
+    return b.udp(49152, overlay::kDefaultVxlanPort).payload(in).build();
 }
 
 std::vector<Seed> seeds() {

@@ -74,6 +74,7 @@ healthHost: 127.0.0.1
 healthPort: {hport}
 natPortRange: "40000:40100"
 vxlanVNI: 4097
+vxlanPort: 4790
 failsafeInboundHostPorts:
   - protocol: tcp
     port: 22
@@ -103,6 +104,7 @@ iptablesBackend: Auto
     node_view = d.ctl("node")
     assert node_view["nat"]["port_range"] == "40000-40100", node_view["nat"]
     assert node_view["overlay"]["vni"] == 4097, node_view["overlay"]
+    assert node_view["overlay"]["vxlan_port"] == 4790, node_view["overlay"]
     text = subprocess.run([str(FWDCTL), "-s", d.sock, "node"], capture_output=True,
                           text=True).stdout
     assert "felix     default" in text, text
@@ -119,7 +121,7 @@ iptablesBackend: Auto
                what="metrics back on the default's port")
 
     # a bad value: refused by name, nothing written, nothing changed
-    r = fwdctl(d, "apply", felix_yaml("default", "vxlanPort: 8472\nlogSeverityScreen: Error"))
+    r = fwdctl(d, "apply", felix_yaml("default", "vxlanPort: 0\nlogSeverityScreen: Error"))
     assert r.returncode != 0
     assert "FelixConfiguration 'default'" in r.stderr and "spec.vxlanPort" in r.stderr, r.stderr
     r = fwdctl(d, "apply", felix_yaml("default", "prometheusMetricPort: 1"))
@@ -133,3 +135,4 @@ iptablesBackend: Auto
     wait_until(lambda: d.ctl("log", "level")["level"] == "info", 5, what="log level info")
     assert http_status(f"http://127.0.0.1:{hport}/liveness") is None  # health off, as the file
     assert d.ctl("node")["nat"]["port_range"] is None
+    assert d.ctl("node")["overlay"]["vxlan_port"] == 4789  # the file says nothing: the default

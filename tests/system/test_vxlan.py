@@ -24,7 +24,7 @@ import types
 import pytest
 
 from birdconf import NODE1, NODE2
-from fwdlab import (BUILD, FWDCTL, Bridge, Etcd, ippools_yaml, record_results,
+from fwdlab import (BUILD, FWDCTL, Bridge, Etcd, check_config, ippools_yaml, record_results,
                     uplink_daemon_config, uplink_ifname, wait_until)
 
 IPAM_LOAD = BUILD / "ipam" / "tools" / "ipam_load"
@@ -476,3 +476,120 @@ def test_bad_vxlan_from_the_uplink_is_dropped_and_counted(cluster, netns_factory
         return n1.stats()["drops"].get("vxlan_unknown_peer", 0) >= before + 3
     wait_until(counted, 10, interval=0.1, what="vxlan_unknown_peer on node1")
     assert pods["node1"][0].run("cat /sys/class/net/eth0/statistics/rx_packets").stdout == pod_rx
+
+
+def apply_felix(c, spec_lines):
+    """A FelixConfiguration 'default' with spec_lines, through fwdctl apply into the store."""
+    path = f"{c.tmp}/felix-{time.monotonic_ns()}.yaml"
+    with open(path, "w") as f:
+        f.write("apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\n"
+                f"metadata:\n  name: default\nspec:\n  {spec_lines}\n")
+    r = c.etcd.run([FWDCTL, "apply", "--store", c.spec, "-f", path])
+    assert r.returncode == 0, r.stdout + r.stderr
+    return path
+
+
+UDP_RECV = ("import socket,sys; fam = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET; "
+            "s = socket.socket(fam, socket.SOCK_DGRAM); s.bind((sys.argv[1], int(sys.argv[2]))); "
+            "print('ready', flush=True); s.settimeout(float(sys.argv[3])); "
+            "print(s.recvfrom(100)[0].decode(), flush=True)")
+UDP_SEND = ("import socket,sys; fam = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET; "
+            "socket.socket(fam, socket.SOCK_DGRAM).sendto(sys.argv[3].encode(), "
+            "(sys.argv[1], int(sys.argv[2])))")
+
+
+def udp_to_node_kernel(c, node, addr, port, seconds):
+    """Sends a few plain UDP datagrams from the ToR to node's address and port; returns what a
+    socket of the node's own kernel (behind its host tap) bound there received, or None."""
+    rx = c.nodes[node].ns.popen(f"/usr/bin/python3 -c \"{UDP_RECV}\" {addr} {port} {seconds}")
+    try:
+        assert rx.stdout.readline().strip() == "ready", rx.stderr.read()
+        for _ in range(int(seconds * 5)):
+            c.tor.run(f"/usr/bin/python3 -c \"{UDP_SEND}\" {addr} {port} plain-udp-{port}")
+            time.sleep(0.2)
+            if rx.poll() is not None:
+                break
+        out, _ = rx.communicate(timeout=seconds + 5)
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.communicate()
+    got = out.strip()
+    return got or None
+
+
+def test_vxlan_port_changes_at_run_time(cluster, netns_factory):
+    """FelixConfiguration vxlanPort (issue 18 item 6) takes effect on both nodes without a
+    restart: pods talk over UDP 4790 (seen on the wire), UDP to 4789 is then plain UDP for the
+    node's own kernel (the host tap), and back to 4789 when the resource goes."""
+    c = cluster
+    n1, n2 = c.nodes["node1"].d, c.nodes["node2"].d
+    c.tor.run(f"ip addr add fd00::254/64 dev {c.br.name} nodad")
+    pods = pods_on(c, netns_factory)
+    (p1, a1, b1), (p2, a2, b2) = pods["node1"], pods["node2"]
+    want1 = {block_of(a) for a in (a2, b2)}
+    want2 = {block_of(a) for a in (a1, b1)}
+    wait_until(lambda: all(overlay_routes(n1).get(b, {}).get("kind") == "vxlan" for b in want1)
+               and all(overlay_routes(n2).get(b, {}).get("kind") == "vxlan" for b in want2),
+               20, interval=0.05, what="VXLAN routes both ways")
+
+    def talk(count=2):
+        for src, dst in ((p1, a2), (p2, a1)):
+            src.run(f"ping -4 -c {count} -W 2 {dst}", timeout=20)
+        for src, dst in ((p1, b2), (p2, b1)):
+            src.run(f"ping -6 -c {count} -W 2 {dst}", timeout=20)
+
+    def ports():
+        return [d.ctl("node")["overlay"]["vxlan_port"] for d in (n1, n2)]
+
+    def all_answer():
+        return all(src.run(f"ping -{fam} -c 1 -W 1 {dst}", check=False, timeout=10).returncode == 0
+                   for src, dst, fam in ((p1, a2, 4), (p2, a1, 4), (p1, b2, 6), (p2, b1, 6)))
+
+    assert ports() == [4789, 4789]
+    talk()
+    # 4789 is VXLAN's: plain UDP from the ToR (no node of the registry) to it is dropped
+    before = n1.stats()["drops"]
+    assert udp_to_node_kernel(c, "node1", "10.0.0.1", 4789, 1) is None
+    after = n1.stats()["drops"]
+    assert sum(after.get(k, 0) - before.get(k, 0) for k in after if k.startswith("vxlan_")) >= 1
+
+    for port, old in ((4790, 4789), (4789, 4790)):
+        t0 = time.monotonic()
+        if port == 4790:
+            felix = apply_felix(c, f"vxlanPort: {port}")
+        else:  # the resource deleted: the node config file's port (the default) again
+            r = c.etcd.run([FWDCTL, "delete", "--store", c.spec, "-f", felix])
+            assert r.returncode == 0, r.stdout + r.stderr
+        wait_until(lambda: ports() == [port, port], 10, interval=0.05, what=f"port {port} on both")
+        wait_until(all_answer, 20, interval=0.1, what=f"pods answering over UDP {port}")
+        print(f"vxlanPort {old} -> {port}: traffic back {time.monotonic() - t0:.2f} s after the "
+              "write")
+        dump = Tcpdump(c.tor, c.nodes["node1"].port, f"{c.tmp}/tor-port-{port}.pcap")
+        talk()
+        dump.stop()
+        assert dump.count(f"udp dst port {port} and ip and src host 10.0.0.1") >= 4, dump.dump()
+        assert dump.count(f"udp dst port {port} and ip and src host 10.0.0.2") >= 4, dump.dump()
+        assert dump.count(f"udp dst port {port} and ip6 and src host fd00::1") >= 4, dump.dump()
+        assert dump.count(f"udp dst port {port} and ip6 and src host fd00::2") >= 4, dump.dump()
+        assert dump.count(f"udp port {old}") == 0, dump.dump()
+        assert dump.count(f"icmp and host {a1}") == 0, "no bare pod traffic on the ToR"
+        # the old port is no longer ours: plain UDP to it reaches the node's own kernel
+        assert udp_to_node_kernel(c, "node1", "10.0.0.1", old, 5) == f"plain-udp-{old}"
+        assert udp_to_node_kernel(c, "node2", "fd00::2", old, 5) == f"plain-udp-{old}"
+        text = subprocess.run([FWDCTL, "-s", n1.sock, "node"], capture_output=True, text=True,
+                              timeout=30).stdout
+        assert f"port {port}" in text, text
+    assert n1.ctl("node")["felix"]["problems"] == [], n1.ctl("node")["felix"]
+    assert not vxlan_drops(n2), vxlan_drops(n2)
+
+
+def test_vxlan_port_in_the_node_config(tmp_path, daemon_factory):
+    """overlay.vxlan_port in the node config file: the port when no FelixConfiguration sets one;
+    1 to 65535, a bad value refused naming the field."""
+    d = daemon_factory("vxp", extra={"overlay": {"vxlan_port": 8472}})
+    assert d.ctl("node")["overlay"]["vxlan_port"] == 8472
+    for bad in (0, 65536, "4789"):
+        r = check_config(tmp_path, "overlay", {"vxlan_port": bad})
+        assert r.returncode == 2 and "overlay.vxlan_port" in r.stderr, (bad, r.stderr)
+    assert check_config(tmp_path, "overlay", {"vxlan_port": 1}).returncode == 0

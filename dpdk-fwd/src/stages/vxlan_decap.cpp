@@ -1,6 +1,6 @@
-// vxlan_decap4 / vxlan_decap6 (Hook::kIp4Local / kIp6Local, UDP port 4789)
-// and ipip_decap (kIp4Local, protocol 4): the overlays' receive stages
-// (overlay.hpp).
+// vxlan_decap4 / vxlan_decap6 (Hook::kIp4Local / kIp6Local, the UDP port
+// current_port gives: vxlanPort, 4789 by default) and ipip_decap (kIp4Local,
+// protocol 4): the overlays' receive stages (overlay.hpp).
 // Reads: meta (in_port, l3_off, l4_off, flags); the in_port's role; node
 //        addresses (NodeAddrs: ip4 / ip6, host_punt); the worker's
 //        OverlayTables (slot "overlay") and its published DecapConfig, once
@@ -10,6 +10,9 @@
 // Takes: packets to the node's own address. Others (to 169.254.1.1, the
 //        gateway's or a link-local address) stay in the burst for
 //        icmp*_local, as without the feature.
+//        A UDP destination port other than the DecapConfig's (the port
+//        changed between the dispatcher's read and the stage's) stays too:
+//        that UDP is no longer VXLAN here.
 // Checks, in this order, each failure a drop with its reason (never
 //        delivered to a pod):
 //        arrived on a pod port (Felix drops VXLAN and IP-in-IP a workload
@@ -110,6 +113,12 @@ bool udp_cksum_ok(const rte_mbuf *m, const void *ip, uint32_t l4_off, uint16_t u
 template <bool kV6>
 Outcome vxlan_check(const Worker &w, rte_mbuf *m, const DecapConfig *dc) {
     const PktMeta &md = meta(m);
+    // The dispatcher read the port before this burst's DecapConfig: a change
+    // in between leaves a packet to the old port here (it is not VXLAN now).
+    const uint16_t port = dc != nullptr ? dc->port : kDefaultVxlanPort;
+    if (at<rte_udp_hdr>(m, md.l4_off)->dst_port != rte_cpu_to_be_16(port)) {
+        return {Verdict::kKeep};
+    }
     if (from_pod(w, m)) {
         return drop(DropReason::kVxlanFromPod);
     }
@@ -130,7 +139,7 @@ Outcome vxlan_check(const Worker &w, rte_mbuf *m, const DecapConfig *dc) {
         }
     }
     if (dc == nullptr || !(kV6 ? dc->vxlan6 : dc->vxlan4)) {
-        // Port 4789 is not ours on this node: the node's own stack may use it.
+        // The VXLAN port is not ours on this node: the node's own stack may use it.
         return node.host_punt ? Outcome{Verdict::kHost} : drop(DropReason::kVxlanDisabled);
     }
     const uint32_t l4 = md.l4_off;
@@ -290,17 +299,22 @@ void decap(Worker &w, Burst &b) {
 
 }  // namespace
 
+uint16_t current_port(const Worker &w) {
+    const DecapConfig *dc = decap_config(w);
+    return dc != nullptr ? dc->port : kDefaultVxlanPort;
+}
+
 FWD_ON_LOAD(auto &r = PipelineRegistry::global();
             r.add_stage({.name = "vxlan_decap4",
                          .hook = Hook::kIp4Local,
                          .fn = &decap<&vxlan_check<false>, &vxlan_finish>,
                          .l4_proto = IPPROTO_UDP,
-                         .l4_port = kVxlanPort});
+                         .l4_port_fn = &current_port});
             r.add_stage({.name = "vxlan_decap6",
                          .hook = Hook::kIp6Local,
                          .fn = &decap<&vxlan_check<true>, &vxlan_finish>,
                          .l4_proto = IPPROTO_UDP,
-                         .l4_port = kVxlanPort});
+                         .l4_port_fn = &current_port});
             r.add_stage({.name = "ipip_decap",
                          .hook = Hook::kIp4Local,
                          .fn = &decap<&ipip_check, &ipip_finish>,

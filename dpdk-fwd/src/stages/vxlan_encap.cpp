@@ -24,7 +24,8 @@
 //              from a per-worker counter; DF clear; TTL 64; header checksum.
 //        IPv6: traffic class as that TOS, flow label 0, hop limit 64.
 //        UDP:  source port 49152-65535 from the inner flow's hash
-//              (flow_hash.hpp; RFC 7348 section 5), destination 4789,
+//              (flow_hash.hpp; RFC 7348 section 5), destination the
+//              tunnel's (vxlanPort, 4789 by default; in Tunnel::udp_sum),
 //              checksum computed for both families (Linux's vxlan device
 //              made without IFLA_VXLAN_UDP_CSUM, as Felix makes it, computes
 //              it over IPv4 too; IPv6 requires it).
@@ -180,7 +181,7 @@ bool vxlan_one(Worker &w, rte_mbuf *m, const Tunnel &tn) {
     const rte_be16_t sport = rte_cpu_to_be_16(static_cast<uint16_t>(kSrcPortMin | (hash >> 18)));
     const rte_be16_t len_be = rte_cpu_to_be_16(udp_len);
     udp->src_port = sport;
-    udp->dst_port = RTE_BE16(kVxlanPort);
+    udp->dst_port = rte_cpu_to_be_16(tn.dst_port);
     udp->dgram_len = len_be;
     udp->dgram_cksum = 0;
     // the tunnel's fixed part, the source port, the length twice (pseudo-

@@ -67,8 +67,10 @@ TEST(FelixConfiguration, RefusalsNameDocumentResourceAndField) {
         {"{logSeverityScreen: Loud}", "spec.logSeverityScreen: Unsupported value: \"Loud\""},
         {"{natPortRange: \"2000:1000\"}", "spec.natPortRange: Invalid value: \"2000:1000\""},
         {"{natPortRange: \"1000-2000\"}", "spec.natPortRange: Invalid value: \"1000-2000\""},
-        {"{vxlanPort: 8472}",
-         "spec.vxlanPort: Invalid value: 8472: the dataplane's VXLAN port is 4789"},
+        {"{vxlanPort: 0}", "spec.vxlanPort: Invalid value: 0: must be between 1 and 65535"},
+        {"{vxlanPort: 65536}", "spec.vxlanPort: Invalid value: 65536: must be between 1 and 65535"},
+        {"{vxlanPort: -4789}", "spec.vxlanPort: Invalid value: -4789"},
+        {"{vxlanPort: \"4790\"}", "spec.vxlanPort: want an integer"},
         {"{vxlanVNI: 16777216}", "spec.vxlanVNI: Invalid value: 16777216"},
         {"{vxlanMTU: 100}", "spec.vxlanMTU: Invalid value: 100"},
         {"{vxlanMTUV6: 1200}", "spec.vxlanMTUV6: Invalid value: 1200: must be between 1280"},
@@ -98,7 +100,7 @@ TEST(FelixConfiguration, RefusalsNameDocumentResourceAndField) {
 TEST(FelixConfiguration, AcceptedForms) {
     const auto ds = decode(doc("node.n1",
                                "{natPortRange: \"32768:65535\", logSeverityScreen: "
-                               "debug, vxlanPort: 4789, vxlanVNI: 5000, vxlanMTU: "
+                               "debug, vxlanPort: 8472, vxlanVNI: 5000, vxlanMTU: "
                                "1400, vxlanMTUV6: 1380, prometheusMetricsHost: "
                                "\"fd00::1\", healthHost: localhost, ipv6Support: true, "
                                "failsafeInboundHostPorts: [{port: 22, net: "
@@ -109,6 +111,12 @@ TEST(FelixConfiguration, AcceptedForms) {
     EXPECT_EQ(c.log_severity, "Debug");  // Calico's pattern is case-insensitive
     EXPECT_EQ(log_level_of(*c.log_severity), "debug");
     EXPECT_EQ(c.vxlan_vni, 5000u);
+    EXPECT_EQ(c.vxlan_port, 8472);  // any UDP port (Linux's own VXLAN default here)
+    for (const char *port : {"1", "4789", "65535"}) {
+        const auto one = decode(doc("default", std::string("{vxlanPort: ") + port + "}"));
+        EXPECT_EQ(std::get<FelixConfiguration>(one[0].value).vxlan_port, std::stoi(port));
+        EXPECT_TRUE(one[0].warnings.empty());
+    }
     EXPECT_EQ(c.metrics_host, "fd00::1");
     EXPECT_EQ(c.health_host, "localhost");
     EXPECT_EQ((*c.failsafe_in)[0], (ProtoPort{"TCP", 22, "fd00::/64"}));  // TCP by default
@@ -125,20 +133,23 @@ TEST(FelixConfiguration, NodeResourceWinsFieldByField) {
     std::vector<FelixConfiguration> cs;
     for (const auto &d : decode(doc("default",
                                     "{logSeverityScreen: Warning, healthPort: 9099, "
-                                    "natPortRange: \"1000:2000\"}") +
-                                "---\n" + doc("node.n1", "{healthPort: 9199}") + "---\n" +
-                                doc("node.n2", "{logSeverityScreen: Debug}"))) {
+                                    "natPortRange: \"1000:2000\", vxlanPort: 4790}") +
+                                "---\n" + doc("node.n1", "{healthPort: 9199, vxlanPort: 4791}") +
+                                "---\n" + doc("node.n2", "{logSeverityScreen: Debug}"))) {
         cs.push_back(std::get<FelixConfiguration>(d.value));
     }
     const FelixConfiguration n1 = effective(cs, "n1");
     EXPECT_EQ(n1.log_severity, "Warning");
     EXPECT_EQ(n1.health_port, 9199);
     EXPECT_EQ(n1.nat_port_range, (PortRange{1000, 2000}));
+    EXPECT_EQ(n1.vxlan_port, 4791);
+    EXPECT_EQ(effective(cs, "n2").vxlan_port, 4790);
     EXPECT_EQ(effective(cs, "n2").log_severity, "Debug");
     EXPECT_EQ(effective(cs, "n2").health_port, 9099);
     EXPECT_EQ(to_json(effective(cs, "n3")), (nlohmann::json{{"logSeverityScreen", "Warning"},
                                                             {"healthPort", 9099},
-                                                            {"natPortRange", "1000:2000"}}));
+                                                            {"natPortRange", "1000:2000"},
+                                                            {"vxlanPort", 4790}}));
     EXPECT_FALSE(effective({}, "n1").log_severity.has_value());
 }
 

@@ -117,6 +117,7 @@ struct Vx {
     uint32_t src4 = kRemote4, dst4 = kNode4;
     Ip6 src6 = kRemote6, dst6 = kNode6;
     uint16_t sport = 50000;
+    uint16_t dport = overlay::kDefaultVxlanPort;
     uint32_t flags = 0x08000000;
     uint32_t vni = kVni;
     std::optional<Mac> inner_dst;  // default: our VTEP MAC of the outer family
@@ -150,7 +151,7 @@ Bytes vxlan_frame(const Vx &v) {
             b.mf();
         }
     }
-    b.udp(v.sport, overlay::kVxlanPort).payload(pl);
+    b.udp(v.sport, v.dport).payload(pl);
     if (v.bad_checksum) {
         b.bad_l4_checksum();
     }
@@ -202,6 +203,18 @@ rte_mbuf *mbuf_of(const Bytes &f, uint16_t port) {
     std::memcpy(p, f.data(), f.size());
     m->port = port;
     return m;
+}
+
+// f in two chained mbufs, the first holding `first` bytes (the headers).
+rte_mbuf *two_segments(const Bytes &f, size_t first, uint16_t port) {
+    rte_mbuf *a = mbuf_of(slice(f, 0, first), port);
+    rte_mbuf *b = mbuf_of(slice(f, first), port);
+    if (a == nullptr || b == nullptr || rte_pktmbuf_chain(a, b) != 0) {
+        rte_pktmbuf_free(a);
+        rte_pktmbuf_free(b);
+        return nullptr;
+    }
+    return a;
 }
 
 // --- fixture ---
@@ -306,6 +319,33 @@ class Overlay : public DatapathTest {
         dc_ = std::move(next);
     }
 
+    // A stage's entry in a hook (its function, its L4 port); null when none.
+    const Pipeline::Entry *hook_entry(Hook h, std::string_view name) {
+        const Pipeline::List &l = worker().pipeline().hook(h);
+        for (uint8_t i = 0; i < l.n; i++) {
+            if (worker().pipeline().stage_names[l.e[i].stage] == name) {
+                return &l.e[i];
+            }
+        }
+        return nullptr;
+    }
+    // A frame from the uplink, UDP after an outer IPv4 / IPv6 header, with
+    // the metadata ip4_input / ip6_input give it: for a stage called alone.
+    rte_mbuf *local_udp(const Bytes &f, bool v6, uint8_t flags = 0) {
+        rte_mbuf *m = mbuf_of(f, lab().port(Side::kUplink));
+        if (m == nullptr) {
+            return nullptr;
+        }
+        PktMeta &md = meta(m);
+        md = PktMeta{};
+        md.in_port = lab().port(Side::kUplink);
+        md.l3_off = kEth;
+        md.l4_off = kEth + (v6 ? 40 : 20);
+        md.l4_proto = IPPROTO_UDP;
+        md.flags = flags;
+        return m;
+    }
+
     // Runs raw frames (with RX offload flags) through process() and flush_tx().
     Sent run_frames(const std::vector<std::pair<Side, Bytes>> &frames, uint64_t ol_flags = 0) {
         std::vector<rte_mbuf *> mbufs;
@@ -354,7 +394,8 @@ class Overlay : public DatapathTest {
 // --- checks of what we send ---
 
 // An IPv4-outer VXLAN frame out of the uplink to the router, carrying inner.
-void check_vxlan4(const Frame &f, const Bytes &inner, uint8_t tos) {
+void check_vxlan4(const Frame &f, const Bytes &inner, uint8_t tos,
+                  uint16_t port = overlay::kDefaultVxlanPort) {
     const Bytes &b = f.pkt.frame;
     check_eth_to(f, Side::kUplink, kTypeIp4);
     ASSERT_EQ(b.size(), kEth + 20u + 8 + 8 + 14 + inner.size());
@@ -372,7 +413,7 @@ void check_vxlan4(const Frame &f, const Bytes &inner, uint8_t tos) {
     EXPECT_EQ(ip.dst, kRemote4);
     const size_t u = kEth + 20;
     EXPECT_GE(get16(b, u), 49152) << "RFC 7348 source port range";
-    EXPECT_EQ(get16(b, u + 2), 4789);
+    EXPECT_EQ(get16(b, u + 2), port);
     EXPECT_EQ(get16(b, u + 4), b.size() - u);
     EXPECT_NE(get16(b, u + 6), 0) << "UDP checksum computed, as Linux does";
     EXPECT_TRUE(f.pkt.l4_checksum_ok());
@@ -384,7 +425,8 @@ void check_vxlan4(const Frame &f, const Bytes &inner, uint8_t tos) {
     EXPECT_EQ(slice(b, u + 30), inner) << "the inner packet, TTL - 1";
 }
 
-void check_vxlan6(const Frame &f, const Bytes &inner, uint8_t tc) {
+void check_vxlan6(const Frame &f, const Bytes &inner, uint8_t tc,
+                  uint16_t port = overlay::kDefaultVxlanPort) {
     const Bytes &b = f.pkt.frame;
     check_eth_to(f, Side::kUplink, kTypeIp6);
     ASSERT_EQ(b.size(), kEth + 40u + 8 + 8 + 14 + inner.size());
@@ -398,7 +440,7 @@ void check_vxlan6(const Frame &f, const Bytes &inner, uint8_t tc) {
     EXPECT_EQ(ip.dst, kRemote6);
     const size_t u = kEth + 40;
     EXPECT_GE(get16(b, u), 49152);
-    EXPECT_EQ(get16(b, u + 2), 4789);
+    EXPECT_EQ(get16(b, u + 2), port);
     EXPECT_EQ(get16(b, u + 4), b.size() - u);
     EXPECT_NE(get16(b, u + 6), 0);
     EXPECT_TRUE(f.pkt.l4_checksum_ok());
@@ -435,6 +477,9 @@ TEST_F(Overlay, TunnelAllocRefusesInvalidTunnels) {
     t = vxlan4();
     t.vni = overlay::kMaxVni + 1;
     EXPECT_EQ(ov_->tunnel_alloc(t), UINT32_MAX);
+    t = vxlan4();
+    t.dst_port = 0;
+    EXPECT_EQ(ov_->tunnel_alloc(t), UINT32_MAX) << "VXLAN to UDP port 0";
     t = vxlan4();
     t.underlay_nh = kNhInvalid;
     EXPECT_EQ(ov_->tunnel_alloc(t), UINT32_MAX);
@@ -782,6 +827,131 @@ TEST_F(Overlay, VxlanToAnotherLocalAddressIsLeftAlone) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The VXLAN UDP port (FelixConfiguration vxlanPort): the control side makes
+// every tunnel again with the new port and publishes a DecapConfig with it.
+
+// Each tunnel writes its own port; the UDP checksum (summed from
+// Tunnel::udp_sum, which holds the port) is right for any port, flat or in
+// segments, IPv4 and IPv6 outer.
+TEST_F(Overlay, VxlanEncapWritesTheTunnelsPort) {
+    uint8_t block = 10;
+    for (uint16_t port : {uint16_t{4790}, uint16_t{65535}, uint16_t{1}, uint16_t{0x8001}}) {
+        SCOPED_TRACE("port " + std::to_string(port));
+        Tunnel t4 = vxlan4(), t6 = vxlan6();
+        t4.dst_port = t6.dst_port = port;
+        const uint32_t b4 = ip4("10.65.0.0") | (uint32_t{block} << 8);
+        const Ip6 b6 = ip6("fd00:65:" + std::to_string(block) + "::");
+        block++;
+        route4(p4(b4, 26), tunnel_nh(t4, overlay::vxlan_nh_kind(), kVxlanMtu4));
+        route6(p6(b6, 122), tunnel_nh(t6, overlay::vxlan_nh_kind(), kVxlanMtu6));
+        Ip6 dst6 = b6;
+        dst6[15] = 9;
+        const PacketBuilder pkt4 =
+            from_pod_a().ip4(kPodA4, b4 | 9).tos(0x01).udp(1111, 80).payload(300);
+        const PacketBuilder pkt6 = from_pod_a().ip6(kPodA6, dst6).udp(1111, 80).payload(300);
+        const PacketBuilder old4 = from_pod_a().ip4(kPodA4, kRemotePod4).udp(1111, 80).payload(30);
+        for (const PacketBuilder *pb : {&pkt4, &pkt6, &old4}) {
+            const PacketBuilder &b = *pb;
+            const Bytes f = b.build();
+            const bool v6 = (f[kEth] >> 4) == 6;
+            for (bool flat : {true, false}) {
+                SCOPED_TRACE(std::string(v6 ? "IPv6" : "IPv4") +
+                             (flat ? ", flat" : ", in segments"));
+                Sent out;
+                if (flat) {
+                    out = run(Side::kPodA, b);
+                } else {
+                    // The checksum summed over the mbuf chain, not from Tunnel::udp_sum.
+                    rte_mbuf *m = two_segments(f, 80, lab().port(Side::kPodA));
+                    ASSERT_NE(m, nullptr);
+                    worker().process(&m, 1);
+                    worker().flush_tx();
+                    out = Sent{drain_tx()};
+                }
+                auto up = out.on(Side::kUplink);
+                ASSERT_EQ(up.size(), 1u);
+                if (v6) {
+                    check_vxlan6(*up[0], aged(l3_of(b), 1), 0, port);
+                } else if (pb == &old4) {  // a tunnel made before keeps its port
+                    check_vxlan4(*up[0], aged(l3_of(b), 1), 0);
+                } else {
+                    check_vxlan4(*up[0], aged(l3_of(b), 1), 0x01, port);
+                }
+            }
+        }
+        EXPECT_EQ(drops(), want({}));
+    }
+}
+
+// Decapsulation takes the published port, in each outer family, and only
+// it: UDP to the old port is no longer VXLAN here. It goes where any UDP to
+// the node goes (icmp*_local): unchanged to the host tap when there is one,
+// else dropped as local_unhandled; never decapsulated, never a vxlan_* drop.
+TEST_F(Overlay, VxlanDecapTakesTheConfiguredPortNotTheOld) {
+    change_decap([](DecapConfig &d) { d.port = 4790; });
+    Worker &w = worker();
+    EXPECT_EQ(overlay::current_port(w), 4790);
+    uint64_t unhandled = 0;  // drops() counts from the test's start
+    for (bool v6 : {false, true}) {
+        SCOPED_TRACE(v6 ? "IPv6 outer" : "IPv4 outer");
+        const Bytes inner = v6 ? inner6() : inner4();
+        Sent out =
+            run_frame(Side::kUplink, vxlan_frame(Vx{.v6 = v6, .dport = 4790, .inner = inner}));
+        EXPECT_EQ(drops(),
+                  unhandled == 0 ? want({}) : want({{DropReason::kLocalUnhandled, unhandled}}));
+        auto a = out.on(Side::kPodA);
+        ASSERT_EQ(a.size(), 1u);
+        EXPECT_EQ(Bytes(a[0]->pkt.l3().begin(), a[0]->pkt.l3().end()), aged(inner, 1));
+        const Bytes old = vxlan_frame(Vx{.v6 = v6, .inner = inner});
+        out = run_frame(Side::kUplink, old);
+        EXPECT_TRUE(out.frames.empty());
+        EXPECT_EQ(drops(), want({{DropReason::kLocalUnhandled, ++unhandled}}))
+            << "4789: as any UDP";
+        set_host_punt(true);
+        out = run_frame(Side::kUplink, old);
+        EXPECT_TRUE(out.frames.empty());
+        auto p = punted();
+        ASSERT_EQ(p.size(), 1u);
+        EXPECT_EQ(p[0].first, PuntReason::kHost);
+        EXPECT_EQ(p[0].second, old) << "to the host tap unchanged";
+        EXPECT_EQ(drops(), want({{DropReason::kLocalUnhandled, unhandled}}));
+        set_host_punt(false);
+    }
+    // Back to 4789: the other way round.
+    change_decap([](DecapConfig &d) { d.port = overlay::kDefaultVxlanPort; });
+    EXPECT_EQ(overlay::current_port(w), overlay::kDefaultVxlanPort);
+    Sent out = run_frame(Side::kUplink, vxlan_frame(Vx{.inner = inner4()}));
+    EXPECT_EQ(out.on(Side::kPodA).size(), 1u);
+    out = run_frame(Side::kUplink, vxlan_frame(Vx{.v6 = true, .dport = 4790, .inner = inner6()}));
+    EXPECT_TRUE(out.frames.empty());
+    EXPECT_EQ(drops(), want({{DropReason::kLocalUnhandled, ++unhandled}}));
+    // With no DecapConfig (overlay off), the port is the default one.
+    ov_->swap_decap(nullptr);
+    EXPECT_EQ(overlay::current_port(w), overlay::kDefaultVxlanPort);
+}
+
+// The dispatcher reads the port once per burst, the stage its DecapConfig
+// once per burst: a change published between the two leaves the stage a
+// packet to the old port, which it hands back untouched (not VXLAN now).
+TEST_F(Overlay, VxlanDecapLeavesAPacketToTheOldPortAfterAChange) {
+    const Pipeline::Entry *e = hook_entry(Hook::kIp6Local, "vxlan_decap6");
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->l4_port_fn, &overlay::current_port);
+    EXPECT_LT(e - worker().pipeline().hook(Hook::kIp6Local).e.data(),
+              worker().pipeline().hook(Hook::kIp6Local).n_l4);
+    change_decap([](DecapConfig &d) { d.port = 4790; });
+    rte_mbuf *m = local_udp(vxlan_frame(Vx{.v6 = true, .inner = inner6()}), true);  // to 4789
+    ASSERT_NE(m, nullptr);
+    Burst b;
+    b.push(m);
+    e->fn(worker(), b);
+    ASSERT_EQ(b.n, 1) << "left in the burst for icmp6_local";
+    EXPECT_EQ(b.pkts[0], m);
+    rte_pktmbuf_free(m);
+    EXPECT_EQ(drops(), want({}));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Every drop reason of the feature: the counter moves by one, no other
 // does, nothing reaches a pod (nor anywhere else).
 
@@ -839,9 +1009,11 @@ const DropSetup kDropCases[] = {
      [](Overlay &) { return vx(Vx{.inner = slice(inner4(), 0, 19)}); }},
     {"vxlan_truncated_short_udp", DropReason::kVxlanTruncated,
      [](Overlay &) {
-         return std::pair{
-             Side::kUplink,
-             from_uplink().ip4(kRemote4, kNode4).udp(1, overlay::kVxlanPort).payload(12).build()};
+         return std::pair{Side::kUplink, from_uplink()
+                                             .ip4(kRemote4, kNode4)
+                                             .udp(1, overlay::kDefaultVxlanPort)
+                                             .payload(12)
+                                             .build()};
      }},
     {"vxlan_disabled_off", DropReason::kVxlanDisabled,
      [](Overlay &o) {
@@ -1079,26 +1251,13 @@ TEST_F(Overlay, VxlanFragmentIsDroppedNeverDelivered) {
     EXPECT_TRUE(out.frames.empty());
     EXPECT_EQ(drops(), want({{DropReason::kLocalUnhandled, 1}}));
 
-    const Pipeline::List &l = worker().pipeline().hook(Hook::kIp4Local);
-    StageFn fn = nullptr;
-    for (uint8_t i = 0; i < l.n; i++) {
-        if (worker().pipeline().stage_names[l.e[i].stage] == "vxlan_decap4") {
-            fn = l.e[i].fn;
-        }
-    }
-    ASSERT_NE(fn, nullptr);
-    rte_mbuf *m = mbuf_of(f, lab().port(Side::kUplink));
+    const Pipeline::Entry *e = hook_entry(Hook::kIp4Local, "vxlan_decap4");
+    ASSERT_NE(e, nullptr);
+    rte_mbuf *m = local_udp(f, false, kMetaFragment);
     ASSERT_NE(m, nullptr);
-    PktMeta &md = meta(m);
-    md = PktMeta{};
-    md.in_port = lab().port(Side::kUplink);
-    md.l3_off = kEth;
-    md.l4_off = kEth + 20;
-    md.l4_proto = IPPROTO_UDP;
-    md.flags = kMetaFragment;
     Burst b;
     b.push(m);
-    fn(worker(), b);
+    e->fn(worker(), b);
     EXPECT_EQ(b.n, 0);
     worker().flush_tx();
     EXPECT_TRUE(drain_tx().empty());

@@ -141,7 +141,7 @@ void see_nh(Worker &w, Burst &b) {
 // them with g_seen.take.
 template <int kId>
 void l4_stage(Worker &w, Burst &b) {
-    static const char *const kNames[] = {"udp4", "tcp4", "udp6", "tcp6"};
+    static const char *const kNames[] = {"udp4", "tcp4", "udp6", "tcp6", "fixed4", "fixed6"};
     count(kNames[kId], b);
     for (uint16_t i = 0; i < b.n; i++) {
         g_seen.sports[kNames[kId]].push_back(sport(b.pkts[i]));
@@ -933,6 +933,97 @@ TEST_F(Pipelines, LocalProtocolStagesAreChecked) {
     EXPECT_EQ(p.hook(Hook::kIp4Local).n_l4, 1);
     EXPECT_EQ(p.hook(Hook::kIp4Local).n_proto, 1);
     EXPECT_EQ(p.hook(Hook::kIp6Local).n_proto, 1);
+}
+
+// A UDP / TCP stage whose port is set at run time (l4_port_fn: VXLAN's
+// vxlanPort). The dispatcher reads it once per burst: a change reaches the
+// next burst with the pipeline frozen as it was; 0 takes nothing; a fixed
+// port wins when the run-time one meets it.
+uint16_t g_runtime_port = 0;  // what runtime_port gives: the pretend configuration
+unsigned g_port_reads = 0;
+uint16_t runtime_port(const Worker &) {
+    g_port_reads++;
+    return g_runtime_port;
+}
+
+StageDef l4_runtime(std::string name, Hook h, StageFn fn, uint8_t proto) {
+    StageDef d = stage(std::move(name), h, fn);
+    d.l4_proto = proto;
+    d.l4_port_fn = &runtime_port;
+    return d;
+}
+
+class RuntimeL4Port : public Pipelines {
+  protected:
+    void run_ports(bool v6) {
+        PipelineRegistry r;
+        const Hook h = v6 ? Hook::kIp6Local : Hook::kIp4Local;
+        const char *rt = v6 ? "udp6" : "udp4";
+        const char *fixed = v6 ? "fixed6" : "fixed4";
+        // Registered first: the fixed port comes before it all the same.
+        r.add_stage(l4_runtime(rt, h, v6 ? &l4_stage<2> : &l4_stage<0>, IPPROTO_UDP));
+        r.add_stage(l4(fixed, h, v6 ? &l4_stage<5> : &l4_stage<4>, IPPROTO_UDP, 5555));
+        const Pipeline &p = use(r);
+        ASSERT_EQ(p.hook(h).n_l4, 2);
+        EXPECT_EQ(p.hook(h).n_proto, 0);
+        EXPECT_EQ(p.stage_names[p.hook(h).e[0].stage], fixed);
+        EXPECT_EQ(p.hook(h).e[1].l4_port_fn, &runtime_port);
+        auto to_node = [&] {
+            return v6 ? from_uplink().ip6(kVia6, kNode6) : from_uplink().ip4(kVia4, kNode4);
+        };
+        auto burst = [&](uint16_t port) {
+            g_runtime_port = port;
+            const unsigned reads = g_port_reads;
+            run({
+                {Side::kUplink, to_node().udp(1000, 4789).payload(8)},
+                {Side::kUplink, to_node().udp(1001, 4790).payload(8)},
+                {Side::kUplink, to_node().udp(1002, 5555).payload(8)},
+                {Side::kUplink, to_node().udp(1003, 0).payload(8)},
+                {Side::kUplink, to_node().tcp(1004, 4790)},
+            });
+            EXPECT_EQ(g_port_reads - reads, 1u) << "read once for the burst";
+            std::vector<uint16_t> got = g_seen.sports[rt];
+            g_seen.sports[rt].clear();
+            return got;
+        };
+        EXPECT_EQ(burst(4789), std::vector<uint16_t>{1000});
+        EXPECT_EQ(burst(4790), std::vector<uint16_t>{1001}) << "the new port, not the old";
+        EXPECT_EQ(burst(0), std::vector<uint16_t>{}) << "0: none (not UDP to port 0)";
+        EXPECT_EQ(burst(5555), std::vector<uint16_t>{}) << "the fixed port's stage takes it";
+        EXPECT_EQ(g_seen.sports[fixed], (std::vector<uint16_t>{1002, 1002, 1002, 1002}));
+        EXPECT_EQ(burst(4789), std::vector<uint16_t>{1000}) << "and back";
+    }
+};
+
+TEST_F(RuntimeL4Port, StageTakesThePortItsFunctionGivesNow4) {
+    run_ports(false);
+}
+
+TEST_F(RuntimeL4Port, StageTakesThePortItsFunctionGivesNow6) {
+    run_ports(true);
+}
+
+TEST_F(Pipelines, RuntimeL4PortStagesAreChecked) {
+    PipelineRegistry r;
+    auto fn = &letter<'a'>;
+    StageDef both = l4_runtime("both", Hook::kIp4Local, fn, IPPROTO_UDP);
+    both.l4_port = 4789;
+    std::string e = invalid([&] { r.add_stage(both); });
+    EXPECT_NE(e.find("l4_port_fn"), std::string::npos) << e;
+    e = invalid([&] { r.add_stage(l4_runtime("icmp", Hook::kIp4Local, fn, IPPROTO_ICMP)); });
+    EXPECT_NE(e.find("UDP or TCP"), std::string::npos) << e;
+    invalid([&] { r.add_stage(l4_runtime("noproto", Hook::kIp4Local, fn, 0)); });
+    e = invalid([&] { r.add_stage(l4_runtime("out", Hook::kIp4Output, fn, IPPROTO_UDP)); });
+    EXPECT_NE(e.find("ip4_local"), std::string::npos) << e;
+    // Run-time ports may meet only at run time: two are accepted, beside a
+    // fixed port and a protocol.
+    r.add_stage(l4_runtime("rt1", Hook::kIp4Local, fn, IPPROTO_UDP));
+    r.add_stage(l4_runtime("rt2", Hook::kIp4Local, fn, IPPROTO_UDP));
+    r.add_stage(l4("fixed", Hook::kIp4Local, fn, IPPROTO_UDP, 4789));
+    r.add_stage(l4("proto", Hook::kIp4Local, fn, 4, 0));
+    Pipeline p = r.freeze();
+    EXPECT_EQ(p.hook(Hook::kIp4Local).n_l4, 4);
+    EXPECT_EQ(p.hook(Hook::kIp4Local).n_proto, 1);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,11 +10,11 @@
 // reads its file once, so the store is where a cluster-wide change can come from).
 //
 // The fields that mean something here take effect: healthEnabled / healthHost / healthPort,
-// prometheusMetricsEnabled / Host / Port, logSeverityScreen, natPortRange, vxlanVNI, vxlanMTU,
-// vxlanMTUV6; failsafeInboundHostPorts / failsafeOutboundHostPorts are stored and shown (no
-// host endpoint policy here to open them in). vxlanPort takes 4789 only (the dataplane's VXLAN
-// port is fixed) and ipv6Support true only (IPv6 is always on). Calico's other fields are
-// accepted with a warning naming them as not supported; a field Calico does not have is refused.
+// prometheusMetricsEnabled / Host / Port, logSeverityScreen, natPortRange, vxlanPort (1 to
+// 65535), vxlanVNI, vxlanMTU, vxlanMTUV6; failsafeInboundHostPorts / failsafeOutboundHostPorts
+// are stored and shown (no host endpoint policy here to open them in). ipv6Support takes true
+// only (IPv6 is always on). Calico's other fields are accepted with a warning naming them as
+// not supported; a field Calico does not have is refused.
 //
 // Control code only: allocates and throws.
 #pragma once

@@ -1,5 +1,6 @@
 // The overlays between nodes, the datapath side: VXLAN in Calico's wire
-// format (UDP 4789, VNI 4096, an inner Ethernet header between the VTEP MACs)
+// format (UDP 4789 and VNI 4096 unless configured otherwise, an inner
+// Ethernet header between the VTEP MACs)
 // and IP-in-IP (Calico's tunl0). What the stages read
 // (src/stages/vxlan_encap.cpp, vxlan_decap.cpp), written by the control
 // thread only.
@@ -22,7 +23,14 @@
 //            (and next hop); the old one is freed after a grace period.
 //   decap    [C] publishes an immutable DecapConfig with a release store
 //            (swap_decap) and deletes the old one after a grace period
-//            (ctx.defer). [W] loads it once per burst.
+//            (ctx.defer). [W] loads it once per burst: the local hook's
+//            dispatcher for the UDP port vxlan_decap takes (current_port),
+//            the stage for the rest.
+// The VXLAN UDP port (FelixConfiguration vxlanPort) travels as the VNI does:
+// a change makes every tunnel again with the new Tunnel::dst_port (encap)
+// and publishes a DecapConfig with the new port (decap); from then on UDP to
+// the old port is not VXLAN here (icmp*_local: the host tap or
+// local_unhandled, as any UDP to the node).
 // Ownership: the control side owns every DecapConfig it publishes; the
 // tables never delete one (swap_decap(nullptr) hands back the last).
 //
@@ -41,9 +49,13 @@
 #include "fwd/dp/tables.hpp"
 #include "fwd/net/addr.hpp"
 
+namespace fwd::dp {
+class Worker;
+}
+
 namespace fwd::dp::overlay {
 
-inline constexpr uint16_t kVxlanPort = 4789;         // Calico / FelixConfiguration default
+inline constexpr uint16_t kDefaultVxlanPort = 4789;  // Calico / FelixConfiguration default
 inline constexpr uint32_t kVxlanFlagI = 0x08000000;  // RFC 7348: a valid VNI
 inline constexpr uint32_t kDefaultVni = 4096;
 inline constexpr uint32_t kMaxTunnels = 4096;
@@ -62,9 +74,10 @@ struct Tunnel {  // one remote node's tunnel end for one outer family
     bool v6;
     uint32_t src4, dst4;  // network order: our node address, the remote node's
     std::array<uint8_t, 16> src6, dst6;
-    std::array<uint8_t, 6> inner_src_mac;  // our VTEP MAC for this family (VXLAN)
-    std::array<uint8_t, 6> inner_dst_mac;  // the remote node's VTEP MAC (VXLAN)
-    uint32_t vni;                          // VXLAN, up to kMaxVni
+    std::array<uint8_t, 6> inner_src_mac;   // our VTEP MAC for this family (VXLAN)
+    std::array<uint8_t, 6> inner_dst_mac;   // the remote node's VTEP MAC (VXLAN)
+    uint32_t vni;                           // VXLAN, up to kMaxVni
+    uint16_t dst_port = kDefaultVxlanPort;  // VXLAN: the outer UDP destination port, not 0
     // A next hop (kVia, or kResolve while its neighbour is unknown) to dst
     // out of the uplink.
     uint32_t underlay_nh;
@@ -110,6 +123,7 @@ class AddrSet6 {
 
 struct DecapConfig {  // immutable once published
     uint32_t vni = kDefaultVni;
+    uint16_t port = kDefaultVxlanPort;  // the UDP destination port VXLAN arrives on, not 0
     bool vxlan4 = false, vxlan6 = false, ipip = false;  // what this node accepts
     // Ours: the inner destination MAC must be the one of the outer family.
     std::array<uint8_t, 6> vtep_mac4{}, vtep_mac6{};
@@ -141,7 +155,8 @@ class OverlayTables {
     // --- control thread only ---
     // Written completely before return. UINT32_MAX when every entry is in
     // use or t is invalid: IP-in-IP with an IPv6 outer family, a VNI above
-    // kMaxVni, an underlay next hop id out of range or kNhInvalid.
+    // kMaxVni, VXLAN to UDP port 0, an underlay next hop id out of range or
+    // kNhInvalid.
     uint32_t tunnel_alloc(const Tunnel &t);
     // The caller ensured a grace period since the last next hop using it went.
     void tunnel_free(uint32_t i);
@@ -163,5 +178,9 @@ class OverlayTables {
 uint16_t worker_slot();
 NhKind vxlan_nh_kind();  // registered with add_nh_kind("vxlan") at load
 NhKind ipip_nh_kind();   // add_nh_kind("ipip")
+// The UDP port vxlan_decap4 / vxlan_decap6 take now (their l4_port_fn): the
+// published DecapConfig's, kDefaultVxlanPort while there is none (the port
+// then goes to the host tap, or is dropped as vxlan_disabled).
+uint16_t current_port(const Worker &w);
 
 }  // namespace fwd::dp::overlay

@@ -18,8 +18,12 @@
 //                            icmp*_local answers or punts them. A stage
 //                            registered with l4_proto / l4_port gets only
 //                            that protocol and destination port (grout's
-//                            l4_input_register_port: VXLAN takes UDP 4789),
-//                            whole datagrams only; one with l4_proto and
+//                            l4_input_register_port), whole datagrams only;
+//                            with l4_port_fn instead of l4_port, the port
+//                            the function gives when the burst arrives (a
+//                            port the configuration changes at run time:
+//                            VXLAN takes vxlanPort, 4789 by default; a fixed
+//                            port wins over such a port); one with l4_proto and
 //                            l4_port 0 (a protocol other than UDP and TCP)
 //                            gets every packet of that protocol, fragments
 //                            included (IP-in-IP takes protocol 4: the
@@ -95,6 +99,11 @@ using TapFn = void (*)(Worker &w, uint16_t port, rte_mbuf *const *pkts, uint16_t
 using PortIoFn = uint16_t (*)(Worker &w, uint16_t port, uint16_t queue, rte_mbuf **pkts,
                               uint16_t n);
 using HousekeepFn = void (*)(Worker &w);
+// The destination port an L4-port stage takes now (StageDef::l4_port_fn),
+// read by the local hook's dispatcher once per burst; 0: none for now.
+// Worker side: noexcept, no allocation (a load of what its control side
+// published).
+using L4PortFn = uint16_t (*)(const Worker &w);
 
 struct StageDef {
     std::string name;  // unique among stages and taps; [a-z0-9_]
@@ -107,6 +116,9 @@ struct StageDef {
     // this protocol (any other than UDP and TCP); 0 and 0: every local packet.
     uint8_t l4_proto = 0;
     uint16_t l4_port = 0;
+    // UDP or TCP with l4_port 0: the port this gives, once per burst. Two
+    // stages may give the same port: the first in the hook's order takes it.
+    L4PortFn l4_port_fn = nullptr;
 };
 
 struct TapDef {
@@ -144,11 +156,15 @@ struct Pipeline {
         uint16_t stage = 0;  // stage id (counters)
         uint8_t l4_proto = 0;
         uint16_t l4_port = 0;
+        L4PortFn l4_port_fn = nullptr;
     };
     struct List {
         uint8_t n = 0;
-        uint8_t n_l4 = 0;     // local hooks: the first n_l4 entries demultiplex by L4 port
-        uint8_t n_proto = 0;  // of those, the ones taking a whole protocol (l4_port 0)
+        // Local hooks: the first n_l4 entries demultiplex by L4 port, the
+        // fixed ports and protocols first, then the run-time ports.
+        uint8_t n_l4 = 0;
+        // Of those, the ones taking a whole protocol (l4_port 0, no l4_port_fn).
+        uint8_t n_proto = 0;
         std::array<Entry, kMaxHookStages> e{};
     };
     struct TapEntry {
@@ -190,8 +206,8 @@ class PipelineRegistry {
 
     // Throw std::invalid_argument for a bad definition (empty name, no fn,
     // l4 on a hook that is not local, a port without UDP or TCP, UDP or TCP
-    // without a port, a protocol or port taken twice on a hook, too many
-    // stages on one hook).
+    // without a port, both l4_port and l4_port_fn, a protocol or fixed port
+    // taken twice on a hook, too many stages on one hook).
     void add_stage(StageDef d);
     void add_tap(TapDef d);
     // A next-hop kind of the feature's own; name shows in route listings.

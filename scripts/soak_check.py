@@ -78,6 +78,9 @@ EXPECTED_DROPS = {
     "ip6_multicast": "IPv6 multicast (MLD, a pod's DAD)",
     "ip6_link_local_dest": "link-local traffic of other hosts",
     "icmp_unhandled": "ICMP to the node other than echo",
+    # measured: none while the lab idles, a few per churned pod (its kernel talking to its
+    # node as eth0 comes up), dropped as Calico's defaultEndpointToHostAction Drop does
+    "endpoint_to_host_drop": "a churned pod's kernel talking to its node as it comes up",
     "local_unhandled": "non-ICMP traffic to a dataplane address",
     # churn: packets in flight to (or from) a pod just deleted
     "no_route": "traffic to a churned pod just deleted",

@@ -380,7 +380,7 @@ def plot(path, rows, drop_rows, minutes):
     import matplotlib.pyplot as plt
     procs = sorted({r["process"] for r in rows if r["process"] != "lab"})
     fig, ax = plt.subplots(2, 3, figsize=(18, 9.5))
-    fig.suptitle(f"dpdk-fwd lab soak: {minutes:g} min of mixed traffic and pod churn")
+    fig.suptitle(f"dpdk-fwd lab soak: {minutes:.1f} min of mixed traffic and pod churn")
 
     def series(proc, key, scale=1.0):
         pts = [(r["t_s"] / 60, r[key] / scale) for r in rows
@@ -388,13 +388,17 @@ def plot(path, rows, drop_rows, minutes):
         return [p[0] for p in pts], [p[1] for p in pts]
 
     a = ax[0][0]
+    heap = a.twinx()  # the heap (hundreds of MiB) on its own scale
     for i, p in enumerate(procs):
         c = f"C{i}"
         a.plot(*series(p, "rss_bytes", 1 << 20), color=c, label=f"{p} RSS")
-        a.plot(*series(p, "heap_bytes", 1 << 20), color=c, ls="--", label=f"{p} heap")
+        heap.plot(*series(p, "heap_bytes", 1 << 20), color=c, ls="--", label=f"{p} heap")
     a.plot(*series("lab", "etcd_rss_bytes", 1 << 20), color="k", ls=":", label="etcd RSS")
-    a.set_title("memory (MiB): RSS solid, DPDK heap dashed")
-    a.legend(fontsize=7, ncol=2)
+    a.set_title("memory (MiB): RSS solid (left), DPDK heap dashed (right)")
+    for axis in (a, heap):  # from 0, room above the lines for the legends
+        axis.set_ylim(0, axis.get_ylim()[1] * 1.25)
+    a.legend(fontsize=7, ncol=2, loc="lower left")
+    heap.legend(fontsize=7, loc="lower right")
     def per_node(a, key, title):
         for p in procs:
             a.plot(*series(p, key), label=p)

@@ -1469,6 +1469,18 @@ class Lab:
 
 
 def up(args):
+    """Brings the lab up, runs the checks, prints the table; 0 when every check passed."""
+    brought = bring_up(args)
+    if isinstance(brought, int):
+        return brought
+    st, t_up = brought
+    return check_and_report(st, args, t_up)
+
+
+def bring_up(args):
+    """Takes down a lab that is up and brings up a new one as args say (profile, families,
+    pods per node), without the checks: (state, seconds it took), or 2 when it failed (then
+    it is down again, unless args.keep)."""
     lab = Lab("bgp" if args.bgp else "vxlan",
               (4,) if args.ipv4_only else (6,) if args.ipv6_only else (4, 6))
     preflight(lab)
@@ -1560,7 +1572,10 @@ def up(args):
     st.data["up_seconds"] = round(t_up, 1)
     st.save()
     log(f"up in {t_up:.1f} s")
+    return st, t_up
 
+
+def check_and_report(st, args, t_up):
     log("checks (. passed, F failed, t not built yet) ", end="")
     t1 = time.monotonic()
     c = run_checks(st, args.tcp_mbytes << 20)

@@ -163,15 +163,15 @@ void add_neighbor_commands(CLI::App &app, Command &command) {
     group->require_subcommand(1);
     add_request_command(*group, "list", "list neighbors and their states", "neighbor.list", command,
                         print_neighbors);
-    add_request_command(app, "tables", "table versions and sizes", "tables", command,
-                        [](const json &r, std::ostream &out) {
-                            print_fields(
-                                r,
-                                {"version", "ipv4_routes", "ipv6_routes", "ipv4_capacity",
-                                 "ipv6_capacity", "neighbor_next_hops", "ecmp_groups", "endpoints",
-                                 "route_changes", "route_errors", "routes_by_source", "bgp"},
-                                out);
-                        });
+    add_request_command(
+        app, "tables", "table versions and sizes", "tables", command,
+        [](const json &r, std::ostream &out) {
+            print_fields(r,
+                         {"version", "ipv4_routes", "ipv6_routes", "ipv4_capacity", "ipv6_capacity",
+                          "neighbor_next_hops", "ecmp_groups", "endpoints", "route_changes",
+                          "route_errors", "routes_by_source", "bgp", "mbufs"},
+                         out);
+        });
 }
 
 // route, then neighbor and tables, in this --help order.

@@ -1,10 +1,11 @@
 // The "node" module: the node-wide views, assembled from every module, and
 // the worker-wide switches.
 // Ops: node.get (describe_node of every module), tables (describe_tables of
-// every module), stats (ports, workers, drops, and counters of every
+// every module, and the mbuf pools' use), stats (ports, workers, drops, and counters of every
 // module), stats.stages (per-stage counters on / off), version.
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
+#include <rte_mempool.h>
 
 #include "api_args.hpp"
 #include "fwd/control/ports.hpp"
@@ -19,6 +20,22 @@ namespace {
 
 const char *role_name(dp::PortRole r) {
     return r == dp::PortRole::kUplink ? "uplink" : r == dp::PortRole::kPod ? "pod" : "none";
+}
+
+// Every mempool of the process (the packet pool, and any a driver made):
+// {"<name>": {"in_use": n, "capacity": n}}. in_use is what is out of the
+// pool (RX rings, queues, packets in flight; the per-lcore caches count as
+// free); read from the control side while the workers keep allocating: a
+// moment's view.
+json mempools_json() {
+    json out = json::object();
+    rte_mempool_walk(
+        [](rte_mempool *mp, void *arg) {
+            (*static_cast<json *>(arg))[mp->name] =
+                json{{"in_use", rte_mempool_in_use_count(mp)}, {"capacity", mp->size}};
+        },
+        &out);
+    return out;
 }
 
 json stage_json(const dp::WorkerStats::StageCounters &c) {
@@ -65,6 +82,7 @@ class NodeModule final : public Module {
         json core;
         ctx_.core_counters(core);
         j["api_ring_full_waits"] = core["api_ring_full_waits"];
+        j["mbufs"] = mempools_json();
         return j;
     }
 

@@ -441,6 +441,7 @@ const Rule kTableRules[] = {
     {"bgp/max_batch_us", "dpdk_fwd_bgp_watcher_max_batch_seconds", kG,
      "Longest time a route batch took to apply", nullptr, 1e-6},
     {"route_errors", nullptr, kC, nullptr},
+    {"mbufs/*", nullptr, kG, nullptr},  // add_tables, by pool
     // counters the stats op has already (stats.control)
     {"route_changes", nullptr, kC, nullptr},
     {"api_ring_full_waits", nullptr, kC, nullptr},
@@ -525,6 +526,13 @@ void add_tables(Families &f, const json &t) {
         if (number_of(t, std::string(fam) + "_capacity", v)) {
             f.add("dpdk_fwd_routes_capacity", "Size of the dataplane's route table", kG, l, v);
         }
+    }
+    for (const auto &[pool, m] : member(t, "mbufs").items()) {
+        add_fields(f, m, {{"pool", pool}},
+                   {{"in_use", "dpdk_fwd_mbufs_in_use", kG,
+                     "Packet buffers taken from the pool: in RX rings, queues, in flight (what the "
+                     "per-core caches hold counts as free)"},
+                    {"capacity", "dpdk_fwd_mbufs_capacity", kG, "Packet buffers in the pool"}});
     }
     add_by_rules(f, t, kTableRules, "dpdk_fwd_table_value",
                  "A table size of the tables op that has no name of its own yet (key: its path)");

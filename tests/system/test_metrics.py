@@ -124,6 +124,13 @@ def test_metrics_page_health_and_readiness(node):
     assert total(samples, "dpdk_fwd_routes", family="ipv4") >= 2
     assert total(samples, "dpdk_fwd_routes", family="ipv6") >= 2
     assert "dpdk_fwd_rib_routes" in samples and "dpdk_fwd_neighbors" in samples
+    # the packet pool: its size, and what is taken from it (the RX rings' buffers at least),
+    # never more than its size; the same pools in both families
+    cap = {lab["pool"]: v for lab, v in samples["dpdk_fwd_mbufs_capacity"]}
+    used = {lab["pool"]: v for lab, v in samples["dpdk_fwd_mbufs_in_use"]}
+    assert types["dpdk_fwd_mbufs_in_use"] == types["dpdk_fwd_mbufs_capacity"] == "gauge"
+    assert set(used) == set(cap) and cap.get("fwd_pkts", 0) > 0, (used, cap)
+    assert 0 < used["fwd_pkts"] and all(used[p] <= cap[p] for p in cap), (used, cap)
     for name in samples:
         assert name.startswith("dpdk_fwd_") or name.startswith("exposer_"), name
 
@@ -135,6 +142,10 @@ def test_metrics_page_health_and_readiness(node):
     a.run(f"ping -6 -c 20 -i 0.01 -W 2 {b.v6}", timeout=30)
     after, _, _ = parse_page(scrape(d))
     assert total(after, "dpdk_fwd_worker_tx_packets_total") >= before + 80
+    # forwarding returns its buffers: the pool's use after the pings is about what it was (the
+    # RX rings refill what they took; a few may be in flight)
+    used_after = total(after, "dpdk_fwd_mbufs_in_use", pool="fwd_pkts")
+    assert abs(used_after - used["fwd_pkts"]) <= 64, (used_after, used)
     assert total(after, "dpdk_fwd_drops_total") >= drops_before
     # a drop to nowhere is counted under its reason
     a.run("ping -4 -c 1 -W 1 192.168.99.1", check=False, timeout=10)

@@ -88,6 +88,7 @@ json snapshot() {
           {"ipv6_capacity", 1024},
           {"routes_by_source", {{"bgp", 12}, {"static", 2}}},
           {"endpoints", 2},
+          {"mbufs", {{"fwd_pkts", {{"in_use", 1536}, {"capacity", 8191}}}}},
           {"new_table", 1}}},
         {"node", {{"ipam", {{"ok", true}, {"blocks", 2}, {"errors", 1}, {"store", "etcd:x"}}}}},
         {"neighbors", {{"reachable", 1}, {"stale", 0}}}};
@@ -166,6 +167,8 @@ TEST(Metrics, NamesLabelsAndValues) {
         {R"(dpdk_fwd_rib_routes{source="bgp"})", 12},
         {R"(dpdk_fwd_endpoints)", 2},
         {R"(dpdk_fwd_table_value{key="new_table"})", 1},
+        {R"(dpdk_fwd_mbufs_in_use{pool="fwd_pkts"})", 1536},
+        {R"(dpdk_fwd_mbufs_capacity{pool="fwd_pkts"})", 8191},
         {R"(dpdk_fwd_ipam_sync_ok)", 1},
         {R"(dpdk_fwd_ipam_blocks)", 2},
         {R"(dpdk_fwd_ipam_sync_errors_total)", 1},
@@ -183,6 +186,7 @@ TEST(Metrics, NamesLabelsAndValues) {
         EXPECT_EQ(series.find("key=\"ipv4_routes\""), std::string::npos) << series;
         EXPECT_EQ(series.find("key=\"conntrack/"), std::string::npos) << series;
         EXPECT_EQ(series.find("key=\"cni"), std::string::npos) << series;
+        EXPECT_EQ(series.find("key=\"mbufs"), std::string::npos) << series;
         EXPECT_EQ(series.find("store"), std::string::npos) << series;
     }
 }

@@ -215,9 +215,25 @@ int main(int argc, char **argv) {
             rte_zmalloc("fwd_qsbr", rte_rcu_qsbr_get_memsize(n_workers), RTE_CACHE_LINE_SIZE));
         rte_rcu_qsbr_init(qsbr, n_workers);
 
-        fwd::dp::Tables tables(cfg.tables.ipv4_routes, cfg.tables.ipv6_routes, qsbr,
-                               static_cast<int>(rte_socket_id()), cfg.tables.ipv4_tbl8s,
-                               cfg.tables.ipv6_tbl8s);
+        std::unique_ptr<fwd::dp::Tables> owned_tables;
+        try {
+            owned_tables = std::make_unique<fwd::dp::Tables>(
+                cfg.tables.ipv4_routes, cfg.tables.ipv6_routes, qsbr,
+                static_cast<int>(rte_socket_id()), cfg.tables.ipv4_tbl8s, cfg.tables.ipv6_tbl8s);
+        } catch (const std::exception &e) {
+            // Their memory comes from the hugepages too: name the settings that size them.
+            std::fprintf(stderr,
+                         "dpdk-fwd: cannot create the route tables (tables.ipv4_routes %u, "
+                         "ipv6_routes %u, ipv4_tbl8s %u, ipv6_tbl8s %u): %s; %ld MB of "
+                         "hugepages free (eal.memory_mb %u)\n",
+                         cfg.tables.ipv4_routes, cfg.tables.ipv6_routes, cfg.tables.ipv4_tbl8s,
+                         cfg.tables.ipv6_tbl8s, e.what(), free_hugepages_mb(), cfg.eal.memory_mb);
+            rte_mempool_free(pool);
+            rte_free(qsbr);
+            fwd::dp::eal_cleanup_all();
+            return 1;
+        }
+        fwd::dp::Tables &tables = *owned_tables;
         fwd::dp::NodeAddrs node;
         node.gw6 = fwd::net::calico_gateway6();
         if (cfg.node_ip4) {

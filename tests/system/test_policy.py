@@ -625,12 +625,10 @@ EAGER = """
 import socket, sys, time
 dsts = [(socket.AF_INET6 if ":" in a else socket.AF_INET, a) for a in sys.argv[1:]]
 socks = {f: socket.socket(f, socket.SOCK_DGRAM) for f, _ in dsts}
-sent = 0
 while True:
     for f, a in dsts:
         try:
             socks[f].sendto(b"eager", (a, 9))
-            sent += 1
         except OSError:
             pass
     time.sleep(0.001)

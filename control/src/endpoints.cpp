@@ -400,6 +400,13 @@ json EndpointsModule::add(const json &args, bool restoring) {
 }
 
 void EndpointsModule::remove(Endpoint &e, Detach how) {
+    if (e.attached && how == Detach::kAll) {
+        // The pod falls silent before its state goes (a packet it sent after
+        // kRemoving took its addresses would be a spoofed source on a shared
+        // port), and a burst a worker read before is done with.
+        kind_of(e).silence(e);
+        ctx_.tables().synchronize();
+    }
     // The subscribers that were told of it, in reverse.
     while (e.announced > 0) {
         try {

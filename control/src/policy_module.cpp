@@ -15,9 +15,10 @@
 //     addresses, cni.projectcalico.org/allowedSourcePrefixes), each pod next hop's class, the
 //     classes' flags, defaultEndpointToHostAction and the failsafe ports. It publishes again on
 //     every endpoint event (kAttached: the new pod's anti-spoofing is in place before its first
-//     packet), deletes the old state after a grace period (its per-rule counts summed first,
-//     by policy and rule, so `fwdctl policy stats` survives rebuilds) and writes the workers'
-//     Log records as rate-limited lines on stderr.
+//     packet; kRemoving: a removed pod's goes after its interface fell silent), deletes the old
+//     state after a grace period (its per-rule counts summed first, by policy and rule, so `fwdctl
+//     policy stats` survives rebuilds) and writes the workers' Log records as rate-limited lines on
+//     stderr.
 //
 // A port shared by several pods (the kernel pods' tap) tells no single endpoint: its entry
 // allows the sources of every pod on it and has class 0, each source tagged with its pod's

@@ -35,6 +35,7 @@ constexpr uint32_t kPodTapTxQueueLen = 10000;
 
 struct TapState {
     int pod_ifindex = 0;  // the macvlan's ifindex in netns; 0: none made
+    bool routes = false;  // the pod's routes are there (activate adds them)
 };
 
 class TapKind final : public PortKind {
@@ -69,7 +70,11 @@ class TapKind final : public PortKind {
         e.port_id = *pod_port_;
         e.rx_queues = static_cast<uint16_t>(ctx_.workers().size());
         e.worker = 0;
-        const vhost::PodIfConfig pc = pod_if_config(e);
+        // Without routes until activate(): the pod sends nothing but link-local before its
+        // addresses are in the tap's anti-spoofing state (kAttached), or a reply it sent at once
+        // would be a spoofed source.
+        vhost::PodIfConfig pc = pod_if_config(e);
+        pc.routes = false;
         TapState st;
         try {
             st.pod_ifindex = vhost::add_pod_macvlan(ctx_.cfg().pod_tap, pc);
@@ -103,7 +108,13 @@ class TapKind final : public PortKind {
         e.port_id = *pod_port_;
         e.rx_queues = static_cast<uint16_t>(ctx_.workers().size());
         e.worker = 0;
-        e.state = TapState{now.ifindex};
+        // A daemon that died between attach and activate left it without them.
+        bool routed = true;
+        for (const auto &r : vhost::expected_pod_routes(pod_if_config(e))) {
+            routed =
+                routed && std::find(now.routes.begin(), now.routes.end(), r) != now.routes.end();
+        }
+        e.state = TapState{now.ifindex, routed};
         try {
             vhost::set_pod_gateway_neighbors(pod_if_config(e));
         } catch (const std::exception &ex) {
@@ -112,15 +123,29 @@ class TapKind final : public PortKind {
         }
     }
 
-    // The shared tap stays. Once no lookup returns the pod's next hop (the
-    // endpoints module waited for that), frames to the pod's MAC still in a
-    // TX buffer reach no macvlan and the kernel drops them.
-    void detach(Endpoint &e, Detach how) override {
+    // The pod's routes are live in the dataplane and its anti-spoofing state holds its
+    // addresses: now it may send.
+    void activate(Endpoint &e) override {
         auto *st = std::any_cast<TapState>(&e.state);
-        if (st == nullptr || st->pod_ifindex == 0 || how != Detach::kAll) {
-            // At a stop the tap stays with every macvlan on it, or its
-            // destruction takes them all (stop(false)).
-            kept_ += st != nullptr && st->pod_ifindex != 0 && how == Detach::kKeepPod ? 1 : 0;
+        if (st == nullptr || st->pod_ifindex == 0 || st->routes) {
+            return;
+        }
+        try {
+            vhost::add_pod_routes(pod_if_config(e), st->pod_ifindex);
+        } catch (const std::exception &ex) {
+            throw ApiError("invalid_argument", ex.what());
+        }
+        st->routes = true;
+    }
+
+    // endpoint.del: the macvlan goes first, before the pod's addresses leave
+    // the tap's anti-spoofing state and its routes go (what the pod sent
+    // until then, a reply, a FIN, was read by the workers while the state
+    // still held its addresses). The shared tap stays; frames to the pod's
+    // MAC still in a TX buffer reach no macvlan and the kernel drops them.
+    void silence(Endpoint &e) override {
+        auto *st = std::any_cast<TapState>(&e.state);
+        if (st == nullptr || st->pod_ifindex == 0) {
             return;
         }
         try {
@@ -130,6 +155,17 @@ class TapKind final : public PortKind {
             // with the shared tap at shutdown.
         }
         st->pod_ifindex = 0;
+    }
+
+    void detach(Endpoint &e, Detach how) override {
+        auto *st = std::any_cast<TapState>(&e.state);
+        if (how == Detach::kAll) {
+            silence(e);  // done already unless the removal skipped it
+            return;
+        }
+        // At a stop the tap stays with every macvlan on it, or its
+        // destruction takes them all (stop(false)).
+        kept_ += st != nullptr && st->pod_ifindex != 0 && how == Detach::kKeepPod ? 1 : 0;
     }
 
     void describe(const Endpoint &, json &j) const override {

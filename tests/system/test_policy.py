@@ -10,6 +10,7 @@ traffic: within a second). Every allowed case is shown next to a denied one, so 
 that allows everything or denies everything fails."""
 import json
 import pathlib
+import re
 import subprocess
 import time
 import types
@@ -615,3 +616,74 @@ spec:
     c.delete(huge)
     ok = c.d.ctl("policy", "status")
     assert ok["revision"] > good["revision"] and ok["compiled"]["rules"] == 1
+
+
+# Sends UDP to the given addresses every millisecond, from whatever source the pod's routes
+# give, from before its interface exists until it is killed: the first packet a pod can send
+# and the last.
+EAGER = """
+import socket, sys, time
+dsts = [(socket.AF_INET6 if ":" in a else socket.AF_INET, a) for a in sys.argv[1:]]
+socks = {f: socket.socket(f, socket.SOCK_DGRAM) for f, _ in dsts}
+while True:
+    for f, a in dsts:
+        try:
+            socks[f].sendto(b"eager", (a, 9))
+        except OSError:
+            pass
+    time.sleep(0.001)
+"""
+
+
+def test_churn_under_traffic_no_spoofed_source(cluster_factory):
+    """Kernel pods on the shared tap added and deleted while they send and are pinged, IPv4
+    and IPv6: a pod sends from the moment its interface can (before CNI ADD returns) until it
+    is gone (while CNI DEL runs), and a peer pings it 100 times a second through both. None
+    of it is a spoofed source: a pod's packets never reach a worker while the anti-spoofing
+    state does not hold its addresses (added first, removed last)."""
+    c = cluster_factory()
+    peer = c.pod("churn", "peer", serve=False)
+    c.sync()
+    script = c.tmp / "eager.py"
+    script.write_text(EAGER)
+    before = c.drops()
+    replies = 0
+    spoofed = {"add": 0, "live": 0, "del": 0}  # by phase: while ADD ran, between, DEL
+
+    def count():
+        return c.drops().get("spoofed_source", 0)
+
+    for i in range(12):
+        netns = c.node.pod()
+        cid = cni.container_id()
+        args = kubelet_args("churn", f"pod{i}", cid)
+        eager = netns.popen(f"{PY} {script} {peer.v4} {peer.v6}")
+        pings = []
+        try:
+            n0 = count()
+            res = c.nl.add(cid, netns.path, cni_args=args)
+            n1 = count()
+            addrs = [cni.bare(a) for a in cni.addrs_of(res)]
+            pings = [peer.ns.popen(f"ping {'-6' if ':' in a else '-4'} -n -i 0.01 -W 1 {a}")
+                     for a in addrs]
+            time.sleep(0.3)
+            n2 = count()
+            c.nl.delete(cid, netns.path, cni_args=args)
+            time.sleep(0.1)
+            n3 = count()
+            spoofed["add"] += n1 - n0
+            spoofed["live"] += n2 - n1
+            spoofed["del"] += n3 - n2
+        finally:
+            eager.kill()
+            eager.wait(timeout=10)
+            for p in pings:
+                p.send_signal(2)
+                out, _ = p.communicate(timeout=10)
+                m = re.search(r"(\d+) received", out)
+                replies += int(m.group(1)) if m else 0
+            netns.delete()
+    after = c.drops()
+    grown = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    assert replies >= 12 * 2 * 10, f"the pods hardly answered: {replies} replies"
+    assert grown.get("spoofed_source", 0) == 0, (spoofed, grown)

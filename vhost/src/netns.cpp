@@ -261,7 +261,7 @@ void add_address(nl_sock *sk, int ifindex, NlAddr local, unsigned flags, const s
 }
 
 void add_route(nl_sock *sk, int ifindex, NlAddr dst, NlAddr gateway, uint8_t scope,
-               const std::string &step) {
+               const std::string &step, int flags = NLM_F_EXCL) {
     Route route(rtnl_route_alloc());
     rtnl_nexthop *nh = rtnl_route_nh_alloc();
     if (!route || !nh) {
@@ -284,13 +284,33 @@ void add_route(nl_sock *sk, int ifindex, NlAddr dst, NlAddr gateway, uint8_t sco
         rtnl_route_nh_set_gateway(nh, gateway.get());
     }
     rtnl_route_add_nexthop(route.get(), nh);  // the route owns nh from here
-    if (int err = rtnl_route_add(sk, route.get(), NLM_F_EXCL); err < 0) {
+    if (int err = rtnl_route_add(sk, route.get(), flags); err < 0) {
         fail_nl(step, err);
     }
 }
 
 NlAddr build_mac(const net::MacAddr &mac) {
     return build_addr(AF_LLC, mac.data(), mac.bytes().size(), 48);
+}
+
+// The pod's routes (expected_pod_routes, in that order) on ifindex, in the
+// socket's namespace.
+void add_routes_inside(nl_sock *sk, int ifindex, const PodIfConfig &cfg, const std::string &where,
+                       int flags) {
+    const auto routes = expected_pod_routes(cfg);
+    size_t next_route = 0;
+    auto route_step = [&] { return "add route " + routes.at(next_route++) + where; };
+    if (cfg.ipv4) {
+        // The gateway is reachable only through the first, on-link route.
+        add_route(sk, ifindex, build_ip4(net::kCalicoGateway4, 32), nullptr, RT_SCOPE_LINK,
+                  route_step(), flags);
+        add_route(sk, ifindex, build_ip4(net::Ip4Addr(), 0), build_ip4(net::kCalicoGateway4, 32),
+                  RT_SCOPE_UNIVERSE, route_step(), flags);
+    }
+    if (cfg.ipv6) {
+        add_route(sk, ifindex, build_ip6(net::Ip6Addr(), 0), build_ip6(net::calico_gateway6(), 128),
+                  RT_SCOPE_UNIVERSE, route_step(), flags);
+    }
 }
 
 // Everything done inside the pod namespace, on the namespace thread, to the
@@ -357,19 +377,8 @@ int configure_inside(const PodIfConfig &cfg, const std::string &ns_path, const s
                     "add " + cfg.ipv6->str() + "/128 to " + dev + where);
     }
 
-    const auto routes = expected_pod_routes(cfg);
-    size_t next_route = 0;
-    auto route_step = [&] { return "add route " + routes.at(next_route++) + where; };
-    if (cfg.ipv4) {
-        // The gateway is reachable only through the first, on-link route.
-        add_route(sk.get(), ifindex, build_ip4(net::kCalicoGateway4, 32), nullptr, RT_SCOPE_LINK,
-                  route_step());
-        add_route(sk.get(), ifindex, build_ip4(net::Ip4Addr(), 0),
-                  build_ip4(net::kCalicoGateway4, 32), RT_SCOPE_UNIVERSE, route_step());
-    }
-    if (cfg.ipv6) {
-        add_route(sk.get(), ifindex, build_ip6(net::Ip6Addr(), 0),
-                  build_ip6(net::calico_gateway6(), 128), RT_SCOPE_UNIVERSE, route_step());
+    if (cfg.routes) {
+        add_routes_inside(sk.get(), ifindex, cfg, where, NLM_F_EXCL);
     }
     return ifindex;
 }
@@ -632,6 +641,16 @@ int add_pod_macvlan(const std::string &lower_ifname, const PodIfConfig &cfg) {
         }
     });
     return ifindex;
+}
+
+void add_pod_routes(const PodIfConfig &cfg, int ifindex) {
+    const std::string ns_path = resolve_netns_path(cfg.netns);
+    const std::string where = " in netns " + ns_path;
+    UniqueFd ns_fd = open_netns(ns_path, "add the routes of " + cfg.ifname + where);
+    run_in_netns(ns_fd.get(), ns_path, [&] {
+        NlSock sk = open_route_socket("open netlink socket" + where);
+        add_routes_inside(sk.get(), ifindex, cfg, where, NLM_F_REPLACE);
+    });
 }
 
 namespace {

@@ -165,6 +165,7 @@ struct EpEvent {
     bool rib4 = false, rib6 = false;  // its /32, /128 in the RIB (source endpoint)
     bool fib4 = false, fib6 = false;  // the tables' lookups of its addresses give its next hop
     bool pod_if = false;              // its interface exists in its namespace
+    bool pod_routed = false;          // the pod's own routes (its default routes) are there
 };
 std::vector<EpEvent> g_ep_events;  // written on the control (or main) thread
 std::optional<EndpointsModule::Event> g_watch_refuse_at;
@@ -194,6 +195,20 @@ uint32_t lookup6(const dp::Tables &t, const net::Ip6Addr &a) {
         return dp::kNhInvalid;
     }
     return static_cast<uint32_t>(nh);
+}
+
+// Any of the routes the pod side gets (vhost::expected_pod_routes) is in its namespace.
+bool pod_routed(const Endpoint &e) {
+    try {
+        const auto routes = vhost::inspect_pod_interface(e.netns, e.ifname).routes;
+        for (const auto &r : vhost::expected_pod_routes(pod_if_config(e))) {
+            if (std::find(routes.begin(), routes.end(), r) != routes.end()) {
+                return true;
+            }
+        }
+    } catch (const std::exception &) {
+    }
+    return false;
 }
 
 bool pod_interface_exists(const std::string &netns, const std::string &ifname) {
@@ -228,6 +243,7 @@ class EndpointWatch final : public Module {
         r.fib4 = e.ipv4 && e.nh != dp::kNhInvalid && lookup4(tables_, *e.ipv4) == e.nh;
         r.fib6 = e.ipv6 && e.nh != dp::kNhInvalid && lookup6(tables_, *e.ipv6) == e.nh;
         r.pod_if = pod_interface_exists(e.netns, e.ifname);
+        r.pod_routed = r.pod_if && pod_routed(e);
         g_ep_events.push_back(std::move(r));
     }
 
@@ -956,9 +972,10 @@ class EndpointEvents : public Control {
 // Guards the order of an add's events (kAttached, then kLive, each to the
 // subscribers in subscription order) and what each finds: at kAttached the
 // pod's interface and next hop exist but neither its /32 nor its /128 is in
-// the RIB or the tables (a feature programs its state before the pod's
-// first packet can arrive); at kLive both routes are live. The endpoint
-// given is the one endpoint.add answers with.
+// the RIB or the tables, and the pod has no routes of its own (a feature
+// programs its state before the pod's first packet can arrive, either way);
+// at kLive both routes are live, the pod's too. The endpoint given is the
+// one endpoint.add answers with.
 TEST_F(EndpointEvents, AddTellsAttachedThenLive) {
     json r = call("endpoint.add", pod("pod-ev1", 2));
     ASSERT_EQ(events(), (std::vector<std::string>{"a:attached:pod-ev1", "b:attached:pod-ev1",
@@ -980,13 +997,15 @@ TEST_F(EndpointEvents, AddTellsAttachedThenLive) {
         EXPECT_EQ(e.rib6, live) << "the /128 in the RIB";
         EXPECT_EQ(e.fib4, live) << "the /32 in the tables";
         EXPECT_EQ(e.fib6, live) << "the /128 in the tables";
+        EXPECT_EQ(e.pod_routed, live) << "the pod's own routes";
     }
     EXPECT_EQ(call("route.list", {{"source", "endpoint"}})["total"], 2);
 }
 
 // Guards endpoint.del's event: kRemoving, to the subscribers in reverse
-// order, while the pod's routes are still in the RIB and the tables and its
-// interface still exists; once del answered all three are gone.
+// order, while the pod's routes are still in the RIB and the tables, and its
+// interface already gone (silenced first: nothing it sends reaches a worker
+// once its state goes); once del answered the routes are gone too.
 TEST_F(EndpointEvents, DelTellsRemovingWhileTheRoutesExist) {
     call("endpoint.add", pod("pod-ev1", 2));
     const uint32_t nh = g_ep_events.at(0).nh;
@@ -999,7 +1018,7 @@ TEST_F(EndpointEvents, DelTellsRemovingWhileTheRoutesExist) {
         EXPECT_EQ(e.nh, nh);
         EXPECT_TRUE(e.rib4 && e.rib6) << "routes left the RIB before kRemoving";
         EXPECT_TRUE(e.fib4 && e.fib6) << "routes left the tables before kRemoving";
-        EXPECT_TRUE(e.pod_if) << "interface gone before kRemoving";
+        EXPECT_FALSE(e.pod_if) << "the pod's interface still there at kRemoving";
     }
     expect_gone(2);
 }

@@ -617,6 +617,35 @@ TEST_F(SharedTapTest, MacvlanIsMadeInsideThePod) {
     }
 }
 
+// The tap kind makes the macvlan without routes (the pod cannot send before its anti-spoofing
+// state is published) and adds them once it is: nothing routed leaves the pod until then.
+TEST_F(SharedTapTest, RoutesComeLaterWhenAsked) {
+    NetnsGuard ns("fwdt-" + uniq("rl"));
+    ASSERT_TRUE(ns.ok());
+    PodIfConfig cfg = macvlan_config(ns.name(), "02:fd:00:00:07:01", "10.66.7.1", "fd00:66:7::1");
+    cfg.routes = false;
+    int ifindex = 0;
+    ASSERT_NO_THROW(ifindex = add_pod_macvlan(spec_.tap_ifname, cfg));
+    PodIfState st = inspect_pod_interface(ns.name(), "eth0");
+    for (const auto &a : expected_pod_addresses(cfg)) {
+        EXPECT_TRUE(contains(st.addresses, a)) << a;
+    }
+    for (const auto &r : expected_pod_routes(cfg)) {
+        EXPECT_FALSE(contains(st.routes, r)) << r;
+    }
+    const size_t kernel_routes = st.routes.size();  // the link-local and address prefixes
+    const std::string in_pod = "ip netns exec " + ns.name() + " ";
+    EXPECT_NE(capture(in_pod + "ip -4 route get 10.77.0.1").status, 0) << "routed before its time";
+    EXPECT_NE(capture(in_pod + "ip -6 route get fd00:77::1").status, 0) << "routed before its time";
+
+    ASSERT_NO_THROW(add_pod_routes(cfg, ifindex));
+    expect_inspected_as(ns.name(), cfg);
+    // Again (a restart that found them missing adds them): the same routes, no error.
+    ASSERT_NO_THROW(add_pod_routes(cfg, ifindex));
+    st = inspect_pod_interface(ns.name(), "eth0");
+    EXPECT_EQ(st.routes.size(), kernel_routes + expected_pod_routes(cfg).size());
+}
+
 TEST_F(SharedTapTest, FramesReachThePmdAndRepliesTheRightPod) {
     NetnsGuard a("fwdt-" + uniq("mb"));
     NetnsGuard b("fwdt-" + uniq("mc"));

@@ -54,8 +54,9 @@ class EndpointsModule final : public Module {
     //              program what must be in place before the pod's first
     //              packet; throw ApiError to refuse the endpoint (it is undone)
     //   kLive      endpoint.add is about to answer: the pod is reachable
-    //   kRemoving  endpoint.del (or shutdown) begins: its routes still exist;
-    //              only the subscribers told of kAttached get it
+    //   kRemoving  endpoint.del (or shutdown) begins: its routes still exist
+    //              (endpoint.del: its interface is silenced already, PortKind::
+    //              silence); only the subscribers told of kAttached get it
     // Subscribers are called in subscription order (kRemoving: reverse); what
     // they throw at kLive and kRemoving is ignored. At shutdown the endpoints
     // go in this module's stop(), after the modules that depend on it

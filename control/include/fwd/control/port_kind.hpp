@@ -15,6 +15,10 @@
 //              state; all or nothing (throws ApiError)
 //   (the endpoints module allocates the pod's next hop and routes)
 //   activate   its routes are live: RX to a worker
+//   silence    first in endpoint.del (Detach::kAll), before any subscriber
+//              hears kRemoving: nothing the pod sends from now on reaches a
+//              worker (on a port pods share, anti-spoofing would call what a
+//              pod sends once its addresses are gone spoofed). Never throws.
 //   deactivate before the next hop is freed: no worker sends to or polls
 //              the port any more
 //   detach     removes what attach made, as much as Detach says (endpoint.del:
@@ -124,6 +128,7 @@ class PortKind {
     // A kind with nothing that outlives the process makes it anew.
     virtual void reattach(Endpoint &e) { attach(e); }
     virtual void activate(Endpoint &) {}
+    virtual void silence(Endpoint &) {}
     virtual void deactivate(Endpoint &) {}
     virtual void detach(Endpoint &e, Detach how) = 0;
     virtual void describe(const Endpoint &, nlohmann::json &) const {}

@@ -32,6 +32,9 @@ struct PodIfConfig {
     uint16_t mtu = 1500;
     std::optional<net::Ip4Addr> ipv4;  // added as /32
     std::optional<net::Ip6Addr> ipv6;  // added as /128, without DAD
+    // false: add_pod_macvlan leaves out the routes (add_pod_routes adds them
+    // later): until then the pod can send nothing but link-local.
+    bool routes = true;
 };
 
 // The message names the step, the interface and the namespace, e.g.
@@ -63,6 +66,11 @@ void configure_pod_interface(const PodIfConfig &cfg);
 // macvlan is deleted and NetnsError thrown; errors name the step, e.g. "eth0
 // already exists in the pod" or "MAC ... is taken on fwdpods".
 int add_pod_macvlan(const std::string &lower_ifname, const PodIfConfig &cfg);
+
+// The pod's routes (expected_pod_routes) on its interface of index ifindex
+// in its namespace, as configure_pod_interface adds them; one already there
+// is replaced. Throws NetnsError.
+void add_pod_routes(const PodIfConfig &cfg, int ifindex);
 
 enum class PodLinkDelete {
     kDeleted,    // it was there and is gone now

@@ -22,7 +22,6 @@ SOAK = ROOT / "scripts" / "soak.py"
 DEMO = ROOT / "scripts" / "demo.sh"
 STATE_DIR = pathlib.Path("/run/dpdk-fwd-lab")
 NODES = {"node1", "node2", "node3", "node4"}
-KNOWN = "as spoofed_source (not explained by the soak's traffic)"
 
 
 def test_soak_short_run_passes_and_writes_its_report(tmp_path):
@@ -36,14 +35,10 @@ def test_soak_short_run_passes_and_writes_its_report(tmp_path):
         text = r.stdout + r.stderr
         rows = list(csv.DictReader((out / "samples.csv").open()))
         summary = json.loads((out / "summary.json").read_text())
-        # Known, found by the soak: now and then (about once in 75 churn cycles) a churned
-        # pod's packet is dropped as spoofed_source on its node (its port's anti-spoofing
-        # state not yet, or no longer, its own). The soak fails on it, as it should; this
-        # test lets that one problem through and nothing else.
-        known = [p for p in summary["problems"] if p.endswith(KNOWN)]
-        assert r.returncode == (1 if known else 0), text[-8000:]
-        assert ("soak: PASS" in r.stdout) == (not known), text[-8000:]
-        summary["problems"] = [p for p in summary["problems"] if p not in known]
+        # (what it found, a churned pod's late packet dropped as spoofed_source, is fixed:
+        # nothing is let through here)
+        assert r.returncode == 0, text[-8000:]
+        assert "soak: PASS" in r.stdout, text[-8000:]
     finally:
         if not was_up:
             down = subprocess.run([str(DEMO), "--down"], capture_output=True, text=True,

@@ -200,7 +200,9 @@ rte_mbuf *mbuf_of(const Bytes &f, uint16_t port) {
         rte_pktmbuf_free(m);
         return nullptr;
     }
-    std::memcpy(p, f.data(), f.size());
+    if (!f.empty()) {  // an empty segment: no source to copy from (memcpy's is nonnull)
+        std::memcpy(p, f.data(), f.size());
+    }
     m->port = port;
     return m;
 }

@@ -379,9 +379,10 @@ namespace {
     return Result::kOk;
 }
 
-}  // namespace
-
-Result parse(const rte_mbuf *m, const PktMeta &md, bool v6, Packet &p) {
+// parse() for one family: every test of the family folds away (parse()
+// runs for every packet looked up).
+template <bool v6>
+Result parse_family(const rte_mbuf *m, const PktMeta &md, Packet &p) {
     if (md.flags & kMetaLaterFragment) {
         return Result::kFragment;
     }
@@ -438,6 +439,12 @@ Result parse(const rte_mbuf *m, const PktMeta &md, bool v6, Packet &p) {
         return tcp_wscale(m, l4 + 20, hlen - 20, p);
     }
     return Result::kOk;
+}
+
+}  // namespace
+
+Result parse(const rte_mbuf *m, const PktMeta &md, bool v6, Packet &p) {
+    return v6 ? parse_family<true>(m, md, p) : parse_family<false>(m, md, p);
 }
 
 // --- configuration ---

@@ -565,6 +565,26 @@ void track_one(const Ctx &c, Pending &q, ClassId in_cls, ClassId nh_cls, const M
     }
 }
 
+// Whether every packet of b passes on its flow's current stamp (a flow NAT
+// handed in meta.flow, stamped with gen) or is the dataplane's own: what
+// the phases below find for such a burst packet by packet (each recheck()
+// passes, nothing is counted, stamped or created), in one read of each
+// stamp. An established flow's burst, the common case where some class has
+// policy, pays this loop only.
+bool all_stamped(const ct::ConnTable *ct, uint16_t gen, const Burst &b) {
+    if (ct == nullptr) {
+        return false;
+    }
+    for (uint16_t i = 0; i < b.n; i++) {
+        const PktMeta &md = meta(b.pkts[i]);
+        if (!(md.flags & kMetaLocalOrigin) &&
+            (md.flow == 0 || !stamped(ct->flow(md.flow - 1), gen))) {
+            return false;
+        }
+    }
+    return true;
+}
+
 // The burst in phases, as nat4 / nat6: decide and prepare; probe; track
 // (and match errors) in order; classify what needs it, once per direction;
 // then in order create, stamp, end or drop.
@@ -575,6 +595,9 @@ void policy_output(Worker &w, Burst &b) {
     // No class with policy: nothing is checked or tracked (a NAT flow's stamp is only a cache
     // of a verdict, and the next rule set's generation makes it stale anyway).
     if (st == nullptr || st->rules == nullptr || !st->rules->any()) {
+        return;
+    }
+    if (all_stamped(pw->tables->ct, static_cast<uint16_t>(st->generation), b)) {
         return;
     }
     const Ctx c{w, *pw, *st, pw->tables->ct, static_cast<uint16_t>(st->generation), rte_rdtsc()};

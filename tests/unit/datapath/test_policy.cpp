@@ -12,7 +12,9 @@
 #include <rte_lpm.h>
 
 #include <optional>
+#include <random>
 #include <set>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -450,6 +452,37 @@ TEST_F(PolicyTest, SnatFlowCheckedOnPodSource) {
               want({{DropReason::kPolicyDefaultDenyEgress, 2}, {DropReason::kLocalUnhandled, 2}}));
 }
 
+// A burst whose every packet is an established NAT flow's, stamped with the
+// current generation, passes on the stamps alone (the stage's first loop):
+// nothing counted again. After a new generation the first burst is checked
+// again (each flow once: rule counts move by one a flow), the next passes
+// on the new stamps; a generation that denies them drops and ends them.
+TEST_F(PolicyTest, StampedBurstPassesOnItsStamps) {
+    const TRule allow{kClassA, Direction::kEgress, Action::kAllow, IPPROTO_UDP, kA, kO, 53, 53};
+    constexpr fwd::policy::RuleRef kAllowRef = 1;
+    for (bool v6 : {false, true}) {
+        publish({allow});
+        std::vector<std::pair<Side, PacketBuilder>> burst;
+        for (uint16_t i = 0; i < kBurst; i++) {
+            burst.emplace_back(
+                Side::kPodA,
+                ip(from_pod_a(), v6, kA, kO).udp(static_cast<uint16_t>(30000 + i), 53));
+        }
+        EXPECT_EQ(run(burst).on(Side::kUplink).size(), kBurst);  // new flows: checked, stamped
+        EXPECT_EQ(rule_packets(kAllowRef), kBurst);
+        EXPECT_EQ(run(burst).on(Side::kUplink).size(), kBurst);  // on the stamps
+        EXPECT_EQ(rule_packets(kAllowRef), kBurst);
+        publish({allow});  // the same rules, a new generation: checked once more
+        EXPECT_EQ(run(burst).on(Side::kUplink).size(), kBurst);
+        EXPECT_EQ(rule_packets(kAllowRef), kBurst);
+        EXPECT_EQ(run(burst).on(Side::kUplink).size(), kBurst);
+        EXPECT_EQ(rule_packets(kAllowRef), kBurst);
+        publish({{kClassA, Direction::kEgress, Action::kAllow, IPPROTO_UDP, kA, kO, 54, 54}});
+        EXPECT_TRUE(run(burst).frames.empty());  // stale stamps: denied, the flows ended
+    }
+    EXPECT_EQ(drops(), want({{DropReason::kPolicyDefaultDenyEgress, 2 * kBurst}}));
+}
+
 // Service DNAT: B's ingress is checked on the backend's address and port
 // (post-DNAT), not the frontend's.
 TEST_F(PolicyTest, DnatFlowCheckedOnBackend) {
@@ -645,6 +678,59 @@ TEST_F(PolicyFull, NewFlowRefusedWhenFull) {
     // The flow in the table still passes.
     EXPECT_TRUE(passes(Side::kPodB, ip(from_pod_b(), false, kB, kA).udp(80, 1000), Side::kPodA));
     EXPECT_EQ(drops(), want({{DropReason::kCtTableFull, 1}}));
+}
+
+// Bursts of a random mix (both families; established flows, new ones,
+// allowed and denied ones; bursts of 1 to 32; the rule set published again
+// now and then, the same or narrower) give each packet what it gets alone:
+// out (SNATed) when its port is allowed by the current rules, else dropped
+// as policy_default_deny_egress; the stamped-burst pass never lets a packet
+// through that a check would drop.
+// (Each denied packet's NAT flow is ended and made again: the table holds
+// them all, no ageing runs here.)
+using PolicyMixed = PolicyCapacity<1 << 14>;
+
+TEST_F(PolicyMixed, BurstsAsOneAtATime) {
+    std::mt19937 rng(15);
+    uint16_t hi = 1100;  // allowed: UDP to ports 1000 .. hi
+    auto rules = [&] {
+        publish({{kClassA, Direction::kEgress, Action::kAllow, IPPROTO_UDP, kA, kO, 1000, hi}});
+    };
+    rules();
+    uint64_t denied = 0;
+    for (int round = 0; round < 300; round++) {
+        if (rng() % 8 == 0) {
+            hi = static_cast<uint16_t>(1000 + rng() % 101);
+            rules();
+        }
+        const size_t n = 1 + rng() % kBurst;
+        std::vector<std::pair<Side, PacketBuilder>> burst;
+        std::multiset<std::tuple<bool, uint16_t, uint16_t>> want_out;
+        for (size_t i = 0; i < n; i++) {
+            const bool v6 = rng() % 2;
+            // 40 flows a family: most packets are an established flow's
+            const auto sport = static_cast<uint16_t>(20000 + rng() % 40);
+            const auto dport = static_cast<uint16_t>(1000 + (sport % 20) * 6);
+            burst.emplace_back(Side::kPodA, ip(from_pod_a(), v6, kA, kO).udp(sport, dport));
+            if (dport <= hi) {
+                want_out.insert({v6, sport, dport});
+            } else {
+                denied++;
+            }
+        }
+        Sent s = run(burst);
+        std::multiset<std::tuple<bool, uint16_t, uint16_t>> out;
+        for (const Frame *f : s.on(Side::kUplink)) {
+            const bool v6 = f->pkt.ip6.has_value();
+            ASSERT_TRUE(v6 ? f->pkt.ip6->src == kN.v6 : f->pkt.ip4->src == kN.v4);
+            out.insert({v6, get16(f->pkt.l4(), 0), get16(f->pkt.l4(), 2)});
+        }
+        ASSERT_EQ(s.frames.size(), out.size());
+        ASSERT_EQ(out, want_out) << "round " << round
+                                 << ", drops: " << ::testing::PrintToString(drops());
+    }
+    EXPECT_GT(denied, 0u);
+    EXPECT_EQ(drops(), want({{DropReason::kPolicyDefaultDenyEgress, denied}}));
 }
 
 }  // namespace

@@ -35,7 +35,9 @@
 //        must know the replies of what it opens).
 // Checks: a packet of a flow stamped with the state's generation
 //        (Flow::policy_gen, ct::kPolicyChecked) passes: replies, and ICMP
-//        errors about the flow (related). Otherwise the flow's original
+//        errors about the flow (related); a burst whose every packet is
+//        such (established NAT flows) passes after one loop over the
+//        stamps (all_stamped). Otherwise the flow's original
 //        tuple (tuple[kOrig]'s source, tuple[kReply]'s source as the
 //        destination: pre-SNAT source, post-DNAT destination) is classified
 //        with the classes of its original direction: egress of the

@@ -1,7 +1,9 @@
 // The "policy" module: Calico network policy enforced on this node (issue 16).
 //
 //   builder thread (its own, so the control thread keeps serving while a large rule set
-//     compiles): polls the cluster store's revision every policy.sync_ms, and runs at once when
+//     compiles): checks the cluster store's revision when the store's change notice comes (the
+//     embedded store: a watcher thread waits on inotify, so a write is built at once rather than
+//     at the next poll) and every policy.sync_ms (etcd, and a fallback), and runs at once when
 //     kicked (an endpoint came or went, policy.sync). When the revision moved, the local
 //     endpoints changed or the last build failed, it reads the policies, namespaces and pod
 //     records (fwd/policy/store.hpp) and IPAM's allocations, adds this node's endpoints (their
@@ -187,12 +189,14 @@ struct Build {
 // and this node's endpoints (a pod without a record yet is a bare one; the dataplane's
 // addresses win over the record's, which may lag).
 // read_revision: the revision of the listing, once read (-1 before: the store failed).
+// cache: what the last listing decoded (the builder's own, across builds).
 std::shared_ptr<Build> build_once(ipam::Store &store, const std::vector<LocalEndpoint> &local,
-                                  int64_t &read_revision) {
+                                  int64_t &read_revision,
+                                  policy::PolicyRegistry::ListCache &cache) {
     auto b = std::make_shared<Build>();
     const auto t0 = std::chrono::steady_clock::now();
     policy::PolicyRegistry reg(store);
-    auto listing = reg.list();
+    auto listing = reg.list(&cache);
     ipam::Allocator alloc(store);
     const auto allocations = alloc.allocations();
     b->revision = listing.revision;
@@ -305,6 +309,12 @@ class PolicyModule final : public Module {
             return;  // no cluster store: no policies
         }
         store_ = ipam::open_store(ctx_.cfg().ipam->store);
+        try {
+            notifier_ = ipam::open_notifier(ctx_.cfg().ipam->store);
+        } catch (const std::exception &e) {
+            log::warn("policy: no change notices from the store, polling every {} ms: {}",
+                      cfg_.sync_ms, e.what());
+        }
         tables_.ct = &conntrack_.require();
         const auto &ws = ctx_.workers();
         for (size_t i = 0; i < ws.size(); i++) {
@@ -322,6 +332,9 @@ class PolicyModule final : public Module {
         if (enabled_) {
             kicked_ = true;  // the first build at once: the store may hold policies already
             builder_ = std::thread([this] { builder_loop(); });
+            if (notifier_) {
+                watcher_ = std::thread([this] { watch_loop(); });
+            }
         }
     }
 
@@ -440,18 +453,20 @@ class PolicyModule final : public Module {
         int64_t built_rev = -2;
         uint64_t built_local = ~0ull;
         bool failed = false;
+        policy::PolicyRegistry::ListCache decoded;  // the store's records as last listed
         for (;;) {
             std::vector<LocalEndpoint> local;
             uint64_t local_seq = 0, seq = 0;
             {
                 std::unique_lock lk(mu_);
                 cv_.wait_for(lk, std::chrono::milliseconds(cfg_.sync_ms),
-                             [&] { return stop_ || kicked_; });
+                             [&] { return stop_ || kicked_ || store_moved_; });
                 if (stop_) {
                     return;
                 }
                 const bool kicked = kicked_;
                 kicked_ = false;
+                store_moved_ = false;
                 seq = kicks_;
                 local = local_;
                 local_seq = local_seq_;
@@ -472,7 +487,7 @@ class PolicyModule final : public Module {
             const uint64_t t0 = ControlContext::now_ms();
             int64_t read_rev = -1;
             try {
-                auto b = build_once(*store_, local, read_rev);
+                auto b = build_once(*store_, local, read_rev, decoded);
                 b->seq = seq;
                 b->started_ms = t0;
                 built_rev = b->revision;
@@ -495,6 +510,33 @@ class PolicyModule final : public Module {
         }
     }
 
+    // The watcher thread: wakes the builder on each change notice, which then compares the
+    // revision. A failing notice leaves the builder to its poll.
+    void watch_loop() {
+        for (;;) {
+            {
+                std::lock_guard g(mu_);
+                if (stop_) {
+                    return;
+                }
+            }
+            bool moved = false;
+            try {
+                moved = notifier_->wait(std::chrono::milliseconds(kWatchMs));
+            } catch (const std::exception &e) {
+                log::error("policy: store change notices failed, polling every {} ms: {}",
+                           cfg_.sync_ms, e.what());
+                return;
+            }
+            if (moved) {
+                std::lock_guard g(mu_);
+                store_moved_ = true;
+                notices_++;
+                cv_.notify_all();
+            }
+        }
+    }
+
     void note_failure(const std::string &why, uint64_t seq) {
         std::lock_guard g(mu_);
         build_errors_++;
@@ -514,6 +556,9 @@ class PolicyModule final : public Module {
         }
         if (builder_.joinable()) {
             builder_.join();
+        }
+        if (watcher_.joinable()) {
+            watcher_.join();  // within kWatchMs
         }
     }
 
@@ -699,8 +744,10 @@ class PolicyModule final : public Module {
                  {"defaultEndpointToHostAction", to_string(cfg_.to_host)},
                  {"failsafeInboundHostPorts", failsafe_json(cfg_.failsafe_in)},
                  {"failsafeOutboundHostPorts", failsafe_json(cfg_.failsafe_out)},
-                 {"sync_ms", cfg_.sync_ms}};
+                 {"sync_ms", cfg_.sync_ms},
+                 {"store_notices", notifier_ != nullptr}};
         std::lock_guard g(mu_);
+        out["notices"] = notices_;
         out["generation"] = generation_.load();
         out["builds"] = builds_;
         out["build_errors"] = build_errors_;
@@ -972,11 +1019,13 @@ class PolicyModule final : public Module {
     ConntrackModule &conntrack_;
     const PolicySectionConfig cfg_;
     dpol::PolicyTables tables_;
-    std::unique_ptr<dpol::PolicyWorker[]> workers_;  // by worker index
-    bool enabled_ = false;                           // set in start(), read-only after
-    bool stopped_ = false;                           // [main] set in stop()
-    std::unique_ptr<ipam::Store> store_;             // [builder thread] after start()
-    std::thread builder_;
+    std::unique_ptr<dpol::PolicyWorker[]> workers_;   // by worker index
+    bool enabled_ = false;                            // set in start(), read-only after
+    bool stopped_ = false;                            // [main] set in stop()
+    std::unique_ptr<ipam::Store> store_;              // [builder thread] after start()
+    std::unique_ptr<ipam::ChangeNotifier> notifier_;  // [watcher thread] after start(); may be null
+    std::thread builder_, watcher_;
+    static constexpr int kWatchMs = 100;  // the watcher's check of stop_
 
     // [C]
     std::shared_ptr<Build> good_;  // the newest build that succeeded
@@ -993,7 +1042,8 @@ class PolicyModule final : public Module {
     std::condition_variable published_cv_;  // wakes policy.sync
     bool stop_ = false;
     bool kicked_ = false;
-    uint64_t kicks_ = 0;
+    bool store_moved_ = false;  // a change notice since the builder last looked
+    uint64_t kicks_ = 0, notices_ = 0;
     std::vector<LocalEndpoint> local_;
     uint64_t local_seq_ = 0;
     std::shared_ptr<Build> pending_;

@@ -235,6 +235,9 @@ TEST(PolicyAcl, RandomPoliciesEqualTheReference) {
 struct Scale {
     PolicySet set;
     std::vector<std::string> local;
+    std::string pod = "prod/pod0";  // the local pod measured, at dst
+    const char *dst = "10.0.0.2";
+    std::vector<Packet> extra;  // more packets to check against the reference
 };
 
 Scale scale(int n, int rules_per_policy, bool mixed) {
@@ -310,7 +313,26 @@ Scale harness(int n) {
         r.destination.ports.push_back({port, port, ""});
         p.ingress_rules.push_back(r);
     }
-    return {PolicySet({p}, {{"perf", {}, {}}, {"remote", {}, {}}}, pods), {"perf/target"}};
+    Scale w{PolicySet({p}, {{"perf", {}, {}}, {"remote", {}, {}}}, pods), {"perf/target"}};
+    w.pod = "perf/target";
+    w.dst = "10.250.0.2";
+    // Allowed and denied: a rule's own source and port, a peer on a selector rule's port, and
+    // each on another rule's port; IPv6 likewise.
+    for (int i : {0, 2, 9, 19, n - 2, n - 1}) {
+        const auto port = static_cast<uint16_t>(1024 + i % 60000);
+        char a4[32], a6[40];
+        std::snprintf(a4, sizeof(a4), "10.%d.%d.%d", 100 + i / 62500, i / 250 % 250, i % 250 + 1);
+        std::snprintf(a6, sizeof(a6), "fd00:300::%x", i + 1);
+        for (const char *src : {static_cast<const char *>(a4), "10.200.0.7"}) {
+            w.extra.push_back(tcp(src, "10.250.0.2", port));
+            w.extra.push_back(tcp(src, "10.250.0.2", static_cast<uint16_t>(port + 1)));
+        }
+        for (const char *src : {static_cast<const char *>(a6), "fd00:200::7"}) {
+            w.extra.push_back(tcp(src, "fd00:250::2", static_cast<uint16_t>(port + 1)));
+            w.extra.push_back(tcp(src, "fd00:250::2", static_cast<uint16_t>(port + 2)));
+        }
+    }
+    return w;
 }
 
 void measure(const char *what, const Scale &w, double bound) {
@@ -331,10 +353,10 @@ void measure(const char *what, const Scale &w, double bound) {
     // a number to compare runs with).
     std::vector<PolicyKey4> keys;
     for (int i = 0; i < 64; ++i) {
-        Packet p = tcp("10.1.0.9", "10.0.0.2", static_cast<uint16_t>(1000 + i * 77));
+        Packet p = tcp("10.1.0.9", w.dst, static_cast<uint16_t>(1000 + i * 77));
         p.src = pt::ip("10." + std::to_string(1 + i * 150 / 256) + "." +
                        std::to_string(i * 150 % 256) + ".9");
-        keys.push_back(key4(p, c.class_of.at("prod/pod0")));
+        keys.push_back(key4(p, c.class_of.at(w.pod)));
     }
     CompiledVerdict out[64];
     const int bursts = 20000;
@@ -347,13 +369,24 @@ void measure(const char *what, const Scale &w, double bound) {
         (bursts * 64.0);
     std::printf("%s: classify %.1f ns a packet\n", what, ns);
     // A few packets of the set against the reference.
+    const auto got = [&](const Packet &q, Direction d, ClassId cls) {
+        return classify_one(*r, q, d, cls);
+    };
+    int allowed = 0;
+    for (const auto &p : w.extra) {
+        const auto diff = pt::compare(w.set, c, p, Direction::kIngress, got);
+        ASSERT_TRUE(diff);
+        EXPECT_EQ(*diff, "") << what << ": " << p.str();
+        allowed += classify_one(*r, p, Direction::kIngress, c.class_of.at(w.pod)).allowed;
+    }
+    if (!w.extra.empty()) {
+        EXPECT_GT(allowed, 0) << what;
+        EXPECT_LT(allowed, static_cast<int>(w.extra.size())) << what;
+    }
     for (int i = 0; i < 50; ++i) {
-        Packet p = tcp("10.1.0.9", "10.0.0.2", static_cast<uint16_t>(1000 + i * 2));
+        Packet p = tcp("10.1.0.9", w.dst, static_cast<uint16_t>(1000 + i * 2));
         p.src = pt::ip("10." + std::to_string(1 + i * 40 / 256) + "." +
                        std::to_string(i * 40 % 256) + ".9");
-        const auto got = [&](const Packet &q, Direction d, ClassId cls) {
-            return classify_one(*r, q, d, cls);
-        };
         const auto diff = pt::compare(w.set, c, p, Direction::kIngress, got);
         ASSERT_TRUE(diff);
         EXPECT_EQ(*diff, "") << what << ": " << p.str();

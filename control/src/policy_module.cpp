@@ -182,6 +182,7 @@ struct Build {
     std::map<std::string, std::vector<ipam::Cidr>> allowed;  // pod -> allowedSourcePrefixes
     std::vector<std::string> notes;                          // records refused, bad annotations
     double list_s = 0, compile_s = 0, acl_s = 0;
+    bool acl_reused = false;  // rules: the previous build's (nothing the classifier reads changed)
     uint64_t started_ms = 0;
 };
 
@@ -189,10 +190,40 @@ struct Build {
 // and this node's endpoints (a pod without a record yet is a bare one; the dataplane's
 // addresses win over the record's, which may lag).
 // read_revision: the revision of the listing, once read (-1 before: the store failed).
-// cache: what the last listing decoded (the builder's own, across builds).
+// Whether two compilations make the same rte_acl rule set: PolicyRules::build reads the flat
+// rules, each class's rule sets and each rule ref's action, nothing else.
+bool same_acl(const policy::Compiled &a, const policy::Compiled &b) {
+    if (a.refs.size() != b.refs.size() || a.classes.size() != b.classes.size()) {
+        return false;
+    }
+    for (size_t i = 0; i < a.refs.size(); ++i) {
+        if (a.refs[i].action != b.refs[i].action) {
+            return false;
+        }
+    }
+    for (size_t i = 0; i < a.classes.size(); ++i) {
+        if (a.classes[i].ingress_set != b.classes[i].ingress_set ||
+            a.classes[i].egress_set != b.classes[i].egress_set) {
+            return false;
+        }
+    }
+    for (size_t f = 0; f < 2; ++f) {
+        for (size_t d = 0; d < 2; ++d) {
+            if (a.rules[f][d].decide != b.rules[f][d].decide ||
+                a.rules[f][d].log != b.rules[f][d].log) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+// cache: what the last listing decoded (the builder's own, across builds); prev: the last
+// build made (null: none), whose rte_acl contexts are kept when the rules compile the same (a
+// label or a pod that changes no rule, a policy of no local pod: no rte_acl build).
 std::shared_ptr<Build> build_once(ipam::Store &store, const std::vector<LocalEndpoint> &local,
-                                  int64_t &read_revision,
-                                  policy::PolicyRegistry::ListCache &cache) {
+                                  int64_t &read_revision, policy::PolicyRegistry::ListCache &cache,
+                                  const Build *prev) {
     auto b = std::make_shared<Build>();
     const auto t0 = std::chrono::steady_clock::now();
     policy::PolicyRegistry reg(store);
@@ -236,7 +267,12 @@ std::shared_ptr<Build> build_once(ipam::Store &store, const std::vector<LocalEnd
     const auto t1 = std::chrono::steady_clock::now();
     auto compiled = std::make_shared<policy::Compiled>(policy::compile(*set, local_keys));
     const auto t2 = std::chrono::steady_clock::now();
-    b->rules = dp::PolicyRules::build(*compiled);
+    if (prev != nullptr && same_acl(*prev->compiled, *compiled)) {
+        b->rules = prev->rules;
+        b->acl_reused = true;
+    } else {
+        b->rules = dp::PolicyRules::build(*compiled);
+    }
     const auto t3 = std::chrono::steady_clock::now();
     b->set = std::move(set);
     b->compiled = std::move(compiled);
@@ -454,6 +490,7 @@ class PolicyModule final : public Module {
         uint64_t built_local = ~0ull;
         bool failed = false;
         policy::PolicyRegistry::ListCache decoded;  // the store's records as last listed
+        std::shared_ptr<const Build> last;          // the last build made
         for (;;) {
             std::vector<LocalEndpoint> local;
             uint64_t local_seq = 0, seq = 0;
@@ -487,7 +524,8 @@ class PolicyModule final : public Module {
             const uint64_t t0 = ControlContext::now_ms();
             int64_t read_rev = -1;
             try {
-                auto b = build_once(*store_, local, read_rev, decoded);
+                auto b = build_once(*store_, local, read_rev, decoded, last.get());
+                last = b;
                 b->seq = seq;
                 b->started_ms = t0;
                 built_rev = b->revision;
@@ -772,6 +810,7 @@ class PolicyModule final : public Module {
                                {"largest_rule", s.largest_rule}};
         out["acl"] =
             json{{"memory_bytes", b->rules->memory_bytes()},
+                 {"reused", b->acl_reused},
                  {"rules4_ingress", b->rules->rule_count(net::Family::kIp4, Direction::kIngress)},
                  {"rules4_egress", b->rules->rule_count(net::Family::kIp4, Direction::kEgress)},
                  {"rules6_ingress", b->rules->rule_count(net::Family::kIp6, Direction::kIngress)},

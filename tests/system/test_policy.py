@@ -644,7 +644,21 @@ def test_store_change_notice_not_the_poll(cluster_factory):
     assert both(c.reach(client, web, 80, "udp"))
     st = c.d.ctl("policy", "status")
     assert st["notices"] > st0["notices"] and st["revision"] > st0["revision"], (st0, st)
+    assert st["acl"]["reused"] is False, st
+    # A label no selector reads: a new build whose rules compile the same keeps the rte_acl
+    # contexts (no rte_acl build), and they still decide as before.
+    cni.fwdctl_store(c.store, "label", "pod", "shop/other", "unrelated=yes")
+    t0 = time.monotonic()
+    while c.d.ctl("policy", "status")["revision"] == st["revision"]:
+        assert time.monotonic() - t0 < 1.0, c.d.ctl("policy", "status")
+        time.sleep(0.01)
+    same = c.d.ctl("policy", "status")
+    assert same["acl"]["reused"] is True and same["seconds"]["acl"] < 0.001, same
+    assert same["acl"]["memory_bytes"] == st["acl"]["memory_bytes"], (st, same)
+    assert neither(c.reach(other, web, 80, "udp"))
+    assert both(c.reach(client, web, 80, "udp"))
     within_a_second(c.delete, 0)
+    assert c.d.ctl("policy", "status")["acl"]["reused"] is False
     assert both(c.reach(other, web, 80, "udp"))
 
 

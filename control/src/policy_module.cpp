@@ -263,7 +263,8 @@ std::shared_ptr<Build> build_once(ipam::Store &store, const std::vector<LocalEnd
             b->notes.push_back(std::string(err.what()) + " (no extra sources allowed)");
         }
     }
-    auto set = std::make_shared<policy::PolicySet>(listing.policies, listing.namespaces, pods);
+    auto set =
+        std::make_shared<policy::PolicySet>(std::move(listing.policies), listing.namespaces, pods);
     const auto t1 = std::chrono::steady_clock::now();
     auto compiled = std::make_shared<policy::Compiled>(policy::compile(*set, local_keys));
     const auto t2 = std::chrono::steady_clock::now();

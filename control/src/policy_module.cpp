@@ -186,10 +186,6 @@ struct Build {
     uint64_t started_ms = 0;
 };
 
-// Everything the builder reads, as one PolicySet: the store's pods with IPAM's addresses,
-// and this node's endpoints (a pod without a record yet is a bare one; the dataplane's
-// addresses win over the record's, which may lag).
-// read_revision: the revision of the listing, once read (-1 before: the store failed).
 // Whether two compilations make the same rte_acl rule set: PolicyRules::build reads the flat
 // rules, each class's rule sets and each rule ref's action, nothing else.
 bool same_acl(const policy::Compiled &a, const policy::Compiled &b) {
@@ -218,6 +214,10 @@ bool same_acl(const policy::Compiled &a, const policy::Compiled &b) {
     return true;
 }
 
+// Everything the builder reads, as one PolicySet: the store's pods with IPAM's addresses,
+// and this node's endpoints (a pod without a record yet is a bare one; the dataplane's
+// addresses win over the record's, which may lag).
+// read_revision: the revision of the listing, once read (-1 before: the store failed).
 // cache: what the last listing decoded (the builder's own, across builds); prev: the last
 // build made (null: none), whose rte_acl contexts are kept when the rules compile the same (a
 // label or a pod that changes no rule, a policy of no local pod: no rte_acl build).

@@ -325,7 +325,13 @@ bool uses(const Node &n, Kind k) {
 
 }  // namespace
 
-Selector::Selector() : root_(std::make_shared<Node>()) {}
+// all(): one node shared by every default selector (nodes are immutable), so the selectors a
+// rule leaves out (six a rule) allocate nothing: 60,000 allocations in a 10,000-rule policy.
+Selector::Selector()
+    : root_([] {
+          static const std::shared_ptr<const Node> all = std::make_shared<const Node>();
+          return all;
+      }()) {}
 
 Selector Selector::parse(std::string_view text) {
     Selector s;

@@ -1,7 +1,9 @@
 // The "policy" module: Calico network policy enforced on this node (issue 16).
 //
 //   builder thread (its own, so the control thread keeps serving while a large rule set
-//     compiles): polls the cluster store's revision every policy.sync_ms, and runs at once when
+//     compiles): checks the cluster store's revision when the store's change notice comes (the
+//     embedded store: a watcher thread waits on inotify, so a write is built at once rather than
+//     at the next poll) and every policy.sync_ms (etcd, and a fallback), and runs at once when
 //     kicked (an endpoint came or went, policy.sync). When the revision moved, the local
 //     endpoints changed or the last build failed, it reads the policies, namespaces and pod
 //     records (fwd/policy/store.hpp) and IPAM's allocations, adds this node's endpoints (their
@@ -180,19 +182,52 @@ struct Build {
     std::map<std::string, std::vector<ipam::Cidr>> allowed;  // pod -> allowedSourcePrefixes
     std::vector<std::string> notes;                          // records refused, bad annotations
     double list_s = 0, compile_s = 0, acl_s = 0;
+    bool acl_reused = false;  // rules: the previous build's (nothing the classifier reads changed)
     uint64_t started_ms = 0;
 };
+
+// Whether two compilations make the same rte_acl rule set: PolicyRules::build reads the flat
+// rules, each class's rule sets and each rule ref's action, nothing else.
+bool same_acl(const policy::Compiled &a, const policy::Compiled &b) {
+    if (a.refs.size() != b.refs.size() || a.classes.size() != b.classes.size()) {
+        return false;
+    }
+    for (size_t i = 0; i < a.refs.size(); ++i) {
+        if (a.refs[i].action != b.refs[i].action) {
+            return false;
+        }
+    }
+    for (size_t i = 0; i < a.classes.size(); ++i) {
+        if (a.classes[i].ingress_set != b.classes[i].ingress_set ||
+            a.classes[i].egress_set != b.classes[i].egress_set) {
+            return false;
+        }
+    }
+    for (size_t f = 0; f < 2; ++f) {
+        for (size_t d = 0; d < 2; ++d) {
+            if (a.rules[f][d].decide != b.rules[f][d].decide ||
+                a.rules[f][d].log != b.rules[f][d].log) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
 
 // Everything the builder reads, as one PolicySet: the store's pods with IPAM's addresses,
 // and this node's endpoints (a pod without a record yet is a bare one; the dataplane's
 // addresses win over the record's, which may lag).
 // read_revision: the revision of the listing, once read (-1 before: the store failed).
+// cache: what the last listing decoded (the builder's own, across builds); prev: the last
+// build made (null: none), whose rte_acl contexts are kept when the rules compile the same (a
+// label or a pod that changes no rule, a policy of no local pod: no rte_acl build).
 std::shared_ptr<Build> build_once(ipam::Store &store, const std::vector<LocalEndpoint> &local,
-                                  int64_t &read_revision) {
+                                  int64_t &read_revision, policy::PolicyRegistry::ListCache &cache,
+                                  const Build *prev) {
     auto b = std::make_shared<Build>();
     const auto t0 = std::chrono::steady_clock::now();
     policy::PolicyRegistry reg(store);
-    auto listing = reg.list();
+    auto listing = reg.list(&cache);
     ipam::Allocator alloc(store);
     const auto allocations = alloc.allocations();
     b->revision = listing.revision;
@@ -228,11 +263,17 @@ std::shared_ptr<Build> build_once(ipam::Store &store, const std::vector<LocalEnd
             b->notes.push_back(std::string(err.what()) + " (no extra sources allowed)");
         }
     }
-    auto set = std::make_shared<policy::PolicySet>(listing.policies, listing.namespaces, pods);
+    auto set =
+        std::make_shared<policy::PolicySet>(std::move(listing.policies), listing.namespaces, pods);
     const auto t1 = std::chrono::steady_clock::now();
     auto compiled = std::make_shared<policy::Compiled>(policy::compile(*set, local_keys));
     const auto t2 = std::chrono::steady_clock::now();
-    b->rules = dp::PolicyRules::build(*compiled);
+    if (prev != nullptr && same_acl(*prev->compiled, *compiled)) {
+        b->rules = prev->rules;
+        b->acl_reused = true;
+    } else {
+        b->rules = dp::PolicyRules::build(*compiled);
+    }
     const auto t3 = std::chrono::steady_clock::now();
     b->set = std::move(set);
     b->compiled = std::move(compiled);
@@ -305,6 +346,12 @@ class PolicyModule final : public Module {
             return;  // no cluster store: no policies
         }
         store_ = ipam::open_store(ctx_.cfg().ipam->store);
+        try {
+            notifier_ = ipam::open_notifier(ctx_.cfg().ipam->store);
+        } catch (const std::exception &e) {
+            log::warn("policy: no change notices from the store, polling every {} ms: {}",
+                      cfg_.sync_ms, e.what());
+        }
         tables_.ct = &conntrack_.require();
         const auto &ws = ctx_.workers();
         for (size_t i = 0; i < ws.size(); i++) {
@@ -322,6 +369,9 @@ class PolicyModule final : public Module {
         if (enabled_) {
             kicked_ = true;  // the first build at once: the store may hold policies already
             builder_ = std::thread([this] { builder_loop(); });
+            if (notifier_) {
+                watcher_ = std::thread([this] { watch_loop(); });
+            }
         }
     }
 
@@ -440,18 +490,21 @@ class PolicyModule final : public Module {
         int64_t built_rev = -2;
         uint64_t built_local = ~0ull;
         bool failed = false;
+        policy::PolicyRegistry::ListCache decoded;  // the store's records as last listed
+        std::shared_ptr<const Build> last;          // the last build made
         for (;;) {
             std::vector<LocalEndpoint> local;
             uint64_t local_seq = 0, seq = 0;
             {
                 std::unique_lock lk(mu_);
                 cv_.wait_for(lk, std::chrono::milliseconds(cfg_.sync_ms),
-                             [&] { return stop_ || kicked_; });
+                             [&] { return stop_ || kicked_ || store_moved_; });
                 if (stop_) {
                     return;
                 }
                 const bool kicked = kicked_;
                 kicked_ = false;
+                store_moved_ = false;
                 seq = kicks_;
                 local = local_;
                 local_seq = local_seq_;
@@ -472,7 +525,8 @@ class PolicyModule final : public Module {
             const uint64_t t0 = ControlContext::now_ms();
             int64_t read_rev = -1;
             try {
-                auto b = build_once(*store_, local, read_rev);
+                auto b = build_once(*store_, local, read_rev, decoded, last.get());
+                last = b;
                 b->seq = seq;
                 b->started_ms = t0;
                 built_rev = b->revision;
@@ -495,6 +549,33 @@ class PolicyModule final : public Module {
         }
     }
 
+    // The watcher thread: wakes the builder on each change notice, which then compares the
+    // revision. A failing notice leaves the builder to its poll.
+    void watch_loop() {
+        for (;;) {
+            {
+                std::lock_guard g(mu_);
+                if (stop_) {
+                    return;
+                }
+            }
+            bool moved = false;
+            try {
+                moved = notifier_->wait(std::chrono::milliseconds(kWatchMs));
+            } catch (const std::exception &e) {
+                log::error("policy: store change notices failed, polling every {} ms: {}",
+                           cfg_.sync_ms, e.what());
+                return;
+            }
+            if (moved) {
+                std::lock_guard g(mu_);
+                store_moved_ = true;
+                notices_++;
+                cv_.notify_all();
+            }
+        }
+    }
+
     void note_failure(const std::string &why, uint64_t seq) {
         std::lock_guard g(mu_);
         build_errors_++;
@@ -514,6 +595,9 @@ class PolicyModule final : public Module {
         }
         if (builder_.joinable()) {
             builder_.join();
+        }
+        if (watcher_.joinable()) {
+            watcher_.join();  // within kWatchMs
         }
     }
 
@@ -699,8 +783,10 @@ class PolicyModule final : public Module {
                  {"defaultEndpointToHostAction", to_string(cfg_.to_host)},
                  {"failsafeInboundHostPorts", failsafe_json(cfg_.failsafe_in)},
                  {"failsafeOutboundHostPorts", failsafe_json(cfg_.failsafe_out)},
-                 {"sync_ms", cfg_.sync_ms}};
+                 {"sync_ms", cfg_.sync_ms},
+                 {"store_notices", notifier_ != nullptr}};
         std::lock_guard g(mu_);
+        out["notices"] = notices_;
         out["generation"] = generation_.load();
         out["builds"] = builds_;
         out["build_errors"] = build_errors_;
@@ -725,6 +811,7 @@ class PolicyModule final : public Module {
                                {"largest_rule", s.largest_rule}};
         out["acl"] =
             json{{"memory_bytes", b->rules->memory_bytes()},
+                 {"reused", b->acl_reused},
                  {"rules4_ingress", b->rules->rule_count(net::Family::kIp4, Direction::kIngress)},
                  {"rules4_egress", b->rules->rule_count(net::Family::kIp4, Direction::kEgress)},
                  {"rules6_ingress", b->rules->rule_count(net::Family::kIp6, Direction::kIngress)},
@@ -972,11 +1059,13 @@ class PolicyModule final : public Module {
     ConntrackModule &conntrack_;
     const PolicySectionConfig cfg_;
     dpol::PolicyTables tables_;
-    std::unique_ptr<dpol::PolicyWorker[]> workers_;  // by worker index
-    bool enabled_ = false;                           // set in start(), read-only after
-    bool stopped_ = false;                           // [main] set in stop()
-    std::unique_ptr<ipam::Store> store_;             // [builder thread] after start()
-    std::thread builder_;
+    std::unique_ptr<dpol::PolicyWorker[]> workers_;   // by worker index
+    bool enabled_ = false;                            // set in start(), read-only after
+    bool stopped_ = false;                            // [main] set in stop()
+    std::unique_ptr<ipam::Store> store_;              // [builder thread] after start()
+    std::unique_ptr<ipam::ChangeNotifier> notifier_;  // [watcher thread] after start(); may be null
+    std::thread builder_, watcher_;
+    static constexpr int kWatchMs = 100;  // the watcher's check of stop_
 
     // [C]
     std::shared_ptr<Build> good_;  // the newest build that succeeded
@@ -993,7 +1082,8 @@ class PolicyModule final : public Module {
     std::condition_variable published_cv_;  // wakes policy.sync
     bool stop_ = false;
     bool kicked_ = false;
-    uint64_t kicks_ = 0;
+    bool store_moved_ = false;  // a change notice since the builder last looked
+    uint64_t kicks_ = 0, notices_ = 0;
     std::vector<LocalEndpoint> local_;
     uint64_t local_seq_ = 0;
     std::shared_ptr<Build> pending_;

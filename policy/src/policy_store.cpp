@@ -269,7 +269,7 @@ bool PolicyRegistry::detach_pod(const std::string &ns, const std::string &name,
     });
 }
 
-PolicyRegistry::Listing PolicyRegistry::list() {
+PolicyRegistry::Listing PolicyRegistry::list(ListCache *cache) {
     Listing l;
     std::vector<ipam::KeyValue> kvs;
     // Read the revision before and after, again while something moved in between.
@@ -281,14 +281,34 @@ PolicyRegistry::Listing PolicyRegistry::list() {
             break;
         }
     }
-    for (const auto &kv : kvs) {
+    // A record as an object, or why it is refused.
+    auto decode = [&](const ipam::KeyValue &kv) -> std::variant<Object, std::string> {
         try {
             Object o = object_from_json(json::parse(kv.value));
             if (key_of(o) != kv.key) {
-                l.refused.emplace_back(kv.key,
-                                       "holds " + describe(o) + ", whose key is " + key_of(o));
-                continue;
+                return "holds " + describe(o) + ", whose key is " + key_of(o);
             }
+            return o;
+        } catch (const std::exception &e) {
+            return std::string(e.what());
+        }
+    };
+    ListCache next;
+    for (const auto &kv : kvs) {
+        std::variant<Object, std::string> got;
+        if (cache == nullptr) {
+            got = decode(kv);
+        } else {
+            auto it = cache->records.find(kv.key);
+            got = it != cache->records.end() && it->second.first == kv.mod_revision
+                      ? std::move(it->second.second)
+                      : decode(kv);
+        }
+        if (const auto *why = std::get_if<std::string>(&got)) {
+            l.refused.emplace_back(kv.key, *why);
+        } else {
+            // A copy when the cache keeps the object.
+            Object o = cache != nullptr ? std::get<Object>(got) : std::get<Object>(std::move(got));
             if (auto *p = std::get_if<Policy>(&o)) {
                 l.policies.push_back(std::move(*p));
             } else if (auto *n = std::get_if<Namespace>(&o)) {
@@ -296,9 +316,13 @@ PolicyRegistry::Listing PolicyRegistry::list() {
             } else {
                 l.pods.push_back(std::get<Pod>(std::move(o)));
             }
-        } catch (const std::exception &e) {
-            l.refused.emplace_back(kv.key, e.what());
         }
+        if (cache != nullptr) {
+            next.records.emplace(kv.key, std::pair{kv.mod_revision, std::move(got)});
+        }
+    }
+    if (cache != nullptr) {
+        *cache = std::move(next);
     }
     std::sort(l.policies.begin(), l.policies.end(),
               [](const Policy &a, const Policy &b) { return a.key() < b.key(); });

@@ -1,5 +1,11 @@
 #include "fwd/ipam/open_store.hpp"
 
+#include <poll.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 #include "fwd/ipam/embedded_store.hpp"
@@ -37,7 +43,65 @@ EtcdSpec split_etcd(const std::string &rest) {
     return s;
 }
 
+// inotify on the embedded store's directory: a write to the journal, or a compaction's new
+// snapshot and journal, is a change; reads (flock, read) raise no event.
+class DirNotifier final : public ChangeNotifier {
+  public:
+    explicit DirNotifier(const std::string &dir) : what_("embedded " + dir) {
+        fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+        if (fd_ < 0) {
+            fail("inotify_init1");
+        }
+        if (::inotify_add_watch(fd_, dir.c_str(), IN_MODIFY | IN_MOVED_TO | IN_CREATE) < 0) {
+            const int err = errno;
+            ::close(fd_);
+            errno = err;
+            fail("inotify_add_watch");
+        }
+    }
+    ~DirNotifier() override { ::close(fd_); }
+    DirNotifier(const DirNotifier &) = delete;
+    DirNotifier &operator=(const DirNotifier &) = delete;
+
+    bool wait(std::chrono::milliseconds timeout) override {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(timeout.count())) < 0 && errno != EINTR) {
+            fail("poll inotify");
+        }
+        // Every queued event drained: one wake-up for a burst of writes.
+        bool any = false;
+        alignas(inotify_event) char buf[4096];
+        for (;;) {
+            const ssize_t r = ::read(fd_, buf, sizeof(buf));
+            if (r <= 0) {
+                if (r < 0 && errno != EAGAIN && errno != EINTR) {
+                    fail("read inotify");
+                }
+                return any;
+            }
+            any = true;
+        }
+    }
+
+  private:
+    [[noreturn]] void fail(const char *what) const {
+        throw StoreError(what_ + ": " + what + ": " + std::strerror(errno));
+    }
+    std::string what_;
+    int fd_ = -1;
+};
+
 }  // namespace
+
+std::unique_ptr<ChangeNotifier> open_notifier(const std::string &spec) {
+    if (auto why = check_store_spec(spec); !why.empty()) {
+        throw std::invalid_argument("IPAM store '" + spec + "': " + why);
+    }
+    if (spec.starts_with("embedded:")) {
+        return std::make_unique<DirNotifier>(spec.substr(9));
+    }
+    return nullptr;
+}
 
 std::string check_store_spec(const std::string &spec) {
     if (spec.starts_with("embedded:")) {

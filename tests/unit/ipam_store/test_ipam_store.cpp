@@ -22,6 +22,7 @@
 #include "etcd_server.hpp"
 #include "fwd/ipam/embedded_store.hpp"
 #include "fwd/ipam/etcd_store.hpp"
+#include "fwd/ipam/open_store.hpp"
 
 namespace fwd::ipam {
 namespace {
@@ -352,6 +353,44 @@ TEST(EmbeddedStore, CreatesStateDirectoryPrivate) {
     EXPECT_EQ(st.st_mode & 0777, 0700u);
     EXPECT_EQ(s.describe(), "embedded " + dir);
     EXPECT_THROW(EmbeddedStore("/proc/forbidden/ipam"), StoreError);
+}
+
+// open_notifier: another writer's transaction (here another process's instance, a child
+// writing through its own store) wakes the waiter; reads do not; a compaction (new files)
+// does; etcd has none.
+TEST(EmbeddedStore, NotifierWakesOnWritesNotOnReads) {
+    TempDir tmp;
+    const std::string dir = tmp.path() + "/s";
+    EmbeddedStore reader(dir);
+    auto n = open_notifier("embedded:" + dir);
+    ASSERT_NE(n, nullptr);
+    using std::chrono::milliseconds;
+    EXPECT_FALSE(n->wait(milliseconds(0)));
+    (void)reader.list("");
+    (void)reader.revision();
+    EXPECT_FALSE(n->wait(milliseconds(50))) << "a read raised a change notice";
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        EmbeddedStore writer(dir);
+        ::_exit(writer.txn({}, {put("k", "v")}) ? 0 : 1);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_TRUE(n->wait(milliseconds(5000)));
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(4000));
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    while (n->wait(milliseconds(20))) {
+        // the rest of that write's events
+    }
+    EXPECT_EQ(reader.get("k")->value, "v");
+    EXPECT_FALSE(n->wait(milliseconds(50)));
+    reader.compact();
+    EXPECT_TRUE(n->wait(milliseconds(1000)));
+    EXPECT_EQ(open_notifier("etcd:http://127.0.0.1:1"), nullptr);
+    EXPECT_THROW(open_notifier("embedded:" + tmp.path() + "/absent"), StoreError);
+    EXPECT_THROW(open_notifier("nonsense"), std::invalid_argument);
 }
 
 TEST(EmbeddedStore, PersistsAcrossReopen) {

@@ -135,6 +135,54 @@ TEST(PolicyStore, RefusedRecordsAreListedNotUsed) {
               "holds Namespace 'prod', whose key is /dpdk-fwd/policy/v1/namespaces/prod");
 }
 
+// list(&cache): a record whose mod revision is unchanged comes from the cache (not decoded
+// again: an entry doctored in the cache shows through), a written one is decoded afresh, a
+// deleted one leaves listing and cache, refused records stay refused; the listing equals one
+// without a cache.
+TEST(PolicyStore, ListingWithACacheDecodesOnlyWhatWasWritten) {
+    ipam::MemStore store;
+    PolicyRegistry reg(store);
+    reg.apply(objects(kFile));
+    store.txn({}, {{ipam::Operation::Kind::kPut, "/dpdk-fwd/policy/v1/namespaces/bad", "{oops"}});
+    PolicyRegistry::ListCache cache;
+    const auto first = reg.list(&cache);
+    const auto plain = reg.list();
+    EXPECT_EQ(first.policies, plain.policies);
+    EXPECT_EQ(first.pods, plain.pods);
+    EXPECT_EQ(first.refused, plain.refused);
+    ASSERT_EQ(cache.records.size(), 6u);
+    const std::string web = "/dpdk-fwd/policy/v1/pods/prod/web";
+    const std::string deny = "/dpdk-fwd/policy/v1/globalnetworkpolicies/deny-egress";
+    ASSERT_TRUE(cache.records.count(web) && cache.records.count(deny));
+    std::get<Pod>(std::get<Object>(cache.records[web].second)).labels["cached"] = "yes";
+    // The Calico policy written again (its order changed), the global one deleted.
+    reg.apply(
+        objects("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: "
+                "{name: web, namespace: prod}\nspec:\n  order: 7\n  selector: app == "
+                "'web'\n"));
+    reg.remove(
+        objects("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n"
+                "metadata: {name: deny-egress}\nspec: {selector: has(locked)}\n"));
+    const auto second = reg.list(&cache);
+    ASSERT_EQ(second.pods.size(), 1u);
+    EXPECT_EQ(second.pods[0].labels.at("cached"), "yes");  // from the cache
+    ASSERT_EQ(second.policies.size(), 2u);                 // k8s web and Calico web
+    bool seen = false;
+    for (const auto &p : second.policies) {
+        if (p.kind == PolicyKind::kCalico) {
+            ASSERT_TRUE(p.order.has_value());  // decoded afresh
+            EXPECT_EQ(*p.order, 7.0);
+            seen = true;
+        }
+    }
+    EXPECT_TRUE(seen);
+    EXPECT_EQ(cache.records.count(deny), 0u);
+    EXPECT_EQ(cache.records.size(), 5u);
+    ASSERT_EQ(second.refused.size(), 1u);
+    EXPECT_EQ(second.refused[0].first, "/dpdk-fwd/policy/v1/namespaces/bad");
+    EXPECT_EQ(second.revision, store.revision());
+}
+
 TEST(PolicyStore, LabelEdits) {
     ipam::MemStore store;
     PolicyRegistry reg(store);

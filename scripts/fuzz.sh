@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets (tests/fuzz) with clang and runs each for SECONDS (default 60)
 # from its committed seed corpus; prints each target's executions, their rate and findings,
 # then a total. Exit 1 on any finding (a crash, a sanitizer report, a timeout, an
-# out-of-memory); the input that caused it is kept in build-fuzz/findings/<target>/.
+# out-of-memory); the input that caused it is kept in build-fuzz/findings/<target>/
+# ($FWD_FUZZ_BUILD/findings/ when that is set).
 #   ./run.sh fuzz [--jobs N] [SECONDS] [TARGET...]
 # --jobs N: N fuzzer processes per target side by side (one per idle core), sharing what they
 #   find (each picks up the others' new inputs every second); the executions are their sum.
@@ -30,15 +31,18 @@ case "$seconds" in '' | *[!0-9]*) echo "fuzz: SECONDS must be a whole number, no
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz_resources fuzz_config fuzz_cni fuzz_journal fuzz_api fuzz_packet)
 export CCACHE_BASEDIR=$PWD
-if [ ! -d build-fuzz ]; then
+# FWD_FUZZ_BUILD: another tree configured with -Dfuzz=true (CI: its clang sanitizer tree, which
+# also builds the unit tests, so one sanitizer build serves both).
+build=${FWD_FUZZ_BUILD:-build-fuzz}
+if [ ! -d "$build" ]; then
   # The whole tree instrumented for coverage and the sanitizers, so the fuzzer sees into the
   # libraries; each target links libFuzzer's main (tests/fuzz/meson.build).
-  CC=clang CXX=clang++ meson setup build-fuzz -Dfuzz=true -Dtests=false \
+  CC=clang CXX=clang++ meson setup "$build" -Dfuzz=true -Dtests=false \
     -Db_sanitize=address,undefined -Db_lundef=false -Doptimization=1 \
     -Dc_args='-g1 -fsanitize=fuzzer-no-link' -Dcpp_args='-g1 -fsanitize=fuzzer-no-link' \
     >/dev/null || exit 1
 fi
-ninja -C build-fuzz "${targets[@]/#/tests/fuzz/}" || exit 1
+ninja -C "$build" "${targets[@]/#/tests/fuzz/}" || exit 1
 $build_only && exit 0
 # tmpfs for the inputs libFuzzer writes (every new or reduced one is a file): on the root
 # file system each was a metadata update the fuzzer waited for.
@@ -47,7 +51,7 @@ scratch=/tmp
 status=0 total=0
 for t in "${targets[@]}"; do
   work=$(mktemp -d "$scratch/fwd-fuzz-corpus.XXXXXX")
-  out=build-fuzz/findings/$t
+  out=$build/findings/$t
   mkdir -p "$out"
   rm -f "$out"/log*.txt
   # shellcheck disable=SC2207  # the flags are words, no globs
@@ -57,7 +61,7 @@ for t in "${targets[@]}"; do
     log=$out/log.txt
     [ "$jobs" -gt 1 ] && log=$out/log.$j.txt
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-      build-fuzz/tests/fuzz/"$t" "${extra[@]}" -max_total_time="$seconds" -timeout=10 \
+      "$build"/tests/fuzz/"$t" "${extra[@]}" -max_total_time="$seconds" -timeout=10 \
       -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/" "$work" \
       "tests/fuzz/corpus/$t" >"$log" 2>&1 &
     pids+=($!)

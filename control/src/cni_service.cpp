@@ -332,7 +332,8 @@ json CniService::add(const json &args) {
 
     // What a crashed or failed earlier ADD left under this handle goes first: the handle is the
     // container's, and no endpoint of it exists (checked above).
-    ipam_call("release of a stale allocation", [&] { return alloc_.release_handle(handle); });
+    ipam_call("release of a stale allocation",
+              [&, &handle = handle] { return alloc_.release_handle(handle); });
     ipam::Assignment a = ipam_call("", [&] { return alloc_.assign(req); });
     try {
         json ea{{"id", id}, {"ifname", ifname}};
@@ -378,7 +379,7 @@ json CniService::add(const json &args) {
             std::vector<net::IpAddr> ips = a.v4;
             ips.insert(ips.end(), a.v6.begin(), a.v6.end());
             try {
-                ipam_call("pod record", [&] {
+                ipam_call("pod record", [&, &cid = cid] {
                     return policy::PolicyRegistry(*store_).attach_pod(pod_ns, req.attrs.pod, node_,
                                                                       ips, cid);
                 });
@@ -429,7 +430,8 @@ json CniService::del(const json &args) {
         shared = shared || owner_str(ep, "handle") == handle;
     }
     if (!shared) {
-        released = ipam_call("release", [&] { return alloc_.release_handle(handle); });
+        released =
+            ipam_call("release", [&, &handle = handle] { return alloc_.release_handle(handle); });
     }
     return {{"endpoint_removed", removed}, {"released", released}};
 }
@@ -438,7 +440,8 @@ json CniService::check(const json &args) {
     const auto [network, cid, ifname, netns, id, handle] = attachment_of(args);
     // What IPAM holds for the handle and what the endpoint has, both "a/len" and sorted.
     std::vector<std::string> held;
-    for (const auto &a : ipam_call("", [&] { return alloc_.addresses(handle); })) {
+    for (const auto &a :
+         ipam_call("", [&, &handle = handle] { return alloc_.addresses(handle); })) {
         held.push_back(a.str() + (a.family() == net::Family::kIp4 ? "/32" : "/128"));
     }
     std::sort(held.begin(), held.end());

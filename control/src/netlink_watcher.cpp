@@ -34,6 +34,13 @@
 namespace fwd::control {
 namespace {
 
+// NLMSG_OK with its lengths compared at one signedness (the macro compares the header's
+// unsigned length with the int left; clang warns where GCC hides a system macro's warnings).
+bool nl_ok(const nlmsghdr *h, int left) {
+    return left >= static_cast<int>(sizeof(nlmsghdr)) && h->nlmsg_len >= sizeof(nlmsghdr) &&
+           h->nlmsg_len <= static_cast<unsigned>(left);
+}
+
 // One recvmsg returns one skb; a dump skb is at most a few pages, a notification much less.
 constexpr size_t kRecvBufferBytes = 256 * 1024;
 // How long the watcher sleeps between retries while the ring is full.
@@ -417,7 +424,7 @@ std::map<RouteKey, RouteEvent> NetlinkWatcher::Impl::dump() {
                 fail_step("read route dump (message larger than buffer)", EMSGSIZE);
             }
             int left = static_cast<int>(n);
-            for (auto *nlh = reinterpret_cast<nlmsghdr *>(buffer.data()); NLMSG_OK(nlh, left);
+            for (auto *nlh = reinterpret_cast<nlmsghdr *>(buffer.data()); nl_ok(nlh, left);
                  nlh = NLMSG_NEXT(nlh, left)) {
                 if ((nlh->nlmsg_flags & NLM_F_DUMP_INTR) != 0) {
                     interrupted = true;
@@ -502,7 +509,7 @@ void NetlinkWatcher::Impl::read_notifications() {
             continue;
         }
         int left = static_cast<int>(n);
-        for (auto *nlh = reinterpret_cast<nlmsghdr *>(buffer.data()); NLMSG_OK(nlh, left);
+        for (auto *nlh = reinterpret_cast<nlmsghdr *>(buffer.data()); nl_ok(nlh, left);
              nlh = NLMSG_NEXT(nlh, left)) {
             handle(nlh);
         }

@@ -1,13 +1,16 @@
 """The libFuzzer targets (tests/fuzz/*.cpp) for a short fixed time each, from their committed
 seed corpora: CI's share of issue 20's fuzzing (./run.sh fuzz SECONDS runs them longer).
 FWD_FUZZ_SECONDS sets the time per target (default 15). A finding fails the test, naming the
-target's log and the input kept in build-fuzz/findings/<target>/."""
+target's log and the input kept in build-fuzz/findings/<target>/. FWD_FUZZ_BUILD names another
+tree configured with -Dfuzz=true (CI: its clang sanitizer tree). The targets run side by side,
+one per core: each still gets its whole time on a core of its own."""
 import os
 import pathlib
 import re
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -21,6 +24,7 @@ TARGETS = ["fuzz_resources", "fuzz_config", "fuzz_cni", "fuzz_journal", "fuzz_ap
 KNOWN_FINDINGS: set[str] = set()
 IN_CI = [t for t in TARGETS if t not in KNOWN_FINDINGS]
 SECONDS = int(os.environ.get("FWD_FUZZ_SECONDS", "15"))
+BUILD = ROOT / os.environ.get("FWD_FUZZ_BUILD", "build-fuzz")
 # New inputs go to tmpfs when there is one (as scripts/fuzz.sh): each is a file libFuzzer writes.
 SCRATCH = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 
@@ -38,9 +42,10 @@ def extra_args(target: str) -> list[str]:
 @pytest.fixture(scope="session")
 def built():
     r = subprocess.run([str(ROOT / "scripts" / "fuzz.sh"), "--build-only", "0", *TARGETS],
-                       capture_output=True, text=True, timeout=1800)
+                       capture_output=True, text=True, timeout=1800,
+                       env=dict(os.environ, FWD_FUZZ_BUILD=str(BUILD)))
     assert r.returncode == 0, f"building the fuzz targets failed:\n{r.stdout[-4000:]}{r.stderr[-4000:]}"
-    return ROOT / "build-fuzz" / "tests" / "fuzz"
+    return BUILD / "tests" / "fuzz"
 
 
 def test_every_target_has_seeds_and_builds(built):
@@ -53,9 +58,10 @@ def test_every_target_has_seeds_and_builds(built):
         assert (ROOT / "tests" / "fuzz" / "findings" / name).exists()
 
 
-@pytest.mark.parametrize("target", IN_CI)
-def test_fuzz_target_finds_nothing(built, target):
-    out = ROOT / "build-fuzz" / "findings" / target
+def run_target(built, target):
+    """One target for SECONDS from its seed corpus: (its run, its findings dir, the findings,
+    the executions libFuzzer counted)."""
+    out = BUILD / "findings" / target
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     work = tempfile.mkdtemp(prefix="fwd-fuzz-corpus.", dir=SCRATCH)
@@ -74,6 +80,20 @@ def test_fuzz_target_finds_nothing(built, target):
     execs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", r.stderr)
     findings = [p.name for p in out.iterdir() if p.name.split("-")[0] in
                 ("crash", "timeout", "oom", "leak", "slow")]
+    return r, out, findings, execs
+
+
+@pytest.fixture(scope="session")
+def runs(built):
+    """Every target of IN_CI run once, as many at a time as there are cores."""
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        futures = {t: pool.submit(run_target, built, t) for t in IN_CI}
+        return {t: f.result() for t, f in futures.items()}
+
+
+@pytest.mark.parametrize("target", IN_CI)
+def test_fuzz_target_finds_nothing(runs, target):
+    r, out, findings, execs = runs[target]
     print(f"{target}: {execs[-1] if execs else 0} executions in {SECONDS} s, "
           f"{len(findings)} finding(s)")
     assert r.returncode == 0 and not findings, (

@@ -169,7 +169,7 @@ int create_here(const HostTapConfig &cfg, const Steps &steps) {
     struct ifreq ifr;
     std::memset(&ifr, 0, sizeof(ifr));
     // IFF_TUN_EXCL: fail instead of attaching to an existing device.
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL;
+    ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL);
     std::memcpy(ifr.ifr_name, cfg.name.data(), cfg.name.size());
     if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
         if (errno == EBUSY || errno == EEXIST) {

@@ -224,7 +224,8 @@ TEST(CniInvocation, IfnameFollowsLinuxRules) {
     for (const auto &[name, why] : bad) {
         ASSERT_NE(ifname_problem(name), nullptr) << name;
         EXPECT_TRUE(contains(ifname_problem(name), why)) << ifname_problem(name);
-        auto e = error_of([&] { parse_invocation(with(full_env("ADD"), "CNI_IFNAME", name)); });
+        auto e = error_of(
+            [&, &name = name] { parse_invocation(with(full_env("ADD"), "CNI_IFNAME", name)); });
         EXPECT_EQ(e.code(), ErrorCode::kInvalidEnvironment);
         EXPECT_TRUE(contains(e.msg(), "CNI_IFNAME"));
     }

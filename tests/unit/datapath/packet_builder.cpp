@@ -10,13 +10,13 @@
 
 namespace fwd::dp::test {
 
-namespace {
-
-[[noreturn]] void bad_literal(std::string_view what, std::string_view s) {
+void literal::bad(std::string_view what, std::string_view s) {
     std::fprintf(stderr, "packet_builder: bad %.*s literal '%.*s'\n", static_cast<int>(what.size()),
                  what.data(), static_cast<int>(s.size()), s.data());
     std::abort();
 }
+
+namespace {
 
 void put16(Bytes &b, uint16_t v) {
     b.push_back(static_cast<uint8_t>(v >> 8));
@@ -75,38 +75,6 @@ uint32_t ip4_pseudo_sum(uint32_t src, uint32_t dst, uint8_t proto, uint32_t len)
 }
 
 }  // namespace
-
-Mac mac(std::string_view s) {
-    Mac m{};
-    unsigned v[6];
-    std::string str(s);
-    if (std::sscanf(str.c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) !=
-        6) {
-        bad_literal("MAC", s);
-    }
-    for (int i = 0; i < 6; i++) {
-        m[i] = static_cast<uint8_t>(v[i]);
-    }
-    return m;
-}
-
-uint32_t ip4(std::string_view s) {
-    in_addr a{};
-    std::string str(s);
-    if (inet_pton(AF_INET, str.c_str(), &a) != 1) {
-        bad_literal("IPv4", s);
-    }
-    return ntohl(a.s_addr);
-}
-
-Ip6 ip6(std::string_view s) {
-    Ip6 a{};
-    std::string str(s);
-    if (inet_pton(AF_INET6, str.c_str(), a.data()) != 1) {
-        bad_literal("IPv6", s);
-    }
-    return a;
-}
 
 uint32_t sum16(std::span<const uint8_t> b, uint32_t acc) {
     size_t i = 0;

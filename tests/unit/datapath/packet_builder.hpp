@@ -26,10 +26,175 @@ using Bytes = std::vector<uint8_t>;
 using Mac = std::array<uint8_t, 6>;
 using Ip6 = std::array<uint8_t, 16>;
 
-// Literals for tests; abort on a malformed literal.
-Mac mac(std::string_view s);
-uint32_t ip4(std::string_view s);  // host byte order
-Ip6 ip6(std::string_view s);
+// Literals for tests; abort on a malformed literal. constexpr, so the lab's address constants
+// (inline variables in lab.hpp) are constant-initialized: a test file's own constants made from
+// them are then never read before they are set, whatever order a compiler runs dynamic
+// initializers in (clang 14 ran a file's before the inline variables it uses).
+namespace literal {
+[[noreturn]] void bad(std::string_view what, std::string_view s);
+
+constexpr int hex_digit(char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+// Dotted quad, each part 0-255 without a leading zero (as inet_pton).
+constexpr bool parse_ip4(std::string_view s, uint32_t &out) {
+    uint32_t v = 0;
+    int parts = 0;
+    size_t i = 0;
+    while (parts < 4) {
+        size_t j = i;
+        uint32_t part = 0;
+        while (j < s.size() && s[j] >= '0' && s[j] <= '9' && j - i < 3) {
+            part = part * 10 + static_cast<uint32_t>(s[j] - '0');
+            ++j;
+        }
+        if (j == i || part > 255 || (j - i > 1 && s[i] == '0')) {
+            return false;
+        }
+        v = v << 8 | part;
+        ++parts;
+        if (parts < 4) {
+            if (j >= s.size() || s[j] != '.') {
+                return false;
+            }
+            ++j;
+        } else if (j != s.size()) {
+            return false;
+        }
+        i = j;
+    }
+    out = v;
+    return true;
+}
+
+// RFC 4291 text: up to 8 hex groups, one "::", a dotted quad as the last 32 bits.
+constexpr bool parse_ip6(std::string_view s, std::array<uint8_t, 16> &out) {
+    uint16_t groups[2][8]{};
+    int n[2] = {0, 0};
+    int side = 0;  // 1 after the "::"
+    auto push = [&](uint16_t g) {
+        if (n[0] + n[1] >= 8) {
+            return false;
+        }
+        groups[side][n[side]++] = g;
+        return true;
+    };
+    size_t i = 0;
+    if (s.substr(0, 2) == "::") {
+        side = 1;
+        i = 2;
+    } else if (s.empty() || s[0] == ':') {
+        return false;
+    }
+    while (i < s.size()) {
+        size_t j = i;
+        while (j < s.size() && s[j] != ':') {
+            ++j;
+        }
+        const std::string_view part = s.substr(i, j - i);
+        if (part.find('.') != std::string_view::npos) {
+            uint32_t v4 = 0;
+            if (j != s.size() || !parse_ip4(part, v4) || !push(static_cast<uint16_t>(v4 >> 16)) ||
+                !push(static_cast<uint16_t>(v4 & 0xffff))) {
+                return false;
+            }
+            break;
+        }
+        if (part.empty() || part.size() > 4) {
+            return false;
+        }
+        uint16_t g = 0;
+        for (char c : part) {
+            const int d = hex_digit(c);
+            if (d < 0) {
+                return false;
+            }
+            g = static_cast<uint16_t>(g << 4 | d);
+        }
+        if (!push(g)) {
+            return false;
+        }
+        if (j == s.size()) {
+            break;
+        }
+        if (j + 1 < s.size() && s[j + 1] == ':') {
+            if (side == 1) {
+                return false;  // a second "::"
+            }
+            side = 1;
+            i = j + 2;
+        } else {
+            i = j + 1;
+            if (i == s.size()) {
+                return false;  // a trailing single ':'
+            }
+        }
+    }
+    if (side == 0 ? n[0] != 8 : n[0] + n[1] > 7) {
+        return false;
+    }
+    std::array<uint8_t, 16> a{};
+    for (int k = 0; k < n[0]; ++k) {
+        a[2 * k] = static_cast<uint8_t>(groups[0][k] >> 8);
+        a[2 * k + 1] = static_cast<uint8_t>(groups[0][k]);
+    }
+    for (int k = 0; k < n[1]; ++k) {
+        const int at = 8 - n[1] + k;
+        a[2 * at] = static_cast<uint8_t>(groups[1][k] >> 8);
+        a[2 * at + 1] = static_cast<uint8_t>(groups[1][k]);
+    }
+    out = a;
+    return true;
+}
+
+// Six hex bytes of one or two digits separated by ':'.
+constexpr bool parse_mac(std::string_view s, std::array<uint8_t, 6> &out) {
+    std::array<uint8_t, 6> m{};
+    size_t i = 0;
+    for (int k = 0; k < 6; ++k) {
+        int v = 0, digits = 0;
+        while (i < s.size() && digits < 2 && hex_digit(s[i]) >= 0) {
+            v = v * 16 + hex_digit(s[i++]);
+            ++digits;
+        }
+        if (digits == 0 || (k < 5 && (i >= s.size() || s[i++] != ':'))) {
+            return false;
+        }
+        m[k] = static_cast<uint8_t>(v);
+    }
+    if (i != s.size()) {
+        return false;
+    }
+    out = m;
+    return true;
+}
+}  // namespace literal
+
+constexpr Mac mac(std::string_view s) {
+    Mac m{};
+    if (!literal::parse_mac(s, m)) {
+        literal::bad("MAC", s);
+    }
+    return m;
+}
+constexpr uint32_t ip4(std::string_view s) {  // host byte order
+    uint32_t v = 0;
+    if (!literal::parse_ip4(s, v)) {
+        literal::bad("IPv4", s);
+    }
+    return v;
+}
+constexpr Ip6 ip6(std::string_view s) {
+    Ip6 a{};
+    if (!literal::parse_ip6(s, a)) {
+        literal::bad("IPv6", s);
+    }
+    return a;
+}
 
 // Ones'-complement sum of big-endian 16-bit words (RFC 1071), not folded.
 uint32_t sum16(std::span<const uint8_t> b, uint32_t acc = 0);

@@ -5,8 +5,66 @@
 
 #include "packet_builder.hpp"
 
+#include <arpa/inet.h>
+
+#include <string>
+
 namespace fwd::dp::test {
 namespace {
+
+// The literals are parsed at compile time (lab.hpp's constants are constant-initialized);
+// they read what inet_pton reads and refuse what it refuses.
+static_assert(ip4("10.65.0.2") == 0x0a410002);
+static_assert(ip6("fd00::1")[0] == 0xfd && ip6("fd00::1")[15] == 1);
+static_assert(mac("ee:ee:ee:ee:ee:ee")[5] == 0xee);
+
+TEST(PacketBuilder, LiteralsReadAsInetPtonReads) {
+    for (const char *s : {"0.0.0.0", "10.65.0.2", "255.255.255.255", "192.168.050.1", "1.2.3",
+                          "1.2.3.4.5", "256.1.1.1", "1..2.3", "1.2.3.4 ", "", "01.2.3.4"}) {
+        in_addr a{};
+        uint32_t v = 0;
+        const bool want = inet_pton(AF_INET, s, &a) == 1;
+        EXPECT_EQ(literal::parse_ip4(s, v), want) << s;
+        if (want) {
+            EXPECT_EQ(v, ntohl(a.s_addr)) << s;
+        }
+    }
+    for (const char *s : {"::",
+                          "::1",
+                          "fd00::1",
+                          "fe80::ecee:eeff:feee:eeee",
+                          "1:2:3:4:5:6:7:8",
+                          "1::8",
+                          "1:2:3:4:5:6:7::",
+                          "::ffff:10.0.0.1",
+                          "64:ff9b::192.0.2.33",
+                          "fd00:10:244::/48",
+                          "1:2:3:4:5:6:7:8:9",
+                          "1:::2",
+                          "1::2::3",
+                          ":1::",
+                          "1:2:3:4:5:6:7",
+                          "12345::",
+                          "g::",
+                          "1:",
+                          "::1.2.3",
+                          "1::2:3:4:5:6:7:8",
+                          "FD00:ABCD::"}) {
+        std::array<uint8_t, 16> a{}, got{};
+        const bool want = inet_pton(AF_INET6, s, a.data()) == 1;
+        EXPECT_EQ(literal::parse_ip6(s, got), want) << s;
+        if (want) {
+            EXPECT_EQ(got, a) << s;
+        }
+    }
+    std::array<uint8_t, 6> m{};
+    EXPECT_TRUE(literal::parse_mac("02:00:0a:41:0:2", m));
+    EXPECT_EQ(m, (Mac{2, 0, 0x0a, 0x41, 0, 2}));
+    for (const char *s :
+         {"02:00:0a:41:00", "02:00:0a:41:00:02:03", "02:00:0a:41:00:xx", "020:0:0:0:0:0"}) {
+        EXPECT_FALSE(literal::parse_mac(s, m)) << s;
+    }
+}
 
 TEST(PacketBuilder, Ip4HeaderChecksumMatchesAWorkedExample) {
     // The textbook header 4500 0073 0000 4000 4011 xxxx c0a8 0001 c0a8 00c7

@@ -86,7 +86,7 @@ void expect_burst(const PolicySet &s, const Compiled &c, const PolicyRules &r,
     r.classify(d, k6.data(), static_cast<uint32_t>(k6.size()), v6.data());
     for (const auto &[ps, vs] : {std::pair{&p4, &v4}, std::pair{&p6, &v6}}) {
         for (size_t i = 0; i < ps->size(); ++i) {
-            const auto got = [&](const Packet &, Direction, ClassId) { return (*vs)[i]; };
+            const auto got = [&, vs = vs](const Packet &, Direction, ClassId) { return (*vs)[i]; };
             const auto diff = pt::compare(s, c, *(*ps)[i], d, got);
             ASSERT_TRUE(diff);
             ASSERT_EQ(*diff, "") << where << ": " << (*ps)[i]->str() << " " << policy::to_string(d)
@@ -393,15 +393,30 @@ void measure(const char *what, const Scale &w, double bound) {
     }
 }
 
+// The bounds are for the optimized build; the sanitizer tree (-O0, ASan, UBSan and the fuzz
+// coverage) compiles the 10,000 rules in about 1.6 s at a load of 10, so it gets four times as
+// long: there the test is for the verdicts, not the speed.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr double kSlack = 4.0;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr double kSlack = 4.0;
+#else
+constexpr double kSlack = 1.0;
+#endif
+#else
+constexpr double kSlack = 1.0;
+#endif
+
 TEST(PolicyAcl, ThousandSimpleRulesAndATenThousandRulePolicyBuildFast) {
-    measure("1,000 rules in 100 policies", scale(1000, 10, true), 1.0);
+    measure("1,000 rules in 100 policies", scale(1000, 10, true), 1.0 * kSlack);
     // 0.5-0.65 s on this machine at a load of 10 on 2 cores, 1.03 s once: the bound is a
     // guard against a regression, the goal (1 s from apply to enforcement) is pctl's to show.
-    measure("10,000 rules in one policy, half IPv6", scale(10000, 10000, true), 2.0);
+    measure("10,000 rules in one policy, half IPv6", scale(10000, 10000, true), 2.0 * kSlack);
     // All in one rte_acl context, whose build time grows faster than its rules.
-    measure("10,000 IPv4 rules in one policy", scale(10000, 10000, false), 2.0);
+    measure("10,000 IPv4 rules in one policy", scale(10000, 10000, false), 2.0 * kSlack);
     // perf/policy_update.py's 10,000 rules (29,000 flat rules), as the node builds them.
-    measure("perf/policy_update.py's 10,000 rules", harness(10000), 2.0);
+    measure("perf/policy_update.py's 10,000 rules", harness(10000), 2.0 * kSlack);
 }
 
 }  // namespace

@@ -24,7 +24,6 @@ namespace {
 
 constexpr uint16_t kArpRequest = 1;
 constexpr uint16_t kArpReply = 2;
-constexpr uint8_t kNdNs = 135;
 constexpr uint8_t kNdNa = 136;
 constexpr uint8_t kOptSourceLl = 1;
 constexpr uint8_t kOptTargetLl = 2;

@@ -52,7 +52,7 @@ struct Backend {
     Conditions conditions;
     // ready, and allowed by the frontend's traffic policy (local_only: local ones only).
     bool for_new_flows = false;
-    auto operator<=>(const Backend &) const = default;
+    bool operator==(const Backend &) const = default;
 };
 
 struct Frontend {

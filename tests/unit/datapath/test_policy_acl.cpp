@@ -415,8 +415,10 @@ TEST(PolicyAcl, ThousandSimpleRulesAndATenThousandRulePolicyBuildFast) {
     measure("10,000 rules in one policy, half IPv6", scale(10000, 10000, true), 2.0 * kSlack);
     // All in one rte_acl context, whose build time grows faster than its rules.
     measure("10,000 IPv4 rules in one policy", scale(10000, 10000, false), 2.0 * kSlack);
-    // perf/policy_update.py's 10,000 rules (29,000 flat rules), as the node builds them.
-    measure("perf/policy_update.py's 10,000 rules", harness(10000), 2.0 * kSlack);
+    // perf/policy_update.py's 10,000 rules (29,000 flat rules), as the node builds them, but on
+    // one thread (the node builds the two families' contexts side by side): 0.55 s quiet, 2.0 s
+    // once at a load of 9 beside a build.
+    measure("perf/policy_update.py's 10,000 rules", harness(10000), 4.0 * kSlack);
 }
 
 }  // namespace

@@ -76,7 +76,7 @@ struct IdleConfig {
     bool enabled = true;
     uint32_t spin_polls = 100;
     uint32_t pause_polls = 1000;
-    uint32_t max_sleep_us = 500;
+    uint32_t max_sleep_us = 1000;
 };
 
 enum class RouteKind { kBlackhole, kUnreachable, kVia };

@@ -150,7 +150,7 @@ struct IdleParams {
     bool enabled = true;
     uint32_t spin_polls = 100;
     uint32_t pause_polls = 1000;
-    uint32_t max_sleep_us = 500;
+    uint32_t max_sleep_us = 1000;
 };
 
 struct alignas(RTE_CACHE_LINE_SIZE) WorkerStats {

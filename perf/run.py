@@ -148,11 +148,22 @@ def main(argv=None) -> int:
     elif args.runs < 1 or args.seconds <= 0:
         ap.error("--runs must be at least 1 and --seconds positive")
 
+    stem = args.name or datetime.date.today().isoformat() + ("-smoke" if args.smoke else "")
+    if args.scenario and "pod-tcp" in args.scenario:
+        # TCP between kernel pods (iperf3, Gbit/s): not a packet-set scenario; its own
+        # report, <stem>-pod-tcp.md / .json
+        from harness import pod_tcp
+        t0 = time.monotonic()
+        rc = pod_tcp.main(args, Path(args.out), stem + "-pod-tcp",
+                          lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}", flush=True))
+        args.scenario = [n for n in args.scenario if n != "pod-tcp"]
+        if not args.scenario or rc != 0:
+            return rc
     scenarios = common.load_scenarios(HERE / "scenarios")
     names = args.scenario or list(scenarios)
     for n in names:
         if n not in scenarios:
-            ap.error(f"unknown scenario '{n}' (known: {', '.join(scenarios)})")
+            ap.error(f"unknown scenario '{n}' (known: {', '.join(scenarios)}, pod-tcp)")
     keys = args.reference or list(common.ALL_REFERENCES) + [
         k for k in common.EXTRA_REFERENCES if any(k in scenarios[n].references for n in names)]
     if "dpdk-fwd" not in keys:
@@ -274,7 +285,6 @@ def main(argv=None) -> int:
 
     facts["load_after"] = os.getloadavg()[0]
     facts["duration_s"] = round(time.monotonic() - t_start, 1)
-    stem = args.name or datetime.date.today().isoformat() + ("-smoke" if args.smoke else "")
     paths = report.write(results, out_dir, stem)
     for p in paths:
         log(f"wrote {p}")

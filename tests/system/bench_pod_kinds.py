@@ -15,7 +15,7 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from fwdlab import RUN_ID, Daemon, Netns, sh  # noqa: E402
+from fwdlab import RUN_ID, Daemon, Netns, calico_veth_pod, sh  # noqa: E402
 
 V4 = ("192.168.0.2", "192.168.0.3")
 V6 = ("fd00:10:244::2", "fd00:10:244::3")
@@ -47,21 +47,7 @@ def linux_pods(tag):
     host.run("ip addr add 10.10.10.10/24 dev up0")  # a node has an address of its own
     host.run("ip route add default via 10.10.10.1 dev up0 onlink")
     for i, p in enumerate(pods):
-        cali = f"cali{i}"
-        sh(f"ip link add {cali} netns {host.name} type veth peer name eth0 netns {p.name}")
-        host.run(f"ip link set {cali} address ee:ee:ee:ee:ee:ee up")
-        host.run(f"sysctl -qw net.ipv4.conf.{cali}.proxy_arp=1")
-        host.run(f"ip route add {V4[i]}/32 dev {cali}")
-        host.run(f"ip -6 route add {V6[i]}/128 dev {cali}")
-        p.run("ip link set lo up")
-        p.run("sysctl -qw net.ipv6.conf.eth0.accept_dad=0")
-        p.run("ip link set eth0 up")
-        p.run(f"ip addr add {V4[i]}/32 dev eth0")
-        p.run(f"ip -6 addr add {V6[i]}/128 dev eth0 nodad")
-        p.run("ip route add 169.254.1.1 dev eth0 scope link")
-        p.run("ip route add default via 169.254.1.1 dev eth0")
-        p.run("ip -6 route add default via fe80::ecee:eeff:feee:eeee dev eth0")
-    time.sleep(1)  # the host side's link-local address
+        calico_veth_pod(host, p, f"cali{i}", V4[i], V6[i])
     return [host, *pods], pods
 
 

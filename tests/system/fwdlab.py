@@ -56,6 +56,30 @@ spec:
     return "---\n".join(docs)
 
 
+def calico_veth_pod(host, pod, host_if, v4, v6, mtu=None):
+    """A pod behind a veth on a Linux node, wired as Felix wires one: the host side
+    `host_if` with MAC ee:ee:ee:ee:ee:ee, proxy ARP and NDP proxy, routes to the pod's /32
+    and /128; the pod's eth0 with those addresses, 169.254.1.1 scope link, the default routes
+    via it and via the host side's link-local fe80::ecee:eeff:feee:eeee (EUI-64 of the MAC).
+    No DAD on either side, so both answer at once. mtu: both sides' MTU."""
+    host.run(f"ip link add {host_if} type veth peer name eth0 netns {pod.name}")
+    host.run(f"sysctl -qw net.ipv6.conf.{host_if}.accept_dad=0 net.ipv4.conf.{host_if}.proxy_arp=1 "
+             f"net.ipv6.conf.{host_if}.proxy_ndp=1")
+    host.run(f"ip link set {host_if} address ee:ee:ee:ee:ee:ee up")
+    host.run(f"ip route add {v4}/32 dev {host_if}")
+    host.run(f"ip -6 route add {v6}/128 dev {host_if}")
+    if mtu:
+        host.run(f"ip link set {host_if} mtu {mtu}")
+        pod.run(f"ip link set eth0 mtu {mtu}")
+    pod.run("sysctl -qw net.ipv6.conf.eth0.accept_dad=0")
+    pod.run("ip link set eth0 up")
+    pod.run(f"ip addr add {v4}/32 dev eth0")
+    pod.run(f"ip -6 addr add {v6}/128 dev eth0 nodad")
+    pod.run("ip route add 169.254.1.1 dev eth0 scope link")
+    pod.run("ip route add default via 169.254.1.1 dev eth0")
+    pod.run("ip -6 route add default via fe80::ecee:eeff:feee:eeee dev eth0")
+
+
 def record_results(name, results):
     """Prints measured numbers and, when FWD_RESULTS_DIR is set, writes them to
     $FWD_RESULTS_DIR/<name>.json."""

@@ -28,8 +28,8 @@ import types
 
 import pytest
 
-from fwdlab import (FWDCTL, check_config, ipam_pod, ippools_yaml, record_results, tor_bridge,
-                    uplink_daemon_config, uplink_ifname, wait_until)
+from fwdlab import (FWDCTL, calico_veth_pod, check_config, ipam_pod, ippools_yaml,
+                    record_results, tor_bridge, uplink_daemon_config, uplink_ifname, wait_until)
 
 PEER = pathlib.Path(__file__).resolve().parent / "nat_peer.py"
 PY = "/usr/bin/python3"
@@ -62,20 +62,7 @@ table ip6 nat {{
 
 def linux_pod(node, pod, name, v4, v6):
     """Calico's pod-side setup behind a veth on a Linux node."""
-    host_if = f"cali{name}"
-    node.run(f"ip link add {host_if} type veth peer name eth0 netns {pod.name}")
-    node.run(f"sysctl -qw net.ipv4.conf.{host_if}.proxy_arp=1")
-    node.run(f"ip link set {host_if} up")
-    node.run(f"ip addr add fe80::1/64 dev {host_if} nodad")
-    node.run(f"ip route add {v4}/32 dev {host_if}")
-    node.run(f"ip -6 route add {v6}/128 dev {host_if}")
-    pod.run("sysctl -qw net.ipv6.conf.eth0.accept_dad=0")
-    pod.run("ip link set eth0 up")
-    pod.run(f"ip addr add {v4}/32 dev eth0")
-    pod.run(f"ip addr add {v6}/128 dev eth0 nodad")
-    pod.run("ip route add 169.254.1.1 dev eth0 scope link")
-    pod.run("ip route add default via 169.254.1.1 dev eth0")
-    pod.run("ip -6 route add default via fe80::1 dev eth0")
+    calico_veth_pod(node, pod, f"cali{name}", v4, v6)
 
 
 @pytest.fixture

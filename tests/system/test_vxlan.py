@@ -24,7 +24,7 @@ import types
 import pytest
 
 from birdconf import NODE1, NODE2
-from fwdlab import (BUILD, FWDCTL, Bridge, Etcd, check_config, ippools_yaml, record_results,
+from fwdlab import (BUILD, FWDCTL, Bridge, Etcd, calico_veth_pod, check_config, ippools_yaml, record_results,
                     uplink_daemon_config, uplink_ifname, wait_until)
 
 IPAM_LOAD = BUILD / "ipam" / "tools" / "ipam_load"
@@ -375,19 +375,7 @@ def linux_node(c, netns_factory):
     # and host side (proxy ARP / NDP proxy, the pod's /32 and /128 on the veth)
     (a4, a6), = allocate(c.etcd, c.spec, LINUX.name, "linuxpod")
     pod = netns_factory("vlpod")
-    ns.run(f"ip link add calilin0 type veth peer name eth0 netns {pod.name}")
-    ns.run("ip link set calilin0 address ee:ee:ee:ee:ee:ee up")
-    ns.run("sysctl -qw net.ipv4.conf.calilin0.proxy_arp=1 net.ipv6.conf.calilin0.proxy_ndp=1")
-    ns.run(f"ip route add {a4}/32 dev calilin0")
-    ns.run(f"ip -6 route add {a6}/128 dev calilin0")
-    pod.run("sysctl -qw net.ipv6.conf.eth0.accept_dad=0")
-    pod.run("ip link set eth0 up")
-    pod.run(f"ip addr add {a4}/32 dev eth0")
-    pod.run(f"ip -6 addr add {a6}/128 dev eth0 nodad")
-    pod.run("ip route add 169.254.1.1 dev eth0 scope link")
-    pod.run("ip route add default via 169.254.1.1 dev eth0")
-    # the host side's link-local address is fe80::ecee:eeff:feee:eeee, from its MAC (EUI-64)
-    pod.run("ip -6 route add default via fe80::ecee:eeff:feee:eeee dev eth0")
+    calico_veth_pod(ns, pod, "calilin0", a4, a6)
     return types.SimpleNamespace(ns=ns, pod=pod, a4=a4, a6=a6)
 
 

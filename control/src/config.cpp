@@ -419,6 +419,9 @@ IdleConfig parse_idle(const Object &o) {
     if (auto f = o.get("max_sleep_us")) {
         idle.max_sleep_us = f->integer<uint32_t>(0, 100'000);
     }
+    if (auto f = o.get("max_block_ms")) {
+        idle.max_block_ms = f->integer<uint32_t>(0, 10'000);
+    }
     return idle;
 }
 
@@ -747,7 +750,8 @@ NodeConfig parse_config(const std::string &json_text, const ConfigEnv &env,
                       {"ipv4", "ipv6", "mtu"}),
                cfg);
     if (auto f = root.get("idle")) {
-        cfg.idle = parse_idle(Object(*f, {"enabled", "spin_polls", "pause_polls", "max_sleep_us"}));
+        cfg.idle = parse_idle(
+            Object(*f, {"enabled", "spin_polls", "pause_polls", "max_sleep_us", "max_block_ms"}));
     }
     if (auto f = root.get("api_socket")) {
         cfg.api_socket = parse_abs_path(*f, kMaxSocketPathLen);

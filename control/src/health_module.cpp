@@ -35,7 +35,8 @@ using nlohmann::json;
 namespace {
 
 // A heartbeat older than this is a stuck thread. Long next to anything a
-// healthy one waits for: an idle worker sleeps at most its max_sleep_us, the
+// healthy one waits for: an idle worker sleeps at most its max_sleep_us or
+// blocks at most its max_block_ms (10 s at most), the
 // control loop polls at least every 10 ms, and an op that blocks it (a worker
 // command) gives up after 5 s.
 constexpr uint64_t kStaleMs = 10000;

@@ -174,6 +174,8 @@ class NodeModule final : public Module {
                                    {"busy_polls", s.busy_polls.get()},
                                    {"idle_polls", s.idle_polls.get()},
                                    {"sleeps", s.sleeps.get()},
+                                   {"blocks", s.blocks.get()},
+                                   {"wakeups", s.wakeups.get()},
                                    {"punted", punted},
                                    {"drops", drops},
                                    {"host_tx", s.host_tx.get()},

@@ -297,6 +297,10 @@ void add_workers(Families &f, const json &stats) {
              {"busy_polls", "dpdk_fwd_worker_busy_polls_total", kC, "Loops that received packets"},
              {"idle_polls", "dpdk_fwd_worker_idle_polls_total", kC, "Loops that received nothing"},
              {"sleeps", "dpdk_fwd_worker_sleeps_total", kC, "Idle back-off sleeps"},
+             {"blocks", "dpdk_fwd_worker_blocks_total", kC,
+              "Idle waits blocked on the worker's queues and commands (a kind of sleep)"},
+             {"wakeups", "dpdk_fwd_worker_wakeups_total", kC,
+              "Blocked waits ended by a packet or a command, not the timeout"},
              {"host_tx", "dpdk_fwd_worker_host_tx_packets_total", kC,
               "Frames the control side handed the worker to send"},
              {"rx_queues", "dpdk_fwd_worker_rx_queues", kG, "RX queues the worker polls"}});

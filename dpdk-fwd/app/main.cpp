@@ -249,7 +249,7 @@ int main(int argc, char **argv) {
         tables.set_node(node);
 
         fwd::dp::IdleParams idle{cfg.idle.enabled, cfg.idle.spin_polls, cfg.idle.pause_polls,
-                                 cfg.idle.max_sleep_us};
+                                 cfg.idle.max_sleep_us, cfg.idle.max_block_ms};
         std::vector<std::unique_ptr<fwd::dp::Worker>> workers;
         std::vector<fwd::dp::Worker *> wptrs;
         for (unsigned i = 0; i < n_workers; i++) {

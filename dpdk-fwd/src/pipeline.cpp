@@ -218,7 +218,7 @@ Pipeline PipelineRegistry::freeze() const {
     }
     p.slot_names = slots_;
     for (size_t i = 0; i < drivers_.size(); i++) {
-        p.drivers[i + 1] = Pipeline::Driver{drivers_[i].rx, drivers_[i].tx};
+        p.drivers[i + 1] = Pipeline::Driver{drivers_[i].rx, drivers_[i].tx, drivers_[i].wake_fd};
     }
     for (const auto &h : housekeeping_) {
         p.housekeeping[p.n_housekeeping++] = h.fn;

@@ -190,8 +190,14 @@ void stash_free(RxStash &s) {
     s.n = 0;
 }
 
+// The pod's fd is readable when it has sent frames: an idle worker blocks on it.
+int tun_wake_fd(void *ctx, uint16_t) {
+    return ctx != nullptr ? static_cast<const TunPort *>(ctx)->fd : -1;
+}
+
 uint8_t driver() {
-    static const uint8_t id = PipelineRegistry::global().add_port_driver({"tun", &tun_rx, &tun_tx});
+    static const uint8_t id =
+        PipelineRegistry::global().add_port_driver({"tun", &tun_rx, &tun_tx, &tun_wake_fd});
     return id;
 }
 

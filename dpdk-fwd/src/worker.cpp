@@ -3,7 +3,10 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_pause.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fwd/dp/offload.hpp"
 #include "fwd/dp/pkt.hpp"
@@ -37,9 +40,32 @@ Worker::Worker(unsigned index, const Tables &tables, rte_mempool *pool, const Id
     icmp_bucket_.init(icmp_per_sec, hz);
     punt_bucket_.init(punt_per_sec, hz);
     session_bucket_.init(punt_per_sec, hz);
+    if (idle_.enabled && idle_.max_block_ms != 0) {
+        // Without them the worker sleeps and polls as before: blocking is a
+        // saving, not a need.
+        epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+        wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = kWakeTag;
+        if (epoll_fd_ < 0 || wake_fd_ < 0 ||
+            epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
+            close_idle_fds();
+        }
+    }
+}
+
+void Worker::close_idle_fds() {
+    for (int *fd : {&epoll_fd_, &wake_fd_}) {
+        if (*fd >= 0) {
+            ::close(*fd);
+            *fd = -1;
+        }
+    }
 }
 
 Worker::~Worker() {
+    close_idle_fds();
     rte_mbuf *m;
     while (punt_.pop(m)) {
         rte_pktmbuf_free(m);
@@ -145,7 +171,63 @@ uint64_t Worker::post(WorkerCommand c) {
     if (!cmds_.push(c)) {
         return 0;
     }
+    wake();
     return next_seq_++;
+}
+
+void Worker::wake() {
+    // Pairs with the fence in block(): either the worker sees what was
+    // published before this call (a command, running_) before it waits, or
+    // this sees blocked_ and ends the wait.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (wake_fd_ >= 0 && blocked_.load(std::memory_order_relaxed)) {
+        const uint64_t one = 1;
+        ssize_t n = ::write(wake_fd_, &one, sizeof(one));
+        (void)n;  // only fails when the counter would overflow: it is set anyway
+    }
+}
+
+// The fd that says the queue has frames: a soft port's from its driver, an
+// ethdev queue's RX interrupt fd when the port was configured with RX
+// interrupts (vhost::setup turns them on for net_tap, whose fd is the
+// queue's tap fd). Put in the epoll set; a queue without one keeps the
+// worker from blocking.
+void Worker::watch_rx(RxQueueRef &r) {
+    int fd = -1;
+    if (r.port < kFirstSoftPort) {
+        rte_eth_conf conf{};
+        if (rte_eth_dev_conf_get(r.port, &conf) == 0 && conf.intr_conf.rxq != 0) {
+            fd = rte_eth_dev_rx_intr_ctl_q_get_fd(r.port, r.queue);
+        }
+    } else {
+        const PortState &ps = tables_.port(r.port);
+        const Pipeline::Driver &d =
+            pipeline_.drivers[ps.driver < pipeline_.drivers.size() ? ps.driver : 0];
+        if (d.wake_fd != nullptr) {
+            fd = d.wake_fd(ps.driver_ctx, r.queue);
+        }
+    }
+    r.wake_fd = -1;
+    if (fd >= 0 && epoll_fd_ >= 0) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = (uint64_t{r.port} << 16) | r.queue;
+        // EEXIST: the queue is listed twice; the fd is watched either way.
+        if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) == 0 || errno == EEXIST) {
+            r.wake_fd = fd;
+            return;
+        }
+    }
+    n_unwakeable_++;
+}
+
+void Worker::unwatch_rx(const RxQueueRef &r) {
+    if (r.wake_fd < 0) {
+        n_unwakeable_--;
+        return;
+    }
+    // ENOENT: a second listing of the queue already took it out.
+    (void)epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, r.wake_fd, nullptr);
 }
 
 void Worker::drain_commands() {
@@ -158,6 +240,7 @@ void Worker::drain_commands() {
             case WorkerCommand::Kind::kAddRxQueue:
                 if (n < kMaxRxQueues) {
                     rxq_[n] = RxQueueRef{c.port, c.queue};
+                    watch_rx(rxq_[n]);
                     n_rxq_.store(n + 1, std::memory_order_relaxed);
                 }
                 break;
@@ -170,6 +253,8 @@ void Worker::drain_commands() {
                         (c.kind == WorkerCommand::Kind::kDropPort || rxq_[i].queue == c.queue);
                     if (!match) {
                         rxq_[k++] = rxq_[i];
+                    } else {
+                        unwatch_rx(rxq_[i]);
                     }
                 }
                 n_rxq_.store(k, std::memory_order_relaxed);
@@ -711,6 +796,10 @@ void Worker::idle_backoff(bool got_packets) {
         rte_pause();
         return;
     }
+    if (can_block()) {
+        block();
+        return;
+    }
     // Sleep, going offline for RCU so the control thread never waits on a
     // sleeping worker.
     stats_.sleeps.inc();
@@ -721,6 +810,54 @@ void Worker::idle_backoff(bool got_packets) {
     timespec ts{0, static_cast<long>(sleep_us_) * 1000};
     nanosleep(&ts, nullptr);
     sleep_us_ = std::min(sleep_us_ * 2, std::max(idle_.max_sleep_us, 1u));
+    if (qsbr_ != nullptr) {
+        rte_rcu_qsbr_thread_online(qsbr_, index_);
+        online_ = true;
+    }
+}
+
+// Waits in epoll_wait for an RX queue to have frames, a command (post) or
+// stop, at most max_block_ms; offline for RCU meanwhile, as a sleep is.
+// Everything was flushed (poll_once's flush_tx) and every queue came back
+// empty just before: the fds are level-triggered, so frames that came in
+// since end the wait at once.
+void Worker::block() {
+    stats_.sleeps.inc();
+    stats_.blocks.inc();
+    if (qsbr_ != nullptr) {
+        rte_rcu_qsbr_thread_offline(qsbr_, index_);
+        online_ = false;
+    }
+    const uint16_t n = n_rxq_.load(std::memory_order_relaxed);
+    // A PMD whose queue interrupt must be armed (net_tap's is always on:
+    // these return -ENOTSUP there).
+    for (uint16_t i = 0; i < n; i++) {
+        if (rxq_[i].port < kFirstSoftPort) {
+            (void)rte_eth_dev_rx_intr_enable(rxq_[i].port, rxq_[i].queue);
+        }
+    }
+    blocked_.store(true, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with wake()'s
+    if (cmds_.read_available() == 0 && running_.load(std::memory_order_relaxed)) {
+        epoll_event ev[8];
+        const int got = epoll_wait(epoll_fd_, ev, 8, static_cast<int>(idle_.max_block_ms));
+        for (int i = 0; i < got; i++) {
+            if (ev[i].data.u64 == kWakeTag) {
+                uint64_t v = 0;
+                ssize_t r = ::read(wake_fd_, &v, sizeof(v));
+                (void)r;  // EAGAIN: another read took it; the wake happened either way
+            }
+        }
+        if (got > 0) {
+            stats_.wakeups.inc();
+        }
+    }
+    blocked_.store(false, std::memory_order_relaxed);
+    for (uint16_t i = 0; i < n; i++) {
+        if (rxq_[i].port < kFirstSoftPort) {
+            (void)rte_eth_dev_rx_intr_disable(rxq_[i].port, rxq_[i].queue);
+        }
+    }
     if (qsbr_ != nullptr) {
         rte_rcu_qsbr_thread_online(qsbr_, index_);
         online_ = true;

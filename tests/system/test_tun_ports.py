@@ -8,7 +8,10 @@ import time
 
 import pytest
 
+from fwdlab import wait_until
+
 XFER = pathlib.Path(__file__).with_name("tcp_xfer.py")
+TUN = "/dev/net/tun"
 
 
 def pod_addrs(i):
@@ -35,8 +38,19 @@ def endpoint(d, name):
     return d.ctl("endpoint", "get", "--id", name)
 
 
-def daemon_fds(d):
-    return len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+def daemon_fds(d, what=None):
+    """The daemon's open fds; what: only those open on that path (/dev/net/tun)."""
+    p = f"/proc/{d.proc.pid}/fd"
+    names = os.listdir(p)
+    if what is None:
+        return len(names)
+    n = 0
+    for f in names:
+        try:
+            n += os.readlink(f"{p}/{f}") == what
+        except FileNotFoundError:  # closed meanwhile
+            pass
+    return n
 
 
 def test_tun_pod_is_calico_shaped(two_tun_pods):
@@ -113,9 +127,11 @@ def test_mtu_9000(daemon_factory, netns_factory):
 
 def test_detach_under_traffic_leaks_nothing(daemon_factory, netns_factory):
     d = daemon_factory("n1", workers=(0, 1))
-    fds0 = daemon_fds(d)
+    fds0, tun0 = daemon_fds(d), daemon_fds(d, TUN)
     a, b, c, e, victim = add_tun_pods(d, netns_factory, 5, label="r")
-    assert daemon_fds(d) == fds0 + 5, "one fd per tun pod"
+    # the tun fds exactly; all fds only at the end, once settled: the API server
+    # closes its side of fwdctl's last connection just after fwdctl has seen it close
+    assert daemon_fds(d, TUN) == tun0 + 5, "one fd per tun pod"
     total = 800 * 1024 * 1024
     srv4 = b.popen(f"/usr/bin/python3 {XFER} server {b.v4} 5002")
     srv6 = e.popen(f"/usr/bin/python3 {XFER} server {e.v6} 5003")
@@ -131,7 +147,7 @@ def test_detach_under_traffic_leaks_nothing(daemon_factory, netns_factory):
     assert cli4.poll() is None and cli6.poll() is None, "streams ended before the removal"
     d.ctl("endpoint", "del", "--id", victim.name)
     assert victim.run("ip link show eth0", check=False).returncode != 0, "tap left in the pod"
-    assert daemon_fds(d) == fds0 + 4, "the victim's fd is still open"
+    assert daemon_fds(d, TUN) == tun0 + 4, "the victim's fd is still open"
     for cli, srv in ((cli4, srv4), (cli6, srv6)):
         out, err = cli.communicate(timeout=240)
         assert cli.returncode == 0, err
@@ -143,6 +159,39 @@ def test_detach_under_traffic_leaks_nothing(daemon_factory, netns_factory):
     srv_v.communicate(timeout=30)
     for p in (a, b, c, e):
         d.ctl("endpoint", "del", "--id", p.name)
-    assert daemon_fds(d) == fds0, "fds left after every tun pod went"
+    assert daemon_fds(d, TUN) == tun0, "tun fds left after every tun pod went"
+    wait_until(lambda: daemon_fds(d) == fds0, 5, what=f"the daemon back at its {fds0} fds")
     assert d.ctl("endpoint", "list")["endpoints"] == []
 
+
+
+def test_idle_workers_block_and_a_packet_wakes_them(daemon_factory, netns_factory):
+    """An idle node with 10 tun pods: its workers wait blocked on the pods' fds and the shared
+    pod tap's (epoll), not sleeping and polling, so the daemon takes almost no CPU; a ping
+    wakes the worker that owns the pod at once."""
+    d = daemon_factory("n1", workers=(0, 1))
+    pods = add_tun_pods(d, netns_factory, 10, label="i")
+    pods[0].run(f"ping -4 -c 1 -W 2 {pods[1].v4}", timeout=10)  # neighbours learned
+    time.sleep(1)
+    before = {w["worker"]: w for w in d.stats()["workers"]}
+    cpu0, t0 = d.cpu_seconds(), time.monotonic()
+    time.sleep(5)
+    share = (d.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+    after = {w["worker"]: w for w in d.stats()["workers"]}
+    for w, a in after.items():
+        b = before[w]
+        blocks, sleeps = a["blocks"] - b["blocks"], a["sleeps"] - b["sleeps"]
+        assert blocks > 0, f"worker {w} never blocked"
+        assert sleeps == blocks, f"worker {w} slept {sleeps - blocks} times instead of blocking"
+        # at most max_block_ms (100 ms) each: a worker sleeping up to 1 ms at a time would
+        # have waited thousands of times
+        assert blocks < 200, f"worker {w} waited {blocks} times in 5 s"
+    print(f"idle, 10 tun pods, 2 workers: {share:.2%} of a core")
+    assert share < 0.03, f"an idle node took {share:.2%} of a core"
+    # the first packet after the quiet: the blocked worker wakes for it (RTT in ms, not the
+    # block's 100 ms)
+    out = pods[2].run(f"ping -4 -c 3 -i 0.5 -W 2 {pods[3].v4}", timeout=15).stdout
+    rtts = [float(x.split("time=")[1].split()[0]) for x in out.splitlines() if "time=" in x]
+    assert len(rtts) == 3 and max(rtts) < 50, out
+    woke = sum(w["wakeups"] for w in d.stats()["workers"])
+    assert woke > sum(w["wakeups"] for w in after.values()), "no blocked wait ended on a packet"

@@ -331,7 +331,7 @@ void DatapathTest::SetUp() {
 }
 
 std::unique_ptr<Worker> DatapathTest::make_worker(const Pipeline *p) {
-    return std::make_unique<Worker>(0, lab().tables(), lab().pool(), IdleParams{}, icmp_per_sec(),
+    return std::make_unique<Worker>(0, lab().tables(), lab().pool(), idle_params(), icmp_per_sec(),
                                     nullptr, punt_per_sec(), p);
 }
 

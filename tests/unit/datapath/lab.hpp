@@ -166,6 +166,8 @@ class DatapathTest : public ::testing::Test {
     virtual uint32_t icmp_per_sec() const { return 1000; }
     // Packets punted per second for the worker under test.
     virtual uint32_t punt_per_sec() const { return 10000; }
+    // The worker's idle back-off.
+    virtual IdleParams idle_params() const { return IdleParams{}; }
 
     // Runs the packets through one process() call, then flush_tx(); returns
     // everything sent.

@@ -11,14 +11,19 @@
 // and answered like any port's; a short tx; one flush for every port with
 // packets (the pending list), a buffer filled mid-burst flushed once more,
 // each packet once; kDropPort; role kNone; no driver; taps; the registry's
-// checks.
+// checks; an idle worker blocking on its queues' wake fds (PortDriverDef
+// wake_fd) and woken by a frame, a command and stop.
 #include <rte_errno.h>
 #include <rte_ring.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fwd/dp/pipeline.hpp"
@@ -64,6 +69,7 @@ struct SoftIo {
     rte_ring *tx = nullptr;          // what the driver's tx sent
     uint16_t tx_limit = UINT16_MAX;  // the most one tx call takes
     uint16_t tx_self_drop = 0;       // packets tx takes and drops itself (as tun's write error)
+    int wake = -1;  // an eventfd the "device" sets while rx has frames (wake_fd); -1: none
     std::vector<IoCall> rx_calls;
     std::vector<IoCall> tx_calls;
 };
@@ -84,7 +90,15 @@ uint16_t ring_rx(Worker &w, uint16_t port, uint16_t queue, rte_mbuf **pkts, uint
     auto got = static_cast<uint16_t>(
         rte_ring_dequeue_burst(io->rx, reinterpret_cast<void **>(pkts), n, nullptr));
     io->rx_calls.push_back(IoCall{port, queue, n, got});
+    if (io->wake >= 0 && rte_ring_empty(io->rx) != 0) {
+        uint64_t v = 0;
+        EXPECT_TRUE(read(io->wake, &v, sizeof(v)) == sizeof(v) || errno == EAGAIN);
+    }
     return got;
+}
+
+int ring_wake_fd(void *ctx, uint16_t) {
+    return ctx != nullptr ? static_cast<SoftIo *>(ctx)->wake : -1;
 }
 
 uint16_t ring_tx(Worker &w, uint16_t port, uint16_t queue, rte_mbuf **pkts, uint16_t n) {
@@ -130,7 +144,7 @@ void tap(Worker &, uint16_t port, rte_mbuf *const *pkts, uint16_t n) {
 }
 
 PortDriverDef ring_driver(std::string name = "ring") {
-    return PortDriverDef{std::move(name), &ring_rx, &ring_tx};
+    return PortDriverDef{std::move(name), &ring_rx, &ring_tx, &ring_wake_fd};
 }
 
 // The message of the std::invalid_argument f throws; "" (and a failure) when none.
@@ -776,6 +790,119 @@ TEST(PortDrivers, RegistryChecksAndIds) {
             EXPECT_EQ(d.tx, nullptr);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An idle worker blocks (IdleParams::max_block_ms) where every queue it owns has a wake fd.
+
+class SoftPortsBlocking : public SoftPorts {
+  protected:
+    // Straight to the wait, which only a wake can end within the test: a
+    // 5 s block that a frame, a command or stop ends in well under 1 s.
+    IdleParams idle_params() const override {
+        return IdleParams{.enabled = true,
+                          .spin_polls = 0,
+                          .pause_polls = 0,
+                          .max_sleep_us = 1000,
+                          .max_block_ms = 5000};
+    }
+    void SetUp() override {
+        SoftPorts::SetUp();
+        for (SoftIo *io : {&io_a_, &io_b_}) {
+            io->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+            ASSERT_GE(io->wake, 0);
+        }
+    }
+    void TearDown() override {
+        if (thread_.joinable()) {
+            worker().stop();
+            thread_.join();
+        }
+        SoftPorts::TearDown();
+        for (SoftIo *io : {&io_a_, &io_b_}) {
+            close(io->wake);
+        }
+    }
+    // Waits up to `limit` for cond (polled every ms); returns the time it took, or
+    // limit + 1 s when it never held.
+    template <typename F>
+    static std::chrono::milliseconds within(F cond, std::chrono::milliseconds limit) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (;;) {
+            const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0);
+            if (cond()) {
+                return took;
+            }
+            if (took > limit) {
+                return limit + std::chrono::seconds(1);
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+    uint64_t blocks() { return worker().stats().blocks.get(); }
+    std::thread thread_;
+};
+
+// Guards: the worker blocking only where every owned queue can wake it (a
+// driver's wake fd; an ethdev queue without RX interrupts cannot), and
+// watch_rx / unwatch_rx keeping that count as queues come and go.
+TEST_F(SoftPortsBlocking, BlocksOnlyWhenEveryQueueCanWakeIt) {
+    EXPECT_TRUE(worker().can_block()) << "no queue: commands alone wake it";
+    own_rx(kSoftA, 0);
+    EXPECT_TRUE(worker().can_block());
+    io_b_.wake = -1;  // a device without a wake fd
+    own_rx(kSoftB, 0);
+    EXPECT_FALSE(worker().can_block());
+    ASSERT_NE(worker().post({WorkerCommand::Kind::kDelRxQueue, kSoftB, 0, 0}), 0u);
+    worker().drain_commands();
+    EXPECT_TRUE(worker().can_block());
+    const uint16_t ring_port = lab().port(Side::kPodB);  // net_ring: no RX interrupt
+    ASSERT_NE(worker().post({WorkerCommand::Kind::kAddRxQueue, ring_port, 0, 0}), 0u);
+    worker().drain_commands();
+    EXPECT_FALSE(worker().can_block());
+    ASSERT_NE(worker().post({WorkerCommand::Kind::kDropPort, ring_port, 0, 0}), 0u);
+    worker().drain_commands();
+    EXPECT_TRUE(worker().can_block());
+    io_b_.wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);  // TearDown closes it
+}
+
+// Guards: a blocked worker woken at once by its queue's fd (the frame is
+// forwarded, not left for the 5 s timeout), by a command (post) and by
+// stop(); its blocks and wakeups counted.
+TEST_F(SoftPortsBlocking, AFrameACommandAndStopEachEndTheBlock) {
+    using std::chrono::milliseconds;
+    const milliseconds limit(1000);
+    own_rx(kSoftA, 0);
+    ASSERT_TRUE(worker().can_block());
+    thread_ = std::thread([this] { worker().run(); });
+    ASSERT_LE(within([&] { return blocks() >= 1; }, limit), limit) << "never blocked";
+
+    // A frame: on the device, then its fd set (as tun's becomes readable).
+    put_rx(io_a_, kSoftA, from_soft_a().ip4(kSoftA4, kSoftB4).udp(9, 10).payload(8));
+    const uint64_t one = 1;
+    ASSERT_EQ(write(io_a_.wake, &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
+    EXPECT_LE(within([&] { return rte_ring_count(io_b_.tx) == 1; }, limit), limit)
+        << "the frame waited for the block's timeout";
+    EXPECT_GE(worker().stats().wakeups.get(), 1u);
+
+    // A command, once the worker blocks again (with nothing to do, at once:
+    // spin_polls and pause_polls are 0).
+    std::this_thread::sleep_for(milliseconds(50));
+    const uint64_t seq = worker().post({WorkerCommand::Kind::kSync, 0, 0, 0});
+    ASSERT_NE(seq, 0u);
+    EXPECT_LE(within([&] { return worker().acked() >= seq; }, limit), limit)
+        << "the command waited for the block's timeout";
+
+    // stop(), blocked again.
+    std::this_thread::sleep_for(milliseconds(50));
+    EXPECT_GE(blocks(), 3u);
+    const auto t0 = std::chrono::steady_clock::now();
+    worker().stop();
+    thread_.join();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, limit) << "stop waited for the timeout";
+    EXPECT_EQ(worker().stats().rx_packets.get(), 1u);
+    drain_ring(io_b_.tx);
 }
 
 }  // namespace

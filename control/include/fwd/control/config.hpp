@@ -70,13 +70,16 @@ struct UplinkConfig {
 };
 
 // Adaptive idle back-off of the workers: after spin_polls empty polls they
-// rte_pause() for pause_polls more, then sleep, doubling from 1 us up to
-// max_sleep_us.
+// rte_pause() for pause_polls more, then wait: blocked on their queues' fds
+// for up to max_block_ms where every queue has one (tun pods, net_tap
+// ports; 0: never), else sleeping, doubling from 1 us up to max_sleep_us
+// (dp::IdleParams).
 struct IdleConfig {
     bool enabled = true;
     uint32_t spin_polls = 100;
     uint32_t pause_polls = 1000;
     uint32_t max_sleep_us = 1000;
+    uint32_t max_block_ms = 100;
 };
 
 enum class RouteKind { kBlackhole, kUnreachable, kVia };

@@ -98,6 +98,9 @@ using TapFn = void (*)(Worker &w, uint16_t port, rte_mbuf *const *pkts, uint16_t
 // as tx_queue_full, as for an ethdev).
 using PortIoFn = uint16_t (*)(Worker &w, uint16_t port, uint16_t queue, rte_mbuf **pkts,
                               uint16_t n);
+// The fd that becomes readable when the port's RX queue has frames (epoll,
+// level-triggered): the worker blocks on it when idle. -1: none.
+using PortWakeFn = int (*)(void *driver_ctx, uint16_t queue);
 using HousekeepFn = void (*)(Worker &w);
 // The destination port an L4-port stage takes now (StageDef::l4_port_fn),
 // read by the local hook's dispatcher once per burst; 0: none for now.
@@ -135,6 +138,7 @@ struct PortDriverDef {
     std::string name;
     PortIoFn rx;
     PortIoFn tx;
+    PortWakeFn wake_fd = nullptr;  // none: a worker polling the port never blocks
 };
 
 struct HousekeepDef {
@@ -181,6 +185,7 @@ struct Pipeline {
     struct Driver {
         PortIoFn rx = nullptr;
         PortIoFn tx = nullptr;
+        PortWakeFn wake_fd = nullptr;
     };
     // By PortState::driver; entry 0 is "an ethdev" (never called).
     std::array<Driver, kMaxPortDrivers + 1> drivers{};

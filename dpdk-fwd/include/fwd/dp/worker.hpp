@@ -146,11 +146,19 @@ struct WorkerCommand {
 };
 static_assert(std::is_trivially_copyable_v<WorkerCommand>, "WorkerCommand crosses a ring");
 
+// After spin_polls empty polls and pause_polls rte_pause()s, an idle worker
+// waits. Where every RX queue it owns can wake it (a tun pod's fd, an
+// ethdev queue with an RX interrupt fd: net_tap), it blocks in epoll_wait
+// on them and on its command eventfd for up to max_block_ms (0: never
+// blocks), so a packet or a command wakes it at once and a quiet node costs
+// next to nothing. Otherwise it sleeps, doubling from 1 us up to
+// max_sleep_us, and polls again.
 struct IdleParams {
     bool enabled = true;
     uint32_t spin_polls = 100;
     uint32_t pause_polls = 1000;
     uint32_t max_sleep_us = 1000;
+    uint32_t max_block_ms = 100;
 };
 
 struct alignas(RTE_CACHE_LINE_SIZE) WorkerStats {
@@ -159,6 +167,8 @@ struct alignas(RTE_CACHE_LINE_SIZE) WorkerStats {
     Counter busy_polls;
     Counter idle_polls;
     Counter sleeps;
+    Counter blocks;   // idle waits in epoll_wait (IdleParams), a subset of sleeps
+    Counter wakeups;  // blocks that ended on an RX queue or a command, not the timeout
     Counter icmp_errors_sent;
     Counter punted[kPuntReasonCount];  // handed to the control thread, by reason
     Counter host_tx;                   // kTx / kTxRouted frames handed to their port
@@ -208,6 +218,7 @@ struct RxQueueRef {
     uint16_t queue;
     uint16_t skip = 0;     // busy loops left before the next poll
     uint16_t backoff = 0;  // the last skip given (0: had packets last time)
+    int wake_fd = -1;      // in the worker's epoll set; -1: the queue cannot wake it
 };
 
 struct IpNext;  // stages.hpp
@@ -229,15 +240,25 @@ class Worker {
 
     // Runs until stop() on the worker's lcore.
     void run();
-    void stop() { running_.store(false, std::memory_order_release); }
+    void stop() {
+        running_.store(false, std::memory_order_release);
+        wake();
+    }
     // One pass of run()'s loop: poll, count, housekeeping every
     // kHousekeepLoops busy loops and on idle ones, idle back-off. Returns
     // packets received. Used by run() and tests.
     uint16_t run_once();
 
     // --- control thread ---
-    // Queues a command; returns its sequence number, or 0 when the ring is full.
+    // Queues a command (and wakes the worker if it blocks idle); returns its
+    // sequence number, or 0 when the ring is full.
     uint64_t post(WorkerCommand c);
+    // Ends the worker's idle block, if it is in one (any thread; cheap when
+    // it is not: one fence and a load).
+    void wake();
+    // Whether the worker may block idle now: every RX queue it owns can wake
+    // it (tests).
+    bool can_block() const { return epoll_fd_ >= 0 && n_unwakeable_ == 0; }
     // Free places in the command ring, as the producer sees them.
     size_t command_space() const { return cmds_.write_available(); }
     uint64_t acked() const { return acked_seq_.load(std::memory_order_acquire); }
@@ -497,7 +518,19 @@ class Worker {
     // [C] writes (set_tap_armed), [W] reads: the taps that run, a bit each
     std::array<std::atomic<uint8_t>, kTapPointCount> taps_armed_{};
 
-    // [W] idle state
+    // [W] idle state. epoll_fd_ holds wake_fd_ (an eventfd: commands, stop)
+    // and every owned RX queue's wake fd; n_unwakeable_ counts the queues
+    // without one. blocked_: [W] writes around its epoll_wait, [C] reads in
+    // wake() (both behind a seq_cst fence).
+    int epoll_fd_ = -1;
+    int wake_fd_ = -1;
+    uint16_t n_unwakeable_ = 0;
+    std::atomic<bool> blocked_{false};
+    static constexpr uint64_t kWakeTag = UINT64_MAX;  // wake_fd_'s epoll data
+    void block();
+    void close_idle_fds();
+    void watch_rx(RxQueueRef &r);
+    void unwatch_rx(const RxQueueRef &r);
     uint32_t empty_polls_ = 0;
     uint32_t sleep_us_ = 1;
     bool online_ = true;

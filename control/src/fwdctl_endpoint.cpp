@@ -13,8 +13,8 @@ namespace fwd::control::fwdctl {
 namespace {
 
 const std::vector<const char *> kEndpointFields = {
-    "id",  "kind", "netns",   "ifname", "ipv4",        "ipv6",
-    "mac", "mtu",  "port_id", "worker", "host_ifname", "vhost_socket",
+    "id",  "kind",    "netns",  "ifname",      "ipv4",         "ipv6",       "mac",
+    "mtu", "port_id", "worker", "host_ifname", "vhost_socket", "tun_queues",
 };
 
 void print_endpoint(const json &endpoint, std::ostream &out) {
@@ -89,12 +89,14 @@ void add_endpoint_commands(CLI::App &app, Command &command) {
             o.text(cmd, "--ipv4", "ipv4", "pod IPv4 address");
             o.text(cmd, "--ipv6", "ipv6", "pod IPv6 address");
             o.text(cmd, "--kind", "kind",
-                   "port kind: tap (default), vhost-user, or another the daemon knows");
+                   "port kind: tap (default), tun, vhost-user, or another the daemon knows");
             o.integer(cmd, "--mtu", "mtu", "MTU of the pod interface");
             o.text(cmd, "--mac", "mac", "pod MAC address (required for vhost-user)");
             o.text(cmd, "--vhost-socket", "vhost_socket", "vhost-user socket path");
             o.text(cmd, "--vhost-mode", "vhost_mode", "vhost-user socket role (default server)")
                 ->check(CLI::IsMember({"server", "client"}));
+            o.integer(cmd, "--tun-queues", "tun_queues",
+                      "queues of a tun pod's tap (default one per worker, at most 8)");
         });
 
     add_request_command(

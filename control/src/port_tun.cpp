@@ -5,6 +5,12 @@
 // read and write it as a soft port (dpdk-fwd/src/tun_io.cpp), so there is
 // no ethdev per pod and no 32-port cap: kMaxSoftPorts pods.
 //
+// Queues: `tun_queues` (endpoint.add; default one per worker, at most
+// dp::tun::kMaxQueues): more than one makes a multi-queue tap whose
+// queues go to different workers (the least loaded first), so a pod's
+// flows, which its kernel spreads over the queues by hash, are read side by
+// side, and a ping does not always wait behind a bulk stream's frames.
+//
 // Offloads asked of the kernel: checksum, TSO4, TSO6. So a pod's TCP
 // leaves it in frames of up to 64 KB that cross the dataplane as one packet
 // and are cut only where they leave on a port without TSO. Not UFO / USO:
@@ -19,6 +25,8 @@
 // (node.shutdown remove_pods).
 #include <linux/if_tun.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "api_args.hpp"
 #include "fwd/control/endpoints.hpp"
@@ -43,6 +51,7 @@ struct TunState {
     bool registered = false;           // add_soft_port returned, remove_soft_port not yet
     bool leaked = false;               // a stuck worker may still use port: never freed
     unsigned offloads = 0;             // TUN_F_* the kernel took
+    unsigned queues = 1;               // asked (check), then opened (a tap keeps its mode)
 };
 
 json offload_names(unsigned offloads) {
@@ -62,7 +71,8 @@ class TunKind final : public PortKind {
     static constexpr const char *kName = "tun";
     explicit TunKind(ControlContext &ctx) : ctx_(ctx) {}
 
-    std::vector<std::string> fields() const override { return {"tun_offloads"}; }
+    std::vector<std::string> args() const override { return {"tun_queues"}; }
+    std::vector<std::string> fields() const override { return {"tun_offloads", "tun_queues"}; }
     bool needs_netns() const override { return true; }
     bool needs_mac() const override { return false; }
     bool shared_port() const override { return false; }
@@ -94,17 +104,34 @@ class TunKind final : public PortKind {
         stashes_.reset();
     }
 
+    void check(Endpoint &e, const json &args, const Endpoints &) override {
+        TunState st;
+        st.queues = static_cast<unsigned>(
+            std::min<size_t>(std::max<size_t>(ctx_.workers().size(), 1), dp::tun::kMaxQueues));
+        if (auto it = args.find("tun_queues"); it != args.end() && !it->is_null()) {
+            if (!it->is_number_integer() || *it < 1 || *it > dp::tun::kMaxQueues) {
+                bad("tun_queues must be an integer from 1 to " +
+                    std::to_string(dp::tun::kMaxQueues) + ", got " + it->dump());
+            }
+            st.queues = it->get<unsigned>();
+        }
+        e.state = st;
+    }
+
     void attach(Endpoint &e) override { open_port(e, false); }
     // The pod's tap as the daemon before left it, else a new one.
     void reattach(Endpoint &e) override { open_port(e, true); }
 
     void open_port(Endpoint &e, bool take_over) {
         TunState st;
+        if (const auto *asked = std::any_cast<TunState>(&e.state)) {
+            st.queues = asked->queues;
+        }
         const vhost::PodIfConfig pc = pod_if_config(e);
         vhost::PodTun dev;
         try {
             if (take_over && vhost::inspect_pod_interface(e.netns, e.ifname).exists) {
-                dev = vhost::attach_pod_tun(pc, dp::tun::kVnetHdrLen, kOffloads);
+                dev = vhost::attach_pod_tun(pc, dp::tun::kVnetHdrLen, kOffloads, st.queues);
                 // The device had no carrier while no daemon held it: the pod's
                 // entries for the gateway went (or failed) with it. Set again,
                 // the pod answers at once instead of after an ARP / ND retry.
@@ -114,13 +141,17 @@ class TunKind final : public PortKind {
                     log::warn("endpoint {}: {}", e.id, ex.what());
                 }
             } else {
-                dev = vhost::add_pod_tun(pc, dp::tun::kVnetHdrLen, kOffloads, true);
+                dev = vhost::add_pod_tun(pc, dp::tun::kVnetHdrLen, kOffloads, true, st.queues);
             }
         } catch (const std::exception &ex) {
             throw ApiError("invalid_argument", ex.what());
         }
         auto port = std::make_unique<dp::tun::TunPort>();
-        port->fd = dev.fd;
+        for (size_t q = 0; q < dev.fds.size(); q++) {
+            port->fds[q] = dev.fds[q];
+        }
+        port->queues = static_cast<uint16_t>(dev.fds.size());
+        st.queues = port->queues;
         st.offloads = dev.offloads;
         PortsModule::SoftPort sp;
         sp.name = "tun:" + e.id;
@@ -136,18 +167,37 @@ class TunKind final : public PortKind {
         try {
             e.port_id = ctx_.need<PortsModule>().add_soft_port(std::move(sp));
         } catch (...) {
-            vhost::close_pod_tun(dev.fd, take_over);  // a new one goes again
+            vhost::close_pod_tun(dev.fds, take_over);  // a new one goes again
             throw;
         }
         st.port = port.release();
         st.registered = true;
-        e.rx_queues = 1;
+        e.rx_queues = st.queues;
         e.state = st;
     }
 
+    // Queue q to the least loaded worker that has none of this pod's queues
+    // yet (all have one: the least loaded). e.worker: queue 0's.
     void activate(Endpoint &e) override {
-        e.worker = ctx_.least_loaded_worker();
-        ctx_.worker_do(e.worker, {dp::WorkerCommand::Kind::kAddRxQueue, e.port_id, 0, 0});
+        const auto &ws = ctx_.workers();
+        std::vector<bool> used(ws.size(), false);
+        for (uint16_t q = 0; q < e.rx_queues; q++) {
+            size_t best = 0;
+            for (size_t w = 1; w < ws.size(); w++) {
+                const bool better = used[w] != used[best]
+                                        ? !used[w]
+                                        : ws[w]->rx_queue_count() < ws[best]->rx_queue_count();
+                if (better) {
+                    best = w;
+                }
+            }
+            used[best] = true;
+            if (q == 0) {
+                e.worker = static_cast<unsigned>(best);
+            }
+            ctx_.worker_do(static_cast<unsigned>(best),
+                           {dp::WorkerCommand::Kind::kAddRxQueue, e.port_id, q, 0});
+        }
     }
 
     // No lookup returns the pod's routes any more: no worker polls or sends
@@ -171,7 +221,9 @@ class TunKind final : public PortKind {
             return;
         }
         // Not kept: the device goes with its last fd.
-        vhost::close_pod_tun(st->port->fd, how == Detach::kKeepPod);
+        vhost::close_pod_tun(
+            std::vector<int>(st->port->fds.begin(), st->port->fds.begin() + st->port->queues),
+            how == Detach::kKeepPod);
         delete st->port;
         st->port = nullptr;
     }
@@ -187,6 +239,7 @@ class TunKind final : public PortKind {
     void describe(const Endpoint &e, json &j) const override {
         if (const auto *st = std::any_cast<TunState>(&e.state)) {
             j["tun_offloads"] = offload_names(st->offloads);
+            j["tun_queues"] = st->queues;
         }
     }
 

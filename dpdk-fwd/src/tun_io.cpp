@@ -60,7 +60,7 @@ uint16_t chain(RxStash &s, uint32_t len) {
     return k;
 }
 
-uint16_t tun_rx(Worker &w, uint16_t port, uint16_t, rte_mbuf **pkts, uint16_t n) {
+uint16_t tun_rx(Worker &w, uint16_t port, uint16_t queue, rte_mbuf **pkts, uint16_t n) {
     auto *t = static_cast<TunPort *>(w.tables().port(port).driver_ctx);
     auto *s = static_cast<RxStash *>(w.slot(worker_slot()));
     if (unlikely(t == nullptr || s == nullptr || s->pool == nullptr)) {
@@ -82,7 +82,7 @@ uint16_t tun_rx(Worker &w, uint16_t port, uint16_t, rte_mbuf **pkts, uint16_t n)
         for (uint16_t i = 0; i < s->want; i++) {
             iov[1 + i] = {rte_pktmbuf_mtod(s->m[i], void *), s->room};
         }
-        ssize_t r = ::readv(t->fd, iov, 1 + s->want);
+        ssize_t r = ::readv(t->fd(queue), iov, 1 + s->want);
         if (r <= 0) {
             break;  // EAGAIN: no more; any other error: nothing to read either
         }
@@ -117,11 +117,14 @@ uint16_t tun_rx(Worker &w, uint16_t port, uint16_t, rte_mbuf **pkts, uint16_t n)
     return got;
 }
 
-uint16_t tun_tx(Worker &w, uint16_t port, uint16_t, rte_mbuf **pkts, uint16_t n) {
+// queue: the sending worker's index; its frames go through queue index %
+// queues (any queue's fd takes frames for the pod).
+uint16_t tun_tx(Worker &w, uint16_t port, uint16_t queue, rte_mbuf **pkts, uint16_t n) {
     auto *t = static_cast<TunPort *>(w.tables().port(port).driver_ctx);
     if (unlikely(t == nullptr)) {
         return 0;
     }
+    const int fd = t->fd(static_cast<uint16_t>(queue % t->queues));
     rte_mbuf *sent[kBurst];
     uint16_t n_sent = 0;
     uint64_t bytes = 0;
@@ -145,7 +148,7 @@ uint16_t tun_tx(Worker &w, uint16_t port, uint16_t, rte_mbuf **pkts, uint16_t n)
         for (rte_mbuf *seg = m; seg != nullptr; seg = seg->next) {
             iov[cnt++] = {rte_pktmbuf_mtod(seg, void *), seg->data_len};
         }
-        if (unlikely(::writev(t->fd, iov, cnt) < 0)) {
+        if (unlikely(::writev(fd, iov, cnt) < 0)) {
             if (errno == EAGAIN || errno == ENOBUFS) {
                 break;  // the worker drops the rest as tx_queue_full
             }
@@ -190,9 +193,10 @@ void stash_free(RxStash &s) {
     s.n = 0;
 }
 
-// The pod's fd is readable when it has sent frames: an idle worker blocks on it.
-int tun_wake_fd(void *ctx, uint16_t) {
-    return ctx != nullptr ? static_cast<const TunPort *>(ctx)->fd : -1;
+// A queue's fd is readable when the pod has sent frames on it: an idle
+// worker blocks on it.
+int tun_wake_fd(void *ctx, uint16_t queue) {
+    return ctx != nullptr ? static_cast<const TunPort *>(ctx)->fd(queue) : -1;
 }
 
 uint8_t driver() {

@@ -796,6 +796,12 @@ void Worker::idle_backoff(bool got_packets) {
         rte_pause();
         return;
     }
+    // Blocked as soon as the spinning is over, as l3fwd-power turns to RX
+    // interrupts. Measured against waiting first for the sleeps to reach
+    // max_sleep_us, or for 20 sleeps (about 10 ms) without a packet: no
+    // difference in one TCP stream between two tun pods beyond this
+    // machine's noise (alternating runs, 7 to 12 Gbit/s either way), and an
+    // idle node with 10 tun pods at 0.6-0.8% of a core against 1.4%.
     if (can_block()) {
         block();
         return;

@@ -171,7 +171,7 @@ void Node::add_tun_port() {
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
     }
-    tun_.fd = tun_fds_[0];
+    tun_.fds[0] = tun_fds_[0];
     if (!tun::stash_init(stash_, lab().pool())) {
         fatal("stash_init");
     }

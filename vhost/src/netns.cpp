@@ -656,18 +656,27 @@ void add_pod_routes(const PodIfConfig &cfg, int ifindex) {
 namespace {
 
 // Opens /dev/net/tun in the calling thread's namespace on the tap `ifname`
-// (made, or attached to if it exists and is persistent), with the virtio-net
-// header and what it accepts of `offloads`. Fails naming `step`.
+// (made, or attached to if it exists and is persistent; multi_queue: as one
+// more queue of a multi-queue tap), with the virtio-net header and what it
+// accepts of `offloads`. Fails naming `step`; *mode_err (when given) is set
+// instead of failing when TUNSETIFF refuses the queue mode (EINVAL: the tap
+// exists in the other mode).
 UniqueFd open_tap_here(const std::string &ifname, int vnet_hdr_len, unsigned offloads,
-                       const std::string &step, unsigned &took) {
+                       const std::string &step, unsigned &took, bool multi_queue = false,
+                       bool *mode_err = nullptr) {
     UniqueFd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
     if (fd.get() < 0) {
         fail_errno(step + ": open /dev/net/tun", errno);
     }
     ifreq ifr{};
     std::memcpy(ifr.ifr_name, ifname.c_str(), ifname.size());
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR |
+                                       (multi_queue ? IFF_MULTI_QUEUE : 0));
     if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
+        if (mode_err != nullptr && errno == EINVAL) {
+            *mode_err = true;
+            return UniqueFd(-1);
+        }
         fail_errno(step + ": TUNSETIFF", errno);
     }
     if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &vnet_hdr_len) != 0) {
@@ -692,7 +701,36 @@ UniqueFd open_tap_here(const std::string &ifname, int vnet_hdr_len, unsigned off
 
 }  // namespace
 
-PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads, bool persist) {
+namespace {
+
+void check_queues(unsigned queues, const std::string &step) {
+    if (queues < 1 || queues > kMaxPodTunQueues) {
+        fail(step, std::to_string(queues) + " queues: 1 to " + std::to_string(kMaxPodTunQueues));
+    }
+}
+
+// Queues 1 .. queues - 1 of the multi-queue tap ifname (queue 0 open).
+void open_more_queues(const std::string &ifname, int vnet_hdr_len, unsigned offloads,
+                      const std::string &step, unsigned queues, std::vector<UniqueFd> &fds) {
+    for (unsigned q = 1; q < queues; q++) {
+        unsigned took = 0;
+        fds.push_back(open_tap_here(ifname, vnet_hdr_len, offloads,
+                                    step + ": queue " + std::to_string(q), took, true));
+    }
+}
+
+std::vector<int> release_all(std::vector<UniqueFd> &fds) {
+    std::vector<int> out;
+    for (UniqueFd &f : fds) {
+        out.push_back(f.release());
+    }
+    return out;
+}
+
+}  // namespace
+
+PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads, bool persist,
+                   unsigned queues) {
     const std::string ns_path = resolve_netns_path(cfg.netns);
     const std::string where = " in netns " + ns_path;
     const std::string step = "create tap " + cfg.ifname + where;
@@ -700,9 +738,10 @@ PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads, 
         cfg.ifname == ".." || cfg.ifname.find('/') != std::string::npos) {
         fail(step, "bad interface name '" + cfg.ifname + "'");
     }
+    check_queues(queues, step);
     UniqueFd ns_fd = open_netns(ns_path, step);
     PodTun out;
-    UniqueFd tun(-1);
+    std::vector<UniqueFd> tun;
     run_in_netns(ns_fd.get(), ns_path, [&] {
         {
             // TUNSETIFF on the name of an existing tap of ours would attach to it.
@@ -712,25 +751,30 @@ PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads, 
             }
         }
         // The device belongs to the namespace of the thread that creates it.
-        UniqueFd fd = open_tap_here(cfg.ifname, vnet_hdr_len, offloads, step, out.offloads);
-        // Closing fd on a failure below deletes the device again.
+        std::vector<UniqueFd> fds;
+        fds.push_back(
+            open_tap_here(cfg.ifname, vnet_hdr_len, offloads, step, out.offloads, queues > 1));
+        // Closing the fds on a failure below deletes the device again.
+        open_more_queues(cfg.ifname, vnet_hdr_len, offloads, step, queues, fds);
         out.ifindex = configure_inside(cfg, ns_path, cfg.ifname, true);
         // Last: a failure before it leaves nothing behind.
-        if (persist && ::ioctl(fd.get(), TUNSETPERSIST, 1) != 0) {
+        if (persist && ::ioctl(fds[0].get(), TUNSETPERSIST, 1) != 0) {
             fail_errno(step + ": TUNSETPERSIST", errno);
         }
-        tun = std::move(fd);
+        tun = std::move(fds);
     });
-    out.fd = tun.release();
+    out.fds = release_all(tun);
     return out;
 }
 
-PodTun attach_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads) {
+PodTun attach_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads,
+                      unsigned queues) {
     const std::string ns_path = resolve_netns_path(cfg.netns);
     const std::string step = "take over tap " + cfg.ifname + " in netns " + ns_path;
+    check_queues(queues, step);
     UniqueFd ns_fd = open_netns(ns_path, step);
     PodTun out;
-    UniqueFd tun(-1);
+    std::vector<UniqueFd> tun;
     run_in_netns(ns_fd.get(), ns_path, [&] {
         {
             // Only the pod's own tap: TUNSETIFF on a name that is not there
@@ -746,9 +790,19 @@ PodTun attach_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offload
             }
             out.ifindex = rtnl_link_get_ifindex(link.get());
         }
-        tun = open_tap_here(cfg.ifname, vnet_hdr_len, offloads, step, out.offloads);
+        // In the mode the tap was made with: TUNSETIFF refuses the other.
+        bool multi = queues > 1, wrong_mode = false;
+        UniqueFd first = open_tap_here(cfg.ifname, vnet_hdr_len, offloads, step, out.offloads,
+                                       multi, &wrong_mode);
+        if (wrong_mode) {
+            multi = !multi;
+            first = open_tap_here(cfg.ifname, vnet_hdr_len, offloads, step, out.offloads, multi);
+        }
+        tun.push_back(std::move(first));
+        // A single-queue tap: one queue, whatever was asked.
+        open_more_queues(cfg.ifname, vnet_hdr_len, offloads, step, multi ? queues : 1, tun);
     });
-    out.fd = tun.release();
+    out.fds = release_all(tun);
     return out;
 }
 
@@ -787,15 +841,19 @@ void set_pod_gateway_neighbors(const PodIfConfig &cfg) {
     });
 }
 
-void close_pod_tun(int fd, bool keep) {
-    if (fd < 0) {
+void close_pod_tun(const std::vector<int> &fds, bool keep) {
+    if (fds.empty() || fds[0] < 0) {
         return;
     }
     if (!keep) {
         // Not persistent any more: the device goes with its last fd.
-        ::ioctl(fd, TUNSETPERSIST, 0);
+        ::ioctl(fds[0], TUNSETPERSIST, 0);
     }
-    ::close(fd);
+    for (int fd : fds) {
+        if (fd >= 0) {
+            ::close(fd);
+        }
+    }
 }
 
 void set_tap_persist(const std::string &ifname, bool persist) {

@@ -888,14 +888,14 @@ TEST_F(SoftPortsBlocking, AFrameACommandAndStopEachEndTheBlock) {
 
     // A command, once the worker blocks again (with nothing to do, at once:
     // spin_polls and pause_polls are 0).
-    std::this_thread::sleep_for(milliseconds(50));
+    std::this_thread::sleep_for(milliseconds(200));
     const uint64_t seq = worker().post({WorkerCommand::Kind::kSync, 0, 0, 0});
     ASSERT_NE(seq, 0u);
     EXPECT_LE(within([&] { return worker().acked() >= seq; }, limit), limit)
         << "the command waited for the block's timeout";
 
     // stop(), blocked again.
-    std::this_thread::sleep_for(milliseconds(50));
+    std::this_thread::sleep_for(milliseconds(200));
     EXPECT_GE(blocks(), 3u);
     const auto t0 = std::chrono::steady_clock::now();
     worker().stop();

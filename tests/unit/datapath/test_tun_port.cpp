@@ -17,7 +17,9 @@
 // checksums checked byte by byte; the MTU check by segment size.
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <net/if.h>
 #include <rte_ip.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -65,6 +67,7 @@ struct TunPod {
     Mac mac{};
     uint16_t mtu = 1500;
     unsigned offloads = kAllOffloads;
+    unsigned queues = 1;  // the tap's queues, every one polled by the worker
     tun::TunPort io;
     uint32_t nh = kNhInvalid;
 };
@@ -105,9 +108,11 @@ class TunPorts : public DatapathTest {
             ps.driver = 0;
             ps.driver_ctx = nullptr;
             ps.tx_offloads = 0;
-            if (p.io.fd >= 0) {
-                ::close(p.io.fd);
-                p.io.fd = -1;
+            for (uint16_t q = 0; q < p.io.queues; q++) {
+                if (p.io.fds[q] >= 0) {
+                    ::close(p.io.fds[q]);
+                    p.io.fds[q] = -1;
+                }
             }
             if (!p.ns.empty()) {
                 shell("ip netns del " + p.ns);
@@ -119,11 +124,8 @@ class TunPorts : public DatapathTest {
         DatapathTest::TearDown();
     }
 
-    // The pod's namespace and device, its port and routes, the worker
-    // polling it: what port_tun.cpp's attach and activate do.
-    void attach(TunPod &p) {
-        auto [rc, out] = shell("ip netns add " + p.ns);
-        ASSERT_EQ(rc, 0) << out;
+    // What port_tun.cpp asks of vhost:: for the pod.
+    static vhost::PodIfConfig pod_if(const TunPod &p) {
         vhost::PodIfConfig pc;
         pc.netns = p.ns;
         pc.ifname = "eth0";
@@ -131,9 +133,22 @@ class TunPorts : public DatapathTest {
         pc.mtu = p.mtu;
         pc.ipv4 = net::Ip4Addr::from_host(p.a4);
         pc.ipv6 = net::Ip6Addr::from_bytes(p.a6.data());
-        vhost::PodTun dev = vhost::add_pod_tun(pc, tun::kVnetHdrLen, p.offloads);
-        ASSERT_GE(dev.fd, 0);
-        p.io.fd = dev.fd;
+        return pc;
+    }
+
+    // The pod's namespace and device, its port and routes, the worker
+    // polling it: what port_tun.cpp's attach and activate do.
+    void attach(TunPod &p) {
+        auto [rc, out] = shell("ip netns add " + p.ns);
+        ASSERT_EQ(rc, 0) << out;
+        const vhost::PodIfConfig pc = pod_if(p);
+        vhost::PodTun dev = vhost::add_pod_tun(pc, tun::kVnetHdrLen, p.offloads, false, p.queues);
+        ASSERT_EQ(dev.fds.size(), p.queues);
+        for (size_t q = 0; q < dev.fds.size(); q++) {
+            ASSERT_GE(dev.fds[q], 0);
+            p.io.fds[q] = dev.fds[q];
+        }
+        p.io.queues = static_cast<uint16_t>(dev.fds.size());
         EXPECT_EQ(dev.offloads, p.offloads) << "this kernel refused an offload";
         Tables &t = lab().tables();
         PortState &ps = t.port_mut(p.port);
@@ -152,7 +167,9 @@ class TunPorts : public DatapathTest {
         ASSERT_NE(p.nh, kNhInvalid);
         ASSERT_EQ(t.add4({net::Ip4Addr::from_host(p.a4), 32}, p.nh), 0);
         ASSERT_EQ(t.add6({net::Ip6Addr::from_bytes(p.a6.data()), 128}, p.nh), 0);
-        ASSERT_NE(worker().post({WorkerCommand::Kind::kAddRxQueue, p.port, 0, 0}), 0u);
+        for (uint16_t q = 0; q < p.io.queues; q++) {
+            ASSERT_NE(worker().post({WorkerCommand::Kind::kAddRxQueue, p.port, q, 0}), 0u);
+        }
         worker().drain_commands();
     }
 
@@ -218,6 +235,88 @@ class TunPorts : public DatapathTest {
     tun::RxStash stash_;
     std::array<TunPod, 2> pods_;
 };
+
+// The flags of the tap an fd is attached to (TUNGETIFF).
+short tap_flags(int fd) {
+    ifreq ifr{};
+    EXPECT_EQ(::ioctl(fd, TUNGETIFF, &ifr), 0) << std::strerror(errno);
+    return ifr.ifr_flags;
+}
+
+// Frames waiting on a tap fd, read and counted (each read is one frame).
+unsigned drain_frames(int fd) {
+    unsigned n = 0;
+    char buf[65536 + 64];
+    while (::read(fd, buf, sizeof(buf)) > 0) {
+        n++;
+    }
+    return n;
+}
+
+// Guards: add_pod_tun with queues > 1 (a multi-queue tap, one fd a queue)
+// and the pod's kernel spreading its flows over the queues, which is what
+// lets a pod's queues go to different workers.
+TEST_F(TunPorts, AMultiQueuePodSpreadsItsFlowsOverItsQueues) {
+    const std::string ns = pods_[0].ns;
+    ASSERT_EQ(shell("ip netns add " + ns).first, 0);
+    const vhost::PodIfConfig pc = pod_if(pods_[0]);
+    vhost::PodTun dev = vhost::add_pod_tun(pc, tun::kVnetHdrLen, kAllOffloads, false, 4);
+    ASSERT_EQ(dev.fds.size(), 4u);
+    for (int fd : dev.fds) {
+        EXPECT_NE(tap_flags(fd) & IFF_MULTI_QUEUE, 0);
+    }
+    // The gateway's entry set, so the pod sends its datagrams at once (no one
+    // reads the queues to answer its ARP).
+    vhost::set_pod_gateway_neighbors(pc);
+    auto [rc, out] = shell("ip netns exec " + ns +
+                           " python3 -c \"import socket\nfor p in range(32):\n"
+                           " s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+                           "s.sendto(b'x',('10.65.0.41',7000+p));s.close()\"");
+    ASSERT_EQ(rc, 0) << out;
+    unsigned total = 0, used = 0;
+    for (int fd : dev.fds) {
+        const unsigned n = drain_frames(fd);
+        total += n;
+        used += n != 0;
+    }
+    EXPECT_GE(total, 32u);
+    EXPECT_GE(used, 2u) << "32 flows all on one queue of four";
+    vhost::close_pod_tun(dev.fds, false);
+}
+
+// Guards: attach_pod_tun keeping the mode a persistent tap was made with (a
+// restart with another queue count): a single-queue tap stays one queue,
+// a multi-queue one gets the queues asked; the device goes with
+// close_pod_tun(fds, false).
+TEST_F(TunPorts, ATakenOverTapKeepsItsQueueMode) {
+    const std::string ns = pods_[0].ns;
+    ASSERT_EQ(shell("ip netns add " + ns).first, 0);
+    const vhost::PodIfConfig pc = pod_if(pods_[0]);
+    for (unsigned made : {1u, 2u}) {
+        SCOPED_TRACE("made with " + std::to_string(made) + " queue(s)");
+        vhost::PodTun dev = vhost::add_pod_tun(pc, tun::kVnetHdrLen, kAllOffloads, true, made);
+        vhost::close_pod_tun(dev.fds, true);  // a daemon gone: the tap stays
+        vhost::PodTun again = vhost::attach_pod_tun(pc, tun::kVnetHdrLen, kAllOffloads, 3);
+        EXPECT_EQ(again.fds.size(), made == 1 ? 1u : 3u);
+        EXPECT_EQ(tap_flags(again.fds[0]) & IFF_MULTI_QUEUE, made == 1 ? 0 : IFF_MULTI_QUEUE);
+        vhost::close_pod_tun(again.fds, false);
+        EXPECT_FALSE(vhost::inspect_pod_interface(ns, "eth0").exists) << "the tap outlived its fds";
+    }
+}
+
+// Guards: a multi-queue pod through the worker (tun_rx reading each queue's
+// fd, tun_tx writing to one): TCP both families, content checked.
+TEST_F(TunPorts, AMultiQueuePodForwardsBothWays) {
+    pods_[0].queues = 2;
+    pods_[1].queues = 3;
+    attach(pods_[0]);
+    attach(pods_[1]);
+    transfer(false, 1 << 20);
+    transfer(true, 1 << 20);
+    EXPECT_GT(pods_[0].io.rx_packets.get(), 0u);
+    EXPECT_GT(pods_[1].io.rx_packets.get(), 0u);
+    expect_no_offload_drops();
+}
 
 // Guards: add_pod_tun (the pod's eth0 is our tap, with Calico's addresses
 // and routes), the driver's rx and tx without offloads, the gateway's ARP /

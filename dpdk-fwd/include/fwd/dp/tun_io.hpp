@@ -30,6 +30,7 @@
 
 #include <rte_mbuf.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 
@@ -75,14 +76,28 @@ inline constexpr uint16_t kMinDataRoom = 1024;
 // The most segments a frame we write may have (the iovec array).
 inline constexpr uint16_t kMaxTxSegs = 128;
 
+// Queues of a multi-queue tun pod (vhost::kMaxPodTunQueues).
+inline constexpr uint16_t kMaxQueues = 8;
+
 // One tun pod port (PortState::driver_ctx). The control thread fills it
 // before the port's role is set and frees it after remove_soft_port.
+// Queue q's fd is read by the worker that owns RX queue q of the port
+// (each queue one worker); a worker sends through queue index % queues.
 struct alignas(64) TunPort {
-    int fd = -1;  // non-blocking, IFF_VNET_HDR with kVnetHdrLen; [C] owns
-    // [W] the worker polling the port writes, [C] reads.
-    Counter rx_packets;
-    Counter rx_bytes;
-    Counter rx_gso;  // frames with a GSO type
+    // Non-blocking, IFF_VNET_HDR with kVnetHdrLen; [C] owns them.
+    std::array<int, kMaxQueues> fds = {-1, -1, -1, -1, -1, -1, -1, -1};
+    uint16_t queues = 1;
+    int fd(uint16_t q) const { return fds[q < queues ? q : 0]; }
+    // [W] the workers polling the port's queues add (one relaxed atomic add
+    // per rx call: queues may be polled by different workers), [C] reads.
+    struct RxCounter {
+        std::atomic<uint64_t> v{0};
+        void add(uint64_t n) { v.fetch_add(n, std::memory_order_relaxed); }
+        uint64_t get() const { return v.load(std::memory_order_relaxed); }
+    };
+    RxCounter rx_packets;
+    RxCounter rx_bytes;
+    RxCounter rx_gso;  // frames with a GSO type
     // Any worker sending to the port: one relaxed add per tx call.
     alignas(64) std::atomic<uint64_t> tx_packets{0};
     std::atomic<uint64_t> tx_bytes{0};

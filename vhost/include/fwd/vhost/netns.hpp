@@ -99,20 +99,29 @@ PodLinkDelete delete_pod_macvlan(const std::string &netns, int ifindex, const ne
 // persist: the device is made persistent (TUNSETPERSIST, as the last step):
 // it outlives the fd, so a daemon killed with -9 leaves the pod its eth0,
 // addresses and routes, and the next one takes it over (attach_pod_tun).
-// Such a device goes with close_pod_tun(fd, false) or with its namespace.
+// Such a device goes with close_pod_tun(fds, false) or with its namespace.
+//
+// queues: more than 1 makes a multi-queue tap (IFF_MULTI_QUEUE) with that
+// many queues, one fd each: the pod's kernel spreads its flows over them
+// (by flow hash), and each may be read by another worker. 1: a single-queue
+// tap, as before multi-queue.
+inline constexpr unsigned kMaxPodTunQueues = 8;
 struct PodTun {
-    int fd = -1;            // the caller owns it
+    std::vector<int> fds;   // one per queue; the caller owns them
     int ifindex = 0;        // in the pod namespace
     unsigned offloads = 0;  // the TUN_F_* bits the kernel took
 };
 PodTun add_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads,
-                   bool persist = false);
+                   bool persist = false, unsigned queues = 1);
 
 // Takes over the persistent tap add_pod_tun(..., true) made for a daemon
 // that died: cfg.ifname in the pod must exist and be a tun device with
 // cfg.mac (else NetnsError: it is not the pod's tap); opened as add_pod_tun
-// opens it. The pod's addresses and routes are left as they are.
-PodTun attach_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads);
+// opens it, with `queues` queues where the device is multi-queue and one
+// where it is not (a tap keeps the mode it was made with). The pod's
+// addresses and routes are left as they are.
+PodTun attach_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offloads,
+                      unsigned queues = 1);
 
 // The pod's neighbor entries for the gateway (169.254.1.1 and
 // fe80::ecee:eeff:feee:eeee on cfg.ifname) set to ee:ee:ee:ee:ee:ee,
@@ -122,9 +131,9 @@ PodTun attach_pod_tun(const PodIfConfig &cfg, int vnet_hdr_len, unsigned offload
 // pod's packets meanwhile. Throws NetnsError.
 void set_pod_gateway_neighbors(const PodIfConfig &cfg);
 
-// Closes a pod tap's fd; keep false also clears its persistence first, so
-// the device goes with it.
-void close_pod_tun(int fd, bool keep);
+// Closes a pod tap's fds; keep false also clears its persistence first, so
+// the device goes with them.
+void close_pod_tun(const std::vector<int> &fds, bool keep);
 
 // The shared pod tap (a net_tap PMD's multi-queue tap, in the caller's
 // namespace) made persistent or not: persistent, it and the pods' macvlans

@@ -301,10 +301,14 @@ bool Controller::post_any(dp::WorkerCommand c) {
     return false;
 }
 
-unsigned Controller::least_loaded_worker() const {
+unsigned Controller::least_loaded_worker(const std::vector<bool> &taken) const {
+    auto is_taken = [&](unsigned w) { return w < taken.size() && taken[w]; };
     unsigned best = 0;
     for (unsigned w = 1; w < workers_.size(); w++) {
-        if (workers_[w]->rx_queue_count() < workers_[best]->rx_queue_count()) {
+        const bool better = is_taken(w) != is_taken(best)
+                                ? !is_taken(w)
+                                : workers_[w]->rx_queue_count() < workers_[best]->rx_queue_count();
+        if (better) {
             best = w;
         }
     }

@@ -45,6 +45,8 @@ using nlohmann::json;
 namespace {
 
 constexpr unsigned kOffloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+static_assert(dp::tun::kMaxQueues == vhost::kMaxPodTunQueues,
+              "a pod's queues: the driver's fds and the taps vhost opens");
 
 struct TunState {
     dp::tun::TunPort *port = nullptr;  // the driver's ctx; freed by detach
@@ -179,24 +181,14 @@ class TunKind final : public PortKind {
     // Queue q to the least loaded worker that has none of this pod's queues
     // yet (all have one: the least loaded). e.worker: queue 0's.
     void activate(Endpoint &e) override {
-        const auto &ws = ctx_.workers();
-        std::vector<bool> used(ws.size(), false);
+        std::vector<bool> used(ctx_.workers().size(), false);
         for (uint16_t q = 0; q < e.rx_queues; q++) {
-            size_t best = 0;
-            for (size_t w = 1; w < ws.size(); w++) {
-                const bool better = used[w] != used[best]
-                                        ? !used[w]
-                                        : ws[w]->rx_queue_count() < ws[best]->rx_queue_count();
-                if (better) {
-                    best = w;
-                }
-            }
-            used[best] = true;
+            const unsigned w = ctx_.least_loaded_worker(used);
+            used[w] = true;
             if (q == 0) {
-                e.worker = static_cast<unsigned>(best);
+                e.worker = w;
             }
-            ctx_.worker_do(static_cast<unsigned>(best),
-                           {dp::WorkerCommand::Kind::kAddRxQueue, e.port_id, q, 0});
+            ctx_.worker_do(w, {dp::WorkerCommand::Kind::kAddRxQueue, e.port_id, q, 0});
         }
     }
 

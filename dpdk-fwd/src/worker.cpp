@@ -834,14 +834,10 @@ void Worker::block() {
         rte_rcu_qsbr_thread_offline(qsbr_, index_);
         online_ = false;
     }
-    const uint16_t n = n_rxq_.load(std::memory_order_relaxed);
-    // A PMD whose queue interrupt must be armed (net_tap's is always on:
-    // these return -ENOTSUP there).
-    for (uint16_t i = 0; i < n; i++) {
-        if (rxq_[i].port < kFirstSoftPort) {
-            (void)rte_eth_dev_rx_intr_enable(rxq_[i].port, rxq_[i].queue);
-        }
-    }
+    // No rte_eth_dev_rx_intr_enable / _disable around the wait: the only
+    // ethdevs with RX interrupts are net_tap's (vhost::setup), whose fd is
+    // always readable while frames wait (the calls are -ENOTSUP there). A
+    // PMD whose interrupt must be armed would need them.
     blocked_.store(true, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);  // pairs with wake()'s
     if (cmds_.read_available() == 0 && running_.load(std::memory_order_relaxed)) {
@@ -859,11 +855,6 @@ void Worker::block() {
         }
     }
     blocked_.store(false, std::memory_order_relaxed);
-    for (uint16_t i = 0; i < n; i++) {
-        if (rxq_[i].port < kFirstSoftPort) {
-            (void)rte_eth_dev_rx_intr_disable(rxq_[i].port, rxq_[i].queue);
-        }
-    }
     if (qsbr_ != nullptr) {
         rte_rcu_qsbr_thread_online(qsbr_, index_);
         online_ = true;

@@ -18,7 +18,7 @@ all of them alike (the rounds alternate too):
   pools VXLAN Always: the nodes register, claim blocks and route to each other's blocks
   over VXLAN as in tests/system/test_vxlan.py. Each has one `tun` pod with addresses from
   IPAM and MTU 1430 (as `cni.add` and Felix give a dual-stack pod of VXLAN pools); the
-  Linux pods of the two-node set-up get the MTU dpdk-fwd's have.
+  Linux pods of the two-node set-up get the same.
 
 Per set-up, family (IPv4, IPv6) and stream count (1, 4): iperf3 for S seconds, the
 receiver's Gbit/s; the machine's CPU over the same window from /proc/stat (user + system +
@@ -31,7 +31,6 @@ one-node dpdk-fwd daemon with 10 idle tun pods: its CPU over 10 s.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -47,10 +46,10 @@ sys.path.insert(0, str(ROOT / "tests" / "system"))
 
 import bench_pod_kinds  # noqa: E402
 import fwdlab  # noqa: E402
-from fwdlab import (Bridge, Daemon, Etcd, Netns, calico_veth_pod, ippools_yaml,  # noqa: E402
-                    uplink_daemon_config, uplink_ifname, wait_until)
+from fwdlab import (Bridge, Daemon, Etcd, Netns, calico_veth_pod,  # noqa: E402
+                    felix_vxlan_devices, felix_vxlan_peer, ipam_allocate, ippools_yaml,
+                    uplink_daemon_config, uplink_ifname, vtep_mac, wait_until)
 
-# dpdk-fwd's two nodes before Linux's: the Linux pods take the MTU dpdk-fwd gave its pods
 SETUPS = ("dpdk-fwd-1node", "linux-1node", "dpdk-fwd-2nodes", "linux-2nodes")
 LABEL = {"linux-1node": "Linux, one node", "dpdk-fwd-1node": "dpdk-fwd, one node",
          "linux-2nodes": "Linux, two nodes (VXLAN)", "dpdk-fwd-2nodes": "dpdk-fwd, two nodes (VXLAN)"}
@@ -66,13 +65,6 @@ LINUX_BLOCKS = {"a": {4: ("192.168.0.0/26", "192.168.0.1", "192.168.0.2"),
 # what cni.add gives a dual-stack pod of VXLAN pools (CniService::pod_mtu), and Felix a pod
 # when VXLAN over IPv6 is on: the node MTU 1500 less VXLAN over IPv6's 70 bytes
 POD_MTU_VXLAN = 1500 - 70
-IPAM_LOAD = fwdlab.BUILD / "ipam" / "tools" / "ipam_load"
-
-
-def vtep_mac(node: str, v6: bool) -> str:
-    """Calico's derived VTEP MAC: 0x66, then SHA-1 of the node name ("<node>-v6")."""
-    h = hashlib.sha1((node + ("-v6" if v6 else "")).encode()).digest()
-    return ":".join(f"{b:02x}" for b in bytes([0x66]) + h[:5])
 
 
 def cpu_busy() -> float:
@@ -131,13 +123,7 @@ def tor(s: Setup, tag: str):
     return t, br
 
 
-def node_sysctls(n: Netns):
-    for k in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
-              "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"):
-        n.run(f"sysctl -qw {k}")
-
-
-def linux_2nodes(s: Setup, tmp: Path, tag: str, mtu=None):
+def linux_2nodes(s: Setup, tmp: Path, tag: str):
     _, br = tor(s, tag)
     nodes, pods = {}, {}
     for k, (a4, a6) in NODES.items():
@@ -148,29 +134,19 @@ def linux_2nodes(s: Setup, tmp: Path, tag: str, mtu=None):
         n.run(f"ip addr add {a4}/24 dev eth0")
         n.run(f"ip addr add {a6}/64 dev eth0 nodad")
         n.run(f"ip route add default via {TOR_ADDR}")  # proxy ARP needs another way out
-        node_sysctls(n)
-        name = f"linux-{k}"
-        n.run(f"ip link add vxlan.calico address {vtep_mac(name, False)} type vxlan id 4096 "
-              f"dstport 4789 local {a4} dev eth0 nolearning")
-        n.run(f"ip link add vxlan-v6.calico address {vtep_mac(name, True)} type vxlan id 4096 "
-              f"dstport 4789 local {a6} dev eth0 nolearning")
-        for dev, dev_mtu in (("vxlan.calico", 1450), ("vxlan-v6.calico", 1430)):
-            n.run(f"sysctl -qw net/ipv6/conf/{dev}/accept_dad=0")
-            n.run(f"ip link set {dev} mtu {dev_mtu} up")
+        felix_vxlan_devices(n, f"linux-{k}", a4, a6, 1450, 1430)
         n.run(f"ip addr add {LINUX_BLOCKS[k][4][1]}/32 dev vxlan.calico")
         n.run(f"ip -6 addr add {LINUX_BLOCKS[k][6][1]}/128 dev vxlan-v6.calico nodad")
         p = s.ns(f"p{k}{tag}")
-        calico_veth_pod(n, p, f"cali{k}", LINUX_BLOCKS[k][4][2], LINUX_BLOCKS[k][6][2], mtu)
+        calico_veth_pod(n, p, f"cali{k}", LINUX_BLOCKS[k][4][2], LINUX_BLOCKS[k][6][2],
+                        POD_MTU_VXLAN)
         nodes[k], pods[k] = n, p
     for k, other in (("a", "b"), ("b", "a")):
         n = nodes[k]
-        for fam, dev in ((4, "vxlan.calico"), (6, "vxlan-v6.calico")):
+        for fam in (4, 6):
             block, tun, _ = LINUX_BLOCKS[other][fam]
-            mac = vtep_mac(f"linux-{other}", fam == 6)
-            f = f"-{fam}"
-            n.run(f"ip {f} neigh replace {tun} lladdr {mac} dev {dev} nud permanent")
-            n.run(f"bridge fdb replace {mac} dev {dev} dst {NODES[other][0 if fam == 4 else 1]}")
-            n.run(f"ip {f} route replace {block} via {tun} dev {dev} onlink")
+            felix_vxlan_peer(n, fam == 6, tun, vtep_mac(f"linux-{other}", fam == 6),
+                             NODES[other][0 if fam == 4 else 1], [block])
     s.pods = (pods["a"], pods["b"])
     s.addr = {4: LINUX_BLOCKS["b"][4][2], 6: LINUX_BLOCKS["b"][6][2]}
 
@@ -208,12 +184,7 @@ def fwd_2nodes(s: Setup, tmp: Path, tag: str):
                            for d in s.daemons), 60, interval=0.2, what="both nodes registered")
     for k, d in zip(NODES, s.daemons):
         name = f"node-{k}"
-        r = etcd.run([IPAM_LOAD, "--store", spec, "--node", name, "--count", 1,
-                      "--handle-prefix", f"pt{k}", "--dual", "--report-fd", "1"])
-        if r.returncode != 0:
-            raise RuntimeError(f"ipam_load: {r.stdout}{r.stderr}")
-        (p4, p6), = [line.split()[1:] for line in r.stdout.splitlines()
-                     if line.startswith(f"pt{k}-")]
+        (p4, p6), = ipam_allocate(etcd, spec, name, f"pt{k}")
         p = s.ns(f"p{k}{tag}")
         d.add_pod(p, ipv4=p4, ipv6=p6, kind="tun", mtu=POD_MTU_VXLAN)
         pods[k] = (p, p4, p6)
@@ -291,10 +262,7 @@ def run(runs: int, seconds: float, log) -> dict:
                 s = Setup()
                 try:
                     log(f"pod-tcp run {run_i + 1}/{runs}: {LABEL[name]}: setting up")
-                    if name == "linux-2nodes":
-                        linux_2nodes(s, tmp, tag, res["mtu_2nodes"])
-                    else:
-                        MAKERS[name](s, tmp, tag)
+                    MAKERS[name](s, tmp, tag)
                     if name == "dpdk-fwd-2nodes":
                         res["mtu_2nodes"] = s.mtu
                     reachable(s)

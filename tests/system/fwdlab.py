@@ -1,6 +1,7 @@
 """Pods, routers and daemons for the system tests and the demo: network
 namespaces, the real dpdk-fwd process, fwdctl over its API socket. Every
 name carries a per-run prefix; every object has a cleanup."""
+import hashlib
 import json
 import os
 import pathlib
@@ -78,6 +79,50 @@ def calico_veth_pod(host, pod, host_if, v4, v6, mtu=None):
     pod.run("ip route add 169.254.1.1 dev eth0 scope link")
     pod.run("ip route add default via 169.254.1.1 dev eth0")
     pod.run("ip -6 route add default via fe80::ecee:eeff:feee:eeee dev eth0")
+
+
+def vtep_mac(node, v6):
+    """Calico's derived VTEP MAC: 0x66, then SHA-1 of the node name ("<node>-v6")."""
+    h = hashlib.sha1((node + ("-v6" if v6 else "")).encode()).digest()
+    return ":".join(f"{b:02x}" for b in bytes([0x66]) + h[:5])
+
+
+IPAM_LOAD = BUILD / "ipam" / "tools" / "ipam_load"
+
+
+def ipam_allocate(etcd, spec, node, prefix, count=1):
+    """count dual-stack allocations for node in the store (ipam_load, where etcd is
+    reachable); returns [[v4, v6], ...]."""
+    r = etcd.run([IPAM_LOAD, "--store", spec, "--node", node, "--count", count,
+                  "--handle-prefix", prefix, "--dual", "--report-fd", "1"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    return [line.split()[1:] for line in r.stdout.splitlines() if line.startswith(prefix + "-")]
+
+
+def felix_vxlan_devices(ns, node, addr4, addr6, mtu4, mtu6):
+    """A Linux node (namespace ns, its underlay on eth0 with addr4 / addr6) set up as Felix sets
+    one up in VXLAN mode: forwarding on, rp_filter off, vxlan.calico and vxlan-v6.calico (VNI
+    4096, port 4789, the derived VTEP MACs of `node`, no learning) with MTUs mtu4 / mtu6."""
+    for k in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+              "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"):
+        ns.run(f"sysctl -qw {k}")
+    for dev, v6, addr, mtu in (("vxlan.calico", False, addr4, mtu4),
+                               ("vxlan-v6.calico", True, addr6, mtu6)):
+        ns.run(f"ip link add {dev} address {vtep_mac(node, v6)} type vxlan id 4096 "
+               f"dstport 4789 local {addr} dev eth0 nolearning")
+        ns.run(f"sysctl -qw net/ipv6/conf/{dev}/accept_dad=0")  # a dot in the name: slashes
+        ns.run(f"ip link set {dev} mtu {mtu} up")
+
+
+def felix_vxlan_peer(ns, v6, tunnel_addr, mac, node_addr, blocks):
+    """What Felix writes on a Linux node for another node of the family: a permanent neighbour
+    for its tunnel address with its VTEP MAC, an FDB entry sending that MAC to its node
+    address, and its blocks via the tunnel address onlink."""
+    dev, fam = ("vxlan-v6.calico", "-6") if v6 else ("vxlan.calico", "-4")
+    ns.run(f"ip {fam} neigh replace {tunnel_addr} lladdr {mac} dev {dev} nud permanent")
+    ns.run(f"bridge fdb replace {mac} dev {dev} dst {node_addr}")
+    for b in blocks:
+        ns.run(f"ip {fam} route replace {b} via {tunnel_addr} dev {dev} onlink")
 
 
 def record_results(name, results):

@@ -13,7 +13,6 @@ reference implementation of the wire format, and pods on both kinds of node talk
    |-- node2: dpdk-fwd 10.0.0.2/24 fd00::2/64   pods from IPAM
    `-- linux1: Linux 10.0.0.3/24 fd00::3/64     a pod behind a veth, Calico's pod-side setup
 """
-import hashlib
 import ipaddress
 import json
 import pathlib
@@ -24,10 +23,11 @@ import types
 import pytest
 
 from birdconf import NODE1, NODE2
-from fwdlab import (BUILD, FWDCTL, Bridge, Etcd, calico_veth_pod, check_config, ippools_yaml, record_results,
-                    uplink_daemon_config, uplink_ifname, wait_until)
+from fwdlab import (FWDCTL, Bridge, Etcd, calico_veth_pod, check_config, felix_vxlan_devices,
+                    felix_vxlan_peer, ippools_yaml, record_results, uplink_daemon_config,
+                    uplink_ifname, vtep_mac, wait_until)
+from fwdlab import ipam_allocate as allocate
 
-IPAM_LOAD = BUILD / "ipam" / "tools" / "ipam_load"
 XFER = pathlib.Path(__file__).resolve().parent / "tcp_xfer.py"
 ETCD_ADDR = "10.0.0.254"
 MAC = {"node1": "02:00:00:00:01:01", "node2": "02:00:00:00:02:02"}
@@ -42,12 +42,6 @@ def pools_yaml(mode4, mode6):
     return ippools_yaml(POOL4, POOL6, mode4, mode6)
 
 
-def vtep_mac(node, v6):
-    """Calico's derived VTEP MAC: 0x66, then SHA-1 of the node name ("<node>-v6")."""
-    h = hashlib.sha1((node + ("-v6" if v6 else "")).encode()).digest()
-    return ":".join(f"{b:02x}" for b in bytes([0x66]) + h[:5])
-
-
 def block_of(addr):
     v4 = ":" not in addr
     return str(ipaddress.ip_network(f"{addr}/{26 if v4 else 122}", strict=False))
@@ -59,13 +53,6 @@ def apply_pools(etcd, spec, tmp, mode4, mode6):
         f.write(pools_yaml(mode4, mode6))
     r = etcd.run([FWDCTL, "apply", "--store", spec, "-f", path])
     assert r.returncode == 0, r.stdout + r.stderr
-
-
-def allocate(etcd, spec, node, prefix, count=1):
-    r = etcd.run([IPAM_LOAD, "--store", spec, "--node", node, "--count", count,
-                  "--handle-prefix", prefix, "--dual", "--report-fd", "1"])
-    assert r.returncode == 0, r.stdout + r.stderr
-    return [line.split()[1:] for line in r.stdout.splitlines() if line.startswith(prefix + "-")]
 
 
 def overlay_routes(d):
@@ -352,17 +339,8 @@ def linux_node(c, netns_factory):
     # a default route, as every node has: proxy ARP answers the pod for 169.254.1.1 only
     # when the host routes that address out of another interface than the pod's
     ns.run(f"ip route add default via {ETCD_ADDR}")
-    for k in ("net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
-              "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"):
-        ns.run(f"sysctl -qw {k}")
+    felix_vxlan_devices(ns, LINUX.name, LINUX.addr4, LINUX.addr6, 1430, 1430)
     mac4, mac6 = vtep_mac(LINUX.name, False), vtep_mac(LINUX.name, True)
-    ns.run(f"ip link add vxlan.calico address {mac4} type vxlan id 4096 dstport 4789 "
-           f"local {LINUX.addr4} dev eth0 nolearning")
-    ns.run(f"ip link add vxlan-v6.calico address {mac6} type vxlan id 4096 dstport 4789 "
-           f"local {LINUX.addr6} dev eth0 nolearning")
-    for dev in ("vxlan.calico", "vxlan-v6.calico"):
-        ns.run(f"sysctl -qw net/ipv6/conf/{dev}/accept_dad=0")  # a dot in the name: slashes
-        ns.run(f"ip link set {dev} mtu 1430 up")
     # its Node record, as calico-node writes it (no tunnel address: pod traffic needs none)
     record = {"apiVersion": "projectcalico.org/v3", "kind": "Node",
               "metadata": {"name": LINUX.name},
@@ -390,17 +368,12 @@ def program_linux_routes(lin, c, node):
               if r.get("node", "").startswith(node + " ")]
     mine = {r["prefix"] for r in d.ctl("route", "list", "--source", "ipam")["routes"]}
     plan = c.nodes[node].plan
-    for v6, dev, tun, mac, addr in (
-            (False, "vxlan.calico", spec["ipv4VXLANTunnelAddr"], spec["vxlanTunnelMACAddr"],
-             plan.ipv4.split("/")[0]),
-            (True, "vxlan-v6.calico", spec["ipv6VXLANTunnelAddr"], spec["vxlanTunnelMACAddrV6"],
+    for v6, tun, mac, addr in (
+            (False, spec["ipv4VXLANTunnelAddr"], spec["vxlanTunnelMACAddr"], plan.ipv4.split("/")[0]),
+            (True, spec["ipv6VXLANTunnelAddr"], spec["vxlanTunnelMACAddrV6"],
              plan.ipv6.split("/")[0])):
-        fam = "-6" if v6 else "-4"
-        lin.ns.run(f"ip {fam} neigh replace {tun} lladdr {mac} dev {dev} nud permanent")
-        lin.ns.run(f"bridge fdb replace {mac} dev {dev} dst {addr}")
-        for b in sorted(mine | set(blocks)):
-            if (":" in b) == v6:
-                lin.ns.run(f"ip {fam} route replace {b} via {tun} dev {dev} onlink")
+        felix_vxlan_peer(lin.ns, v6, tun, mac, addr,
+                         [b for b in sorted(mine | set(blocks)) if (":" in b) == v6])
 
 
 def test_linux_calico_node_interop(cluster, netns_factory):

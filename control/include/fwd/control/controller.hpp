@@ -75,7 +75,8 @@ class Controller final : public ControlContext {
     const std::vector<Module *> &modules() const override { return order_; }
     void worker_do(unsigned w, dp::WorkerCommand c) override;
     bool post_any(dp::WorkerCommand c) override;
-    unsigned least_loaded_worker() const override;
+    using ControlContext::least_loaded_worker;
+    unsigned least_loaded_worker(const std::vector<bool> &taken) const override;
     void defer(std::function<void()> f) override;
     void reclaim() override;
     void on_punt(dp::PuntReason r, std::function<void(rte_mbuf *)> h) override;

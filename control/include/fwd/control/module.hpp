@@ -138,7 +138,10 @@ class ControlContext {
     // is full (counted in worker_ring_full).
     virtual void worker_do(unsigned w, dp::WorkerCommand c) = 0;
     virtual bool post_any(dp::WorkerCommand c) = 0;
-    virtual unsigned least_loaded_worker() const = 0;
+    // The worker with the fewest RX queues; with `taken` (a flag per
+    // worker), one not taken first (a pod's queues on different workers).
+    virtual unsigned least_loaded_worker(const std::vector<bool> &taken) const = 0;
+    unsigned least_loaded_worker() const { return least_loaded_worker({}); }
 
     // RCU: f runs after the next grace period (reclaim() waits for it), so
     // no worker still reads what f frees. Control thread.

@@ -143,6 +143,9 @@ Result DaemonHandler::add(const Request &req) {
         if (!req.conf.vhost_user.socket_dir.empty()) {
             v["socket_dir"] = req.conf.vhost_user.socket_dir;
         }
+        if (req.conf.vhost_user.queues != 0) {
+            v["queues"] = req.conf.vhost_user.queues;
+        }
         args["vhost_user"] = v;
     }
     return result_from_reply(req, call(req, "cni.add", args));

@@ -110,6 +110,12 @@ VhostUserConf parse_vhost_user(const Fields &f) {
     }
     c.client = mode == "client";
     c.socket_dir = abs_path(o, "socket_dir", kMaxSocketPath).value_or("");
+    if (auto q = o.uint("queues", 8)) {
+        if (*q == 0) {
+            o.invalid("queues", "must be 1 to 8, not 0");
+        }
+        c.queues = static_cast<uint32_t>(*q);
+    }
     return c;
 }
 

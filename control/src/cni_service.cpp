@@ -352,9 +352,12 @@ json CniService::add(const json &args) {
             ea["mac"] = mac;
         }
         if (vhost_user) {
-            check_known(vhost, {"client", "socket_dir"});
+            check_known(vhost, {"client", "socket_dir", "queues"});
             ea["kind"] = "vhost-user";
             ea["vhost_mode"] = get_bool(vhost, "client", false) ? "client" : "server";
+            if (auto q = vhost.find("queues"); q != vhost.end() && !q->is_null()) {
+                ea["vhost_queues"] = *q;  // checked by the port kind
+            }
             std::string dir = get_str(vhost, "socket_dir", false, run_dir_);
             // A socket path must fit sun_path (108 bytes) and a container id alone is 64
             // characters: the short id (12, as docker shows it) and a hash of the whole

@@ -14,7 +14,7 @@ namespace {
 
 const std::vector<const char *> kEndpointFields = {
     "id",  "kind",    "netns",  "ifname",      "ipv4",         "ipv6",       "mac",
-    "mtu", "port_id", "worker", "host_ifname", "vhost_socket", "tun_queues",
+    "mtu", "port_id", "worker", "host_ifname", "vhost_socket", "tun_queues", "vhost_queues",
 };
 
 void print_endpoint(const json &endpoint, std::ostream &out) {
@@ -97,6 +97,8 @@ void add_endpoint_commands(CLI::App &app, Command &command) {
                 ->check(CLI::IsMember({"server", "client"}));
             o.integer(cmd, "--tun-queues", "tun_queues",
                       "queues of a tun pod's tap (default one per worker, at most 8)");
+            o.integer(cmd, "--vhost-queues", "vhost_queues",
+                      "queue pairs of a vhost-user pod's port (default 1, at most 8)");
         });
 
     add_request_command(

@@ -178,18 +178,9 @@ class TunKind final : public PortKind {
         e.state = st;
     }
 
-    // Queue q to the least loaded worker that has none of this pod's queues
-    // yet (all have one: the least loaded). e.worker: queue 0's.
+    // Each queue on its own worker while there are enough. e.worker: queue 0's.
     void activate(Endpoint &e) override {
-        std::vector<bool> used(ctx_.workers().size(), false);
-        for (uint16_t q = 0; q < e.rx_queues; q++) {
-            const unsigned w = ctx_.least_loaded_worker(used);
-            used[w] = true;
-            if (q == 0) {
-                e.worker = w;
-            }
-            ctx_.worker_do(w, {dp::WorkerCommand::Kind::kAddRxQueue, e.port_id, q, 0});
-        }
+        e.worker = ctx_.spread_rx_queues(e.port_id, e.rx_queues);
     }
 
     // No lookup returns the pod's routes any more: no worker polls or sends

@@ -67,7 +67,72 @@ void PortsModule::stop() {
     }
 }
 
+void PortsModule::share_tx_queues(uint16_t port, uint16_t queues) {
+    if (queues == 0 || queues > dp::kMaxPortTxQueues) {
+        throw std::invalid_argument("share_tx_queues: " + std::to_string(queues) + " queues");
+    }
+    SharedTx &s = shared_tx_[port];
+    s = SharedTx{queues, 0, 0};
+    ctx_.tables().port_mut(port).tx_shared = true;
+    publish_tx_queues(port, s);
+}
+
+std::vector<uint16_t> PortsModule::enabled_tx_queues(uint16_t port) const {
+    std::vector<uint16_t> out;
+    if (auto it = shared_tx_.find(port); it != shared_tx_.end()) {
+        for (uint16_t q = 0; q < it->second.queues; q++) {
+            if ((it->second.enabled & (1u << q)) != 0) {
+                out.push_back(q);
+            }
+        }
+    }
+    return out;
+}
+
+// The map the workers read: the enabled queues in order, queue 0 alone while
+// none is. Entries first, the count last (release).
+void PortsModule::publish_tx_queues(uint16_t port, const SharedTx &s) {
+    dp::PortState &ps = ctx_.tables().port_mut(port);
+    uint8_t n = 0;
+    for (uint16_t q = 0; q < s.queues; q++) {
+        if ((s.enabled & (1u << q)) != 0) {
+            ps.txq[n++].store(static_cast<uint8_t>(q), std::memory_order_relaxed);
+        }
+    }
+    if (n == 0) {
+        ps.txq[n++].store(0, std::memory_order_relaxed);
+    }
+    ps.txq_count.store(n, std::memory_order_release);
+}
+
+// A shared port's peer enabled or disabled queues (vhost-user vrings). The
+// PMD forgets a peer's queues without an event when it goes away (and raises
+// a link event): its link events alternate, connected (odd) and gone (even),
+// and each gone one clears the map before the changes since are read (a peer
+// that came back at once has its new queues among them).
+void PortsModule::queue_events(uint16_t port, uint8_t type) {
+    auto it = shared_tx_.find(port);
+    if (it == shared_tx_.end()) {
+        return;
+    }
+    SharedTx &s = it->second;
+    const uint32_t before = s.enabled;
+    if (type == RTE_ETH_EVENT_INTR_LSC && ++s.link_events % 2 == 0) {
+        s.enabled = 0;
+    }
+    vhost::QueueEvent ev;
+    while (vhost::next_queue_event(port, ev)) {
+        if (!ev.rx && ev.queue < s.queues) {
+            s.enabled = ev.enabled ? s.enabled | (1u << ev.queue) : s.enabled & ~(1u << ev.queue);
+        }
+    }
+    if (s.enabled != before) {
+        publish_tx_queues(port, s);
+    }
+}
+
 bool PortsModule::retire(uint16_t port) {
+    shared_tx_.erase(port);
     ctx_.tables().port_mut(port).role.store(dp::PortRole::kNone, std::memory_order_release);
     // Every worker: no lookup still sends to it, no TX buffer holds it.
     ctx_.tables().synchronize();
@@ -179,6 +244,7 @@ bool PortsModule::poll() {
             l.up = link.link_status == RTE_ETH_LINK_UP;
             l.speed_mbps = link.link_speed;
         }
+        queue_events(ev.port, ev.type);
     }
     return did;
 }

@@ -414,9 +414,11 @@ uint16_t Worker::xmit(uint16_t port, rte_mbuf **pkts, uint16_t n) {
     if (likely(!ps.tx_shared)) {
         sent = rte_eth_tx_burst(port, static_cast<uint16_t>(index_), pkts, n);
     } else {
-        rte_spinlock_lock(&ps.tx_lock);
-        sent = rte_eth_tx_burst(port, 0, pkts, n);
-        rte_spinlock_unlock(&ps.tx_lock);
+        const unsigned count = ps.txq_count.load(std::memory_order_acquire);
+        const uint8_t q = ps.txq[index_ % count].load(std::memory_order_relaxed);
+        rte_spinlock_lock(&ps.tx_locks[q]);
+        sent = rte_eth_tx_burst(port, q, pkts, n);
+        rte_spinlock_unlock(&ps.tx_locks[q]);
     }
     stats_.tx_packets.add(sent);
     return sent;

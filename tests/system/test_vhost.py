@@ -1,34 +1,37 @@
 """A DPDK pod on vhost-user: dpdk-testpmd with net_virtio_user plays the pod
-and exchanges traffic with a kernel pod on a tap port, both directions."""
-import re
+and exchanges traffic with a kernel pod on a tap port, both directions; a pod
+with two queue pairs on both workers, a peer that enables fewer; the pod
+crashing and coming back on its own, with our port as server and as client."""
+import os
 import shutil
 import signal
 import subprocess
 import time
 
-from fwdlab import RUN_ID
+from fwdlab import RUN_ID, wait_until
 
 VHOST_MAC = "02:00:00:00:00:99"
 VHOST_V4 = "192.168.0.50"
 
 
-def run_testpmd(sock, mode_args, tag):
-    """testpmd as the pod: forwards on core 1, virtio-user to our socket, runs
-    until SIGINT. --single-file-segments keeps its memory within the 8 regions
-    vhost-user can map."""
+def run_testpmd(sock, mode_args, tag, queues=1):
+    """testpmd as the pod: forwards on core 1, virtio-user to our socket (with
+    `queues` queue pairs, all enabled), runs until SIGINT. --single-file-segments
+    keeps its memory within the 8 regions vhost-user can map."""
     cmd = ["dpdk-testpmd", "-l", "0-1", "--in-memory", "--single-file-segments", "--no-pci",
            "-m", "256",
            f"--file-prefix=fwdt{RUN_ID}{tag}", "--log-level=*:warning",
-           f"--vdev=net_virtio_user0,path={sock},mac={VHOST_MAC},queues=1",
-           "--", "--no-mlockall", "--nb-cores=1", "--stats-period", "1", *mode_args]
+           f"--vdev=net_virtio_user0,path={sock},mac={VHOST_MAC},queues={queues}",
+           "--", "--no-mlockall", "--nb-cores=1", "--stats-period", "1",
+           f"--rxq={queues}", f"--txq={queues}", *mode_args]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          stdin=subprocess.DEVNULL)
     p.eal_prefix = f"fwdt{RUN_ID}{tag}"
     return p
 
 
-def stop(p):
-    p.send_signal(signal.SIGINT)
+def stop(p, sig=signal.SIGINT):
+    p.send_signal(sig)
     try:
         out, _ = p.communicate(timeout=20)
     except subprocess.TimeoutExpired:
@@ -95,3 +98,149 @@ def test_vhost_pod_exchanges_traffic_with_tap_pod(daemon_factory, netns_factory)
     d.ctl("endpoint", "del", "--id", "vpod")
     time.sleep(0.2)
     assert not __import__("os").path.exists(sock), "vhost socket left behind"
+
+
+def port_stats(d, ep_id):
+    return d.ctl("endpoint", "get", "--id", ep_id)["port_stats"]
+
+
+def ping_ok(ns, addr):
+    return ns.run(f"ping -4 -c 1 -W 0.3 {addr}", check=False, timeout=10).returncode == 0
+
+
+def udp_flows(ns, dst, flows=64, each=20):
+    """`flows` UDP flows (a socket, so a source port, each) of `each` datagrams to dst:9,
+    a millisecond apart (testpmd, the peer, shares a core: a burst could fill its ring).
+    A multi-queue pod's kernel picks its queue by flow hash, so they come in on every
+    queue (all 64 on one of two is a chance of 1 in 2^63)."""
+    script = ("import socket, time\n"
+              f"for _ in range({flows}):\n"
+              " s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              f" for _ in range({each}):\n"
+              f"  s.sendto(bytes(64), ('{dst}', 9))\n"
+              "  time.sleep(0.001)\n"
+              " s.close()\n")
+    ns.run(f'python3 -c "{script}"', timeout=60)
+
+
+def test_vhost_pod_queues_spread_over_workers(daemon_factory, netns_factory):
+    """vhost_queues 2 on two workers: each RX queue on its own worker, both fed by the peer's
+    two TX queues; the peer's two RX queues both get our traffic (each worker sends on its
+    own). A peer that enables one pair only gets everything on that pair, nothing refused."""
+    d = daemon_factory("vq", workers=(0, 1))
+    tun = netns_factory("vq")
+    d.add_pod(tun, ipv4="192.168.0.2", kind="tun")  # two queues: one on each worker
+    before = [w["rx_queues"] for w in d.stats()["workers"]]
+    ep = d.ctl("endpoint", "add", "--id", "vq", "--kind", "vhost-user", "--ipv4", VHOST_V4,
+               "--mac", VHOST_MAC, "--vhost-queues", "2")
+    assert ep["vhost_queues"] == 2 and ep["rx_queues"] == 2, ep
+    after = [w["rx_queues"] for w in d.stats()["workers"]]
+    assert [x - y for x, y in zip(after, before)] == [1, 1], (before, after)
+    sock = ep["vhost_socket"]
+    dropped = ("tx_queue_full", "port_down")
+
+    # the peer sends on both its queues: both our RX queues take, each on its worker
+    rx0 = [w["rx_packets"] for w in d.stats()["workers"]]
+    pmd = run_testpmd(sock, ["--forward-mode=txonly", f"--tx-ip={VHOST_V4},192.168.0.2",
+                             "--eth-peer=0,ee:ee:ee:ee:ee:ee", "--txpkts=128", "--auto-start"],
+                      "q2tx", queues=2)
+    try:
+        wait_until(lambda: all(n > 1000 for n in port_stats(d, "vq")["rx_queue_packets"]), 30,
+                   what="packets on both RX queues of the vhost pod's port")
+    finally:
+        stop(pmd)
+    rx1 = [w["rx_packets"] for w in d.stats()["workers"]]
+    assert all(y - x > 1000 for x, y in zip(rx0, rx1)), (rx0, rx1)
+
+    # both workers send to the pod: each on its own queue, both enabled
+    pmd = run_testpmd(sock, ["--forward-mode=icmpecho", "--auto-start"], "q2echo", queues=2)
+    try:
+        wait_until(lambda: ping_ok(tun, VHOST_V4), 30, what="the vhost pod's echo reply")
+        assert d.ctl("endpoint", "get", "--id", "vq")["vhost_tx_queues_enabled"] == [0, 1]
+        drops0 = {r: d.stats()["drops"].get(r, 0) for r in dropped}
+        tx0 = port_stats(d, "vq")["tx_queue_packets"]
+        all0 = d.stats()["drops"]
+        udp_flows(tun, VHOST_V4)
+        try:
+            wait_until(lambda: sum(port_stats(d, "vq")["tx_queue_packets"]) - sum(tx0) >= 64 * 20,
+                       10, what="every datagram sent to the vhost pod")
+        except AssertionError:
+            all1 = d.stats()["drops"]
+            raise AssertionError(({k: v - all0.get(k, 0) for k, v in all1.items()
+                                   if v != all0.get(k, 0)}, tx0, port_stats(d, "vq"),
+                                  tun.run("ip -s link show eth0").stdout))
+        tx1 = port_stats(d, "vq")["tx_queue_packets"]
+        assert all(y - x >= 20 for x, y in zip(tx0, tx1)), (tx0, tx1)
+        assert {r: d.stats()["drops"].get(r, 0) for r in dropped} == drops0
+    finally:
+        stop(pmd)
+
+    # a peer with one queue pair: all on queue 0, nothing refused
+    pmd = run_testpmd(sock, ["--forward-mode=icmpecho", "--auto-start"], "q1echo", queues=1)
+    try:
+        wait_until(lambda: ping_ok(tun, VHOST_V4), 30, what="the one-queue peer's echo reply")
+        assert d.ctl("endpoint", "get", "--id", "vq")["vhost_tx_queues_enabled"] == [0]
+        drops0 = {r: d.stats()["drops"].get(r, 0) for r in dropped}
+        tx0 = port_stats(d, "vq")["tx_queue_packets"]
+        udp_flows(tun, VHOST_V4)
+        r = tun.run(f"ping -4 -c 20 -i 0.01 -W 1 {VHOST_V4}", check=False)
+        assert " 0% packet loss" in r.stdout, r.stdout
+        wait_until(lambda: port_stats(d, "vq")["tx_queue_packets"][0] - tx0[0] >= 64 * 20 + 20,
+                   10, what="every datagram and echo request sent on queue 0")
+        tx1 = port_stats(d, "vq")["tx_queue_packets"]
+        assert tx1[1] == tx0[1], (tx0, tx1)
+        assert {r: d.stats()["drops"].get(r, 0) for r in dropped} == drops0
+    finally:
+        stop(pmd)
+    # gone: no queue enabled
+    wait_until(lambda: d.ctl("endpoint", "get", "--id", "vq")["vhost_tx_queues_enabled"] == [],
+               10, what="the departed peer's queues disabled")
+
+    r = d.ctl("endpoint", "add", "--id", "vq9", "--kind", "vhost-user", "--ipv4", "192.168.0.51",
+              "--mac", "02:00:00:00:00:98", "--vhost-queues", "9", check=False)
+    assert r.returncode != 0 and "vhost_queues must be an integer from 1 to 8" in r.stderr, \
+        r.stderr
+
+
+def test_vhost_pod_crashes_and_comes_back_without_a_call(daemon_factory, netns_factory,
+                                                         tmpdir_short):
+    """The pod's testpmd killed (-9) and started again: with our port as the socket's server
+    the pod connects again; with our port as client (the pod's virtio-user is the server)
+    our port reconnects by itself. Either way traffic flows again with no API call, and
+    the port's link went down and up."""
+    d = daemon_factory("vr", workers=(0, 1))
+    tap = netns_factory("vr")
+    d.add_pod(tap, ipv4="192.168.0.2")
+    client_sock = os.path.join(tmpdir_short, "vr-pod.sock")
+    for mode in ("server", "client"):
+        ep_id = f"vr-{mode}"
+        if mode == "server":
+            ep = d.ctl("endpoint", "add", "--id", ep_id, "--kind", "vhost-user", "--ipv4",
+                       VHOST_V4, "--mac", VHOST_MAC)
+            pod_sock = ep["vhost_socket"]
+        else:
+            pod_sock = f"{client_sock},server=1"
+        for life in range(2):
+            pmd = run_testpmd(pod_sock, ["--forward-mode=icmpecho", "--auto-start"],
+                              f"{mode[0]}{life}")
+            try:
+                if mode == "client" and life == 0:
+                    wait_until(lambda: os.path.exists(client_sock), 30,
+                               what="testpmd's vhost-user socket")
+                    ep = d.ctl("endpoint", "add", "--id", ep_id, "--kind", "vhost-user",
+                               "--ipv4", VHOST_V4, "--mac", VHOST_MAC, "--vhost-mode", "client",
+                               "--vhost-socket", client_sock)
+                wait_until(lambda: ping_ok(tap, VHOST_V4), 30,
+                           what=f"the {mode} port's pod answering (life {life})")
+                link = [p for p in d.stats()["ports"] if p["port_id"] == ep["port_id"]][0]["link"]
+                assert link["up"] is True and link["events"] >= 1 + 2 * life, link
+            finally:
+                stop(pmd, signal.SIGKILL)  # a crash: no goodbye on the socket
+            if mode == "client":
+                # the dead server's socket file stays; the pod's runtime makes it again
+                if os.path.exists(client_sock):
+                    os.unlink(client_sock)
+            wait_until(lambda: not [p for p in d.stats()["ports"]
+                                    if p["port_id"] == ep["port_id"]][0]["link"]["up"],
+                       10, what=f"the {mode} port's link down after the crash")
+        d.ctl("endpoint", "del", "--id", ep_id)

@@ -5,6 +5,7 @@
 #include <rte_dev.h>
 #include <rte_devargs.h>
 #include <rte_errno.h>
+#include <rte_eth_vhost.h>
 #include <rte_ethdev.h>
 #include <rte_kvargs.h>
 #include <rte_mempool.h>
@@ -388,6 +389,20 @@ void destroy_port(uint16_t port_id) {
         msg += (i ? "; " : "") + failed[i];
     }
     throw PortError(msg);
+}
+
+bool next_queue_event(uint16_t port_id, QueueEvent &ev) {
+    rte_eth_dev_info info{};
+    if (rte_eth_dev_info_get(port_id, &info) != 0 || info.driver_name == nullptr ||
+        std::strcmp(info.driver_name, kVhostDriver) != 0) {
+        return false;
+    }
+    rte_eth_vhost_queue_event e{};
+    if (rte_eth_vhost_get_queue_event(port_id, &e) != 0) {
+        return false;
+    }
+    ev = QueueEvent{e.queue_id, e.rx, e.enable};
+    return true;
 }
 
 }  // namespace fwd::vhost

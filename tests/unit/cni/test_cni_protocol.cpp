@@ -607,8 +607,15 @@ TEST(CniConfig, VhostUser) {
     EXPECT_TRUE(c.vhost_user.enabled);
     EXPECT_TRUE(c.vhost_user.client);
     EXPECT_EQ(c.vhost_user.socket_dir, "/run/vhost");
+    EXPECT_EQ(c.vhost_user.queues, 0u);  // the daemon's default
+    conf["vhost_user"] = {{"queues", 4}};
+    EXPECT_EQ(parse_netconf(conf.dump(), Command::kAdd).vhost_user.queues, 4u);
     conf["vhost_user"] = {{"enabled", false}, {"mode", "server"}};
     EXPECT_FALSE(parse_netconf(conf.dump(), Command::kAdd).vhost_user.enabled);
+    for (int q : {0, 9}) {
+        conf["vhost_user"] = {{"queues", q}};
+        EXPECT_EQ(config_error(conf).msg(), "invalid vhost_user.queues") << q;
+    }
 
     conf["vhost_user"] = {{"mode", "proxy"}};
     auto e = config_error(conf);

@@ -571,6 +571,16 @@ TEST_F(CniServiceTest, ABadAnnotationRefusesTheAddNamingIt) {
     EXPECT_TRUE(ctl_.endpoints.empty());
 }
 
+TEST_F(CniServiceTest, VhostUserQueuesReachThePortKind) {
+    add_pools();
+    json a = add_args("vm2");
+    a.erase("netns");
+    a["vhost_user"] = {{"queues", 2}};
+    svc_->call("cni.add", a);
+    EXPECT_EQ(ctl_.added.back()["vhost_queues"], 2);
+    EXPECT_EQ(ctl_.added.back()["vhost_mode"], "server");
+}
+
 TEST_F(CniServiceTest, VhostUserPodsGetASocketAndAStableMac) {
     add_pools();
     json a = add_args("vm1");
@@ -580,6 +590,7 @@ TEST_F(CniServiceTest, VhostUserPodsGetASocketAndAStableMac) {
     const json req = ctl_.added.back();  // a copy: later ADDs grow the vector
     EXPECT_EQ(req["kind"], "vhost-user");
     EXPECT_EQ(req["vhost_mode"], "client");
+    EXPECT_FALSE(req.contains("vhost_queues"));  // the port kind's default
     std::string sock = req["vhost_socket"];
     EXPECT_EQ(sock.rfind("/run/test/vm1-", 0), 0u) << sock;
     EXPECT_EQ(sock.size(), std::string("/run/test/vm1-0123456789abcdef.sock").size()) << sock;

@@ -16,7 +16,7 @@
 //     },
 //     "dpdk_fwd_socket": "/run/dpdk-fwd/api.sock",   the daemon's API socket
 //     "vhost_user": true | {"enabled": true, "mode": "server" | "client",
-//                           "socket_dir": "/run/dpdk-fwd/vhost"},
+//                           "socket_dir": "/run/dpdk-fwd/vhost", "queues": 1..8},
 //     "dns": {...},                        well-known; copied into the result
 //     "runtimeConfig": {"mac": ..., "ips": [...]},    capability args (conventions)
 //     "args": {"cni": {"mac": ..., "ips": [...], "vhost_user": true}},
@@ -58,6 +58,7 @@ struct VhostUserConf {
     bool enabled = false;    // pods of this network get a vhost-user port, not a tap
     bool client = false;     // "mode": "client": the daemon connects to the pod's socket
     std::string socket_dir;  // empty: the daemon's run_dir
+    uint32_t queues = 0;     // queue pairs of the pod's port; 0: the daemon's default (1)
 };
 
 // Per-attachment requests, from runtimeConfig (capability args) or args.cni (conventions).

@@ -106,4 +106,16 @@ PortInfo create_port_from_devargs(const std::string &devargs, const PortSpec &sp
 // the steps that failed.
 void destroy_port(uint16_t port_id);
 
+// A vhost-user port's peer enabled or disabled one of its queues (a vring).
+// After an RTE_ETH_EVENT_QUEUE_STATE event the changes are read one by one
+// until this returns false (several changes may raise one event). rx: the
+// queue the port receives on (the peer's TX vring). False at once for a port
+// that is not vhost-user.
+struct QueueEvent {
+    uint16_t queue = 0;
+    bool rx = false;
+    bool enabled = false;
+};
+bool next_queue_event(uint16_t port_id, QueueEvent &ev);
+
 }  // namespace fwd::vhost

@@ -49,6 +49,29 @@ uint64_t ControlContext::now_ms() {
                                      .count());
 }
 
+unsigned ControlContext::spread_rx_queues(uint16_t port, uint16_t queues) {
+    std::vector<bool> used(workers().size(), false);
+    unsigned first = 0;
+    for (uint16_t q = 0; q < queues; q++) {
+        unsigned w = least_loaded_worker(used);
+        if (workers()[w]->rx_queue_count() >= dp::kMaxRxQueues) {
+            w = least_loaded_worker();  // a worker with one of the port's queues already
+        }
+        if (workers()[w]->rx_queue_count() >= dp::kMaxRxQueues) {
+            throw ApiError("unavailable", "every worker polls " + std::to_string(dp::kMaxRxQueues) +
+                                              " RX queues, the most it can: no room for port " +
+                                              std::to_string(port) + "'s queue " +
+                                              std::to_string(q));
+        }
+        used[w] = true;
+        if (q == 0) {
+            first = w;
+        }
+        worker_do(w, {dp::WorkerCommand::Kind::kAddRxQueue, port, q, 0});
+    }
+    return first;
+}
+
 Controller::Controller(const NodeConfig &cfg, dp::Tables &tables, std::vector<dp::Worker *> workers,
                        rte_mempool *pool)
     : cfg_(cfg), tables_(tables), workers_(std::move(workers)), pool_(pool) {

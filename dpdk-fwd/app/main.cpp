@@ -7,6 +7,7 @@
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -173,6 +174,19 @@ int main(int argc, char **argv) {
     // Our log, and DPDK's into it, before EAL says anything.
     fwd::control::log::init(cfg.section<fwd::control::LogConfig>("log"));
     fwd::control::log::capture_dpdk();
+
+    // A kernel pod's port holds a fd per queue (one per worker by default): a
+    // thousand pods pass the usual soft limit of 1024. Up to the hard limit,
+    // as the operator set it.
+    rlimit nofile{};
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        const rlim_t was = nofile.rlim_cur;
+        nofile.rlim_cur = nofile.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) != 0) {
+            fwd::control::log::warn("cannot raise the open file limit from {}: {}", was,
+                                    std::strerror(errno));
+        }
+    }
 
     // SIGINT/SIGTERM are taken by sigwait on the main thread; every thread
     // created from here on inherits the blocked mask.

@@ -145,19 +145,10 @@ class ControlContext {
     // A port's RX queues 0..queues-1 to the workers, each to the least loaded
     // one that has none of them yet (all have one: the least loaded), so a
     // pod's queues are read on different workers; returns queue 0's worker.
-    unsigned spread_rx_queues(uint16_t port, uint16_t queues) {
-        std::vector<bool> used(workers().size(), false);
-        unsigned first = 0;
-        for (uint16_t q = 0; q < queues; q++) {
-            const unsigned w = least_loaded_worker(used);
-            used[w] = true;
-            if (q == 0) {
-                first = w;
-            }
-            worker_do(w, {dp::WorkerCommand::Kind::kAddRxQueue, port, q, 0});
-        }
-        return first;
-    }
+    // Throws ApiError "unavailable" when a queue finds every worker polling
+    // dp::kMaxRxQueues (the queues given so far stay: the caller's undo,
+    // retiring the port, takes them back).
+    unsigned spread_rx_queues(uint16_t port, uint16_t queues);
 
     // RCU: f runs after the next grace period (reclaim() waits for it), so
     // no worker still reads what f frees. Control thread.

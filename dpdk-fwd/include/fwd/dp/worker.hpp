@@ -25,7 +25,11 @@
 namespace fwd::dp {
 
 inline constexpr uint16_t kBurst = 32;
-inline constexpr uint16_t kMaxRxQueues = 64;
+// RX queues one worker polls: a thousand kernel pods with a queue on every
+// worker, and room for more queues each. The control thread refuses a pod
+// whose queues would not fit (ControlContext::spread_rx_queues); a command
+// past it is ignored by the worker.
+inline constexpr uint16_t kMaxRxQueues = 4096;
 
 // A bit per feature next-hop kind (kinds past the 32nd share the last bit).
 constexpr uint32_t feature_nh_bit(NhKind k) {

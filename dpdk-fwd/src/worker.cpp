@@ -715,12 +715,47 @@ void Worker::process(rte_mbuf **pkts, uint16_t n) {
 }
 
 template <bool Profile>
+uint16_t Worker::rx_queue(uint16_t port, uint16_t queue, uint64_t &empty_calls,
+                          uint64_t &empty_cycles) {
+    rte_mbuf *pkts[kBurst];
+    uint64_t start = 0;
+    if constexpr (Profile) {
+        start = rte_rdtsc();
+    }
+    uint16_t n = rx_burst(port, queue, pkts);
+    if constexpr (Profile) {
+        uint64_t cycles = rte_rdtsc() - start;
+        if (n != 0) {
+            WorkerStats::StageCounters &c = stats_.stages[idx(Stage::kRx)];
+            c.calls.inc();
+            c.packets.add(n);
+            c.cycles.add(cycles);
+        } else {
+            empty_calls++;
+            empty_cycles += cycles;
+        }
+    }
+    if (n == 0) {
+        return 0;
+    }
+    stats_.rx_packets.add(n);
+    if (uint8_t armed = taps_armed(TapPoint::kRx); unlikely(armed != 0)) {
+        run_taps<Profile>(TapPoint::kRx, armed, port, pkts, n);
+    }
+    process_impl<Profile>(pkts, n);
+    return n;
+}
+
+template <bool Profile>
 uint16_t Worker::poll_once_impl() {
+    uint16_t nq = n_rxq_.load(std::memory_order_relaxed);
+    if (nq > kReadyPollQueues && can_block()) {
+        return poll_ready_impl<Profile>();
+    }
     uint16_t total = 0;
     // Empty RX calls count (as kRxEmpty) only if the loop turns out busy.
     uint64_t empty_calls = 0;
     uint64_t empty_cycles = 0;
-    uint16_t nq = n_rxq_.load(std::memory_order_relaxed);
     const bool busy = last_busy_;
     for (uint16_t q = 0; q < nq; q++) {
         RxQueueRef &r = rxq_[q];
@@ -728,24 +763,7 @@ uint16_t Worker::poll_once_impl() {
             r.skip--;
             continue;
         }
-        rte_mbuf *pkts[kBurst];
-        uint64_t start = 0;
-        if constexpr (Profile) {
-            start = rte_rdtsc();
-        }
-        uint16_t n = rx_burst(r.port, r.queue, pkts);
-        if constexpr (Profile) {
-            uint64_t cycles = rte_rdtsc() - start;
-            if (n != 0) {
-                WorkerStats::StageCounters &c = stats_.stages[idx(Stage::kRx)];
-                c.calls.inc();
-                c.packets.add(n);
-                c.cycles.add(cycles);
-            } else {
-                empty_calls++;
-                empty_cycles += cycles;
-            }
-        }
+        const uint16_t n = rx_queue<Profile>(r.port, r.queue, empty_calls, empty_cycles);
         if (n == 0) {
             r.backoff = static_cast<uint16_t>(
                 std::min<uint32_t>(std::max<uint32_t>(r.backoff * 2u, 1u), kMaxRxSkip));
@@ -754,12 +772,7 @@ uint16_t Worker::poll_once_impl() {
         }
         r.backoff = 0;
         r.skip = 0;  // an empty poll in an idle loop left one: it has packets now
-        stats_.rx_packets.add(n);
         total += n;
-        if (uint8_t armed = taps_armed(TapPoint::kRx); unlikely(armed != 0)) {
-            run_taps<Profile>(TapPoint::kRx, armed, r.port, pkts, n);
-        }
-        process_impl<Profile>(pkts, n);
     }
     if constexpr (Profile) {
         // Only busy loops are profiled: what an idle loop sends or frees (left
@@ -775,6 +788,37 @@ uint16_t Worker::poll_once_impl() {
             c.cycles.add(empty_cycles);
         }
     }
+    last_busy_ = total != 0;
+    return total;
+}
+
+// The fds are level-triggered: a queue with frames left after its burst is
+// listed again next time, and epoll hands out the ready ones in turn, so
+// none waits for ever behind kReadyEvents others. Only owned queues are
+// listed: the worker itself takes a queue's fd out when a command takes the
+// queue (unwatch_rx), never between this epoll_wait and the reads.
+template <bool Profile>
+uint16_t Worker::poll_ready_impl() {
+    epoll_event ev[kReadyEvents];
+    const int got = epoll_wait(epoll_fd_, ev, kReadyEvents, 0);
+    uint16_t total = 0;
+    uint64_t empty_calls = 0;
+    uint64_t empty_cycles = 0;
+    for (int i = 0; i < got; i++) {
+        const uint64_t tag = ev[i].data.u64;
+        if (tag == kWakeTag) {
+            uint64_t v = 0;
+            ssize_t r = ::read(wake_fd_, &v, sizeof(v));
+            (void)r;  // a stale wake: the commands are drained in housekeeping
+            continue;
+        }
+        total += rx_queue<Profile>(static_cast<uint16_t>(tag >> 16),
+                                   static_cast<uint16_t>(tag & 0xffff), empty_calls, empty_cycles);
+    }
+    if constexpr (Profile) {
+        profile_ = total != 0;
+    }
+    flush_tx();
     last_busy_ = total != 0;
     return total;
 }

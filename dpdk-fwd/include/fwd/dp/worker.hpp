@@ -421,6 +421,14 @@ class Worker {
     uint16_t run_once_impl();
     template <bool Profile>
     uint16_t poll_once_impl();
+    // Polls only the queues epoll says have frames (one epoll_wait instead of
+    // a read per queue): where every queue can wake the worker and there are
+    // more than kReadyPollQueues of them (a node of many kernel pods).
+    template <bool Profile>
+    uint16_t poll_ready_impl();
+    // One queue's burst through the pipeline: RX counters, taps, process.
+    template <bool Profile>
+    uint16_t rx_queue(uint16_t port, uint16_t queue, uint64_t &empty_calls, uint64_t &empty_cycles);
     template <bool Profile>
     void process_impl(rte_mbuf **pkts, uint16_t n);
     // One family's path from ip*_input to the TX buffers.
@@ -531,6 +539,10 @@ class Worker {
     uint16_t n_unwakeable_ = 0;
     std::atomic<bool> blocked_{false};
     static constexpr uint64_t kWakeTag = UINT64_MAX;  // wake_fd_'s epoll data
+    // Above this many owned queues, all wakeable, poll_ready_impl polls. At
+    // or below, reading each queue costs no more than asking epoll first.
+    static constexpr uint16_t kReadyPollQueues = 4;
+    static constexpr int kReadyEvents = 64;  // queues served per poll (epoll rotates the rest)
     void block();
     void close_idle_fds();
     void watch_rx(RxQueueRef &r);

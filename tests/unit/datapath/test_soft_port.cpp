@@ -905,5 +905,79 @@ TEST_F(SoftPortsBlocking, AFrameACommandAndStopEachEndTheBlock) {
     drain_ring(io_b_.tx);
 }
 
+// Guards: with more than four owned queues, all wakeable, a poll reads only
+// the queues whose fd is ready (one epoll_wait, not a read per queue): a
+// frame on a queue whose fd is not set is not read, and is forwarded as soon
+// as its fd is; with four queues or fewer every queue is read each poll.
+TEST_F(SoftPortsBlocking, ManyWakeableQueuesArePolledByReadiness) {
+    std::array<SoftIo, 4> extra;
+    Tables &t = lab().tables();
+    auto extra_port = [](size_t i) { return static_cast<uint16_t>(kSoftA + 1 + i); };
+    for (size_t i = 0; i < extra.size(); i++) {
+        extra[i].wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        ASSERT_GE(extra[i].wake, 0);
+        extra[i].rx = rte_ring_create(("soft_x" + std::to_string(i)).c_str(), kSoftRingSize, 0,
+                                      RING_F_SP_ENQ | RING_F_SC_DEQ);
+        ASSERT_NE(extra[i].rx, nullptr);
+        PortState &ps = t.port_mut(extra_port(i));
+        ps.driver = driver_;
+        ps.driver_ctx = &extra[i];
+        ps.mac = kGwMac;
+        ps.role.store(PortRole::kPod, std::memory_order_release);
+    }
+    own_rx(kSoftA, 0);
+    own_rx(kSoftB, 0);
+    for (size_t i = 0; i < extra.size(); i++) {
+        own_rx(extra_port(i), 0);
+    }
+    ASSERT_TRUE(worker().can_block());
+    auto reads = [&] {
+        size_t n = io_a_.rx_calls.size() + io_b_.rx_calls.size();
+        for (const SoftIo &io : extra) {
+            n += io.rx_calls.size();
+        }
+        return n;
+    };
+
+    // Six queues: the frame waits for its fd.
+    put_rx(io_a_, kSoftA, from_soft_a().ip4(kSoftA4, kSoftB4).udp(9, 10).payload(8));
+    EXPECT_EQ(worker().poll_once(), 0u);
+    EXPECT_EQ(reads(), 0u) << "a queue was read without its fd ready";
+    const uint64_t one = 1;
+    ASSERT_EQ(write(io_a_.wake, &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
+    EXPECT_EQ(worker().poll_once(), 1u);
+    EXPECT_EQ(io_a_.rx_calls.size(), 1u);
+    EXPECT_EQ(reads(), 1u) << "only the ready queue is read";
+    EXPECT_EQ(rte_ring_count(io_b_.tx), 1u);
+
+    // Four queues: each read every poll, ready or not.
+    for (size_t i = 0; i < 2; i++) {
+        ASSERT_NE(worker().post({WorkerCommand::Kind::kDropPort, extra_port(i), 0, 0}), 0u);
+    }
+    worker().drain_commands();
+    ASSERT_EQ(worker().rx_queue_count(), 4u);
+    put_rx(io_a_, kSoftA, from_soft_a().ip4(kSoftA4, kSoftB4).udp(9, 11).payload(8));
+    const size_t before = reads();
+    EXPECT_EQ(worker().poll_once(), 1u);
+    EXPECT_EQ(reads() - before, 4u);
+    EXPECT_EQ(rte_ring_count(io_b_.tx), 2u);
+    EXPECT_EQ(worker().stats().rx_packets.get(), 2u);
+
+    for (size_t i = 2; i < extra.size(); i++) {
+        ASSERT_NE(worker().post({WorkerCommand::Kind::kDropPort, extra_port(i), 0, 0}), 0u);
+    }
+    worker().drain_commands();
+    for (size_t i = 0; i < extra.size(); i++) {
+        PortState &ps = t.port_mut(extra_port(i));
+        ps.role.store(PortRole::kNone, std::memory_order_release);
+        ps.driver = 0;
+        ps.driver_ctx = nullptr;
+        ps.mac = {};
+        close(extra[i].wake);
+        rte_ring_free(extra[i].rx);
+    }
+    drain_ring(io_b_.tx);
+}
+
 }  // namespace
 }  // namespace fwd::dp::test

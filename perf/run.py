@@ -149,21 +149,28 @@ def main(argv=None) -> int:
         ap.error("--runs must be at least 1 and --seconds positive")
 
     stem = args.name or datetime.date.today().isoformat() + ("-smoke" if args.smoke else "")
-    if args.scenario and "pod-tcp" in args.scenario:
-        # TCP between kernel pods (iperf3, Gbit/s): not a packet-set scenario; its own
-        # report, <stem>-pod-tcp.md / .json
-        from harness import pod_tcp
+    # Pod scenarios, not packet-set ones: pod-tcp (TCP between kernel pods, iperf3, Gbit/s)
+    # and pod-vhost (pod to pod over vhost-user against testpmd); each its own report,
+    # <stem>-<scenario>.md / .json
+    for pod_scenario in ("pod-tcp", "pod-vhost"):
+        if not args.scenario or pod_scenario not in args.scenario:
+            continue
+        if pod_scenario == "pod-tcp":
+            from harness import pod_tcp as mod
+        else:
+            from harness import pod_vhost as mod
         t0 = time.monotonic()
-        rc = pod_tcp.main(args, Path(args.out), stem + "-pod-tcp",
-                          lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}", flush=True))
-        args.scenario = [n for n in args.scenario if n != "pod-tcp"]
+        rc = mod.main(args, Path(args.out), f"{stem}-{pod_scenario}",
+                      lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}", flush=True))
+        args.scenario = [n for n in args.scenario if n != pod_scenario]
         if not args.scenario or rc != 0:
             return rc
     scenarios = common.load_scenarios(HERE / "scenarios")
     names = args.scenario or list(scenarios)
     for n in names:
         if n not in scenarios:
-            ap.error(f"unknown scenario '{n}' (known: {', '.join(scenarios)}, pod-tcp)")
+            ap.error(f"unknown scenario '{n}' (known: {', '.join(scenarios)}, pod-tcp, "
+                     "pod-vhost)")
     keys = args.reference or list(common.ALL_REFERENCES) + [
         k for k in common.EXTRA_REFERENCES if any(k in scenarios[n].references for n in names)]
     if "dpdk-fwd" not in keys:

@@ -581,3 +581,12 @@ def measure(ref: Reference, ctx: Ctx, warmup: float, seconds: float) -> Window:
         raise Unavailable(f"{ref.label}: nothing forwarded in the window (rx {rx}, tx {tx})")
     return Window(mpps=tx / dt / 1e6, rx_mpps=rx / dt / 1e6,
                   drop_ratio=max(0.0, 1.0 - tx / rx), seconds=dt, extra=extra)
+
+
+def write_report(out_dir: Path, stem: str, res: dict, text: str, log) -> None:
+    """A pod scenario's results: <stem>.json (raw) and <stem>.md (text), then text printed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(res, indent=2))
+    (out_dir / f"{stem}.md").write_text(text)
+    log(f"wrote {out_dir / (stem + '.md')} and .json")
+    print(text)

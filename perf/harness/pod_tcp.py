@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "system"))
 
 import bench_pod_kinds  # noqa: E402
+from . import common  # noqa: E402
 import fwdlab  # noqa: E402
 from fwdlab import (Bridge, Daemon, Etcd, Netns, calico_veth_pod,  # noqa: E402
                     felix_vxlan_devices, felix_vxlan_peer, ipam_allocate, ippools_yaml,
@@ -332,9 +333,5 @@ def main(args, out_dir: Path, stem: str, log) -> int:
                   file=sys.stderr)
             return 2
     res = run(args.runs, args.seconds, log)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{stem}.json").write_text(json.dumps(res, indent=2))
-    (out_dir / f"{stem}.md").write_text(report(res))
-    log(f"wrote {out_dir / (stem + '.md')} and .json")
-    print(report(res))
+    common.write_report(out_dir, stem, res, report(res), log)
     return 0

@@ -77,32 +77,37 @@ void PortsModule::share_tx_queues(uint16_t port, uint16_t queues) {
     publish_tx_queues(port, s);
 }
 
-std::vector<uint16_t> PortsModule::enabled_tx_queues(uint16_t port) const {
-    std::vector<uint16_t> out;
-    if (auto it = shared_tx_.find(port); it != shared_tx_.end()) {
-        for (uint16_t q = 0; q < it->second.queues; q++) {
-            if ((it->second.enabled & (1u << q)) != 0) {
-                out.push_back(q);
-            }
+std::vector<uint8_t> PortsModule::SharedTx::list() const {
+    std::vector<uint8_t> out;
+    for (uint16_t q = 0; q < queues; q++) {
+        if ((enabled & (1u << q)) != 0) {
+            out.push_back(static_cast<uint8_t>(q));
         }
     }
     return out;
+}
+
+std::vector<uint16_t> PortsModule::enabled_tx_queues(uint16_t port) const {
+    auto it = shared_tx_.find(port);
+    if (it == shared_tx_.end()) {
+        return {};
+    }
+    const std::vector<uint8_t> l = it->second.list();
+    return {l.begin(), l.end()};
 }
 
 // The map the workers read: the enabled queues in order, queue 0 alone while
 // none is. Entries first, the count last (release).
 void PortsModule::publish_tx_queues(uint16_t port, const SharedTx &s) {
     dp::PortState &ps = ctx_.tables().port_mut(port);
-    uint8_t n = 0;
-    for (uint16_t q = 0; q < s.queues; q++) {
-        if ((s.enabled & (1u << q)) != 0) {
-            ps.txq[n++].store(static_cast<uint8_t>(q), std::memory_order_relaxed);
-        }
+    std::vector<uint8_t> l = s.list();
+    if (l.empty()) {
+        l.push_back(0);
     }
-    if (n == 0) {
-        ps.txq[n++].store(0, std::memory_order_relaxed);
+    for (size_t i = 0; i < l.size(); i++) {
+        ps.txq[i].store(l[i], std::memory_order_relaxed);
     }
-    ps.txq_count.store(n, std::memory_order_release);
+    ps.txq_count.store(static_cast<uint8_t>(l.size()), std::memory_order_release);
 }
 
 // A shared port's peer enabled or disabled queues (vhost-user vrings). The

@@ -55,6 +55,14 @@ Worker::Worker(unsigned index, const Tables &tables, rte_mempool *pool, const Id
     }
 }
 
+// Resets wake_fd_ (the eventfd post() and stop() write). EAGAIN: another
+// read took it; the wake happened either way.
+void Worker::clear_wake() {
+    uint64_t v = 0;
+    ssize_t r = ::read(wake_fd_, &v, sizeof(v));
+    (void)r;
+}
+
 void Worker::close_idle_fds() {
     for (int *fd : {&epoll_fd_, &wake_fd_}) {
         if (*fd >= 0) {
@@ -807,9 +815,7 @@ uint16_t Worker::poll_ready_impl() {
     for (int i = 0; i < got; i++) {
         const uint64_t tag = ev[i].data.u64;
         if (tag == kWakeTag) {
-            uint64_t v = 0;
-            ssize_t r = ::read(wake_fd_, &v, sizeof(v));
-            (void)r;  // a stale wake: the commands are drained in housekeeping
+            clear_wake();  // a stale wake: the commands are drained in housekeeping
             continue;
         }
         total += rx_queue<Profile>(static_cast<uint16_t>(tag >> 16),
@@ -891,9 +897,7 @@ void Worker::block() {
         const int got = epoll_wait(epoll_fd_, ev, 8, static_cast<int>(idle_.max_block_ms));
         for (int i = 0; i < got; i++) {
             if (ev[i].data.u64 == kWakeTag) {
-                uint64_t v = 0;
-                ssize_t r = ::read(wake_fd_, &v, sizeof(v));
-                (void)r;  // EAGAIN: another read took it; the wake happened either way
+                clear_wake();
             }
         }
         if (got > 0) {

@@ -110,7 +110,8 @@ class PortsModule final : public Module {
     struct SharedTx {
         uint16_t queues = 1;
         uint32_t enabled = 0;
-        uint64_t link_events = 0;  // since share_tx_queues
+        uint64_t link_events = 0;           // since share_tx_queues
+        std::vector<uint8_t> list() const;  // the enabled queues, in order
     };
     std::map<uint16_t, SharedTx> shared_tx_;  // control thread
     void publish_tx_queues(uint16_t port, const SharedTx &s);

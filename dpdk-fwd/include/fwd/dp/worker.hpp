@@ -544,6 +544,7 @@ class Worker {
     static constexpr uint16_t kReadyPollQueues = 4;
     static constexpr int kReadyEvents = 64;  // queues served per poll (epoll rotates the rest)
     void block();
+    void clear_wake();
     void close_idle_fds();
     void watch_rx(RxQueueRef &r);
     void unwatch_rx(const RxQueueRef &r);

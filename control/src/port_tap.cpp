@@ -200,7 +200,6 @@ class TapKind final : public PortKind {
 
 void TapKind::start() {
     vhost::PortSpec spec;
-    spec.kind = vhost::PortKind::kTap;
     spec.token = "pods";
     spec.tap_ifname = ctx_.cfg().pod_tap;
     spec.tap_take_over = true;  // the tap a daemon that died left, with its pods
@@ -239,7 +238,6 @@ void TapKind::start() {
     dp::PortState &ps = ctx_.tables().port_mut(info.port_id);
     ps.mac = net::kCalicoGatewayMac.bytes();
     ps.vlan = 0;
-    ps.tx_shared = false;
     ps.role.store(dp::PortRole::kPod, std::memory_order_release);
     // The workers do not run yet: their rings take the commands for later.
     for (uint16_t w = 0; w < n_workers; w++) {

@@ -14,9 +14,7 @@ FWD_ON_LOAD(register_module<PortsModule>({}));
 void PortsModule::start() {
     // Link changes of every port (uplink, pods) come in as events.
     accepting_.store(true, std::memory_order_release);
-    for (auto type : {RTE_ETH_EVENT_INTR_LSC, RTE_ETH_EVENT_QUEUE_STATE}) {
-        rte_eth_dev_callback_register(RTE_ETH_ALL, type, on_port_event, this);
-    }
+    rte_eth_dev_callback_register(RTE_ETH_ALL, RTE_ETH_EVENT_INTR_LSC, on_port_event, this);
     callbacks_ = true;
     const NodeConfig &cfg = ctx_.cfg();
     if (!cfg.uplink) {
@@ -51,9 +49,7 @@ void PortsModule::start() {
 void PortsModule::stop() {
     if (callbacks_) {
         accepting_.store(false, std::memory_order_release);
-        for (auto type : {RTE_ETH_EVENT_INTR_LSC, RTE_ETH_EVENT_QUEUE_STATE}) {
-            rte_eth_dev_callback_unregister(RTE_ETH_ALL, type, on_port_event, this);
-        }
+        rte_eth_dev_callback_unregister(RTE_ETH_ALL, RTE_ETH_EVENT_INTR_LSC, on_port_event, this);
         callbacks_ = false;
     }
     if (uplink_) {
@@ -67,77 +63,7 @@ void PortsModule::stop() {
     }
 }
 
-void PortsModule::share_tx_queues(uint16_t port, uint16_t queues) {
-    if (queues == 0 || queues > dp::kMaxPortTxQueues) {
-        throw std::invalid_argument("share_tx_queues: " + std::to_string(queues) + " queues");
-    }
-    SharedTx &s = shared_tx_[port];
-    s = SharedTx{queues, 0, 0};
-    ctx_.tables().port_mut(port).tx_shared = true;
-    publish_tx_queues(port, s);
-}
-
-std::vector<uint8_t> PortsModule::SharedTx::list() const {
-    std::vector<uint8_t> out;
-    for (uint16_t q = 0; q < queues; q++) {
-        if ((enabled & (1u << q)) != 0) {
-            out.push_back(static_cast<uint8_t>(q));
-        }
-    }
-    return out;
-}
-
-std::vector<uint16_t> PortsModule::enabled_tx_queues(uint16_t port) const {
-    auto it = shared_tx_.find(port);
-    if (it == shared_tx_.end()) {
-        return {};
-    }
-    const std::vector<uint8_t> l = it->second.list();
-    return {l.begin(), l.end()};
-}
-
-// The map the workers read: the enabled queues in order, queue 0 alone while
-// none is. Entries first, the count last (release).
-void PortsModule::publish_tx_queues(uint16_t port, const SharedTx &s) {
-    dp::PortState &ps = ctx_.tables().port_mut(port);
-    std::vector<uint8_t> l = s.list();
-    if (l.empty()) {
-        l.push_back(0);
-    }
-    for (size_t i = 0; i < l.size(); i++) {
-        ps.txq[i].store(l[i], std::memory_order_relaxed);
-    }
-    ps.txq_count.store(static_cast<uint8_t>(l.size()), std::memory_order_release);
-}
-
-// A shared port's peer enabled or disabled queues (vhost-user vrings). The
-// PMD forgets a peer's queues without an event when it goes away (and raises
-// a link event): its link events alternate, connected (odd) and gone (even),
-// and each gone one clears the map before the changes since are read (a peer
-// that came back at once has its new queues among them).
-void PortsModule::queue_events(uint16_t port, uint8_t type) {
-    auto it = shared_tx_.find(port);
-    if (it == shared_tx_.end()) {
-        return;
-    }
-    SharedTx &s = it->second;
-    const uint32_t before = s.enabled;
-    if (type == RTE_ETH_EVENT_INTR_LSC && ++s.link_events % 2 == 0) {
-        s.enabled = 0;
-    }
-    vhost::QueueEvent ev;
-    while (vhost::next_queue_event(port, ev)) {
-        if (!ev.rx && ev.queue < s.queues) {
-            s.enabled = ev.enabled ? s.enabled | (1u << ev.queue) : s.enabled & ~(1u << ev.queue);
-        }
-    }
-    if (s.enabled != before) {
-        publish_tx_queues(port, s);
-    }
-}
-
 bool PortsModule::retire(uint16_t port) {
-    shared_tx_.erase(port);
     ctx_.tables().port_mut(port).role.store(dp::PortRole::kNone, std::memory_order_release);
     // Every worker: no lookup still sends to it, no TX buffer holds it.
     ctx_.tables().synchronize();
@@ -167,7 +93,6 @@ uint16_t PortsModule::add_soft_port(SoftPort p) {
     ps.driver_ctx = p.ctx;
     ps.mac = p.mac.bytes();
     ps.vlan = 0;
-    ps.tx_shared = false;
     ps.tx_offloads = p.tx_offloads;
     ps.role.store(p.role, std::memory_order_release);
     soft_.emplace(id, std::move(p));
@@ -249,7 +174,6 @@ bool PortsModule::poll() {
             l.up = link.link_status == RTE_ETH_LINK_UP;
             l.speed_mbps = link.link_speed;
         }
-        queue_events(ev.port, ev.type);
     }
     return did;
 }

@@ -411,23 +411,13 @@ void Worker::xmit_all(uint16_t port, rte_mbuf **pkts, uint16_t n) {
 }
 
 uint16_t Worker::xmit(uint16_t port, rte_mbuf **pkts, uint16_t n) {
-    const PortState &ps = tables_.port(port);
-    uint16_t sent;
     if (unlikely(port >= kFirstSoftPort)) {
         const uint64_t drops = n_drops_;
-        sent = soft_io(port, static_cast<uint16_t>(index_), pkts, n, false);
+        const uint16_t sent = soft_io(port, static_cast<uint16_t>(index_), pkts, n, false);
         stats_.tx_packets.add(sent - (n_drops_ - drops));
         return sent;
     }
-    if (likely(!ps.tx_shared)) {
-        sent = rte_eth_tx_burst(port, static_cast<uint16_t>(index_), pkts, n);
-    } else {
-        const unsigned count = ps.txq_count.load(std::memory_order_acquire);
-        const uint8_t q = ps.txq[index_ % count].load(std::memory_order_relaxed);
-        rte_spinlock_lock(&ps.tx_locks[q]);
-        sent = rte_eth_tx_burst(port, q, pkts, n);
-        rte_spinlock_unlock(&ps.tx_locks[q]);
-    }
+    const uint16_t sent = rte_eth_tx_burst(port, static_cast<uint16_t>(index_), pkts, n);
     stats_.tx_packets.add(sent);
     return sent;
 }

@@ -13,8 +13,8 @@
 //
 // The node (the datapath component tests' lab, tests/unit/datapath/lab.hpp and nat_lab.hpp,
 // reused as is): pods A and B (ring ethdevs, role pod, pod B's MTU 1450), the uplink (ring
-// ethdev, VLAN 100 on some inputs), a "vhost" pod (a ring ethdev sharing one TX queue and
-// taking checksum and TSO offloads as a vhost-user port does), a "tun" pod (a soft port driven
+// ethdev, VLAN 100 on some inputs), a "vhost" pod (a ring ethdev taking checksum and TSO
+// offloads), a "tun" pod (a soft port driven
 // by the real tun driver over a socketpair standing in for the tap fd: the input's first 12
 // bytes of such a frame are its virtio-net header); remote blocks over VXLAN (both outer
 // families) and IP-in-IP; natOutgoing for the pools; a ClusterIP service (TCP and UDP, both
@@ -144,7 +144,6 @@ void Node::add_vhost_port() {
         rte_eth_dev_start(vhost_port_) != 0) {
         fatal("cannot start the vhost stand-in");
     }
-    lab().tables().port_mut(vhost_port_).tx_shared = true;
     add_pod(vhost_port_, kFuzzVhostMac, kFuzzVhost4, kFuzzVhost6);
 }
 

@@ -5,7 +5,6 @@
 #include <rte_dev.h>
 #include <rte_devargs.h>
 #include <rte_errno.h>
-#include <rte_eth_vhost.h>
 #include <rte_ethdev.h>
 #include <rte_kvargs.h>
 #include <rte_mempool.h>
@@ -51,64 +50,6 @@ void check_ifname(const std::string &ifname) {
         !std::all_of(ifname.begin(), ifname.end(), ok)) {
         throw PortError("bad tap interface name '" + ifname + "': want 1 to " +
                         std::to_string(IFNAMSIZ - 1) + " of [A-Za-z0-9_.-]");
-    }
-}
-
-void check_socket_path(const std::string &path) {
-    // ',' '=' and brackets would split the devargs; sun_path bounds the length.
-    auto bad = [](char c) {
-        return c == ',' || c == '=' || c == '[' || c == ']' || static_cast<unsigned char>(c) < 0x20;
-    };
-    if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path) ||
-        std::any_of(path.begin(), path.end(), bad)) {
-        throw PortError("bad vhost-user socket path '" + path + "': want a path under " +
-                        std::to_string(sizeof(sockaddr_un::sun_path)) +
-                        " characters without , = [ ]");
-    }
-}
-
-// Server mode binds the path, which fails if a socket file from an earlier
-// run is still there. DPDK will not delete it for us, so do it here, but only
-// when nobody answers on it.
-void prepare_server_socket(const std::string &path, const std::string &devname) {
-    namespace fs = std::filesystem;
-    const std::string step = "prepare vhost-user socket " + path + " for " + devname;
-    const fs::path p(path);
-    std::error_code ec;
-    if (p.has_parent_path()) {
-        fs::create_directories(p.parent_path(), ec);
-        if (ec) {
-            throw PortError(step + ": create " + p.parent_path().string() + ": " + ec.message());
-        }
-    }
-    const fs::file_status st = fs::symlink_status(p, ec);
-    if (st.type() == fs::file_type::not_found) {
-        return;
-    }
-    if (ec) {
-        throw PortError(step + ": " + ec.message());
-    }
-    if (st.type() != fs::file_type::socket) {
-        throw PortError(step + ": exists and is not a socket");
-    }
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        throw PortError(step + ": socket: " + errno_text(errno));
-    }
-    sockaddr_un sa{};
-    sa.sun_family = AF_UNIX;
-    std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
-    const int rc = ::connect(fd, reinterpret_cast<const sockaddr *>(&sa), sizeof(sa));
-    const int err = errno;
-    ::close(fd);
-    if (rc == 0) {
-        throw PortError(step + ": a server is already listening on it");
-    }
-    if (err != ECONNREFUSED) {
-        throw PortError(step + ": probe stale socket: " + errno_text(err));
-    }
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-        throw PortError(step + ": remove stale socket: " + errno_text(errno));
     }
 }
 
@@ -324,45 +265,78 @@ std::string tap_devname(const std::string &token) {
     return std::string(kTapDriver) + "_" + token;
 }
 
-std::string vhost_devname(const std::string &token) {
-    check_token(token);
-    return std::string(kVhostDriver) + "_" + token;
-}
-
 std::string tap_devargs(const std::string &token, const std::string &ifname) {
     check_ifname(ifname);
     return tap_devname(token) + ",iface=" + ifname;
 }
 
-std::string vhost_devargs(const std::string &token, const std::string &socket_path, bool client,
-                          uint16_t queues) {
-    check_socket_path(socket_path);
-    if (queues == 0) {
-        throw PortError("vhost-user port " + token + ": needs at least one queue");
+void check_socket_path(const std::string &path) {
+    // sun_path bounds the length.
+    auto bad = [](char c) { return static_cast<unsigned char>(c) < 0x20; };
+    if (path.empty() || path.size() >= sizeof(sockaddr_un::sun_path) ||
+        std::any_of(path.begin(), path.end(), bad)) {
+        throw PortError("bad vhost-user socket path '" + path + "': want a path under " +
+                        std::to_string(sizeof(sockaddr_un::sun_path)) +
+                        " characters without control characters");
     }
-    return vhost_devname(token) + ",iface=" + socket_path + ",client=" + (client ? "1" : "0") +
-           ",queues=" + std::to_string(queues);
+}
+
+// Server mode binds the path, which fails if a socket file from an earlier
+// run is still there. DPDK will not delete it for us, so do it here, but only
+// when nobody answers on it.
+void prepare_server_socket(const std::string &path, const std::string &who) {
+    namespace fs = std::filesystem;
+    check_socket_path(path);
+    const std::string step = "prepare vhost-user socket " + path + " for " + who;
+    const fs::path p(path);
+    std::error_code ec;
+    if (p.has_parent_path()) {
+        fs::create_directories(p.parent_path(), ec);
+        if (ec) {
+            throw PortError(step + ": create " + p.parent_path().string() + ": " + ec.message());
+        }
+    }
+    const fs::file_status st = fs::symlink_status(p, ec);
+    if (st.type() == fs::file_type::not_found) {
+        return;
+    }
+    if (ec) {
+        throw PortError(step + ": " + ec.message());
+    }
+    if (st.type() != fs::file_type::socket) {
+        throw PortError(step + ": exists and is not a socket");
+    }
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        throw PortError(step + ": socket: " + errno_text(errno));
+    }
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+    const int rc = ::connect(fd, reinterpret_cast<const sockaddr *>(&sa), sizeof(sa));
+    const int err = errno;
+    ::close(fd);
+    if (rc == 0) {
+        throw PortError(step + ": a server is already listening on it");
+    }
+    if (err != ECONNREFUSED) {
+        throw PortError(step + ": probe stale socket: " + errno_text(err));
+    }
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+        throw PortError(step + ": remove stale socket: " + errno_text(errno));
+    }
 }
 
 PortInfo create_port(const PortSpec &spec) {
-    const bool tap = spec.kind == PortKind::kTap;
-    const std::string devname = tap ? tap_devname(spec.token) : vhost_devname(spec.token);
+    const std::string devname = tap_devname(spec.token);
     if (spec.pool == nullptr) {
         throw PortError("create " + devname + ": no mempool");
     }
     if (spec.rx_queues == 0 || spec.tx_queues == 0) {
         throw PortError("create " + devname + ": needs at least one RX and one TX queue");
     }
-    const std::string devargs =
-        tap ? tap_devargs(spec.token, spec.tap_ifname)
-            : vhost_devargs(spec.token, spec.vhost_socket, spec.vhost_client,
-                            std::max(spec.rx_queues, spec.tx_queues));
-
-    if (tap) {
-        check_tap_name_free(spec.tap_ifname, devname, spec.tap_take_over);
-    } else if (!spec.vhost_client) {
-        prepare_server_socket(spec.vhost_socket, devname);
-    }
+    const std::string devargs = tap_devargs(spec.token, spec.tap_ifname);
+    check_tap_name_free(spec.tap_ifname, devname, spec.tap_take_over);
 
     return attach(devargs, devname, spec, true);
 }
@@ -389,20 +363,6 @@ void destroy_port(uint16_t port_id) {
         msg += (i ? "; " : "") + failed[i];
     }
     throw PortError(msg);
-}
-
-bool next_queue_event(uint16_t port_id, QueueEvent &ev) {
-    rte_eth_dev_info info{};
-    if (rte_eth_dev_info_get(port_id, &info) != 0 || info.driver_name == nullptr ||
-        std::strcmp(info.driver_name, kVhostDriver) != 0) {
-        return false;
-    }
-    rte_eth_vhost_queue_event e{};
-    if (rte_eth_vhost_get_queue_event(port_id, &e) != 0) {
-        return false;
-    }
-    ev = QueueEvent{e.queue_id, e.rx, e.enable};
-    return true;
 }
 
 }  // namespace fwd::vhost

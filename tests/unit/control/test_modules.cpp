@@ -747,14 +747,13 @@ PortsModule::SoftPort soft_port(std::string name, uint8_t driver, void *ctx,
 
 // Guards add_soft_port: ids from kFirstSoftPort up, its PortState written
 // whole (driver, ctx, MAC, role; what an earlier user of the id left in
-// vlan / tx_shared cleared); all kMaxSoftPorts ids usable and the next one
+// vlan cleared); all kMaxSoftPorts ids usable and the next one
 // refused with ApiError "unavailable"; an id given back is given again.
 TEST_F(Control, SoftPortsTakeIdsFromTheFirstSoftPort) {
     auto &ports = ctl_->need<PortsModule>();
     int ctx_a = 0, ctx_b = 0, ctx_n = 0;
     dp::PortState &dirty = tables_->port_mut(dp::kFirstSoftPort);
     dirty.vlan = 7;
-    dirty.tx_shared = true;
 
     PortsModule::SoftPort a = soft_port("tun_a", 3, &ctx_a);
     uint16_t ia = ports.add_soft_port(a);
@@ -765,7 +764,6 @@ TEST_F(Control, SoftPortsTakeIdsFromTheFirstSoftPort) {
     EXPECT_EQ(pa.mac, a.mac.bytes());
     EXPECT_EQ(pa.role.load(), dp::PortRole::kPod);
     EXPECT_EQ(pa.vlan, 0);
-    EXPECT_FALSE(pa.tx_shared);
 
     uint16_t ib = ports.add_soft_port(soft_port("tun_b", 4, &ctx_b, dp::PortRole::kUplink));
     EXPECT_EQ(ib, dp::kFirstSoftPort + 1);

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "fwd/dp/pipeline.hpp"
+#include "fwd/dp/vhost_io.hpp"
 #include "fwd/net/addr.hpp"
 #include "lab.hpp"
 
@@ -284,7 +285,6 @@ class SoftPorts : public DatapathTest {
         ps.driver_ctx = io;
         ps.mac = kGwMac;
         ps.vlan = 0;
-        ps.tx_shared = false;
         ps.role.store(PortRole::kPod, std::memory_order_release);
         NextHop nh{};
         nh.kind = NhKind::kPod;
@@ -782,13 +782,18 @@ TEST(PortDrivers, RegistryChecksAndIds) {
     for (size_t i = 3; i <= kMaxPortDrivers; i++) {
         EXPECT_EQ(p.drivers[i].rx, &ring_rx) << i;
     }
-    // The default pipeline and a registry without drivers: none at all.
-    Pipeline none = PipelineRegistry{}.freeze();
-    for (const Pipeline *q : {&default_pipeline(), static_cast<const Pipeline *>(&none)}) {
-        for (const auto &d : q->drivers) {
-            EXPECT_EQ(d.rx, nullptr);
-            EXPECT_EQ(d.tx, nullptr);
-        }
+    // A registry without drivers has none; the default pipeline the core's one
+    // (vhost-user pods, vhost_io.hpp) at its id and nothing else.
+    for (const auto &d : PipelineRegistry{}.freeze().drivers) {
+        EXPECT_EQ(d.rx, nullptr);
+        EXPECT_EQ(d.tx, nullptr);
+    }
+    const auto &dd = default_pipeline().drivers;
+    ASSERT_GE(vhost_user::driver(), 1);
+    for (size_t i = 0; i < dd.size(); i++) {
+        EXPECT_EQ(dd[i].rx != nullptr, i == vhost_user::driver()) << i;
+        EXPECT_EQ(dd[i].tx != nullptr, i == vhost_user::driver()) << i;
+        EXPECT_EQ(dd[i].wake_fd, nullptr) << i << ": vhost-user queues poll (no wake fd)";
     }
 }
 

@@ -1,4 +1,4 @@
-// Pure helpers of the vhost component: devargs, device names, netns paths and
+// Pure helpers of the vhost component: devargs, device names, socket paths, netns paths and
 // the canonical pod addresses and routes. No EAL, no netlink.
 #include <gtest/gtest.h>
 
@@ -30,27 +30,21 @@ TEST(TapDevargs, RejectsNamesTheKernelOrKvargsWouldNot) {
 TEST(PortToken, MustBeShortAndPlain) {
     EXPECT_THROW(tap_devname(""), PortError);
     EXPECT_THROW(tap_devname("p,1"), PortError);
-    EXPECT_THROW(vhost_devname("p 1"), PortError);
-    EXPECT_THROW(vhost_devname(std::string(kMaxTokenLen + 1, 'x')), PortError);
-    EXPECT_EQ(vhost_devname(std::string(kMaxTokenLen, 'x')),
-              "net_vhost_" + std::string(kMaxTokenLen, 'x'));
+    EXPECT_THROW(tap_devname("p 1"), PortError);
+    EXPECT_THROW(tap_devname(std::string(kMaxTokenLen + 1, 'x')), PortError);
+    EXPECT_EQ(tap_devname(std::string(kMaxTokenLen, 'x')),
+              "net_tap_" + std::string(kMaxTokenLen, 'x'));
 }
 
-TEST(VhostDevargs, ServerAndClient) {
-    EXPECT_EQ(vhost_devname("p17"), "net_vhost_p17");
-    EXPECT_EQ(vhost_devargs("p17", "/run/fwd/p17.sock", false, 1),
-              "net_vhost_p17,iface=/run/fwd/p17.sock,client=0,queues=1");
-    EXPECT_EQ(vhost_devargs("p17", "/run/fwd/p17.sock", true, 4),
-              "net_vhost_p17,iface=/run/fwd/p17.sock,client=1,queues=4");
-}
-
-TEST(VhostDevargs, RejectsBadSocketPathsAndQueues) {
-    EXPECT_THROW(vhost_devargs("p1", "", false, 1), PortError);
-    EXPECT_THROW(vhost_devargs("p1", "/run/a,b.sock", false, 1), PortError);
-    EXPECT_THROW(vhost_devargs("p1", "/run/a=b.sock", false, 1), PortError);
-    EXPECT_THROW(vhost_devargs("p1", "/" + std::string(107, 'x'), false, 1), PortError);
-    EXPECT_NO_THROW(vhost_devargs("p1", "/" + std::string(106, 'x'), false, 1));
-    EXPECT_THROW(vhost_devargs("p1", "/run/p1.sock", false, 0), PortError);
+// librte_vhost takes the path as it is (no devargs to split): only sun_path's
+// size and control characters are refused.
+TEST(VhostSocketPath, FitsSunPathWithoutControlCharacters) {
+    EXPECT_NO_THROW(check_socket_path("/run/fwd/p17.sock"));
+    EXPECT_NO_THROW(check_socket_path("/run/a,b=c[1].sock"));
+    EXPECT_NO_THROW(check_socket_path("/" + std::string(106, 'x')));
+    EXPECT_THROW(check_socket_path(""), PortError);
+    EXPECT_THROW(check_socket_path("/" + std::string(107, 'x')), PortError);
+    EXPECT_THROW(check_socket_path("/run/a\nb.sock"), PortError);
 }
 
 TEST(ResolveNetnsPath, BareNameIsUnderVarRunNetns) {

@@ -57,17 +57,6 @@ class PortsModule final : public Module {
     // or every worker's ring is full.
     bool send_frame(const uint8_t *frame, size_t len);
 
-    // A port whose TX queues the workers share (PortState::tx_shared), sent
-    // on as its peer enables them: a vhost-user pod's port with `queues`
-    // queue pairs. Until the peer enables one, and after it goes away, the
-    // workers send on queue 0 (refused while no peer is there, counted as
-    // port_down). The map follows the peer's queue events; retire() ends it.
-    // Call right after the port is made, before its role is set (a peer may
-    // connect at once: its events wait on the ring for the control thread).
-    void share_tx_queues(uint16_t port, uint16_t queues);
-    // The TX queues the peer has enabled, for endpoint.get.
-    std::vector<uint16_t> enabled_tx_queues(uint16_t port) const;
-
     // Soft ports (tables.hpp): a port a feature's driver does the I/O of.
     // add_soft_port gives it an id and writes its PortState (driver, ctx,
     // our MAC, the role last, with release); throws ApiError "unavailable"
@@ -106,16 +95,6 @@ class PortsModule final : public Module {
         uint64_t events = 0;
     };
     std::map<uint16_t, PortLink> links_;  // control thread
-    // share_tx_queues ports: the TX queues their peer enabled (bit q).
-    struct SharedTx {
-        uint16_t queues = 1;
-        uint32_t enabled = 0;
-        uint64_t link_events = 0;           // since share_tx_queues
-        std::vector<uint8_t> list() const;  // the enabled queues, in order
-    };
-    std::map<uint16_t, SharedTx> shared_tx_;  // control thread
-    void publish_tx_queues(uint16_t port, const SharedTx &s);
-    void queue_events(uint16_t port, uint8_t type);
     // The uplink's link state polled every kLinkPollMs into PortState::link_down:
     // not every driver raises link events (net_tap does not).
     static constexpr uint64_t kLinkPollMs = 100;

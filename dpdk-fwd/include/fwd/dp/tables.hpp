@@ -97,9 +97,6 @@ enum class PortRole : uint8_t { kNone = 0, kUplink, kPod };
 inline constexpr uint16_t kFirstSoftPort = RTE_MAX_ETHPORTS;
 inline constexpr uint16_t kMaxSoftPorts = 1024;
 inline constexpr uint16_t kMaxPorts = kFirstSoftPort + kMaxSoftPorts;
-// TX queues a shared port's map names (PortState::txq): a vhost-user pod's
-// queue pairs (endpoint.add vhost_queues).
-inline constexpr uint8_t kMaxPortTxQueues = 8;
 
 struct alignas(64) PortState {
     // control writes (release), workers read (acquire)
@@ -113,24 +110,6 @@ struct alignas(64) PortState {
     std::atomic<bool> link_down{false};
     std::array<uint8_t, 6> mac{};  // our MAC on this port; frames to it are ours
     uint16_t vlan = 0;             // uplink VLAN to strip/insert, 0: none
-    // A port whose TX queues the workers share (a vhost-user port: its peer
-    // enables as many queue pairs as it likes, and may change its mind at any
-    // time): worker w sends on txq[w % txq_count] under that queue's lock.
-    // The control thread writes the map (the queues the peer enabled; entries
-    // before the count, release), workers read it per burst; a worker that
-    // read the map just before it changed sends one burst on a queue the peer
-    // just disabled, which the driver refuses (counted). Ports with a queue
-    // per worker never touch the map or the locks.
-    bool tx_shared = false;
-    std::atomic<uint8_t> txq_count{1};
-    std::array<std::atomic<uint8_t>, kMaxPortTxQueues> txq{};
-    mutable std::array<rte_spinlock_t, kMaxPortTxQueues> tx_locks = [] {
-        std::array<rte_spinlock_t, kMaxPortTxQueues> l;
-        for (auto &x : l) {
-            rte_spinlock_init(&x);
-        }
-        return l;
-    }();
     // A soft port: its driver (Pipeline::drivers index, 0 for an ethdev)
     // and the driver's state for it. Written before the port's role.
     uint8_t driver = 0;

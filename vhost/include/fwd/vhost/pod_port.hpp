@@ -1,6 +1,7 @@
 // DPDK side of a pod link: a net_tap port (the pod gets the kernel tap
-// interface) or a net_vhost port (the pod, a VM or a virtio-user container,
-// connects to a vhost-user socket).
+// interface), any ethdev from devargs (the uplink), and the socket file of a
+// vhost-user pod (control/port_vhost.cpp drives the device through
+// librte_vhost, no ethdev).
 //
 // Control-plane only, and from the thread that owns ethdev configuration:
 // create_port() and destroy_port() probe and remove EAL devices.
@@ -24,12 +25,9 @@ struct rte_mempool;
 
 namespace fwd::vhost {
 
-enum class PortKind { kTap, kVhostUser };
-
 struct PortSpec {
-    PortKind kind = PortKind::kTap;
     // Unique short token ([A-Za-z0-9_-], at most kMaxTokenLen) that names the
-    // EAL device: net_tap_<token> or net_vhost_<token>.
+    // EAL device: net_tap_<token>.
     std::string token;
     uint16_t rx_queues = 1;
     uint16_t tx_queues = 1;
@@ -55,17 +53,11 @@ struct PortSpec {
     // multi-queue tap (set_tap_persist, netns.hpp): the one a daemon that
     // died left, with the pods' macvlans on it. The PMD attaches to it.
     bool tap_take_over = false;
-
-    // kVhostUser: socket path. In server mode (vhost_client false) we create
-    // the socket, its parent directory if missing, and remove a stale socket
-    // nobody listens on.
-    std::string vhost_socket;
-    bool vhost_client = false;
 };
 
 struct PortInfo {
     uint16_t port_id = 0;
-    std::string devname;  // EAL device name, net_tap_<token> / net_vhost_<token>
+    std::string devname;  // EAL device name, net_tap_<token>
     // The PMD's own address. For a tap it is the kernel interface's MAC at
     // creation, not the pod MAC set later by configure_pod_interface(), and
     // not what the host side answers with (kCalicoGatewayMac).
@@ -85,19 +77,23 @@ inline constexpr size_t kMaxTokenLen = 32;
 // PortError for a token, interface name or path the kernel or the devargs
 // parser would reject.
 std::string tap_devname(const std::string &token);
-std::string vhost_devname(const std::string &token);
 std::string tap_devargs(const std::string &token, const std::string &ifname);
-std::string vhost_devargs(const std::string &token, const std::string &socket_path, bool client,
-                          uint16_t queues);
+// A vhost-user socket path: under sizeof(sun_path) characters, no control
+// characters; PortError naming the problem otherwise.
+void check_socket_path(const std::string &path);
+// For a server socket at path: its parent directory made if missing, a stale
+// socket nobody listens on removed (a crashed daemon's). PortError when the
+// path is not a socket or somebody listens on it (not ours to take); who
+// names the socket's user in the message.
+void prepare_server_socket(const std::string &path, const std::string &who);
 
-// Probes, configures, sets up every queue and starts the port. The link of a
-// vhost-user port stays down until a virtio peer connects; this does not wait
-// for it. On failure everything done so far is undone and PortError thrown.
+// Probes, configures, sets up every queue and starts the port. On failure
+// everything done so far is undone and PortError thrown.
 PortInfo create_port(const PortSpec &spec);
 
 // Any DPDK device (the uplink): probes devargs unless the port exists
 // already (a PCI device allowed at EAL init), then configures and starts it
-// like create_port. spec.kind and the tap/vhost fields are ignored.
+// like create_port. The tap fields are ignored.
 PortInfo create_port_from_devargs(const std::string &devargs, const PortSpec &spec);
 
 // Stops, closes and removes the EAL device; for a vhost-user server also the
@@ -105,17 +101,5 @@ PortInfo create_port_from_devargs(const std::string &devargs, const PortSpec &sp
 // namespace or deleted. Every step is attempted; PortError afterwards lists
 // the steps that failed.
 void destroy_port(uint16_t port_id);
-
-// A vhost-user port's peer enabled or disabled one of its queues (a vring).
-// After an RTE_ETH_EVENT_QUEUE_STATE event the changes are read one by one
-// until this returns false (several changes may raise one event). rx: the
-// queue the port receives on (the peer's TX vring). False at once for a port
-// that is not vhost-user.
-struct QueueEvent {
-    uint16_t queue = 0;
-    bool rx = false;
-    bool enabled = false;
-};
-bool next_queue_event(uint16_t port_id, QueueEvent &ev);
 
 }  // namespace fwd::vhost

@@ -244,3 +244,36 @@ def test_vhost_pod_crashes_and_comes_back_without_a_call(daemon_factory, netns_f
                                     if p["port_id"] == ep["port_id"]][0]["link"]["up"],
                        10, what=f"the {mode} port's link down after the crash")
         d.ctl("endpoint", "del", "--id", ep_id)
+
+
+def test_more_vhost_pods_than_the_eal_has_ethdevs(daemon_factory, netns_factory):
+    """vhost-user pods are soft ports driven through librte_vhost, not net_vhost ethdevs:
+    40 of them on one node (Debian's DPDK has 32 ethdevs in all), each with its socket and a
+    port id outside the ethdev range; the last one made carries traffic; all go cleanly."""
+    d = daemon_factory("vm", workers=(0, 1))
+    tap = netns_factory("vm")
+    d.add_pod(tap, ipv4="192.168.0.2")
+    n = 40
+    eps = []
+    for i in range(n):
+        eps.append(d.ctl("endpoint", "add", "--id", f"vm{i}", "--kind", "vhost-user",
+                         "--ipv4", f"192.168.1.{10 + i}", "--mac", f"02:00:00:00:01:{i:02x}"))
+    ids = [ep["port_id"] for ep in eps]
+    assert len(set(ids)) == n and min(ids) >= 32, ids
+    assert all(os.path.exists(ep["vhost_socket"]) for ep in eps)
+    rows = {p["port_id"]: p for p in d.stats()["ports"]}
+    assert all(rows[i]["name"].startswith("vhost-user:") for i in ids), rows
+
+    last = eps[-1]
+    pmd = run_testpmd(last["vhost_socket"], ["--forward-mode=icmpecho", "--auto-start"], "m40")
+    try:
+        wait_until(lambda: ping_ok(tap, f"192.168.1.{10 + n - 1}"), 30,
+                   what="the 40th vhost-user pod's echo reply")
+        st = port_stats(d, f"vm{n - 1}")
+        assert st["rx_packets"] >= 1 and st["tx_packets"] >= 1 and st["link"]["up"], st
+    finally:
+        stop(pmd)
+    for i in range(n):
+        d.ctl("endpoint", "del", "--id", f"vm{i}")
+    assert not any(os.path.exists(ep["vhost_socket"]) for ep in eps), "sockets left behind"
+    assert not [p for p in d.stats()["ports"] if p["port_id"] in ids]

@@ -49,43 +49,6 @@ void PoolTable::add(const net::Prefix6 &p, uint8_t flags) {
     nat6_ = nat6_ || (flags & kPoolNatOutgoing);
 }
 
-uint8_t PoolTable::find4(uint32_t a) const noexcept {
-    for (const Pool4 &p : v4_) {
-        if ((a & p.mask) == p.net) {
-            return p.flags | 0x80;  // 0x80: found (a pool may have no flag)
-        }
-    }
-    return 0;
-}
-
-uint8_t PoolTable::find6(const uint8_t *a) const noexcept {
-    const auto w = words6(a);
-    for (const Pool6 &p : v6_) {
-        if ((w[0] & p.mask[0]) == p.net[0] && (w[1] & p.mask[1]) == p.net[1]) {
-            return p.flags | 0x80;
-        }
-    }
-    return 0;
-}
-
-// The destination counts as "a pool" unless its pool serves LoadBalancer
-// addresses only (CALICO.md).
-bool PoolTable::snat4(uint32_t src_be, uint32_t dst_be) const noexcept {
-    if (!nat4_ || !(find4(rte_be_to_cpu_32(src_be)) & kPoolNatOutgoing)) {
-        return false;
-    }
-    const uint8_t d = find4(rte_be_to_cpu_32(dst_be));
-    return d == 0 || (d & kPoolLoadBalancerOnly);
-}
-
-bool PoolTable::snat6(const uint8_t *src, const uint8_t *dst) const noexcept {
-    if (!nat6_ || !(find6(src) & kPoolNatOutgoing)) {
-        return false;
-    }
-    const uint8_t d = find6(dst);
-    return d == 0 || (d & kPoolLoadBalancerOnly);
-}
-
 PortRange port_range_for(const PortRange &cfg, uint8_t proto, uint16_t orig) {
     if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
         return {0, 65535};

@@ -263,6 +263,12 @@ def test_more_vhost_pods_than_the_eal_has_ethdevs(daemon_factory, netns_factory)
     assert all(os.path.exists(ep["vhost_socket"]) for ep in eps)
     rows = {p["port_id"]: p for p in d.stats()["ports"]}
     assert all(rows[i]["name"].startswith("vhost-user:") for i in ids), rows
+    # a socket is one pod's: another endpoint on it is refused, naming it, and nothing stays
+    r = d.ctl("endpoint", "add", "--id", "vmdup", "--kind", "vhost-user", "--ipv4",
+              "192.168.1.99", "--mac", "02:00:00:00:01:99", "--vhost-mode", "client",
+              "--vhost-socket", eps[0]["vhost_socket"], check=False)
+    assert r.returncode != 0 and "is another pod's" in r.stderr, r.stderr
+    assert len(d.stats()["ports"]) == len(rows) and os.path.exists(eps[0]["vhost_socket"])
 
     last = eps[-1]
     pmd = run_testpmd(last["vhost_socket"], ["--forward-mode=icmpecho", "--auto-start"], "m40")

@@ -33,9 +33,12 @@
 // worker slot "services" (svc::worker_slot()).
 #pragma once
 
+#include <rte_byteorder.h>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "fwd/dp/affinity.hpp"
@@ -72,15 +75,64 @@ class PoolTable {
 
     // natOutgoing applies to a packet from src to dst (addresses in network
     // order, as in the header).
-    bool snat4(uint32_t src_be, uint32_t dst_be) const noexcept;
-    bool snat6(const uint8_t *src, const uint8_t *dst) const noexcept;
+    bool snat4(uint32_t src_be, uint32_t dst_be) const noexcept {
+        return ways4(src_be, dst_be).snat;
+    }
+    bool snat6(const uint8_t *src, const uint8_t *dst) const noexcept {
+        return ways6(src, dst).snat;
+    }
+    // natOutgoing's rule both ways for one packet, each address looked up
+    // once: snat = snat4(src, dst); inbound = !snat && snat4(dst, src) (a
+    // connection from outside every pool into a natOutgoing pool).
+    struct Ways {
+        bool snat = false;
+        bool inbound = false;
+    };
+    Ways ways4(uint32_t src_be, uint32_t dst_be) const noexcept {
+        if (!nat4_) {
+            return {};
+        }
+        return ways(find4(rte_be_to_cpu_32(src_be)), find4(rte_be_to_cpu_32(dst_be)));
+    }
+    Ways ways6(const uint8_t *src, const uint8_t *dst) const noexcept {
+        if (!nat6_) {
+            return {};
+        }
+        return ways(find6(src), find6(dst));
+    }
     bool nat4() const { return nat4_; }
     bool nat6() const { return nat6_; }
 
   private:
-    // The flags of the pool holding a (0 when none; pools do not overlap).
-    uint8_t find4(uint32_t a_host) const noexcept;
-    uint8_t find6(const uint8_t *a) const noexcept;
+    // The flags of the pool holding a, | 0x80 (found: a pool may have no
+    // flag); 0 when none (pools do not overlap).
+    uint8_t find4(uint32_t a_host) const noexcept {
+        for (const Pool4 &p : v4_) {
+            if ((a_host & p.mask) == p.net) {
+                return p.flags | 0x80;
+            }
+        }
+        return 0;
+    }
+    uint8_t find6(const uint8_t *a) const noexcept {
+        uint64_t w[2];
+        std::memcpy(w, a, 16);
+        for (const Pool6 &p : v6_) {
+            if ((w[0] & p.mask[0]) == p.net[0] && (w[1] & p.mask[1]) == p.net[1]) {
+                return p.flags | 0x80;
+            }
+        }
+        return 0;
+    }
+    // The destination counts as "a pool" unless its pool serves LoadBalancer
+    // addresses only (CALICO.md).
+    static bool outside(uint8_t f) { return f == 0 || (f & kPoolLoadBalancerOnly); }
+    static Ways ways(uint8_t s, uint8_t d) {
+        Ways w;
+        w.snat = (s & kPoolNatOutgoing) && outside(d);
+        w.inbound = !w.snat && (d & kPoolNatOutgoing) && outside(s);
+        return w;
+    }
 
     std::vector<Pool4> v4_;
     std::vector<Pool6> v6_;

@@ -74,10 +74,7 @@ constexpr uint16_t kSrcPortMin = 49152;     // RFC 7348 section 5: 49152-65535
 // Linux counts per destination; a counter per worker keeps IDs apart for
 // one destination as long as the workers do not wrap into each other's
 // (each starts 2048 * its index further on).
-// initial-exec: the objects are built position-independent (static
-// libraries), where the default model looks the variable up through
-// __tls_get_addr on every use (10 instructions a packet under callgrind).
-__attribute__((tls_model("initial-exec"))) thread_local uint16_t t_ip_id = 0;
+thread_local uint16_t t_ip_id = 0;
 
 uint16_t next_ip_id(const Worker &w) {
     return static_cast<uint16_t>(t_ip_id++ + (w.index() << 11));

@@ -279,7 +279,22 @@ def test_more_vhost_pods_than_the_eal_has_ethdevs(daemon_factory, netns_factory)
         assert st["rx_packets"] >= 1 and st["tx_packets"] >= 1 and st["link"]["up"], st
     finally:
         stop(pmd)
-    for i in range(n):
+
+    # removed while its pod streams into it: the device goes under traffic, the daemon serves on
+    pmd = run_testpmd(last["vhost_socket"], ["--forward-mode=txonly",
+                                             f"--tx-ip=192.168.1.{10 + n - 1},192.168.0.2",
+                                             "--eth-peer=0,ee:ee:ee:ee:ee:ee", "--txpkts=128",
+                                             "--auto-start"], "m40tx")
+    try:
+        wait_until(lambda: port_stats(d, f"vm{n - 1}")["rx_packets"] > 10000, 30,
+                   what="the 40th pod's stream")
+        d.ctl("endpoint", "del", "--id", f"vm{n - 1}")
+        assert not os.path.exists(last["vhost_socket"])
+        assert d.ctl("endpoint", "get", "--id", "vm0")["port_id"] == ids[0]
+        assert d.proc.poll() is None, "the daemon died removing a pod under traffic"
+    finally:
+        stop(pmd)
+    for i in range(n - 1):
         d.ctl("endpoint", "del", "--id", f"vm{i}")
     assert not any(os.path.exists(ep["vhost_socket"]) for ep in eps), "sockets left behind"
     assert not [p for p in d.stats()["ports"] if p["port_id"] in ids]

@@ -18,7 +18,10 @@
 //   destroy_connection the peer is gone: no TX queue enabled.
 // They find the port by the socket path (rte_vhost_get_ifname) in a registry
 // under one mutex; the control thread holds it only to add and remove
-// entries, never while it calls into the library.
+// entries, never while it calls into the library. A socket serves one peer:
+// while a connection is adopted, another one (a second VM, a process probing
+// the socket) is refused at new_connection, so it can neither take the
+// device nor clear the pod's queues.
 //
 // Reconnect: with our port as server the socket keeps listening, the pod
 // connects again; as client (RTE_VHOST_USER_CLIENT) the library retries the
@@ -61,7 +64,8 @@ constexpr uint64_t kNoOffloads =
 // A registered socket, as the callbacks see it.
 struct Device {
     vu::VhostPort *port = nullptr;
-    uint32_t enabled = 0;  // bit q: the peer enabled ring 2q (our TX queue q)
+    int conn = -1;         // the adopted connection's vid (-1: none)
+    uint32_t enabled = 0;  // bit q: its peer enabled ring 2q (our TX queue q)
     bool up = false;       // new_device .. destroy_device
     uint64_t link_events = 0;
 };
@@ -78,27 +82,41 @@ Registry &registry() {
 }
 
 // The device of vid's socket; nullptr when none (unregistered meanwhile).
-Device *find(int vid) {
+// adopted: only when vid is its adopted connection.
+Device *find(int vid, bool adopted = true) {
     char path[PATH_MAX] = {};
     if (rte_vhost_get_ifname(vid, path, sizeof(path)) != 0) {
         return nullptr;
     }
     auto &m = registry().by_path;
     auto it = m.find(path);
-    return it == m.end() ? nullptr : &it->second;
+    if (it == m.end() || (adopted && it->second.conn != vid)) {
+        return nullptr;
+    }
+    return &it->second;
 }
 
+// A peer connected: adopted when the socket has none, with no TX queue
+// enabled yet; refused (the library closes it) when it has one.
 int on_new_connection(int vid) {
     std::lock_guard lk(registry().mu);
-    if (Device *d = find(vid)) {
-        d->enabled = 0;
-        vu::publish_tx_queues(*d->port, 0);
+    Device *d = find(vid, false);
+    if (d == nullptr || d->conn >= 0) {
+        return -1;
     }
+    d->conn = vid;
+    d->enabled = 0;
+    vu::publish_tx_queues(*d->port, 0);
     return 0;
 }
 
 void on_destroy_connection(int vid) {
-    on_new_connection(vid);
+    std::lock_guard lk(registry().mu);
+    if (Device *d = find(vid)) {
+        d->conn = -1;
+        d->enabled = 0;
+        vu::publish_tx_queues(*d->port, 0);
+    }
 }
 
 int on_vring_state_changed(int vid, uint16_t ring, int enable) {

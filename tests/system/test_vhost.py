@@ -277,6 +277,17 @@ def test_more_vhost_pods_than_the_eal_has_ethdevs(daemon_factory, netns_factory)
                    what="the 40th vhost-user pod's echo reply")
         st = port_stats(d, f"vm{n - 1}")
         assert st["rx_packets"] >= 1 and st["tx_packets"] >= 1 and st["link"]["up"], st
+        # a second endpoint on its socket as server: the probe of the live socket (a second
+        # peer) is refused by the socket's owner, the pod keeps its queues and its traffic
+        r = d.ctl("endpoint", "add", "--id", "vmdup2", "--kind", "vhost-user", "--ipv4",
+                  "192.168.1.98", "--mac", "02:00:00:00:01:98", "--vhost-socket",
+                  last["vhost_socket"], check=False)
+        assert r.returncode != 0 and "a server is already listening on it" in r.stderr, \
+            r.stderr
+        assert d.ctl("endpoint", "get", "--id", f"vm{n - 1}")["vhost_tx_queues_enabled"] == [0]
+        assert port_stats(d, f"vm{n - 1}")["link"]["up"]
+        r = tap.run(f"ping -4 -c 5 -i 0.05 -W 1 192.168.1.{10 + n - 1}", check=False)
+        assert " 0% packet loss" in r.stdout, r.stdout
     finally:
         stop(pmd)
 

@@ -6,7 +6,8 @@
 // and the endpoints module (endpoints.hpp) drives it through endpoint.add /
 // endpoint.del; it never names a kind. Built in: "tap" (kernel pods: a
 // macvlan on the shared pod tap, port_tap.cpp) and "vhost-user" (DPDK and VM
-// pods: a net_vhost port each, port_vhost.cpp).
+// pods: a vhost-user socket each, driven through librte_vhost as a soft
+// port, port_vhost.cpp).
 //
 // Endpoint life, on the control thread (start / stop on the main thread):
 //   check      the kind's own arguments, clashes with the other endpoints;

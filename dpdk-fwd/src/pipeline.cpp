@@ -128,6 +128,10 @@ uint8_t PipelineRegistry::add_port_driver(PortDriverDef d) {
     if (d.rx == nullptr || d.tx == nullptr) {
         throw std::invalid_argument("port driver '" + d.name + "' needs rx and tx");
     }
+    if ((d.arm == nullptr) != (d.disarm == nullptr) || (d.arm != nullptr && d.wake_fd != nullptr)) {
+        throw std::invalid_argument("port driver '" + d.name +
+                                    "': arm and disarm go together, and not with wake_fd");
+    }
     for (const auto &o : drivers_) {
         if (o.name == d.name) {
             throw std::invalid_argument("port driver '" + d.name + "' is registered twice");
@@ -218,7 +222,8 @@ Pipeline PipelineRegistry::freeze() const {
     }
     p.slot_names = slots_;
     for (size_t i = 0; i < drivers_.size(); i++) {
-        p.drivers[i + 1] = Pipeline::Driver{drivers_[i].rx, drivers_[i].tx, drivers_[i].wake_fd};
+        p.drivers[i + 1] = Pipeline::Driver{drivers_[i].rx, drivers_[i].tx, drivers_[i].wake_fd,
+                                            drivers_[i].arm, drivers_[i].disarm};
     }
     for (const auto &h : housekeeping_) {
         p.housekeeping[p.n_housekeeping++] = h.fn;

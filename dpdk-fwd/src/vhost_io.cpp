@@ -2,7 +2,11 @@
 // librte_vhost.
 #include "fwd/dp/vhost_io.hpp"
 
+#include <poll.h>
 #include <rte_vhost.h>
+#include <unistd.h>
+
+#include <atomic>
 
 #include "fwd/dp/pipeline.hpp"
 #include "fwd/dp/worker.hpp"
@@ -64,6 +68,52 @@ uint16_t vhost_tx(Worker &w, uint16_t port, uint16_t queue, rte_mbuf **pkts, uin
     return sent;
 }
 
+// An idle worker's block (pipeline.hpp PortArmFn): the peer's TX ring of
+// pair `queue` gets notifications on (the peer kicks its eventfd for the
+// next frame it posts), then is looked at once more, so a frame posted
+// before the peer saw the change is not left waiting: then the worker does
+// not block.
+int vhost_arm(void *ctx, uint16_t queue) {
+    auto *p = static_cast<VhostPort *>(ctx);
+    const int vid = p != nullptr ? p->vid.load(std::memory_order_acquire) : -1;
+    if (vid < 0 || queue >= p->queues) {
+        return kArmNone;  // no peer: its connection comes back through new_device
+    }
+    const auto ring = static_cast<uint16_t>(2 * queue + 1);
+    rte_vhost_vring vr{};
+    if (rte_vhost_get_vhost_vring(vid, ring, &vr) != 0) {
+        return kArmNone;  // the peer has no such ring: nothing comes on it
+    }
+    if (vr.kickfd < 0 || rte_vhost_enable_guest_notification(vid, ring, 1) != 0) {
+        return kArmUnable;
+    }
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag before the ring's index
+    if (rte_vhost_rx_queue_count(vid, ring) != 0) {
+        rte_vhost_enable_guest_notification(vid, ring, 0);
+        return kArmBusy;
+    }
+    return vr.kickfd;
+}
+
+// After the block: notifications off again (the worker polls), the kick
+// drained. fd is the worker's dup of the kick eventfd: the same file even if
+// the peer left meanwhile; it is read only when readable (a peer's eventfd
+// may be blocking).
+void vhost_disarm(void *ctx, uint16_t queue, int fd, bool fired) {
+    if (fd >= 0 && fired) {
+        pollfd pf{fd, POLLIN, 0};
+        uint64_t count = 0;
+        if (::poll(&pf, 1, 0) == 1 && (pf.revents & POLLIN) != 0) {
+            (void)::read(fd, &count, sizeof(count));
+        }
+    }
+    auto *p = static_cast<VhostPort *>(ctx);
+    const int vid = p != nullptr ? p->vid.load(std::memory_order_acquire) : -1;
+    if (vid >= 0 && queue < p->queues) {
+        rte_vhost_enable_guest_notification(vid, static_cast<uint16_t>(2 * queue + 1), 0);
+    }
+}
+
 }  // namespace
 
 void publish_tx_queues(VhostPort &p, uint32_t enabled) {
@@ -77,8 +127,8 @@ void publish_tx_queues(VhostPort &p, uint32_t enabled) {
 }
 
 uint8_t driver() {
-    static const uint8_t id =
-        PipelineRegistry::global().add_port_driver({"vhost_user", &vhost_rx, &vhost_tx, nullptr});
+    static const uint8_t id = PipelineRegistry::global().add_port_driver(
+        {"vhost_user", &vhost_rx, &vhost_tx, nullptr, &vhost_arm, &vhost_disarm});
     return id;
 }
 

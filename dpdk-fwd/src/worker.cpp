@@ -1,5 +1,6 @@
 #include "fwd/dp/worker.hpp"
 
+#include <fcntl.h>
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_pause.h>
@@ -213,6 +214,11 @@ void Worker::watch_rx(RxQueueRef &r) {
             pipeline_.drivers[ps.driver < pipeline_.drivers.size() ? ps.driver : 0];
         if (d.wake_fd != nullptr) {
             fd = d.wake_fd(ps.driver_ctx, r.queue);
+        } else if (d.arm != nullptr) {
+            r.wake_fd = -1;
+            r.armable = true;  // armed for each block (block())
+            n_armable_++;
+            return;
         }
     }
     r.wake_fd = -1;
@@ -230,6 +236,10 @@ void Worker::watch_rx(RxQueueRef &r) {
 }
 
 void Worker::unwatch_rx(const RxQueueRef &r) {
+    if (r.armable) {
+        n_armable_--;
+        return;
+    }
     if (r.wake_fd < 0) {
         n_unwakeable_--;
         return;
@@ -747,7 +757,7 @@ uint16_t Worker::rx_queue(uint16_t port, uint16_t queue, uint64_t &empty_calls,
 template <bool Profile>
 uint16_t Worker::poll_once_impl() {
     uint16_t nq = n_rxq_.load(std::memory_order_relaxed);
-    if (nq > kReadyPollQueues && can_block()) {
+    if (nq > kReadyPollQueues && can_block() && n_armable_ == 0) {
         return poll_ready_impl<Profile>();
     }
     uint16_t total = 0;
@@ -845,8 +855,10 @@ void Worker::idle_backoff(bool got_packets) {
     // machine's noise (alternating runs, 7 to 12 Gbit/s either way), and an
     // idle node with 10 tun pods at 0.6-0.8% of a core against 1.4%.
     if (can_block()) {
-        block();
-        return;
+        const Blocked b = block();
+        if (b != Blocked::kUnable) {
+            return;  // waited, or frames wait on an armable queue: poll again
+        }
     }
     // Sleep, going offline for RCU so the control thread never waits on a
     // sleeping worker.
@@ -869,7 +881,76 @@ void Worker::idle_backoff(bool got_packets) {
 // Everything was flushed (poll_once's flush_tx) and every queue came back
 // empty just before: the fds are level-triggered, so frames that came in
 // since end the wait at once.
-void Worker::block() {
+//
+// Armable queues (PortArmFn: vhost-user) are armed first, online, and a dup
+// of each one's fd joins the epoll set for this block only; a queue with
+// frames waiting cancels the block (kBusy), one that cannot be armed turns it
+// into a sleep (kUnable). After the wait, online again, each is disarmed
+// (its fd drained if it fired) and its dup closed. The dup, not the
+// driver's fd, is what the set holds: the driver's may be closed meanwhile
+// (the peer left) and its number reused, while the dup keeps the file that
+// was armed until the worker itself takes it out.
+Worker::Blocked Worker::arm_queues(uint16_t &n_armed) {
+    n_armed = 0;
+    const uint16_t n = n_rxq_.load(std::memory_order_relaxed);
+    for (uint16_t i = 0; i < n; i++) {
+        const RxQueueRef &r = rxq_[i];
+        if (!r.armable) {
+            continue;
+        }
+        const PortState &ps = tables_.port(r.port);
+        const Pipeline::Driver &d =
+            pipeline_.drivers[ps.driver < pipeline_.drivers.size() ? ps.driver : 0];
+        if (d.arm == nullptr) {
+            continue;  // the port's driver was taken off (retired): nothing comes
+        }
+        const int fd = d.arm(ps.driver_ctx, r.queue);
+        if (fd == kArmNone) {
+            continue;
+        }
+        if (fd < 0) {
+            return fd == kArmBusy ? Blocked::kBusy : Blocked::kUnable;
+        }
+        const int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = kArmedTag | n_armed;
+        if (dup < 0 || epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, dup, &ev) != 0) {
+            if (dup >= 0) {
+                ::close(dup);
+            }
+            d.disarm(ps.driver_ctx, r.queue, -1, false);
+            return Blocked::kUnable;
+        }
+        armed_[n_armed++] = Armed{i, dup, false};
+    }
+    return Blocked::kYes;
+}
+
+void Worker::disarm_queues(uint16_t n_armed) {
+    for (uint16_t k = 0; k < n_armed; k++) {
+        const Armed &a = armed_[k];
+        const RxQueueRef &r = rxq_[a.rxq];
+        (void)epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, a.fd, nullptr);
+        const PortState &ps = tables_.port(r.port);
+        const Pipeline::Driver &d =
+            pipeline_.drivers[ps.driver < pipeline_.drivers.size() ? ps.driver : 0];
+        if (d.disarm != nullptr) {
+            d.disarm(ps.driver_ctx, r.queue, a.fd, a.fired);
+        }
+        ::close(a.fd);
+    }
+}
+
+Worker::Blocked Worker::block() {
+    uint16_t n_armed = 0;
+    if (n_armable_ != 0) {
+        const Blocked b = arm_queues(n_armed);
+        if (b != Blocked::kYes) {
+            disarm_queues(n_armed);
+            return b;
+        }
+    }
     stats_.sleeps.inc();
     stats_.blocks.inc();
     if (qsbr_ != nullptr) {
@@ -885,13 +966,22 @@ void Worker::block() {
     if (cmds_.read_available() == 0 && running_.load(std::memory_order_relaxed)) {
         epoll_event ev[8];
         const int got = epoll_wait(epoll_fd_, ev, 8, static_cast<int>(idle_.max_block_ms));
+        // More armed fds may be readable than the 8 events list: each is
+        // then checked at disarm (a drain tests before it reads).
+        const bool many = got == 8;
         for (int i = 0; i < got; i++) {
-            if (ev[i].data.u64 == kWakeTag) {
+            const uint64_t tag = ev[i].data.u64;
+            if (tag == kWakeTag) {
                 clear_wake();
+            } else if ((tag & kArmedTag) != 0 && (tag & 0xffff) < n_armed) {
+                armed_[tag & 0xffff].fired = true;
             }
         }
         if (got > 0) {
             stats_.wakeups.inc();
+        }
+        for (uint16_t k = 0; many && k < n_armed; k++) {
+            armed_[k].fired = true;
         }
     }
     blocked_.store(false, std::memory_order_relaxed);
@@ -899,6 +989,8 @@ void Worker::block() {
         rte_rcu_qsbr_thread_online(qsbr_, index_);
         online_ = true;
     }
+    disarm_queues(n_armed);
+    return Blocked::kYes;
 }
 
 template <bool Profile>

@@ -8,7 +8,6 @@ import pathlib
 import socket
 import signal
 import subprocess
-import tempfile
 import time
 import types
 import uuid
@@ -248,6 +247,17 @@ class Daemon:
 
     def stats(self):
         return self.ctl("stats")
+
+    def idle_for(self, seconds=5):
+        """The daemon left alone for `seconds`: its share of a core over them, and each
+        worker's blocks and sleeps in them ({worker: (blocks, sleeps)})."""
+        before = {w["worker"]: w for w in self.stats()["workers"]}
+        cpu0, t0 = self.cpu_seconds(), time.monotonic()
+        time.sleep(seconds)
+        share = (self.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+        after = {w["worker"]: w for w in self.stats()["workers"]}
+        return share, {w: (a["blocks"] - before[w]["blocks"], a["sleeps"] - before[w]["sleeps"])
+                       for w, a in after.items()}
 
     def cpu_seconds(self):
         """utime + stime of the daemon, in seconds, from /proc."""

@@ -175,14 +175,9 @@ def test_idle_workers_block_and_a_packet_wakes_them(daemon_factory, netns_factor
     pods = add_tun_pods(d, netns_factory, 10, label="i")
     pods[0].run(f"ping -4 -c 1 -W 2 {pods[1].v4}", timeout=10)  # neighbours learned
     time.sleep(1)
-    before = {w["worker"]: w for w in d.stats()["workers"]}
-    cpu0, t0 = d.cpu_seconds(), time.monotonic()
-    time.sleep(5)
-    share = (d.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+    share, idle = d.idle_for(5)
     after = {w["worker"]: w for w in d.stats()["workers"]}
-    for w, a in after.items():
-        b = before[w]
-        blocks, sleeps = a["blocks"] - b["blocks"], a["sleeps"] - b["sleeps"]
+    for w, (blocks, sleeps) in idle.items():
         assert blocks > 0, f"worker {w} never blocked"
         # blocked up to 100 ms a time (less when the pods' own IPv6 ND wakes it); one that
         # never blocked would have slept about 5000 times in 5 s

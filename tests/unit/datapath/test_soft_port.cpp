@@ -148,6 +148,47 @@ PortDriverDef ring_driver(std::string name = "ring") {
     return PortDriverDef{std::move(name), &ring_rx, &ring_tx, &ring_wake_fd};
 }
 
+// A device whose queue wakes a blocked worker only once armed, as a
+// vhost-user queue does (PortArmFn): SoftIo::wake is then its "kick" eventfd.
+struct ArmLog {
+    int arms = 0;
+    int given = 0;  // arms that gave the fd (each must be disarmed)
+    int disarms = 0;
+    int fired = 0;         // disarms told the fd was readable
+    bool armed = false;    // between an arm that gave the fd and its disarm
+    int answer = 0;        // what arm gives instead of the fd (0: the fd)
+    bool drained = false;  // the last fired disarm read the eventfd
+};
+ArmLog g_arm;
+
+int ring_arm(void *ctx, uint16_t) {
+    g_arm.arms++;
+    auto *io = static_cast<SoftIo *>(ctx);
+    if (g_arm.answer != 0) {
+        return g_arm.answer;
+    }
+    if (rte_ring_count(io->rx) != 0) {
+        return kArmBusy;
+    }
+    g_arm.armed = true;
+    g_arm.given++;
+    return io->wake;
+}
+
+void ring_disarm(void *, uint16_t, int fd, bool fired) {
+    g_arm.disarms++;
+    g_arm.armed = false;
+    if (fired) {
+        g_arm.fired++;
+        uint64_t v = 0;
+        g_arm.drained = read(fd, &v, sizeof(v)) == sizeof(v);
+    }
+}
+
+PortDriverDef armed_ring_driver() {
+    return PortDriverDef{"armed_ring", &ring_rx, &ring_tx, nullptr, &ring_arm, &ring_disarm};
+}
+
 // The message of the std::invalid_argument f throws; "" (and a failure) when none.
 template <typename F>
 std::string invalid(F &&f) {
@@ -757,6 +798,17 @@ TEST(PortDrivers, RegistryChecksAndIds) {
     invalid([&] { r.add_port_driver(PortDriverDef{"no_rx", nullptr, &ring_tx}); });
     invalid([&] { r.add_port_driver(PortDriverDef{"no_tx", &ring_rx, nullptr}); });
     invalid([&] { r.add_port_driver(PortDriverDef{"neither", nullptr, nullptr}); });
+    invalid([&] {
+        r.add_port_driver(PortDriverDef{"arm_only", &ring_rx, &ring_tx, nullptr, &ring_arm});
+    });
+    invalid([&] {
+        r.add_port_driver(
+            PortDriverDef{"disarm_only", &ring_rx, &ring_tx, nullptr, nullptr, &ring_disarm});
+    });
+    invalid([&] {
+        r.add_port_driver(PortDriverDef{"arm_and_wake", &ring_rx, &ring_tx, &ring_wake_fd,
+                                        &ring_arm, &ring_disarm});
+    });
     for (const std::string &bad :
          std::vector<std::string>{"", "Upper", "dash-name", std::string(33, 'a')}) {
         invalid([&] { r.add_port_driver(ring_driver(bad)); });
@@ -793,7 +845,9 @@ TEST(PortDrivers, RegistryChecksAndIds) {
     for (size_t i = 0; i < dd.size(); i++) {
         EXPECT_EQ(dd[i].rx != nullptr, i == vhost_user::driver()) << i;
         EXPECT_EQ(dd[i].tx != nullptr, i == vhost_user::driver()) << i;
-        EXPECT_EQ(dd[i].wake_fd, nullptr) << i << ": vhost-user queues poll (no wake fd)";
+        EXPECT_EQ(dd[i].wake_fd, nullptr) << i << ": vhost-user queues have no fixed wake fd";
+        EXPECT_EQ(dd[i].arm != nullptr && dd[i].disarm != nullptr, i == vhost_user::driver())
+            << i << ": vhost-user queues wake a worker once armed";
     }
 }
 
@@ -846,6 +900,42 @@ class SoftPortsBlocking : public SoftPorts {
         }
     }
     uint64_t blocks() { return worker().stats().blocks.get(); }
+    // More soft pods on the fixture's driver (ports first, first + 1, ...), each
+    // with a wake eventfd and an RX ring named by tag; not owned by the worker.
+    template <size_t N>
+    void add_extra(std::array<SoftIo, N> &extra, uint16_t first, const std::string &tag) {
+        for (size_t i = 0; i < N; i++) {
+            extra[i].wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+            ASSERT_GE(extra[i].wake, 0);
+            extra[i].rx = rte_ring_create((tag + std::to_string(i)).c_str(), kSoftRingSize, 0,
+                                          RING_F_SP_ENQ | RING_F_SC_DEQ);
+            ASSERT_NE(extra[i].rx, nullptr);
+            PortState &ps = lab().tables().port_mut(static_cast<uint16_t>(first + i));
+            ps.driver = driver_;
+            ps.driver_ctx = &extra[i];
+            ps.mac = kGwMac;
+            ps.role.store(PortRole::kPod, std::memory_order_release);
+        }
+    }
+    // Takes them from the worker and frees them.
+    template <size_t N>
+    void remove_extra(std::array<SoftIo, N> &extra, uint16_t first) {
+        for (size_t i = 0; i < N; i++) {
+            ASSERT_NE(worker().post(
+                          {WorkerCommand::Kind::kDropPort, static_cast<uint16_t>(first + i), 0, 0}),
+                      0u);
+        }
+        worker().drain_commands();
+        for (size_t i = 0; i < N; i++) {
+            PortState &ps = lab().tables().port_mut(static_cast<uint16_t>(first + i));
+            ps.role.store(PortRole::kNone, std::memory_order_release);
+            ps.driver = 0;
+            ps.driver_ctx = nullptr;
+            ps.mac = {};
+            close(extra[i].wake);
+            rte_ring_free(extra[i].rx);
+        }
+    }
     std::thread thread_;
 };
 
@@ -916,20 +1006,8 @@ TEST_F(SoftPortsBlocking, AFrameACommandAndStopEachEndTheBlock) {
 // as its fd is; with four queues or fewer every queue is read each poll.
 TEST_F(SoftPortsBlocking, ManyWakeableQueuesArePolledByReadiness) {
     std::array<SoftIo, 4> extra;
-    Tables &t = lab().tables();
     auto extra_port = [](size_t i) { return static_cast<uint16_t>(kSoftA + 1 + i); };
-    for (size_t i = 0; i < extra.size(); i++) {
-        extra[i].wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        ASSERT_GE(extra[i].wake, 0);
-        extra[i].rx = rte_ring_create(("soft_x" + std::to_string(i)).c_str(), kSoftRingSize, 0,
-                                      RING_F_SP_ENQ | RING_F_SC_DEQ);
-        ASSERT_NE(extra[i].rx, nullptr);
-        PortState &ps = t.port_mut(extra_port(i));
-        ps.driver = driver_;
-        ps.driver_ctx = &extra[i];
-        ps.mac = kGwMac;
-        ps.role.store(PortRole::kPod, std::memory_order_release);
-    }
+    add_extra(extra, extra_port(0), "soft_x");
     own_rx(kSoftA, 0);
     own_rx(kSoftB, 0);
     for (size_t i = 0; i < extra.size(); i++) {
@@ -968,19 +1046,90 @@ TEST_F(SoftPortsBlocking, ManyWakeableQueuesArePolledByReadiness) {
     EXPECT_EQ(rte_ring_count(io_b_.tx), 2u);
     EXPECT_EQ(worker().stats().rx_packets.get(), 2u);
 
-    for (size_t i = 2; i < extra.size(); i++) {
-        ASSERT_NE(worker().post({WorkerCommand::Kind::kDropPort, extra_port(i), 0, 0}), 0u);
-    }
-    worker().drain_commands();
+    remove_extra(extra, extra_port(0));  // the first two were dropped already: no-ops
+    drain_ring(io_b_.tx);
+}
+
+// Guards: a queue that wakes the worker only once armed (a vhost-user queue:
+// PortArmFn). The worker blocks with it, armed for the block only (a dup of
+// its fd watched), and a kick ends the block at once (the frame forwarded, not
+// left for the 5 s timeout), the fd then drained and the queue disarmed; frames
+// already waiting at arm time cancel the block (no block, no sleep: polled at
+// once); a queue that cannot be armed makes the worker sleep and poll as
+// before; with more than four queues the armable one is still read every poll
+// (its fd says nothing while disarmed: no polling by readiness).
+TEST_F(SoftPortsBlocking, ArmableQueuesAreArmedForEachBlock) {
+    using std::chrono::milliseconds;
+    const milliseconds limit(1000);
+    g_arm = ArmLog{};
+    PipelineRegistry r;
+    ASSERT_EQ(r.add_port_driver(ring_driver()), driver_);
+    const uint8_t armed_driver = r.add_port_driver(armed_ring_driver());
+    use(r);
+    lab().tables().port_mut(kSoftA).driver = armed_driver;
+    own_rx(kSoftA, 0);
+    ASSERT_TRUE(worker().can_block()) << "an armable queue can wake the worker";
+
+    thread_ = std::thread([this] { worker().run(); });
+    ASSERT_LE(within([&] { return blocks() >= 1 && g_arm.armed; }, limit), limit)
+        << "never blocked armed";
+    EXPECT_GE(g_arm.arms, 1);
+
+    // The kick: a frame on the device, then its eventfd written (as a peer does
+    // once notified).
+    put_rx(io_a_, kSoftA, from_soft_a().ip4(kSoftA4, kSoftB4).udp(9, 10).payload(8));
+    const uint64_t one = 1;
+    ASSERT_EQ(write(io_a_.wake, &one, sizeof(one)), static_cast<ssize_t>(sizeof(one)));
+    EXPECT_LE(within([&] { return rte_ring_count(io_b_.tx) == 1; }, limit), limit)
+        << "the frame waited for the block's timeout";
+    EXPECT_LE(within([&] { return g_arm.fired >= 1; }, limit), limit);
+    EXPECT_TRUE(g_arm.drained) << "the kick was not drained";
+    EXPECT_GE(g_arm.disarms, 1);
+
+    // The next answers of arm, each taken once a command ends the current block.
+    auto answer = [&](int a) {
+        g_arm.answer = a;
+        const uint64_t seq = worker().post({WorkerCommand::Kind::kSync, 0, 0, 0});
+        ASSERT_NE(seq, 0u);
+        ASSERT_LE(within([&] { return worker().acked() >= seq; }, limit), limit);
+        std::this_thread::sleep_for(milliseconds(20));
+    };
+    // Frames waiting when it arms: no block, no sleep, polled (and armed) again at once.
+    answer(kArmBusy);
+    uint64_t b0 = blocks(), s0 = worker().stats().sleeps.get();
+    int a0 = g_arm.arms;
+    std::this_thread::sleep_for(milliseconds(200));
+    EXPECT_EQ(blocks(), b0) << "blocked over a busy queue";
+    EXPECT_EQ(worker().stats().sleeps.get(), s0);
+    EXPECT_GT(g_arm.arms, a0 + 10) << "not polled again at once";
+
+    // A queue that cannot be armed: sleeps (polling), no block.
+    answer(kArmUnable);
+    b0 = blocks();
+    s0 = worker().stats().sleeps.get();
+    std::this_thread::sleep_for(milliseconds(200));
+    EXPECT_EQ(blocks(), b0) << "blocked over a queue that cannot be armed";
+    EXPECT_GT(worker().stats().sleeps.get(), s0 + 10) << "neither blocked nor slept";
+    worker().stop();
+    thread_.join();
+    EXPECT_EQ(g_arm.given, g_arm.disarms) << "a queue left armed (its dup open)";
+    EXPECT_FALSE(g_arm.armed);
+    g_arm.answer = 0;
+
+    // Five queues, the armable one among them: each poll reads it, fd or not.
+    std::array<SoftIo, 3> extra;
+    const auto first = static_cast<uint16_t>(kSoftA + 2);
+    add_extra(extra, first, "soft_y");
     for (size_t i = 0; i < extra.size(); i++) {
-        PortState &ps = t.port_mut(extra_port(i));
-        ps.role.store(PortRole::kNone, std::memory_order_release);
-        ps.driver = 0;
-        ps.driver_ctx = nullptr;
-        ps.mac = {};
-        close(extra[i].wake);
-        rte_ring_free(extra[i].rx);
+        own_rx(static_cast<uint16_t>(first + i), 0);
     }
+    own_rx(kSoftB, 0);
+    ASSERT_EQ(worker().rx_queue_count(), 5u);
+    put_rx(io_a_, kSoftA, from_soft_a().ip4(kSoftA4, kSoftB4).udp(9, 11).payload(8));
+    EXPECT_EQ(worker().poll_once(), 1u) << "the armable queue was not read";
+    EXPECT_EQ(rte_ring_count(io_b_.tx), 2u);
+    remove_extra(extra, first);
+    lab().tables().port_mut(kSoftA).driver = driver_;
     drain_ring(io_b_.tx);
 }
 

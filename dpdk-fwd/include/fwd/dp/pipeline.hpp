@@ -101,6 +101,23 @@ using PortIoFn = uint16_t (*)(Worker &w, uint16_t port, uint16_t queue, rte_mbuf
 // The fd that becomes readable when the port's RX queue has frames (epoll,
 // level-triggered): the worker blocks on it when idle. -1: none.
 using PortWakeFn = int (*)(void *driver_ctx, uint16_t queue);
+// A queue that can wake an idle worker only once armed, through an fd that
+// may change while the port lives (a vhost-user queue: its peer kicks an
+// eventfd only while notifications are on, and the eventfd is the
+// connection's). arm: right before the worker blocks, online for RCU: the fd
+// to wait on (the queue is empty and armed; the worker waits on a dup of
+// it), kArmBusy when frames wait or the queue cannot be armed (the worker
+// does not block), kArmNone when nothing can come (no peer: the block's
+// timeout bounds the wait). disarm: after the block, online again, with the
+// worker's dup of the fd and whether it was readable (drain it); the worker
+// closes the dup afterwards.
+// kArmUnable: the queue cannot be armed now (its fd is not set up): the
+// worker sleeps and polls instead of blocking.
+inline constexpr int kArmNone = -1;
+inline constexpr int kArmBusy = -2;
+inline constexpr int kArmUnable = -3;
+using PortArmFn = int (*)(void *driver_ctx, uint16_t queue);
+using PortDisarmFn = void (*)(void *driver_ctx, uint16_t queue, int fd, bool fired);
 using HousekeepFn = void (*)(Worker &w);
 // The destination port an L4-port stage takes now (StageDef::l4_port_fn),
 // read by the local hook's dispatcher once per burst; 0: none for now.
@@ -139,6 +156,10 @@ struct PortDriverDef {
     PortIoFn rx;
     PortIoFn tx;
     PortWakeFn wake_fd = nullptr;  // none: a worker polling the port never blocks
+    // Both or neither, and not with wake_fd: the queues wake a blocked
+    // worker once armed (PortArmFn).
+    PortArmFn arm = nullptr;
+    PortDisarmFn disarm = nullptr;
 };
 
 struct HousekeepDef {
@@ -186,6 +207,8 @@ struct Pipeline {
         PortIoFn rx = nullptr;
         PortIoFn tx = nullptr;
         PortWakeFn wake_fd = nullptr;
+        PortArmFn arm = nullptr;
+        PortDisarmFn disarm = nullptr;
     };
     // By PortState::driver; entry 0 is "an ethdev" (never called).
     std::array<Driver, kMaxPortDrivers + 1> drivers{};

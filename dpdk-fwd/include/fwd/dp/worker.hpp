@@ -223,6 +223,7 @@ struct RxQueueRef {
     uint16_t skip = 0;     // busy loops left before the next poll
     uint16_t backoff = 0;  // the last skip given (0: had packets last time)
     int wake_fd = -1;      // in the worker's epoll set; -1: the queue cannot wake it
+    bool armable = false;  // it can once armed (PortArmFn): only for a block
 };
 
 struct IpNext;  // stages.hpp
@@ -537,13 +538,29 @@ class Worker {
     int epoll_fd_ = -1;
     int wake_fd_ = -1;
     uint16_t n_unwakeable_ = 0;
+    // [W] owned queues that wake the worker once armed (PortArmFn); during a
+    // block, armed_[0 .. ) are the ones armed: rxq_ index, the dup of the
+    // driver's fd in the epoll set (tag kArmedTag | its index), readable.
+    uint16_t n_armable_ = 0;
+    struct Armed {
+        uint16_t rxq;
+        int fd;
+        bool fired;
+    };
+    Armed armed_[kMaxRxQueues];
+    static constexpr uint64_t kArmedTag = uint64_t{1} << 62;
+    // block(): kYes it waited; kBusy an armable queue had frames (poll at
+    // once); kUnable one could not be armed (sleep and poll instead).
+    enum class Blocked : uint8_t { kYes, kBusy, kUnable };
+    Blocked block();
+    Blocked arm_queues(uint16_t &n_armed);
+    void disarm_queues(uint16_t n_armed);
     std::atomic<bool> blocked_{false};
     static constexpr uint64_t kWakeTag = UINT64_MAX;  // wake_fd_'s epoll data
     // Above this many owned queues, all wakeable, poll_ready_impl polls. At
     // or below, reading each queue costs no more than asking epoll first.
     static constexpr uint16_t kReadyPollQueues = 4;
     static constexpr int kReadyEvents = 64;  // queues served per poll (epoll rotates the rest)
-    void block();
     void clear_wake();
     void close_idle_fds();
     void watch_rx(RxQueueRef &r);

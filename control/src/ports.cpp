@@ -136,11 +136,11 @@ bool PortsModule::send_frame(const uint8_t *frame, size_t len) {
     return true;
 }
 
-int PortsModule::on_port_event(uint16_t port, rte_eth_event_type type, void *self, void *) {
+int PortsModule::on_port_event(uint16_t port, rte_eth_event_type, void *self, void *) {
     auto *p = static_cast<PortsModule *>(self);
     // The interrupt thread waits while the ring is full (back-pressure, counted).
     p->port_ring_.push_wait(
-        PortEvent{port, static_cast<uint8_t>(type)}, [p] { p->ctx_.wake(); },
+        PortEvent{port}, [p] { p->ctx_.wake(); },
         [p] { return !p->accepting_.load(std::memory_order_acquire); });
     return 0;
 }

@@ -215,7 +215,6 @@ void Worker::watch_rx(RxQueueRef &r) {
         if (d.wake_fd != nullptr) {
             fd = d.wake_fd(ps.driver_ctx, r.queue);
         } else if (d.arm != nullptr) {
-            r.wake_fd = -1;
             r.armable = true;  // armed for each block (block())
             n_armable_++;
             return;

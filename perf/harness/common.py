@@ -13,7 +13,9 @@ import dataclasses
 import hashlib
 import ipaddress
 import json
+import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -581,6 +583,17 @@ def measure(ref: Reference, ctx: Ctx, warmup: float, seconds: float) -> Window:
         raise Unavailable(f"{ref.label}: nothing forwarded in the window (rx {rx}, tx {tx})")
     return Window(mpps=tx / dt / 1e6, rx_mpps=rx / dt / 1e6,
                   drop_ratio=max(0.0, 1.0 - tx / rx), seconds=dt, extra=extra)
+
+
+def pod_preflight(name: str, why_root: str, tools: dict[str, str]) -> Optional[str]:
+    """What keeps a pod scenario from running here (not root; a tool missing: tool ->
+    its Debian package), as the message to print; None when nothing does."""
+    if os.geteuid() != 0:
+        return f"{name}: run as root ({why_root})"
+    for tool, package in tools.items():
+        if shutil.which(tool) is None:
+            return f"{name}: {tool} missing (apt-get install -y {package})"
+    return None
 
 
 def write_report(out_dir: Path, stem: str, res: dict, text: str, log) -> None:

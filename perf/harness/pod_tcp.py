@@ -35,7 +35,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -324,14 +323,11 @@ def report(res: dict) -> str:
 
 
 def main(args, out_dir: Path, stem: str, log) -> int:
-    if os.geteuid() != 0:
-        print("pod-tcp: run as root (namespaces, the daemon)", file=sys.stderr)
+    why = common.pod_preflight("pod-tcp", "namespaces, the daemon",
+                               {"iperf3": "iperf3", "ping": "iputils-ping"})
+    if why is not None:
+        print(why, file=sys.stderr)
         return 2
-    for tool in ("iperf3", "ping"):
-        if subprocess.run(["which", tool], capture_output=True).returncode != 0:
-            print(f"pod-tcp: {tool} missing (apt-get install -y iperf3 iputils-ping)",
-                  file=sys.stderr)
-            return 2
     res = run(args.runs, args.seconds, log)
     common.write_report(out_dir, stem, res, report(res), log)
     return 0

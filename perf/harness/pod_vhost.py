@@ -194,11 +194,9 @@ def report(res: dict) -> str:
 
 
 def main(args, out_dir: Path, stem: str, log) -> int:
-    if os.geteuid() != 0:
-        print("pod-vhost: run as root (hugepages, vhost-user sockets)", file=sys.stderr)
-        return 2
-    if shutil.which(TESTPMD) is None:
-        print(f"pod-vhost: {TESTPMD} missing (apt-get install -y dpdk)", file=sys.stderr)
+    why = common.pod_preflight("pod-vhost", "hugepages, vhost-user sockets", {TESTPMD: "dpdk"})
+    if why is not None:
+        print(why, file=sys.stderr)
         return 2
     res = run(args.runs, args.seconds, log)
     common.write_report(out_dir, stem, res, report(res), log)

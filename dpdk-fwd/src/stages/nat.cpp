@@ -862,15 +862,15 @@ Way input_classify(const Ctx &c, rte_mbuf *m, Pending &q) {
     // only) leaves them.
     if constexpr (kV6) {
         const auto *ip = at<rte_ipv6_hdr>(m, l3);
-        const auto ways = c.snat_on ? c.cfg->pools.ways6(ip->src_addr, ip->dst_addr)
-                                    : nat::PoolTable::Ways{};
+        const auto ways =
+            c.snat_on ? c.cfg->pools.ways6(ip->src_addr, ip->dst_addr) : nat::PoolTable::Ways{};
         q.snat = ways.snat;
         q.inbound = ways.inbound;
         back = c.svc != nullptr && c.svc->is_backend6(ip->src_addr);
     } else {
         const auto *ip = at<rte_ipv4_hdr>(m, l3);
-        const auto ways = c.snat_on ? c.cfg->pools.ways4(ip->src_addr, ip->dst_addr)
-                                    : nat::PoolTable::Ways{};
+        const auto ways =
+            c.snat_on ? c.cfg->pools.ways4(ip->src_addr, ip->dst_addr) : nat::PoolTable::Ways{};
         q.snat = ways.snat;
         q.inbound = ways.inbound;
         back = c.svc != nullptr && c.svc->is_backend4(ip->src_addr);

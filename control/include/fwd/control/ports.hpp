@@ -80,11 +80,11 @@ class PortsModule final : public Module {
     const std::map<uint16_t, SoftPort> &soft_ports() const { return soft_; }
 
   private:
+    // A link change (RTE_ETH_EVENT_INTR_LSC, the one event registered).
     struct PortEvent {
         uint16_t port;
-        uint8_t type;  // rte_eth_event_type
     };
-    static int on_port_event(uint16_t port, rte_eth_event_type type, void *self, void *ret);
+    static int on_port_event(uint16_t port, rte_eth_event_type, void *self, void *ret);
 
     ControlContext &ctx_;
     std::optional<Uplink> uplink_;

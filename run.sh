@@ -3,7 +3,7 @@
 #   ./run.sh demo   a four-node lab (VXLAN, no BGP, etcd, pods through the CNI plugin) and
 #                   its checks; --bgp: the BGP lab; it stays up: ./run.sh demo --down takes it down
 #   ./run.sh test   every test: unit, component, sanitizer build, system
-# and the benchmark (perf/README.md): ./run.sh perf [--smoke]; the fuzzers: ./run.sh fuzz [--jobs N] [SECONDS] [TARGET...];
+# and the benchmark (perf/README.md): ./run.sh perf [--smoke]; the fuzzers: ./run.sh fuzz [--jobs N] [SECONDS] [TARGET[=SECONDS]...];
 # the lab under traffic and pod churn, failing on growth (README: Soak): ./run.sh soak [MINUTES]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,5 +21,5 @@ case "${1:-}" in
   # the lab (brought up if it is not) under mixed traffic and pod churn for MINUTES (default
   # 60): memory, mbufs, tables, drops sampled every --interval SECONDS; exit 1 on growth
   soak) shift; scripts/setup.sh && exec /usr/bin/python3 scripts/soak.py "$@" ;;
-  *) echo "usage: sudo ./run.sh demo [--bgp [--rr]] [--ipv4-only | --ipv6-only] [--down | --status] | test | perf [--smoke] | fuzz [--jobs N] [SECONDS] [TARGET...] | soak [MINUTES] [--interval SECONDS] [--out DIR]" >&2; exit 2 ;;
+  *) echo "usage: sudo ./run.sh demo [--bgp [--rr]] [--ipv4-only | --ipv6-only] [--down | --status] | test | perf [--smoke] | fuzz [--jobs N] [SECONDS] [TARGET[=SECONDS]...] | soak [MINUTES] [--interval SECONDS] [--out DIR]" >&2; exit 2 ;;
 esac

@@ -4,7 +4,8 @@
 # then a total. Exit 1 on any finding (a crash, a sanitizer report, a timeout, an
 # out-of-memory); the input that caused it is kept in build-fuzz/findings/<target>/
 # ($FWD_FUZZ_BUILD/findings/ when that is set).
-#   ./run.sh fuzz [--jobs N] [SECONDS] [TARGET...]
+#   ./run.sh fuzz [--jobs N] [SECONDS] [TARGET[=SECONDS]...]
+# TARGET=SECONDS gives that target its own time (a long run's budget spent where it buys most).
 # --jobs N: N fuzzer processes per target side by side (one per idle core), sharing what they
 #   find (each picks up the others' new inputs every second); the executions are their sum.
 #   Default 1. Only for long runs on cores nothing else uses: in the first minute each
@@ -42,14 +43,19 @@ if [ ! -d "$build" ]; then
     -Dc_args='-g1 -fsanitize=fuzzer-no-link' -Dcpp_args='-g1 -fsanitize=fuzzer-no-link' \
     >/dev/null || exit 1
 fi
-ninja -C "$build" "${targets[@]/#/tests/fuzz/}" || exit 1
+names=()
+for spec in "${targets[@]}"; do names+=("tests/fuzz/${spec%%=*}"); done
+ninja -C "$build" "${names[@]}" || exit 1
 $build_only && exit 0
 # tmpfs for the inputs libFuzzer writes (every new or reduced one is a file): on the root
 # file system each was a metadata update the fuzzer waited for.
 scratch=/tmp
 [ -d /dev/shm ] && [ -w /dev/shm ] && scratch=/dev/shm
 status=0 total=0
-for t in "${targets[@]}"; do
+for spec in "${targets[@]}"; do
+  t=${spec%%=*} secs=$seconds
+  [ "$t" = "$spec" ] || secs=${spec#*=}
+  case "$secs" in '' | *[!0-9]*) echo "fuzz: $t=SECONDS needs a whole number, not '$secs'" >&2; exit 2 ;; esac
   work=$(mktemp -d "$scratch/fwd-fuzz-corpus.XXXXXX")
   out=$build/findings/$t
   mkdir -p "$out"
@@ -62,7 +68,7 @@ for t in "${targets[@]}"; do
     [ "$jobs" -gt 1 ] && log=$out/log.$j.txt
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:malloc_context_size=0 \
       UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-      "$build"/tests/fuzz/"$t" "${extra[@]}" -max_total_time="$seconds" -timeout=10 \
+      "$build"/tests/fuzz/"$t" "${extra[@]}" -max_total_time="$secs" -timeout=10 \
       -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/" "$work" \
       "tests/fuzz/corpus/$t" >"$log" 2>&1 &
     pids+=($!)
@@ -80,7 +86,7 @@ for t in "${targets[@]}"; do
   findings=$(find "$out" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'timeout-*' \
     -o -name 'oom-*' -o -name 'leak-*' \) | wc -l)
   total=$((total + execs))
-  echo "$t: $execs executions in ${seconds} s ($((execs / (seconds > 0 ? seconds : 1)))/s," \
+  echo "$t: $execs executions in ${secs} s ($((execs / (secs > 0 ? secs : 1)))/s," \
     "$jobs process(es)), $findings finding(s), exit $rc"
   if [ "$rc" -ne 0 ] || [ "$findings" -ne 0 ]; then
     status=1

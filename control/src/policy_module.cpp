@@ -57,6 +57,7 @@
 #include "fwd/control/endpoints.hpp"
 #include "fwd/control/ipam_module.hpp"
 #include "fwd/control/log.hpp"
+#include "fwd/control/nic_flows.hpp"
 // acl.hpp before dp/policy.hpp: inside fwd::dp it names fwd::policy as policy::, which
 // fwd::dp::policy hides once declared.
 #include "fwd/dp/acl.hpp"
@@ -302,9 +303,33 @@ std::string proto_str(uint8_t p) {
 // A per-rule count that outlives rule refs: by policy, direction and rule index.
 using RuleKey = std::tuple<std::string, int, int>;
 
-class PolicyModule final : public Module {
+class PolicyModule final : public Module, public flows::PolicySource {
   public:
     static constexpr const char *kName = "policy";
+
+    // ---- the flows module's view [C] ----
+    uint64_t policy_generation() const override { return generation_.load(); }
+    std::shared_ptr<const policy::Compiled> policy_compiled() const override {
+        return live_ && live_->build ? live_->build->compiled : nullptr;
+    }
+    flows::LocalAddrs policy_endpoints() const override {
+        flows::LocalAddrs out;
+        each_endpoint(nullptr, std::string(), [&](const Endpoint &e) {
+            const std::string pod = pod_of(e);
+            if (!e.attached || pod.empty()) {
+                return;
+            }
+            std::vector<net::IpAddr> ips;
+            if (e.ipv4) {
+                ips.emplace_back(*e.ipv4);
+            }
+            if (e.ipv6) {
+                ips.emplace_back(*e.ipv6);
+            }
+            out.emplace_back(pod, std::move(ips));
+        });
+        return out;
+    }
 
     explicit PolicyModule(ControlContext &ctx)
         : ctx_(ctx),

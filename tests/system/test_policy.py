@@ -18,7 +18,7 @@ import types
 import pytest
 
 from cnitool import kubelet_args
-from fwdlab import check_config, wait_until
+from fwdlab import FWDCTL, RUN_ID, check_config, wait_until
 import test_cni as cni
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -117,14 +117,14 @@ class Cluster:
 def cluster_factory(daemon_factory, netns_factory, tmpdir_short):
     made = []
 
-    def make(policy=None):
+    def make(policy=None, extra=None):
         store = f"embedded:{tmpdir_short}/ipam"
         path = pathlib.Path(tmpdir_short) / "pools.yaml"
         path.write_text("---\n".join(POOLS))
         cni.fwdctl_store(store, "apply", "-f", path)
-        extra = {"ipam": {"store": store, "sync_ms": 200},
-                 "policy": dict({"sync_ms": 50}, **(policy or {}))}
-        d = daemon_factory(cni.NODE, extra=extra)
+        cfg = {"ipam": {"store": store, "sync_ms": 200},
+               "policy": dict({"sync_ms": 50}, **(policy or {}))}
+        d = daemon_factory(cni.NODE, extra=dict(cfg, **(extra or {})))
         c = Cluster(cni.Node(d, store, tmpdir_short, netns_factory), tmpdir_short)
         made.append(c)
         return c
@@ -410,6 +410,73 @@ spec:
     assert neither(c.reach(c.web, c.client, 80, "udp")), "nothing new comes in"
     assert neither(c.reach(c.other, c.client, 81, "udp"))
     assert both(c.reach(c.client, c.web, 80, "udp")), "and again, on the same flow"
+
+
+DENY_EDGE = """apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: deny-edge}
+spec:
+  order: 10
+  selector: app == 'web'
+  ingress:
+  - action: Deny
+    source: {nets: [203.0.113.0/24]}
+  - action: Deny
+    protocol: TCP
+    source: {nets: ["2001:db8:ff::/48"]}
+    destination: {ports: ["8000:8003"]}
+  - action: Allow
+"""
+
+
+def test_policy_denies_become_uplink_flow_rules(cluster_factory):
+    """The flows module (control/nic_flows.hpp) plans the uplink NIC's rte_flow rules: RSS per
+    family over the two workers' queues, and for the first Deny rules of a pod's ingress
+    policies exact drops (TCP SYN without ACK, ICMP echo request) of its own addresses, port
+    ranges cut into masks. net_tap takes none of them here (no RSS asked of it, no TCP flags,
+    no ICMP item) and fwdctl says why for each; the drops follow the policy."""
+    ifname = f"fwdf{RUN_ID}"
+    c = cluster_factory(extra={
+        "uplink": {"devargs": f"net_tap_fl{RUN_ID},iface={ifname}", "rx_queues": 2},
+        "cores": {"main": 0, "control": 0,
+                  "workers": [{"core": 0, "rx": [{"port": "uplink", "queue": 0}]},
+                              {"core": 1, "rx": [{"port": "uplink", "queue": 1}]}]},
+        "flows": {"mode": "validate"}})
+    web = c.pod("shop", "web", {"app": "web"}, serve=False)
+
+    def groups(kind):
+        return [g for g in c.d.ctl("flow", "list")["groups"] if g["kind"] == kind]
+
+    rss = groups("rss")
+    assert [g["what"] for g in rss] == ["ipv4", "ipv6"], rss
+    for g in rss:
+        assert g["state"] == "refused" and "not asked of net_tap" in g["errors"][0], g
+        assert g["rules"][0]["action"] == "rss level 0 queues 0,1", g
+    assert groups("policy") == [], "no policy yet: no drop"
+
+    c.apply(DENY_EDGE)
+    wait_until(lambda: len(groups("policy")) == 2, timeout=10, what="the policy's drop rules")
+    v4, v6 = groups("policy")
+    assert v4["what"] == f"deny-edge ingress rule 0 (Deny) for shop/web {web.v4}", v4
+    assert [r["match"] for r in v4["rules"]] == [
+        f"ipv4 src 203.0.113.0/24 dst {web.v4}/32 tcp syn !ack",
+        f"ipv4 src 203.0.113.0/24 dst {web.v4}/32 icmp type 8"], v4
+    assert all(r["action"] == "drop, count" and r["priority"] == 0 for r in v4["rules"]), v4
+    assert v6["what"] == f"deny-edge ingress rule 1 (Deny) for shop/web {web.v6}", v6
+    assert [r["match"] for r in v6["rules"]] == [
+        f"ipv6 src 2001:db8:ff::/48 dst {web.v6}/128 tcp dport 8000/0xfffc syn !ack"], v6
+    for g in (v4, v6):
+        assert g["state"] == "refused" and "not supported" in g["errors"][0], g
+    counts = c.d.stats()["control"]["flows"]
+    assert counts["mode"] == "validate" and counts["refused"] == 4, counts
+    text = subprocess.run([str(FWDCTL), "-s", c.d.sock, "flow", "list"], capture_output=True,
+                          text=True, timeout=30, check=True).stdout
+    assert "uplink port 0 (net_tap), mode validate" in text, text
+    assert f"policy  deny-edge ingress rule 0 (Deny) for shop/web {web.v4}  refused" in text, text
+    assert f"0  ipv4 src 203.0.113.0/24 dst {web.v4}/32 tcp syn !ack  drop, count" in text, text
+
+    c.delete(DENY_EDGE)
+    wait_until(lambda: groups("policy") == [], timeout=10, what="the drops gone with the policy")
 
 
 def test_host_protection(cluster_factory):

@@ -184,6 +184,14 @@ void setup(uint16_t port_id, const PortSpec &spec, const std::string &where) {
     if (info.driver_name != nullptr && std::strcmp(info.driver_name, "net_tap") == 0) {
         conf.intr_conf.rxq = 1;
     }
+    // Several RX queues: RSS spreads the flows over them (a NIC without it delivers
+    // everything to queue 0), by addresses and TCP / UDP ports where the PMD hashes them.
+    // The uplink's flow rules (control/nic_flows.hpp) say the same to NICs that steer by rule.
+    if (spec.rx_queues > 1 && info.flow_type_rss_offloads != 0) {
+        conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+        conf.rx_adv_conf.rss_conf.rss_hf =
+            (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) & info.flow_type_rss_offloads;
+    }
     if (spec.rx_scatter) {
         if ((info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_SCATTER) == 0) {
             throw PortError("configure " + where + ": the PMD cannot do RX scatter");

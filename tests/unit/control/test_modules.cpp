@@ -1169,19 +1169,7 @@ TEST_F(Control, WhatADeferredFunctionDefersWaitsForTheNextReclaim) {
 // EAL without hugepages on one lcore, a packet pool, then gtest.
 int main(int argc, char **argv) {
     ::testing::InitGoogleTest(&argc, argv);
-    std::string prefix = "--file-prefix=fwdctltest" + std::to_string(getpid());
-    // DPDK 22.11 refuses --in-memory with --no-huge (which implies legacy
-    // memory); --no-shconf keeps the run from leaving files behind instead.
-    std::vector<std::string> args = {
-        argv[0],          "--no-huge",           "-m",   "256", "--no-shconf", "--no-pci",
-        "--no-telemetry", "--log-level=*:error", prefix, "-l",  "0",
-    };
-    std::vector<char *> eal_argv;
-    for (auto &a : args) {
-        eal_argv.push_back(a.data());
-    }
-    if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-        std::fprintf(stderr, "rte_eal_init failed\n");
+    if (!fwd::dp::eal_init_for_test(argv[0], "fwdctltest", 256)) {
         return 1;
     }
     using fwd::control::test::g_pool;

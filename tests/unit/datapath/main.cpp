@@ -14,19 +14,7 @@
 
 int main(int argc, char **argv) {
     ::testing::InitGoogleTest(&argc, argv);
-    std::string prefix = "--file-prefix=fwdtest" + std::to_string(getpid());
-    // DPDK 22.11 refuses --in-memory with --no-huge (which implies legacy
-    // memory); --no-shconf keeps the run from leaving files behind instead.
-    std::vector<std::string> args = {
-        argv[0],          "--no-huge",           "-m",   "512", "--no-shconf", "--no-pci",
-        "--no-telemetry", "--log-level=*:error", prefix, "-l",  "0",
-    };
-    std::vector<char *> eal_argv;
-    for (auto &a : args) {
-        eal_argv.push_back(a.data());
-    }
-    if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-        std::fprintf(stderr, "rte_eal_init failed\n");
+    if (!fwd::dp::eal_init_for_test(argv[0], "fwdtest", 512)) {
         return 1;
     }
     if (!fwd::dp::test::Lab::init()) {

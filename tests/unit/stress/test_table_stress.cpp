@@ -1255,26 +1255,7 @@ std::string lcores_arg() {
 
 int main(int argc, char **argv) {
     ::testing::InitGoogleTest(&argc, argv);
-    std::string prefix = "--file-prefix=fwdstress" + std::to_string(getpid());
-    // DPDK 22.11 refuses --in-memory with --no-huge; --no-shconf leaves no files.
-    std::vector<std::string> args = {
-        argv[0],
-        "--no-huge",
-        "-m",
-        "512",
-        "--no-shconf",
-        "--no-pci",
-        "--no-telemetry",
-        "--log-level=*:error",
-        prefix,
-        fwd::dp::test::lcores_arg(),
-    };
-    std::vector<char *> eal_argv;
-    for (auto &a : args) {
-        eal_argv.push_back(a.data());
-    }
-    if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-        std::fprintf(stderr, "rte_eal_init failed\n");
+    if (!fwd::dp::eal_init_for_test(argv[0], "fwdstress", 512, {fwd::dp::test::lcores_arg()})) {
         return 1;
     }
     int rc = RUN_ALL_TESTS();

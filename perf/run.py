@@ -152,13 +152,16 @@ def main(argv=None) -> int:
     # Pod scenarios, not packet-set ones: pod-tcp (TCP between kernel pods, iperf3, Gbit/s)
     # and pod-vhost (pod to pod over vhost-user against testpmd); each its own report,
     # <stem>-<scenario>.md / .json
-    for pod_scenario in ("pod-tcp", "pod-vhost"):
+    # and pod-balance (two pods' queues on one worker, the balance module off and on)
+    for pod_scenario in ("pod-tcp", "pod-vhost", "pod-balance"):
         if not args.scenario or pod_scenario not in args.scenario:
             continue
         if pod_scenario == "pod-tcp":
             from harness import pod_tcp as mod
-        else:
+        elif pod_scenario == "pod-vhost":
             from harness import pod_vhost as mod
+        else:
+            from harness import pod_balance as mod
         t0 = time.monotonic()
         rc = mod.main(args, Path(args.out), f"{stem}-{pod_scenario}",
                       lambda m: print(f"[{time.monotonic() - t0:6.1f}s] {m}", flush=True))
@@ -170,7 +173,7 @@ def main(argv=None) -> int:
     for n in names:
         if n not in scenarios:
             ap.error(f"unknown scenario '{n}' (known: {', '.join(scenarios)}, pod-tcp, "
-                     "pod-vhost)")
+                     "pod-vhost, pod-balance)")
     keys = args.reference or list(common.ALL_REFERENCES) + [
         k for k in common.EXTRA_REFERENCES if any(k in scenarios[n].references for n in names)]
     if "dpdk-fwd" not in keys:

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import signal
 import socket
 import subprocess
@@ -594,6 +595,19 @@ def pod_preflight(name: str, why_root: str, tools: dict[str, str]) -> Optional[s
         if shutil.which(tool) is None:
             return f"{name}: {tool} missing (apt-get install -y {package})"
     return None
+
+
+def run_pod_scenario(name: str, why_root: str, tools: dict[str, str], run, report, args,
+                     out_dir: Path, stem: str, log) -> int:
+    """A pod scenario's main: the preflight (exit 2 with its message), run(runs, seconds, log)
+    for the raw results, report(res) for the text, both written (write_report)."""
+    why = pod_preflight(name, why_root, tools)
+    if why is not None:
+        print(why, file=sys.stderr)
+        return 2
+    res = run(args.runs, args.seconds, log)
+    write_report(out_dir, stem, res, report(res), log)
+    return 0
 
 
 def write_report(out_dir: Path, stem: str, res: dict, text: str, log) -> None:

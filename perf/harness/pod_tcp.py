@@ -323,11 +323,5 @@ def report(res: dict) -> str:
 
 
 def main(args, out_dir: Path, stem: str, log) -> int:
-    why = common.pod_preflight("pod-tcp", "namespaces, the daemon",
-                               {"iperf3": "iperf3", "ping": "iputils-ping"})
-    if why is not None:
-        print(why, file=sys.stderr)
-        return 2
-    res = run(args.runs, args.seconds, log)
-    common.write_report(out_dir, stem, res, report(res), log)
-    return 0
+    return common.run_pod_scenario("pod-tcp", "namespaces, the daemon", {"iperf3": "iperf3", "ping": "iputils-ping"}, run, report, args, out_dir,
+                                   stem, log)

@@ -194,10 +194,5 @@ def report(res: dict) -> str:
 
 
 def main(args, out_dir: Path, stem: str, log) -> int:
-    why = common.pod_preflight("pod-vhost", "hugepages, vhost-user sockets", {TESTPMD: "dpdk"})
-    if why is not None:
-        print(why, file=sys.stderr)
-        return 2
-    res = run(args.runs, args.seconds, log)
-    common.write_report(out_dir, stem, res, report(res), log)
-    return 0
+    return common.run_pod_scenario("pod-vhost", "hugepages, vhost-user sockets", {TESTPMD: "dpdk"}, run, report, args, out_dir,
+                                   stem, log)

@@ -43,7 +43,6 @@ import ipaddress
 import json
 import random
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Optional

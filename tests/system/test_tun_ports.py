@@ -4,11 +4,12 @@ offloads, read and written by the workers as a soft port (no ethdev).
 IPv4 and IPv6 in every test."""
 import os
 import pathlib
+import subprocess
 import time
 
 import pytest
 
-from fwdlab import wait_until
+from fwdlab import FWDCTL, wait_until
 
 XFER = pathlib.Path(__file__).with_name("tcp_xfer.py")
 TUN = "/dev/net/tun"
@@ -223,3 +224,56 @@ def test_a_pods_queues_go_to_different_workers(daemon_factory, netns_factory):
     r = d.ctl("endpoint", "add", "--id", c.name, "--netns", c.name, "--kind", "tun",
               "--ipv4", c.v4, "--tun-queues", "9", check=False)
     assert r.returncode != 0 and "tun_queues must be an integer from 1 to 8" in r.stderr, r.stderr
+
+
+def test_busy_pod_queues_are_rebalanced_across_workers(daemon_factory, netns_factory):
+    """The balance module (control/balance.hpp): four single-queue tun pods take the two
+    workers in turn, so two of them share a worker. TCP between those two loads that worker
+    and leaves the other idle; within a few of the module's intervals one of their queues moves
+    to the idle worker (fwdctl balance says which and why), the transfer goes on, and the
+    pods still reach each other afterwards. The pinned queues (the shared pod tap's) stay."""
+    d = daemon_factory("n1", workers=(0, 1), extra={
+        "balance": {"enabled": True, "interval_ms": 500, "load_threshold": 5,
+                    "improvement": 20}})
+    pods = []
+    for i in range(4):
+        ns = netns_factory(f"b{i}")
+        ns.v4, ns.v6 = pod_addrs(i)
+        d.ctl("endpoint", "add", "--id", ns.name, "--netns", ns.name, "--kind", "tun",
+              "--ipv4", ns.v4, "--ipv6", ns.v6, "--tun-queues", "1")
+        ns.port = endpoint(d, ns.name)["port_id"]
+        pods.append(ns)
+    st = d.ctl("balance")
+    assert st["enabled"] and st["moves"] == 0, st
+    wait_until(lambda: len(d.ctl("balance")["queues"]) >= 4, timeout=5, what="a measurement")
+    where = {q["port"]: q["worker"] for q in d.ctl("balance")["queues"]}
+    pinned = {(q["port"], q["queue"], q["worker"]) for q in d.ctl("balance")["queues"]
+              if not q["movable"]}
+    same = [(a, b) for a in pods for b in pods
+            if a.port < b.port and where[a.port] == where[b.port]]
+    assert same, where
+    a, b = same[0]
+    busy = where[a.port]
+    srv = b.popen("iperf3 -s -1")
+    time.sleep(0.5)
+    try:
+        cli = a.popen(f"iperf3 -c {b.v4} -t 8")
+        wait_until(lambda: d.ctl("balance")["moves"] >= 1, timeout=8, interval=0.2,
+                   what="a queue moved")
+        cli.communicate(timeout=30)
+        assert cli.returncode == 0
+    finally:
+        srv.communicate(timeout=30)
+    st = d.ctl("balance")
+    assert st["rebalances"] >= 1, st
+    now = {q["port"]: q["worker"] for q in st["queues"]}
+    assert {now[a.port], now[b.port]} == {0, 1}, (busy, where, now, st)
+    assert {(q["port"], q["queue"], q["worker"]) for q in st["queues"] if not q["movable"]} == \
+        pinned, st
+    counts = d.stats()["control"]["balance"]
+    assert counts["moves"] >= 1 and counts["rebalances"] >= 1, counts
+    a.run(f"ping -c 2 -i 0.2 -W 2 {b.v4}")
+    a.run(f"ping -6 -c 2 -i 0.2 -W 2 {b.v6}")
+    text = subprocess.run([str(FWDCTL), "-s", d.sock, "balance"], capture_output=True, text=True,
+                          timeout=30, check=True).stdout
+    assert "balance on: every 500 ms" in text and "queues moved" in text, text

@@ -84,5 +84,47 @@ TEST_F(RxSkip, AQueueWithPacketsIsPolledEveryLoop) {
     EXPECT_EQ(drain_tx().size(), 100u);
 }
 
+// The load each queue's packets took (WorkerCommand::kReportLoad), for the balance module: by
+// queue, sampled cycles, and from zero again for a queue taken and given back.
+TEST_F(RxSkip, EachQueueReportsItsOwnLoad) {
+    auto report = [&] {
+        worker().post({WorkerCommand::Kind::kReportLoad, 0, 0, 0});
+        worker().drain_commands();
+        uint16_t n = 0;
+        const QueueLoadRow *rows = worker().load_report(n);
+        return std::vector<QueueLoadRow>(rows, rows + n);
+    };
+    for (int i = 0; i < 200; i++) {
+        a_to_b();
+        ASSERT_EQ(worker().poll_once(), 1);
+    }
+    auto rows = report();
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows[0].port, lab().port(Side::kPodA));
+    EXPECT_EQ(rows[0].load.packets, 200u);
+    EXPECT_GT(rows[0].load.cycles, 0u);  // about 1 poll in 8 timed, each counted 8 times
+    EXPECT_EQ(rows[1].port, lab().port(Side::kPodB));
+    EXPECT_EQ(rows[1].load.packets, 0u);
+    EXPECT_EQ(rows[1].load.cycles, 0u);  // its polls were empty: nothing processed
+    EXPECT_EQ(drain_tx().size(), 200u);
+    // A queue taken away and given back starts from zero (its slot is handed out again).
+    worker().post({WorkerCommand::Kind::kDelRxQueue, lab().port(Side::kPodA), 0, 0});
+    worker().post({WorkerCommand::Kind::kAddRxQueue, lab().port(Side::kPodA), 0, 0});
+    worker().drain_commands();
+    b_to_a();
+    uint16_t got = 0;
+    for (int i = 0; i < 2 * kMaxRxSkip && got == 0; i++) {
+        got = worker().poll_once();  // B may be in its back-off still
+    }
+    ASSERT_EQ(got, 1);
+    rows = report();
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows[0].port, lab().port(Side::kPodB));
+    EXPECT_EQ(rows[0].load.packets, 1u);
+    EXPECT_EQ(rows[1].port, lab().port(Side::kPodA));
+    EXPECT_EQ(rows[1].load.packets, 0u);
+    EXPECT_EQ(drain_tx().size(), 1u);
+}
+
 }  // namespace
 }  // namespace fwd::dp::test

@@ -141,7 +141,17 @@ struct WorkerCommand {
     // what the control thread stored before posting it (stage_stats).
     // The worker owns m from the moment it takes kTx or kTxRouted. port and
     // m are unused by the other kinds.
-    enum class Kind : uint8_t { kAddRxQueue, kDelRxQueue, kDropPort, kTx, kTxRouted, kSync };
+    // kReportLoad: copy each owned queue's load (QueueLoad) into the
+    // worker's load report (Worker::load_report), read once acknowledged.
+    enum class Kind : uint8_t {
+        kAddRxQueue,
+        kDelRxQueue,
+        kDropPort,
+        kTx,
+        kTxRouted,
+        kSync,
+        kReportLoad
+    };
     Kind kind;
     uint16_t port;
     uint16_t queue;
@@ -217,9 +227,25 @@ class TokenBucket {
 // kMaxRxSkip busy loops (about 2 us each at 32 packets) for its first packet.
 inline constexpr uint16_t kMaxRxSkip = 32;
 
+// An owned queue's load since the worker took it: packets, and TSC cycles of
+// its bursts (reading them and running them through the pipeline), sampled:
+// every 8th poll is timed and counts 8 times (kLoadSampleShift).
+struct QueueLoad {
+    uint64_t packets = 0;
+    uint64_t cycles = 0;
+};
+inline constexpr unsigned kLoadSampleShift = 3;
+
+// One row of a worker's load report (WorkerCommand::kReportLoad).
+struct QueueLoadRow {
+    uint16_t port = 0, queue = 0;
+    QueueLoad load;
+};
+
 struct RxQueueRef {
     uint16_t port;
     uint16_t queue;
+    uint16_t slot = 0;     // its QueueLoad (Worker::load_), kept while it is owned
     uint16_t skip = 0;     // busy loops left before the next poll
     uint16_t backoff = 0;  // the last skip given (0: had packets last time)
     int wake_fd = -1;      // in the worker's epoll set; -1: the queue cannot wake it
@@ -275,6 +301,11 @@ class Worker {
     const WorkerStats &stats() const { return stats_; }
     unsigned index() const { return index_; }
     uint16_t rx_queue_count() const { return n_rxq_.load(std::memory_order_relaxed); }
+    // The rows the last kReportLoad wrote (valid once it is acknowledged, until the next).
+    const QueueLoadRow *load_report(uint16_t &n) const {
+        n = n_report_;
+        return report_;
+    }
     // Per-stage counters (WorkerStats::stages, busy_*) on or off. The worker
     // reads it once per loop: a kSync acknowledged after the store means the
     // change is live. Off, the loop runs code without a single rdtsc; only
@@ -429,7 +460,8 @@ class Worker {
     uint16_t poll_ready_impl();
     // One queue's burst through the pipeline: RX counters, taps, process.
     template <bool Profile>
-    uint16_t rx_queue(uint16_t port, uint16_t queue, uint64_t &empty_calls, uint64_t &empty_cycles);
+    uint16_t rx_queue(uint16_t port, uint16_t queue, QueueLoad &ld, uint64_t &empty_calls,
+                      uint64_t &empty_cycles);
     template <bool Profile>
     void process_impl(rte_mbuf **pkts, uint16_t n);
     // One family's path from ip*_input to the TX buffers.
@@ -509,6 +541,15 @@ class Worker {
     // [W] owned queues; n_rxq_ [R] for stats
     RxQueueRef rxq_[kMaxRxQueues];
     std::atomic<uint16_t> n_rxq_{0};
+    // [W] each owned queue's load, by slot (RxQueueRef::slot; the epoll tag
+    // carries it too); a slot is taken when a queue is added and given back
+    // when it goes. The load report is written by kReportLoad, read by the
+    // control thread after the acknowledgement.
+    QueueLoad load_[kMaxRxQueues];
+    bool slot_used_[kMaxRxQueues] = {};
+    uint32_t load_calls_ = 0;  // polls, for the 1-in-8 sample
+    QueueLoadRow report_[kMaxRxQueues];
+    uint16_t n_report_ = 0;
     // [W] output buffers, one per port; flushed every loop before the quiescent
     // report. pending_ lists the ports whose buffer got packets since the
     // last flush (each once: TxBuf::listed), so a flush visits only those.

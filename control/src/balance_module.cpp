@@ -18,6 +18,7 @@
 
 #include "fwd/control/balance.hpp"
 #include "fwd/control/config_sections.hpp"
+#include "fwd/control/endpoints.hpp"
 #include "fwd/control/module.hpp"
 #include "fwd/dp/tables.hpp"
 #include "fwd/util/registry.hpp"
@@ -111,6 +112,9 @@ class BalanceModule final : public Module {
             ctx_.worker_do(m.from, {dp::WorkerCommand::Kind::kDelRxQueue, m.port, m.queue, 0});
             ctx_.worker_do(m.to, {dp::WorkerCommand::Kind::kAddRxQueue, m.port, m.queue, 0});
             moves_++;
+            if (auto *eps = ctx_.find<EndpointsModule>(); eps != nullptr && m.queue == 0) {
+                eps->queue_moved(m.port, m.to);  // an endpoint's "worker" is its queue 0's
+            }
         }
         rebalances_++;
         // The moved queues start again from zero on their new worker: the next interval

@@ -249,6 +249,28 @@ PolicyDrops policy_drops(const policy::Compiled &c, const LocalAddrs &local, uin
     using policy::Direction;
     PolicyDrops out;
     size_t rules = 0;
+    // Each (family, rule set)'s rules in order, Log rules among them, made once: a node's
+    // pods share a few sets, and a set may hold thousands of rules.
+    std::map<std::pair<int, uint16_t>, std::vector<const policy::FlatRule *>> by_set;
+    auto rules_of = [&](net::Family fam, uint16_t set) -> const auto & {
+        const auto key = std::make_pair(fam == net::Family::kIp4 ? 4 : 6, set);
+        auto it = by_set.find(key);
+        if (it == by_set.end()) {
+            std::vector<const policy::FlatRule *> v;
+            const policy::FlatRules &fr = c.of(fam, Direction::kIngress);
+            for (const auto *list : {&fr.decide, &fr.log}) {
+                for (const auto &q : *list) {
+                    if (q.set == set) {
+                        v.push_back(&q);
+                    }
+                }
+            }
+            std::stable_sort(v.begin(), v.end(),
+                             [](const auto *a, const auto *b) { return a->ref < b->ref; });
+            it = by_set.emplace(key, std::move(v)).first;
+        }
+        return it->second;
+    };
     for (const auto &[pod, ips] : local) {
         const auto cls = c.class_of.find(pod);
         if (cls == c.class_of.end()) {
@@ -260,21 +282,16 @@ PolicyDrops policy_drops(const policy::Compiled &c, const LocalAddrs &local, uin
         }
         for (const net::IpAddr &ip : ips) {
             const net::Family fam = ip.family();
-            const policy::FlatRules &fr = c.of(fam, Direction::kIngress);
             const policy::AclAddr me = acl_addr(ip);
             // The set's rules that can reach this address, in order, the first kScanRules.
             std::vector<const policy::FlatRule *> seen;
-            for (const auto *list : {&fr.decide, &fr.log}) {
-                for (const auto &q : *list) {
-                    if (q.set == set && acl_contains(q.dst, me)) {
-                        seen.push_back(&q);
-                    }
+            for (const policy::FlatRule *q : rules_of(fam, set)) {
+                if (seen.size() == kScanRules) {
+                    break;
                 }
-            }
-            std::sort(seen.begin(), seen.end(),
-                      [](const auto *a, const auto *b) { return a->ref < b->ref; });
-            if (seen.size() > kScanRules) {
-                seen.resize(kScanRules);
+                if (acl_contains(q->dst, me)) {
+                    seen.push_back(q);
+                }
             }
             std::map<policy::RuleRef, std::vector<flows::Rule>> by_ref;
             for (size_t i = 0; i < seen.size(); i++) {

@@ -268,6 +268,7 @@ def test_busy_pod_queues_are_rebalanced_across_workers(daemon_factory, netns_fac
     assert st["rebalances"] >= 1, st
     now = {q["port"]: q["worker"] for q in st["queues"]}
     assert {now[a.port], now[b.port]} == {0, 1}, (busy, where, now, st)
+    assert {endpoint(d, p.name)["worker"] for p in (a, b)} == {0, 1}, "endpoints follow"
     assert {(q["port"], q["queue"], q["worker"]) for q in st["queues"] if not q["movable"]} == \
         pinned, st
     counts = d.stats()["control"]["balance"]

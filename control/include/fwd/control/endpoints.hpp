@@ -47,6 +47,15 @@ class EndpointsModule final : public Module {
     void describe_tables(nlohmann::json &out) const override;
 
     const Endpoints &endpoints() const { return endpoints_; }
+    // Queue 0 of port is polled by worker now (the balance module moved it): the endpoints
+    // on that port show it. Control thread.
+    void queue_moved(uint16_t port, unsigned worker) {
+        for (auto &[id, e] : endpoints_) {
+            if (e.attached && e.port_id == port) {
+                e.worker = worker;
+            }
+        }
+    }
 
     // Endpoint events, for modules that keep state per pod (policy,
     // anti-spoofing, metrics), on the control thread:

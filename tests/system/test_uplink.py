@@ -1,7 +1,9 @@
 """The uplink: a router namespace behind a net_tap uplink, static default
 routes via it. Pods reach the router and back; the router resolves the
 node's addresses (ARP, ND) and pings them."""
-from fwdlab import RUN_ID, Netns, sh
+import pytest
+
+from fwdlab import RUN_ID, check_config, sh
 
 ROUTER_MAC = "02:00:00:00:0a:01"
 UPLINK_MAC = "02:00:00:00:0a:0a"
@@ -42,3 +44,26 @@ def test_pods_reach_a_router_through_the_uplink(daemon_factory, netns_factory):
     rt.run("ping -6 -c 1 -W 2 fd00:10:10::10")
     up = [p for p in d.stats()["ports"] if p["kind"] == "uplink"]
     assert len(up) == 1 and up[0]["rx_packets"] >= 6 and up[0]["tx_packets"] >= 6
+
+
+@pytest.mark.parametrize("section, value, message", [
+    ("flows", {"mode": "on"}, 'flows.mode: expected "install", "validate" or "off"'),
+    ("flows", {"max_policy_rules": -1},
+     "flows.max_policy_rules: expected an integer from 0 to 65536"),
+    ("flows", {"modes": "off"}, 'flows.modes: unknown field "modes"'),
+    ("balance", {"enabled": "yes"}, "balance.enabled: expected"),
+    ("balance", {"interval_ms": 10},
+     "balance.interval_ms: expected an integer from 100 to 3600000"),
+    ("balance", {"load_threshold": 0},
+     "balance.load_threshold: expected an integer from 1 to 100"),
+])
+def test_flows_and_balance_config_errors_name_the_field(tmp_path, section, value, message):
+    """The uplink's flow rules and the workers' balancing are configured like every section:
+    a bad value is refused naming the field and what it may be; good ones pass."""
+    r = check_config(tmp_path, section, value)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr, r.stderr
+    good = {"flows": {"mode": "validate", "max_policy_rules": 0},
+            "balance": {"enabled": True, "interval_ms": 1000, "load_threshold": 90,
+                        "improvement": 10}}
+    assert check_config(tmp_path, section, good[section]).returncode == 0

@@ -10,8 +10,9 @@ streams) in two set-ups, alternating per run:
   transfer runs until the module moved one of the two queues to worker 1, then the measure.
 
 The receiver's Gbit/s, the machine's busy cores over the transfer (pod_tcp's iperf, with its
-ping beside one stream), and each worker's share of the packets; medians and the ratio balanced / shared. The pods' own TCP stacks run on the
-same two cores, so this measures the whole node, as a two-core node would run.
+ping beside one stream), and each worker's share of the packets; medians and the ratio
+balanced / shared. The pods' own TCP stacks run on the same two cores, so this measures the
+whole node, as a two-core node would run.
 
     sudo /usr/bin/python3 perf/run.py --scenario pod-balance [--runs R] [--seconds S]
 """
@@ -123,5 +124,6 @@ def report(res: dict) -> str:
 
 
 def main(args, out_dir: Path, stem: str, log) -> int:
-    return common.run_pod_scenario("pod-balance", "namespaces, the daemon", {"iperf3": "iperf3", "ping": "iputils-ping"}, run, report, args, out_dir,
-                                   stem, log)
+    return common.run_pod_scenario("pod-balance", "namespaces, the daemon",
+                                   {"iperf3": "iperf3", "ping": "iputils-ping"},
+                                   run, report, args, out_dir, stem, log)

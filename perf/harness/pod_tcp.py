@@ -323,5 +323,6 @@ def report(res: dict) -> str:
 
 
 def main(args, out_dir: Path, stem: str, log) -> int:
-    return common.run_pod_scenario("pod-tcp", "namespaces, the daemon", {"iperf3": "iperf3", "ping": "iputils-ping"}, run, report, args, out_dir,
-                                   stem, log)
+    return common.run_pod_scenario("pod-tcp", "namespaces, the daemon",
+                                   {"iperf3": "iperf3", "ping": "iputils-ping"},
+                                   run, report, args, out_dir, stem, log)

@@ -194,5 +194,6 @@ def report(res: dict) -> str:
 
 
 def main(args, out_dir: Path, stem: str, log) -> int:
-    return common.run_pod_scenario("pod-vhost", "hugepages, vhost-user sockets", {TESTPMD: "dpdk"}, run, report, args, out_dir,
-                                   stem, log)
+    return common.run_pod_scenario("pod-vhost", "hugepages, vhost-user sockets",
+                                   {TESTPMD: "dpdk"},
+                                   run, report, args, out_dir, stem, log)

@@ -18,7 +18,14 @@
 //             Policy is stateful (a reply of a connection the pod opened passes whatever the
 //             ingress rules say), so only packets that can never be a reply are dropped:
 //             TCP SYN without ACK (a connection's first segment) and ICMP / ICMPv6 echo
-//             requests. For each local endpoint address and each ingress Deny rule of its
+//             requests. The software path checks every flow's original tuple against the rule
+//             set in force (a flow allowed under an older one is checked again on its next
+//             packet: stages/policy.cpp), so such a packet from a denied source is denied
+//             there too, new flow or not. The one exception is a TCP simultaneous open (the
+//             pod's own SYN out, the peer's SYN in before any SYN/ACK): the NIC drops the
+//             peer's SYN, the software would pass it as the flow's reply; the connection
+//             then completes through the pod's SYN/ACK path or not at all, as the peer's
+//             stack retries. For each local endpoint address and each ingress Deny rule of its
 //             policies that no earlier rule (Allow, Deny, Pass or Log) of the same rule set
 //             overlaps for those packets, one rule per source prefix and port value/mask
 //             (port ranges cut into masks, as NICs match ports): destination = the pod's

@@ -742,7 +742,7 @@ uint16_t Worker::rx_queue(uint16_t port, uint16_t queue, QueueLoad &ld, uint64_t
     // One poll in 8 is timed for the queue's load (by count: two rdtsc of
     // about 25 cycles each would be 1.5 cycles a packet of a 32-packet burst
     // if every poll were timed; sampled, about 0.2).
-    const bool sample = ((++load_calls_) & ((1u << kLoadSampleShift) - 1)) == 0;
+    const bool sample = ((++ld.polls) & ((1u << kLoadSampleShift) - 1)) == 0;
     if (Profile || sample) {
         start = rte_rdtsc();
     }

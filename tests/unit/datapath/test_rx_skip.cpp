@@ -124,6 +124,21 @@ TEST_F(RxSkip, EachQueueReportsItsOwnLoad) {
     EXPECT_EQ(rows[1].port, lab().port(Side::kPodA));
     EXPECT_EQ(rows[1].load.packets, 0u);
     EXPECT_EQ(drain_tx().size(), 1u);
+    // Both queues busy, polled in turn every loop: each is timed (its own 1 in 8), not
+    // always the same one (a count shared by the queues would time only every other queue).
+    EXPECT_EQ(worker().poll_once(), 0);  // an idle loop: no queue is skipped after it
+    for (int i = 0; i < 64; i++) {
+        a_to_b();
+        b_to_a();
+        ASSERT_EQ(worker().poll_once(), 2);
+    }
+    rows = report();
+    ASSERT_EQ(rows.size(), 2u);
+    for (const auto &r : rows) {
+        EXPECT_GE(r.load.packets, 64u);
+        EXPECT_GT(r.load.cycles, 0u) << "port " << r.port << " never timed";
+    }
+    EXPECT_EQ(drain_tx().size(), 128u);
 }
 
 }  // namespace

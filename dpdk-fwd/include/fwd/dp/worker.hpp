@@ -229,10 +229,13 @@ inline constexpr uint16_t kMaxRxSkip = 32;
 
 // An owned queue's load since the worker took it: packets, and TSC cycles of
 // its bursts (reading them and running them through the pipeline), sampled:
-// every 8th poll is timed and counts 8 times (kLoadSampleShift).
+// every 8th poll of the queue is timed and counts 8 times (kLoadSampleShift).
+// The count is the queue's own: one counter for all queues, polled in a
+// fixed order, would time the same queue every time.
 struct QueueLoad {
     uint64_t packets = 0;
     uint64_t cycles = 0;
+    uint32_t polls = 0;
 };
 inline constexpr unsigned kLoadSampleShift = 3;
 
@@ -547,7 +550,6 @@ class Worker {
     // control thread after the acknowledgement.
     QueueLoad load_[kMaxRxQueues];
     bool slot_used_[kMaxRxQueues] = {};
-    uint32_t load_calls_ = 0;  // polls, for the 1-in-8 sample
     QueueLoadRow report_[kMaxRxQueues];
     uint16_t n_report_ = 0;
     // [W] output buffers, one per port; flushed every loop before the quiescent

@@ -2,34 +2,36 @@
 two cores, the control thread on core 0 beside worker 0.
 
 One daemon, two workers (cores 0 and 1), four `tun` pods with one queue each, given to the
-workers in turn, so pods 0 and 2 share worker 0. TCP between them (iperf3, IPv4, 1 and 4
-streams) in two set-ups, alternating per run:
+workers in turn: pods 0 and 2 on worker 0, pods 1 and 3 on worker 1. Two TCP transfers at once
+(iperf3, IPv4, one stream each), pod 0 to pod 1 and pod 2 to pod 3: a sender's queue carries
+its data, a receiver's the ACKs, so both heavy queues are worker 0's. Two set-ups, alternating
+per run:
 
-- **shared**: balancing off: both pods' queues stay on worker 0, worker 1 idles;
-- **balanced**: balancing on (every 500 ms, a worker at 5 %, a gain of 20 %): a warm-up
-  transfer runs until the module moved one of the two queues to worker 1, then the measure.
+- **shared**: balancing off: worker 0 reads both senders' queues;
+- **balanced**: balancing on (every 500 ms, a worker at 5 %, a gain of 20 %): warm-up transfers
+  run until the module moved one sender's queue to worker 1, then the measure.
 
-The receiver's Gbit/s, the machine's busy cores over the transfer (pod_tcp's iperf, with its
-ping beside one stream), and each worker's share of the packets; medians and the ratio
-balanced / shared. The pods' own TCP stacks run on the same two cores, so this measures the
-whole node, as a two-core node would run.
+The sum of the receivers' Gbit/s, the machine's busy cores over the transfers (/proc/stat, nice
+time left out) and each worker's share of the packets; medians and the ratio balanced /
+shared. The pods' own TCP stacks run on the same two cores, so this measures the whole node,
+as a two-core node would run.
 
     sudo /usr/bin/python3 perf/run.py --scenario pod-balance [--runs R] [--seconds S]
 """
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "system"))
 
 from . import common  # noqa: E402
-from .pod_tcp import iperf  # noqa: E402
+from .pod_tcp import cpu_busy  # noqa: E402
 import fwdlab  # noqa: E402
 from fwdlab import Daemon, Netns, sh, wait_until  # noqa: E402
 
@@ -63,6 +65,22 @@ def close(d, pods):
         p.delete()
 
 
+def transfers(pairs, seconds):
+    """Two iperf3 transfers at once; the sum of the receivers' Gbit/s and the busy cores."""
+    srvs = [r.popen(f"iperf3 -s -1 -B {r.v4}") for _, r in pairs]
+    time.sleep(0.3)
+    try:
+        c0, t0 = cpu_busy(), time.monotonic()
+        clis = [snd.popen(f"iperf3 -J -4 -c {r.v4} -t {seconds:g}") for snd, r in pairs]
+        outs = [c.communicate(timeout=seconds + 60)[0] for c in clis]
+        c1, t1 = cpu_busy(), time.monotonic()
+    finally:
+        for srv in srvs:
+            srv.wait(timeout=20)
+    gbps = sum(json.loads(o)["end"]["sum_received"]["bits_per_second"] for o in outs) / 1e9
+    return {"gbps": gbps, "cores_busy": (c1 - c0) / (t1 - t0)}
+
+
 def run(runs: int, seconds: float, log) -> dict:
     res = {"seconds": seconds, "runs": runs, "samples": {}, "moves": []}
     with tempfile.TemporaryDirectory(prefix="fwpb") as tmpd:
@@ -72,33 +90,34 @@ def run(runs: int, seconds: float, log) -> dict:
                 tag = f"{run_i}{SETUPS.index(name)}"
                 d, pods = make(tmp, tag, name == "balanced")
                 try:
-                    a, b = [p for p in pods if p.worker == pods[0].worker][:2]
-                    wait_until(lambda: a.run(f"ping -c 1 -W 1 {b.v4}", check=False).returncode
-                               == 0, 30, interval=0.2, what="the pods reach each other")
+                    senders = [p for p in pods if p.worker == pods[0].worker]
+                    receivers = [p for p in pods if p not in senders]
+                    pairs = list(zip(senders, receivers))
+                    for snd, r in pairs:
+                        wait_until(lambda snd=snd, r=r: snd.run(
+                            f"ping -c 1 -W 1 {r.v4}", check=False).returncode == 0,
+                            30, interval=0.2, what="the pods reach each other")
                     if name == "balanced":
-                        warm = b.popen(f"iperf3 -s -1 -B {b.v4}")
+                        srvs = [r.popen(f"iperf3 -s -1 -B {r.v4}") for _, r in pairs]
                         time.sleep(0.3)
-                        cli = a.popen(f"iperf3 -4 -c {b.v4} -t 30")
+                        clis = [snd.popen(f"iperf3 -4 -c {r.v4} -t 30") for snd, r in pairs]
                         try:
                             wait_until(lambda: d.ctl("balance")["moves"] >= 1, 20, interval=0.2,
                                        what="a queue moved")
                         finally:
-                            cli.kill()
-                            cli.wait(timeout=10)
-                            warm.kill()
-                            warm.wait(timeout=10)
+                            for p in clis + srvs:
+                                p.kill()
+                                p.wait(timeout=10)
                         res["moves"].append(d.ctl("balance")["last"])
-                    for streams in (1, 4):
-                        w0 = [w["rx_packets"] for w in d.stats()["workers"]]
-                        r = iperf(types.SimpleNamespace(pods=(a, b), addr={4: b.v4}), 4,
-                                  streams, seconds)
-                        w1 = [w["rx_packets"] for w in d.stats()["workers"]]
-                        tot = sum(y - x for x, y in zip(w0, w1)) or 1
-                        r["worker_share"] = [(y - x) / tot for x, y in zip(w0, w1)]
-                        res["samples"].setdefault(f"{name}/{streams}", []).append(r)
-                        log(f"pod-balance run {run_i + 1}/{runs}: {name:8s} {streams} stream(s): "
-                            f"{r['gbps']:6.2f} Gbit/s, {r['cores_busy']:.2f} cores busy, worker "
-                            f"shares {', '.join(f'{s:.0%}' for s in r['worker_share'])}")
+                    w0 = [w["rx_packets"] for w in d.stats()["workers"]]
+                    r = transfers(pairs, seconds)
+                    w1 = [w["rx_packets"] for w in d.stats()["workers"]]
+                    tot = sum(y - x for x, y in zip(w0, w1)) or 1
+                    r["worker_share"] = [(y - x) / tot for x, y in zip(w0, w1)]
+                    res["samples"].setdefault(name, []).append(r)
+                    log(f"pod-balance run {run_i + 1}/{runs}: {name:8s}: {r['gbps']:6.2f} Gbit/s, "
+                        f"{r['cores_busy']:.2f} cores busy, worker shares "
+                        f"{', '.join(f'{x:.0%}' for x in r['worker_share'])}")
                 finally:
                     close(d, pods)
     return res
@@ -108,15 +127,19 @@ def report(res: dict) -> str:
     def med(name, key):
         v = [x[key] for x in res["samples"].get(name, [])]
         return statistics.median(v) if v else None
-    lines = [f"## pod-balance: TCP between two tun pods on one worker (iperf3 IPv4, "
+    s, b = med("shared", "gbps"), med("balanced", "gbps")
+    shares = {n: [statistics.median(x["worker_share"][w] for x in res["samples"].get(n, []))
+                  for w in (0, 1)] for n in SETUPS if res["samples"].get(n)}
+    lines = [f"## pod-balance: two TCP transfers whose senders share a worker (iperf3 IPv4, "
              f"{res['seconds']:g} s, medians of {res['runs']})", "",
-             "| streams | shared Gbit/s | balanced Gbit/s | ratio | shared cores busy | "
-             "balanced cores busy |", "|---:|---:|---:|---:|---:|---:|"]
-    for streams in (1, 4):
-        s, b = med(f"shared/{streams}", "gbps"), med(f"balanced/{streams}", "gbps")
-        cs, cb = med(f"shared/{streams}", "cores_busy"), med(f"balanced/{streams}", "cores_busy")
-        ratio = f"{b / s:.2f}x" if s and b else "-"
-        lines.append(f"| {streams} | {s:.2f} | {b:.2f} | {ratio} | {cs:.2f} | {cb:.2f} |")
+             "| set-up | Gbit/s (both transfers) | cores busy | packets read by worker 0 / 1 |",
+             "|---|---:|---:|---|"]
+    for n in SETUPS:
+        if n in shares:
+            lines.append(f"| {n} | {med(n, 'gbps'):.2f} | {med(n, 'cores_busy'):.2f} | "
+                         f"{shares[n][0]:.0%} / {shares[n][1]:.0%} |")
+    if s and b:
+        lines += ["", f"Balanced / shared: {b / s:.2f}x."]
     if res["moves"]:
         lines += ["", "The balancer's decisions: " + "; ".join(m["why"] for m in res["moves"])
                   + "."]

@@ -228,10 +228,12 @@ def test_a_pods_queues_go_to_different_workers(daemon_factory, netns_factory):
 
 def test_busy_pod_queues_are_rebalanced_across_workers(daemon_factory, netns_factory):
     """The balance module (control/balance.hpp): four single-queue tun pods take the two
-    workers in turn, so two of them share a worker. TCP between those two loads that worker
-    and leaves the other idle; within a few of the module's intervals one of their queues moves
-    to the idle worker (fwdctl balance says which and why), the transfer goes on, and the
-    pods still reach each other afterwards. The pinned queues (the shared pod tap's) stay."""
+    workers in turn, so two share each worker. One TCP transfer loads one queue (the
+    sender's; the receiver's carries the ACKs): moving a queue cannot help, and nothing moves.
+    Two transfers whose senders share a worker load that worker twice: within a few of the
+    module's intervals one sender's queue moves to the other worker (fwdctl balance says
+    which and why), the transfers go on, and the pods reach each other afterwards. The pinned
+    queues (the shared pod tap's) stay."""
     d = daemon_factory("n1", workers=(0, 1), extra={
         "balance": {"enabled": True, "interval_ms": 500, "load_threshold": 5,
                     "improvement": 20}})
@@ -249,32 +251,47 @@ def test_busy_pod_queues_are_rebalanced_across_workers(daemon_factory, netns_fac
     where = {q["port"]: q["worker"] for q in d.ctl("balance")["queues"]}
     pinned = {(q["port"], q["queue"], q["worker"]) for q in d.ctl("balance")["queues"]
               if not q["movable"]}
-    same = [(a, b) for a in pods for b in pods
-            if a.port < b.port and where[a.port] == where[b.port]]
-    assert same, where
-    a, b = same[0]
-    busy = where[a.port]
-    srv = b.popen("iperf3 -s -1")
-    time.sleep(0.5)
+    senders = [p for p in pods if where[p.port] == where[pods[0].port]]
+    receivers = [p for p in pods if p not in senders]
+    assert len(senders) == 2 and len(receivers) == 2, where
+    busy = where[senders[0].port]
+
+    def transfer(pairs, seconds):
+        srvs = [r.popen(f"iperf3 -s -1 -B {r.v4}") for _, r in pairs]
+        time.sleep(0.5)
+        return srvs, [s.popen(f"iperf3 -c {r.v4} -t {seconds}") for s, r in pairs]
+
+    def finish(srvs, clis):
+        for c in clis:
+            c.communicate(timeout=30)
+            assert c.returncode == 0
+        for s in srvs:
+            s.communicate(timeout=30)
+
+    # one transfer: one heavy queue; nothing to gain from a move
+    srvs, clis = transfer([(senders[0], receivers[0])], 3)
+    finish(srvs, clis)
+    st = d.ctl("balance")
+    assert st["moves"] == 0, st
+    # two transfers from the same worker
+    srvs, clis = transfer(list(zip(senders, receivers)), 8)
     try:
-        cli = a.popen(f"iperf3 -c {b.v4} -t 8")
         wait_until(lambda: d.ctl("balance")["moves"] >= 1, timeout=8, interval=0.2,
                    what="a queue moved")
-        cli.communicate(timeout=30)
-        assert cli.returncode == 0
     finally:
-        srv.communicate(timeout=30)
+        finish(srvs, clis)
     st = d.ctl("balance")
     assert st["rebalances"] >= 1, st
     now = {q["port"]: q["worker"] for q in st["queues"]}
-    assert {now[a.port], now[b.port]} == {0, 1}, (busy, where, now, st)
-    assert {endpoint(d, p.name)["worker"] for p in (a, b)} == {0, 1}, "endpoints follow"
+    assert {now[p.port] for p in senders} == {0, 1}, (busy, where, now, st)
+    assert {endpoint(d, p.name)["worker"] for p in senders} == {0, 1}, "endpoints follow"
     assert {(q["port"], q["queue"], q["worker"]) for q in st["queues"] if not q["movable"]} == \
         pinned, st
     counts = d.stats()["control"]["balance"]
     assert counts["moves"] >= 1 and counts["rebalances"] >= 1, counts
-    a.run(f"ping -c 2 -i 0.2 -W 2 {b.v4}")
-    a.run(f"ping -6 -c 2 -i 0.2 -W 2 {b.v6}")
+    for s, r in zip(senders, receivers):
+        s.run(f"ping -c 2 -i 0.2 -W 2 {r.v4}")
+        s.run(f"ping -6 -c 2 -i 0.2 -W 2 {r.v6}")
     text = subprocess.run([str(FWDCTL), "-s", d.sock, "balance"], capture_output=True, text=True,
                           timeout=30, check=True).stdout
     assert "balance on: every 500 ms" in text and "queues moved" in text, text

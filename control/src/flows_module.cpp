@@ -89,8 +89,10 @@ class FlowsModule final : public Module {
     }
 
   private:
-    // The policy module's view, through its ops' data: its compiled rules and the local
-    // endpoints' addresses. Read through an interface it implements (below), when built in.
+    // Reads the plan's inputs: the uplink's queues and VLAN, the overlay's state and VXLAN port
+    // (its node.get view), the policy's generation, rules and local endpoints (its PolicySource
+    // side, when the policy module is built in). When any changed (or force), plans again and
+    // has the installer apply it; true when it did.
     bool refresh(bool force) {
         const auto &up = *ports_.uplink();
         flows::PlanInput in;

@@ -1306,7 +1306,9 @@ def policy_checks(c, st, ns, by_node, addr_of):
     pod of another node to a pod of the first node, picked by labels `fwdctl label` sets) and
     keeps the others (a third pod to the same target, the target to the denied pod); every
     node enforces it before the rows run (policy.sync), and its drop shows on the target's
-    node. The policy and labels are taken away afterwards: the lab stays open."""
+    node, whose flows module plans the exact early drop for its uplink NIC (flow.list; the
+    lab's net_tap refuses it, saying why). The policy and labels are taken away afterwards:
+    the lab stays open."""
     names = sorted(by_node)
     if len(names) < 2:
         return
@@ -1344,6 +1346,28 @@ def policy_checks(c, st, ns, by_node, addr_of):
                     f"lab-deny-pair: no answer, {dropped} dropped by policy on "
                     f"{pods[target]['node']}" if not ok else f"answered: {detail}")
             c.run("policy deny", f"{denied} -> {target}", f"v{fam}", deny)
+
+            def nic(fam=fam):
+                # the flows module plans the exact early drop for the NIC (nic_flows.hpp)
+                want = ipaddress.ip_address(addr_of(target, fam))
+
+                def planned():
+                    return [g for g in api_call(node_of_target["sock"], "flow.list")["groups"]
+                            if g["kind"] == "policy" and "lab-deny-pair" in g["what"]
+                            and ipaddress.ip_address(g["what"].rsplit(" ", 1)[1]) == want]
+                t0 = time.monotonic()
+                got = planned()
+                while not got and time.monotonic() - t0 < 5:
+                    time.sleep(0.2)
+                    got = planned()
+                if not got:
+                    return False, f"no exact drop planned for {want} on {pods[target]['node']}"
+                g = got[0]
+                why = g["errors"][-1].rsplit(": ", 1)[-1] if g["errors"] else ""
+                return True, (f"{len(g['rules'])} drop rule(s) planned for the uplink NIC ("
+                              + "; ".join(r["match"] for r in g["rules"]) + f"), {g['state']}"
+                              + (f" by net_tap: {why}" if g["state"] == "refused" else ""))
+            c.run("policy at the NIC", f"{denied} -> {target}", f"v{fam}", nic)
             c.run("policy keeps", f"{kept} -> {target}", f"v{fam}",
                   lambda fam=fam: ping(ns[kept], addr_of(target, fam)))
             c.run("policy keeps", f"{target} -> {denied}", f"v{fam}",

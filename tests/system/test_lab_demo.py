@@ -139,9 +139,11 @@ def test_lab_demo_up_and_checks():
             assert count(rows, "svc NodePort", fam) == 4
             for kind in ("svc both backends", "svc hairpin", "svc affinity", "svc no endpoint"):
                 assert count(rows, kind, fam) == 1, (kind, fam)
-        # policy: a NetworkPolicy denies one pod pair (across nodes) and keeps the others
+        # policy: a NetworkPolicy denies one pod pair (across nodes) and keeps the others; the
+        # target's node plans the exact early drop for its uplink NIC
         for fam in ("v4", "v6"):
             assert count(rows, "policy deny", fam) == 1 and count(rows, "policy keeps", fam) == 2
+            assert count(rows, "policy at the NIC", fam) == 1
         assert "The lab stays up" in r.stdout and "--down" in r.stdout
         # the lab is up: its processes run
         assert first and all(running(p) for p in first["processes"]), first
@@ -239,6 +241,7 @@ def test_lab_demo_bgp_replaces_the_lab_then_down():
         assert count(rows, NAT_ROW) == 6 and count(rows, "pod addresses") == 6
         assert count(rows, "svc ClusterIP") == 6 and count(rows, "svc NodePort") == 6
         assert count(rows, "policy deny") == 2 and count(rows, "policy keeps") == 4
+        assert count(rows, "policy at the NIC") == 2
         assert wires(rows, "tcp across nodes", "v4") == wires(rows, "tcp across nodes", "v6") \
             == {"native"}
         if first:

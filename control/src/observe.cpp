@@ -415,6 +415,23 @@ const Rule kControlRules[] = {
      "Policy Log rule lines over the rate limit"},
     {"policy/log_lost", "dpdk_fwd_policy_log_lost_total", kC,
      "Policy Log rule records the workers could not queue"},
+    {"flows/installed", "dpdk_fwd_nic_flow_groups_installed", kG,
+     "Uplink NIC flow rule groups the NIC carries"},
+    {"flows/validated", "dpdk_fwd_nic_flow_groups_validated", kG,
+     "Uplink NIC flow rule groups validated only (flows.mode validate)"},
+    {"flows/refused", "dpdk_fwd_nic_flow_groups_refused", kG,
+     "Uplink NIC flow rule groups the NIC refused (left to the software path)"},
+    {"flows/policy_left", "dpdk_fwd_nic_flow_policy_rules_left", kG,
+     "Exact policy drop rules past flows.max_policy_rules (left to the software path)"},
+    {"flows/nic_policy_drops", "dpdk_fwd_nic_policy_drops_total", kC,
+     "Packets the uplink NIC dropped for a policy Deny rule (its counted drop rules)"},
+    {"flows/applies", "dpdk_fwd_nic_flow_plans_total", kC, "Uplink NIC flow rule plans applied"},
+    {"balance/enabled", "dpdk_fwd_balance_enabled", kG, "1 when workers are balanced by load"},
+    {"balance/rounds", "dpdk_fwd_balance_rounds_total", kC, "Worker load measurements"},
+    {"balance/rebalances", "dpdk_fwd_balance_rebalances_total", kC,
+     "Measurements that moved queues between workers"},
+    {"balance/moves", "dpdk_fwd_balance_queue_moves_total", kC,
+     "RX queues moved between workers by load"},
 };
 
 // The tables op.

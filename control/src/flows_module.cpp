@@ -118,10 +118,7 @@ class FlowsModule final : public Module {
         const flows::PolicySource *ps =
             dynamic_cast<const flows::PolicySource *>(ctx_.find_module("policy"));
         const uint64_t gen = ps != nullptr ? ps->policy_generation() : 0;
-        const bool same = !force && in.queues == last_in_.queues && in.vlan == last_in_.vlan &&
-                          in.vtep4 == last_in_.vtep4 && in.vtep6 == last_in_.vtep6 &&
-                          in.vxlan_port == last_in_.vxlan_port && gen == last_gen_;
-        if (same) {
+        if (!force && in == last_in_ && gen == last_gen_) {
             return false;
         }
         last_in_ = in;

@@ -47,12 +47,13 @@ std::string masked_str(const Masked16 &m) {
     return buf;
 }
 
-// [lo, hi] as value/mask pairs (the fewest aligned blocks).
-std::vector<Masked16> range_masks(uint32_t lo, uint32_t hi) {
-    std::vector<Masked16> out;
+// [lo, hi] as value/mask pairs (the fewest aligned blocks); the whole 0..65535 as one
+// nullopt: no match on the field.
+std::vector<std::optional<Masked16>> range_masks(uint32_t lo, uint32_t hi) {
     if (lo == 0 && hi == 0xffff) {
-        return out;  // any: no match on the field
+        return {std::nullopt};
     }
+    std::vector<std::optional<Masked16>> out;
     while (lo <= hi) {
         uint32_t size = 1;
         while ((lo & (size * 2 - 1)) == 0 && lo + size * 2 - 1 <= hi && size < 0x10000) {
@@ -338,23 +339,16 @@ PolicyDrops policy_drops(const policy::Compiled &c, const LocalAddrs &local, uin
                     std::vector<flows::Rule> made;
                     if (proto == kTcp) {
                         base.match.tcp_syn_only = true;
-                        auto sp = range_masks(r.sport_lo, r.sport_hi);
-                        auto dp = range_masks(r.dport_lo, r.dport_hi);
-                        if (sp.size() * std::max<size_t>(dp.size(), 1) > kMaxPerFlatRule ||
-                            dp.size() * std::max<size_t>(sp.size(), 1) > kMaxPerFlatRule) {
+                        const auto sps = range_masks(r.sport_lo, r.sport_hi);
+                        const auto dps = range_masks(r.dport_lo, r.dport_hi);
+                        if (sps.size() * dps.size() > kMaxPerFlatRule) {
                             continue;
                         }
-                        const std::vector<std::optional<Masked16>> sps =
-                            sp.empty() ? std::vector<std::optional<Masked16>>{std::nullopt}
-                                       : std::vector<std::optional<Masked16>>(sp.begin(), sp.end());
-                        const std::vector<std::optional<Masked16>> dps =
-                            dp.empty() ? std::vector<std::optional<Masked16>>{std::nullopt}
-                                       : std::vector<std::optional<Masked16>>(dp.begin(), dp.end());
-                        for (const auto &s : sps) {
-                            for (const auto &d : dps) {
+                        for (const auto &sp : sps) {
+                            for (const auto &dp : dps) {
                                 flows::Rule x = base;
-                                x.match.sport = s;
-                                x.match.dport = d;
+                                x.match.sport = sp;
+                                x.match.dport = dp;
                                 made.push_back(x);
                             }
                         }

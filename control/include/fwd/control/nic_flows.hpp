@@ -109,6 +109,7 @@ struct PlanInput {
     std::optional<net::Ip4Addr> vtep4;
     std::optional<net::Ip6Addr> vtep6;
     uint16_t vxlan_port = 4789;
+    bool operator==(const PlanInput &) const = default;
 };
 std::vector<Group> plan(const PlanInput &in);
 

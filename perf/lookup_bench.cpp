@@ -1,7 +1,8 @@
 // lookup_bench: TSC cycles per route lookup on Calico-shaped tables.
 //
 // Measures the lookups the dataplane uses (rte_lpm_lookup_bulk for IPv4,
-// rte_fib6 trie with rte_fib6_lookup_bulk for IPv6, bursts of 32) against the
+// Tables::lookup6_bulk for IPv6: Front6's exact /128 and /122 routes in front
+// of the rte_fib6 trie; bursts of 32) against the
 // other DPDK structures that could replace them, on the same routes and the
 // same destinations. Tables are configured as in dpdk-fwd/src/tables.cpp.
 //
@@ -46,6 +47,7 @@ extern "C" {
 #include <vector>
 
 #include "bench_main.hpp"
+#include "fwd/dp/tables.hpp"
 
 namespace fwd::perf {
 
@@ -411,6 +413,20 @@ int bench() {
     bool fib_has_avx = rte_fib_select_lookup(fib_probe, RTE_FIB_LOOKUP_DIR24_8_VECTOR_AVX512) == 0;
     rte_fib_free(fib_probe);
     rte_lpm6 *lpm6 = make_lpm6(w6);
+    // The dataplane's own IPv6 lookup: Tables as the daemon creates it (no
+    // RCU: nothing changes while the bench runs), the routes in one batch.
+    dp::Tables tables(1024, kMaxRoutes, nullptr, SOCKET_ID_ANY, 1024, kFib6Tbl8s);
+    {
+        std::vector<dp::Tables::Change6> batch;
+        for (const Route6 &r : w6.routes) {
+            batch.push_back({{net::Ip6Addr::from_bytes(r.addr.data()), r.len}, r.nh});
+        }
+        std::vector<int> rc;
+        tables.apply6_batch(batch, rc);
+        for (int r : rc) {
+            check_rc(r, "Tables::apply6_batch");
+        }
+    }
 
     const uint32_t *d4 = w4.dst.data();
     uint8_t(*d6)[16] = w6.dst.get();
@@ -452,7 +468,11 @@ int bench() {
     std::string fib6_name =
         std::string("rte_fib6 trie bulk, default (") + (fib6_has_avx ? "AVX-512" : "scalar") + ")";
     vs.push_back(make_variant<uint64_t>(
-        "IPv6", fib6_name, true, w6.want,
+        "IPv6", "Tables::lookup6_bulk: Front6 (/128, /122), then the trie", true, w6.want,
+        [&tables, d6](uint32_t off, uint64_t *hop) { tables.lookup6_bulk(d6 + off, hop, kBurst); },
+        nh64_norm));
+    vs.push_back(make_variant<uint64_t>(
+        "IPv6", fib6_name, false, w6.want,
         [fib6, d6](uint32_t off, uint64_t *hop) {
             rte_fib6_lookup_bulk(fib6, d6 + off, hop, kBurst);
         },

@@ -64,6 +64,9 @@ Tables::Tables(uint32_t max_routes4, uint32_t max_routes6, rte_rcu_qsbr *qsbr, i
             throw std::runtime_error(std::string("rte_fib6_create: ") + rte_strerror(rte_errno));
         }
     }
+    for (auto &f : front6_) {
+        f = std::make_unique<Front6>(socket_);
+    }
 }
 
 rte_fib6 *Tables::create_fib6() const {
@@ -200,11 +203,27 @@ int Tables::rebuild6(unsigned copy) {
 }
 
 int Tables::change6(unsigned copy, const uint8_t *ip, uint8_t len, uint32_t nh, bool add) {
+    Front6 &front = *front6_[copy];
     if (!add) {
         int rc = rte_fib6_delete(fib6_[copy], ip, len);
         deletes6_[copy] += rc == 0 ? 1 : 0;
+        // a route the front holds leaves it; one it did not hold was a mid route
+        if (rc == 0 && !front.erase(ip, len) && len > 122) {
+            mid6_[copy]--;
+        }
         return rc;
     }
+    const bool had = rte_rib6_lookup_exact(rte_fib6_get_rib(fib6_[copy]), ip, len) != nullptr;
+    int rc = add_trie6(copy, ip, len, nh);
+    if (rc == 0 && !front.set(ip, len, nh) && len > 122 && !had) {
+        // 123..127, or (never, by its sizing) a /128 the front had no room
+        // for: /122 hits may not be the longest match while it is there
+        mid6_[copy]++;
+    }
+    return rc;
+}
+
+int Tables::add_trie6(unsigned copy, const uint8_t *ip, uint8_t len, uint32_t nh) {
     int rc = rte_fib6_add(fib6_[copy], ip, len, nh);
     // A rebuild only helps when deletes leaked reservations. A table that is
     // simply full stays full: after a rebuild that did not help, the next one
@@ -253,7 +272,8 @@ void Tables::apply6_batch(const std::vector<Change6> &changes, std::vector<int> 
 size_t Tables::memory_bytes() const {
     size_t lpm = sizeof(uint32_t) * ((1u << 24) + 256u * tbl8s4_);
     size_t fib6 = 2 * sizeof(uint32_t) * ((1u << 24) + 256u * static_cast<size_t>(tbl8s6_));
-    return lpm + fib6 + sizeof(NextHop) * kMaxNextHops;
+    size_t front6 = front6_[0]->memory_bytes() + front6_[1]->memory_bytes();
+    return lpm + fib6 + front6 + sizeof(NextHop) * kMaxNextHops;
 }
 
 int Tables::add6(const net::Prefix6 &p, uint32_t nh) {

@@ -1,6 +1,7 @@
 // route4 / route6: longest-prefix match, ECMP member choice and the egress
 // MTU check.
-// Reads: destination address; rte_lpm (IPv4) / the active rte_fib6 copy (IPv6);
+// Reads: destination address; rte_lpm (IPv4) / the active IPv6 copy (its Front6
+//        for /128 and /122 routes, its rte_fib6 trie for the rest; tables.hpp);
 //        the NextHop the route points at (kind with an acquire load: the
 //        control thread flips kVia <-> kResolve in place); for kGroup, the
 //        group's members and the flow's addresses, protocol and ports;
@@ -160,6 +161,7 @@ void route4(Worker &w, Burst &in, Burst &out) {
 }
 
 void route6(Worker &w, Burst &in, Burst &out) {
+    static_assert(kBurst <= Front6::kMaxBulk);
     uint8_t dst[kBurst][16];
     uint64_t hop[kBurst];
     for (uint16_t i = 0; i < in.n; i++) {
@@ -167,7 +169,7 @@ void route6(Worker &w, Burst &in, Burst &out) {
         std::memcpy(dst[i], ip->dst_addr, 16);
     }
     const Tables &t = w.tables();
-    rte_fib6_lookup_bulk(t.fib6(), dst, hop, in.n);
+    t.lookup6_bulk(dst, hop, in.n);
     for (uint16_t i = 0; i < in.n; i++) {
         rte_mbuf *m = in.pkts[i];
         auto id = static_cast<uint32_t>(hop[i]);

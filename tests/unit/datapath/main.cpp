@@ -14,7 +14,9 @@
 
 int main(int argc, char **argv) {
     ::testing::InitGoogleTest(&argc, argv);
-    if (!fwd::dp::eal_init_for_test(argv[0], "fwdtest", 512)) {
+    // 768: the lab's tables (about 270 MB: two IPv6 tries beside the IPv4 lpm) and a
+    // second set for test_front6.cpp
+    if (!fwd::dp::eal_init_for_test(argv[0], "fwdtest", 768)) {
         return 1;
     }
     if (!fwd::dp::test::Lab::init()) {

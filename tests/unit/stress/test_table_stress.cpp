@@ -594,13 +594,12 @@ int reader_main(void *p) {
             uint32_t id = hit ? (hop4[i] & 0x00ffffff) : dflt;
             checker->route(id, hit, false, d.key, d.kind);
         }
-        // IPv6 as route6: the active copy loaded once per burst.
+        // IPv6 as route6: the active copy (its front and trie) loaded once per burst.
         for (uint16_t i = 0; i < kLookupBurst; i++) {
             pick[i] = static_cast<uint32_t>(xorshift(rng) % sh.dst6.size());
             std::memcpy(ip6[i], sh.dst6[pick[i]].addr.data(), 16);
         }
-        rte_fib6 *fib = t.fib6();
-        rte_fib6_lookup_bulk(fib, ip6, hop6, kLookupBurst);
+        t.lookup6_bulk(ip6, hop6, kLookupBurst);  // the front, then the trie
         for (uint16_t i = 0; i < kLookupBurst; i++) {
             const Dst6 &d = sh.dst6[pick[i]];
             checker->route(static_cast<uint32_t>(hop6[i]), true, true, d.key, d.kind);
@@ -774,7 +773,7 @@ class Writer {
             uint8_t ip[1][RTE_FIB6_IPV6_ADDR_SIZE];
             uint64_t hop = 0;
             std::memcpy(ip[0], d.addr.data(), 16);
-            rte_fib6_lookup_bulk(t_.fib6(), ip, &hop, 1);
+            t_.lookup6_bulk(ip, &hop, 1);
             bad += hop != expected(true, d.key, d.kind) ? 1 : 0;
         }
         for (uint32_t n = 0; n < kNeighbors; n++) {

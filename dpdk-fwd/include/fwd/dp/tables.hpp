@@ -8,12 +8,13 @@
 //  - IPv4 routes live in one rte_lpm, updated in place (rte_lpm supports one
 //    writer with concurrent readers; tbl8 groups are reclaimed through the
 //    LPM's RCU defer queue).
-//  - IPv6 routes live in two rte_fib6 copies (rte_fib6 has no RCU support in
-//    DPDK 22.11): the writer changes the idle copy, publishes it with a
-//    release store, waits for a grace period, then replays the change on the
-//    other copy. Readers load the active pointer once per burst. An idle
-//    copy whose adds fail with -ENOSPC is rebuilt from its own routes (see
-//    rebuild6 in tables.cpp).
+//  - IPv6 routes live in two copies, each an rte_fib6 trie with a Front6
+//    beside it holding the /128 and /122 routes again (front6.hpp; rte_fib6
+//    has no RCU support in DPDK 22.11): the writer changes the idle copy,
+//    publishes it with a release store, waits for a grace period, then
+//    replays the change on the other copy. Readers load the active copy once
+//    per burst (lookup6_bulk). An idle trie whose adds fail with -ENOSPC is
+//    rebuilt from its own routes (see rebuild6 in tables.cpp).
 //  - NextHop.kind is the one field changed in place on a live entry (a via
 //    next hop going between kResolve and kVia as its neighbor is learnt or
 //    lost). Workers read it with an acquire load (load_kind()); the control
@@ -37,10 +38,13 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "fwd/dp/front6.hpp"
 #include "fwd/net/addr.hpp"
 
 namespace fwd::dp {
@@ -151,7 +155,12 @@ class Tables {
     const rte_lpm *lpm4() const { return lpm4_; }
     // The IPv4 default route's next hop (rte_lpm has no depth 0), kNhInvalid when none.
     uint32_t default4() const { return default4_.load(std::memory_order_acquire); }
+    // The active IPv6 trie alone (tests; workers use lookup6_bulk).
     rte_fib6 *fib6() const { return fib6_[active6_.load(std::memory_order_acquire)]; }
+    // The longest-match next hop of each of n (<= Front6::kMaxBulk)
+    // destinations, kNhInvalid for none: the front for /128 and /122
+    // routes, the trie for the rest, both of the one copy active now.
+    void lookup6_bulk(const uint8_t (*dst)[16], uint64_t *hop, uint16_t n) const;
     const NodeAddrs &node() const { return node_; }
     // Member i (< group_n of the kGroup next hop) of group g.
     uint32_t group_member(uint32_t g, uint32_t i) const { return groups_[g * kMaxGroupPaths + i]; }
@@ -197,6 +206,7 @@ class Tables {
   private:
     rte_fib6 *create_fib6() const;
     int change6(unsigned copy, const uint8_t *ip, uint8_t len, uint32_t nh, bool add);
+    int add_trie6(unsigned copy, const uint8_t *ip, uint8_t len, uint32_t nh);
     int rebuild6(unsigned copy);
 
     NextHop *nh_ = nullptr;  // kMaxNextHops entries on hugepage memory
@@ -207,6 +217,10 @@ class Tables {
     rte_lpm *lpm4_ = nullptr;
     std::atomic<uint32_t> default4_{kNhInvalid};
     rte_fib6 *fib6_[2] = {nullptr, nullptr};
+    std::unique_ptr<Front6> front6_[2];
+    // Per copy: routes of length 123..127 (and any the front could not take):
+    // while there is one, a /122 hit in the front may not be the longest.
+    uint32_t mid6_[2] = {0, 0};
     std::atomic<uint32_t> active6_{0};
     uint32_t max_routes6_;
     uint32_t tbl8s4_;
@@ -219,5 +233,25 @@ class Tables {
     rte_rcu_qsbr *qsbr_;
     NodeAddrs node_;
 };
+
+inline void Tables::lookup6_bulk(const uint8_t (*dst)[16], uint64_t *hop, uint16_t n) const {
+    const unsigned c = active6_.load(std::memory_order_acquire);
+    front6_[c]->lookup_bulk(dst, hop, n, mid6_[c] == 0);
+    uint8_t miss[Front6::kMaxBulk][16];
+    uint16_t at[Front6::kMaxBulk];
+    uint16_t m = 0;
+    for (uint16_t i = 0; i < n; i++) {  // without a branch: which ones miss is data
+        std::memcpy(miss[m], dst[i], 16);
+        at[m] = i;
+        m += hop[i] == kNhInvalid ? 1 : 0;
+    }
+    if (m != 0) {
+        uint64_t got[Front6::kMaxBulk];
+        rte_fib6_lookup_bulk(fib6_[c], miss, got, m);
+        for (uint16_t k = 0; k < m; k++) {
+            hop[at[k]] = got[k];
+        }
+    }
+}
 
 }  // namespace fwd::dp

@@ -30,7 +30,7 @@ struct FlowsConfig {
     size_t max_policy_rules = 256;
 };
 
-class FlowsModule final : public Module {
+class FlowsModule final : public Module, public flows::PolicyHitsSource {
   public:
     static constexpr const char *kName = "flows";
 
@@ -86,6 +86,11 @@ class FlowsModule final : public Module {
                             {"policy_left", policy_left_},
                             {"nic_policy_drops", drops},
                             {"applies", applies_}};
+    }
+
+    std::map<std::pair<std::string, int>, uint64_t> nic_policy_hits() const override {
+        return installer_ ? installer_->policy_hits()
+                          : std::map<std::pair<std::string, int>, uint64_t>{};
     }
 
   private:

@@ -281,10 +281,12 @@ void print_stats(const json &r, std::ostream &out) {
              {"RULE", true},
              {"ACTION"},
              {"PACKETS", true},
+             {"AT NIC", true},
              {"BYTES", true}});
+    // PACKETS counts the uplink NIC's early drops too (AT NIC, not in BYTES)
     for (const auto &x : array_field(r, "rules")) {
         t.add_row({cell(x, "policy"), cell(x, "direction"), cell(x, "rule"), cell(x, "action"),
-                   cell(x, "packets"), cell(x, "bytes")});
+                   cell(x, "packets"), cell(x, "nic_packets"), cell(x, "bytes")});
     }
     t.print(out);
 }

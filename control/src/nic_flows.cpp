@@ -366,8 +366,11 @@ PolicyDrops policy_drops(const policy::Compiled &c, const LocalAddrs &local, uin
                     continue;
                 }
                 rules += rs.size();
-                out.groups.push_back(
-                    Group{"policy", c.refs[ref].text + " for " + pod + " " + ip.str(), {rs}});
+                out.groups.push_back(Group{"policy",
+                                           c.refs[ref].text + " for " + pod + " " + ip.str(),
+                                           {rs},
+                                           c.refs[ref].policy,
+                                           c.refs[ref].rule});
             }
         }
     }
@@ -489,6 +492,18 @@ std::optional<uint64_t> Installer::hits(const Entry &e) const {
         }
     }
     return sum;
+}
+
+std::map<std::pair<std::string, int>, uint64_t> Installer::policy_hits() const {
+    std::map<std::pair<std::string, int>, uint64_t> out;
+    for (const Entry &e : entries_) {
+        if (e.group.kind == "policy") {
+            if (const auto h = hits(e)) {
+                out[{e.group.policy, e.group.rule}] += *h;
+            }
+        }
+    }
+    return out;
 }
 
 json Installer::to_json() const {

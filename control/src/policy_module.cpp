@@ -987,17 +987,29 @@ class PolicyModule final : public Module, public flows::PolicySource {
                 }
             }
         }
+        // Packets the uplink NIC dropped for a rule (the flows module's exact early drops)
+        // never reached the workers' counters: they are the rule's too. Bytes: the NIC's
+        // COUNT is read for packets only.
+        std::map<std::pair<std::string, int>, uint64_t> nic;
+        if (const auto *src =
+                dynamic_cast<const flows::PolicyHitsSource *>(ctx_.find_module("flows"))) {
+            nic = src->nic_policy_hits();
+        }
         json rules = json::array();
         for (const auto &[k, v] : sum) {
-            rules.push_back(
-                {{"policy", std::get<0>(k)},
-                 {"direction", policy::to_string(static_cast<Direction>(std::get<1>(k)))},
-                 {"rule", std::get<2>(k)},
-                 {"action", action.count(k) ? json(action[k]) : json()},
-                 {"text", text.count(k) ? json(text[k]) : json()},
-                 {"current", text.count(k) > 0},
-                 {"packets", v.first},
-                 {"bytes", v.second}});
+            const auto dir = static_cast<Direction>(std::get<1>(k));
+            const auto n =
+                dir == Direction::kIngress ? nic.find({std::get<0>(k), std::get<2>(k)}) : nic.end();
+            const uint64_t at_nic = n != nic.end() ? n->second : 0;
+            rules.push_back({{"policy", std::get<0>(k)},
+                             {"direction", policy::to_string(dir)},
+                             {"rule", std::get<2>(k)},
+                             {"action", action.count(k) ? json(action[k]) : json()},
+                             {"text", text.count(k) ? json(text[k]) : json()},
+                             {"current", text.count(k) > 0},
+                             {"packets", v.first + at_nic},
+                             {"nic_packets", at_nic},
+                             {"bytes", v.second}});
         }
         return json{{"generation", generation_.load()}, {"rules", rules}};
     }

@@ -516,3 +516,47 @@ TEST(FlowInstaller, HitsSumTheCountedRulesOfAGroup) {
 
 }  // namespace
 }  // namespace fwd::control::flows
+
+namespace fwd::control::flows {
+namespace {
+
+// What `fwdctl policy stats` adds to a rule's packets: the hits of every installed group of
+// that rule (over pods and addresses), keyed by the rule, not by the group's name.
+TEST(FlowInstaller, PolicyHitsAreSummedPerRuleAcrossPodsAndAddresses) {
+    auto dev = std::make_unique<Fake>();
+    Fake &f = *dev;
+    Installer inst(std::move(dev), Mode::kInstall);
+    const Node n;
+    const auto d = n.drops(gnp("deny", 10, R"(  selector: has(app)
+  ingress:
+  - action: Allow
+    protocol: UDP
+  - action: Deny)"));
+    // rule 1, for prod/web and prod/db, each with an IPv4 and an IPv6 address
+    ASSERT_EQ(d.groups.size(), 4u);
+    for (const auto &g : d.groups) {
+        EXPECT_EQ(g.policy, "deny");
+        EXPECT_EQ(g.rule, 1);
+    }
+    inst.apply(d.groups);
+    EXPECT_TRUE(inst.policy_hits().empty());  // nothing counted yet
+    uint64_t want = 0;
+    for (const auto &[h, rule] : f.live) {
+        f.counts[h] = h * 10;
+        want += h * 10;
+    }
+    using Hits = std::map<std::pair<std::string, int>, uint64_t>;
+    EXPECT_EQ(inst.policy_hits(), (Hits{{{"deny", 1}, want}}));
+    // the RSS and VXLAN groups count nothing and are not policy's
+    PlanInput in;
+    in.queues = {0, 1};
+    auto all = d.groups;
+    for (auto &g : plan(in)) {
+        all.push_back(g);
+    }
+    inst.apply(all);
+    EXPECT_EQ(inst.policy_hits(), (Hits{{{"deny", 1}, want}}));
+}
+
+}  // namespace
+}  // namespace fwd::control::flows

@@ -42,6 +42,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -98,6 +99,9 @@ struct Group {
     std::string kind;  // "rss", "vxlan", "policy"
     std::string what;  // "ipv4", "to 10.10.10.10 port 4789", "prod/web ingress rule 0 (Deny)"
     std::vector<std::vector<Rule>> options;
+    // kind "policy": the ingress rule whose drops these are (its policy's key, its index)
+    std::string policy;
+    int rule = -1;
     bool operator==(const Group &) const = default;
 };
 
@@ -112,6 +116,12 @@ struct PlanInput {
     bool operator==(const PlanInput &) const = default;
 };
 std::vector<Group> plan(const PlanInput &in);
+
+// A module that can tell policy_hits() (the flows module), found by the policy module.
+struct PolicyHitsSource {
+    virtual ~PolicyHitsSource() = default;
+    virtual std::map<std::pair<std::string, int>, uint64_t> nic_policy_hits() const = 0;
+};
 
 // The local endpoints as policy knows them: "ns/pod" and its addresses.
 using LocalAddrs = std::vector<std::pair<std::string, std::vector<net::IpAddr>>>;
@@ -185,6 +195,10 @@ class Installer {
     // {"mode", "groups": [{kind, what, state, option, rules: [{priority, match, action}],
     //  errors, hits}]}
     nlohmann::json to_json() const;
+    // Packets the NIC dropped for each policy rule, (policy key, ingress rule index) -> the
+    // hits of its installed, counting groups summed (over pods and addresses): what the
+    // policy's per-rule counters add, since those packets never reach the software path.
+    std::map<std::pair<std::string, int>, uint64_t> policy_hits() const;
 
   private:
     void remove(Entry &e);

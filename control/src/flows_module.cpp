@@ -88,9 +88,8 @@ class FlowsModule final : public Module, public flows::PolicyHitsSource {
                             {"applies", applies_}};
     }
 
-    std::map<std::pair<std::string, int>, uint64_t> nic_policy_hits() const override {
-        return installer_ ? installer_->policy_hits()
-                          : std::map<std::pair<std::string, int>, uint64_t>{};
+    flows::RuleHits nic_policy_hits() const override {
+        return installer_ ? installer_->policy_hits() : flows::RuleHits{};
     }
 
   private:

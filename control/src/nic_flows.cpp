@@ -494,8 +494,8 @@ std::optional<uint64_t> Installer::hits(const Entry &e) const {
     return sum;
 }
 
-std::map<std::pair<std::string, int>, uint64_t> Installer::policy_hits() const {
-    std::map<std::pair<std::string, int>, uint64_t> out;
+RuleHits Installer::policy_hits() const {
+    RuleHits out;
     for (const Entry &e : entries_) {
         if (e.group.kind == "policy") {
             if (const auto h = hits(e)) {

@@ -990,7 +990,7 @@ class PolicyModule final : public Module, public flows::PolicySource {
         // Packets the uplink NIC dropped for a rule (the flows module's exact early drops)
         // never reached the workers' counters: they are the rule's too. Bytes: the NIC's
         // COUNT is read for packets only.
-        std::map<std::pair<std::string, int>, uint64_t> nic;
+        flows::RuleHits nic;
         if (const auto *src =
                 dynamic_cast<const flows::PolicyHitsSource *>(ctx_.find_module("flows"))) {
             nic = src->nic_policy_hits();

@@ -118,11 +118,9 @@ bool Front6::set(const uint8_t *ip, uint8_t len, uint32_t nh) {
         return true;
     }
     if (s->pods == 0) {
-        uint32_t p = pod_array();
+        uint32_t p = pod_array();  // moves no slot
         if (p == 0) {
-            uint64_t hi, lo;
-            key(ip, hi, lo);
-            drop_slot_if_empty(probe(slots_, mask_, hi, lo, hash(hi, lo)));
+            drop_slot_if_empty(static_cast<uint32_t>(s - slots_));
             return false;
         }
         s->pods = p;

@@ -213,7 +213,9 @@ int Tables::change6(unsigned copy, const uint8_t *ip, uint8_t len, uint32_t nh, 
         }
         return rc;
     }
-    const bool had = rte_rib6_lookup_exact(rte_fib6_get_rib(fib6_[copy]), ip, len) != nullptr;
+    // whether the route was there before: a replaced mid route is counted once
+    const bool had =
+        len > 122 && rte_rib6_lookup_exact(rte_fib6_get_rib(fib6_[copy]), ip, len) != nullptr;
     int rc = add_trie6(copy, ip, len, nh);
     if (rc == 0 && !front.set(ip, len, nh) && len > 122 && !had) {
         // 123..127, or (never, by its sizing) a /128 the front had no room

@@ -545,8 +545,7 @@ TEST(FlowInstaller, PolicyHitsAreSummedPerRuleAcrossPodsAndAddresses) {
         f.counts[h] = h * 10;
         want += h * 10;
     }
-    using Hits = std::map<std::pair<std::string, int>, uint64_t>;
-    EXPECT_EQ(inst.policy_hits(), (Hits{{{"deny", 1}, want}}));
+    EXPECT_EQ(inst.policy_hits(), (RuleHits{{{"deny", 1}, want}}));
     // the RSS and VXLAN groups count nothing and are not policy's
     PlanInput in;
     in.queues = {0, 1};
@@ -555,7 +554,7 @@ TEST(FlowInstaller, PolicyHitsAreSummedPerRuleAcrossPodsAndAddresses) {
         all.push_back(g);
     }
     inst.apply(all);
-    EXPECT_EQ(inst.policy_hits(), (Hits{{{"deny", 1}, want}}));
+    EXPECT_EQ(inst.policy_hits(), (RuleHits{{{"deny", 1}, want}}));
 }
 
 }  // namespace

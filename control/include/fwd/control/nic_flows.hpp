@@ -117,10 +117,13 @@ struct PlanInput {
 };
 std::vector<Group> plan(const PlanInput &in);
 
+// Packets the NIC dropped per policy rule: (policy key, ingress rule index) -> hits.
+using RuleHits = std::map<std::pair<std::string, int>, uint64_t>;
+
 // A module that can tell policy_hits() (the flows module), found by the policy module.
 struct PolicyHitsSource {
     virtual ~PolicyHitsSource() = default;
-    virtual std::map<std::pair<std::string, int>, uint64_t> nic_policy_hits() const = 0;
+    virtual RuleHits nic_policy_hits() const = 0;
 };
 
 // The local endpoints as policy knows them: "ns/pod" and its addresses.
@@ -198,7 +201,7 @@ class Installer {
     // Packets the NIC dropped for each policy rule, (policy key, ingress rule index) -> the
     // hits of its installed, counting groups summed (over pods and addresses): what the
     // policy's per-rule counters add, since those packets never reach the software path.
-    std::map<std::pair<std::string, int>, uint64_t> policy_hits() const;
+    RuleHits policy_hits() const;
 
   private:
     void remove(Entry &e);

@@ -11,8 +11,9 @@
 // picked without a branch (pod, else block, else the trie). With AVX-512
 // (the tree is built -march=native) eight destinations go at once: one
 // multiply-fold hash, three gathers of their slots, one of their pod
-// entries; a lane whose home slot holds another block (a collision) walks
-// the probe run alone. Without it, the same steps one destination at a time.
+// entries; lanes whose home slot holds another block (a collision) gather
+// the next slots, up to three, and a longer probe run is walked alone.
+// Without it, the same steps one destination at a time.
 //
 // An empty slot is an all-zero key: the zero /122 (::/122) is never taken
 // into the front (set refuses it, Tables leaves it to the trie), so an empty
@@ -34,9 +35,6 @@
 //
 // Measured in perf/lookup_bench against the trie on the same routes.
 #pragma once
-
-#include <rte_branch_prediction.h>
-#include <rte_prefetch.h>
 
 #include <cstdint>
 #include <cstring>
@@ -124,7 +122,7 @@ class Front6 {
         }
         return i;
     }
-    uint32_t lookup_one(const uint8_t *ip, uint64_t m122, uint32_t block_mask) const;
+    uint32_t lookup_one(const uint8_t *ip, uint32_t block_mask) const;
     Slot *slot_for(const uint8_t *ip);  // finds or adds the block's slot; nullptr: no memory
     bool grow_slots();
     uint32_t pod_array();  // a free, zeroed pod array; 0: no memory
@@ -154,7 +152,6 @@ inline uint32_t Front6::find(const uint8_t *ip, uint8_t len) const {
 
 inline void Front6::lookup_bulk(const uint8_t (*ip)[16], uint64_t *hop, uint16_t n,
                                 bool blocks) const {
-    const uint64_t m122 = mask122();
     const uint32_t block_mask = blocks ? UINT32_MAX : 0;
     uint16_t i = 0;
 #ifdef __AVX512F__
@@ -162,7 +159,7 @@ inline void Front6::lookup_bulk(const uint8_t (*ip)[16], uint64_t *hop, uint16_t
     // source operand may be used uninitialized
     constexpr __mmask8 kAll = 0xff;
     const __m512i zero = _mm512_setzero_si512();
-    const __m512i vm122 = _mm512_set1_epi64(static_cast<int64_t>(m122));
+    const __m512i vm122 = _mm512_set1_epi64(static_cast<int64_t>(mask122()));
     const __m512i vmask = _mm512_set1_epi64(mask_);
     const __m512i vmul = _mm512_set1_epi64(static_cast<int64_t>(kMul));
     const __m512i vlow32 = _mm512_set1_epi64(UINT32_MAX);
@@ -217,20 +214,18 @@ inline void Front6::lookup_bulk(const uint8_t (*ip)[16], uint64_t *hop, uint16_t
         // Lanes still walking after kVectorSteps slots (a long probe run): alone.
         for (unsigned rest = walk; rest != 0; rest &= rest - 1) {
             const unsigned k = i + static_cast<unsigned>(__builtin_ctz(rest));
-            hop[k] = lookup_one(ip[k], m122, block_mask);
+            hop[k] = lookup_one(ip[k], block_mask);
         }
     }
 #endif
     for (; i < n; i++) {
-        hop[i] = lookup_one(ip[i], m122, block_mask);
+        hop[i] = lookup_one(ip[i], block_mask);
     }
 }
 
-inline uint32_t Front6::lookup_one(const uint8_t *ip, uint64_t m122, uint32_t block_mask) const {
+inline uint32_t Front6::lookup_one(const uint8_t *ip, uint32_t block_mask) const {
     uint64_t hi, lo;
-    std::memcpy(&hi, ip, 8);
-    std::memcpy(&lo, ip + 8, 8);
-    lo &= m122;
+    key(ip, hi, lo);
     const Slot &s = slots_[probe(slots_, mask_, hi, lo, hash(hi, lo))];
     // An empty slot reads as no block and pod array 0 (all kMiss).
     const uint32_t pod = pods_[s.pods][ip[15] % kPodsPerBlock];

@@ -3,6 +3,10 @@
 #include "fwd/dp/overlay.hpp"
 
 #include <rte_byteorder.h>
+#include <rte_ether.h>
+#include <rte_ip.h>
+#include <rte_udp.h>
+#include <rte_vxlan.h>
 
 #include <algorithm>
 #include <cstring>
@@ -74,6 +78,39 @@ uint32_t vxlan_fixed_sum(const Tunnel &t) {
     const uint16_t type = rte_cpu_to_be_16(t.v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
     put(&type, 2);
     return __rte_raw_cksum_reduce(raw_sum(b, static_cast<uint32_t>(n), 0));
+}
+
+// Tunnel::hdr and ip4_sum (VXLAN).
+void vxlan_template(Tunnel &t) {
+    uint8_t *h = t.hdr.data();
+    size_t ip_len;
+    if (t.v6) {
+        auto *ip = reinterpret_cast<rte_ipv6_hdr *>(h);
+        ip->vtc_flow = rte_cpu_to_be_32(6u << 28);
+        ip->proto = IPPROTO_UDP;
+        ip->hop_limits = kOuterTtl;
+        std::memcpy(ip->src_addr, t.src6.data(), 16);
+        std::memcpy(ip->dst_addr, t.dst6.data(), 16);
+        ip_len = sizeof(rte_ipv6_hdr);
+    } else {
+        auto *ip = reinterpret_cast<rte_ipv4_hdr *>(h);
+        ip->version_ihl = RTE_IPV4_VHL_DEF;
+        ip->time_to_live = kOuterTtl;
+        ip->next_proto_id = IPPROTO_UDP;
+        ip->src_addr = t.src4;
+        ip->dst_addr = t.dst4;
+        ip_len = sizeof(rte_ipv4_hdr);
+        t.ip4_sum = __rte_raw_cksum_reduce(raw_sum(h, sizeof(rte_ipv4_hdr), 0));
+    }
+    auto *udp = reinterpret_cast<rte_udp_hdr *>(h + ip_len);
+    udp->dst_port = rte_cpu_to_be_16(t.dst_port);
+    auto *vx = reinterpret_cast<rte_vxlan_hdr *>(udp + 1);
+    vx->vx_flags = rte_cpu_to_be_32(kVxlanFlagI);
+    vx->vx_vni = rte_cpu_to_be_32(t.vni << 8);
+    auto *eth = reinterpret_cast<rte_ether_hdr *>(vx + 1);
+    std::memcpy(eth->dst_addr.addr_bytes, t.inner_dst_mac.data(), 6);
+    std::memcpy(eth->src_addr.addr_bytes, t.inner_src_mac.data(), 6);
+    eth->ether_type = rte_cpu_to_be_16(t.v6 ? RTE_ETHER_TYPE_IPV6 : RTE_ETHER_TYPE_IPV4);
 }
 
 }  // namespace
@@ -192,7 +229,14 @@ uint32_t OverlayTables::tunnel_alloc(const Tunnel &t) {
     const uint32_t i = free_.back();
     free_.pop_back();
     tunnels_[i] = t;
-    tunnels_[i].udp_sum = t.type == TunnelType::kVxlan ? vxlan_fixed_sum(t) : 0;
+    Tunnel &n = tunnels_[i];
+    n.udp_sum = 0;
+    n.hdr = {};
+    n.ip4_sum = 0;
+    if (t.type == TunnelType::kVxlan) {
+        n.udp_sum = vxlan_fixed_sum(t);
+        vxlan_template(n);
+    }
     used_[i] = true;
     // The next hop naming this entry is published after this store.
     std::atomic_thread_fence(std::memory_order_release);

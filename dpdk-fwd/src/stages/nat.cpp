@@ -736,18 +736,20 @@ void note_flow(rte_mbuf *m, const ct::Hit &hit) {
 
 // What nat4 / nat6 do with a packet, decided in the burst's first phase.
 enum class Way : uint8_t {
-    kDone,  // nothing more: why says (kPass for route-only traffic)
+    kPass,  // not NAT's (route-only traffic): its Pending is not even begun
+    kDone,  // nothing more: why says
     kSlow,  // a fragment or an ICMP error: input_slow
     kFlow,  // parsed, its key prepared: flow_step
 };
 
-// A packet between the phases of a burst. Its flow part (p, l, rl) begins
-// its life in start_flow(), for the packets that are parsed: the others,
-// route-only traffic and most of every burst on a node with natOutgoing
-// pools, do not pay for its default initialisation (about 25 instructions
-// a packet under callgrind).
+// A packet between the phases of a burst. Nothing of it is initialised
+// until the packet turns out to be NAT's: begin() sets the decision's part,
+// start_flow() the flow part (p, l, rl) for the packets that are parsed.
+// Route-only traffic, most of every burst on a node with natOutgoing pools,
+// pays for neither (the flow part's default initialisation alone was about
+// 25 instructions a packet under callgrind).
 struct Pending {
-    Pending() {}  // NOLINT: the flow part stays uninitialised on purpose
+    Pending() {}  // NOLINT: uninitialised on purpose, see begin()
     union {
         ct::Packet p;
     };
@@ -762,12 +764,18 @@ struct Pending {
         new (&l) ct::Lookup();
         new (&rl) ct::Lookup();
     }
-    uint32_t fe = svc::kNoFrontend;
-    bool snat = false;
-    bool inbound = false;  // input_classify's
-    bool has_rl = false;
-    Way way = Way::kDone;
-    DropReason why = kPass;
+    void begin() {
+        fe = svc::kNoFrontend;
+        snat = inbound = has_rl = false;
+        way = Way::kDone;
+        why = kPass;
+    }
+    uint32_t fe;
+    bool snat;
+    bool inbound;  // input_classify's
+    bool has_rl;
+    Way way;  // nat_local's (nat_input keeps its own array)
+    DropReason why;
 };
 
 // The packet q.p of m after parse(), its key probe()'d: a known flow's packet
@@ -847,42 +855,47 @@ bool fragment_of_flow(const Ctx &c, rte_mbuf *m) {
            c.ct.lookup(p.key, c.now, hit);
 }
 
-// nat4 / nat6, first phase: the NAT decision (cheap checks), then for a
-// packet to look up, parse() and prepare() (its buckets start loading).
+// nat4 / nat6, first phase: the NAT decision (cheap checks; kPass, q left
+// as it was, for a packet that is not NAT's), then for a packet to look up,
+// parse() and prepare() (its buckets start loading).
 template <bool kV6>
 Way input_classify(const Ctx &c, rte_mbuf *m, Pending &q) {
     const PktMeta &md = meta(m);
     const uint32_t l3 = md.l3_off;
-    bool back = false, icmp_err = false;
     // inbound: the reverse of natOutgoing's rule (from outside every pool to
     // a natOutgoing pool): a connection opened from outside, such as a
     // NodePort another node forwards with its own address as the source, or
     // a client on a network that routes the pools. Tracked, so its replies
     // leave untranslated, as Linux's masquerade (which NATs new connections
     // only) leaves them.
+    nat::PoolTable::Ways ways;
+    bool back = false, icmp_err = false;
     if constexpr (kV6) {
         const auto *ip = at<rte_ipv6_hdr>(m, l3);
-        const auto ways =
-            c.snat_on ? c.cfg->pools.ways6(ip->src_addr, ip->dst_addr) : nat::PoolTable::Ways{};
-        q.snat = ways.snat;
-        q.inbound = ways.inbound;
+        if (c.snat_on) {
+            ways = c.cfg->pools.ways6(ip->src_addr, ip->dst_addr);
+        }
         back = c.svc != nullptr && c.svc->is_backend6(ip->src_addr);
     } else {
         const auto *ip = at<rte_ipv4_hdr>(m, l3);
-        const auto ways =
-            c.snat_on ? c.cfg->pools.ways4(ip->src_addr, ip->dst_addr) : nat::PoolTable::Ways{};
-        q.snat = ways.snat;
-        q.inbound = ways.inbound;
+        if (c.snat_on) {
+            ways = c.cfg->pools.ways4(ip->src_addr, ip->dst_addr);
+        }
         back = c.svc != nullptr && c.svc->is_backend4(ip->src_addr);
     }
+    uint32_t fe = svc::kNoFrontend;
     if (c.svc != nullptr) {
-        q.fe = frontend_of<kV6>(*c.svc, m);
+        fe = frontend_of<kV6>(*c.svc, m);
         icmp_err = is_icmp_error<kV6>(m);
     }
-    const bool creates = q.snat || q.inbound || q.fe != svc::kNoFrontend;
+    const bool creates = ways.snat || ways.inbound || fe != svc::kNoFrontend;
     if (!creates && !back && !icmp_err) {
-        return Way::kDone;  // route-only traffic: not looked up
+        return Way::kPass;  // route-only traffic: not looked up
     }
+    q.begin();
+    q.snat = ways.snat;
+    q.inbound = ways.inbound;
+    q.fe = fe;
     if (md.flags & kMetaFragment) {
         return Way::kSlow;
     }
@@ -950,12 +963,18 @@ void nat_input(Worker &w, Burst &b) {
     Made made;
     const Ctx c{w, *nw, *nw->tables->ct, cfg, snat_on, st, w.tables().node(), rte_rdtsc(), made};
     Pending q[kBurst];
+    Way way[kBurst];
+    uint32_t ours = 0;  // packets that are NAT's
     for (uint16_t i = 0; i < b.n; i++) {
-        q[i].way = input_classify<kV6>(c, b.pkts[i], q[i]);
+        way[i] = input_classify<kV6>(c, b.pkts[i], q[i]);
+        ours += way[i] != Way::kPass;
+    }
+    if (ours == 0) {
+        return;  // a burst of route-only traffic: nothing more to do
     }
     uint32_t news = 0;  // packets that will likely create a flow
     for (uint16_t i = 0; i < b.n; i++) {
-        if (q[i].way == Way::kFlow) {
+        if (way[i] == Way::kFlow) {
             c.ct.probe(q[i].l);
             if (q[i].l.slot == 0 && (q[i].snat || q[i].fe != svc::kNoFrontend)) {
                 snat_reply<kV6>(c, q[i]);
@@ -966,10 +985,12 @@ void nat_input(Worker &w, Burst &b) {
     uint16_t k = 0;
     for (uint16_t i = 0; i < b.n; i++) {
         rte_mbuf *m = b.pkts[i];
-        DropReason d = q[i].why;
-        if (q[i].way == Way::kSlow) {
+        DropReason d = kPass;
+        if (way[i] == Way::kDone) {
+            d = q[i].why;
+        } else if (way[i] == Way::kSlow) {
             d = input_slow<kV6>(c, m, q[i]);
-        } else if (q[i].way == Way::kFlow) {
+        } else if (way[i] == Way::kFlow) {
             flow_step<kV6>(c, m, q[i], q[i].fe, q[i].snat, false, d);
         }
         if (d == kPass) {
@@ -989,6 +1010,7 @@ enum class Local : uint8_t { kKeep, kReroute, kDrop };
 // (kDone with kPass), but a fragment to a NodePort (kDone, nat_fragment).
 template <bool kV6>
 Way local_classify(const Ctx &c, rte_mbuf *m, Pending &q) {
+    q.begin();
     const PktMeta &md = meta(m);
     const uint32_t l3 = md.l3_off;
     if constexpr (kV6) {

@@ -65,7 +65,6 @@ namespace fwd::dp::overlay {
 namespace {
 
 constexpr uint16_t kEthLen = RTE_ETHER_HDR_LEN;
-constexpr uint8_t kOuterTtl = 64;           // Linux: the route's hop limit, ip_default_ttl
 constexpr uint32_t kPortSeed = 0x0ddba115;  // not ECMP's: the two choices stay apart
 constexpr uint16_t kSrcPortMin = 49152;     // RFC 7348 section 5: 49152-65535
 
@@ -171,19 +170,17 @@ bool vxlan_one(Worker &w, rte_mbuf *m, const Tunnel &tn) {
         w.drop(m, DropReason::kEncapNoHeadroom);
         return false;
     }
-    write_eth(at<rte_ether_hdr>(m, kAdd), tn.inner_dst_mac.data(), tn.inner_src_mac.data(),
-              kV6 ? RTE_BE16(RTE_ETHER_TYPE_IPV6) : RTE_BE16(RTE_ETHER_TYPE_IPV4));
-    auto *vx = at<rte_vxlan_hdr>(m, kL4 + sizeof(rte_udp_hdr));
-    vx->vx_flags = RTE_BE32(kVxlanFlagI);
-    vx->vx_vni = rte_cpu_to_be_32(tn.vni << 8);
+    // The tunnel's template (Tunnel::hdr: outer IP, UDP, VXLAN, the frame's
+    // own Ethernet header becoming the inner one), then this packet's fields.
+    uint8_t *outer = at<uint8_t>(m, kEthLen);
+    static_assert(kAdd <= sizeof(Tunnel::hdr));
+    std::memcpy(outer, tn.hdr.data(), kAdd);
     const auto udp_len = static_cast<uint16_t>(m->pkt_len - kL4);
-    auto *udp = at<rte_udp_hdr>(m, kL4);
+    auto *udp = reinterpret_cast<rte_udp_hdr *>(outer + kIpLen);
     const rte_be16_t sport = rte_cpu_to_be_16(static_cast<uint16_t>(kSrcPortMin | (hash >> 18)));
     const rte_be16_t len_be = rte_cpu_to_be_16(udp_len);
     udp->src_port = sport;
-    udp->dst_port = rte_cpu_to_be_16(tn.dst_port);
     udp->dgram_len = len_be;
-    udp->dgram_cksum = 0;
     // the tunnel's fixed part, the source port, the length twice (pseudo-
     // header and UDP header), the inner packet
     uint32_t udp_sum = 0;
@@ -193,19 +190,23 @@ bool vxlan_one(Worker &w, rte_mbuf *m, const Tunnel &tn) {
         udp_sum = ck == 0 ? 0xffff : ck;
     }
     if constexpr (kV6) {
-        auto *o = at<rte_ipv6_hdr>(m, kEthLen);
+        auto *o = reinterpret_cast<rte_ipv6_hdr *>(outer);
         o->vtc_flow = rte_cpu_to_be_32((6u << 28) | (uint32_t{outer_tos(tos)} << 20));
-        o->payload_len = rte_cpu_to_be_16(udp_len);
-        o->proto = IPPROTO_UDP;
-        o->hop_limits = kOuterTtl;
-        std::memcpy(o->src_addr, tn.src6.data(), 16);
-        std::memcpy(o->dst_addr, tn.dst6.data(), 16);
+        o->payload_len = len_be;
         udp->dgram_cksum =
             flat ? static_cast<uint16_t>(udp_sum) : rte_ipv6_udptcp_cksum_mbuf(m, o, kL4);
     } else {
-        auto *o = at<rte_ipv4_hdr>(m, kEthLen);
-        write_outer4(o, outer_tos(tos), static_cast<uint16_t>(m->pkt_len - kEthLen), next_ip_id(w),
-                     0, kOuterTtl, IPPROTO_UDP, tn);
+        auto *o = reinterpret_cast<rte_ipv4_hdr *>(outer);
+        const uint8_t otos = outer_tos(tos);
+        const rte_be16_t tlen = rte_cpu_to_be_16(static_cast<uint16_t>(m->pkt_len - kEthLen));
+        const rte_be16_t id = rte_cpu_to_be_16(next_ip_id(w));
+        o->type_of_service = otos;
+        o->total_length = tlen;
+        o->packet_id = id;
+        // the template's sum, and the TOS (the second byte of the first
+        // word), length and ID as the header holds them
+        o->hdr_checksum = static_cast<uint16_t>(
+            ~__rte_raw_cksum_reduce(tn.ip4_sum + (uint32_t{otos} << 8) + tlen + id));
         udp->dgram_cksum =
             flat ? static_cast<uint16_t>(udp_sum) : rte_ipv4_udptcp_cksum_mbuf(m, o, kL4);
     }

@@ -451,6 +451,45 @@ TEST_P(Conntrack, FullTableRefusesNewFlowsKeepsEstablished) {
     EXPECT_EQ(track(tcp(false, kAck, 1101, 5001), 100), Result::kOk);
 }
 
+TEST_P(Conntrack, EveryFlowIsFoundBothWaysInAFullTable) {
+    // 4096 flows at the index's design load: keys sit in every slot of both
+    // their buckets, so probe() picks a slot at every position. Each key is
+    // looked up through the burst phases (prepare, probe, track) and alone.
+    ct::Config cfg;
+    cfg.capacity = 4096;
+    make(cfg);
+    std::vector<uint32_t> flows;
+    for (uint32_t i = 0; i < cfg.capacity; i++) {
+        Hit h;
+        const auto aport = static_cast<uint16_t>(1024 + i % 60000);
+        const auto bport = static_cast<uint16_t>(1 + i / 60000);
+        ASSERT_EQ(create(udp(false, aport, bport), 0, &h), Result::kCreated) << i;
+        flows.push_back(h.flow);
+    }
+    for (uint32_t i = 0; i < cfg.capacity; i++) {
+        const auto aport = static_cast<uint16_t>(1024 + i % 60000);
+        const auto bport = static_cast<uint16_t>(1 + i / 60000);
+        for (const bool from_b : {false, true}) {
+            const Packet p = udp(from_b, aport, bport);
+            ct::Lookup l;
+            t_->prepare(p.key, l);
+            t_->probe(l);
+            ASSERT_NE(l.slot, 0u) << i;
+            Hit h;
+            ASSERT_EQ(t_->track(p, l, at(1), h, c_), Result::kOk) << i;
+            EXPECT_EQ(h.flow, flows[i]) << i;
+            EXPECT_EQ(h.dir, from_b ? Dir::kReply : Dir::kOrig) << i;
+            EXPECT_TRUE(alive(p.key, 1)) << i;
+        }
+    }
+    // A key of no flow probes to nothing.
+    ct::Lookup l;
+    t_->prepare(udp(false, 9, 9).key, l);
+    t_->probe(l);
+    Hit h;
+    EXPECT_EQ(t_->track(udp(false, 9, 9), l, at(1), h, c_), Result::kNew);
+}
+
 TEST_P(Conntrack, ReplyTupleCollisionIsRefused) {
     // SNAT: a:1234 -> b:80 leaves as nat:40000 -> b:80, its reply comes back
     // to nat:40000.

@@ -64,6 +64,7 @@ inline constexpr uint32_t kMaxTunnels = 4096;
 // IP-in-IP adds a 20-byte IPv4 header.
 inline constexpr uint16_t kVxlanOverhead4 = 50, kVxlanOverhead6 = 70, kIpipOverhead = 20;
 inline constexpr uint32_t kMaxVni = (1u << 24) - 1;
+inline constexpr uint8_t kOuterTtl = 64;  // Linux: the route's hop limit, ip_default_ttl
 
 enum class TunnelType : uint8_t { kVxlan, kIpip };
 
@@ -88,6 +89,15 @@ struct Tunnel {  // one remote node's tunnel end for one outer family
     // stage adds the rest instead of reading back headers it just wrote
     // (loads over fresh narrower stores stall store forwarding).
     uint32_t udp_sum = 0;
+    // Set by tunnel_alloc too (VXLAN): the outer headers after the outer
+    // Ethernet one as the tunnel fixes them (IPv4 / IPv6, UDP, VXLAN, the
+    // inner Ethernet header; 50 / 70 bytes), the fields each packet sets
+    // (IPv4 TOS, total length, ID and checksum; IPv6 traffic class and
+    // payload length; UDP source port, length and checksum) zero. The stage
+    // copies it whole and fills those in. ip4_sum: the raw sum of the IPv4
+    // template (its checksum is that plus the packet's fields).
+    std::array<uint8_t, 72> hdr{};
+    uint32_t ip4_sum = 0;
 };
 
 // Node addresses the workers look up once per tunnel packet: open

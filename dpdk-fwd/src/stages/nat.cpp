@@ -972,14 +972,22 @@ void nat_input(Worker &w, Burst &b) {
     if (ours == 0) {
         return;  // a burst of route-only traffic: nothing more to do
     }
-    uint32_t news = 0;  // packets that will likely create a flow
+    // The index: each key's first bucket, then the second of those not
+    // found there (ConnTable::probe_first), so both rounds of loads overlap.
+    uint8_t second[kBurst];
+    uint32_t n2 = 0;
     for (uint16_t i = 0; i < b.n; i++) {
-        if (way[i] == Way::kFlow) {
-            c.ct.probe(q[i].l);
-            if (q[i].l.slot == 0 && (q[i].snat || q[i].fe != svc::kNoFrontend)) {
-                snat_reply<kV6>(c, q[i]);
-                c.ct.prefetch_new(news++);
-            }
+        if (way[i] == Way::kFlow && !c.ct.probe_first(q[i].l)) {
+            second[n2++] = static_cast<uint8_t>(i);
+        }
+    }
+    uint32_t news = 0;  // packets that will likely create a flow
+    for (uint32_t j = 0; j < n2; j++) {
+        Pending &p = q[second[j]];
+        c.ct.probe_second(p.l);
+        if (p.l.slot == 0 && (p.snat || p.fe != svc::kNoFrontend)) {
+            snat_reply<kV6>(c, p);
+            c.ct.prefetch_new(news++);
         }
     }
     uint16_t k = 0;

@@ -613,10 +613,16 @@ void policy_output(Worker &w, Burst &b) {
         nh_cls[i] = nh_class_of<kV6>(*st, md.nh);
         classify_first<kV6>(c, b.pkts[i], q[i], in_cls[i], nh_cls[i]);
     }
+    // First buckets, then the second ones where needed (ConnTable::probe_first).
+    uint8_t second[kBurst];
+    uint32_t n2 = 0;
     for (uint16_t i = 0; i < b.n; i++) {
-        if (q[i].way == Way::kTrack) {
-            c.ct->probe(q[i].h.l);
+        if (q[i].way == Way::kTrack && !c.ct->probe_first(q[i].h.l)) {
+            second[n2++] = static_cast<uint8_t>(i);
         }
+    }
+    for (uint32_t j = 0; j < n2; j++) {
+        c.ct->probe_second(q[second[j]].h.l);
     }
     Made made;  // no create yet: track() rechecks nothing in this pass
     bool any = false;

@@ -105,13 +105,20 @@
 // IPv4, 5 for IPv6), one 64-bit product giving the signature and the second
 // bucket.
 //
-// Lookups in phases (Lookup): prepare() hashes a key and prefetches its two
-// buckets, probe() scans them for its signature and prefetches the entry,
-// track() / lookup() compare the key and go on. A stage does each phase for
-// its whole burst before the next, so that the loads of all its keys are in
-// flight at once (bursts in the table above). create() takes the prepared
-// lookups of both tuples and looks at each key's buckets once, under the
-// writer lock: whether the key exists and where it goes.
+// Lookups in phases (Lookup): prepare() hashes a key and prefetches its
+// first bucket, probe_first() scans it for its signature and prefetches the
+// entry, or, when the signature is not there, the second bucket, which
+// probe_second() then scans; track() / lookup() compare the key and go on.
+// A stage does each phase for its whole burst before the next, so that the
+// loads of all its keys are in flight at once (bursts in the table above);
+// probe() does both scans for one key. The second bucket is asked for only
+// when the first lacks the key: an insert takes the first on a tie, so in a
+// table below its design load nearly every key is there, and prefetching
+// both buckets of 32 keys filled the core's miss buffers (the prefetches
+// themselves stalled: nat4-established's NAT stage went from 101-121 to 92
+// cycles a packet without them, 2026-12-08, AMD EPYC). create() takes the
+// prepared lookups of both tuples and looks at each key's buckets once,
+// under the writer lock: whether the key exists and where it goes.
 //
 // Time. Every call takes `now` as a TSC value from the caller (tests inject
 // it); the table keeps it in ticks of 2^shift TSC cycles (about a
@@ -565,6 +572,8 @@ class ConnTable {
     // track(p, ...).
     void prepare(const FlowKey &k, Lookup &l) const noexcept;
     void probe(Lookup &l) const noexcept;
+    bool probe_first(Lookup &l) const noexcept;  // false: call probe_second
+    void probe_second(Lookup &l) const noexcept;
     Result track(const Packet &p, const Lookup &l, uint64_t now, Hit &hit, Counters &c,
                  bool recheck = false) noexcept;
     // A new flow from its first packet p (the original direction) with the
@@ -648,6 +657,7 @@ class ConnTable {
     static constexpr uint32_t kGroupBuckets = 64;
     // The slot value of key k (hashed in l), or 0.
     uint32_t find(const FlowKey &k, const Lookup &l) const noexcept;
+    bool scan_bucket(uint32_t b, Lookup &l) const noexcept;
     // Under the writer lock, one pass over k's buckets: the slot value of k
     // (0: none) and the free slot an insert takes (the less loaded bucket's
     // first; nullptr: both full), never `taken`.
@@ -756,26 +766,46 @@ inline void ConnTable::prepare(const FlowKey &k, Lookup &l) const noexcept {
     l.sig = sig;
     l.slot = 0;
     rte_prefetch0(slots_ + size_t{b1} * kSlotsPerBucket);
-    rte_prefetch0(slots_ + size_t{b2} * kSlotsPerBucket);
+}
+
+// The first slot of the key's signature in bucket b: l.slot and the entry
+// prefetched, true; none: false.
+inline bool ConnTable::scan_bucket(uint32_t b, Lookup &l) const noexcept {
+    const std::atomic<uint64_t> *s = slots_ + size_t{b} * kSlotsPerBucket;
+    for (uint32_t i = 0; i < kSlotsPerBucket; i++) {
+        // Acquire: the entry was written before its slot (release).
+        const uint64_t v = s[i].load(std::memory_order_acquire);
+        if (static_cast<uint32_t>(v >> 32) == l.sig) {
+            l.slot = static_cast<uint32_t>(v);
+            // Both lines: the key (the reply's spans them), then the expiry
+            // and state track() reads and writes.
+            const auto *f = reinterpret_cast<const char *>(&flows_[(l.slot - 1) >> 1]);
+            rte_prefetch0(f);
+            rte_prefetch0(f + RTE_CACHE_LINE_SIZE);
+            return true;
+        }
+    }
+    return false;
+}
+
+// The first bucket; when the signature is not there, the second one asked
+// for (probe_second() scans it).
+inline bool ConnTable::probe_first(Lookup &l) const noexcept {
+    l.slot = 0;
+    if (scan_bucket(l.b1, l)) {
+        return true;
+    }
+    rte_prefetch0(slots_ + size_t{l.b2} * kSlotsPerBucket);
+    return false;
+}
+
+inline void ConnTable::probe_second(Lookup &l) const noexcept {
+    scan_bucket(l.b2, l);
 }
 
 inline void ConnTable::probe(Lookup &l) const noexcept {
-    l.slot = 0;
-    for (const uint32_t b : {l.b1, l.b2}) {
-        const std::atomic<uint64_t> *s = slots_ + size_t{b} * kSlotsPerBucket;
-        for (uint32_t i = 0; i < kSlotsPerBucket; i++) {
-            // Acquire: the entry was written before its slot (release).
-            const uint64_t v = s[i].load(std::memory_order_acquire);
-            if (static_cast<uint32_t>(v >> 32) == l.sig) {
-                l.slot = static_cast<uint32_t>(v);
-                // Both lines: the key (the reply's spans them), then the
-                // expiry and state track() reads and writes.
-                const auto *f = reinterpret_cast<const char *>(&flows_[(l.slot - 1) >> 1]);
-                rte_prefetch0(f);
-                rte_prefetch0(f + RTE_CACHE_LINE_SIZE);
-                return;
-            }
-        }
+    if (!probe_first(l)) {
+        probe_second(l);
     }
 }
 
